@@ -1,0 +1,38 @@
+# Top-level entry points. Each installs the Debian packages it needs first.
+#   make          build the library and the CLI (build/baichuan)
+#   make test     build release and sanitizer (ASan+UBSan) trees, run every test in both
+#   make asan     only the sanitizer build
+#   make clean
+
+JOBS ?= $(shell nproc 2>/dev/null || echo 2)
+CMAKE_FLAGS ?=
+
+.PHONY: all build asan test test-release test-asan deps-build deps-test clean
+
+all: build
+
+deps-build:
+	@scripts/deps.sh build
+
+deps-test:
+	@scripts/deps.sh test
+
+build: deps-build
+	@cmake -S . -B build -DCMAKE_BUILD_TYPE=Release -DBC_WERROR=ON $(CMAKE_FLAGS) >/dev/null
+	@cmake --build build -j $(JOBS)
+
+asan: deps-build
+	@cmake -S . -B build-asan -DCMAKE_BUILD_TYPE=RelWithDebInfo -DBC_WERROR=ON -DBC_SANITIZE=ON $(CMAKE_FLAGS) >/dev/null
+	@cmake --build build-asan -j $(JOBS)
+
+test-release: deps-test build
+	cd build && ctest --output-on-failure -j $(JOBS)
+
+test-asan: deps-test asan
+	cd build-asan && ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1 \
+		ctest --output-on-failure -j $(JOBS)
+
+test: test-release test-asan
+
+clean:
+	rm -rf build build-asan

@@ -1,0 +1,213 @@
+/*
+ * baichuan.h - the one public header of the baichuan.c engine.
+ *
+ * The engine loads Baichuan checkpoints (official Hugging Face directories:
+ * config.json plus safetensors or PyTorch .bin weights, sharded or not) and
+ * computes the logits the model defines, for a batch of tokens drawn from
+ * several sequences at once.
+ *
+ *   bc_model    weights and hyper-parameters; immutable once loaded, may be
+ *               shared by any number of threads and contexts.
+ *   bc_context  KV cache and scratch memory for up to n_seq sequences; used
+ *               by one thread at a time; allocates everything at init.
+ *
+ * Errors: every fallible call returns a bc_status. Loaders write a message
+ * into a caller-supplied buffer; a context keeps its last message, readable
+ * with bc_context_error() until the next call on that context. The library
+ * never prints and never exits.
+ *
+ * Dimension legend used in comments: n_embd (hidden size), n_head, n_layer,
+ * n_ff (MLP inner size), n_vocab, n_ctx (positions per sequence), n_tokens
+ * (entries in one batch).
+ */
+#ifndef BAICHUAN_H
+#define BAICHUAN_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* ------------------------------------------------------------------------ */
+/* Status codes                                                             */
+/* ------------------------------------------------------------------------ */
+
+typedef enum bc_status {
+    BC_STATUS_OK = 0,
+    BC_STATUS_ERROR_IO = 1,       /* a file could not be opened, read or mapped */
+    BC_STATUS_ERROR_FORMAT = 2,   /* a file's bytes are not what its format says */
+    BC_STATUS_ERROR_MODEL = 3,    /* well-formed files that do not make a Baichuan model */
+    BC_STATUS_ERROR_MEMORY = 4,   /* an allocation failed */
+    BC_STATUS_ERROR_ARGUMENT = 5, /* the caller passed something invalid */
+    BC_STATUS_ERROR_CONTEXT_FULL = 6, /* a sequence would grow past n_ctx */
+} bc_status;
+
+/* A static English name for a status ("ok", "i/o error", ...). */
+const char *bc_status_name(bc_status status);
+
+/* ------------------------------------------------------------------------ */
+/* Model                                                                    */
+/* ------------------------------------------------------------------------ */
+
+typedef struct bc_model bc_model;
+
+/* Element types of weight tensors. */
+typedef enum bc_dtype {
+    BC_DTYPE_F32 = 0,
+    BC_DTYPE_F16 = 1,
+    BC_DTYPE_BF16 = 2,
+    BC_DTYPE_COUNT
+} bc_dtype;
+
+/* "f32", "f16", "bf16". */
+const char *bc_dtype_name(bc_dtype dtype);
+
+/* How positions enter attention. */
+typedef enum bc_pos_encoding {
+    BC_POS_ENCODING_AUTO = 0, /* from the checkpoint (only valid in params) */
+    BC_POS_ENCODING_ROPE = 1, /* rotary, rotate-half layout (the 7B models) */
+    BC_POS_ENCODING_ALIBI = 2 /* linear biases (the 13B models) */
+} bc_pos_encoding;
+
+/* "auto", "rope", "alibi". */
+const char *bc_pos_encoding_name(bc_pos_encoding pos_encoding);
+
+/* A three-way switch for settings that are detected unless forced. */
+typedef enum bc_switch {
+    BC_SWITCH_AUTO = -1,
+    BC_SWITCH_OFF = 0,
+    BC_SWITCH_ON = 1
+} bc_switch;
+
+/* Checkpoint container formats. */
+typedef enum bc_file_format {
+    BC_FILE_FORMAT_SAFETENSORS = 0, /* model.safetensors or its shards */
+    BC_FILE_FORMAT_TORCH = 1,       /* pytorch_model.bin (zip + pickle) or its shards */
+} bc_file_format;
+
+/* "safetensors", "pytorch". */
+const char *bc_file_format_name(bc_file_format format);
+
+typedef struct bc_model_params {
+    /* Position encoding; AUTO (default) detects it from config.json, where an
+     * explicit "position_encoding" key wins over the architecture rules. */
+    bc_pos_encoding pos_encoding;
+    /* NormHead (lm_head rows divided by their L2 norm); AUTO (default) detects
+     * it from config.json ("norm_head" key, else vocab_size == 125696). */
+    bc_switch norm_head;
+} bc_model_params;
+
+bc_model_params bc_model_default_params(void);
+
+/* Loads the model in the Hugging Face directory at `path`.
+ * Weights stay in their file's dtype, mapped read-only from the files.
+ * On success *out owns the model; free it with bc_model_free().
+ * On failure *out is NULL and err (err_size bytes, may be 0) holds a message
+ * naming the file, tensor or field at fault. */
+bc_status bc_model_load(const char *path, bc_model_params params, bc_model **out,
+                        char *err, size_t err_size);
+
+void bc_model_free(bc_model *model);
+
+/* What a model is; filled by bc_model_get_info(). Strings are valid while the
+ * model lives. */
+typedef struct bc_model_info {
+    const char *path;          /* as given to bc_model_load */
+    const char *architecture;  /* config.json architectures[0] */
+    const char *variant;       /* "Baichuan-7B", "Baichuan2-13B", ... (a guess from
+                                * the shape, for display only) */
+    bc_pos_encoding pos_encoding;
+    bool pos_encoding_explicit; /* set by a config key or a param, not detected */
+    bool norm_head;
+    bool norm_head_explicit;
+    bc_file_format file_format;
+    int n_files;               /* weight files (shards) */
+    int n_vocab;
+    int n_embd;
+    int n_ff;
+    int n_layer;
+    int n_head;
+    int head_dim;
+    int n_ctx_train;           /* model_max_length, else max_position_embeddings */
+    float norm_eps;
+    float rope_theta;
+    int bos_token_id, eos_token_id, pad_token_id;
+    int64_t n_params;          /* elements in the weights the model uses */
+    uint64_t weight_bytes;     /* bytes of those weights as stored */
+    int dtype_counts[BC_DTYPE_COUNT]; /* used tensors per dtype */
+    int n_ignored_tensors;     /* tensors in the files the model does not use */
+} bc_model_info;
+
+void bc_model_get_info(const bc_model *model, bc_model_info *info);
+
+/* Bytes a context with these sizes allocates (KV cache and scratch). */
+uint64_t bc_model_context_bytes(const bc_model *model, int n_ctx, int n_seq, int n_batch);
+
+/* ------------------------------------------------------------------------ */
+/* Context and the forward pass                                             */
+/* ------------------------------------------------------------------------ */
+
+typedef struct bc_context bc_context;
+
+typedef struct bc_context_params {
+    int n_ctx;     /* positions per sequence; 0 (default) = the model's training context */
+    int n_seq;     /* sequences with their own KV cache; default 1 */
+    int n_batch;   /* most entries in one bc_context_decode call; default 512 */
+    int n_threads; /* worker threads; 0 (default) = number of online CPUs */
+} bc_context_params;
+
+bc_context_params bc_context_default_params(void);
+
+/* Creates a context for `model`, which must outlive it. On failure *out is
+ * NULL and err holds the reason. */
+bc_status bc_context_init(const bc_model *model, bc_context_params params, bc_context **out,
+                          char *err, size_t err_size);
+
+void bc_context_free(bc_context *ctx);
+
+/* The message of the last failed call on ctx ("" if none). Valid until the
+ * next call on ctx. */
+const char *bc_context_error(const bc_context *ctx);
+
+/* One token to feed: it belongs to sequence `seq` (0 <= seq < n_seq) and sits
+ * at position `pos` in it. Within a sequence, positions must continue the
+ * cache: the first entry of sequence s has pos == bc_context_seq_len(ctx, s),
+ * and each later entry of s in the same batch the next position. Entries of
+ * different sequences may be interleaved in any order. */
+typedef struct bc_batch_entry {
+    int32_t seq;
+    int32_t pos;
+    int32_t token;
+    bool logits; /* compute logits for this entry */
+} bc_batch_entry;
+
+/* Runs the model over n entries (1 <= n <= n_batch), appending their keys and
+ * values to the sequences' caches. On success the logits of every entry with
+ * `logits` set are readable with bc_context_logits() until the next decode.
+ * On failure (bad token, position, sequence; BC_STATUS_ERROR_CONTEXT_FULL
+ * when a sequence would pass n_ctx) no cache is changed. */
+bc_status bc_context_decode(bc_context *ctx, const bc_batch_entry *entries, int n);
+
+/* The n_vocab logits of entry i of the last decode, or NULL if that entry
+ * did not ask for logits. */
+const float *bc_context_logits(const bc_context *ctx, int i);
+
+/* Number of positions cached for sequence seq. */
+int bc_context_seq_len(const bc_context *ctx, int seq);
+
+/* Drops the cached positions [pos, end) of sequence seq (pos 0: all). */
+bc_status bc_context_seq_truncate(bc_context *ctx, int seq, int pos);
+
+int bc_context_n_ctx(const bc_context *ctx);
+int bc_context_n_seq(const bc_context *ctx);
+int bc_context_n_batch(const bc_context *ctx);
+int bc_context_n_threads(const bc_context *ctx);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* BAICHUAN_H */

@@ -1,0 +1,34 @@
+#!/bin/sh
+# Installs the Debian packages a make target needs, if any are missing.
+#   scripts/deps.sh build   compiler, cmake, libraries
+#   scripts/deps.sh test    the above plus what the tests use (python3-torch, sentencepiece, cmocka)
+set -eu
+
+build_pkgs="gcc make cmake pkg-config libjansson-dev"
+test_pkgs="$build_pkgs libcmocka-dev python3 python3-numpy python3-torch python3-sentencepiece sentencepiece"
+
+case "${1:-build}" in
+build) pkgs=$build_pkgs ;;
+test) pkgs=$test_pkgs ;;
+*) echo "usage: $0 build|test" >&2; exit 2 ;;
+esac
+
+missing=""
+for p in $pkgs; do
+    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing="$missing $p"
+done
+[ -z "$missing" ] && exit 0
+
+echo "installing missing Debian packages:$missing" >&2
+if [ "$(id -u)" -eq 0 ]; then
+    sudo=""
+elif command -v sudo >/dev/null 2>&1; then
+    sudo="sudo"
+else
+    echo "error: need root (or sudo) to install:$missing" >&2
+    exit 1
+fi
+export DEBIAN_FRONTEND=noninteractive
+$sudo apt-get update -qq
+# shellcheck disable=SC2086
+$sudo apt-get install -y -qq --no-install-recommends $missing
