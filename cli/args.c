@@ -1,0 +1,101 @@
+/*
+ * args.c - option parsing helpers and model loading for the commands.
+ */
+#include "cli.h"
+
+#include <errno.h>
+#include <stdarg.h>
+#include <stdlib.h>
+#include <string.h>
+
+int cli_error(const char *fmt, ...) {
+    va_list ap;
+    va_start(ap, fmt);
+    fputs("baichuan: error: ", stderr);
+    vfprintf(stderr, fmt, ap);
+    fputc('\n', stderr);
+    va_end(ap);
+    return 1;
+}
+
+const char *const cli_model_opts_help =
+    "  -m, --model DIR          Hugging Face model directory (config.json + weights)\n"
+    "  -t, --threads N          worker threads (default: all cores)\n"
+    "      --pos-encoding P     force the position encoding: rope or alibi (default: from config.json)\n"
+    "      --norm-head on|off   force NormHead on or off (default: from config.json)\n";
+
+void cli_model_opts_init(cli_model_opts *o) {
+    memset(o, 0, sizeof *o);
+    o->params = bc_model_default_params();
+}
+
+int cli_is_help(const char *a) { return strcmp(a, "-h") == 0 || strcmp(a, "--help") == 0; }
+
+const char *cli_value(int argc, char **argv, int *i) {
+    if (*i + 1 >= argc) {
+        cli_error("option %s needs a value", argv[*i]);
+        return NULL;
+    }
+    return argv[++*i];
+}
+
+int cli_parse_int(const char *s, long lo, long hi, const char *opt, int *out) {
+    char *end;
+    errno = 0;
+    long v = strtol(s, &end, 10);
+    if (errno != 0 || end == s || *end != '\0' || v < lo || v > hi) {
+        cli_error("%s: '%s' is not an integer in [%ld, %ld]", opt, s, lo, hi);
+        return -1;
+    }
+    *out = (int)v;
+    return 0;
+}
+
+int cli_model_opt(int argc, char **argv, int *i, cli_model_opts *o) {
+    const char *a = argv[*i], *v;
+    if (strcmp(a, "-m") == 0 || strcmp(a, "--model") == 0) {
+        if ((v = cli_value(argc, argv, i)) == NULL) return -1;
+        o->model = v;
+        return 1;
+    }
+    if (strcmp(a, "-t") == 0 || strcmp(a, "--threads") == 0) {
+        if ((v = cli_value(argc, argv, i)) == NULL) return -1;
+        return cli_parse_int(v, 1, 1024, a, &o->n_threads) == 0 ? 1 : -1;
+    }
+    if (strcmp(a, "--pos-encoding") == 0) {
+        if ((v = cli_value(argc, argv, i)) == NULL) return -1;
+        if (strcmp(v, "rope") == 0) o->params.pos_encoding = BC_POS_ENCODING_ROPE;
+        else if (strcmp(v, "alibi") == 0) o->params.pos_encoding = BC_POS_ENCODING_ALIBI;
+        else {
+            cli_error("--pos-encoding: '%s' is not rope or alibi", v);
+            return -1;
+        }
+        return 1;
+    }
+    if (strcmp(a, "--norm-head") == 0) {
+        if ((v = cli_value(argc, argv, i)) == NULL) return -1;
+        if (strcmp(v, "on") == 0) o->params.norm_head = BC_SWITCH_ON;
+        else if (strcmp(v, "off") == 0) o->params.norm_head = BC_SWITCH_OFF;
+        else {
+            cli_error("--norm-head: '%s' is not on or off", v);
+            return -1;
+        }
+        return 1;
+    }
+    return 0;
+}
+
+bc_model *cli_load_model(const cli_model_opts *o) {
+    if (o->model == NULL) {
+        cli_error("no model given (use -m DIR)");
+        return NULL;
+    }
+    char err[1024];
+    bc_model *model;
+    bc_status st = bc_model_load(o->model, o->params, &model, err, sizeof err);
+    if (st != BC_STATUS_OK) {
+        cli_error("%s", err);
+        return NULL;
+    }
+    return model;
+}

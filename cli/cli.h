@@ -1,0 +1,47 @@
+/*
+ * cli.h - shared pieces of the baichuan command-line program. The program
+ * uses the engine only through baichuan.h, like any outside user.
+ */
+#ifndef BC_CLI_H
+#define BC_CLI_H
+
+#include "baichuan.h"
+
+#include <stdio.h>
+
+#define CLI_PRINTF(f, a) __attribute__((format(printf, f, a)))
+
+/* Prints "baichuan: error: ..." to stderr; returns 1 (the exit status). */
+int cli_error(const char *fmt, ...) CLI_PRINTF(1, 2);
+
+/* Options every model-loading command takes. */
+typedef struct cli_model_opts {
+    const char *model;          /* -m, --model */
+    int n_threads;              /* -t, --threads; 0 = all cores */
+    bc_model_params params;     /* --pos-encoding, --norm-head */
+} cli_model_opts;
+
+void cli_model_opts_init(cli_model_opts *o);
+
+/* If argv[*i] is a model option, consumes it (and its value) and returns 1;
+ * returns 0 if it is not one, -1 after printing an error. */
+int cli_model_opt(int argc, char **argv, int *i, cli_model_opts *o);
+
+/* Help text for the model options, for the commands' --help. */
+extern const char *const cli_model_opts_help;
+
+/* The value after option argv[*i]; advances *i. NULL after printing an error. */
+const char *cli_value(int argc, char **argv, int *i);
+
+/* Parses an integer in [lo, hi]; -1 after printing an error naming opt. */
+int cli_parse_int(const char *s, long lo, long hi, const char *opt, int *out);
+
+int cli_is_help(const char *a);
+
+/* Loads the model named by o; prints the error and returns NULL on failure. */
+bc_model *cli_load_model(const cli_model_opts *o);
+
+int cmd_info(int argc, char **argv);
+int cmd_logits(int argc, char **argv);
+
+#endif /* BC_CLI_H */

@@ -1,0 +1,73 @@
+/*
+ * cmd_info.c - baichuan info: what a model is and what it needs.
+ */
+#include "cli.h"
+
+#include <string.h>
+
+static const char help[] =
+    "usage: baichuan info -m DIR [options]\n"
+    "\n"
+    "Prints the detected variant, shapes, dtypes, file format, parameter count,\n"
+    "and the memory the model needs.\n"
+    "\n"
+    "options:\n";
+
+static double gib(uint64_t b) { return (double)b / (1024.0 * 1024.0 * 1024.0); }
+
+int cmd_info(int argc, char **argv) {
+    cli_model_opts o;
+    cli_model_opts_init(&o);
+    for (int i = 1; i < argc; i++) {
+        if (cli_is_help(argv[i])) {
+            fputs(help, stdout);
+            fputs(cli_model_opts_help, stdout);
+            return 0;
+        }
+        int r = cli_model_opt(argc, argv, &i, &o);
+        if (r < 0) return 1;
+        if (r == 0) return cli_error("info: unknown option '%s' (see 'baichuan info --help')", argv[i]);
+    }
+    bc_model *model = cli_load_model(&o);
+    if (model == NULL) return 1;
+
+    bc_model_info in;
+    bc_model_get_info(model, &in);
+    char dtypes[128] = "";
+    for (int d = 0; d < BC_DTYPE_COUNT; d++) {
+        if (in.dtype_counts[d] == 0) continue;
+        size_t k = strlen(dtypes);
+        snprintf(dtypes + k, sizeof dtypes - k, "%s%s x%d", k ? ", " : "", bc_dtype_name((bc_dtype)d),
+                 in.dtype_counts[d]);
+    }
+    uint64_t ctx_bytes = bc_model_context_bytes(model, 0, 1, 512);
+
+    printf("model:          %s\n", in.path);
+    printf("architecture:   %s\n", in.architecture[0] ? in.architecture : "(none)");
+    printf("variant:        %s\n", in.variant);
+    printf("position:       %s (%s)\n", bc_pos_encoding_name(in.pos_encoding),
+           in.pos_encoding_explicit ? "explicit" : "detected");
+    printf("norm head:      %s (%s)\n", in.norm_head ? "on" : "off", in.norm_head_explicit ? "explicit" : "detected");
+    printf("format:         %s, %d file%s\n", bc_file_format_name(in.file_format), in.n_files,
+           in.n_files == 1 ? "" : "s");
+    printf("dtypes:         %s\n", dtypes);
+    printf("n_vocab:        %d\n", in.n_vocab);
+    printf("n_embd:         %d\n", in.n_embd);
+    printf("n_ff:           %d\n", in.n_ff);
+    printf("n_layer:        %d\n", in.n_layer);
+    printf("n_head:         %d (head_dim %d)\n", in.n_head, in.head_dim);
+    printf("n_ctx_train:    %d\n", in.n_ctx_train);
+    printf("norm_eps:       %g\n", (double)in.norm_eps);
+    if (in.pos_encoding == BC_POS_ENCODING_ROPE) printf("rope_theta:     %g\n", (double)in.rope_theta);
+    printf("tokens:         bos %d, eos %d, pad %d\n", in.bos_token_id, in.eos_token_id, in.pad_token_id);
+    printf("parameters:     %lld (%.3f B)\n", (long long)in.n_params, (double)in.n_params / 1e9);
+    printf("ignored:        %d tensor%s in the files not used by the model\n", in.n_ignored_tensors,
+           in.n_ignored_tensors == 1 ? "" : "s");
+    printf("weights:        %.3f GiB, mapped from the files (shared page cache, not copied)\n", gib(in.weight_bytes));
+    printf("context:        %.3f GiB for n_ctx %d, 1 sequence, batch 512 (f32 KV cache + scratch)\n", gib(ctx_bytes),
+           in.n_ctx_train);
+    printf("memory total:   %.3f GiB\n", gib(in.weight_bytes + ctx_bytes));
+
+    bc_model_free(model);
+    return 0;
+}

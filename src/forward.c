@@ -1,0 +1,190 @@
+/*
+ * forward.c - the Baichuan forward pass over a batch of (sequence, position,
+ * token) entries. One function for every variant: RoPE or ALiBi and NormHead
+ * are data prepared by the model loader.
+ *
+ * Per layer, for the n entries of the batch (pre-norm):
+ *   xn   = rmsnorm(x) * attn_norm
+ *   qkv  = xn @ W_pack^T               Q | K | V, head h at columns h*head_dim
+ *   RoPE on Q and K (rotate-half)      with RoPE
+ *   K, V -> the cache of each entry's sequence at its position
+ *   attn = softmax(Q K^T / sqrt(head_dim) + alibi) V   causal, per head
+ *   x   += attn @ o_proj^T
+ *   xn   = rmsnorm(x) * ffn_norm
+ *   x   += (silu(xn @ gate^T) * (xn @ up^T)) @ down^T
+ * then model.norm and lm_head (times the NormHead row scales) for the entries
+ * that asked for logits.
+ */
+#include "context.h"
+
+#include <math.h>
+#include <string.h>
+
+/* Offset of (seq, layer, pos) in a KV cache, in floats. */
+static inline size_t kv_offset(const bc_context *ctx, int seq, int layer, int pos) {
+    const bc__hparams *hp = &ctx->model->hp;
+    return (((size_t)seq * (size_t)hp->n_layer + (size_t)layer) * (size_t)ctx->n_ctx + (size_t)pos) *
+           (size_t)hp->n_embd;
+}
+
+/* ------------------------------------------------------------------------ */
+/* Rotary position embedding                                                */
+/* ------------------------------------------------------------------------ */
+
+/* cos/sin of pos * inv_freq[i] for each entry, shared by all layers. */
+static void rope_prepare(bc_context *ctx, const bc_batch_entry *entries, int n) {
+    const bc_model *m = ctx->model;
+    int half = m->hp.head_dim / 2;
+    for (int e = 0; e < n; e++)
+        for (int i = 0; i < half; i++) {
+            double angle = (double)entries[e].pos * m->rope_inv_freq[i];
+            ctx->rope_cos[(size_t)e * (size_t)half + (size_t)i] = cos(angle);
+            ctx->rope_sin[(size_t)e * (size_t)half + (size_t)i] = sin(angle);
+        }
+}
+
+/* Rotate-half layout: element i pairs with element i + head_dim/2. */
+static void rope_apply(float *v, int n_head, int head_dim, const double *cs, const double *sn) {
+    int half = head_dim / 2;
+    for (int h = 0; h < n_head; h++) {
+        float *x = v + (size_t)h * (size_t)head_dim;
+        for (int i = 0; i < half; i++) {
+            double x0 = x[i], x1 = x[i + half];
+            x[i] = (float)(x0 * cs[i] - x1 * sn[i]);
+            x[i + half] = (float)(x1 * cs[i] + x0 * sn[i]);
+        }
+    }
+}
+
+/* ------------------------------------------------------------------------ */
+/* Attention                                                                */
+/* ------------------------------------------------------------------------ */
+
+typedef struct attention_task {
+    bc_context *ctx;
+    const bc_batch_entry *entries;
+    int n;
+    int layer;
+} attention_task;
+
+/* One (entry, head) pair: causal attention over the entry's sequence up to
+ * and including its own position. */
+static void attend(const attention_task *t, int e, int h, float *scores) {
+    bc_context *ctx = t->ctx;
+    const bc_model *m = ctx->model;
+    const int E = m->hp.n_embd, D = m->hp.head_dim;
+    const bc_batch_entry *en = &t->entries[e];
+    const float *q = ctx->qkv + (size_t)e * 3 * (size_t)E + (size_t)h * (size_t)D;
+    const float *kc = ctx->k_cache + kv_offset(ctx, en->seq, t->layer, 0) + (size_t)h * (size_t)D;
+    const float *vc = ctx->v_cache + kv_offset(ctx, en->seq, t->layer, 0) + (size_t)h * (size_t)D;
+    const float scale = 1.0f / sqrtf((float)D);
+    const float slope = m->alibi_slopes ? m->alibi_slopes[h] : 0.0f;
+    const int n_keys = en->pos + 1;
+
+    float max = -INFINITY;
+    for (int j = 0; j < n_keys; j++) {
+        float s = bc__dot_f32(q, kc + (size_t)j * (size_t)E, D) * scale;
+        if (m->alibi_slopes) s += slope * (float)(j - en->pos);
+        scores[j] = s;
+        if (s > max) max = s;
+    }
+    float sum = 0.0f;
+    for (int j = 0; j < n_keys; j++) {
+        scores[j] = expf(scores[j] - max);
+        sum += scores[j];
+    }
+    float *out = ctx->attn + (size_t)e * (size_t)E + (size_t)h * (size_t)D;
+    memset(out, 0, (size_t)D * sizeof(float));
+    for (int j = 0; j < n_keys; j++) {
+        const float p = scores[j] / sum;
+        const float *v = vc + (size_t)j * (size_t)E;
+        for (int d = 0; d < D; d++) out[d] += p * v[d];
+    }
+}
+
+static void attention_worker(void *p, int ith, int nth) {
+    const attention_task *t = p;
+    int n_head = t->ctx->model->hp.n_head;
+    float *scores = t->ctx->att_scratch + (size_t)ith * (size_t)t->ctx->n_ctx;
+    int64_t b, end;
+    bc__split((int64_t)t->n * n_head, ith, nth, &b, &end);
+    for (int64_t k = b; k < end; k++) attend(t, (int)(k / n_head), (int)(k % n_head), scores);
+}
+
+/* ------------------------------------------------------------------------ */
+/* The pass                                                                 */
+/* ------------------------------------------------------------------------ */
+
+static void attention_block(bc_context *ctx, const bc__layer *L, int il, const bc_batch_entry *entries, int n) {
+    const bc_model *m = ctx->model;
+    const bc__hparams *hp = &m->hp;
+    const size_t E = (size_t)hp->n_embd;
+    const int half = hp->head_dim / 2;
+
+    for (int e = 0; e < n; e++) bc__rmsnorm(ctx->x + e * E, L->attn_norm, hp->n_embd, hp->norm_eps, ctx->xn + e * E);
+    bc__matmul(ctx->pool, &L->wqkv, ctx->xn, n, ctx->qkv, ctx->row_scratch);
+
+    for (int e = 0; e < n; e++) {
+        float *q = ctx->qkv + (size_t)e * 3 * E, *k = q + E, *v = q + 2 * E;
+        if (hp->pos_encoding == BC_POS_ENCODING_ROPE) {
+            const double *cs = ctx->rope_cos + (size_t)e * (size_t)half, *sn = ctx->rope_sin + (size_t)e * (size_t)half;
+            rope_apply(q, hp->n_head, hp->head_dim, cs, sn);
+            rope_apply(k, hp->n_head, hp->head_dim, cs, sn);
+        }
+        size_t off = kv_offset(ctx, entries[e].seq, il, entries[e].pos);
+        memcpy(ctx->k_cache + off, k, E * sizeof(float));
+        memcpy(ctx->v_cache + off, v, E * sizeof(float));
+    }
+
+    attention_task t = {ctx, entries, n, il};
+    bc__pool_run(ctx->pool, attention_worker, &t);
+
+    bc__matmul(ctx->pool, &L->wo, ctx->attn, n, ctx->xn, ctx->row_scratch);
+    for (size_t i = 0; i < (size_t)n * E; i++) ctx->x[i] += ctx->xn[i];
+}
+
+static void mlp_block(bc_context *ctx, const bc__layer *L, int n) {
+    const bc__hparams *hp = &ctx->model->hp;
+    const size_t E = (size_t)hp->n_embd;
+    for (int e = 0; e < n; e++) bc__rmsnorm(ctx->x + e * E, L->ffn_norm, hp->n_embd, hp->norm_eps, ctx->xn + e * E);
+    bc__matmul(ctx->pool, &L->w_gate, ctx->xn, n, ctx->ff_gate, ctx->row_scratch);
+    bc__matmul(ctx->pool, &L->w_up, ctx->xn, n, ctx->ff_up, ctx->row_scratch);
+    for (size_t i = 0; i < (size_t)n * (size_t)hp->n_ff; i++) {
+        float g = ctx->ff_gate[i];
+        ctx->ff_gate[i] = g / (1.0f + expf(-g)) * ctx->ff_up[i];
+    }
+    bc__matmul(ctx->pool, &L->w_down, ctx->ff_gate, n, ctx->xn, ctx->row_scratch);
+    for (size_t i = 0; i < (size_t)n * E; i++) ctx->x[i] += ctx->xn[i];
+}
+
+static void output_block(bc_context *ctx, int n) {
+    const bc_model *m = ctx->model;
+    const bc__hparams *hp = &m->hp;
+    const size_t E = (size_t)hp->n_embd, V = (size_t)hp->n_vocab;
+    /* Gather the normed rows of the entries that want logits, in order. */
+    for (int e = 0; e < n; e++) {
+        int r = ctx->logit_row[e];
+        if (r >= 0) bc__rmsnorm(ctx->x + (size_t)e * E, m->out_norm, hp->n_embd, hp->norm_eps, ctx->xn + (size_t)r * E);
+    }
+    int rows = ctx->n_logit_rows;
+    if (rows == 0) return;
+    bc__matmul(ctx->pool, &m->lm_head, ctx->xn, rows, ctx->logits, ctx->row_scratch);
+    if (m->lm_head_scale)
+        for (int r = 0; r < rows; r++)
+            for (size_t v = 0; v < V; v++) ctx->logits[(size_t)r * V + v] *= m->lm_head_scale[v];
+}
+
+void bc__forward(bc_context *ctx, const bc_batch_entry *entries, int n) {
+    const bc_model *m = ctx->model;
+    const bc__hparams *hp = &m->hp;
+    const size_t E = (size_t)hp->n_embd;
+
+    for (int e = 0; e < n; e++) bc__weight_row_f32(&m->tok_embd, entries[e].token, ctx->x + (size_t)e * E);
+    if (hp->pos_encoding == BC_POS_ENCODING_ROPE) rope_prepare(ctx, entries, n);
+
+    for (int il = 0; il < hp->n_layer; il++) {
+        attention_block(ctx, &m->layers[il], il, entries, n);
+        mlp_block(ctx, &m->layers[il], n);
+    }
+    output_block(ctx, n);
+}

@@ -1,0 +1,280 @@
+/*
+ * model.c - build a model from a checkpoint directory.
+ *
+ *   bc_model_load   config -> tensor table -> weights bound by name and
+ *                   checked against the hyper-parameters -> derived data
+ *                   (NormHead row scales, ALiBi slopes, RoPE frequencies)
+ *   bc_model_free
+ *   bc_model_get_info
+ *
+ * Weights are not copied: each bc__weight points into the mapped files, in
+ * the file's dtype. Only the small norm vectors are converted to f32.
+ */
+#include "kernels.h"
+
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+bc_model_params bc_model_default_params(void) {
+    bc_model_params p;
+    p.pos_encoding = BC_POS_ENCODING_AUTO;
+    p.norm_head = BC_SWITCH_AUTO;
+    return p;
+}
+
+/* ------------------------------------------------------------------------ */
+/* Binding tensors                                                          */
+/* ------------------------------------------------------------------------ */
+
+typedef struct binder {
+    bc_model *model;
+    bool *used; /* (n_tensors) which table entries the model uses */
+    bc__err *err;
+} binder;
+
+static void format_shape(const bc__tensor *x, char *buf, size_t n) {
+    size_t k = (size_t)snprintf(buf, n, "[");
+    for (int i = 0; i < x->n_dims && k < n; i++)
+        k += (size_t)snprintf(buf + k, n - k, "%s%lld", i ? ", " : "", (long long)x->shape[i]);
+    if (k < n) snprintf(buf + k, n - k, "]");
+}
+
+/* Finds tensor `name` and checks its shape: [rows, cols], or [cols] when rows is 0. */
+static const bc__tensor *find_checked(binder *b, const char *name, int64_t rows, int64_t cols) {
+    bc__tensor_table *t = &b->model->table;
+    const bc__tensor *x = bc__table_find(t, name);
+    if (x == NULL) {
+        bc__errorf(b->err, BC_STATUS_ERROR_MODEL, "%s: tensor '%s' is missing from the checkpoint", b->model->path,
+                   name);
+        return NULL;
+    }
+    bool ok = rows == 0 ? (x->n_dims == 1 && x->shape[0] == cols)
+                        : (x->n_dims == 2 && x->shape[0] == rows && x->shape[1] == cols);
+    if (!ok) {
+        char found[128];
+        format_shape(x, found, sizeof found);
+        if (rows == 0)
+            bc__errorf(b->err, BC_STATUS_ERROR_MODEL, "%s: tensor '%s' has shape %s, expected [%lld]", x->file->path,
+                       name, found, (long long)cols);
+        else
+            bc__errorf(b->err, BC_STATUS_ERROR_MODEL, "%s: tensor '%s' has shape %s, expected [%lld, %lld]",
+                       x->file->path, name, found, (long long)rows, (long long)cols);
+        return NULL;
+    }
+    b->used[x - t->tensors] = true;
+    b->model->n_params += rows == 0 ? cols : rows * cols;
+    b->model->weight_bytes += x->n_bytes;
+    b->model->dtype_counts[x->dtype]++;
+    return x;
+}
+
+static int bind_matrix(binder *b, const char *name, int64_t rows, int64_t cols, bc__weight *w) {
+    const bc__tensor *x = find_checked(b, name, rows, cols);
+    if (x == NULL) return -1;
+    w->data = x->data;
+    w->dtype = x->dtype;
+    w->rows = rows;
+    w->cols = cols;
+    w->name = x->name;
+    return 0;
+}
+
+/* Binds a vector and converts it to f32 into dst (n floats). */
+static int bind_vector(binder *b, const char *name, int64_t n, float *dst) {
+    const bc__tensor *x = find_checked(b, name, 0, n);
+    if (x == NULL) return -1;
+    for (int64_t i = 0; i < n; i++) {
+        switch (x->dtype) {
+        case BC_DTYPE_F32: dst[i] = ((const float *)x->data)[i]; break;
+        case BC_DTYPE_F16: dst[i] = bc__f16_to_f32(((const uint16_t *)x->data)[i]); break;
+        case BC_DTYPE_BF16: dst[i] = bc__bf16_to_f32(((const uint16_t *)x->data)[i]); break;
+        case BC_DTYPE_COUNT: break;
+        }
+    }
+    return 0;
+}
+
+static int bind_layer(binder *b, int il, bc__layer *L, float *vectors) {
+    const bc__hparams *hp = &b->model->hp;
+    char name[128];
+#define NAME(suffix) (snprintf(name, sizeof name, "model.layers.%d." suffix, il), name)
+    L->attn_norm = vectors;
+    L->ffn_norm = vectors + hp->n_embd;
+    if (bind_vector(b, NAME("input_layernorm.weight"), hp->n_embd, vectors) != 0 ||
+        bind_matrix(b, NAME("self_attn.W_pack.weight"), 3LL * hp->n_embd, hp->n_embd, &L->wqkv) != 0 ||
+        bind_matrix(b, NAME("self_attn.o_proj.weight"), hp->n_embd, hp->n_embd, &L->wo) != 0 ||
+        bind_vector(b, NAME("post_attention_layernorm.weight"), hp->n_embd, vectors + hp->n_embd) != 0 ||
+        bind_matrix(b, NAME("mlp.gate_proj.weight"), hp->n_ff, hp->n_embd, &L->w_gate) != 0 ||
+        bind_matrix(b, NAME("mlp.up_proj.weight"), hp->n_ff, hp->n_embd, &L->w_up) != 0 ||
+        bind_matrix(b, NAME("mlp.down_proj.weight"), hp->n_embd, hp->n_ff, &L->w_down) != 0)
+        return -1;
+#undef NAME
+    return 0;
+}
+
+/* ------------------------------------------------------------------------ */
+/* Derived data                                                             */
+/* ------------------------------------------------------------------------ */
+
+/* NormHead: logits are computed with the stored head and then scaled per row
+ * by 1 / max(|row|, 1e-12), which equals using the normalized head (and works
+ * unchanged for quantized heads). */
+static int compute_head_scale(bc_model *m, bc__err *err) {
+    const bc__weight *w = &m->lm_head;
+    m->lm_head_scale = malloc((size_t)w->rows * sizeof(float));
+    float *row = malloc((size_t)w->cols * sizeof(float));
+    if (m->lm_head_scale == NULL || row == NULL) {
+        free(row);
+        return bc__errorf(err, BC_STATUS_ERROR_MEMORY, "out of memory for the NormHead scales");
+    }
+    for (int64_t i = 0; i < w->rows; i++) {
+        bc__weight_row_f32(w, i, row);
+        double ss = 0.0;
+        for (int64_t j = 0; j < w->cols; j++) ss += (double)row[j] * row[j];
+        double norm = sqrt(ss);
+        m->lm_head_scale[i] = (float)(1.0 / (norm > 1e-12 ? norm : 1e-12));
+    }
+    free(row);
+    return 0;
+}
+
+/* ALiBi slopes by the interleave rule: for n heads, with p the largest power
+ * of two <= n, heads 0..p-1 get 2^(-8(i+1)/p) and the remaining n-p heads take
+ * every other slope of the 2p rule: 2^(-8(2k+1)/(2p)). For 40 heads that is
+ * 2^(-(h+1)/4) for h < 32 and 2^(-(2k+1)/8) for the 8 extra heads. */
+static void compute_alibi_slopes(int n_head, float *slopes) {
+    int p = 1;
+    while (p * 2 <= n_head) p *= 2;
+    for (int h = 0; h < p; h++) slopes[h] = (float)pow(2.0, -8.0 * (h + 1) / p);
+    for (int k = 0; k < n_head - p; k++) slopes[p + k] = (float)pow(2.0, -8.0 * (2 * k + 1) / (2.0 * p));
+}
+
+/* ------------------------------------------------------------------------ */
+/* Load and free                                                            */
+/* ------------------------------------------------------------------------ */
+
+static int build(bc_model *m, bc__err *err) {
+    const bc__hparams *hp = &m->hp;
+    binder b = {m, calloc(m->table.n_tensors ? m->table.n_tensors : 1, sizeof(bool)), err};
+    m->layers = calloc((size_t)hp->n_layer, sizeof *m->layers);
+    m->f32_vectors = malloc(((size_t)hp->n_layer * 2 + 1) * (size_t)hp->n_embd * sizeof(float));
+    if (b.used == NULL || m->layers == NULL || m->f32_vectors == NULL) {
+        free(b.used);
+        return bc__errorf(err, BC_STATUS_ERROR_MEMORY, "out of memory");
+    }
+    int rc = -1;
+    if (bind_matrix(&b, "model.embed_tokens.weight", hp->n_vocab, hp->n_embd, &m->tok_embd) != 0) goto done;
+    for (int il = 0; il < hp->n_layer; il++)
+        if (bind_layer(&b, il, &m->layers[il], m->f32_vectors + (size_t)il * 2 * (size_t)hp->n_embd) != 0) goto done;
+    float *out_norm = m->f32_vectors + (size_t)hp->n_layer * 2 * (size_t)hp->n_embd;
+    if (bind_vector(&b, "model.norm.weight", hp->n_embd, out_norm) != 0) goto done;
+    m->out_norm = out_norm;
+    if (bind_matrix(&b, "lm_head.weight", hp->n_vocab, hp->n_embd, &m->lm_head) != 0) goto done;
+
+    m->n_ignored_tensors = 0;
+    for (size_t i = 0; i < m->table.n_tensors; i++) m->n_ignored_tensors += !b.used[i];
+
+    if (hp->norm_head && compute_head_scale(m, err) != 0) goto done;
+    if (hp->pos_encoding == BC_POS_ENCODING_ALIBI) {
+        m->alibi_slopes = malloc((size_t)hp->n_head * sizeof(float));
+        if (m->alibi_slopes == NULL) {
+            bc__errorf(err, BC_STATUS_ERROR_MEMORY, "out of memory");
+            goto done;
+        }
+        compute_alibi_slopes(hp->n_head, m->alibi_slopes);
+    } else {
+        int half = hp->head_dim / 2;
+        m->rope_inv_freq = malloc((size_t)half * sizeof(double));
+        if (m->rope_inv_freq == NULL) {
+            bc__errorf(err, BC_STATUS_ERROR_MEMORY, "out of memory");
+            goto done;
+        }
+        for (int i = 0; i < half; i++)
+            m->rope_inv_freq[i] = pow((double)hp->rope_theta, -2.0 * i / hp->head_dim);
+    }
+    rc = 0;
+done:
+    free(b.used);
+    return rc;
+}
+
+bc_status bc_model_load(const char *path, bc_model_params params, bc_model **out, char *err_buf,
+                        size_t err_size) {
+    bc__err err = {BC_STATUS_OK, ""};
+    *out = NULL;
+    bc__f16_init();
+    if (path == NULL || !bc__is_directory(path)) {
+        bc__errorf(&err, bc__file_exists(path ? path : "") ? BC_STATUS_ERROR_MODEL : BC_STATUS_ERROR_IO,
+                   "%s: not a model directory (expected a Hugging Face directory with config.json)",
+                   path ? path : "(null)");
+        bc__err_copy(&err, err_buf, err_size);
+        return err.status;
+    }
+    bc_model *m = calloc(1, sizeof *m);
+    if (m == NULL || (m->path = bc__strdup(path)) == NULL) {
+        free(m);
+        bc__errorf(&err, BC_STATUS_ERROR_MEMORY, "out of memory");
+        bc__err_copy(&err, err_buf, err_size);
+        return err.status;
+    }
+    if (bc__config_read(path, params, &m->hp, &m->gen, &m->tok, &err) != 0 ||
+        bc__checkpoint_read(&m->table, path, &m->format, &m->n_files, &err) != 0 || build(m, &err) != 0) {
+        bc_model_free(m);
+        bc__err_copy(&err, err_buf, err_size);
+        return err.status;
+    }
+    *out = m;
+    return BC_STATUS_OK;
+}
+
+void bc_model_free(bc_model *m) {
+    if (m == NULL) return;
+    bc__table_free(&m->table);
+    free(m->layers);
+    free(m->f32_vectors);
+    free(m->lm_head_scale);
+    free(m->alibi_slopes);
+    free(m->rope_inv_freq);
+    free(m->path);
+    free(m);
+}
+
+/* A display name from the shape: official sizes map to the release names. */
+static const char *variant_name(const bc__hparams *hp) {
+    bool v2 = hp->n_vocab == 125696;
+    if (hp->n_embd == 4096 && hp->n_layer == 32) return v2 ? "Baichuan2-7B" : "Baichuan-7B";
+    if (hp->n_embd == 5120 && hp->n_layer == 40) return v2 ? "Baichuan2-13B" : "Baichuan-13B";
+    return v2 ? "Baichuan2 (custom size)" : "Baichuan (custom size)";
+}
+
+void bc_model_get_info(const bc_model *m, bc_model_info *info) {
+    const bc__hparams *hp = &m->hp;
+    memset(info, 0, sizeof *info);
+    info->path = m->path;
+    info->architecture = hp->architecture;
+    info->variant = variant_name(hp);
+    info->pos_encoding = hp->pos_encoding;
+    info->pos_encoding_explicit = hp->pos_encoding_explicit;
+    info->norm_head = hp->norm_head;
+    info->norm_head_explicit = hp->norm_head_explicit;
+    info->file_format = m->format;
+    info->n_files = m->n_files;
+    info->n_vocab = hp->n_vocab;
+    info->n_embd = hp->n_embd;
+    info->n_ff = hp->n_ff;
+    info->n_layer = hp->n_layer;
+    info->n_head = hp->n_head;
+    info->head_dim = hp->head_dim;
+    info->n_ctx_train = hp->n_ctx_train;
+    info->norm_eps = hp->norm_eps;
+    info->rope_theta = hp->rope_theta;
+    info->bos_token_id = hp->bos_token_id;
+    info->eos_token_id = hp->eos_token_id;
+    info->pad_token_id = hp->pad_token_id;
+    info->n_params = m->n_params;
+    info->weight_bytes = m->weight_bytes;
+    memcpy(info->dtype_counts, m->dtype_counts, sizeof info->dtype_counts);
+    info->n_ignored_tensors = m->n_ignored_tensors;
+}
