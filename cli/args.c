@@ -64,8 +64,10 @@ int cli_model_opt(int argc, char **argv, int *i, cli_model_opts *o) {
     }
     if (strcmp(a, "--pos-encoding") == 0) {
         if ((v = cli_value(argc, argv, i)) == NULL) return -1;
-        if (strcmp(v, "rope") == 0) o->params.pos_encoding = BC_POS_ENCODING_ROPE;
-        else if (strcmp(v, "alibi") == 0) o->params.pos_encoding = BC_POS_ENCODING_ALIBI;
+        if (strcmp(v, "rope") == 0)
+            o->params.pos_encoding = BC_POS_ENCODING_ROPE;
+        else if (strcmp(v, "alibi") == 0)
+            o->params.pos_encoding = BC_POS_ENCODING_ALIBI;
         else {
             cli_error("--pos-encoding: '%s' is not rope or alibi", v);
             return -1;
@@ -74,8 +76,10 @@ int cli_model_opt(int argc, char **argv, int *i, cli_model_opts *o) {
     }
     if (strcmp(a, "--norm-head") == 0) {
         if ((v = cli_value(argc, argv, i)) == NULL) return -1;
-        if (strcmp(v, "on") == 0) o->params.norm_head = BC_SWITCH_ON;
-        else if (strcmp(v, "off") == 0) o->params.norm_head = BC_SWITCH_OFF;
+        if (strcmp(v, "on") == 0)
+            o->params.norm_head = BC_SWITCH_ON;
+        else if (strcmp(v, "off") == 0)
+            o->params.norm_head = BC_SWITCH_OFF;
         else {
             cli_error("--norm-head: '%s' is not on or off", v);
             return -1;

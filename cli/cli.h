@@ -16,9 +16,9 @@ int cli_error(const char *fmt, ...) CLI_PRINTF(1, 2);
 
 /* Options every model-loading command takes. */
 typedef struct cli_model_opts {
-    const char *model;          /* -m, --model */
-    int n_threads;              /* -t, --threads; 0 = all cores */
-    bc_model_params params;     /* --pos-encoding, --norm-head */
+    const char *model;      /* -m, --model */
+    int n_threads;          /* -t, --threads; 0 = all cores */
+    bc_model_params params; /* --pos-encoding, --norm-head */
 } cli_model_opts;
 
 void cli_model_opts_init(cli_model_opts *o);

@@ -5,13 +5,12 @@
 
 #include <string.h>
 
-static const char help[] =
-    "usage: baichuan info -m DIR [options]\n"
-    "\n"
-    "Prints the detected variant, shapes, dtypes, file format, parameter count,\n"
-    "and the memory the model needs.\n"
-    "\n"
-    "options:\n";
+static const char help[] = "usage: baichuan info -m DIR [options]\n"
+                           "\n"
+                           "Prints the detected variant, shapes, dtypes, file format, parameter count,\n"
+                           "and the memory the model needs.\n"
+                           "\n"
+                           "options:\n";
 
 static double gib(uint64_t b) { return (double)b / (1024.0 * 1024.0 * 1024.0); }
 

@@ -8,16 +8,15 @@
 #include <stdlib.h>
 #include <string.h>
 
-static const char help[] =
-    "usage: baichuan logits -m DIR --tokens \"1 2 3 ...\" -o FILE [options]\n"
-    "\n"
-    "Runs the model over the token ids and writes the logits of every position\n"
-    "to FILE as little-endian float32, n_tokens x n_vocab, row-major.\n"
-    "\n"
-    "options:\n"
-    "      --tokens IDS         token ids separated by spaces or commas\n"
-    "  -o, --output FILE        where to write the logits ('-' for stdout)\n"
-    "  -b, --batch N            tokens per forward pass (default 512)\n";
+static const char help[] = "usage: baichuan logits -m DIR --tokens \"1 2 3 ...\" -o FILE [options]\n"
+                           "\n"
+                           "Runs the model over the token ids and writes the logits of every position\n"
+                           "to FILE as little-endian float32, n_tokens x n_vocab, row-major.\n"
+                           "\n"
+                           "options:\n"
+                           "      --tokens IDS         token ids separated by spaces or commas\n"
+                           "  -o, --output FILE        where to write the logits ('-' for stdout)\n"
+                           "  -b, --batch N            tokens per forward pass (default 512)\n";
 
 /* Parses ids separated by spaces/commas into a new array. */
 static int parse_tokens(const char *s, int32_t **out, int *n_out) {

@@ -37,11 +37,11 @@ extern "C" {
 
 typedef enum bc_status {
     BC_STATUS_OK = 0,
-    BC_STATUS_ERROR_IO = 1,       /* a file could not be opened, read or mapped */
-    BC_STATUS_ERROR_FORMAT = 2,   /* a file's bytes are not what its format says */
-    BC_STATUS_ERROR_MODEL = 3,    /* well-formed files that do not make a Baichuan model */
-    BC_STATUS_ERROR_MEMORY = 4,   /* an allocation failed */
-    BC_STATUS_ERROR_ARGUMENT = 5, /* the caller passed something invalid */
+    BC_STATUS_ERROR_IO = 1,           /* a file could not be opened, read or mapped */
+    BC_STATUS_ERROR_FORMAT = 2,       /* a file's bytes are not what its format says */
+    BC_STATUS_ERROR_MODEL = 3,        /* well-formed files that do not make a Baichuan model */
+    BC_STATUS_ERROR_MEMORY = 4,       /* an allocation failed */
+    BC_STATUS_ERROR_ARGUMENT = 5,     /* the caller passed something invalid */
     BC_STATUS_ERROR_CONTEXT_FULL = 6, /* a sequence would grow past n_ctx */
 } bc_status;
 
@@ -55,12 +55,7 @@ const char *bc_status_name(bc_status status);
 typedef struct bc_model bc_model;
 
 /* Element types of weight tensors. */
-typedef enum bc_dtype {
-    BC_DTYPE_F32 = 0,
-    BC_DTYPE_F16 = 1,
-    BC_DTYPE_BF16 = 2,
-    BC_DTYPE_COUNT
-} bc_dtype;
+typedef enum bc_dtype { BC_DTYPE_F32 = 0, BC_DTYPE_F16 = 1, BC_DTYPE_BF16 = 2, BC_DTYPE_COUNT } bc_dtype;
 
 /* "f32", "f16", "bf16". */
 const char *bc_dtype_name(bc_dtype dtype);
@@ -76,11 +71,7 @@ typedef enum bc_pos_encoding {
 const char *bc_pos_encoding_name(bc_pos_encoding pos_encoding);
 
 /* A three-way switch for settings that are detected unless forced. */
-typedef enum bc_switch {
-    BC_SWITCH_AUTO = -1,
-    BC_SWITCH_OFF = 0,
-    BC_SWITCH_ON = 1
-} bc_switch;
+typedef enum bc_switch { BC_SWITCH_AUTO = -1, BC_SWITCH_OFF = 0, BC_SWITCH_ON = 1 } bc_switch;
 
 /* Checkpoint container formats. */
 typedef enum bc_file_format {
@@ -107,38 +98,37 @@ bc_model_params bc_model_default_params(void);
  * On success *out owns the model; free it with bc_model_free().
  * On failure *out is NULL and err (err_size bytes, may be 0) holds a message
  * naming the file, tensor or field at fault. */
-bc_status bc_model_load(const char *path, bc_model_params params, bc_model **out,
-                        char *err, size_t err_size);
+bc_status bc_model_load(const char *path, bc_model_params params, bc_model **out, char *err, size_t err_size);
 
 void bc_model_free(bc_model *model);
 
 /* What a model is; filled by bc_model_get_info(). Strings are valid while the
  * model lives. */
 typedef struct bc_model_info {
-    const char *path;          /* as given to bc_model_load */
-    const char *architecture;  /* config.json architectures[0] */
-    const char *variant;       /* "Baichuan-7B", "Baichuan2-13B", ... (a guess from
-                                * the shape, for display only) */
+    const char *path;         /* as given to bc_model_load */
+    const char *architecture; /* config.json architectures[0] */
+    const char *variant;      /* "Baichuan-7B", "Baichuan2-13B", ... (a guess from
+                               * the shape, for display only) */
     bc_pos_encoding pos_encoding;
     bool pos_encoding_explicit; /* set by a config key or a param, not detected */
     bool norm_head;
     bool norm_head_explicit;
     bc_file_format file_format;
-    int n_files;               /* weight files (shards) */
+    int n_files; /* weight files (shards) */
     int n_vocab;
     int n_embd;
     int n_ff;
     int n_layer;
     int n_head;
     int head_dim;
-    int n_ctx_train;           /* model_max_length, else max_position_embeddings */
+    int n_ctx_train; /* model_max_length, else max_position_embeddings */
     float norm_eps;
     float rope_theta;
     int bos_token_id, eos_token_id, pad_token_id;
-    int64_t n_params;          /* elements in the weights the model uses */
-    uint64_t weight_bytes;     /* bytes of those weights as stored */
+    int64_t n_params;                 /* elements in the weights the model uses */
+    uint64_t weight_bytes;            /* bytes of those weights as stored */
     int dtype_counts[BC_DTYPE_COUNT]; /* used tensors per dtype */
-    int n_ignored_tensors;     /* tensors in the files the model does not use */
+    int n_ignored_tensors;            /* tensors in the files the model does not use */
 } bc_model_info;
 
 void bc_model_get_info(const bc_model *model, bc_model_info *info);
@@ -163,8 +153,8 @@ bc_context_params bc_context_default_params(void);
 
 /* Creates a context for `model`, which must outlive it. On failure *out is
  * NULL and err holds the reason. */
-bc_status bc_context_init(const bc_model *model, bc_context_params params, bc_context **out,
-                          char *err, size_t err_size);
+bc_status bc_context_init(const bc_model *model, bc_context_params params, bc_context **out, char *err,
+                          size_t err_size);
 
 void bc_context_free(bc_context *ctx);
 

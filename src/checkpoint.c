@@ -33,8 +33,8 @@ static int shard_name_ok(const char *name) {
     return name[0] != '\0' && strchr(name, '/') == NULL && strcmp(name, ".") != 0 && strcmp(name, "..") != 0;
 }
 
-static int read_indexed(bc__tensor_table *t, const char *dir, const char *index_path, reader_fn read,
-                        int *n_files, bc__err *err) {
+static int read_indexed(bc__tensor_table *t, const char *dir, const char *index_path, reader_fn read, int *n_files,
+                        bc__err *err) {
     json_error_t jerr;
     json_t *root = json_load_file(index_path, JSON_REJECT_DUPLICATES, &jerr);
     if (root == NULL)
@@ -109,8 +109,7 @@ cleanup:
     return rc;
 }
 
-int bc__checkpoint_read(bc__tensor_table *t, const char *dir, bc_file_format *format, int *n_files,
-                        bc__err *err) {
+int bc__checkpoint_read(bc__tensor_table *t, const char *dir, bc_file_format *format, int *n_files, bc__err *err) {
     for (size_t k = 0; k < sizeof kinds / sizeof kinds[0]; k++) {
         char *index = bc__path_join(dir, kinds[k].index_name);
         char *single = bc__path_join(dir, kinds[k].single_name);

@@ -15,8 +15,8 @@
 #include <string.h>
 
 #define BAICHUAN2_VOCAB 125696
-#define MAX_DIM (1 << 20)   /* no plausible hidden/ff/vocab size is larger */
-#define MAX_LAYERS 1024
+#define MAX_DIM         (1 << 20) /* no plausible hidden/ff/vocab size is larger */
+#define MAX_LAYERS      1024
 
 /* A JSON file being read, for messages that name it. */
 typedef struct json_doc {
@@ -29,10 +29,9 @@ static int doc_load(json_doc *doc, const char *path, bc__err *err) {
     doc->path = path;
     doc->root = json_load_file(path, JSON_REJECT_DUPLICATES, &jerr);
     if (doc->root == NULL) {
-        if (!bc__file_exists(path))
-            return bc__errorf(err, BC_STATUS_ERROR_IO, "%s: cannot open (no such file?)", path);
-        return bc__errorf(err, BC_STATUS_ERROR_FORMAT, "%s: invalid JSON at line %d, column %d: %s", path,
-                          jerr.line, jerr.column, jerr.text);
+        if (!bc__file_exists(path)) return bc__errorf(err, BC_STATUS_ERROR_IO, "%s: cannot open (no such file?)", path);
+        return bc__errorf(err, BC_STATUS_ERROR_FORMAT, "%s: invalid JSON at line %d, column %d: %s", path, jerr.line,
+                          jerr.column, jerr.text);
     }
     if (!json_is_object(doc->root)) {
         json_decref(doc->root);
@@ -70,15 +69,14 @@ static int get_int(const json_doc *doc, const char *key, int required, long long
                           json_kind(v));
     long long x = json_integer_value(v);
     if (x < lo || x > hi)
-        return bc__errorf(err, BC_STATUS_ERROR_MODEL, "%s: field \"%s\" is %lld, outside [%lld, %lld]", doc->path,
-                          key, x, lo, hi);
+        return bc__errorf(err, BC_STATUS_ERROR_MODEL, "%s: field \"%s\" is %lld, outside [%lld, %lld]", doc->path, key,
+                          x, lo, hi);
     *out = (int)x;
     return 0;
 }
 
 /* Number field (integer or real) in [lo, hi]; absent: def. */
-static int get_float(const json_doc *doc, const char *key, double def, double lo, double hi, float *out,
-                     bc__err *err) {
+static int get_float(const json_doc *doc, const char *key, double def, double lo, double hi, float *out, bc__err *err) {
     json_t *v = json_object_get(doc->root, key);
     if (v == NULL || json_is_null(v)) {
         *out = (float)def;
@@ -89,8 +87,8 @@ static int get_float(const json_doc *doc, const char *key, double def, double lo
                           json_kind(v));
     double x = json_number_value(v);
     if (!(x >= lo && x <= hi))
-        return bc__errorf(err, BC_STATUS_ERROR_MODEL, "%s: field \"%s\" is %g, outside [%g, %g]", doc->path, key, x,
-                          lo, hi);
+        return bc__errorf(err, BC_STATUS_ERROR_MODEL, "%s: field \"%s\" is %g, outside [%g, %g]", doc->path, key, x, lo,
+                          hi);
     *out = (float)x;
     return 0;
 }
@@ -132,8 +130,8 @@ static int read_architecture(const json_doc *doc, bc__hparams *hp, bc__err *err)
     hp->architecture[0] = '\0';
     if (v == NULL || json_is_null(v)) return 0;
     if (!json_is_array(v) || json_array_size(v) == 0 || !json_is_string(json_array_get(v, 0)))
-        return bc__errorf(err, BC_STATUS_ERROR_MODEL, "%s: field \"architectures\" must be a non-empty array of strings",
-                          doc->path);
+        return bc__errorf(err, BC_STATUS_ERROR_MODEL,
+                          "%s: field \"architectures\" must be a non-empty array of strings", doc->path);
     const char *a = json_string_value(json_array_get(v, 0));
     if (strlen(a) >= sizeof hp->architecture)
         return bc__errorf(err, BC_STATUS_ERROR_MODEL, "%s: field \"architectures\": name too long", doc->path);
@@ -159,9 +157,8 @@ static int read_model_config(const json_doc *doc, bc_model_params params, bc__hp
         get_int(doc, "num_attention_heads", 1, 0, 1, MAX_DIM, &hp->n_head, err) != 0)
         return -1;
     if (hp->n_embd % hp->n_head != 0)
-        return bc__errorf(err, BC_STATUS_ERROR_MODEL,
-                          "%s: hidden_size %d is not a multiple of num_attention_heads %d", doc->path, hp->n_embd,
-                          hp->n_head);
+        return bc__errorf(err, BC_STATUS_ERROR_MODEL, "%s: hidden_size %d is not a multiple of num_attention_heads %d",
+                          doc->path, hp->n_embd, hp->n_head);
     hp->head_dim = hp->n_embd / hp->n_head;
 
     int max_pos = 0, max_len = 0;
@@ -192,8 +189,10 @@ static int read_model_config(const json_doc *doc, bc_model_params params, bc__hp
         hp->pos_encoding = params.pos_encoding;
         hp->pos_encoding_explicit = true;
     } else if (pe != NULL) {
-        if (strcmp(pe, "rope") == 0) hp->pos_encoding = BC_POS_ENCODING_ROPE;
-        else if (strcmp(pe, "alibi") == 0) hp->pos_encoding = BC_POS_ENCODING_ALIBI;
+        if (strcmp(pe, "rope") == 0)
+            hp->pos_encoding = BC_POS_ENCODING_ROPE;
+        else if (strcmp(pe, "alibi") == 0)
+            hp->pos_encoding = BC_POS_ENCODING_ALIBI;
         else
             return bc__errorf(err, BC_STATUS_ERROR_MODEL,
                               "%s: field \"position_encoding\" is \"%s\"; expected \"rope\" or \"alibi\"", doc->path,
@@ -255,8 +254,8 @@ static int read_tokenizer_config(const json_doc *doc, bc__tok_config *tok, bc__e
 }
 
 /* Loads dir/name if it exists and runs fn on it; a missing file is fine. */
-static int read_optional(const char *dir, const char *name, int (*fn)(const json_doc *, void *, bc__err *),
-                         void *arg, bc__err *err) {
+static int read_optional(const char *dir, const char *name, int (*fn)(const json_doc *, void *, bc__err *), void *arg,
+                         bc__err *err) {
     char *path = bc__path_join(dir, name);
     if (path == NULL) return bc__errorf(err, BC_STATUS_ERROR_MEMORY, "out of memory");
     int rc = 0;
@@ -284,8 +283,8 @@ static int gen_cb(const json_doc *doc, void *arg, bc__err *err) {
 
 static int tok_cb(const json_doc *doc, void *arg, bc__err *err) { return read_tokenizer_config(doc, arg, err); }
 
-int bc__config_read(const char *dir, bc_model_params params, bc__hparams *hp, bc__gen_config *gen,
-                    bc__tok_config *tok, bc__err *err) {
+int bc__config_read(const char *dir, bc_model_params params, bc__hparams *hp, bc__gen_config *gen, bc__tok_config *tok,
+                    bc__err *err) {
     memset(hp, 0, sizeof *hp);
     memset(gen, 0, sizeof *gen);
     memset(tok, 0, sizeof *tok);

@@ -20,8 +20,8 @@ bc_context_params bc_context_default_params(void) {
 
 /* Sizes of everything a context allocates, in floats (or bytes where said). */
 typedef struct context_sizes {
-    uint64_t kv_floats;      /* per cache (K or V) */
-    uint64_t scratch_bytes;  /* all per-batch scratch */
+    uint64_t kv_floats;     /* per cache (K or V) */
+    uint64_t scratch_bytes; /* all per-batch scratch */
     uint64_t total_bytes;
 } context_sizes;
 
@@ -31,11 +31,11 @@ static int sizes_of(const bc__hparams *hp, int n_ctx, int n_seq, int n_batch, in
         bc__mul_u64(kv, (uint64_t)n_ctx, &kv) || bc__mul_u64(kv, (uint64_t)hp->n_embd, &kv))
         return -1;
     uint64_t nb = (uint64_t)n_batch;
-    uint64_t per_entry = 4ull * (uint64_t)hp->n_embd * 4        /* x, xn, attn + slack */
-                         + 3ull * (uint64_t)hp->n_embd * 4      /* qkv */
-                         + 2ull * (uint64_t)hp->n_ff * 4        /* gate, up */
-                         + (uint64_t)hp->head_dim * 8           /* rope cos, sin */
-                         + (uint64_t)hp->n_vocab * 4 + 4;       /* logits, logit_row */
+    uint64_t per_entry = 4ull * (uint64_t)hp->n_embd * 4   /* x, xn, attn + slack */
+                         + 3ull * (uint64_t)hp->n_embd * 4 /* qkv */
+                         + 2ull * (uint64_t)hp->n_ff * 4   /* gate, up */
+                         + (uint64_t)hp->head_dim * 8      /* rope cos, sin */
+                         + (uint64_t)hp->n_vocab * 4 + 4;  /* logits, logit_row */
     uint64_t per_thread = ((uint64_t)(hp->n_ff > hp->n_embd ? hp->n_ff : hp->n_embd) + (uint64_t)n_ctx) * 4;
     uint64_t scratch, threads, kv_bytes, total;
     if (bc__mul_u64(nb, per_entry, &scratch) || bc__mul_u64((uint64_t)n_threads, per_thread, &threads) ||
@@ -67,8 +67,8 @@ bc_status bc_context_init(const bc_model *model, bc_context_params params, bc_co
     const bc__hparams *hp = &model->hp;
     if (params.n_ctx == 0) params.n_ctx = hp->n_ctx_train;
     if (params.n_threads == 0) params.n_threads = default_threads();
-    if (params.n_ctx < 1 || params.n_ctx > (1 << 24) || params.n_seq < 1 || params.n_seq > 4096 ||
-        params.n_batch < 1 || params.n_batch > (1 << 20) || params.n_threads < 1 || params.n_threads > 1024) {
+    if (params.n_ctx < 1 || params.n_ctx > (1 << 24) || params.n_seq < 1 || params.n_seq > 4096 || params.n_batch < 1 ||
+        params.n_batch > (1 << 20) || params.n_threads < 1 || params.n_threads > 1024) {
         bc__errorf(&err, BC_STATUS_ERROR_ARGUMENT,
                    "invalid context parameters: n_ctx %d (1..16777216), n_seq %d (1..4096), n_batch %d "
                    "(1..1048576), n_threads %d (1..1024)",
@@ -113,14 +113,15 @@ bc_status bc_context_init(const bc_model *model, bc_context_params params, bc_co
     c->att_scratch = malloc(nt * (size_t)c->n_ctx * sizeof(float));
     c->pool = bc__pool_create(params.n_threads);
     if (!c->seq_len || !c->seq_next || !c->k_cache || !c->v_cache || !c->x || !c->xn || !c->qkv || !c->attn ||
-        !c->ff_gate || !c->ff_up || !c->rope_cos || !c->rope_sin || !c->logits || !c->logit_row ||
-        !c->row_scratch || !c->att_scratch || !c->pool)
+        !c->ff_gate || !c->ff_up || !c->rope_cos || !c->rope_sin || !c->logits || !c->logit_row || !c->row_scratch ||
+        !c->att_scratch || !c->pool)
         goto oom;
     *out = c;
     return BC_STATUS_OK;
 oom:
     bc_context_free(c);
-    bc__errorf(&err, BC_STATUS_ERROR_MEMORY, "out of memory allocating a context of %.1f MiB (n_ctx %d, n_seq %d, n_batch %d)",
+    bc__errorf(&err, BC_STATUS_ERROR_MEMORY,
+               "out of memory allocating a context of %.1f MiB (n_ctx %d, n_seq %d, n_batch %d)",
                (double)sz.total_bytes / (1 << 20), params.n_ctx, params.n_seq, params.n_batch);
     bc__err_copy(&err, err_buf, err_size);
     return err.status;
@@ -202,9 +203,7 @@ const float *bc_context_logits(const bc_context *ctx, int i) {
     return ctx->logits + (size_t)ctx->logit_row[i] * (size_t)ctx->model->hp.n_vocab;
 }
 
-int bc_context_seq_len(const bc_context *ctx, int seq) {
-    return seq >= 0 && seq < ctx->n_seq ? ctx->seq_len[seq] : 0;
-}
+int bc_context_seq_len(const bc_context *ctx, int seq) { return seq >= 0 && seq < ctx->n_seq ? ctx->seq_len[seq] : 0; }
 
 bc_status bc_context_seq_truncate(bc_context *ctx, int seq, int pos) {
     if (seq < 0 || seq >= ctx->n_seq || pos < 0)

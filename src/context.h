@@ -8,35 +8,35 @@
 
 struct bc_context {
     const bc_model *model;
-    int n_ctx;               /* positions per sequence */
-    int n_seq;               /* sequences */
-    int n_batch;             /* most entries per decode */
+    int n_ctx;   /* positions per sequence */
+    int n_seq;   /* sequences */
+    int n_batch; /* most entries per decode */
     bc__pool *pool;
-    bc__err err;             /* the last failed call's message */
+    bc__err err; /* the last failed call's message */
 
-    int *seq_len;            /* (n_seq) cached positions per sequence */
-    int *seq_next;           /* (n_seq) decode's running position per sequence */
+    int *seq_len;  /* (n_seq) cached positions per sequence */
+    int *seq_next; /* (n_seq) decode's running position per sequence */
 
     /* KV cache, f32: (n_seq, n_layer, n_ctx, n_embd); keys after RoPE. */
     float *k_cache;
     float *v_cache;
 
     /* Scratch for one decode, (n_batch, ...) each. */
-    float *x;                /* (n_batch, n_embd) residual stream */
-    float *xn;               /* (n_batch, n_embd) normed input / projection output */
-    float *qkv;              /* (n_batch, 3*n_embd) Q | K | V per entry */
-    float *attn;             /* (n_batch, n_embd) attention output before o_proj */
-    float *ff_gate;          /* (n_batch, n_ff) */
-    float *ff_up;            /* (n_batch, n_ff) */
-    double *rope_cos;        /* (n_batch, head_dim/2) with RoPE */
-    double *rope_sin;        /* (n_batch, head_dim/2) with RoPE */
-    float *logits;           /* (n_batch, n_vocab) rows of the entries that asked */
-    int *logit_row;          /* (n_batch) row in logits of entry i, or -1 */
+    float *x;         /* (n_batch, n_embd) residual stream */
+    float *xn;        /* (n_batch, n_embd) normed input / projection output */
+    float *qkv;       /* (n_batch, 3*n_embd) Q | K | V per entry */
+    float *attn;      /* (n_batch, n_embd) attention output before o_proj */
+    float *ff_gate;   /* (n_batch, n_ff) */
+    float *ff_up;     /* (n_batch, n_ff) */
+    double *rope_cos; /* (n_batch, head_dim/2) with RoPE */
+    double *rope_sin; /* (n_batch, head_dim/2) with RoPE */
+    float *logits;    /* (n_batch, n_vocab) rows of the entries that asked */
+    int *logit_row;   /* (n_batch) row in logits of entry i, or -1 */
     int n_logit_rows;
-    int n_entries;           /* entries of the last successful decode */
+    int n_entries; /* entries of the last successful decode */
 
-    float *row_scratch;      /* (n_threads, max(n_embd, n_ff)) weight rows as f32 */
-    float *att_scratch;      /* (n_threads, n_ctx) attention scores */
+    float *row_scratch; /* (n_threads, max(n_embd, n_ff)) weight rows as f32 */
+    float *att_scratch; /* (n_threads, n_ctx) attention scores */
 };
 
 /* Runs the layers over validated entries; cannot fail. */

@@ -18,7 +18,7 @@
 #include <stdint.h>
 
 #if defined(__GNUC__)
-#define BC__HIDDEN __attribute__((visibility("hidden")))
+#define BC__HIDDEN       __attribute__((visibility("hidden")))
 #define BC__PRINTF(f, a) __attribute__((format(printf, f, a)))
 #else
 #define BC__HIDDEN
@@ -106,22 +106,22 @@ BC__HIDDEN void bc__file_unmap(bc__file *file);
 #define BC__MAX_DIMS 4
 
 typedef struct bc__tensor {
-    char *name;                     /* owned */
+    char *name; /* owned */
     bc_dtype dtype;
     int n_dims;
-    int64_t shape[BC__MAX_DIMS];    /* outermost first, as PyTorch writes it */
-    const void *data;               /* into a mapped file, or an owned copy */
+    int64_t shape[BC__MAX_DIMS]; /* outermost first, as PyTorch writes it */
+    const void *data;            /* into a mapped file, or an owned copy */
     uint64_t n_bytes;
-    const bc__file *file;           /* where the bytes come from */
-    uint64_t file_offset;           /* of the first byte, for messages */
+    const bc__file *file; /* where the bytes come from */
+    uint64_t file_offset; /* of the first byte, for messages */
 } bc__tensor;
 
 typedef struct bc__tensor_table {
     bc__tensor *tensors;
     size_t n_tensors, cap_tensors;
-    bc__file **files;               /* owned mappings, kept alive with the table */
+    bc__file **files; /* owned mappings, kept alive with the table */
     size_t n_files, cap_files;
-    void **copies;                  /* owned buffers for data that could not be used in place */
+    void **copies; /* owned buffers for data that could not be used in place */
     size_t n_copies, cap_copies;
 } bc__tensor_table;
 
@@ -133,9 +133,8 @@ BC__HIDDEN int bc__table_add_file(bc__tensor_table *t, bc__file *file, bc__err *
  * times the dtype size equals n_bytes without overflow, and the bytes lie
  * inside the file. If data is not aligned to the dtype size, the bytes are
  * copied to an aligned buffer. */
-BC__HIDDEN int bc__table_add(bc__tensor_table *t, const char *name, bc_dtype dtype, int n_dims,
-                             const int64_t *shape, const bc__file *file, uint64_t offset,
-                             uint64_t n_bytes, bc__err *err);
+BC__HIDDEN int bc__table_add(bc__tensor_table *t, const char *name, bc_dtype dtype, int n_dims, const int64_t *shape,
+                             const bc__file *file, uint64_t offset, uint64_t n_bytes, bc__err *err);
 
 BC__HIDDEN const bc__tensor *bc__table_find(const bc__tensor_table *t, const char *name);
 BC__HIDDEN void bc__table_free(bc__tensor_table *t);

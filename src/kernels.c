@@ -61,7 +61,8 @@ static void matmul_worker(void *p, int ith, int nth) {
             wr = row;
         }
         for (int i = 0; i < t->n; i++)
-            t->y[(size_t)i * (size_t)w->rows + (size_t)r] = bc__dot_f32(wr, t->x + (size_t)i * (size_t)w->cols, w->cols);
+            t->y[(size_t)i * (size_t)w->rows + (size_t)r] =
+                bc__dot_f32(wr, t->x + (size_t)i * (size_t)w->cols, w->cols);
     }
 }
 

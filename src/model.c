@@ -191,8 +191,7 @@ static int build(bc_model *m, bc__err *err) {
             bc__errorf(err, BC_STATUS_ERROR_MEMORY, "out of memory");
             goto done;
         }
-        for (int i = 0; i < half; i++)
-            m->rope_inv_freq[i] = pow((double)hp->rope_theta, -2.0 * i / hp->head_dim);
+        for (int i = 0; i < half; i++) m->rope_inv_freq[i] = pow((double)hp->rope_theta, -2.0 * i / hp->head_dim);
     }
     rc = 0;
 done:
@@ -200,8 +199,7 @@ done:
     return rc;
 }
 
-bc_status bc_model_load(const char *path, bc_model_params params, bc_model **out, char *err_buf,
-                        size_t err_size) {
+bc_status bc_model_load(const char *path, bc_model_params params, bc_model **out, char *err_buf, size_t err_size) {
     bc__err err = {BC_STATUS_OK, ""};
     *out = NULL;
     bc__f16_init();

@@ -12,20 +12,20 @@
 
 /* Hyper-parameters and variant, from config.json (and the load params). */
 typedef struct bc__hparams {
-    char architecture[64];   /* architectures[0], "" if absent */
-    int n_vocab;             /* vocab_size */
-    int n_embd;              /* hidden_size */
-    int n_ff;                /* intermediate_size */
-    int n_layer;             /* num_hidden_layers */
-    int n_head;              /* num_attention_heads */
-    int head_dim;            /* n_embd / n_head */
-    int n_ctx_train;         /* model_max_length, else max_position_embeddings, else 4096 */
+    char architecture[64]; /* architectures[0], "" if absent */
+    int n_vocab;           /* vocab_size */
+    int n_embd;            /* hidden_size */
+    int n_ff;              /* intermediate_size */
+    int n_layer;           /* num_hidden_layers */
+    int n_head;            /* num_attention_heads */
+    int head_dim;          /* n_embd / n_head */
+    int n_ctx_train;       /* model_max_length, else max_position_embeddings, else 4096 */
     bool has_max_position_embeddings;
-    float norm_eps;          /* rms_norm_eps, default 1e-6 */
-    float rope_theta;        /* rope_theta, default 10000 */
+    float norm_eps;                               /* rms_norm_eps, default 1e-6 */
+    float rope_theta;                             /* rope_theta, default 10000 */
     int bos_token_id, eos_token_id, pad_token_id; /* defaults 1, 2, 0 */
-    bc_pos_encoding pos_encoding; /* ROPE or ALIBI, never AUTO after loading */
-    bool pos_encoding_explicit;   /* from a config key or a load param */
+    bc_pos_encoding pos_encoding;                 /* ROPE or ALIBI, never AUTO after loading */
+    bool pos_encoding_explicit;                   /* from a config key or a load param */
     bool norm_head;
     bool norm_head_explicit;
 } bc__hparams;
@@ -33,28 +33,28 @@ typedef struct bc__hparams {
 /* generation_config.json, when present. */
 typedef struct bc__gen_config {
     bool present;
-    int user_token_id;       /* default 195 */
-    int assistant_token_id;  /* default 196 */
-    int max_new_tokens;      /* default 2048 */
-    float temperature;       /* default 0.3 */
-    int top_k;               /* default 5 */
-    float top_p;             /* default 0.85 */
-    float repetition_penalty;/* default 1.05 */
-    bool do_sample;          /* default true */
+    int user_token_id;        /* default 195 */
+    int assistant_token_id;   /* default 196 */
+    int max_new_tokens;       /* default 2048 */
+    float temperature;        /* default 0.3 */
+    int top_k;                /* default 5 */
+    float top_p;              /* default 0.85 */
+    float repetition_penalty; /* default 1.05 */
+    bool do_sample;           /* default true */
 } bc__gen_config;
 
 /* tokenizer_config.json, when present. */
 typedef struct bc__tok_config {
     bool present;
-    bool add_bos_token;      /* default false */
-    bool add_eos_token;      /* default false */
+    bool add_bos_token; /* default false */
+    bool add_eos_token; /* default false */
 } bc__tok_config;
 
 /* Reads config.json, then the optional generation_config.json and
  * tokenizer_config.json, from dir. Applies the variant rules of DESIGN.md with
  * params' explicit settings winning. */
-BC__HIDDEN int bc__config_read(const char *dir, bc_model_params params, bc__hparams *hp,
-                               bc__gen_config *gen, bc__tok_config *tok, bc__err *err);
+BC__HIDDEN int bc__config_read(const char *dir, bc_model_params params, bc__hparams *hp, bc__gen_config *gen,
+                               bc__tok_config *tok, bc__err *err);
 
 /* Reads the weights of the Hugging Face checkpoint in dir into t; sets the
  * container format and the number of weight files. */
@@ -67,17 +67,17 @@ typedef struct bc__weight {
     const void *data;
     bc_dtype dtype;
     int64_t rows, cols;
-    const char *name;        /* the checkpoint's tensor name (owned by the table) */
+    const char *name; /* the checkpoint's tensor name (owned by the table) */
 } bc__weight;
 
 typedef struct bc__layer {
-    const float *attn_norm;  /* (n_embd) input_layernorm, as f32 */
-    bc__weight wqkv;         /* (3*n_embd, n_embd) W_pack: Q rows, then K, then V */
-    bc__weight wo;           /* (n_embd, n_embd) o_proj */
-    const float *ffn_norm;   /* (n_embd) post_attention_layernorm, as f32 */
-    bc__weight w_gate;       /* (n_ff, n_embd) */
-    bc__weight w_up;         /* (n_ff, n_embd) */
-    bc__weight w_down;       /* (n_embd, n_ff) */
+    const float *attn_norm; /* (n_embd) input_layernorm, as f32 */
+    bc__weight wqkv;        /* (3*n_embd, n_embd) W_pack: Q rows, then K, then V */
+    bc__weight wo;          /* (n_embd, n_embd) o_proj */
+    const float *ffn_norm;  /* (n_embd) post_attention_layernorm, as f32 */
+    bc__weight w_gate;      /* (n_ff, n_embd) */
+    bc__weight w_up;        /* (n_ff, n_embd) */
+    bc__weight w_down;      /* (n_embd, n_ff) */
 } bc__layer;
 
 struct bc_model {
@@ -86,19 +86,19 @@ struct bc_model {
     bc__gen_config gen;
     bc__tok_config tok;
 
-    bc__tensor_table table;  /* owns the mappings all weights point into */
+    bc__tensor_table table; /* owns the mappings all weights point into */
     bc_file_format format;
     int n_files;
 
-    bc__weight tok_embd;     /* (n_vocab, n_embd) */
-    bc__layer *layers;       /* (n_layer) */
-    const float *out_norm;   /* (n_embd) model.norm, as f32 */
-    bc__weight lm_head;      /* (n_vocab, n_embd) as stored (not normalized) */
-    float *lm_head_scale;    /* (n_vocab) 1 / max(|row|, 1e-12) with NormHead, else NULL */
-    float *alibi_slopes;     /* (n_head) with ALiBi, else NULL */
-    double *rope_inv_freq;   /* (head_dim/2) theta^(-2i/head_dim) with RoPE, else NULL */
+    bc__weight tok_embd;   /* (n_vocab, n_embd) */
+    bc__layer *layers;     /* (n_layer) */
+    const float *out_norm; /* (n_embd) model.norm, as f32 */
+    bc__weight lm_head;    /* (n_vocab, n_embd) as stored (not normalized) */
+    float *lm_head_scale;  /* (n_vocab) 1 / max(|row|, 1e-12) with NormHead, else NULL */
+    float *alibi_slopes;   /* (n_head) with ALiBi, else NULL */
+    double *rope_inv_freq; /* (head_dim/2) theta^(-2i/head_dim) with RoPE, else NULL */
 
-    float *f32_vectors;      /* owned storage of the f32 norm vectors above */
+    float *f32_vectors; /* owned storage of the f32 norm vectors above */
 
     int64_t n_params;
     uint64_t weight_bytes;

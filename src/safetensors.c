@@ -15,10 +15,14 @@
 #define SAFETENSORS_MAX_HEADER (100u << 20)
 
 static int parse_dtype(const char *s, bc_dtype *out) {
-    if (strcmp(s, "F32") == 0) *out = BC_DTYPE_F32;
-    else if (strcmp(s, "F16") == 0) *out = BC_DTYPE_F16;
-    else if (strcmp(s, "BF16") == 0) *out = BC_DTYPE_BF16;
-    else return -1;
+    if (strcmp(s, "F32") == 0)
+        *out = BC_DTYPE_F32;
+    else if (strcmp(s, "F16") == 0)
+        *out = BC_DTYPE_F16;
+    else if (strcmp(s, "BF16") == 0)
+        *out = BC_DTYPE_BF16;
+    else
+        return -1;
     return 0;
 }
 
@@ -32,30 +36,27 @@ static int read_u64_pair(json_t *arr, uint64_t out[2]) {
     return 0;
 }
 
-static int add_tensor(bc__tensor_table *t, const bc__file *f, uint64_t data_start, const char *name,
-                      json_t *info, bc__err *err) {
+static int add_tensor(bc__tensor_table *t, const bc__file *f, uint64_t data_start, const char *name, json_t *info,
+                      bc__err *err) {
     const char *path = f->path;
     if (!json_is_object(info))
-        return bc__errorf(err, BC_STATUS_ERROR_FORMAT, "%s: header entry for tensor '%s' is not an object", path,
-                          name);
+        return bc__errorf(err, BC_STATUS_ERROR_FORMAT, "%s: header entry for tensor '%s' is not an object", path, name);
     json_t *jdtype = json_object_get(info, "dtype");
     json_t *jshape = json_object_get(info, "shape");
     json_t *joffsets = json_object_get(info, "data_offsets");
     if (!json_is_string(jdtype))
-        return bc__errorf(err, BC_STATUS_ERROR_FORMAT, "%s: tensor '%s': missing or non-string \"dtype\"", path,
-                          name);
+        return bc__errorf(err, BC_STATUS_ERROR_FORMAT, "%s: tensor '%s': missing or non-string \"dtype\"", path, name);
     bc_dtype dtype;
     if (parse_dtype(json_string_value(jdtype), &dtype) != 0)
         return bc__errorf(err, BC_STATUS_ERROR_FORMAT,
                           "%s: tensor '%s': unsupported dtype \"%s\" (supported: F32, F16, BF16)", path, name,
                           json_string_value(jdtype));
     if (!json_is_array(jshape))
-        return bc__errorf(err, BC_STATUS_ERROR_FORMAT, "%s: tensor '%s': missing or non-array \"shape\"", path,
-                          name);
+        return bc__errorf(err, BC_STATUS_ERROR_FORMAT, "%s: tensor '%s': missing or non-array \"shape\"", path, name);
     size_t n_dims = json_array_size(jshape);
     if (n_dims > BC__MAX_DIMS)
-        return bc__errorf(err, BC_STATUS_ERROR_FORMAT, "%s: tensor '%s': %zu dimensions (at most %d supported)",
-                          path, name, n_dims, BC__MAX_DIMS);
+        return bc__errorf(err, BC_STATUS_ERROR_FORMAT, "%s: tensor '%s': %zu dimensions (at most %d supported)", path,
+                          name, n_dims, BC__MAX_DIMS);
     int64_t shape[BC__MAX_DIMS] = {0};
     for (size_t i = 0; i < n_dims; i++) {
         json_t *d = json_array_get(jshape, i);
@@ -69,8 +70,9 @@ static int add_tensor(bc__tensor_table *t, const bc__file *f, uint64_t data_star
         return bc__errorf(err, BC_STATUS_ERROR_FORMAT,
                           "%s: tensor '%s': \"data_offsets\" must be two non-negative integers", path, name);
     if (off[1] < off[0])
-        return bc__errorf(err, BC_STATUS_ERROR_FORMAT, "%s: tensor '%s': data_offsets [%llu, %llu] end before they begin",
-                          path, name, (unsigned long long)off[0], (unsigned long long)off[1]);
+        return bc__errorf(err, BC_STATUS_ERROR_FORMAT,
+                          "%s: tensor '%s': data_offsets [%llu, %llu] end before they begin", path, name,
+                          (unsigned long long)off[0], (unsigned long long)off[1]);
     uint64_t abs_begin;
     if (bc__add_u64(data_start, off[0], &abs_begin) != 0)
         return bc__errorf(err, BC_STATUS_ERROR_FORMAT, "%s: tensor '%s': data offset overflows", path, name);
@@ -83,8 +85,9 @@ int bc__safetensors_read(bc__tensor_table *t, const char *path, bc__err *err) {
     if (bc__table_add_file(t, f, err) != 0) return -1; /* the table owns f from here */
 
     if (f->size < 8)
-        return bc__errorf(err, BC_STATUS_ERROR_FORMAT, "%s: %llu bytes is too short for a safetensors file (truncated?)",
-                          path, (unsigned long long)f->size);
+        return bc__errorf(err, BC_STATUS_ERROR_FORMAT,
+                          "%s: %llu bytes is too short for a safetensors file (truncated?)", path,
+                          (unsigned long long)f->size);
     uint64_t header_size;
     memcpy(&header_size, f->data, 8);
     if (header_size > SAFETENSORS_MAX_HEADER)

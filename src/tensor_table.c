@@ -35,29 +35,27 @@ const bc__tensor *bc__table_find(const bc__tensor_table *t, const char *name) {
     return NULL;
 }
 
-int bc__table_add(bc__tensor_table *t, const char *name, bc_dtype dtype, int n_dims,
-                  const int64_t *shape, const bc__file *file, uint64_t offset, uint64_t n_bytes,
-                  bc__err *err) {
+int bc__table_add(bc__tensor_table *t, const char *name, bc_dtype dtype, int n_dims, const int64_t *shape,
+                  const bc__file *file, uint64_t offset, uint64_t n_bytes, bc__err *err) {
     const char *path = file->path;
     if (n_dims < 0 || n_dims > BC__MAX_DIMS)
-        return bc__errorf(err, BC_STATUS_ERROR_FORMAT, "%s: tensor '%s' has %d dimensions (at most %d supported)",
-                          path, name, n_dims, BC__MAX_DIMS);
+        return bc__errorf(err, BC_STATUS_ERROR_FORMAT, "%s: tensor '%s' has %d dimensions (at most %d supported)", path,
+                          name, n_dims, BC__MAX_DIMS);
     uint64_t n_elem = 1;
     for (int i = 0; i < n_dims; i++) {
         if (shape[i] < 0)
-            return bc__errorf(err, BC_STATUS_ERROR_FORMAT, "%s: tensor '%s' has negative dimension %lld", path,
-                              name, (long long)shape[i]);
+            return bc__errorf(err, BC_STATUS_ERROR_FORMAT, "%s: tensor '%s' has negative dimension %lld", path, name,
+                              (long long)shape[i]);
         if (bc__mul_u64(n_elem, (uint64_t)shape[i], &n_elem) != 0)
-            return bc__errorf(err, BC_STATUS_ERROR_FORMAT, "%s: tensor '%s': element count overflows", path,
-                              name);
+            return bc__errorf(err, BC_STATUS_ERROR_FORMAT, "%s: tensor '%s': element count overflows", path, name);
     }
     uint64_t expect;
     if (bc__mul_u64(n_elem, bc__dtype_size(dtype), &expect) != 0)
         return bc__errorf(err, BC_STATUS_ERROR_FORMAT, "%s: tensor '%s': byte size overflows", path, name);
     if (expect != n_bytes)
         return bc__errorf(err, BC_STATUS_ERROR_FORMAT,
-                          "%s: tensor '%s': shape and dtype %s need %llu bytes but the file gives %llu", path,
-                          name, bc_dtype_name(dtype), (unsigned long long)expect, (unsigned long long)n_bytes);
+                          "%s: tensor '%s': shape and dtype %s need %llu bytes but the file gives %llu", path, name,
+                          bc_dtype_name(dtype), (unsigned long long)expect, (unsigned long long)n_bytes);
     uint64_t end;
     if (bc__add_u64(offset, n_bytes, &end) != 0 || end > file->size)
         return bc__errorf(err, BC_STATUS_ERROR_FORMAT,
@@ -66,8 +64,7 @@ int bc__table_add(bc__tensor_table *t, const char *name, bc_dtype dtype, int n_d
                           path, name, (unsigned long long)offset, (unsigned long long)(offset + n_bytes),
                           (unsigned long long)file->size);
     if (bc__table_find(t, name) != NULL)
-        return bc__errorf(err, BC_STATUS_ERROR_FORMAT, "%s: tensor '%s' appears twice in the checkpoint", path,
-                          name);
+        return bc__errorf(err, BC_STATUS_ERROR_FORMAT, "%s: tensor '%s' appears twice in the checkpoint", path, name);
     if (grow((void **)&t->tensors, &t->cap_tensors, t->n_tensors, sizeof *t->tensors) != 0)
         return bc__errorf(err, BC_STATUS_ERROR_MEMORY, "out of memory");
 
@@ -78,8 +75,8 @@ int bc__table_add(bc__tensor_table *t, const char *name, bc_dtype dtype, int n_d
             return bc__errorf(err, BC_STATUS_ERROR_MEMORY, "out of memory");
         void *copy = malloc(n_bytes);
         if (copy == NULL)
-            return bc__errorf(err, BC_STATUS_ERROR_MEMORY, "%s: tensor '%s': out of memory copying %llu bytes",
-                              path, name, (unsigned long long)n_bytes);
+            return bc__errorf(err, BC_STATUS_ERROR_MEMORY, "%s: tensor '%s': out of memory copying %llu bytes", path,
+                              name, (unsigned long long)n_bytes);
         memcpy(copy, data, n_bytes);
         t->copies[t->n_copies++] = copy;
         data = copy;

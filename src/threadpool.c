@@ -15,14 +15,14 @@
 #define SPIN_ITERATIONS 20000
 
 struct bc__pool {
-    int n_threads;               /* including the caller */
-    pthread_t *threads;          /* (n_threads - 1) workers */
+    int n_threads;      /* including the caller */
+    pthread_t *threads; /* (n_threads - 1) workers */
     pthread_mutex_t mutex;
-    pthread_cond_t wake;         /* signalled when generation changes */
-    atomic_uint generation;      /* bumped once per task */
-    atomic_int n_done;           /* workers finished with the current task */
+    pthread_cond_t wake;    /* signalled when generation changes */
+    atomic_uint generation; /* bumped once per task */
+    atomic_int n_done;      /* workers finished with the current task */
     atomic_bool stop;
-    bc__task_fn fn;              /* the current task */
+    bc__task_fn fn; /* the current task */
     void *arg;
 };
 
@@ -81,7 +81,8 @@ bc__pool *bc__pool_create(int n_threads) {
     }
     for (int i = 1; i < n_threads; i++) {
         worker_start *ws = malloc(sizeof *ws);
-        if (ws == NULL || (ws->pool = pool, ws->ith = i, pthread_create(&pool->threads[i - 1], NULL, worker_main, ws) != 0)) {
+        if (ws == NULL ||
+            (ws->pool = pool, ws->ith = i, pthread_create(&pool->threads[i - 1], NULL, worker_main, ws) != 0)) {
             free(ws);
             pool->n_threads = i; /* only the threads started so far */
             bc__pool_free(pool);
@@ -120,7 +121,9 @@ void bc__pool_run(bc__pool *pool, bc__task_fn fn, void *arg) {
     pthread_mutex_unlock(&pool->mutex);
     fn(arg, 0, pool->n_threads);
     for (int spins = 0; atomic_load_explicit(&pool->n_done, memory_order_acquire) != pool->n_threads - 1; spins++) {
-        if (spins < SPIN_ITERATIONS) cpu_relax();
-        else sched_yield(); /* a worker was descheduled: give it the core */
+        if (spins < SPIN_ITERATIONS)
+            cpu_relax();
+        else
+            sched_yield(); /* a worker was descheduled: give it the core */
     }
 }

@@ -77,7 +77,8 @@ static float *decode_alone(const bc_model *model, int seq_tag, int len, int n_th
     for (int i = 0; i < len; i++) b[i] = (bc_batch_entry){0, i, token_at(seq_tag, i, V), true};
     assert_int_equal(bc_context_decode(ctx, b, len), BC_STATUS_OK);
     float *out = malloc((size_t)len * (size_t)V * sizeof(float));
-    for (int i = 0; i < len; i++) memcpy(out + (size_t)i * (size_t)V, bc_context_logits(ctx, i), (size_t)V * sizeof(float));
+    for (int i = 0; i < len; i++)
+        memcpy(out + (size_t)i * (size_t)V, bc_context_logits(ctx, i), (size_t)V * sizeof(float));
     free(b);
     bc_context_free(ctx);
     return out;

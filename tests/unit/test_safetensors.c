@@ -53,10 +53,9 @@ static void expect_error(const char *header, size_t n_data, const char *needle) 
     if (strstr(msg, needle) == NULL) fail_msg("message '%s' lacks '%s'", msg, needle);
 }
 
-static const char valid_header[] =
-    "{\"__metadata__\":{\"format\":\"pt\"},"
-    "\"a\":{\"dtype\":\"F32\",\"shape\":[2,3],\"data_offsets\":[0,24]},"
-    "\"b\":{\"dtype\":\"BF16\",\"shape\":[4],\"data_offsets\":[24,32]}}";
+static const char valid_header[] = "{\"__metadata__\":{\"format\":\"pt\"},"
+                                   "\"a\":{\"dtype\":\"F32\",\"shape\":[2,3],\"data_offsets\":[0,24]},"
+                                   "\"b\":{\"dtype\":\"BF16\",\"shape\":[4],\"data_offsets\":[24,32]}}";
 
 static void test_valid(void **state) {
     (void)state;
@@ -124,8 +123,8 @@ static void test_bad_headers(void **state) {
     expect_error("{\"a\":{\"shape\":[2],\"data_offsets\":[0,8]}}", 8, "dtype");
     expect_error("{\"a\":7}", 0, "not an object");
     expect_error("{\"a\":{\"dtype\":\"F32\",\"shape\":[1,1,1,1,1],\"data_offsets\":[0,4]}}", 4, "dimensions");
-    expect_error(
-        "{\"a\":{\"dtype\":\"F32\",\"shape\":[4611686018427387904,8],\"data_offsets\":[0,4]}}", 4, "overflows");
+    expect_error("{\"a\":{\"dtype\":\"F32\",\"shape\":[4611686018427387904,8],\"data_offsets\":[0,4]}}", 4,
+                 "overflows");
     expect_error("{\"a\":{\"dtype\":\"F32\",\"shape\":[1],\"data_offsets\":[0,4]},"
                  "\"a\":{\"dtype\":\"F32\",\"shape\":[1],\"data_offsets\":[0,4]}}",
                  4, "JSON");
