@@ -10,6 +10,8 @@
  *               shared by any number of threads and contexts.
  *   bc_context  KV cache and scratch memory for up to n_seq sequences; used
  *               by one thread at a time; allocates everything at init.
+ *   bc_tokenizer  SentencePiece BPE tokenizer (tokenizer.model), immutable;
+ *               bc_detokenizer turns ids back into text as they come.
  *
  * Errors: every fallible call returns a bc_status. Loaders write a message
  * into a caller-supplied buffer; a context keeps its last message, readable
@@ -195,6 +197,170 @@ int bc_context_n_ctx(const bc_context *ctx);
 int bc_context_n_seq(const bc_context *ctx);
 int bc_context_n_batch(const bc_context *ctx);
 int bc_context_n_threads(const bc_context *ctx);
+
+/* ======================================================================== */
+/* Tokenizer: SentencePiece BPE, streaming detokenizer, Baichuan chat format */
+/* ======================================================================== */
+/*
+ * The tokenizer reads a SentencePiece tokenizer.model (any BPE model, not
+ * only Baichuan's) and produces exactly the ids SentencePiece's own encoder
+ * produces: same normalization (identity or a precompiled character map,
+ * dummy prefix, extra-whitespace removal, U+2581 escaping), user-defined
+ * symbols matched whole, merges in score order with SentencePiece's
+ * tie-break (leftmost first), unused pieces split back, byte fallback to
+ * <0xXX> pieces, or runs of unknown characters as one unknown id. Malformed
+ * UTF-8 bytes become U+FFFD, one per byte, as in SentencePiece. Control
+ * pieces (<s>, </s>, <reserved_N>) are never produced from text.
+ *
+ * A bc_tokenizer is immutable once loaded: any number of threads may encode
+ * and decode with it at once. A bc_detokenizer belongs to one thread.
+ */
+
+typedef struct bc_tokenizer bc_tokenizer;
+
+/* Loads a tokenizer. `path` is a model directory (reads tokenizer.model,
+ * and when present tokenizer_config.json for add_bos_token/add_eos_token,
+ * generation_config.json for the chat role tokens and max_new_tokens, and
+ * config.json for model_max_length) or a tokenizer.model file (then those
+ * settings take their defaults: no BOS/EOS, roles 195/196, 4096 positions,
+ * 2048 new tokens). Only BPE models load (model_type 2).
+ * On success *out owns the tokenizer; free it with bc_tokenizer_free().
+ * On failure *out is NULL and err (err_size bytes, may be 0) holds a message
+ * naming the file, the field and, for a malformed file, the byte offset. */
+bc_status bc_tokenizer_load(const char *path, bc_tokenizer **out, char *err, size_t err_size);
+
+void bc_tokenizer_free(bc_tokenizer *tok);
+
+/* Kinds of pieces (SentencePiece's ModelProto.SentencePiece.Type). */
+typedef enum bc_piece_type {
+    BC_PIECE_TYPE_NORMAL = 1,       /* learned by BPE */
+    BC_PIECE_TYPE_UNKNOWN = 2,      /* <unk> */
+    BC_PIECE_TYPE_CONTROL = 3,      /* <s>, </s>, <reserved_N>: never from text, decode to "" */
+    BC_PIECE_TYPE_USER_DEFINED = 4, /* always matched whole in text */
+    BC_PIECE_TYPE_UNUSED = 5,       /* in the vocabulary but never produced */
+    BC_PIECE_TYPE_BYTE = 6,         /* <0x00>..<0xFF>, byte fallback */
+} bc_piece_type;
+
+/* What a tokenizer is; filled by bc_tokenizer_get_info(). Strings are valid
+ * while the tokenizer lives. */
+typedef struct bc_tokenizer_info {
+    const char *model_path; /* the tokenizer.model read */
+    int n_vocab;            /* pieces in the model */
+    int bos_id, eos_id;     /* the <s> and </s> control pieces, -1 if absent */
+    int pad_id, unk_id;     /* -1 if absent */
+    bool add_bos, add_eos;  /* tokenizer_config.json add_bos_token / add_eos_token (default false) */
+    bool byte_fallback;
+    const char *normalizer; /* normalizer_spec.name, e.g. "identity" */
+    bool has_charsmap;      /* a non-identity character map is applied */
+    bool add_dummy_prefix, remove_extra_whitespaces, escape_whitespaces;
+    int n_piece_types[7]; /* pieces per bc_piece_type (index 1..6) */
+} bc_tokenizer_info;
+
+void bc_tokenizer_get_info(const bc_tokenizer *tok, bc_tokenizer_info *info);
+
+/* The piece of id as stored in the model (U+2581 for spaces), NUL-terminated,
+ * valid while tok lives; *len (may be NULL) is its length in bytes. Returns
+ * NULL if id is outside [0, n_vocab). type may be NULL. */
+const char *bc_tokenizer_piece(const bc_tokenizer *tok, int32_t id, size_t *len, bc_piece_type *type);
+
+/* Encodes text_len bytes of text (any bytes; malformed UTF-8 is handled as
+ * SentencePiece does). add_bos / add_eos: BC_SWITCH_AUTO follows
+ * tokenizer_config.json, ON/OFF force it. Sets *n_ids to the number of ids
+ * the text encodes to and writes the first min(*n_ids, ids_cap) of them.
+ * Returns BC_STATUS_OK when they all fitted; BC_STATUS_ERROR_ARGUMENT when
+ * ids_cap was too small (call again with ids_cap >= *n_ids; pass ids_cap 0
+ * to learn the size), or when a BOS/EOS is asked for and the model has no
+ * such piece (then *n_ids is 0); BC_STATUS_ERROR_MEMORY. */
+bc_status bc_tokenizer_encode(const bc_tokenizer *tok, const char *text, size_t text_len, bc_switch add_bos,
+                              bc_switch add_eos, int32_t *ids, size_t ids_cap, size_t *n_ids);
+
+/* Decodes ids to text exactly as SentencePiece's DecodeIds: control pieces
+ * vanish, byte pieces are reassembled (a byte that does not complete a valid
+ * UTF-8 sequence becomes U+FFFD), U+2581 becomes a space, <unk> becomes
+ * " \u2047 " (the model's unk_surface), and the leading space of the first
+ * piece is dropped when the model adds a dummy prefix.
+ * Sets *text_len to the decoded length (without a NUL) and writes the first
+ * min(*text_len, text_cap) bytes, then a NUL if there is room for it.
+ * Returns BC_STATUS_OK when the text fitted (*text_len <= text_cap);
+ * BC_STATUS_ERROR_ARGUMENT when it did not (call again with a larger
+ * buffer), or when an id is outside [0, n_vocab) (then *text_len is 0);
+ * BC_STATUS_ERROR_MEMORY. */
+bc_status bc_tokenizer_decode(const bc_tokenizer *tok, const int32_t *ids, size_t n_ids, char *text, size_t text_cap,
+                              size_t *text_len);
+
+/* A streaming detokenizer: feed ids one at a time and get the text they
+ * add. Concatenating every push's text and the final flush's text gives
+ * exactly bc_tokenizer_decode() of the whole sequence. A push never returns
+ * part of a UTF-8 sequence: bytes of an incomplete character (from byte
+ * pieces) are held back until the character is complete or proven invalid.
+ * Allocates only when its buffer must grow. One thread at a time. */
+typedef struct bc_detokenizer bc_detokenizer;
+
+/* tok must outlive the detokenizer. */
+bc_status bc_detokenizer_init(const bc_tokenizer *tok, bc_detokenizer **out);
+
+void bc_detokenizer_free(bc_detokenizer *detok);
+
+/* Starts a new sequence (as if freshly initialized). */
+void bc_detokenizer_reset(bc_detokenizer *detok);
+
+/* Feeds one id. *text (valid until the next call on detok) receives
+ * *text_len bytes of complete UTF-8, possibly none. BC_STATUS_ERROR_ARGUMENT
+ * for an id outside [0, n_vocab) (the state is unchanged). */
+bc_status bc_detokenizer_push(bc_detokenizer *detok, int32_t id, const char **text, size_t *text_len);
+
+/* Ends the sequence: returns what was held back (an unfinished UTF-8
+ * sequence from byte pieces, as U+FFFD per byte), then resets. */
+bc_status bc_detokenizer_flush(bc_detokenizer *detok, const char **text, size_t *text_len);
+
+/* ------------------------------------------------------------------------ */
+/* Chat format (Baichuan Chat models)                                       */
+/* ------------------------------------------------------------------------ */
+/*
+ * The model input for a conversation, as Baichuan's build_chat_input makes
+ * it: encode(system), then for each round (a round starts at each user
+ * message) user_token_id + encode(user) and assistant_token_id +
+ * encode(assistant), and a final assistant_token_id when the last message
+ * is not the assistant's. No BOS, no EOS.
+ * Budget: max_input = max_length - max_new_tokens; max_history = max_input -
+ * len(system). Walking from the newest round back, a round is kept when the
+ * history is still empty or it fits in max_history; the walk stops at the
+ * first round that does not fit, or once the history reaches max_history.
+ * Finally system + history (+ assistant_token_id) is cut from the left to
+ * max_input ids.
+ */
+
+typedef enum bc_chat_role {
+    BC_CHAT_ROLE_SYSTEM = 0, /* only as the first message */
+    BC_CHAT_ROLE_USER = 1,
+    BC_CHAT_ROLE_ASSISTANT = 2,
+} bc_chat_role;
+
+typedef struct bc_chat_message {
+    bc_chat_role role;
+    const char *content; /* content_len bytes of UTF-8 */
+    size_t content_len;
+} bc_chat_message;
+
+typedef struct bc_chat_params {
+    int32_t user_token_id;      /* default: generation_config.json user_token_id, else 195 */
+    int32_t assistant_token_id; /* default: generation_config.json assistant_token_id, else 196 */
+    int max_length;             /* default: config.json model_max_length, else 4096 */
+    int max_new_tokens;         /* default: generation_config.json max_new_tokens, else 2048 */
+} bc_chat_params;
+
+/* The chat settings of tok's model directory (tok may be NULL: the official
+ * Baichuan2 Chat values). */
+bc_chat_params bc_chat_default_params(const bc_tokenizer *tok);
+
+/* Builds the model input for n_messages messages. Output convention as in
+ * bc_tokenizer_encode(). Errors (message in err): no messages, a system
+ * message that is not first, an unknown role, role ids outside the
+ * vocabulary, or max_new_tokens leaving no room for input
+ * (BC_STATUS_ERROR_ARGUMENT); BC_STATUS_ERROR_MEMORY. */
+bc_status bc_chat_encode(const bc_tokenizer *tok, const bc_chat_message *messages, size_t n_messages,
+                         bc_chat_params params, int32_t *ids, size_t ids_cap, size_t *n_ids, char *err,
+                         size_t err_size);
 
 #ifdef __cplusplus
 }

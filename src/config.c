@@ -9,6 +9,7 @@
  * load param wins over both.
  */
 #include "model.h"
+#include "tokenizer.h"
 
 #include <jansson.h>
 #include <stdlib.h>
@@ -312,5 +313,28 @@ int bc__config_read(const char *dir, bc_model_params params, bc__hparams *hp, bc
     gen_arg g = {hp->n_vocab, gen};
     if (read_optional(dir, "generation_config.json", gen_cb, &g, err) != 0) return -1;
     if (read_optional(dir, "tokenizer_config.json", tok_cb, tok, err) != 0) return -1;
+    return 0;
+}
+
+/* ------------------------------------------------------------------------ */
+/* What a tokenizer loaded from a model directory reads                     */
+/* ------------------------------------------------------------------------ */
+
+static int ctx_cb(const json_doc *doc, void *arg, bc__err *err) {
+    int *n_ctx_train = arg, max_pos = 0, max_len = 0;
+    if (get_int(doc, "max_position_embeddings", 0, 0, 1, 1 << 24, &max_pos, err) != 0 ||
+        get_int(doc, "model_max_length", 0, 0, 1, 1 << 24, &max_len, err) != 0)
+        return -1;
+    *n_ctx_train = max_len ? max_len : max_pos ? max_pos : 4096;
+    return 0;
+}
+
+int bc__tok_dir_config_read(const char *dir, int n_vocab, bc__tok_config *tok, bc__gen_config *gen, int *n_ctx_train,
+                            bc__err *err) {
+    gen_arg g = {n_vocab, gen};
+    if (read_optional(dir, "tokenizer_config.json", tok_cb, tok, err) != 0 ||
+        read_optional(dir, "generation_config.json", gen_cb, &g, err) != 0 ||
+        read_optional(dir, "config.json", ctx_cb, n_ctx_train, err) != 0)
+        return -1;
     return 0;
 }
