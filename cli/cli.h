@@ -43,5 +43,8 @@ bc_model *cli_load_model(const cli_model_opts *o);
 
 int cmd_info(int argc, char **argv);
 int cmd_logits(int argc, char **argv);
+int cmd_tokenize(int argc, char **argv);
+int cmd_detokenize(int argc, char **argv);
+int cmd_chat_template(int argc, char **argv);
 
 #endif /* BC_CLI_H */

@@ -14,12 +14,15 @@ typedef struct command {
 static const command commands[] = {
     {"info", cmd_info, "describe a model: variant, shapes, dtypes, files, memory"},
     {"logits", cmd_logits, "write the logits of every position of a token sequence"},
+    {"tokenize", cmd_tokenize, "text on stdin to token ids (tokenizer.model only, no weights)"},
+    {"detokenize", cmd_detokenize, "token ids on stdin back to text"},
+    {"chat-template", cmd_chat_template, "a JSON conversation on stdin to the Chat model's input ids"},
 };
 
 static void usage(FILE *f) {
     fputs("usage: baichuan COMMAND [options]\n\ncommands:\n", f);
     for (size_t i = 0; i < sizeof commands / sizeof commands[0]; i++)
-        fprintf(f, "  %-10s %s\n", commands[i].name, commands[i].summary);
+        fprintf(f, "  %-14s %s\n", commands[i].name, commands[i].summary);
     fputs("\n'baichuan COMMAND --help' describes a command's options.\n", f);
 }
 
