@@ -110,10 +110,10 @@ int main(int argc, char **argv) {
                 cap_stream = (stream_len + chunk_len) * 2 + 64;
                 stream = realloc(stream, cap_stream);
             }
-            memcpy(stream + stream_len, chunk, chunk_len);
+            if (chunk_len > 0) memcpy(stream + stream_len, chunk, chunk_len);
             stream_len += chunk_len;
         }
-        if (ok && (stream_len != whole_len || memcmp(stream, whole, whole_len) != 0)) {
+        if (ok && (stream_len != whole_len || (whole_len > 0 && memcmp(stream, whole, whole_len) != 0))) {
             printf("FAIL  line %ld: streaming (%zu bytes) differs from whole decode (%zu bytes)\n", line_no, stream_len,
                    whole_len);
             ok = 0;
