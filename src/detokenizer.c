@@ -98,7 +98,7 @@ static int resolve_bytes(bc_detokenizer *d, bool end) {
 
 static int detok_push(bc_detokenizer *d, int32_t id) {
     const bc_tokenizer *tok = d->tok;
-    int32_t c = tok->decode_id[id];
+    int32_t c = tok->canonical_id[id];
     int type = tok->types[c];
     if (type == BC__SP_BYTE) {
         const char *p = tok->piece_text + tok->piece_off[c]; /* "<0xXX>" */

@@ -103,14 +103,17 @@ typedef struct sym {
     int32_t prev, next; /* neighbours in the list, -1 at the ends */
     uint32_t start;     /* first byte in the normalized text */
     uint32_t len;       /* bytes; 0 once merged into its left neighbour */
+    int32_t id;         /* the mergeable piece with these bytes, -1 if none */
     uint32_t freeze;    /* a user-defined symbol: never merged */
 } sym;
 
-/* A candidate merge of symbols left and right into a piece of `size` bytes. */
+/* A candidate merge of symbols left and right into piece `id` of `size`
+ * bytes. */
 typedef struct pair {
     float score;
     int32_t left, right;
     uint32_t size;
+    int32_t id;
 } pair;
 
 /* Pop order: higher score first, then the leftmost. */
@@ -207,19 +210,46 @@ static int rev_get(const encoder *e, int32_t id, uint32_t *left_len) {
     return 0;
 }
 
+static inline uint64_t merge_hash(uint64_t key) {
+    key ^= key >> 33;
+    key *= 0xff51afd7ed558ccdull;
+    key ^= key >> 33;
+    key *= 0xc4ceb9fe1a85ec53ull;
+    return key ^ (key >> 33);
+}
+
+static int32_t merge_find(const bc_tokenizer *tok, int32_t a, int32_t b) {
+    uint64_t key = (uint64_t)(uint32_t)a << 32 | (uint32_t)b;
+    for (size_t i = (size_t)merge_hash(key) & tok->merge_mask;; i = (i + 1) & tok->merge_mask) {
+        uint64_t k = tok->merge_keys[i];
+        if (k == key) return tok->merge_vals[i];
+        if (k == UINT64_MAX) return -1;
+    }
+}
+
+/* The piece that merging symbols left and right would give, -1 if none
+ * (or -2 on out of memory). Like SentencePiece, remembers how an unused
+ * piece was formed every time such a pair becomes a candidate. */
+static int32_t pair_piece(encoder *e, int32_t left, int32_t right) {
+    if (left < 0 || right < 0) return -1;
+    const sym *l = &e->syms[left], *r = &e->syms[right];
+    if (l->freeze || r->freeze) return -1;
+    const bc_tokenizer *tok = e->tok;
+    /* Two pieces concatenate to a piece exactly when the merge table says
+     * so; bytes that are no piece need the string lookup. */
+    int32_t id = l->id >= 0 && r->id >= 0 ? merge_find(tok, l->id, r->id)
+                                          : map_find(tok, &tok->normal_map, e->norm + l->start, l->len + r->len);
+    if (id >= 0 && tok->types[id] == BC__SP_UNUSED && rev_put(e, id, l->len) != 0) return -2;
+    return id;
+}
+
 /* Queues the merge of left and right if their concatenation is a piece. */
 static int maybe_add_pair(encoder *e, int32_t left, int32_t right) {
-    if (left < 0 || right < 0) return 0;
-    const sym *l = &e->syms[left], *r = &e->syms[right];
-    if (l->freeze || r->freeze) return 0;
-    const bc_tokenizer *tok = e->tok;
-    uint32_t size = l->len + r->len;
-    int32_t id = map_find(tok, &tok->normal_map, e->norm + l->start, size);
+    int32_t id = pair_piece(e, left, right);
+    if (id == -2) return -1;
     if (id < 0) return 0;
-    pair p = {tok->scores[id], left, right, size};
-    if (heap_push(e, p) != 0) return -1;
-    if (tok->types[id] == BC__SP_UNUSED && rev_put(e, id, l->len) != 0) return -1;
-    return 0;
+    pair p = {e->tok->scores[id], left, right, e->syms[left].len + e->syms[right].len, id};
+    return heap_push(e, p);
 }
 
 static int piece_sep(encoder *e) {
@@ -264,7 +294,9 @@ static int emit(encoder *e, const char *w, size_t n, int32_t id) {
 /* Emits the final symbol w, splitting unused pieces back into the pair that
  * formed them, recursively (with an explicit stack: a long piece could
  * otherwise recurse once per byte). */
-static int resegment(encoder *e, uint32_t start, uint32_t len, bc__buf *stack) {
+static int resegment(encoder *e, uint32_t start, uint32_t len, int32_t id, bc__buf *stack) {
+    const bc_tokenizer *tok = e->tok;
+    if (id >= 0 && tok->types[id] != BC__SP_UNUSED) return emit(e, e->norm + start, len, tok->canonical_id[id]);
     stack->len = 0;
     uint32_t item[2] = {start, len};
     if (bc__buf_append(stack, item, sizeof item) != 0) return -1;
@@ -272,10 +304,10 @@ static int resegment(encoder *e, uint32_t start, uint32_t len, bc__buf *stack) {
         stack->len -= sizeof item;
         memcpy(item, stack->data + stack->len, sizeof item);
         const char *w = e->norm + item[0];
-        int32_t id = bc__piece_to_id(e->tok, w, item[1]);
+        int32_t piece = bc__piece_to_id(tok, w, item[1]);
         uint32_t left_len;
-        if (e->tok->types[id] != BC__SP_UNUSED || !rev_get(e, id, &left_len)) {
-            if (emit(e, w, item[1], id) != 0) return -1;
+        if (tok->types[piece] != BC__SP_UNUSED || !rev_get(e, piece, &left_len)) {
+            if (emit(e, w, item[1], piece) != 0) return -1;
             continue;
         }
         uint32_t right[2] = {item[0] + left_len, item[1] - left_len};
@@ -319,6 +351,7 @@ int bc__tokenizer_encode(const bc_tokenizer *tok, const char *text, size_t len, 
         s->next = pos + m < norm.len ? n_syms + 1 : -1;
         s->start = (uint32_t)pos;
         s->len = (uint32_t)m;
+        s->id = map_find(tok, &tok->normal_map, norm.data + pos, m);
         s->freeze = freeze;
         n_syms++;
         pos += m;
@@ -327,13 +360,14 @@ int bc__tokenizer_encode(const bc_tokenizer *tok, const char *text, size_t len, 
     for (int32_t i = 1; i < n_syms; i++)
         if (maybe_add_pair(&e, i - 1, i) != 0) goto done;
 
-    /* Merge the best pair until none is left. */
     sym *syms = e.syms;
+    /* Merge the best pair until none is left. */
     while (e.n_heap > 0) {
         pair top = heap_pop(&e);
         sym *l = &syms[top.left], *r = &syms[top.right];
         if (l->len == 0 || r->len == 0 || l->len + r->len != top.size) continue; /* stale */
         l->len += r->len;
+        l->id = top.id;
         l->next = r->next;
         if (r->next >= 0) syms[r->next].prev = top.left;
         r->len = 0;
@@ -341,7 +375,7 @@ int bc__tokenizer_encode(const bc_tokenizer *tok, const char *text, size_t len, 
     }
 
     for (int32_t i = 0; i != -1; i = syms[i].next)
-        if (resegment(&e, syms[i].start, syms[i].len, &stack) != 0) goto done;
+        if (resegment(&e, syms[i].start, syms[i].len, syms[i].id, &stack) != 0) goto done;
     rc = 0;
 done:
     free(norm.data);
@@ -501,9 +535,9 @@ static int build_vocab(bc_tokenizer *tok, bc__err *err) {
     tok->piece_text = malloc(text_bytes);
     tok->decode_text = malloc(text_bytes);
     tok->decode_off = malloc(((size_t)n + 1) * sizeof *tok->decode_off);
-    tok->decode_id = malloc((size_t)n * sizeof *tok->decode_id);
+    tok->canonical_id = malloc((size_t)n * sizeof *tok->canonical_id);
     tok->decode_leading_ws = malloc((size_t)n);
-    if (!tok->piece_text || !tok->decode_text || !tok->decode_off || !tok->decode_id || !tok->decode_leading_ws)
+    if (!tok->piece_text || !tok->decode_text || !tok->decode_off || !tok->canonical_id || !tok->decode_leading_ws)
         return bc__errorf(err, BC_STATUS_ERROR_MEMORY, "%s: out of memory", file);
     size_t off = 0, doff = 0;
     for (int32_t id = 0; id < n; id++) {
@@ -523,9 +557,60 @@ static int build_vocab(bc_tokenizer *tok, bc__err *err) {
         }
         tok->decode_leading_ws[id] =
             t->len >= BC__SPACE_SYMBOL_LEN && memcmp(t->ptr, BC__SPACE_SYMBOL, BC__SPACE_SYMBOL_LEN) == 0;
-        tok->decode_id[id] = bc__piece_to_id(tok, t->ptr, t->len);
+        tok->canonical_id[id] = bc__piece_to_id(tok, t->ptr, t->len);
     }
     tok->decode_off[n] = doff;
+    return 0;
+}
+
+/* The merge table: every split of a mergeable piece into two mergeable
+ * pieces, at any byte. */
+static int build_merges(bc_tokenizer *tok, bc__err *err) {
+    typedef struct entry {
+        uint64_t key;
+        int32_t val;
+    } entry;
+    entry *list = NULL;
+    size_t n = 0, cap = 0;
+    for (int32_t id = 0; id < tok->n_vocab; id++) {
+        int type = tok->types[id];
+        if (type != BC__SP_NORMAL && type != BC__SP_USER_DEFINED && type != BC__SP_UNUSED) continue;
+        const bc__span *t = &tok->sp.pieces[id].text;
+        for (size_t k = 1; k < t->len; k++) {
+            int32_t a = map_find(tok, &tok->normal_map, t->ptr, k);
+            if (a < 0) continue;
+            int32_t b = map_find(tok, &tok->normal_map, t->ptr + k, t->len - k);
+            if (b < 0) continue;
+            if (n == cap) {
+                cap = cap ? cap * 2 : 4096;
+                entry *g = realloc(list, cap * sizeof *g);
+                if (g == NULL) {
+                    free(list);
+                    return bc__errorf(err, BC_STATUS_ERROR_MEMORY, "%s: out of memory", tok->path);
+                }
+                list = g;
+            }
+            list[n].key = (uint64_t)(uint32_t)a << 32 | (uint32_t)b;
+            list[n].val = id;
+            n++;
+        }
+    }
+    size_t n_slots = pow2_at_least(n * 2 + 1);
+    tok->merge_keys = malloc(n_slots * sizeof *tok->merge_keys);
+    tok->merge_vals = malloc(n_slots * sizeof *tok->merge_vals);
+    if (tok->merge_keys == NULL || tok->merge_vals == NULL) {
+        free(list);
+        return bc__errorf(err, BC_STATUS_ERROR_MEMORY, "%s: out of memory", tok->path);
+    }
+    memset(tok->merge_keys, 0xff, n_slots * sizeof *tok->merge_keys);
+    tok->merge_mask = n_slots - 1;
+    for (size_t i = 0; i < n; i++) {
+        size_t j = (size_t)merge_hash(list[i].key) & tok->merge_mask;
+        while (tok->merge_keys[j] != UINT64_MAX) j = (j + 1) & tok->merge_mask;
+        tok->merge_keys[j] = list[i].key;
+        tok->merge_vals[j] = list[i].val;
+    }
+    free(list);
     return 0;
 }
 
@@ -596,7 +681,7 @@ static int load(bc_tokenizer *tok, const char *path, bc__err *err) {
         return bc__errorf(err, BC_STATUS_ERROR_MODEL,
                           "%s: denormalizer_spec has a precompiled_charsmap (decoding rules), which is not supported",
                           file);
-    if (build_vocab(tok, err) != 0) return -1;
+    if (build_vocab(tok, err) != 0 || build_merges(tok, err) != 0) return -1;
     tok->normalizer_name = bc__strndup(sp->normalizer.name.ptr ? sp->normalizer.name.ptr : "", sp->normalizer.name.len);
     if (tok->normalizer_name == NULL) return bc__errorf(err, BC_STATUS_ERROR_MEMORY, "%s: out of memory", file);
     if (bc__normalizer_init(&tok->normalizer, &sp->normalizer, sp->trainer.treat_whitespace_as_suffix, &tok->user_trie,
@@ -643,11 +728,13 @@ void bc_tokenizer_free(bc_tokenizer *tok) {
     bc__sp_model_free(&tok->sp);
     free(tok->normal_map.slots);
     free(tok->reserved_map.slots);
+    free(tok->merge_keys);
+    free(tok->merge_vals);
     free(tok->piece_text);
     free(tok->piece_off);
     free(tok->scores);
     free(tok->types);
-    free(tok->decode_id);
+    free(tok->canonical_id);
     free(tok->decode_off);
     free(tok->decode_text);
     free(tok->decode_leading_ws);

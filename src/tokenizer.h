@@ -188,6 +188,12 @@ struct bc_tokenizer {
      * byte). PieceToId looks in the reserved map first. */
     bc__piece_map normal_map;
     bc__piece_map reserved_map;
+    /* Every way a mergeable piece splits into two mergeable pieces:
+     * (left id, right id) -> merged id, so that merging never hashes
+     * strings. Keys are left << 32 | right; UINT64_MAX marks a free slot. */
+    uint64_t *merge_keys;
+    int32_t *merge_vals;
+    size_t merge_mask;
     char *piece_text;      /* every piece, NUL-terminated, back to back */
     size_t *piece_off;     /* (n_vocab) where each starts in piece_text */
     float *scores;         /* (n_vocab) */
@@ -205,9 +211,11 @@ struct bc_tokenizer {
     char *normalizer_name; /* normalizer_spec.name, NUL-terminated */
     bc__span unk_surface;  /* decoding of <unk> */
 
-    /* Decoding: id -> the id SentencePiece decodes it as (PieceToId of its
-     * piece), and that piece's text with U+2581 turned into spaces. */
-    int32_t *decode_id; /* (n_vocab) */
+    /* id -> PieceToId(its piece): the same id unless a reserved piece has
+     * the same bytes. SentencePiece's encoder outputs, and its decoder
+     * interprets, this id. */
+    int32_t *canonical_id; /* (n_vocab) */
+    /* Decoding: each piece's text with U+2581 turned into spaces. */
     size_t *decode_off; /* (n_vocab + 1) offsets into decode_text */
     char *decode_text;
     uint8_t *decode_leading_ws; /* (n_vocab) 1 if the piece starts with U+2581 */
