@@ -564,7 +564,7 @@ static int build_vocab(bc_tokenizer *tok, bc__err *err) {
 }
 
 /* The merge table: every split of a mergeable piece into two mergeable
- * pieces, at any byte. */
+ * pieces at a symbol boundary. */
 static int build_merges(bc_tokenizer *tok, bc__err *err) {
     typedef struct entry {
         uint64_t key;
@@ -576,7 +576,12 @@ static int build_merges(bc_tokenizer *tok, bc__err *err) {
         int type = tok->types[id];
         if (type != BC__SP_NORMAL && type != BC__SP_USER_DEFINED && type != BC__SP_UNUSED) continue;
         const bc__span *t = &tok->sp.pieces[id].text;
-        for (size_t k = 1; k < t->len; k++) {
+        /* Symbols are made of whole characters as the encoder steps through
+         * the text (bc__utf8_lead_len), so a piece can only be split where
+         * that stepping, started at the piece's first byte, lands. */
+        for (size_t k = 0;;) {
+            k += bc__utf8_lead_len((uint8_t)t->ptr[k]);
+            if (k >= t->len) break;
             int32_t a = map_find(tok, &tok->normal_map, t->ptr, k);
             if (a < 0) continue;
             int32_t b = map_find(tok, &tok->normal_map, t->ptr + k, t->len - k);
