@@ -108,18 +108,17 @@ typedef struct sym {
 } sym;
 
 /* A candidate merge of symbols left and right into piece `id` of `size`
- * bytes. */
+ * bytes. Pop order is higher score first, then the leftmost, folded into
+ * one integer: the score's order key above the complement of left. */
 typedef struct pair {
-    float score;
-    int32_t left, right;
+    uint64_t key;
+    int32_t right;
     uint32_t size;
     int32_t id;
 } pair;
 
-/* Pop order: higher score first, then the leftmost. */
-static inline int pair_before(const pair *a, const pair *b) {
-    return a->score > b->score || (a->score == b->score && a->left < b->left);
-}
+static inline int pair_before(const pair *a, const pair *b) { return a->key > b->key; }
+static inline int32_t pair_left(const pair *p) { return (int32_t) ~(uint32_t)p->key; }
 
 /* Unused pieces formed by a merge: piece id -> the left part's length at
  * the last time a pair forming it was queued (SentencePiece's rev_merge). */
@@ -220,7 +219,10 @@ static inline uint64_t merge_hash(uint64_t key) {
 
 static int32_t merge_find(const bc_tokenizer *tok, int32_t a, int32_t b) {
     uint64_t key = (uint64_t)(uint32_t)a << 32 | (uint32_t)b;
-    for (size_t i = (size_t)merge_hash(key) & tok->merge_mask;; i = (i + 1) & tok->merge_mask) {
+    uint64_t h = merge_hash(key);
+    size_t bit = (size_t)(h >> 40) & tok->merge_filter_mask;
+    if (!(tok->merge_filter[bit >> 6] >> (bit & 63) & 1)) return -1;
+    for (size_t i = (size_t)h & tok->merge_mask;; i = (i + 1) & tok->merge_mask) {
         uint64_t k = tok->merge_keys[i];
         if (k == key) return tok->merge_vals[i];
         if (k == UINT64_MAX) return -1;
@@ -243,12 +245,29 @@ static int32_t pair_piece(encoder *e, int32_t left, int32_t right) {
     return id;
 }
 
+static inline uint64_t char_key(const char *s, size_t n) {
+    uint32_t bytes = 0;
+    memcpy(&bytes, s, n);
+    return (uint64_t)n << 32 | bytes;
+}
+
+/* The mergeable piece of the n <= 4 bytes s, or -1. */
+static int32_t char_find(const bc_tokenizer *tok, const char *s, size_t n) {
+    uint64_t key = char_key(s, n);
+    for (size_t i = (size_t)merge_hash(key) & tok->char_mask;; i = (i + 1) & tok->char_mask) {
+        uint64_t k = tok->char_keys[i];
+        if (k == key) return tok->char_vals[i];
+        if (k == UINT64_MAX) return -1;
+    }
+}
+
 /* Queues the merge of left and right if their concatenation is a piece. */
 static int maybe_add_pair(encoder *e, int32_t left, int32_t right) {
     int32_t id = pair_piece(e, left, right);
     if (id == -2) return -1;
     if (id < 0) return 0;
-    pair p = {e->tok->scores[id], left, right, e->syms[left].len + e->syms[right].len, id};
+    pair p = {(uint64_t)e->tok->score_keys[id] << 32 | (uint32_t) ~(uint32_t)left, right,
+              e->syms[left].len + e->syms[right].len, id};
     return heap_push(e, p);
 }
 
@@ -351,7 +370,7 @@ int bc__tokenizer_encode(const bc_tokenizer *tok, const char *text, size_t len, 
         s->next = pos + m < norm.len ? n_syms + 1 : -1;
         s->start = (uint32_t)pos;
         s->len = (uint32_t)m;
-        s->id = map_find(tok, &tok->normal_map, norm.data + pos, m);
+        s->id = m <= 4 ? char_find(tok, norm.data + pos, m) : map_find(tok, &tok->normal_map, norm.data + pos, m);
         s->freeze = freeze;
         n_syms++;
         pos += m;
@@ -364,14 +383,15 @@ int bc__tokenizer_encode(const bc_tokenizer *tok, const char *text, size_t len, 
     /* Merge the best pair until none is left. */
     while (e.n_heap > 0) {
         pair top = heap_pop(&e);
-        sym *l = &syms[top.left], *r = &syms[top.right];
+        int32_t left = pair_left(&top);
+        sym *l = &syms[left], *r = &syms[top.right];
         if (l->len == 0 || r->len == 0 || l->len + r->len != top.size) continue; /* stale */
         l->len += r->len;
         l->id = top.id;
         l->next = r->next;
-        if (r->next >= 0) syms[r->next].prev = top.left;
+        if (r->next >= 0) syms[r->next].prev = left;
         r->len = 0;
-        if (maybe_add_pair(&e, l->prev, top.left) != 0 || maybe_add_pair(&e, top.left, l->next) != 0) goto done;
+        if (maybe_add_pair(&e, l->prev, left) != 0 || maybe_add_pair(&e, left, l->next) != 0) goto done;
     }
 
     for (int32_t i = 0; i != -1; i = syms[i].next)
@@ -472,10 +492,10 @@ static int build_vocab(bc_tokenizer *tok, bc__err *err) {
     tok->normal_map.slots = calloc(n_slots, sizeof(uint64_t));
     tok->reserved_map.slots = calloc(n_slots, sizeof(uint64_t));
     tok->normal_map.mask = tok->reserved_map.mask = n_slots - 1;
-    tok->scores = malloc((size_t)n * sizeof *tok->scores);
+    tok->score_keys = malloc((size_t)n * sizeof *tok->score_keys);
     tok->types = malloc((size_t)n);
     tok->piece_off = malloc((size_t)n * sizeof *tok->piece_off);
-    if (!tok->normal_map.slots || !tok->reserved_map.slots || !tok->scores || !tok->types || !tok->piece_off)
+    if (!tok->normal_map.slots || !tok->reserved_map.slots || !tok->score_keys || !tok->types || !tok->piece_off)
         return bc__errorf(err, BC_STATUS_ERROR_MEMORY, "%s: out of memory", file);
     tok->unk_id = -1;
     for (int i = 0; i < 256; i++) tok->byte_ids[i] = -1;
@@ -490,7 +510,12 @@ static int build_vocab(bc_tokenizer *tok, bc__err *err) {
         if (isnan(p->score))
             return bc__errorf(err, BC_STATUS_ERROR_MODEL, "%s: piece %d (\"%s\") has a NaN score", file, (int)id,
                               show(&p->text, shown, sizeof shown));
-        tok->scores[id] = p->score;
+        /* An order-preserving integer key: equal scores (0 and -0 too)
+         * get equal keys, a higher score a higher key. */
+        uint32_t bits;
+        float score = p->score == 0.0f ? 0.0f : p->score;
+        memcpy(&bits, &score, 4);
+        tok->score_keys[id] = bits & 0x80000000u ? ~bits : bits | 0x80000000u;
         tok->types[id] = (uint8_t)p->type;
         tok->n_types[p->type]++;
         text_bytes += p->text.len + 1;
@@ -609,13 +634,44 @@ static int build_merges(bc_tokenizer *tok, bc__err *err) {
     }
     memset(tok->merge_keys, 0xff, n_slots * sizeof *tok->merge_keys);
     tok->merge_mask = n_slots - 1;
+    size_t n_bits = pow2_at_least(n * 16 + 64);
+    tok->merge_filter = calloc(n_bits / 64, sizeof *tok->merge_filter);
+    if (tok->merge_filter == NULL) {
+        free(list);
+        return bc__errorf(err, BC_STATUS_ERROR_MEMORY, "%s: out of memory", tok->path);
+    }
+    tok->merge_filter_mask = n_bits - 1;
     for (size_t i = 0; i < n; i++) {
-        size_t j = (size_t)merge_hash(list[i].key) & tok->merge_mask;
+        uint64_t h = merge_hash(list[i].key);
+        size_t bit = (size_t)(h >> 40) & tok->merge_filter_mask;
+        tok->merge_filter[bit >> 6] |= 1ull << (bit & 63);
+        size_t j = (size_t)h & tok->merge_mask;
         while (tok->merge_keys[j] != UINT64_MAX) j = (j + 1) & tok->merge_mask;
         tok->merge_keys[j] = list[i].key;
         tok->merge_vals[j] = list[i].val;
     }
     free(list);
+
+    /* Pieces of at most four bytes, for the starting symbols. */
+    size_t n_short = 0;
+    for (int32_t id = 0; id < tok->n_vocab; id++) n_short += tok->sp.pieces[id].text.len <= 4;
+    n_slots = pow2_at_least(n_short * 2 + 1);
+    tok->char_keys = malloc(n_slots * sizeof *tok->char_keys);
+    tok->char_vals = malloc(n_slots * sizeof *tok->char_vals);
+    if (tok->char_keys == NULL || tok->char_vals == NULL)
+        return bc__errorf(err, BC_STATUS_ERROR_MEMORY, "%s: out of memory", tok->path);
+    memset(tok->char_keys, 0xff, n_slots * sizeof *tok->char_keys);
+    tok->char_mask = n_slots - 1;
+    for (int32_t id = 0; id < tok->n_vocab; id++) {
+        const bc__span *t = &tok->sp.pieces[id].text;
+        int type = tok->types[id];
+        if (t->len > 4 || (type != BC__SP_NORMAL && type != BC__SP_USER_DEFINED && type != BC__SP_UNUSED)) continue;
+        uint64_t key = char_key(t->ptr, t->len);
+        size_t j = (size_t)merge_hash(key) & tok->char_mask;
+        while (tok->char_keys[j] != UINT64_MAX) j = (j + 1) & tok->char_mask;
+        tok->char_keys[j] = key;
+        tok->char_vals[j] = id;
+    }
     return 0;
 }
 
@@ -735,9 +791,12 @@ void bc_tokenizer_free(bc_tokenizer *tok) {
     free(tok->reserved_map.slots);
     free(tok->merge_keys);
     free(tok->merge_vals);
+    free(tok->merge_filter);
+    free(tok->char_keys);
+    free(tok->char_vals);
     free(tok->piece_text);
     free(tok->piece_off);
-    free(tok->scores);
+    free(tok->score_keys);
     free(tok->types);
     free(tok->canonical_id);
     free(tok->decode_off);

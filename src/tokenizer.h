@@ -194,9 +194,21 @@ struct bc_tokenizer {
     uint64_t *merge_keys;
     int32_t *merge_vals;
     size_t merge_mask;
+    /* One bit per hash of a key, about 16 bits per key: most pairs are not
+     * pieces, and this small array (cache-resident) says so before the big
+     * table is touched. */
+    uint64_t *merge_filter;
+    size_t merge_filter_mask; /* bits - 1 */
+    /* Mergeable pieces of one character (up to four bytes), the encoder's
+     * starting symbols: key = length << 32 | bytes (little-endian) -> id.
+     * UINT64_MAX marks a free slot. */
+    uint64_t *char_keys;
+    int32_t *char_vals;
+    size_t char_mask;
     char *piece_text;      /* every piece, NUL-terminated, back to back */
     size_t *piece_off;     /* (n_vocab) where each starts in piece_text */
     float *scores;         /* (n_vocab) */
+    uint32_t *score_keys;  /* (n_vocab) the scores as integers in the same order */
     uint8_t *types;        /* (n_vocab) */
     int32_t unk_id;        /* the UNKNOWN piece */
     int32_t byte_ids[256]; /* <0xXX> pieces, -1 when absent */
