@@ -2,12 +2,13 @@
 #   make          build the library and the CLI (build/baichuan)
 #   make test     build release and sanitizer (ASan+UBSan) trees, run every test in both
 #   make asan     only the sanitizer build
+#   make bench-tokenizer  tokenizer MB/s beside spm_encode
 #   make clean
 
 JOBS ?= $(shell nproc 2>/dev/null || echo 2)
 CMAKE_FLAGS ?=
 
-.PHONY: all build asan test test-release test-asan deps-build deps-test clean
+.PHONY: all build asan test test-release test-asan deps-build deps-test bench-tokenizer clean
 
 all: build
 
@@ -33,6 +34,10 @@ test-asan: deps-test asan
 		ctest --output-on-failure -j $(JOBS)
 
 test: test-release test-asan
+
+# Tokenizer speed beside SentencePiece's spm_encode (prints figures; not a test).
+bench-tokenizer: deps-test build
+	/usr/bin/python3 bench/bench_tokenizer.py --build build
 
 clean:
 	rm -rf build build-asan
