@@ -708,20 +708,10 @@ static int self_test(const bc_tokenizer *tok, bc__err *err) {
     return rc;
 }
 
-static int load(bc_tokenizer *tok, const char *path, bc__err *err) {
-    const char *dir = NULL;
-    if (bc__is_directory(path)) {
-        dir = path;
-        tok->path = bc__path_join(path, "tokenizer.model");
-        tok->from_directory = true;
-    } else {
-        tok->path = bc__strdup(path);
-    }
-    if (tok->path == NULL) return bc__errorf(err, BC_STATUS_ERROR_MEMORY, "out of memory");
+/* Everything but the directory's JSON: parse tok->file_bytes, check, build
+ * the tables, run the model's self test. */
+static int load_model(bc_tokenizer *tok, bc__err *err) {
     const char *file = tok->path;
-    if (dir != NULL && !bc__file_exists(file))
-        return bc__errorf(err, BC_STATUS_ERROR_IO, "%s: no tokenizer.model in this directory", dir);
-    if (read_whole_file(file, &tok->file_bytes, &tok->file_size, err) != 0) return -1;
     if (bc__sp_model_parse(&tok->sp, tok->file_bytes, tok->file_size, file, err) != 0) return -1;
 
     const bc__sp_model *sp = &tok->sp;
@@ -766,15 +756,51 @@ static int load(bc_tokenizer *tok, const char *path, bc__err *err) {
     }
     if (self_test(tok, err) != 0) return -1;
 
-    /* Settings of the model directory. */
+    /* Defaults of the settings a model directory may change. */
     memset(&tok->config, 0, sizeof tok->config);
     memset(&tok->gen, 0, sizeof tok->gen);
     tok->gen.user_token_id = 195;
     tok->gen.assistant_token_id = 196;
     tok->gen.max_new_tokens = 2048;
     tok->n_ctx_train = 4096;
+    return 0;
+}
+
+static int load(bc_tokenizer *tok, const char *path, bc__err *err) {
+    const char *dir = NULL;
+    if (bc__is_directory(path)) {
+        dir = path;
+        tok->path = bc__path_join(path, "tokenizer.model");
+        tok->from_directory = true;
+    } else {
+        tok->path = bc__strdup(path);
+    }
+    if (tok->path == NULL) return bc__errorf(err, BC_STATUS_ERROR_MEMORY, "out of memory");
+    if (dir != NULL && !bc__file_exists(tok->path))
+        return bc__errorf(err, BC_STATUS_ERROR_IO, "%s: no tokenizer.model in this directory", dir);
+    if (read_whole_file(tok->path, &tok->file_bytes, &tok->file_size, err) != 0 || load_model(tok, err) != 0) return -1;
     if (dir != NULL && bc__tok_dir_config_read(dir, tok->n_vocab, &tok->config, &tok->gen, &tok->n_ctx_train, err) != 0)
         return -1;
+    return 0;
+}
+
+int bc__tokenizer_from_bytes(const uint8_t *data, size_t size, const char *name, bc_tokenizer **out, bc__err *err) {
+    *out = NULL;
+    bc_tokenizer *tok = calloc(1, sizeof *tok);
+    if (tok == NULL) return bc__errorf(err, BC_STATUS_ERROR_MEMORY, "%s: out of memory", name);
+    tok->path = bc__strdup(name);
+    tok->file_bytes = malloc(size ? size : 1);
+    if (tok->path == NULL || tok->file_bytes == NULL) {
+        bc_tokenizer_free(tok);
+        return bc__errorf(err, BC_STATUS_ERROR_MEMORY, "%s: out of memory", name);
+    }
+    if (size > 0) memcpy(tok->file_bytes, data, size);
+    tok->file_size = size;
+    if (load_model(tok, err) != 0) {
+        bc_tokenizer_free(tok);
+        return -1;
+    }
+    *out = tok;
     return 0;
 }
 

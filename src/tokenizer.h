@@ -257,6 +257,11 @@ BC__HIDDEN int32_t bc__piece_to_id(const bc_tokenizer *tok, const char *s, size_
 BC__HIDDEN int bc__tokenizer_encode(const bc_tokenizer *tok, const char *text, size_t len, bc__ids *out,
                                     bc__buf *pieces);
 
+/* A tokenizer from the bytes of a tokenizer.model (copied); name is used
+ * in messages. Directory settings take their defaults. For fuzzing. */
+BC__HIDDEN int bc__tokenizer_from_bytes(const uint8_t *data, size_t size, const char *name, bc_tokenizer **out,
+                                        bc__err *err);
+
 /* Reads tokenizer_config.json, generation_config.json and config.json from
  * dir, each optional; ids are checked against n_vocab. */
 BC__HIDDEN int bc__tok_dir_config_read(const char *dir, int n_vocab, bc__tok_config *tok, bc__gen_config *gen,
