@@ -9,6 +9,7 @@
 #include <jansson.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 static const char model_help[] =
     "  -m, --model MODEL        model directory (reads tokenizer.model, tokenizer_config.json,\n"
@@ -29,8 +30,10 @@ static const char tokenize_help[] = "usage: baichuan tokenize -m MODEL [--lines]
 
 static const char detokenize_help[] = "usage: baichuan detokenize -m MODEL [--lines]\n"
                                       "\n"
-                                      "Reads token ids (decimal, separated by spaces) on stdin and writes the text\n"
-                                      "they decode to, exactly (nothing is added), as it is decoded.\n"
+                                      "Reads token ids (decimal, separated by spaces or newlines) on stdin and\n"
+                                      "writes the text they decode to, exactly (nothing is added), as the ids\n"
+                                      "arrive: they form one sequence, decoded by the streaming detokenizer,\n"
+                                      "which never writes part of a character.\n"
                                       "\n"
                                       "options:\n"
                                       "      --lines              decode each input line on its own and print the\n"
@@ -192,7 +195,7 @@ int cmd_tokenize(int argc, char **argv) {
     if (tok == NULL) return 1;
     int rc = 1;
     char *text = NULL;
-    size_t len = 0, n = 0;
+    size_t len = 0, n = 0, cap = 0;
     id_vec v = {0};
     out_buf *o = malloc(sizeof *o);
     if (o == NULL) {
@@ -200,15 +203,22 @@ int cmd_tokenize(int argc, char **argv) {
         goto done;
     }
     o->len = 0;
-    if (read_stdin(&text, &len) != 0) goto done;
     if (!lines) {
-        if (encode_into(tok, text, len, bos, eos, &v, &n) != 0 || out_ids(o, v.ids, n) != 0) goto done;
+        if (read_stdin(&text, &len) != 0 || encode_into(tok, text, len, bos, eos, &v, &n) != 0 ||
+            out_ids(o, v.ids, n) != 0)
+            goto done;
     } else {
-        for (size_t pos = 0; pos < len;) {
-            const char *nl = memchr(text + pos, '\n', len - pos);
-            size_t line_len = nl ? (size_t)(nl - (text + pos)) : len - pos;
-            if (encode_into(tok, text + pos, line_len, bos, eos, &v, &n) != 0 || out_ids(o, v.ids, n) != 0) goto done;
-            pos += line_len + 1;
+        /* One line at a time: memory stays bounded by the longest line. */
+        ssize_t got;
+        errno = 0;
+        while ((got = getline(&text, &cap, stdin)) >= 0) {
+            size_t line_len = (size_t)got;
+            if (line_len > 0 && text[line_len - 1] == '\n') line_len--;
+            if (encode_into(tok, text, line_len, bos, eos, &v, &n) != 0 || out_ids(o, v.ids, n) != 0) goto done;
+        }
+        if (ferror(stdin)) {
+            cli_error("cannot read stdin: %s", strerror(errno));
+            goto done;
         }
     }
     if (out_flush(o) != 0) goto done;
@@ -229,18 +239,23 @@ done:
 /* detokenize                                                               */
 /* ------------------------------------------------------------------------ */
 
-/* Parses the ids in s[0, len) (separated by spaces, tabs, CR or, outside
- * line mode, newlines) into v; n_vocab bounds them. line is for messages. */
+static int is_sep(char c) { return c == ' ' || c == '\t' || c == '\r' || c == '\n'; }
+
+/* Parses the ids in s[0, len) (separated by spaces, tabs, CR or newlines)
+ * into v. line is the line s starts on, for messages. */
 static int parse_ids(const char *s, size_t len, int n_vocab, size_t line, id_vec *v, size_t *n) {
     *n = 0;
     size_t i = 0;
     for (;;) {
-        while (i < len && (s[i] == ' ' || s[i] == '\t' || s[i] == '\r' || s[i] == '\n')) i++;
+        while (i < len && is_sep(s[i])) {
+            if (s[i] == '\n') line++;
+            i++;
+        }
         if (i >= len) return 0;
         size_t start = i;
         long long x = 0;
         bool ok = true;
-        while (i < len && !(s[i] == ' ' || s[i] == '\t' || s[i] == '\r' || s[i] == '\n')) {
+        while (i < len && !is_sep(s[i])) {
             if (s[i] < '0' || s[i] > '9' || x > (long long)INT32_MAX)
                 ok = false;
             else
@@ -261,6 +276,68 @@ static int parse_ids(const char *s, size_t len, int n_vocab, size_t line, id_vec
         }
         v->ids[(*n)++] = (int32_t)x;
     }
+}
+
+/* The whole input as one sequence, decoded as it arrives: each block read
+ * from stdin is parsed (an id cut by the block's end waits for the next),
+ * fed to the streaming detokenizer, and its text written and flushed. A
+ * bad id stops everything before its block is decoded. */
+static int detokenize_stream(bc_tokenizer *tok, int n_vocab) {
+    enum { BLOCK = 1 << 16, CARRY_MAX = 64 };
+    char *buf = malloc(BLOCK + CARRY_MAX);
+    id_vec v = {0};
+    bc_detokenizer *detok = NULL;
+    int rc = 1;
+    size_t carry = 0, line = 1, n;
+    if (buf == NULL || bc_detokenizer_init(tok, &detok) != BC_STATUS_OK) {
+        cli_error("out of memory");
+        goto done;
+    }
+    for (;;) {
+        ssize_t got = read(0, buf + carry, BLOCK);
+        if (got < 0 && errno == EINTR) continue;
+        if (got < 0) {
+            cli_error("cannot read stdin: %s", strerror(errno));
+            goto done;
+        }
+        size_t len = carry + (size_t)got, end = len;
+        if (got > 0)
+            while (end > 0 && !is_sep(buf[end - 1])) end--; /* keep a cut id for the next block */
+        if (parse_ids(buf, end, n_vocab, line, &v, &n) != 0) goto done;
+        for (size_t i = 0; i < end; i++) line += buf[i] == '\n';
+        const char *piece;
+        size_t piece_len;
+        for (size_t i = 0; i <= n; i++) {
+            if (i == n && got > 0) break; /* the end of the input flushes */
+            bc_status st = i < n ? bc_detokenizer_push(detok, v.ids[i], &piece, &piece_len)
+                                 : bc_detokenizer_flush(detok, &piece, &piece_len);
+            if (st != BC_STATUS_OK) {
+                cli_error("detokenize: %s", bc_status_name(st));
+                goto done;
+            }
+            if (piece_len > 0 && fwrite(piece, 1, piece_len, stdout) != piece_len) {
+                cli_error("write to stdout failed");
+                goto done;
+            }
+        }
+        if (fflush(stdout) != 0) {
+            cli_error("write to stdout failed: %s", strerror(errno));
+            goto done;
+        }
+        if (got == 0) break;
+        carry = len - end;
+        if (carry >= CARRY_MAX) {
+            cli_error("detokenize: line %zu: '%.20s...' is not a token id", line, buf + end);
+            goto done;
+        }
+        memmove(buf, buf + end, carry);
+    }
+    rc = 0;
+done:
+    bc_detokenizer_free(detok);
+    free(v.ids);
+    free(buf);
+    return rc;
 }
 
 int cmd_detokenize(int argc, char **argv) {
@@ -285,62 +362,46 @@ int cmd_detokenize(int argc, char **argv) {
     if (tok == NULL) return 1;
     bc_tokenizer_info info;
     bc_tokenizer_get_info(tok, &info);
+    if (!lines) {
+        int r = detokenize_stream(tok, info.n_vocab);
+        bc_tokenizer_free(tok);
+        return r;
+    }
     int rc = 1;
     char *input = NULL, *text = NULL;
-    size_t len = 0, n = 0, text_cap = 0;
+    size_t cap = 0, n = 0, text_cap = 0, line = 0;
     id_vec v = {0};
-    bc_detokenizer *detok = NULL;
-    if (read_stdin(&input, &len) != 0) goto done;
-    if (!lines) {
-        /* Parse everything first so that a bad id prints nothing. */
-        if (parse_ids(input, len, info.n_vocab, 1, &v, &n) != 0) goto done;
-        if (bc_detokenizer_init(tok, &detok) != BC_STATUS_OK) {
-            cli_error("out of memory");
+    ssize_t got;
+    errno = 0;
+    while ((got = getline(&input, &cap, stdin)) >= 0) {
+        size_t line_len = (size_t)got;
+        if (line_len > 0 && input[line_len - 1] == '\n') line_len--;
+        line++;
+        if (parse_ids(input, line_len, info.n_vocab, line, &v, &n) != 0) goto done;
+        size_t text_len;
+        bc_status st = bc_tokenizer_decode(tok, v.ids, n, text, text_cap, &text_len);
+        if (st == BC_STATUS_ERROR_ARGUMENT && text_len > text_cap) {
+            free(text);
+            text_cap = text_len + 1024;
+            if ((text = malloc(text_cap)) == NULL) {
+                text_cap = 0;
+                cli_error("out of memory");
+                goto done;
+            }
+            st = bc_tokenizer_decode(tok, v.ids, n, text, text_cap, &text_len);
+        }
+        if (st != BC_STATUS_OK) {
+            cli_error("detokenize: line %zu: %s", line, bc_status_name(st));
             goto done;
         }
-        const char *piece;
-        size_t piece_len;
-        for (size_t i = 0; i <= n; i++) {
-            bc_status st = i < n ? bc_detokenizer_push(detok, v.ids[i], &piece, &piece_len)
-                                 : bc_detokenizer_flush(detok, &piece, &piece_len);
-            if (st != BC_STATUS_OK) {
-                cli_error("detokenize: %s", bc_status_name(st));
-                goto done;
-            }
-            if (piece_len > 0 && fwrite(piece, 1, piece_len, stdout) != piece_len) {
-                cli_error("write to stdout failed");
-                goto done;
-            }
+        if ((text_len > 0 && fwrite(text, 1, text_len, stdout) != text_len) || fputc('\n', stdout) == EOF) {
+            cli_error("write to stdout failed");
+            goto done;
         }
-    } else {
-        size_t line = 0;
-        for (size_t pos = 0; pos < len;) {
-            const char *nl = memchr(input + pos, '\n', len - pos);
-            size_t line_len = nl ? (size_t)(nl - (input + pos)) : len - pos;
-            line++;
-            if (parse_ids(input + pos, line_len, info.n_vocab, line, &v, &n) != 0) goto done;
-            size_t text_len;
-            bc_status st = bc_tokenizer_decode(tok, v.ids, n, text, text_cap, &text_len);
-            if (st == BC_STATUS_ERROR_ARGUMENT && text_len > text_cap) {
-                free(text);
-                text_cap = text_len + 1024;
-                if ((text = malloc(text_cap)) == NULL) {
-                    text_cap = 0;
-                    cli_error("out of memory");
-                    goto done;
-                }
-                st = bc_tokenizer_decode(tok, v.ids, n, text, text_cap, &text_len);
-            }
-            if (st != BC_STATUS_OK) {
-                cli_error("detokenize: line %zu: %s", line, bc_status_name(st));
-                goto done;
-            }
-            if ((text_len > 0 && fwrite(text, 1, text_len, stdout) != text_len) || fputc('\n', stdout) == EOF) {
-                cli_error("write to stdout failed");
-                goto done;
-            }
-            pos += line_len + 1;
-        }
+    }
+    if (ferror(stdin)) {
+        cli_error("cannot read stdin: %s", strerror(errno));
+        goto done;
     }
     if (fflush(stdout) != 0) {
         cli_error("write to stdout failed: %s", strerror(errno));
@@ -348,7 +409,6 @@ int cmd_detokenize(int argc, char **argv) {
     }
     rc = 0;
 done:
-    bc_detokenizer_free(detok);
     free(v.ids);
     free(text);
     free(input);
