@@ -781,6 +781,11 @@ static int load(bc_tokenizer *tok, const char *path, bc__err *err) {
     if (read_whole_file(tok->path, &tok->file_bytes, &tok->file_size, err) != 0 || load_model(tok, err) != 0) return -1;
     if (dir != NULL && bc__tok_dir_config_read(dir, tok->n_vocab, &tok->config, &tok->gen, &tok->n_ctx_train, err) != 0)
         return -1;
+    if ((tok->config.add_bos_token && tok->bos_id < 0) || (tok->config.add_eos_token && tok->eos_id < 0))
+        return bc__errorf(err, BC_STATUS_ERROR_MODEL,
+                          "%s/tokenizer_config.json: add_%s_token is true but %s has no %s control piece", dir,
+                          tok->config.add_bos_token && tok->bos_id < 0 ? "bos" : "eos", tok->path,
+                          tok->config.add_bos_token && tok->bos_id < 0 ? "BOS (<s>)" : "EOS (</s>)");
     return 0;
 }
 
