@@ -136,20 +136,21 @@ typedef enum pv_kind {
     PV_TENSOR,
 } pv_kind;
 
+/* The kind with its article, for messages: "an int", "a list". */
 static const char *kind_name(pv_kind kind) {
     switch (kind) {
     case PV_NONE: return "None";
-    case PV_BOOL: return "bool";
-    case PV_INT: return "int";
-    case PV_FLOAT: return "float";
-    case PV_STR: return "str";
-    case PV_BYTES: return "bytes";
-    case PV_TUPLE: return "tuple";
-    case PV_LIST: return "list";
-    case PV_DICT: return "dict";
-    case PV_GLOBAL: return "global";
-    case PV_STORAGE: return "storage";
-    case PV_TENSOR: return "tensor";
+    case PV_BOOL: return "a bool";
+    case PV_INT: return "an int";
+    case PV_FLOAT: return "a float";
+    case PV_STR: return "a str";
+    case PV_BYTES: return "a bytes";
+    case PV_TUPLE: return "a tuple";
+    case PV_LIST: return "a list";
+    case PV_DICT: return "a dict";
+    case PV_GLOBAL: return "a global";
+    case PV_STORAGE: return "a storage";
+    case PV_TENSOR: return "a tensor";
     }
     return "?";
 }
@@ -366,12 +367,14 @@ static int underflow(vm *m, const char *op) {
 }
 
 static int pop(vm *m, const char *op, pv **out) {
+    *out = NULL;
     if (m->n_stack <= fence(m)) return underflow(m, op);
     *out = m->stack[--m->n_stack];
     return 0;
 }
 
 static int peek(vm *m, const char *op, pv **out) {
+    *out = NULL;
     if (m->n_stack <= fence(m)) return underflow(m, op);
     *out = m->stack[m->n_stack - 1];
     return 0;
@@ -379,6 +382,7 @@ static int peek(vm *m, const char *op, pv **out) {
 
 /* Closes the last MARK: *at is the stack height when it was set. */
 static int pop_mark(vm *m, const char *op, size_t *at) {
+    *at = 0;
     if (m->n_marks == 0) return FAIL(m, "%s without a MARK before it", op);
     *at = m->marks[--m->n_marks];
     return 0;
@@ -405,23 +409,27 @@ static int need(vm *m, const char *op, uint64_t n) {
 }
 
 static int read_u8(vm *m, const char *op, uint64_t *v) {
+    *v = 0;
     if (need(m, op, 1) != 0) return -1;
     *v = m->data[m->pos++];
     return 0;
 }
 static int read_u16(vm *m, const char *op, uint64_t *v) {
+    *v = 0;
     if (need(m, op, 2) != 0) return -1;
     *v = bc__le16(m->data + m->pos);
     m->pos += 2;
     return 0;
 }
 static int read_u32(vm *m, const char *op, uint64_t *v) {
+    *v = 0;
     if (need(m, op, 4) != 0) return -1;
     *v = bc__le32(m->data + m->pos);
     m->pos += 4;
     return 0;
 }
 static int read_u64(vm *m, const char *op, uint64_t *v) {
+    *v = 0;
     if (need(m, op, 8) != 0) return -1;
     *v = bc__le64(m->data + m->pos);
     m->pos += 8;
@@ -474,6 +482,8 @@ static int push_global(vm *m, const char *module, size_t module_len, const char 
 
 /* GLOBAL's arguments: "module\nname\n". */
 static int read_line(vm *m, const char **s, size_t *len) {
+    *s = NULL;
+    *len = 0;
     const uint8_t *start = m->data + m->pos;
     const uint8_t *nl = memchr(start, '\n', m->len - m->pos);
     if (nl == NULL) return FAIL(m, "GLOBAL: its name has no terminating newline (truncated?)");
@@ -484,9 +494,10 @@ static int read_line(vm *m, const char **s, size_t *len) {
 }
 
 static int memo_put(vm *m, const char *op, uint64_t index) {
-    pv *v;
+    pv *v = NULL;
     if (peek(m, op, &v) != 0) return -1;
-    if (index >= MAX_MEMO) return FAIL(m, "%s: memo index %llu exceeds the limit of %u entries", op, (ull)index, MAX_MEMO);
+    if (index >= MAX_MEMO)
+        return FAIL(m, "%s: memo index %llu exceeds the limit of %u entries", op, (ull)index, MAX_MEMO);
     if (index >= m->cap_memo) {
         size_t cap = m->cap_memo ? m->cap_memo : 64;
         while (cap <= index) cap *= 2;
@@ -526,7 +537,7 @@ static int make_tuple(vm *m, const char *op, size_t n) {
 static int append_items(vm *m, const char *op, size_t from) {
     if (from == 0 || from - 1 < fence(m)) return underflow(m, op);
     pv *list = m->stack[from - 1];
-    if (list->kind != PV_LIST) return FAIL(m, "%s on a %s (only lists can be appended to)", op, kind_name(list->kind));
+    if (list->kind != PV_LIST) return FAIL(m, "%s on %s (only lists can be appended to)", op, kind_name(list->kind));
     size_t n = m->n_stack - from;
     if (reserve(m, &list->u.seq.items, &list->u.seq.cap, list->u.seq.n, list->u.seq.n + n) != 0) return -1;
     memcpy(list->u.seq.items + list->u.seq.n, m->stack + from, n * sizeof(pv *));
@@ -539,7 +550,7 @@ static int append_items(vm *m, const char *op, size_t from) {
 static int set_items(vm *m, const char *op, size_t from) {
     if (from == 0 || from - 1 < fence(m)) return underflow(m, op);
     pv *dict = m->stack[from - 1];
-    if (dict->kind != PV_DICT) return FAIL(m, "%s on a %s (only dicts take items)", op, kind_name(dict->kind));
+    if (dict->kind != PV_DICT) return FAIL(m, "%s on %s (only dicts take items)", op, kind_name(dict->kind));
     size_t n = m->n_stack - from;
     if (n % 2 != 0) return FAIL(m, "%s: a key without a value (%zu values above the dict)", op, n);
     size_t cap = dict->u.dict.cap * 2;
@@ -560,12 +571,12 @@ static int set_items(vm *m, const char *op, size_t from) {
 static int persistent_load(vm *m, const pv *pid) {
     static const char *const what = "a persistent id must be ('storage', type, key, location, numel)";
     if (pid->kind != PV_TUPLE || pid->u.seq.n != 5)
-        return FAIL(m, "BINPERSID: %s, found a %s", what, kind_name(pid->kind));
+        return FAIL(m, "BINPERSID: %s, found %s", what, kind_name(pid->kind));
     pv *const *it = pid->u.seq.items;
     if (it[0]->kind != PV_STR || !str_is(it[0]->u.str.s, it[0]->u.str.len, "storage"))
         return FAIL(m, "BINPERSID: %s; the first item is not 'storage'", what);
     if (it[1]->kind != PV_GLOBAL || it[1]->u.global->kind != GLOBAL_STORAGE)
-        return FAIL(m, "BINPERSID: %s; the type is a %s, not a torch storage class", what, kind_name(it[1]->kind));
+        return FAIL(m, "BINPERSID: %s; the type is %s, not a torch storage class", what, kind_name(it[1]->kind));
     if (it[2]->kind != PV_STR || it[3]->kind != PV_STR || it[4]->kind != PV_INT || it[4]->u.i < 0)
         return FAIL(m, "BINPERSID: %s; key and location must be str and numel a non-negative int", what);
 
@@ -591,7 +602,7 @@ static int persistent_load(vm *m, const pv *pid) {
     if (entry == NULL)
         return FAIL(m, "storage '%.*s' is missing: the archive has no entry '%.*s/data/%.*s'", STR_ARG(key, key_len),
                     STR_ARG(m->prefix, m->prefix_len), STR_ARG(key, key_len));
-    uint64_t offset;
+    uint64_t offset = 0;
     if (bc__zip_entry_data(m->zip, entry, &offset, m->err) != 0) return -1;
     if (entry->size < n_bytes)
         return FAIL(m,
@@ -624,10 +635,10 @@ static int is_int_tuple(const pv *v) {
 /* REDUCE: callable(*args) for the three callables this machine interprets. */
 static int reduce(vm *m, const pv *callable, const pv *args) {
     if (callable->kind != PV_GLOBAL)
-        return FAIL(m, "REDUCE: cannot call a %s (only known globals are interpreted)", kind_name(callable->kind));
+        return FAIL(m, "REDUCE: cannot call %s (only known globals are interpreted)", kind_name(callable->kind));
     const known_global *g = callable->u.global;
     if (args->kind != PV_TUPLE)
-        return FAIL(m, "REDUCE: the arguments to %s.%s are a %s, not a tuple", g->module, g->name,
+        return FAIL(m, "REDUCE: the arguments to %s.%s are %s, not a tuple", g->module, g->name,
                     kind_name(args->kind));
     pv *const *a = args->u.seq.items;
     size_t n = args->u.seq.n;
@@ -647,9 +658,9 @@ static int reduce(vm *m, const pv *callable, const pv *args) {
         if (n != 6 && n != 7)
             return FAIL(m, "REDUCE: torch._utils._rebuild_tensor_v2 takes 6 or 7 arguments, found %zu", n);
         if (a[0]->kind != PV_STORAGE)
-            return FAIL(m, "REDUCE: _rebuild_tensor_v2's storage is a %s, not a storage", kind_name(a[0]->kind));
+            return FAIL(m, "REDUCE: _rebuild_tensor_v2's storage is %s, not a storage", kind_name(a[0]->kind));
         if (a[1]->kind != PV_INT)
-            return FAIL(m, "REDUCE: _rebuild_tensor_v2's storage offset is a %s, not an int",
+            return FAIL(m, "REDUCE: _rebuild_tensor_v2's storage offset is %s, not an int",
                         kind_name(a[1]->kind));
         if (!is_int_tuple(a[2]) || !is_int_tuple(a[3]))
             return FAIL(m, "REDUCE: _rebuild_tensor_v2's size and stride must be tuples of ints");
@@ -676,12 +687,12 @@ static int reduce(vm *m, const pv *callable, const pv *args) {
 /* BUILD: state dicts pickle as OrderedDict plus their instance attributes
  * ({'_metadata': ...}), which say nothing about the tensors. */
 static int build(vm *m) {
-    pv *state, *target;
+    pv *state = NULL, *target = NULL;
     if (pop(m, "BUILD", &state) != 0 || peek(m, "BUILD", &target) != 0) return -1;
     if (target->kind != PV_DICT || !target->u.dict.ordered)
-        return FAIL(m, "BUILD on a %s (only an OrderedDict's attributes are accepted)", kind_name(target->kind));
+        return FAIL(m, "BUILD on %s (only an OrderedDict's attributes are accepted)", kind_name(target->kind));
     if (state->kind != PV_DICT)
-        return FAIL(m, "BUILD: an OrderedDict's state is a %s, not a dict", kind_name(state->kind));
+        return FAIL(m, "BUILD: an OrderedDict's state is %s, not a dict", kind_name(state->kind));
     return 0;
 }
 
@@ -769,14 +780,15 @@ static const char *refused_opcode_name(uint8_t op) {
 
 /* Runs data.pkl to its STOP; *result is the one value left on the stack. */
 static int run(vm *m, pv **result) {
+    *result = NULL;
     for (;;) {
         m->op_offset = m->pos;
         if (m->pos >= m->len) return FAIL(m, "the pickle ends without a STOP opcode (truncated?)");
         uint8_t op = m->data[m->pos++];
-        uint64_t u;
-        pv *a, *b;
-        size_t at;
-        int rc;
+        uint64_t u = 0;
+        pv *a = NULL, *b = NULL;
+        size_t at = 0;
+        int rc = 0;
 
         switch (op) {
         case OP_PROTO:
@@ -1034,9 +1046,9 @@ static int check_tensor(vm *m, const char *name, const pv *t, tensor_rec *rec) {
     uint64_t end;
     if (first < 0 || bc__add_u64((uint64_t)first, numel, &end) != 0 || end > storage->u.storage.numel)
         return bc__errorf(m->err, BC_STATUS_ERROR_FORMAT,
-                          "%s: tensor '%.*s': elements [%lld, %lld + %llu) lie outside its storage '%.*s' of "
-                          "%llu elements",
-                          path, STR_ARG(name, strlen(name)), (long long)first, (long long)first, (ull)numel,
+                          "%s: tensor '%.*s': its %llu elements from element %lld on lie outside its storage "
+                          "'%.*s' of %llu elements",
+                          path, STR_ARG(name, strlen(name)), (ull)numel, (long long)first,
                           STR_ARG(storage->u.storage.key, storage->u.storage.key_len),
                           (ull)storage->u.storage.numel);
 
@@ -1051,9 +1063,11 @@ static int check_tensor(vm *m, const char *name, const pv *t, tensor_rec *rec) {
 
 /* Turns the unpickled state dict into checked tensor records. */
 static int collect_tensors(vm *m, const pv *root, tensor_rec **out, size_t *n_out) {
+    *out = NULL;
+    *n_out = 0;
     if (root->kind != PV_DICT)
         return bc__errorf(m->err, BC_STATUS_ERROR_FORMAT,
-                          "%s: the checkpoint holds a %s, not a state dict (a dict of name -> tensor)", m->path,
+                          "%s: the checkpoint holds %s, not a state dict (a dict of name -> tensor)", m->path,
                           kind_name(root->kind));
     size_t n = root->u.dict.n;
     if (n > MAX_TENSORS)
@@ -1067,13 +1081,13 @@ static int collect_tensors(vm *m, const pv *root, tensor_rec **out, size_t *n_ou
         const pv *key = root->u.dict.kv[2 * i], *value = root->u.dict.kv[2 * i + 1];
         if (key->kind != PV_STR)
             return bc__errorf(m->err, BC_STATUS_ERROR_FORMAT,
-                              "%s: state dict key %zu is a %s, not a str", m->path, i, kind_name(key->kind));
+                              "%s: state dict key %zu is %s, not a str", m->path, i, kind_name(key->kind));
         if (memchr(key->u.str.s, '\0', key->u.str.len) != NULL)
             return bc__errorf(m->err, BC_STATUS_ERROR_FORMAT, "%s: state dict key '%.*s' contains a NUL byte",
                               m->path, STR_ARG(key->u.str.s, key->u.str.len));
         if (value->kind != PV_TENSOR)
             return bc__errorf(m->err, BC_STATUS_ERROR_FORMAT,
-                              "%s: state dict entry '%.*s' is a %s, not a tensor", m->path,
+                              "%s: state dict entry '%.*s' is %s, not a tensor", m->path,
                               STR_ARG(key->u.str.s, key->u.str.len), kind_name(value->kind));
         char *name = vm_alloc(m, key->u.str.len + 1);
         if (name == NULL) return -1;
@@ -1119,10 +1133,10 @@ int bc__torch_read(bc__tensor_table *t, const char *path, bc__err *err) {
     bc__zip zip;
     vm m;
     const bc__zip_entry *pkl;
-    uint64_t pkl_offset;
-    pv *root;
-    tensor_rec *recs;
-    size_t n_recs;
+    uint64_t pkl_offset = 0;
+    pv *root = NULL;
+    tensor_rec *recs = NULL;
+    size_t n_recs = 0;
     int rc = -1;
     memset(&zip, 0, sizeof zip);
     memset(&m, 0, sizeof m);

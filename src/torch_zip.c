@@ -65,6 +65,7 @@ static int looks_like_legacy_torch(const bc__file *file) {
 }
 
 static int find_end(const bc__file *file, zip_end *end, bc__err *err) {
+    memset(end, 0, sizeof *end);
     const uint8_t *d = file->data;
     const uint64_t size = file->size;
     const char *path = file->path;
@@ -290,7 +291,7 @@ static int compare_entries(const void *a, const void *b) {
 
 int bc__zip_open(bc__zip *zip, const bc__file *file, bc__err *err) {
     memset(zip, 0, sizeof *zip);
-    zip_end end;
+    zip_end end = {0, 0, 0, 0};
     if (find_end(file, &end, err) != 0) return -1;
 
     bc__zip_entry *entries = calloc(end.n_entries ? (size_t)end.n_entries : 1, sizeof *entries);
