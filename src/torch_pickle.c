@@ -331,11 +331,10 @@ static pv *new_value(vm *m, pv_kind kind) {
  * which the first n are in use. */
 static int reserve(vm *m, pv ***items, size_t *cap, size_t n, size_t need) {
     if (need <= *cap) return 0;
+    if (need > MAX_ARENA_BYTES / sizeof(pv *))
+        return FAIL(m, "a container of %zu items passes the limit of %zu MiB of memory", need, MAX_ARENA_BYTES >> 20);
     size_t new_cap = *cap ? *cap : 4;
-    while (new_cap < need) {
-        if (new_cap > MAX_ARENA_BYTES / sizeof(pv *)) break; /* arena_alloc reports the limit */
-        new_cap *= 2;
-    }
+    while (new_cap < need) new_cap *= 2;
     pv **p = vm_alloc(m, new_cap * sizeof *p);
     if (p == NULL) return -1;
     if (n > 0) memcpy(p, *items, n * sizeof *p);
@@ -1128,6 +1127,29 @@ static const bc__zip_entry *find_data_pkl(const bc__zip *zip, bc__err *err) {
     return found;
 }
 
+/* torch >= 2.1 records the byte order of the storages in <prefix>/byteorder
+ * ("little" or "big"); older versions wrote only little-endian files. */
+static int check_byteorder(const bc__zip *zip, const char *prefix, size_t prefix_len, bc__err *err) {
+    static const char suffix[] = "/byteorder";
+    char name[BC__ZIP_MAX_NAME + sizeof suffix];
+    if (prefix_len > BC__ZIP_MAX_NAME) return 0; /* no such entry can exist */
+    memcpy(name, prefix, prefix_len);
+    memcpy(name + prefix_len, suffix, sizeof suffix - 1);
+    const bc__zip_entry *e = bc__zip_find(zip, name, prefix_len + sizeof suffix - 1);
+    if (e == NULL) return 0;
+    uint64_t offset = 0;
+    if (bc__zip_entry_data(zip, e, &offset, err) != 0) return -1;
+    const char *order = (const char *)zip->file->data + offset;
+    if (e->size == 6 && memcmp(order, "little", 6) == 0) return 0;
+    return bc__errorf(err, BC_STATUS_ERROR_FORMAT,
+                      "%s: '%.*s' says the storages are '%.*s'-endian; only little-endian checkpoints can be read",
+                      zip->file->path, STR_ARG(e->name, e->name_len), (int)(e->size < 16 ? e->size : 16), order);
+}
+
+/* Every check of the file itself runs before anything is added to the table.
+ * Only bc__table_add can fail after that (a name another file already gave,
+ * or out of memory); then the table keeps this file's mapping and the tensors
+ * added before the failure, so callers free the table after any error. */
 int bc__torch_read(bc__tensor_table *t, const char *path, bc__err *err) {
     bc__file *file = NULL, *owned;
     bc__zip zip;
@@ -1152,6 +1174,7 @@ int bc__torch_read(bc__tensor_table *t, const char *path, bc__err *err) {
     m.pkl_name_len = pkl->name_len;
     m.prefix = pkl->name;
     m.prefix_len = pkl->name_len - (sizeof "/data.pkl" - 1);
+    if (check_byteorder(&zip, m.prefix, m.prefix_len, err) != 0) goto cleanup;
     m.data = file->data + pkl_offset;
     m.len = (size_t)pkl->size;
     m.none.kind = PV_NONE;

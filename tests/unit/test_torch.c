@@ -1165,6 +1165,24 @@ static void test_archive_errors(void **state) {
     buf_free(&file);
 }
 
+/* torch >= 2.1 writes <prefix>/byteorder. */
+static void test_byteorder(void **state) {
+    (void)state;
+    buf file = {0};
+    zentry little[2] = {{"archive/byteorder", "little", 6, 0}, {"archive/data.pkl", "\x80\x02}.", 4, 0}};
+    zip_write(&file, little, 2, &torch_like);
+    bc__tensor_table t;
+    bc__err err;
+    if (read_file_bytes(file.p, file.n, &t, &err) != 0) fail_msg("%s", err.msg);
+    bc__table_free(&t);
+    buf_free(&file);
+
+    zentry big[2] = {{"archive/byteorder", "big", 3, 0}, {"archive/data.pkl", "\x80\x02}.", 4, 0}};
+    zip_write(&file, big, 2, &torch_like);
+    expect_error(file.p, file.n, "'archive/byteorder' says the storages are 'big'-endian");
+    buf_free(&file);
+}
+
 /* ------------------------------------------------------------------------ */
 /* Real torch files                                                         */
 /* ------------------------------------------------------------------------ */
@@ -1303,6 +1321,7 @@ int main(int argc, char **argv) {
         cmocka_unit_test(test_length_errors),
         cmocka_unit_test(test_structure_errors),
         cmocka_unit_test(test_archive_errors),
+        cmocka_unit_test(test_byteorder),
         cmocka_unit_test(test_real_torch_files),
     };
     return cmocka_run_group_tests(tests, group_setup, group_teardown);
