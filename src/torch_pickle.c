@@ -258,33 +258,33 @@ static const known_global *find_global(const char *module, size_t module_len, co
 /* ------------------------------------------------------------------------ */
 
 typedef struct vm {
-    const char *path;     /* The checkpoint, first in every message. */
-    const bc__zip *zip;   /* The archive, to find storages in. */
-    const char *prefix;   /* Entry names start with prefix + "/"; points into the mapping. */
-    size_t prefix_len;    /* Bytes of prefix. */
-    const char *pkl_name; /* The data.pkl entry's name, for messages; points into the mapping. */
-    size_t pkl_name_len;  /* Bytes of pkl_name. */
+    const char *path;         /* The checkpoint, first in every message. */
+    const bc__zip *zip;       /* The archive, to find storages in. */
+    const char *prefix;       /* Entry names start with prefix + "/"; points into the mapping. */
+    size_t prefix_len;        /* Bytes of prefix. */
+    const char *pkl_name;     /* The data.pkl entry's name, for messages; points into the mapping. */
+    size_t pkl_name_len;      /* Bytes of pkl_name. */
 
-    const uint8_t *data; /* data.pkl, in the mapping. */
-    size_t len;          /* Bytes of data.pkl. */
-    size_t pos;          /* The next byte to read. */
-    size_t op_offset;    /* Where the opcode being run starts, for messages. */
+    const uint8_t *data;      /* data.pkl, in the mapping. */
+    size_t len;               /* Bytes of data.pkl. */
+    size_t pos;               /* The next byte to read. */
+    size_t op_offset;         /* Where the opcode being run starts, for messages. */
 
-    pv **stack;         /* The value stack; malloc'd. */
-    size_t n_stack;     /* Values on it. */
-    size_t cap_stack;   /* Values allocated. */
-    size_t marks[MAX_MARKS]; /* Stack heights at each open MARK; nothing may pop below the last. */
-    size_t n_marks;     /* Open MARKs. */
-    pv **memo;          /* memo[i] is the value stored at index i, or NULL; malloc'd. */
-    size_t cap_memo;    /* Indices allocated. */
-    size_t n_memo;      /* Indices set: MEMOIZE stores at this index, as Python's len(memo). */
+    pv **stack;               /* The value stack; malloc'd. */
+    size_t n_stack;           /* Values on it. */
+    size_t cap_stack;         /* Values allocated. */
+    size_t marks[MAX_MARKS];  /* Stack heights at each open MARK; nothing may pop below the last. */
+    size_t n_marks;           /* Open MARKs. */
+    pv **memo;                /* memo[i] is the value stored at index i, or NULL; malloc'd. */
+    size_t cap_memo;          /* Indices allocated. */
+    size_t n_memo;            /* Indices set: MEMOIZE stores at this index, as Python's len(memo). */
 
-    arena arena;        /* Every value and container array. */
-    size_t n_values;    /* Values created, checked against MAX_VALUES. */
-    pv none;            /* The shared None. */
-    pv yes, no;         /* The shared True and False. */
+    arena arena;              /* Every value and container array. */
+    size_t n_values;          /* Values created, checked against MAX_VALUES. */
+    pv none;                  /* The shared None. */
+    pv yes, no;               /* The shared True and False. */
 
-    bc__err *err; /* Where the first error goes. */
+    bc__err *err;             /* Where the first error goes. */
 } vm;
 
 static int vm_fail(vm *m, bc_status status, const char *fmt, ...) BC__PRINTF(3, 4);

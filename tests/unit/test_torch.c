@@ -595,7 +595,7 @@ static void test_plain_zip(void **state) {
     read_std(0, 1, &descriptor);
 }
 
-static void test_long_memo_and_constants(void **state) {
+static void test_long_memo(void **state) {
     (void)state;
     fill_storages();
     /* Protocol 2 with more than 256 memo entries: LONG_BINPUT and LONG_BINGET. */
@@ -1302,7 +1302,7 @@ int main(int argc, char **argv) {
         cmocka_unit_test(test_protocol4),
         cmocka_unit_test(test_zip64),
         cmocka_unit_test(test_plain_zip),
-        cmocka_unit_test(test_long_memo_and_constants),
+        cmocka_unit_test(test_long_memo),
         cmocka_unit_test(test_constants_in_metadata),
         cmocka_unit_test(test_two_files_one_table),
         cmocka_unit_test(test_forbidden_global),
