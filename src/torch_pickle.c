@@ -45,12 +45,12 @@ typedef unsigned long long ull;
 /* A state dict of a few thousand tensors needs a stack of about 2000 values
  * (picklers batch SETITEMS by 1000 pairs), three nested MARKs, a memo entry
  * and a dozen values per tensor. The limits leave a wide margin. */
-#define MAX_STACK (1u << 20)                 /* values on the stack at once */
-#define MAX_MARKS 256u                       /* nested MARKs */
-#define MAX_MEMO (1u << 20)                  /* memo indices 0 .. MAX_MEMO-1 */
-#define MAX_VALUES (1u << 22)                /* values created in total */
-#define MAX_ARENA_BYTES ((size_t)256 << 20)  /* bytes held by the arena */
-#define MAX_TENSORS (1u << 16)               /* tensors in one file; the table checks names linearly */
+#define MAX_STACK       (1u << 20)          /* values on the stack at once */
+#define MAX_MARKS       256u                /* nested MARKs */
+#define MAX_MEMO        (1u << 20)          /* memo indices 0 .. MAX_MEMO-1 */
+#define MAX_VALUES      (1u << 22)          /* values created in total */
+#define MAX_ARENA_BYTES ((size_t)256 << 20) /* bytes held by the arena */
+#define MAX_TENSORS     (1u << 16)          /* tensors in one file; the table checks names linearly */
 
 /* At most this many bytes of a string from the file go into a message. */
 #define MSG_STR 200
@@ -164,12 +164,12 @@ typedef enum global_kind {
 
 /* One name a pickle may refer to with GLOBAL or STACK_GLOBAL. */
 typedef struct known_global {
-    const char *module;  /* Python module, e.g. "torch._utils". */
-    const char *name;    /* Attribute in it, e.g. "_rebuild_tensor_v2". */
-    global_kind kind;    /* What the machine does with it. */
-    int supported;       /* For storages: whether tensors of this type can be loaded. */
-    bc_dtype dtype;      /* For supported storages: the element type. */
-    unsigned elem_size;  /* For storages: bytes per element. */
+    const char *module; /* Python module, e.g. "torch._utils". */
+    const char *name;   /* Attribute in it, e.g. "_rebuild_tensor_v2". */
+    global_kind kind;   /* What the machine does with it. */
+    int supported;      /* For storages: whether tensors of this type can be loaded. */
+    bc_dtype dtype;     /* For supported storages: the element type. */
+    unsigned elem_size; /* For storages: bytes per element. */
 } known_global;
 
 typedef struct pv pv;
@@ -240,12 +240,9 @@ static const known_global known_globals[] = {
     {"torch", "ComplexDoubleStorage", GLOBAL_STORAGE, 0, BC_DTYPE_F32, 16},
 };
 
-static int str_is(const char *s, size_t len, const char *lit) {
-    return strlen(lit) == len && memcmp(s, lit, len) == 0;
-}
+static int str_is(const char *s, size_t len, const char *lit) { return strlen(lit) == len && memcmp(s, lit, len) == 0; }
 
-static const known_global *find_global(const char *module, size_t module_len, const char *name,
-                                       size_t name_len) {
+static const known_global *find_global(const char *module, size_t module_len, const char *name, size_t name_len) {
     for (size_t i = 0; i < sizeof known_globals / sizeof known_globals[0]; i++) {
         const known_global *g = &known_globals[i];
         if (str_is(module, module_len, g->module) && str_is(name, name_len, g->name)) return g;
@@ -258,33 +255,33 @@ static const known_global *find_global(const char *module, size_t module_len, co
 /* ------------------------------------------------------------------------ */
 
 typedef struct vm {
-    const char *path;         /* The checkpoint, first in every message. */
-    const bc__zip *zip;       /* The archive, to find storages in. */
-    const char *prefix;       /* Entry names start with prefix + "/"; points into the mapping. */
-    size_t prefix_len;        /* Bytes of prefix. */
-    const char *pkl_name;     /* The data.pkl entry's name, for messages; points into the mapping. */
-    size_t pkl_name_len;      /* Bytes of pkl_name. */
+    const char *path;     /* The checkpoint, first in every message. */
+    const bc__zip *zip;   /* The archive, to find storages in. */
+    const char *prefix;   /* Entry names start with prefix + "/"; points into the mapping. */
+    size_t prefix_len;    /* Bytes of prefix. */
+    const char *pkl_name; /* The data.pkl entry's name, for messages; points into the mapping. */
+    size_t pkl_name_len;  /* Bytes of pkl_name. */
 
-    const uint8_t *data;      /* data.pkl, in the mapping. */
-    size_t len;               /* Bytes of data.pkl. */
-    size_t pos;               /* The next byte to read. */
-    size_t op_offset;         /* Where the opcode being run starts, for messages. */
+    const uint8_t *data; /* data.pkl, in the mapping. */
+    size_t len;          /* Bytes of data.pkl. */
+    size_t pos;          /* The next byte to read. */
+    size_t op_offset;    /* Where the opcode being run starts, for messages. */
 
-    pv **stack;               /* The value stack; malloc'd. */
-    size_t n_stack;           /* Values on it. */
-    size_t cap_stack;         /* Values allocated. */
-    size_t marks[MAX_MARKS];  /* Stack heights at each open MARK; nothing may pop below the last. */
-    size_t n_marks;           /* Open MARKs. */
-    pv **memo;                /* memo[i] is the value stored at index i, or NULL; malloc'd. */
-    size_t cap_memo;          /* Indices allocated. */
-    size_t n_memo;            /* Indices set: MEMOIZE stores at this index, as Python's len(memo). */
+    pv **stack;              /* The value stack; malloc'd. */
+    size_t n_stack;          /* Values on it. */
+    size_t cap_stack;        /* Values allocated. */
+    size_t marks[MAX_MARKS]; /* Stack heights at each open MARK; nothing may pop below the last. */
+    size_t n_marks;          /* Open MARKs. */
+    pv **memo;               /* memo[i] is the value stored at index i, or NULL; malloc'd. */
+    size_t cap_memo;         /* Indices allocated. */
+    size_t n_memo;           /* Indices set: MEMOIZE stores at this index, as Python's len(memo). */
 
-    arena arena;              /* Every value and container array. */
-    size_t n_values;          /* Values created, checked against MAX_VALUES. */
-    pv none;                  /* The shared None. */
-    pv yes, no;               /* The shared True and False. */
+    arena arena;     /* Every value and container array. */
+    size_t n_values; /* Values created, checked against MAX_VALUES. */
+    pv none;         /* The shared None. */
+    pv yes, no;      /* The shared True and False. */
 
-    bc__err *err;             /* Where the first error goes. */
+    bc__err *err; /* Where the first error goes. */
 } vm;
 
 static int vm_fail(vm *m, bc_status status, const char *fmt, ...) BC__PRINTF(3, 4);
@@ -402,8 +399,7 @@ static void vm_free(vm *m) {
 /* Checks that n argument bytes follow the opcode. */
 static int need(vm *m, const char *op, uint64_t n) {
     if (n > m->len - m->pos)
-        return FAIL(m, "%s needs %llu bytes, but only %llu remain (truncated?)", op, (ull)n,
-                    (ull)(m->len - m->pos));
+        return FAIL(m, "%s needs %llu bytes, but only %llu remain (truncated?)", op, (ull)n, (ull)(m->len - m->pos));
     return 0;
 }
 
@@ -444,8 +440,7 @@ static int push_int(vm *m, int64_t i) {
 
 static int push_string(vm *m, const char *op, pv_kind kind, uint64_t n) {
     if (n > m->len - m->pos)
-        return FAIL(m, "%s declares %llu bytes, but only %llu remain (truncated?)", op, (ull)n,
-                    (ull)(m->len - m->pos));
+        return FAIL(m, "%s declares %llu bytes, but only %llu remain (truncated?)", op, (ull)n, (ull)(m->len - m->pos));
     pv *v = new_value(m, kind);
     if (v == NULL) return -1;
     v->u.str.s = (const char *)m->data + m->pos;
@@ -607,8 +602,8 @@ static int persistent_load(vm *m, const pv *pid) {
         return FAIL(m,
                     "storage '%.*s' declares %llu elements of torch.%s (%llu bytes), but its entry '%.*s' "
                     "holds only %llu bytes",
-                    STR_ARG(key, key_len), (ull)numel, type->name, (ull)n_bytes,
-                    STR_ARG(entry->name, entry->name_len), (ull)entry->size);
+                    STR_ARG(key, key_len), (ull)numel, type->name, (ull)n_bytes, STR_ARG(entry->name, entry->name_len),
+                    (ull)entry->size);
 
     pv *v = new_value(m, PV_STORAGE);
     if (v == NULL) return -1;
@@ -637,16 +632,16 @@ static int reduce(vm *m, const pv *callable, const pv *args) {
         return FAIL(m, "REDUCE: cannot call %s (only known globals are interpreted)", kind_name(callable->kind));
     const known_global *g = callable->u.global;
     if (args->kind != PV_TUPLE)
-        return FAIL(m, "REDUCE: the arguments to %s.%s are %s, not a tuple", g->module, g->name,
-                    kind_name(args->kind));
+        return FAIL(m, "REDUCE: the arguments to %s.%s are %s, not a tuple", g->module, g->name, kind_name(args->kind));
     pv *const *a = args->u.seq.items;
     size_t n = args->u.seq.n;
 
     switch (g->kind) {
     case GLOBAL_ORDERED_DICT: {
         if (n != 0)
-            return FAIL(m, "REDUCE: collections.OrderedDict called with %zu arguments (only an empty one is "
-                           "supported)",
+            return FAIL(m,
+                        "REDUCE: collections.OrderedDict called with %zu arguments (only an empty one is "
+                        "supported)",
                         n);
         pv *d = new_value(m, PV_DICT);
         if (d != NULL) d->u.dict.ordered = 1;
@@ -659,8 +654,7 @@ static int reduce(vm *m, const pv *callable, const pv *args) {
         if (a[0]->kind != PV_STORAGE)
             return FAIL(m, "REDUCE: _rebuild_tensor_v2's storage is %s, not a storage", kind_name(a[0]->kind));
         if (a[1]->kind != PV_INT)
-            return FAIL(m, "REDUCE: _rebuild_tensor_v2's storage offset is %s, not an int",
-                        kind_name(a[1]->kind));
+            return FAIL(m, "REDUCE: _rebuild_tensor_v2's storage offset is %s, not an int", kind_name(a[1]->kind));
         if (!is_int_tuple(a[2]) || !is_int_tuple(a[3]))
             return FAIL(m, "REDUCE: _rebuild_tensor_v2's size and stride must be tuples of ints");
         /* requires_grad, backward_hooks and metadata do not change the bytes. */
@@ -968,12 +962,12 @@ static int run(vm *m, pv **result) {
 
 /* One tensor, checked and ready for the table. */
 typedef struct tensor_rec {
-    const char *name;              /* NUL-terminated copy in the arena. */
-    bc_dtype dtype;                /* Element type, from the storage class. */
-    int n_dims;                    /* Dimensions, at most BC__MAX_DIMS. */
-    int64_t shape[BC__MAX_DIMS];   /* Outermost first. */
-    uint64_t file_offset;          /* Absolute offset of the first byte. */
-    uint64_t n_bytes;              /* Bytes of the tensor. */
+    const char *name;            /* NUL-terminated copy in the arena. */
+    bc_dtype dtype;              /* Element type, from the storage class. */
+    int n_dims;                  /* Dimensions, at most BC__MAX_DIMS. */
+    int64_t shape[BC__MAX_DIMS]; /* Outermost first. */
+    uint64_t file_offset;        /* Absolute offset of the first byte. */
+    uint64_t n_bytes;            /* Bytes of the tensor. */
 } tensor_rec;
 
 /* "[a, b, c]" for messages; truncated to fit. */
@@ -1006,9 +1000,8 @@ static int check_tensor(vm *m, const char *name, const pv *t, tensor_rec *rec) {
                           "HalfStorage and BFloat16Storage can be read)",
                           path, STR_ARG(name, strlen(name)), type->name);
     if (size->u.seq.n != stride->u.seq.n)
-        return bc__errorf(m->err, BC_STATUS_ERROR_FORMAT,
-                          "%s: tensor '%.*s': size %s and stride %s differ in length", path,
-                          STR_ARG(name, strlen(name)), size_text, stride_text);
+        return bc__errorf(m->err, BC_STATUS_ERROR_FORMAT, "%s: tensor '%.*s': size %s and stride %s differ in length",
+                          path, STR_ARG(name, strlen(name)), size_text, stride_text);
     if (size->u.seq.n > BC__MAX_DIMS)
         return bc__errorf(m->err, BC_STATUS_ERROR_FORMAT,
                           "%s: tensor '%.*s' has %zu dimensions %s (at most %d are supported)", path,
@@ -1019,9 +1012,8 @@ static int check_tensor(vm *m, const char *name, const pv *t, tensor_rec *rec) {
     for (int i = 0; i < n_dims; i++) {
         int64_t d = size->u.seq.items[i]->u.i;
         if (d < 0 || bc__mul_u64(numel, (uint64_t)d, &numel) != 0)
-            return bc__errorf(m->err, BC_STATUS_ERROR_FORMAT,
-                              "%s: tensor '%.*s': size %s is negative or overflows", path,
-                              STR_ARG(name, strlen(name)), size_text);
+            return bc__errorf(m->err, BC_STATUS_ERROR_FORMAT, "%s: tensor '%.*s': size %s is negative or overflows",
+                              path, STR_ARG(name, strlen(name)), size_text);
         rec->shape[i] = d;
     }
 
@@ -1048,8 +1040,7 @@ static int check_tensor(vm *m, const char *name, const pv *t, tensor_rec *rec) {
                           "%s: tensor '%.*s': its %llu elements from element %lld on lie outside its storage "
                           "'%.*s' of %llu elements",
                           path, STR_ARG(name, strlen(name)), (ull)numel, (long long)first,
-                          STR_ARG(storage->u.storage.key, storage->u.storage.key_len),
-                          (ull)storage->u.storage.numel);
+                          STR_ARG(storage->u.storage.key, storage->u.storage.key_len), (ull)storage->u.storage.numel);
 
     /* end <= numel of the storage, whose byte count did not overflow. */
     rec->name = name;
@@ -1071,23 +1062,21 @@ static int collect_tensors(vm *m, const pv *root, tensor_rec **out, size_t *n_ou
     size_t n = root->u.dict.n;
     if (n > MAX_TENSORS)
         return bc__errorf(m->err, BC_STATUS_ERROR_FORMAT,
-                          "%s: the state dict has %zu entries (the limit is %u per file)", m->path, n,
-                          MAX_TENSORS);
+                          "%s: the state dict has %zu entries (the limit is %u per file)", m->path, n, MAX_TENSORS);
     tensor_rec *recs = vm_alloc(m, (n ? n : 1) * sizeof *recs);
     if (recs == NULL) return -1;
 
     for (size_t i = 0; i < n; i++) {
         const pv *key = root->u.dict.kv[2 * i], *value = root->u.dict.kv[2 * i + 1];
         if (key->kind != PV_STR)
-            return bc__errorf(m->err, BC_STATUS_ERROR_FORMAT,
-                              "%s: state dict key %zu is %s, not a str", m->path, i, kind_name(key->kind));
+            return bc__errorf(m->err, BC_STATUS_ERROR_FORMAT, "%s: state dict key %zu is %s, not a str", m->path, i,
+                              kind_name(key->kind));
         if (memchr(key->u.str.s, '\0', key->u.str.len) != NULL)
-            return bc__errorf(m->err, BC_STATUS_ERROR_FORMAT, "%s: state dict key '%.*s' contains a NUL byte",
-                              m->path, STR_ARG(key->u.str.s, key->u.str.len));
+            return bc__errorf(m->err, BC_STATUS_ERROR_FORMAT, "%s: state dict key '%.*s' contains a NUL byte", m->path,
+                              STR_ARG(key->u.str.s, key->u.str.len));
         if (value->kind != PV_TENSOR)
-            return bc__errorf(m->err, BC_STATUS_ERROR_FORMAT,
-                              "%s: state dict entry '%.*s' is %s, not a tensor", m->path,
-                              STR_ARG(key->u.str.s, key->u.str.len), kind_name(value->kind));
+            return bc__errorf(m->err, BC_STATUS_ERROR_FORMAT, "%s: state dict entry '%.*s' is %s, not a tensor",
+                              m->path, STR_ARG(key->u.str.s, key->u.str.len), kind_name(value->kind));
         char *name = vm_alloc(m, key->u.str.len + 1);
         if (name == NULL) return -1;
         memcpy(name, key->u.str.s, key->u.str.len);
@@ -1110,8 +1099,7 @@ static const bc__zip_entry *find_data_pkl(const bc__zip *zip, bc__err *err) {
     const bc__zip_entry *found = NULL;
     for (size_t i = 0; i < zip->n_entries; i++) {
         const bc__zip_entry *e = &zip->entries[i];
-        if (e->name_len <= suffix_len || memcmp(e->name + e->name_len - suffix_len, suffix, suffix_len) != 0)
-            continue;
+        if (e->name_len <= suffix_len || memcmp(e->name + e->name_len - suffix_len, suffix, suffix_len) != 0) continue;
         if (found != NULL) {
             bc__errorf(err, BC_STATUS_ERROR_FORMAT,
                        "%s: the archive holds both '%.*s' and '%.*s'; a torch.save checkpoint has one data.pkl",

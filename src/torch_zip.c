@@ -24,25 +24,25 @@
 #include <stdlib.h>
 #include <string.h>
 
-#define SIG_LOCAL 0x04034b50u
-#define SIG_CENTRAL 0x02014b50u
-#define SIG_END 0x06054b50u
-#define SIG_ZIP64_END 0x06064b50u
+#define SIG_LOCAL         0x04034b50u
+#define SIG_CENTRAL       0x02014b50u
+#define SIG_END           0x06054b50u
+#define SIG_ZIP64_END     0x06064b50u
 #define SIG_ZIP64_LOCATOR 0x07064b50u
 
-#define LOCAL_HEADER_SIZE 30u
+#define LOCAL_HEADER_SIZE   30u
 #define CENTRAL_HEADER_SIZE 46u
-#define END_SIZE 22u
-#define ZIP64_END_SIZE 56u
-#define ZIP64_LOCATOR_SIZE 20u
-#define MAX_COMMENT 0xffffu
+#define END_SIZE            22u
+#define ZIP64_END_SIZE      56u
+#define ZIP64_LOCATOR_SIZE  20u
+#define MAX_COMMENT         0xffffu
 
-#define ZIP64_EXTRA_ID 0x0001u
-#define FLAG_ENCRYPTED 0x0001u
+#define ZIP64_EXTRA_ID       0x0001u
+#define FLAG_ENCRYPTED       0x0001u
 #define FLAG_DATA_DESCRIPTOR 0x0008u
 
 /* At most 200 bytes of an entry name go into a message. */
-#define NAME_FMT "%.*s"
+#define NAME_FMT    "%.*s"
 #define NAME_ARG(e) (int)((e)->name_len < 200 ? (e)->name_len : 200), (e)->name
 
 typedef unsigned long long ull;
@@ -137,8 +137,7 @@ static int find_end(const bc__file *file, zip_end *end, bc__err *err) {
             return bc__errorf(err, BC_STATUS_ERROR_FORMAT,
                               "%s: the zip64 end of central directory record at offset %llu declares %llu "
                               "bytes (between %u and %llu expected)",
-                              path, (ull)z_offset, (ull)record_size, ZIP64_END_SIZE - 12,
-                              (ull)(loc - z_offset - 12));
+                              path, (ull)z_offset, (ull)record_size, ZIP64_END_SIZE - 12, (ull)(loc - z_offset - 12));
         disk = bc__le32(z + 16);
         cd_disk = bc__le32(z + 20);
         n_disk = bc__le64(z + 24);
@@ -164,9 +163,8 @@ static int find_end(const bc__file *file, zip_end *end, bc__err *err) {
                           "record at offset %llu (truncated or damaged file?)",
                           path, (ull)cd_size, (ull)cd_offset, (ull)end->cd_limit);
     if (n_total > BC__ZIP_MAX_ENTRIES)
-        return bc__errorf(err, BC_STATUS_ERROR_FORMAT,
-                          "%s: the zip archive declares %llu entries (the limit is %u)", path, (ull)n_total,
-                          BC__ZIP_MAX_ENTRIES);
+        return bc__errorf(err, BC_STATUS_ERROR_FORMAT, "%s: the zip archive declares %llu entries (the limit is %u)",
+                          path, (ull)n_total, BC__ZIP_MAX_ENTRIES);
     if (n_total > cd_size / CENTRAL_HEADER_SIZE)
         return bc__errorf(err, BC_STATUS_ERROR_FORMAT,
                           "%s: the zip archive declares %llu entries, but its central directory of %llu bytes "
@@ -192,8 +190,8 @@ typedef struct zip64_fields {
 
 /* Reads the zip64 extra field out of an extra area, if any field is wanted.
  * `where` says which header this is, for messages. */
-static int read_zip64_extra(const bc__file *file, const bc__zip_entry *e, const char *where,
-                            const uint8_t *extra, uint32_t extra_len, zip64_fields *f, bc__err *err) {
+static int read_zip64_extra(const bc__file *file, const bc__zip_entry *e, const char *where, const uint8_t *extra,
+                            uint32_t extra_len, zip64_fields *f, bc__err *err) {
     static const unsigned widths[4] = {8, 8, 8, 4};
     if (!f->want[0] && !f->want[1] && !f->want[2] && !f->want[3]) return 0;
 
@@ -230,13 +228,13 @@ static int read_zip64_extra(const bc__file *file, const bc__zip_entry *e, const 
 
 /* Reads the central header at *pos (which must lie before `end`) into e and
  * advances *pos past it. */
-static int read_central_entry(const bc__file *file, uint64_t *pos, uint64_t end, uint64_t index,
-                              bc__zip_entry *e, bc__err *err) {
+static int read_central_entry(const bc__file *file, uint64_t *pos, uint64_t end, uint64_t index, bc__zip_entry *e,
+                              bc__err *err) {
     const uint8_t *h = file->data + *pos;
     if (end - *pos < CENTRAL_HEADER_SIZE || bc__le32(h) != SIG_CENTRAL)
         return bc__errorf(err, BC_STATUS_ERROR_FORMAT,
-                          "%s: zip central directory entry %llu at offset %llu is missing or truncated",
-                          file->path, (ull)index, (ull)*pos);
+                          "%s: zip central directory entry %llu at offset %llu is missing or truncated", file->path,
+                          (ull)index, (ull)*pos);
     uint32_t name_len = bc__le16(h + 28), extra_len = bc__le16(h + 30), comment_len = bc__le16(h + 32);
     uint64_t var_len = (uint64_t)name_len + extra_len + comment_len;
     if (end - *pos - CENTRAL_HEADER_SIZE < var_len)
@@ -260,11 +258,11 @@ static int read_central_entry(const bc__file *file, uint64_t *pos, uint64_t end,
     e->local_offset = bc__le32(h + 42);
     uint32_t disk = bc__le16(h + 34);
 
-    zip64_fields f = {{e->size == 0xffffffffu, e->compressed_size == 0xffffffffu,
-                       e->local_offset == 0xffffffffu, disk == 0xffffu},
-                      {0, 0, 0, 0}};
-    if (read_zip64_extra(file, e, "central directory header", h + CENTRAL_HEADER_SIZE + name_len, extra_len,
-                         &f, err) != 0)
+    zip64_fields f = {
+        {e->size == 0xffffffffu, e->compressed_size == 0xffffffffu, e->local_offset == 0xffffffffu, disk == 0xffffu},
+        {0, 0, 0, 0}};
+    if (read_zip64_extra(file, e, "central directory header", h + CENTRAL_HEADER_SIZE + name_len, extra_len, &f, err) !=
+        0)
         return -1;
     if (f.want[0]) e->size = f.value[0];
     if (f.want[1]) e->compressed_size = f.value[1];
@@ -355,8 +353,7 @@ int bc__zip_entry_data(const bc__zip *zip, const bc__zip_entry *e, uint64_t *off
     *offset = 0;
 
     if (e->flags & FLAG_ENCRYPTED)
-        return bc__errorf(err, BC_STATUS_ERROR_FORMAT, "%s: zip entry '" NAME_FMT "' is encrypted", path,
-                          NAME_ARG(e));
+        return bc__errorf(err, BC_STATUS_ERROR_FORMAT, "%s: zip entry '" NAME_FMT "' is encrypted", path, NAME_ARG(e));
     if (e->method != 0)
         return bc__errorf(err, BC_STATUS_ERROR_FORMAT,
                           "%s: zip entry '" NAME_FMT "' is compressed (method %u); only stored entries can be "
@@ -378,9 +375,8 @@ int bc__zip_entry_data(const bc__zip *zip, const bc__zip_entry *e, uint64_t *off
                           path, NAME_ARG(e), (ull)lo, (ull)limit);
     const uint8_t *h = file->data + lo;
     if (bc__le32(h) != SIG_LOCAL)
-        return bc__errorf(err, BC_STATUS_ERROR_FORMAT,
-                          "%s: zip entry '" NAME_FMT "': no local header at offset %llu", path, NAME_ARG(e),
-                          (ull)lo);
+        return bc__errorf(err, BC_STATUS_ERROR_FORMAT, "%s: zip entry '" NAME_FMT "': no local header at offset %llu",
+                          path, NAME_ARG(e), (ull)lo);
     uint16_t flags = bc__le16(h + 6), method = bc__le16(h + 8);
     uint32_t name_len = bc__le16(h + 26), extra_len = bc__le16(h + 28);
     if (limit - lo - LOCAL_HEADER_SIZE < (uint64_t)name_len + extra_len)

@@ -44,7 +44,7 @@ static inline uint64_t bc__le64(const uint8_t *p) {
 /* Sanity bounds on what a central directory may declare. A checkpoint holds
  * one entry per storage plus a few records: a few hundred to a few thousand. */
 #define BC__ZIP_MAX_ENTRIES (1u << 20)
-#define BC__ZIP_MAX_NAME 4096u
+#define BC__ZIP_MAX_NAME    4096u
 
 typedef struct bc__zip_entry {
     const char *name;         /* Points into the mapping; not NUL-terminated. */
@@ -78,7 +78,6 @@ BC__HIDDEN const bc__zip_entry *bc__zip_find(const bc__zip *zip, const char *nam
  * entry->size), reading its local header. Fails if the entry is compressed
  * or encrypted, if its local header disagrees with the central directory, or
  * if its bytes do not lie inside the file before the central directory. */
-BC__HIDDEN int bc__zip_entry_data(const bc__zip *zip, const bc__zip_entry *entry, uint64_t *offset,
-                                  bc__err *err);
+BC__HIDDEN int bc__zip_entry_data(const bc__zip *zip, const bc__zip_entry *entry, uint64_t *offset, bc__err *err);
 
 #endif /* BC_TORCH_ZIP_H */

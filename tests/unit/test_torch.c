@@ -73,10 +73,10 @@ static void buf_free(buf *b) {
 /* ------------------------------------------------------------------------ */
 
 typedef struct zentry {
-    const char *name;    /* Entry name. */
-    const void *data;    /* Its bytes. */
-    size_t len;          /* Bytes of data. */
-    uint16_t method;     /* 0 stored; anything else is declared but the bytes stay as given. */
+    const char *name; /* Entry name. */
+    const void *data; /* Its bytes. */
+    size_t len;       /* Bytes of data. */
+    uint16_t method;  /* 0 stored; anything else is declared but the bytes stay as given. */
 } zentry;
 
 typedef struct zopts {
@@ -201,9 +201,9 @@ static void zip_write(buf *out, const zentry *e, size_t n, const zopts *o) {
 /* ------------------------------------------------------------------------ */
 
 typedef struct pk {
-    buf b;          /* The pickle so far. */
-    int proto4;     /* Protocol 4 style: FRAME, SHORT_BINUNICODE, STACK_GLOBAL, MEMOIZE. */
-    uint32_t memo;  /* Next memo index. */
+    buf b;         /* The pickle so far. */
+    int proto4;    /* Protocol 4 style: FRAME, SHORT_BINUNICODE, STACK_GLOBAL, MEMOIZE. */
+    uint32_t memo; /* Next memo index. */
 } pk;
 
 static void pk_op(pk *p, uint8_t op) { buf_u8(&p->b, op); }
@@ -511,8 +511,8 @@ static void make_std(buf *out, int ordered, int proto4, const zopts *o) {
 
 static const zopts torch_like = {0, 1, 1, 1};
 
-static void check_tensor(const bc__tensor_table *t, const char *name, bc_dtype dtype, int n_dims,
-                         const int64_t *shape, const void *bytes, size_t n_bytes) {
+static void check_tensor(const bc__tensor_table *t, const char *name, bc_dtype dtype, int n_dims, const int64_t *shape,
+                         const void *bytes, size_t n_bytes) {
     const bc__tensor *x = bc__table_find(t, name);
     if (x == NULL) fail_msg("tensor '%s' missing", name);
     assert_int_equal(x->dtype, dtype);
@@ -638,6 +638,7 @@ static void test_long_memo(void **state) {
 static void test_constants_in_metadata(void **state) {
     (void)state;
     fill_storages();
+    /* clang-format off */
     static const uint8_t head[] = {
         0x80, 0x02, 'c', 'c', 'o', 'l', 'l', 'e', 'c', 't', 'i', 'o', 'n', 's', '\n',
         'O', 'r', 'd', 'e', 'r', 'e', 'd', 'D', 'i', 'c', 't', '\n',
@@ -664,6 +665,7 @@ static void test_constants_in_metadata(void **state) {
         'b',                               /* BUILD */
         '.',
     };
+    /* clang-format on */
     buf file = {0};
     make_pickle_only(&file, head, sizeof head);
     bc__tensor_table t;
@@ -700,23 +702,24 @@ static void test_two_files_one_table(void **state) {
 static void test_forbidden_global(void **state) {
     (void)state;
     /* os.system("ls") as protocol 2 writes it on Linux. */
-    static const uint8_t evil[] = {0x80, 0x02, 'c', 'p', 'o', 's', 'i', 'x', '\n', 's', 'y', 's', 't', 'e', 'm', '\n',
-                                   'q', 0x00, 'X', 0x02, 0x00, 0x00, 0x00, 'l', 's', 'q', 0x01, 0x85, 'q', 0x02,
-                                   'R', 'q', 0x03, '.'};
+    static const uint8_t evil[] = {0x80, 0x02, 'c',  'p',  'o', 's',  'i', 'x',  '\n', 's',  'y',  's',
+                                   't',  'e',  'm',  '\n', 'q', 0x00, 'X', 0x02, 0x00, 0x00, 0x00, 'l',
+                                   's',  'q',  0x01, 0x85, 'q', 0x02, 'R', 'q',  0x03, '.'};
     buf file = {0};
     make_pickle_only(&file, evil, sizeof evil);
     expect_error(file.p, file.n, "forbidden global 'posix.system'", "archive/data.pkl at offset 2)");
     buf_free(&file);
 
     /* The same through STACK_GLOBAL (protocol 4). */
-    static const uint8_t evil4[] = {0x80, 0x04, 0x8c, 8,   'b', 'u', 'i', 'l', 't', 'i', 'n', 's', 0x94,
-                                    0x8c, 4,    'e',  'v', 'a', 'l', 0x94, 0x93, '.'};
+    static const uint8_t evil4[] = {0x80, 0x04, 0x8c, 8, 'b', 'u', 'i', 'l', 't',  'i',  'n',
+                                    's',  0x94, 0x8c, 4, 'e', 'v', 'a', 'l', 0x94, 0x93, '.'};
     make_pickle_only(&file, evil4, sizeof evil4);
     expect_error(file.p, file.n, "forbidden global 'builtins.eval'", "at offset 20)");
     buf_free(&file);
 
     /* A near miss of an allowed name. */
-    static const uint8_t near[] = "\x80\x02" "ctorch\nFloatStorageX\n.";
+    static const uint8_t near[] = "\x80\x02"
+                                  "ctorch\nFloatStorageX\n.";
     make_pickle_only(&file, near, sizeof near - 1);
     expect_error(file.p, file.n, "forbidden global 'torch.FloatStorageX'");
     buf_free(&file);
@@ -1003,7 +1006,8 @@ static void test_structure_errors(void **state) {
     (void)state;
     buf file = {0};
     /* A state dict value that is not a tensor names its key. */
-    static const uint8_t not_tensor[] = "\x80\x02}(X\x05\x00\x00\x00" "modelK\x01u.";
+    static const uint8_t not_tensor[] = "\x80\x02}(X\x05\x00\x00\x00"
+                                        "modelK\x01u.";
     make_pickle_only(&file, not_tensor, sizeof not_tensor - 1);
     expect_error(file.p, file.n, "state dict entry 'model' is an int, not a tensor");
     buf_free(&file);
@@ -1025,7 +1029,8 @@ static void test_structure_errors(void **state) {
     buf_free(&file);
 
     /* REDUCE only calls the interpreted globals, with the right arguments. */
-    static const uint8_t call_storage[] = "\x80\x02" "ctorch\nFloatStorage\n)R.";
+    static const uint8_t call_storage[] = "\x80\x02"
+                                          "ctorch\nFloatStorage\n)R.";
     make_pickle_only(&file, call_storage, sizeof call_storage - 1);
     expect_error(file.p, file.n, "REDUCE: calling torch.FloatStorage is not supported");
     buf_free(&file);
@@ -1035,17 +1040,20 @@ static void test_structure_errors(void **state) {
     expect_error(file.p, file.n, "REDUCE: cannot call an int");
     buf_free(&file);
 
-    static const uint8_t od_args[] = "\x80\x02" "ccollections\nOrderedDict\n]\x85R.";
+    static const uint8_t od_args[] = "\x80\x02"
+                                     "ccollections\nOrderedDict\n]\x85R.";
     make_pickle_only(&file, od_args, sizeof od_args - 1);
     expect_error(file.p, file.n, "collections.OrderedDict called with 1 arguments");
     buf_free(&file);
 
-    static const uint8_t rebuild_args[] = "\x80\x02" "ctorch._utils\n_rebuild_tensor_v2\nNNN\x87R.";
+    static const uint8_t rebuild_args[] = "\x80\x02"
+                                          "ctorch._utils\n_rebuild_tensor_v2\nNNN\x87R.";
     make_pickle_only(&file, rebuild_args, sizeof rebuild_args - 1);
     expect_error(file.p, file.n, "_rebuild_tensor_v2 takes 6 or 7 arguments, found 3");
     buf_free(&file);
 
-    static const uint8_t bad_pid[] = "\x80\x02X\x03\x00\x00\x00" "abcQ.";
+    static const uint8_t bad_pid[] = "\x80\x02X\x03\x00\x00\x00"
+                                     "abcQ.";
     make_pickle_only(&file, bad_pid, sizeof bad_pid - 1);
     expect_error(file.p, file.n, "BINPERSID: a persistent id must be ('storage', type, key, location, numel)");
     buf_free(&file);
