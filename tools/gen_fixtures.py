@@ -201,7 +201,8 @@ def generate_weights(fx):
     """name -> float32 numpy array: the master weights, before any rounding to fx's dtype.
 
     Scales (x = an RMS-normalized activation, elements of order one):
-      embeddings        N(0, 1)
+      embeddings        N(0, 0.4^2): small beside what the layers add, so
+                        attention (and its position encoding) weighs on the logits
       W_pack Q, K       N(0, 1.2^2 / n_embd): q.k / sqrt(head_dim) has spread ~1.4
       W_pack V, o_proj  N(0, 1 / n_embd)
       gate, up          N(0, 1 / n_embd); down N(0, 1 / n_ff)
@@ -218,7 +219,7 @@ def generate_weights(fx):
     w = collections.OrderedDict()
     for name in tensor_names(fx):
         if name == "model.embed_tokens.weight":
-            w[name] = normal((v, e), 1.0)
+            w[name] = normal((v, e), 0.4)
         elif name.endswith("W_pack.weight"):
             qk = normal((2 * e, e), 1.2 / np.sqrt(e))
             vv = normal((e, e), 1.0 / np.sqrt(e))
