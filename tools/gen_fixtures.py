@@ -23,6 +23,7 @@ import argparse
 import collections
 import json
 import os
+import shutil
 import struct
 import sys
 import zlib
@@ -440,10 +441,26 @@ def _write_json(path, obj):
 
 
 def write_fixture(fx, out_root):
-    out = os.path.join(out_root, fx["name"])
-    os.makedirs(out, exist_ok=True)
-    for f in os.listdir(out):  # a stale fixture of another format must not linger
-        os.unlink(os.path.join(out, f))
+    """Writes out_root/<name>/ whole: built beside it, then renamed into place,
+    so that a reader never sees half a fixture (or a stale file of another
+    format left from an earlier version)."""
+    final = os.path.join(out_root, fx["name"])
+    out = os.path.join(out_root, ".%s.tmp-%d" % (fx["name"], os.getpid()))
+    if os.path.exists(out):
+        shutil.rmtree(out)
+    os.makedirs(out)
+    _write_fixture_files(fx, out)
+    old = None
+    if os.path.exists(final):
+        old = os.path.join(out_root, ".%s.old-%d" % (fx["name"], os.getpid()))
+        os.rename(final, old)
+    os.rename(out, final)
+    if old:
+        shutil.rmtree(old)
+    return final
+
+
+def _write_fixture_files(fx, out):
     weights = generate_weights(fx)
     _write_json(os.path.join(out, "config.json"), make_config(fx))
     gen = make_generation_config(fx)
@@ -454,7 +471,6 @@ def write_fixture(fx, out_root):
         write_safetensors_checkpoint(fx, weights, out)
     else:
         write_bin_checkpoint(fx, weights, out)
-    return out
 
 
 def dir_size(path):

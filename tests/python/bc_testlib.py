@@ -4,6 +4,7 @@ Paths to tools/, making sure fixtures exist, the seeded token sequences, the
 error measure, and a pass/fail tally that prints the final `N passed, M failed`.
 """
 
+import fcntl
 import os
 import subprocess
 import sys
@@ -41,13 +42,18 @@ def fixture_complete(d):
 
 
 def ensure_fixtures(fixtures_dir, names=None):
-    """Generates the fixtures missing from fixtures_dir (all known ones by default)."""
+    """Generates the fixtures missing from fixtures_dir (all known ones by
+    default). A lock file keeps test scripts started together from generating
+    the same fixtures at once."""
     names = list(names or gen_fixtures.FIXTURES)
-    missing = [n for n in names if not fixture_complete(os.path.join(fixtures_dir, n))]
-    if missing:
-        print("generating fixtures: %s" % " ".join(missing), flush=True)
-        subprocess.run([PYTHON, os.path.join(TOOLS, "gen_fixtures.py"), "--out", fixtures_dir, "--only"] + missing,
-                       check=True, stdout=subprocess.DEVNULL)
+    os.makedirs(fixtures_dir, exist_ok=True)
+    with open(os.path.join(fixtures_dir, ".generate.lock"), "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        missing = [n for n in names if not fixture_complete(os.path.join(fixtures_dir, n))]
+        if missing:
+            print("generating fixtures: %s" % " ".join(missing), flush=True)
+            subprocess.run([PYTHON, os.path.join(TOOLS, "gen_fixtures.py"), "--out", fixtures_dir, "--only"]
+                           + missing, check=True, stdout=subprocess.DEVNULL)
 
 
 def token_sequence(fixture_name, length, n_vocab):
