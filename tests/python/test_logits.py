@@ -12,7 +12,9 @@ and compares OUT (float32 LE, n_tokens x n_vocab) with tools/reference.py:
 err = max|engine - ref| / max(1, max|ref|) must be <= 1e-4 for f32 fixtures
 and <= 2e-2 for f16/bf16 ones. Further cases run 64 tokens with the CLI
 overrides (--pos-encoding, --norm-head) against the reference with the same
-overrides. The engine runs while the reference computes.
+overrides. For some fixtures the long sequence runs in chunks (-b N), which
+exercises the KV cache across forward passes. The engine runs while the
+reference computes.
 Missing fixtures are generated first. Prints one line per case and a final
 `N passed, M failed`; exits non-zero on any failure.
 """
@@ -49,8 +51,18 @@ OVERRIDE_CASES = [
 ]
 
 
+# Fixtures whose long sequence runs in chunks of this many tokens (-b), so that
+# later chunks attend to keys and values cached by earlier forward passes. The
+# other fixtures run it in one pass.
+CHUNKED_LONG = {"b2_7b_bf16_bin_sharded": 61, "b1_13b_f32_bin": 61, "b1_7b_f16_st": 100}
+
+
 def cli_flags(overrides):
+    """CLI flags for a case: the reference's overrides and, under "batch",
+    the engine's -b (which the reference has no use for)."""
     flags = []
+    if "batch" in overrides:
+        flags += ["-b", str(overrides["batch"])]
     if "pos_encoding" in overrides:
         flags += ["--pos-encoding", overrides["pos_encoding"]]
     if "norm_head" in overrides:
@@ -137,7 +149,9 @@ def main(argv=None):
     work = tempfile.mkdtemp(prefix="bc_logits_")
     try:
         for name in names:
-            run_cases(t, binary, args.fixtures, name, {}, SEQ_LENGTHS, work)
+            run_cases(t, binary, args.fixtures, name, {}, SEQ_LENGTHS[:-1], work)
+            chunked = {"batch": CHUNKED_LONG[name]} if name in CHUNKED_LONG else {}
+            run_cases(t, binary, args.fixtures, name, chunked, SEQ_LENGTHS[-1:], work)
         for name, overrides in OVERRIDE_CASES:
             if name in names:
                 run_cases(t, binary, args.fixtures, name, overrides, [OVERRIDE_LENGTH], work)
