@@ -471,6 +471,18 @@ def _(d):
     zip_write(p(d, BIN_FILE), kept)
 
 
+@case("bin_pickle_truncated", BIN, [BIN_FILE])
+def _(d):
+    entries = zip_entries(p(d, BIN_FILE))
+    zip_write(p(d, BIN_FILE), [(n, b[:len(b) // 2] if n.endswith("/data.pkl") else b) for n, b in entries])
+
+
+@case("bin_storage_too_short", BIN, [BIN_FILE])
+def _(d):
+    entries = zip_entries(p(d, BIN_FILE))
+    zip_write(p(d, BIN_FILE), [(n, b[:-2] if n.endswith("/data/0") else b) for n, b in entries])
+
+
 @case("bin_sharded_missing_shard_file", BINSH, [BINSH_FILES[1]])
 def _(d):
     os.unlink(p(d, BINSH_FILES[1]))
