@@ -199,6 +199,87 @@ int bc_context_n_batch(const bc_context *ctx);
 int bc_context_n_threads(const bc_context *ctx);
 
 /* ======================================================================== */
+/* Sampling and stop strings                                                */
+/* ======================================================================== */
+/*
+ * A sampler picks the next token from a row of logits with the semantics of
+ * Hugging Face `generate`: the repetition penalty over every id seen so far
+ * (prompt and output; a positive logit is divided by the penalty, a negative
+ * one multiplied, once per distinct id), then temperature, top-k (ties with
+ * the k-th logit kept), top-p (drop the tokens whose ascending cumulative
+ * probability is <= 1 - top_p, always keeping the most likely), min-p (drop
+ * tokens less likely than min_p times the most likely), then a draw.
+ * Temperature 0 is greedy: the arg-max of the penalized logits.
+ * The draw uses the sampler's own seeded generator (xoshiro256**), so the
+ * same seed gives the same tokens on every run, machine and thread count.
+ * A sampler belongs to one thread at a time; it allocates only at init.
+ */
+
+typedef struct bc_sampler_params {
+    float temperature;        /* 0 = greedy; default 1.0 */
+    int top_k;                /* 0 = off; default 50 */
+    float top_p;              /* 1.0 = off; default 1.0 */
+    float min_p;              /* 0.0 = off; default 0.0 */
+    float repetition_penalty; /* 1.0 = off; default 1.0 */
+    uint64_t seed;            /* default 0x5eed */
+} bc_sampler_params;
+
+/* Hugging Face generate's defaults (no generation_config.json). */
+bc_sampler_params bc_sampler_default_params(void);
+
+/* The defaults of model's generation_config.json (temperature, top_k,
+ * top_p, repetition_penalty; do_sample false gives temperature 0), or
+ * bc_sampler_default_params() where it has none. */
+bc_sampler_params bc_model_sampler_params(const bc_model *model);
+
+/* Checks params (finite, temperature >= 0, top_k >= 0, top_p in (0, 1],
+ * min_p in [0, 1], repetition_penalty > 0); NULL or a static message. */
+const char *bc_sampler_params_check(bc_sampler_params params);
+
+typedef struct bc_sampler bc_sampler;
+
+/* A sampler over ids [0, n_vocab). BC_STATUS_ERROR_ARGUMENT for bad params
+ * (see bc_sampler_params_check), BC_STATUS_ERROR_MEMORY. */
+bc_status bc_sampler_init(bc_sampler_params params, int n_vocab, bc_sampler **out);
+void bc_sampler_free(bc_sampler *s);
+
+/* Forgets the ids seen and restarts the generator from the seed. */
+void bc_sampler_reset(bc_sampler *s);
+
+/* Records an id as seen (for the repetition penalty): call it for every
+ * prompt id and every generated id. Ids outside [0, n_vocab) are ignored. */
+void bc_sampler_accept(bc_sampler *s, int32_t id);
+
+/* Picks the next id from logits (n_vocab values; not modified). */
+int32_t bc_sampler_sample(bc_sampler *s, const float *logits);
+
+/* ------------------------------------------------------------------------ */
+/* Stop strings                                                             */
+/* ------------------------------------------------------------------------ */
+/*
+ * Watches generated text for stop strings. Text pushed in comes back out
+ * except for a tail that could still become a stop string, which is held
+ * until it either completes one (then it and everything after are dropped)
+ * or cannot (then it is released). Pushed text made of whole UTF-8
+ * characters comes out in whole characters.
+ */
+typedef struct bc_stop_matcher bc_stop_matcher;
+
+/* stops: n non-empty, valid UTF-8 strings (copied). BC_STATUS_ERROR_ARGUMENT
+ * with a message in err for an empty or malformed one. */
+bc_status bc_stop_matcher_init(const char *const *stops, size_t n, bc_stop_matcher **out, char *err, size_t err_size);
+void bc_stop_matcher_free(bc_stop_matcher *m);
+void bc_stop_matcher_reset(bc_stop_matcher *m);
+
+/* Pushes len bytes; *out (valid until the next call) gets the text that is
+ * safe to show. Returns true once a stop string has been seen: *out then
+ * holds the text before it, and later pushes return nothing. */
+bool bc_stop_matcher_push(bc_stop_matcher *m, const char *text, size_t len, const char **out, size_t *out_len);
+
+/* Releases the held tail (at the end of generation). */
+void bc_stop_matcher_flush(bc_stop_matcher *m, const char **out, size_t *out_len);
+
+/* ======================================================================== */
 /* Tokenizer: SentencePiece BPE, streaming detokenizer, Baichuan chat format */
 /* ======================================================================== */
 /*

@@ -1,0 +1,251 @@
+/*
+ * sampler.c - next-token choice with Hugging Face generate's semantics, and
+ * the stop-string matcher.
+ *
+ *   penalty -> temperature -> top-k -> top-p -> min-p -> draw
+ *
+ * Everything per step works on the sampler's own buffers, allocated at init.
+ */
+#include "model.h"
+
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* ------------------------------------------------------------------------ */
+/* Parameters                                                               */
+/* ------------------------------------------------------------------------ */
+
+bc_sampler_params bc_sampler_default_params(void) {
+    bc_sampler_params p;
+    p.temperature = 1.0f;
+    p.top_k = 50;
+    p.top_p = 1.0f;
+    p.min_p = 0.0f;
+    p.repetition_penalty = 1.0f;
+    p.seed = 0x5eed;
+    return p;
+}
+
+bc_sampler_params bc_model_sampler_params(const bc_model *model) {
+    bc_sampler_params p = bc_sampler_default_params();
+    const bc__gen_config *g = &model->gen;
+    if (!g->present) return p;
+    p.temperature = g->do_sample ? g->temperature : 0.0f;
+    p.top_k = g->top_k;
+    p.top_p = g->top_p;
+    p.repetition_penalty = g->repetition_penalty;
+    return p;
+}
+
+const char *bc_sampler_params_check(bc_sampler_params p) {
+    if (!isfinite(p.temperature) || p.temperature < 0) return "temperature must be a finite number >= 0";
+    if (p.top_k < 0) return "top_k must be >= 0 (0 turns it off)";
+    if (!(p.top_p > 0 && p.top_p <= 1)) return "top_p must be in (0, 1]";
+    if (!(p.min_p >= 0 && p.min_p <= 1)) return "min_p must be in [0, 1]";
+    if (!isfinite(p.repetition_penalty) || !(p.repetition_penalty > 0))
+        return "repetition_penalty must be a finite number > 0";
+    return NULL;
+}
+
+/* ------------------------------------------------------------------------ */
+/* Random numbers: xoshiro256**, seeded through splitmix64                  */
+/* ------------------------------------------------------------------------ */
+
+static uint64_t splitmix64(uint64_t *x) {
+    uint64_t z = (*x += 0x9e3779b97f4a7c15ull);
+    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
+    z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
+    return z ^ (z >> 31);
+}
+
+static inline uint64_t rotl(uint64_t x, int k) { return (x << k) | (x >> (64 - k)); }
+
+static uint64_t xoshiro_next(uint64_t s[4]) {
+    uint64_t result = rotl(s[1] * 5, 7) * 9, t = s[1] << 17;
+    s[2] ^= s[0];
+    s[3] ^= s[1];
+    s[1] ^= s[2];
+    s[0] ^= s[3];
+    s[2] ^= t;
+    s[3] = rotl(s[3], 45);
+    return result;
+}
+
+/* Uniform in [0, 1) with 53 random bits. */
+static double uniform(uint64_t s[4]) { return (double)(xoshiro_next(s) >> 11) * 0x1.0p-53; }
+
+/* ------------------------------------------------------------------------ */
+/* The sampler                                                              */
+/* ------------------------------------------------------------------------ */
+
+struct bc_sampler {
+    bc_sampler_params p;
+    int n_vocab;
+    uint8_t *seen;     /* (n_vocab) 1 once an id has been accepted */
+    int32_t *seen_ids; /* (n_vocab) the distinct accepted ids, in order */
+    int n_seen;
+    float *work;   /* (n_vocab) penalized, tempered logits */
+    int32_t *cand; /* (n_vocab) candidate ids */
+    double *prob;  /* (n_vocab) candidate probabilities */
+    uint64_t rng[4];
+};
+
+static void seed_rng(bc_sampler *s) {
+    uint64_t x = s->p.seed;
+    for (int i = 0; i < 4; i++) s->rng[i] = splitmix64(&x);
+}
+
+bc_status bc_sampler_init(bc_sampler_params params, int n_vocab, bc_sampler **out) {
+    *out = NULL;
+    if (bc_sampler_params_check(params) != NULL || n_vocab < 1) return BC_STATUS_ERROR_ARGUMENT;
+    bc_sampler *s = calloc(1, sizeof *s);
+    if (s == NULL) return BC_STATUS_ERROR_MEMORY;
+    s->p = params;
+    s->n_vocab = n_vocab;
+    s->seen = calloc((size_t)n_vocab, 1);
+    s->seen_ids = malloc((size_t)n_vocab * sizeof *s->seen_ids);
+    s->work = malloc((size_t)n_vocab * sizeof *s->work);
+    s->cand = malloc((size_t)n_vocab * sizeof *s->cand);
+    s->prob = malloc((size_t)n_vocab * sizeof *s->prob);
+    if (!s->seen || !s->seen_ids || !s->work || !s->cand || !s->prob) {
+        bc_sampler_free(s);
+        return BC_STATUS_ERROR_MEMORY;
+    }
+    seed_rng(s);
+    *out = s;
+    return BC_STATUS_OK;
+}
+
+void bc_sampler_free(bc_sampler *s) {
+    if (s == NULL) return;
+    free(s->seen);
+    free(s->seen_ids);
+    free(s->work);
+    free(s->cand);
+    free(s->prob);
+    free(s);
+}
+
+void bc_sampler_reset(bc_sampler *s) {
+    for (int i = 0; i < s->n_seen; i++) s->seen[s->seen_ids[i]] = 0;
+    s->n_seen = 0;
+    seed_rng(s);
+}
+
+void bc_sampler_accept(bc_sampler *s, int32_t id) {
+    if (id < 0 || id >= s->n_vocab || s->seen[id]) return;
+    s->seen[id] = 1;
+    s->seen_ids[s->n_seen++] = id;
+}
+
+/* Candidates in descending logit order, ties by ascending id. qsort takes
+ * no context argument in C11, so the logits come through a thread-local. */
+static _Thread_local const float *tl_work;
+
+static int by_logit_desc(const void *a, const void *b) {
+    int32_t x = *(const int32_t *)a, y = *(const int32_t *)b;
+    float lx = tl_work[x], ly = tl_work[y];
+    if (lx != ly) return lx > ly ? -1 : 1;
+    return (x > y) - (x < y);
+}
+
+/* The k-th largest value of work[cand[0..n)] (1-based k), by quickselect on
+ * a scratch copy of the values. */
+static float kth_largest(const float *work, const int32_t *cand, int n, int k, float *scratch) {
+    for (int i = 0; i < n; i++) scratch[i] = work[cand[i]];
+    int lo = 0, hi = n - 1, want = k - 1; /* index in descending order */
+    while (lo < hi) {
+        float pivot = scratch[lo + (hi - lo) / 2];
+        int i = lo, j = hi;
+        while (i <= j) {
+            while (scratch[i] > pivot) i++;
+            while (scratch[j] < pivot) j--;
+            if (i <= j) {
+                float t = scratch[i];
+                scratch[i] = scratch[j];
+                scratch[j] = t;
+                i++;
+                j--;
+            }
+        }
+        if (want <= j)
+            hi = j;
+        else if (want >= i)
+            lo = i;
+        else
+            break;
+    }
+    return scratch[want];
+}
+
+int32_t bc_sampler_sample(bc_sampler *s, const float *logits) {
+    const int V = s->n_vocab;
+    float *w = s->work;
+    memcpy(w, logits, (size_t)V * sizeof *w);
+
+    /* Repetition penalty, once per distinct id seen. */
+    const float rp = s->p.repetition_penalty;
+    if (rp != 1.0f)
+        for (int i = 0; i < s->n_seen; i++) {
+            float *x = &w[s->seen_ids[i]];
+            *x = *x < 0 ? *x * rp : *x / rp;
+        }
+
+    if (s->p.temperature == 0.0f) {
+        int32_t best = 0;
+        for (int32_t i = 1; i < V; i++)
+            if (w[i] > w[best]) best = i;
+        return best;
+    }
+    if (s->p.temperature != 1.0f)
+        for (int i = 0; i < V; i++) w[i] /= s->p.temperature;
+
+    /* Top-k: keep the logits >= the k-th largest (ties included). */
+    int n = 0;
+    if (s->p.top_k > 0 && s->p.top_k < V) {
+        for (int i = 0; i < V; i++) s->cand[i] = i;
+        float kth = kth_largest(w, s->cand, V, s->p.top_k, (float *)s->prob);
+        for (int i = 0; i < V; i++)
+            if (w[i] >= kth) s->cand[n++] = i;
+    } else {
+        for (int i = 0; i < V; i++) s->cand[n++] = i;
+    }
+    tl_work = w;
+    qsort(s->cand, (size_t)n, sizeof *s->cand, by_logit_desc);
+
+    /* Softmax over the candidates (the rest are -inf). */
+    double max = w[s->cand[0]], sum = 0;
+    for (int i = 0; i < n; i++) sum += s->prob[i] = exp((double)w[s->cand[i]] - max);
+    for (int i = 0; i < n; i++) s->prob[i] /= sum;
+
+    /* Top-p: a token goes when the probability of it and everything less
+     * likely is <= 1 - top_p (summed from the least likely up, as HF's
+     * ascending cumulative sum); the most likely always stays. */
+    if (s->p.top_p < 1.0f) {
+        double tail = 0, limit = 1.0 - (double)s->p.top_p;
+        int keep = n;
+        for (int i = n - 1; i > 0; i--) {
+            tail += s->prob[i];
+            if (tail > limit) break;
+            keep = i;
+        }
+        n = keep;
+    }
+    /* Min-p: relative to the most likely candidate. */
+    if (s->p.min_p > 0.0f) {
+        double floor = (double)s->p.min_p * s->prob[0];
+        int keep = 1;
+        while (keep < n && s->prob[keep] >= floor) keep++;
+        n = keep;
+    }
+
+    double total = 0;
+    for (int i = 0; i < n; i++) total += s->prob[i];
+    double u = uniform(s->rng) * total;
+    for (int i = 0; i < n; i++) {
+        u -= s->prob[i];
+        if (u < 0) return s->cand[i];
+    }
+    return s->cand[n - 1];
+}
