@@ -63,6 +63,10 @@ int main(int argc, char **argv) {
             const char *nl = memchr(text + pos, '\n', (size_t)(size - pos));
             size_t len = nl ? (size_t)(nl - (text + pos)) : (size_t)(size - pos);
             size_t n;
+            if (cap - n_all < 2) { /* room for the length prefix and one id */
+                cap *= 2;
+                ids = realloc(ids, cap * sizeof *ids);
+            }
             for (;;) {
                 bc_status st = bc_tokenizer_encode(tok, text + pos, len, BC_SWITCH_OFF, BC_SWITCH_OFF, ids + n_all + 1,
                                                    cap - n_all - 1, &n);
@@ -71,7 +75,7 @@ int main(int argc, char **argv) {
                     fprintf(stderr, "encode failed: %s\n", bc_status_name(st));
                     return 1;
                 }
-                cap = (cap + n) * 2;
+                cap = (n_all + 1 + n) * 2;
                 ids = realloc(ids, cap * sizeof *ids);
             }
             ids[n_all] = (int32_t)n; /* length prefix */
