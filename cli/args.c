@@ -103,3 +103,8 @@ bc_model *cli_load_model(const cli_model_opts *o) {
     }
     return model;
 }
+
+const char *cli_default_model(void) {
+    const char *env = getenv("BAICHUAN_MODEL");
+    return env != NULL && env[0] != '\0' ? env : BC_DEFAULT_MODEL_DIR;
+}

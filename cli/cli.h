@@ -46,5 +46,11 @@ int cmd_logits(int argc, char **argv);
 int cmd_tokenize(int argc, char **argv);
 int cmd_detokenize(int argc, char **argv);
 int cmd_chat_template(int argc, char **argv);
+int cmd_run(int argc, char **argv);
+int cmd_chat(int argc, char **argv);
+
+/* The model used when a command that generates gets no -m: $BAICHUAN_MODEL,
+ * else the embedded default model (models/default of the source tree). */
+const char *cli_default_model(void);
 
 #endif /* BC_CLI_H */

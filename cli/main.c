@@ -17,6 +17,8 @@ static const command commands[] = {
     {"tokenize", cmd_tokenize, "text on stdin to token ids (tokenizer.model only, no weights)"},
     {"detokenize", cmd_detokenize, "token ids on stdin back to text"},
     {"chat-template", cmd_chat_template, "a JSON conversation on stdin to the Chat model's input ids"},
+    {"run", cmd_run, "continue a prompt: plain text completion, streamed"},
+    {"chat", cmd_chat, "interactive multi-turn chat in the Baichuan chat format"},
 };
 
 static void usage(FILE *f) {

@@ -45,10 +45,16 @@ VOCAB_BAICHUAN2 = 125696
 
 
 def _fixture(name, kind, dtype, fmt, n_embd, n_head, n_ff, n_layer, vocab, split_after=(), extra=None,
-             st_metadata=True, bin_tricks=False):
+             st_metadata=True, bin_tricks=False, tokenizer=None):
     return dict(name=name, kind=kind, dtype=dtype, format=fmt, n_embd=n_embd, n_head=n_head, n_ff=n_ff,
                 n_layer=n_layer, n_vocab=vocab, split_after=list(split_after), extra=extra or {},
-                st_metadata=st_metadata, bin_tricks=bin_tricks)
+                st_metadata=st_metadata, bin_tricks=bin_tricks, tokenizer=tokenizer)
+
+
+# A real 400-piece SentencePiece BPE model (tests/data/README.md says how it
+# was trained): the generation fixtures' vocabulary is exactly its pieces.
+TINY_TOKENIZER = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "tests", "data", "tiny_bpe.model")
+TINY_VOCAB = 400
 
 
 FIXTURES = collections.OrderedDict((f["name"], f) for f in [
@@ -74,6 +80,12 @@ FIXTURES = collections.OrderedDict((f["name"], f) for f in [
     # Baichuan2-7B config whose explicit keys override detection.
     _fixture("override_alibi", "baichuan2-7b", "f32", "st", n_embd=32, n_head=4, n_ff=88, n_layer=2,
              vocab=VOCAB_BAICHUAN2, extra={"position_encoding": "alibi", "norm_head": False}),
+    # With a tokenizer, for generation: greedy text must equal the reference's.
+    # The vocabulary is the tokenizer's 400 pieces, so NormHead is set explicitly.
+    _fixture("gen_rope", "baichuan2-7b", "f32", "st", n_embd=32, n_head=4, n_ff=88, n_layer=2,
+             vocab=TINY_VOCAB, extra={"norm_head": True}, tokenizer=TINY_TOKENIZER),
+    _fixture("gen_alibi", "baichuan2-13b", "f32", "st", n_embd=48, n_head=6, n_ff=88, n_layer=2,
+             vocab=TINY_VOCAB, extra={"norm_head": True}, tokenizer=TINY_TOKENIZER),
 ])
 
 TORCH_DTYPE_NAME = {"f32": "float32", "f16": "float16", "bf16": "bfloat16"}
@@ -467,6 +479,8 @@ def _write_fixture_files(fx, out):
     if gen is not None:
         _write_json(os.path.join(out, "generation_config.json"), gen)
     _write_json(os.path.join(out, "tokenizer_config.json"), make_tokenizer_config(fx))
+    if fx["tokenizer"]:
+        shutil.copyfile(fx["tokenizer"], os.path.join(out, "tokenizer.model"))
     if fx["format"] == "st":
         write_safetensors_checkpoint(fx, weights, out)
     else:

@@ -8,7 +8,7 @@ import os
 import subprocess
 import sys
 
-COMMANDS = ["info", "logits", "tokenize", "detokenize", "chat-template"]
+COMMANDS = ["info", "logits", "tokenize", "detokenize", "chat-template", "run", "chat"]
 
 # fixture -> (position encoding, norm head, format, explicit flags) as DESIGN.md defines them
 EXPECTED = {

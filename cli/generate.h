@@ -1,0 +1,74 @@
+/*
+ * generate.h - one sequence of text generation for the CLI (run, chat):
+ * feed the input ids (reusing what the KV cache already holds), then sample,
+ * detokenize and stream until eos, a stop string, the token limit or Ctrl-C.
+ */
+#ifndef BC_CLI_GENERATE_H
+#define BC_CLI_GENERATE_H
+
+#include "cli.h"
+
+#include <signal.h>
+
+/* Options shared by run and chat. */
+typedef struct cli_gen_opts {
+    cli_model_opts model;
+    bc_sampler_params sampler; /* from generation_config.json, then flags */
+    bool set_temp, set_top_k, set_top_p, set_min_p, set_penalty, set_seed;
+    int n_ctx;             /* -c; 0 = the model's training context */
+    int n_batch;           /* -b; default 512 */
+    const char *stops[16]; /* --stop, in order */
+    size_t n_stops;
+} cli_gen_opts;
+
+void cli_gen_opts_init(cli_gen_opts *o);
+
+/* Consumes a sampling/context option or a model option (1), not one (0), or
+ * an error already printed (-1). */
+int cli_gen_opt(int argc, char **argv, int *i, cli_gen_opts *o);
+
+extern const char *const cli_gen_opts_help;
+
+typedef enum cli_finish {
+    CLI_FINISH_EOS,         /* the model ended its text */
+    CLI_FINISH_STOP,        /* a stop string */
+    CLI_FINISH_LENGTH,      /* the token limit */
+    CLI_FINISH_INTERRUPTED, /* Ctrl-C */
+} cli_finish;
+
+typedef struct cli_gen {
+    bc_model *model;
+    bc_tokenizer *tok;
+    bc_context *ctx;
+    bc_sampler *sampler;
+    bc_detokenizer *detok;
+    bc_stop_matcher *stop;
+    bc_model_info info;
+    int n_vocab; /* ids the sampler may pick: min(model, tokenizer) */
+    int eos_id;
+    int32_t *cached; /* (n_ctx) the ids whose keys and values are cached */
+    int n_cached;
+    bc_batch_entry *batch; /* (n_batch) */
+
+    /* Figures of the last cli_gen_run. */
+    int n_reused; /* input ids found in the cache */
+    int n_prompt; /* input ids run through the model */
+    int n_generated;
+    double t_prompt, t_generate; /* seconds */
+} cli_gen;
+
+/* Loads model, tokenizer and context; prints errors. 0 or 1. */
+int cli_gen_init(cli_gen *g, const cli_gen_opts *o);
+void cli_gen_free(cli_gen *g);
+
+/* Runs input (n_input ids) and generates at most n_max tokens, writing the
+ * text to out as it comes and appending it to *reply if reply is not NULL
+ * (a malloc'd string the caller frees). interrupted is polled between
+ * tokens. Returns 0 (with *finish set) or 1 after printing an error. */
+int cli_gen_run(cli_gen *g, const int32_t *input, int n_input, int n_max, FILE *out, char **reply,
+                volatile sig_atomic_t *interrupted, cli_finish *finish);
+
+/* Seconds on a monotonic clock. */
+double cli_now(void);
+
+#endif /* BC_CLI_GENERATE_H */
