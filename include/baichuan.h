@@ -57,9 +57,23 @@ const char *bc_status_name(bc_status status);
 typedef struct bc_model bc_model;
 
 /* Element types of weight tensors. */
-typedef enum bc_dtype { BC_DTYPE_F32 = 0, BC_DTYPE_F16 = 1, BC_DTYPE_BF16 = 2, BC_DTYPE_COUNT } bc_dtype;
+typedef enum bc_dtype {
+    BC_DTYPE_F32 = 0,
+    BC_DTYPE_F16 = 1,
+    BC_DTYPE_BF16 = 2,
+    /* Block-quantized formats, bit-compatible with llama.cpp's GGUF blocks. */
+    BC_DTYPE_Q8_0 = 3,  /* 32 weights: f16 scale + 32 int8 (34 bytes) */
+    BC_DTYPE_Q4_0 = 4,  /* 32 weights: f16 scale + 32 nibbles (18 bytes) */
+    BC_DTYPE_Q4_1 = 5,  /* 32 weights: f16 scale, f16 min + 32 nibbles (20 bytes) */
+    BC_DTYPE_Q5_0 = 6,  /* 32 weights: f16 scale + 5-bit values (22 bytes) */
+    BC_DTYPE_Q5_1 = 7,  /* 32 weights: f16 scale, f16 min + 5-bit values (24 bytes) */
+    BC_DTYPE_Q4_K = 8,  /* 256 weights in 8 sub-blocks, 6-bit scales and mins (144 bytes) */
+    BC_DTYPE_Q5_K = 9,  /* 256 weights, 5-bit values (176 bytes) */
+    BC_DTYPE_Q6_K = 10, /* 256 weights, 6-bit values, int8 sub-block scales (210 bytes) */
+    BC_DTYPE_COUNT
+} bc_dtype;
 
-/* "f32", "f16", "bf16". */
+/* "f32", "f16", "bf16", "q8_0", "q4_0", ... */
 const char *bc_dtype_name(bc_dtype dtype);
 
 /* How positions enter attention. */

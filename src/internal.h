@@ -64,8 +64,22 @@ BC__HIDDEN char *bc__path_join(const char *dir, const char *name);
 BC__HIDDEN int bc__file_exists(const char *path);
 BC__HIDDEN int bc__is_directory(const char *path);
 
-/* Bytes per element of a dtype. */
-BC__HIDDEN size_t bc__dtype_size(bc_dtype dtype);
+/* How a dtype lays out its elements: blocks of block_elems elements in
+ * block_bytes bytes (1 and the element size for f32/f16/bf16). */
+typedef struct bc__dtype_traits {
+    const char *name; /* "f32", "q4_0", ... */
+    int block_elems;  /* elements per block */
+    int block_bytes;  /* bytes per block */
+    int ggml_type;    /* llama.cpp's ggml_type id, as GGUF stores it */
+    int align;        /* alignment the data needs in memory */
+} bc__dtype_traits;
+
+/* NULL for a value outside the enum. */
+BC__HIDDEN const bc__dtype_traits *bc__dtype_traits_of(bc_dtype dtype);
+
+/* *bytes = the size of n consecutive elements (a row); -1 when n is not a
+ * whole number of blocks or the size overflows. */
+BC__HIDDEN int bc__dtype_row_bytes(bc_dtype dtype, uint64_t n, uint64_t *bytes);
 
 /* ------------------------------------------------------------------------ */
 /* Half-precision conversion                                                */

@@ -34,7 +34,7 @@ void bc__weight_row_f32(const bc__weight *w, int64_t i, float *row) {
         for (size_t j = 0; j < cols; j++) row[j] = bc__bf16_to_f32(src[j]);
         break;
     }
-    case BC_DTYPE_COUNT: break;
+    default: break; /* block formats: see the quantized kernels */
     }
 }
 

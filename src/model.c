@@ -63,6 +63,12 @@ static const bc__tensor *find_checked(binder *b, const char *name, int64_t rows,
                        x->file->path, name, found, (long long)rows, (long long)cols);
         return NULL;
     }
+    if (x->dtype != BC_DTYPE_F32 && x->dtype != BC_DTYPE_F16 && x->dtype != BC_DTYPE_BF16) {
+        bc__errorf(b->err, BC_STATUS_ERROR_MODEL,
+                   "%s: tensor '%s' is %s; this build computes with f32, f16 and bf16 weights", x->file->path, name,
+                   bc_dtype_name(x->dtype));
+        return NULL;
+    }
     b->used[x - t->tensors] = true;
     b->model->n_params += rows == 0 ? cols : rows * cols;
     b->model->weight_bytes += x->n_bytes;
@@ -90,7 +96,7 @@ static int bind_vector(binder *b, const char *name, int64_t n, float *dst) {
         case BC_DTYPE_F32: dst[i] = ((const float *)x->data)[i]; break;
         case BC_DTYPE_F16: dst[i] = bc__f16_to_f32(((const uint16_t *)x->data)[i]); break;
         case BC_DTYPE_BF16: dst[i] = bc__bf16_to_f32(((const uint16_t *)x->data)[i]); break;
-        case BC_DTYPE_COUNT: break;
+        default: break; /* block formats: see the quantized kernels */
         }
     }
     return 0;

@@ -41,16 +41,22 @@ int bc__table_add(bc__tensor_table *t, const char *name, bc_dtype dtype, int n_d
     if (n_dims < 0 || n_dims > BC__MAX_DIMS)
         return bc__errorf(err, BC_STATUS_ERROR_FORMAT, "%s: tensor '%s' has %d dimensions (at most %d supported)", path,
                           name, n_dims, BC__MAX_DIMS);
-    uint64_t n_elem = 1;
+    /* Rows of the innermost dimension, each a whole number of blocks. */
+    uint64_t n_rows = 1;
     for (int i = 0; i < n_dims; i++) {
         if (shape[i] < 0)
             return bc__errorf(err, BC_STATUS_ERROR_FORMAT, "%s: tensor '%s' has negative dimension %lld", path, name,
                               (long long)shape[i]);
-        if (bc__mul_u64(n_elem, (uint64_t)shape[i], &n_elem) != 0)
+        if (i + 1 < n_dims && bc__mul_u64(n_rows, (uint64_t)shape[i], &n_rows) != 0)
             return bc__errorf(err, BC_STATUS_ERROR_FORMAT, "%s: tensor '%s': element count overflows", path, name);
     }
-    uint64_t expect;
-    if (bc__mul_u64(n_elem, bc__dtype_size(dtype), &expect) != 0)
+    uint64_t row_len = n_dims > 0 ? (uint64_t)shape[n_dims - 1] : 1, row_bytes, expect;
+    if (bc__dtype_row_bytes(dtype, row_len, &row_bytes) != 0)
+        return bc__errorf(err, BC_STATUS_ERROR_FORMAT,
+                          "%s: tensor '%s': a row of %llu elements is not a whole number of %s blocks (%d)", path, name,
+                          (unsigned long long)row_len, bc_dtype_name(dtype),
+                          bc__dtype_traits_of(dtype) ? bc__dtype_traits_of(dtype)->block_elems : 0);
+    if (bc__mul_u64(n_rows, row_bytes, &expect) != 0)
         return bc__errorf(err, BC_STATUS_ERROR_FORMAT, "%s: tensor '%s': byte size overflows", path, name);
     if (expect != n_bytes)
         return bc__errorf(err, BC_STATUS_ERROR_FORMAT,
@@ -69,7 +75,7 @@ int bc__table_add(bc__tensor_table *t, const char *name, bc_dtype dtype, int n_d
         return bc__errorf(err, BC_STATUS_ERROR_MEMORY, "out of memory");
 
     const void *data = file->data + offset;
-    if (((uintptr_t)data % bc__dtype_size(dtype)) != 0 && n_bytes > 0) {
+    if (((uintptr_t)data % (uintptr_t)bc__dtype_traits_of(dtype)->align) != 0 && n_bytes > 0) {
         /* Unaligned bytes cannot be read as their type in place. */
         if (grow((void **)&t->copies, &t->cap_copies, t->n_copies, sizeof *t->copies) != 0)
             return bc__errorf(err, BC_STATUS_ERROR_MEMORY, "out of memory");

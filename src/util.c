@@ -45,24 +45,29 @@ const char *bc_status_name(bc_status status) {
 /* Names of public enums                                                    */
 /* ------------------------------------------------------------------------ */
 
-const char *bc_dtype_name(bc_dtype dtype) {
-    switch (dtype) {
-    case BC_DTYPE_F32: return "f32";
-    case BC_DTYPE_F16: return "f16";
-    case BC_DTYPE_BF16: return "bf16";
-    case BC_DTYPE_COUNT: break;
-    }
-    return "?";
+/* Block layouts of llama.cpp's ggml types (ggml-common.h), by element type. */
+static const bc__dtype_traits dtype_traits[BC_DTYPE_COUNT] = {
+    [BC_DTYPE_F32] = {"f32", 1, 4, 0, 4},        [BC_DTYPE_F16] = {"f16", 1, 2, 1, 2},
+    [BC_DTYPE_BF16] = {"bf16", 1, 2, 30, 2},     [BC_DTYPE_Q8_0] = {"q8_0", 32, 34, 8, 2},
+    [BC_DTYPE_Q4_0] = {"q4_0", 32, 18, 2, 2},    [BC_DTYPE_Q4_1] = {"q4_1", 32, 20, 3, 2},
+    [BC_DTYPE_Q5_0] = {"q5_0", 32, 22, 6, 2},    [BC_DTYPE_Q5_1] = {"q5_1", 32, 24, 7, 2},
+    [BC_DTYPE_Q4_K] = {"q4_k", 256, 144, 12, 2}, [BC_DTYPE_Q5_K] = {"q5_k", 256, 176, 13, 2},
+    [BC_DTYPE_Q6_K] = {"q6_k", 256, 210, 14, 2},
+};
+
+const bc__dtype_traits *bc__dtype_traits_of(bc_dtype dtype) {
+    return (unsigned)dtype < BC_DTYPE_COUNT ? &dtype_traits[dtype] : NULL;
 }
 
-size_t bc__dtype_size(bc_dtype dtype) {
-    switch (dtype) {
-    case BC_DTYPE_F32: return 4;
-    case BC_DTYPE_F16: return 2;
-    case BC_DTYPE_BF16: return 2;
-    case BC_DTYPE_COUNT: break;
-    }
-    return 0;
+const char *bc_dtype_name(bc_dtype dtype) {
+    const bc__dtype_traits *t = bc__dtype_traits_of(dtype);
+    return t ? t->name : "?";
+}
+
+int bc__dtype_row_bytes(bc_dtype dtype, uint64_t n, uint64_t *bytes) {
+    const bc__dtype_traits *t = bc__dtype_traits_of(dtype);
+    if (t == NULL || n % (uint64_t)t->block_elems != 0) return -1;
+    return bc__mul_u64(n / (uint64_t)t->block_elems, (uint64_t)t->block_bytes, bytes);
 }
 
 const char *bc_pos_encoding_name(bc_pos_encoding pos_encoding) {
