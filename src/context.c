@@ -35,8 +35,10 @@ static int sizes_of(const bc__hparams *hp, int n_ctx, int n_seq, int n_batch, in
                          + 3ull * (uint64_t)hp->n_embd * 4 /* qkv */
                          + 2ull * (uint64_t)hp->n_ff * 4   /* gate, up */
                          + (uint64_t)hp->head_dim * 8      /* rope cos, sin */
-                         + (uint64_t)hp->n_vocab * 4 + 4;  /* logits, logit_row */
-    uint64_t per_thread = ((uint64_t)(hp->n_ff > hp->n_embd ? hp->n_ff : hp->n_embd) + (uint64_t)n_ctx) * 4;
+                         + (uint64_t)hp->n_vocab * 4 + 4   /* logits, logit_row */
+                         + (uint64_t)(hp->n_ff > hp->n_embd ? hp->n_ff : hp->n_embd) * 5 / 4 +
+                         1; /* 8-bit activations */
+    uint64_t per_thread = (uint64_t)n_ctx * 4;
     uint64_t scratch, threads, kv_bytes, total;
     if (bc__mul_u64(nb, per_entry, &scratch) || bc__mul_u64((uint64_t)n_threads, per_thread, &threads) ||
         bc__mul_u64(kv, 8, &kv_bytes) || bc__add_u64(scratch, threads, &scratch) ||
@@ -109,11 +111,11 @@ bc_status bc_context_init(const bc_model *model, bc_context_params params, bc_co
     c->rope_sin = malloc((nb * half + 1) * sizeof(double));
     c->logits = malloc(nb * (size_t)hp->n_vocab * sizeof(float));
     c->logit_row = malloc(nb * sizeof(int));
-    c->row_scratch = malloc(nt * row_max * sizeof(float));
+    c->matmul_scratch = malloc(bc__matmul_scratch_bytes((int64_t)row_max, params.n_batch));
     c->att_scratch = malloc(nt * (size_t)c->n_ctx * sizeof(float));
     c->pool = bc__pool_create(params.n_threads);
     if (!c->seq_len || !c->seq_next || !c->k_cache || !c->v_cache || !c->x || !c->xn || !c->qkv || !c->attn ||
-        !c->ff_gate || !c->ff_up || !c->rope_cos || !c->rope_sin || !c->logits || !c->logit_row || !c->row_scratch ||
+        !c->ff_gate || !c->ff_up || !c->rope_cos || !c->rope_sin || !c->logits || !c->logit_row || !c->matmul_scratch ||
         !c->att_scratch || !c->pool)
         goto oom;
     *out = c;
@@ -144,7 +146,7 @@ void bc_context_free(bc_context *c) {
     free(c->rope_sin);
     free(c->logits);
     free(c->logit_row);
-    free(c->row_scratch);
+    free(c->matmul_scratch);
     free(c->att_scratch);
     free(c);
 }

@@ -35,8 +35,8 @@ struct bc_context {
     int n_logit_rows;
     int n_entries; /* entries of the last successful decode */
 
-    float *row_scratch; /* (n_threads, max(n_embd, n_ff)) weight rows as f32 */
-    float *att_scratch; /* (n_threads, n_ctx) attention scores */
+    void *matmul_scratch; /* bc__matmul_scratch_bytes(max(n_embd, n_ff), n_batch): 8-bit activations */
+    float *att_scratch;   /* (n_threads, n_ctx) attention scores */
 };
 
 /* Runs the layers over validated entries; cannot fail. */

@@ -122,7 +122,7 @@ static void attention_block(bc_context *ctx, const bc__layer *L, int il, const b
     const int half = hp->head_dim / 2;
 
     for (int e = 0; e < n; e++) bc__rmsnorm(ctx->x + e * E, L->attn_norm, hp->n_embd, hp->norm_eps, ctx->xn + e * E);
-    bc__matmul(ctx->pool, &L->wqkv, ctx->xn, n, ctx->qkv, ctx->row_scratch);
+    bc__matmul(ctx->pool, &L->wqkv, ctx->xn, n, ctx->qkv, ctx->matmul_scratch);
 
     for (int e = 0; e < n; e++) {
         float *q = ctx->qkv + (size_t)e * 3 * E, *k = q + E, *v = q + 2 * E;
@@ -139,7 +139,7 @@ static void attention_block(bc_context *ctx, const bc__layer *L, int il, const b
     attention_task t = {ctx, entries, n, il};
     bc__pool_run(ctx->pool, attention_worker, &t);
 
-    bc__matmul(ctx->pool, &L->wo, ctx->attn, n, ctx->xn, ctx->row_scratch);
+    bc__matmul(ctx->pool, &L->wo, ctx->attn, n, ctx->xn, ctx->matmul_scratch);
     for (size_t i = 0; i < (size_t)n * E; i++) ctx->x[i] += ctx->xn[i];
 }
 
@@ -147,13 +147,13 @@ static void mlp_block(bc_context *ctx, const bc__layer *L, int n) {
     const bc__hparams *hp = &ctx->model->hp;
     const size_t E = (size_t)hp->n_embd;
     for (int e = 0; e < n; e++) bc__rmsnorm(ctx->x + e * E, L->ffn_norm, hp->n_embd, hp->norm_eps, ctx->xn + e * E);
-    bc__matmul(ctx->pool, &L->w_gate, ctx->xn, n, ctx->ff_gate, ctx->row_scratch);
-    bc__matmul(ctx->pool, &L->w_up, ctx->xn, n, ctx->ff_up, ctx->row_scratch);
+    bc__matmul(ctx->pool, &L->w_gate, ctx->xn, n, ctx->ff_gate, ctx->matmul_scratch);
+    bc__matmul(ctx->pool, &L->w_up, ctx->xn, n, ctx->ff_up, ctx->matmul_scratch);
     for (size_t i = 0; i < (size_t)n * (size_t)hp->n_ff; i++) {
         float g = ctx->ff_gate[i];
         ctx->ff_gate[i] = g / (1.0f + expf(-g)) * ctx->ff_up[i];
     }
-    bc__matmul(ctx->pool, &L->w_down, ctx->ff_gate, n, ctx->xn, ctx->row_scratch);
+    bc__matmul(ctx->pool, &L->w_down, ctx->ff_gate, n, ctx->xn, ctx->matmul_scratch);
     for (size_t i = 0; i < (size_t)n * E; i++) ctx->x[i] += ctx->xn[i];
 }
 
@@ -168,7 +168,7 @@ static void output_block(bc_context *ctx, int n) {
     }
     int rows = ctx->n_logit_rows;
     if (rows == 0) return;
-    bc__matmul(ctx->pool, &m->lm_head, ctx->xn, rows, ctx->logits, ctx->row_scratch);
+    bc__matmul(ctx->pool, &m->lm_head, ctx->xn, rows, ctx->logits, ctx->matmul_scratch);
     if (m->lm_head_scale)
         for (int r = 0; r < rows; r++)
             for (size_t v = 0; v < V; v++) ctx->logits[(size_t)r * V + v] *= m->lm_head_scale[v];

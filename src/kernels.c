@@ -1,9 +1,426 @@
 /*
- * kernels.c - reference kernels (see kernels.h).
+ * kernels.c - dispatch, portable C kernels and the threaded matmul (see
+ * kernels.h). The SIMD kernels live in kernels_x86.c.
+ *
+ *   dispatch          CPU feature detection and the forced level
+ *   activations       f32 rows -> a8 / a8k blocks
+ *   C kernels         one per dtype: the portable path and the spec of the SIMD ones
+ *   matmul            row split across threads, tiles of rows x activation rows
+ *   small kernels     dot_f32, weight_row_f32, rmsnorm
  */
 #include "kernels.h"
 
+#include "quants.h"
+#include "quants_blocks.h"
+
 #include <math.h>
+#include <stdatomic.h>
+#include <string.h>
+
+/* ------------------------------------------------------------------------ */
+/* Dispatch                                                                 */
+/* ------------------------------------------------------------------------ */
+
+static atomic_int forced_isa = -1;
+
+bc__isa bc__kernels_detect(void) {
+#if (defined(__x86_64__) || defined(__i386__)) && defined(__GNUC__)
+    __builtin_cpu_init();
+    if (!__builtin_cpu_supports("avx2") || !__builtin_cpu_supports("fma")) return BC__ISA_C;
+    /* F16C has no __builtin_cpu_supports name in older compilers; every AVX2
+     * CPU made has it. */
+    if (__builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") && __builtin_cpu_supports("avx512vl") &&
+        __builtin_cpu_supports("avx512vnni"))
+        return BC__ISA_AVX512;
+    return BC__ISA_AVX2;
+#else
+    return BC__ISA_C;
+#endif
+}
+
+bc__isa bc__kernels_isa(void) {
+    static atomic_int detected = -1;
+    int d = atomic_load(&detected);
+    if (d < 0) {
+        d = (int)bc__kernels_detect();
+        atomic_store(&detected, d);
+    }
+    int f = atomic_load(&forced_isa);
+    return (bc__isa)(f >= 0 && f < d ? f : d);
+}
+
+bc__isa bc__kernels_force(int level) {
+    atomic_store(&forced_isa, level);
+    return bc__kernels_isa();
+}
+
+const char *bc__isa_name(bc__isa isa) {
+    switch (isa) {
+    case BC__ISA_C: return "c";
+    case BC__ISA_AVX2: return "avx2";
+    case BC__ISA_AVX512: return "avx512";
+    default: return "?";
+    }
+}
+
+/* ------------------------------------------------------------------------ */
+/* Activations                                                              */
+/* ------------------------------------------------------------------------ */
+
+int bc__act_kind(bc_dtype dtype) {
+    switch (dtype) {
+    case BC_DTYPE_Q8_0:
+    case BC_DTYPE_Q4_0:
+    case BC_DTYPE_Q4_1:
+    case BC_DTYPE_Q5_0:
+    case BC_DTYPE_Q5_1: return 1;
+    case BC_DTYPE_Q4_K:
+    case BC_DTYPE_Q5_K:
+    case BC_DTYPE_Q6_K: return 2;
+    default: return 0;
+    }
+}
+
+size_t bc__act_row_bytes(int kind, int64_t cols) {
+    switch (kind) {
+    case 1: return (size_t)(cols / 32) * sizeof(bc__block_a8);
+    case 2: return (size_t)(cols / 256) * sizeof(bc__block_a8k);
+    default: return (size_t)cols * sizeof(float);
+    }
+}
+
+/* Round half to even by adding 1.5 * 2^23 (|f| < 2^22). */
+static inline int round_even(float f) {
+    float v = f + 12582912.f;
+    int i;
+    memcpy(&i, &v, sizeof i);
+    return (i & 0x007fffff) - 0x00400000;
+}
+
+/* Symmetric 8-bit: d = amax / 127, q = round(x / d); *sum = sum of q. */
+static float quantize_a8_block(const float *x, int n, int8_t *q) {
+    float amax = 0.0f;
+    for (int i = 0; i < n; i++) amax = fmaxf(amax, fabsf(x[i]));
+    const float d = amax / 127, id = d ? 1.0f / d : 0.0f;
+    for (int i = 0; i < n; i++) q[i] = (int8_t)round_even(x[i] * id);
+    return d;
+}
+
+void bc__quantize_act(int kind, const float *x, void *dst, int64_t cols) {
+    if (kind == 1) {
+        bc__block_a8 *y = dst;
+        for (int64_t b = 0; b < cols / 32; b++, x += 32) {
+            y[b].d = quantize_a8_block(x, 32, y[b].qs);
+            int s = 0;
+            for (int i = 0; i < 32; i++) s += y[b].qs[i];
+            y[b].sum = s;
+        }
+    } else if (kind == 2) {
+        bc__block_a8k *y = dst;
+        for (int64_t b = 0; b < cols / 256; b++, x += 256) {
+            y[b].d = quantize_a8_block(x, 256, y[b].qs);
+            for (int g = 0; g < 16; g++) {
+                int s = 0;
+                for (int i = 0; i < 16; i++) s += y[b].qs[16 * g + i];
+                y[b].bsums[g] = (int16_t)s;
+            }
+        }
+    } else {
+        memcpy(dst, x, (size_t)cols * sizeof(float));
+    }
+}
+
+/* ------------------------------------------------------------------------ */
+/* C kernels                                                                */
+/* ------------------------------------------------------------------------ */
+
+#define F16(h)                  bc__f16_to_f32(h)
+#define ACT(type, a, k, stride) ((const type *)((const char *)(a) + (size_t)(k) * (stride)))
+
+/* f32 weights, f32 activations. */
+static void dot_f32_c(int64_t cols, const void *w, const void *a, size_t as, int na, float *out) {
+    for (int k = 0; k < na; k++) out[k] = bc__dot_f32(w, ACT(float, a, k, as), cols);
+}
+
+/* f16 / bf16 weights (u16 each), f32 activations: exact widening, f32 sums. */
+static void dot_half_c(int64_t cols, const uint16_t *w, int bf16, const void *a, size_t as, int na, float *out) {
+    float s[BC__MAX_NA] = {0};
+    for (int64_t i = 0; i < cols; i++) {
+        const float wv = bf16 ? bc__bf16_to_f32(w[i]) : F16(w[i]);
+        for (int k = 0; k < na; k++) s[k] += wv * ACT(float, a, k, as)[i];
+    }
+    for (int k = 0; k < na; k++) out[k] = s[k];
+}
+static void dot_f16_c(int64_t cols, const void *w, const void *a, size_t as, int na, float *out) {
+    dot_half_c(cols, w, 0, a, as, na, out);
+}
+static void dot_bf16_c(int64_t cols, const void *w, const void *a, size_t as, int na, float *out) {
+    dot_half_c(cols, w, 1, a, as, na, out);
+}
+
+/* The 32-weight formats against a8 blocks: each block is unpacked to q[32]
+ * (unsigned for q4/q5, signed for q8_0), then per activation row
+ *   q8_0       dw*da * sum(q*qa)
+ *   q4_0/q5_0  dw*da * (sum(q*qa) - zp*sum(qa)),  zp = 8 / 16
+ *   q4_1/q5_1  dw*da * sum(q*qa) + mw*da*sum(qa) */
+static void dot_32_c(bc_dtype t, int64_t cols, const void *w, const void *a, size_t as, int na, float *out) {
+    float s[BC__MAX_NA] = {0};
+    int q[32];
+    for (int64_t b = 0; b < cols / 32; b++) {
+        float dw = 0, mw = 0;
+        int zp = 0;
+        switch (t) {
+        case BC_DTYPE_Q8_0: {
+            const bc__block_q8_0 *x = (const bc__block_q8_0 *)w + b;
+            dw = F16(x->d);
+            for (int j = 0; j < 32; j++) q[j] = x->qs[j];
+            break;
+        }
+        case BC_DTYPE_Q4_0:
+        case BC_DTYPE_Q4_1: {
+            const uint8_t *qs;
+            if (t == BC_DTYPE_Q4_0) {
+                const bc__block_q4_0 *x = (const bc__block_q4_0 *)w + b;
+                dw = F16(x->d);
+                zp = 8;
+                qs = x->qs;
+            } else {
+                const bc__block_q4_1 *x = (const bc__block_q4_1 *)w + b;
+                dw = F16(x->d);
+                mw = F16(x->m);
+                qs = x->qs;
+            }
+            for (int j = 0; j < 16; j++) {
+                q[j] = qs[j] & 0xF;
+                q[j + 16] = qs[j] >> 4;
+            }
+            break;
+        }
+        default: { /* q5_0, q5_1 */
+            const uint8_t *qs, *qhp;
+            if (t == BC_DTYPE_Q5_0) {
+                const bc__block_q5_0 *x = (const bc__block_q5_0 *)w + b;
+                dw = F16(x->d);
+                zp = 16;
+                qs = x->qs;
+                qhp = x->qh;
+            } else {
+                const bc__block_q5_1 *x = (const bc__block_q5_1 *)w + b;
+                dw = F16(x->d);
+                mw = F16(x->m);
+                qs = x->qs;
+                qhp = x->qh;
+            }
+            uint32_t qh;
+            memcpy(&qh, qhp, 4);
+            for (int j = 0; j < 16; j++) {
+                q[j] = (qs[j] & 0xF) | (int)(((qh >> j) & 1) << 4);
+                q[j + 16] = (qs[j] >> 4) | (int)(((qh >> (j + 16)) & 1) << 4);
+            }
+            break;
+        }
+        }
+        for (int k = 0; k < na; k++) {
+            const bc__block_a8 *y = ACT(bc__block_a8, a, k, as) + b;
+            int isum = 0;
+            for (int j = 0; j < 32; j++) isum += q[j] * y->qs[j];
+            s[k] += dw * y->d * (float)(isum - zp * y->sum) + mw * y->d * (float)y->sum;
+        }
+    }
+    for (int k = 0; k < na; k++) out[k] = s[k];
+}
+
+#define DOT32_C(name, T)                                                                                               \
+    static void name(int64_t cols, const void *w, const void *a, size_t as, int na, float *out) {                      \
+        dot_32_c(T, cols, w, a, as, na, out);                                                                          \
+    }
+DOT32_C(dot_q8_0_c, BC_DTYPE_Q8_0)
+DOT32_C(dot_q4_0_c, BC_DTYPE_Q4_0)
+DOT32_C(dot_q4_1_c, BC_DTYPE_Q4_1)
+DOT32_C(dot_q5_0_c, BC_DTYPE_Q5_0)
+DOT32_C(dot_q5_1_c, BC_DTYPE_Q5_1)
+
+/* q4_K / q5_K against a8k: per sub-block j of 32 (scale sc_j, min m_j)
+ *   d*da * sum_j sc_j * sum(q*qa) - dmin*da * sum_j m_j * (bsums[2j] + bsums[2j+1]) */
+static void dot_k45_c(int bits, int64_t cols, const void *w, const void *a, size_t as, int na, float *out) {
+    float s[BC__MAX_NA] = {0};
+    uint8_t q[256];
+    for (int64_t b = 0; b < cols / 256; b++) {
+        const uint8_t *qs, *qh = NULL, *scales;
+        float d, dmin;
+        if (bits == 4) {
+            const bc__block_q4_K *x = (const bc__block_q4_K *)w + b;
+            qs = x->qs;
+            scales = x->scales;
+            d = F16(x->d);
+            dmin = F16(x->dmin);
+        } else {
+            const bc__block_q5_K *x = (const bc__block_q5_K *)w + b;
+            qs = x->qs;
+            qh = x->qh;
+            scales = x->scales;
+            d = F16(x->d);
+            dmin = F16(x->dmin);
+        }
+        for (int c = 0; c < 4; c++)
+            for (int l = 0; l < 32; l++) {
+                q[64 * c + l] = qs[32 * c + l] & 0xF;
+                q[64 * c + 32 + l] = qs[32 * c + l] >> 4;
+                if (qh) {
+                    q[64 * c + l] |= (uint8_t)(((qh[l] >> (2 * c)) & 1) << 4);
+                    q[64 * c + 32 + l] |= (uint8_t)(((qh[l] >> (2 * c + 1)) & 1) << 4);
+                }
+            }
+        uint8_t sc[8], m[8];
+        for (int j = 0; j < 8; j++) bc__k_scale_min(j, scales, &sc[j], &m[j]);
+        for (int k = 0; k < na; k++) {
+            const bc__block_a8k *y = ACT(bc__block_a8k, a, k, as) + b;
+            int sumi = 0, summ = 0;
+            for (int j = 0; j < 8; j++) {
+                int isum = 0;
+                for (int l = 0; l < 32; l++) isum += q[32 * j + l] * y->qs[32 * j + l];
+                sumi += sc[j] * isum;
+                summ += m[j] * (y->bsums[2 * j] + y->bsums[2 * j + 1]);
+            }
+            s[k] += d * y->d * (float)sumi - dmin * y->d * (float)summ;
+        }
+    }
+    for (int k = 0; k < na; k++) out[k] = s[k];
+}
+static void dot_q4_K_c(int64_t cols, const void *w, const void *a, size_t as, int na, float *out) {
+    dot_k45_c(4, cols, w, a, as, na, out);
+}
+static void dot_q5_K_c(int64_t cols, const void *w, const void *a, size_t as, int na, float *out) {
+    dot_k45_c(5, cols, w, a, as, na, out);
+}
+
+/* q6_K against a8k: d*da * sum_g sc_g * (sum(q*qa) - 32 * bsums[g]) over the
+ * 16 groups of 16 (q in [0, 63]). */
+static void dot_q6_K_c(int64_t cols, const void *w, const void *a, size_t as, int na, float *out) {
+    float s[BC__MAX_NA] = {0};
+    uint8_t q[256];
+    for (int64_t b = 0; b < cols / 256; b++) {
+        const bc__block_q6_K *x = (const bc__block_q6_K *)w + b;
+        for (int h = 0; h < 2; h++) {
+            const uint8_t *ql = x->ql + 64 * h, *qh = x->qh + 32 * h;
+            uint8_t *o = q + 128 * h;
+            for (int l = 0; l < 32; l++) {
+                o[l] = (uint8_t)((ql[l] & 0xF) | ((qh[l] & 3) << 4));
+                o[l + 32] = (uint8_t)((ql[l + 32] & 0xF) | (((qh[l] >> 2) & 3) << 4));
+                o[l + 64] = (uint8_t)((ql[l] >> 4) | (((qh[l] >> 4) & 3) << 4));
+                o[l + 96] = (uint8_t)((ql[l + 32] >> 4) | (((qh[l] >> 6) & 3) << 4));
+            }
+        }
+        const float d = F16(x->d);
+        for (int k = 0; k < na; k++) {
+            const bc__block_a8k *y = ACT(bc__block_a8k, a, k, as) + b;
+            int sumi = 0;
+            for (int g = 0; g < 16; g++) {
+                int isum = 0;
+                for (int l = 0; l < 16; l++) isum += q[16 * g + l] * y->qs[16 * g + l];
+                sumi += x->scales[g] * (isum - 32 * y->bsums[g]);
+            }
+            s[k] += d * y->d * (float)sumi;
+        }
+    }
+    for (int k = 0; k < na; k++) out[k] = s[k];
+}
+
+static const bc__dot_fn dot_c[BC_DTYPE_COUNT] = {
+    [BC_DTYPE_F32] = dot_f32_c,   [BC_DTYPE_F16] = dot_f16_c,   [BC_DTYPE_BF16] = dot_bf16_c,
+    [BC_DTYPE_Q8_0] = dot_q8_0_c, [BC_DTYPE_Q4_0] = dot_q4_0_c, [BC_DTYPE_Q4_1] = dot_q4_1_c,
+    [BC_DTYPE_Q5_0] = dot_q5_0_c, [BC_DTYPE_Q5_1] = dot_q5_1_c, [BC_DTYPE_Q4_K] = dot_q4_K_c,
+    [BC_DTYPE_Q5_K] = dot_q5_K_c, [BC_DTYPE_Q6_K] = dot_q6_K_c,
+};
+
+bc__dot_fn bc__dot_kernel(bc_dtype dtype, bc__isa isa) {
+    if ((unsigned)dtype >= BC_DTYPE_COUNT) return NULL;
+    if (isa >= BC__ISA_AVX512 && bc__dot_avx512[dtype]) return bc__dot_avx512[dtype];
+    if (isa >= BC__ISA_AVX2 && bc__dot_avx2[dtype]) return bc__dot_avx2[dtype];
+    return dot_c[dtype];
+}
+
+/* ------------------------------------------------------------------------ */
+/* Matmul                                                                   */
+/* ------------------------------------------------------------------------ */
+
+size_t bc__matmul_scratch_bytes(int64_t max_cols, int n) {
+    size_t per = bc__act_row_bytes(1, max_cols);
+    size_t k = bc__act_row_bytes(2, max_cols);
+    if (k > per) per = k;
+    return (size_t)n * per + 64;
+}
+
+/* Weight rows per tile: a tile's rows are run against every group of
+ * BC__MAX_NA activation rows while they sit in cache. */
+#define ROW_TILE 16
+
+typedef struct matmul_task {
+    const bc__weight *w;
+    bc__dot_fn fn;
+    const float *x;  /* (n, cols) f32 */
+    const void *act; /* (n) activation rows, act_stride bytes each */
+    size_t act_stride;
+    int act_kind;
+    int n;
+    float *y; /* (n, rows) */
+} matmul_task;
+
+static void quantize_worker(void *p, int ith, int nth) {
+    const matmul_task *t = p;
+    int64_t b, e;
+    bc__split(t->n, ith, nth, &b, &e);
+    for (int64_t i = b; i < e; i++)
+        bc__quantize_act(t->act_kind, t->x + (size_t)i * (size_t)t->w->cols, (char *)t->act + i * t->act_stride,
+                         t->w->cols);
+}
+
+static void matmul_worker(void *p, int ith, int nth) {
+    const matmul_task *t = p;
+    const bc__weight *w = t->w;
+    size_t row_bytes = (size_t)(w->cols / bc__dtype_traits_of(w->dtype)->block_elems) *
+                       (size_t)bc__dtype_traits_of(w->dtype)->block_bytes;
+    int64_t r0, r1;
+    bc__split(w->rows, ith, nth, &r0, &r1);
+    float out[BC__MAX_NA];
+    for (int64_t rt = r0; rt < r1; rt += ROW_TILE) {
+        int64_t re = rt + ROW_TILE < r1 ? rt + ROW_TILE : r1;
+        for (int i = 0; i < t->n; i += BC__MAX_NA) {
+            int na = t->n - i < BC__MAX_NA ? t->n - i : BC__MAX_NA;
+            const char *act = (const char *)t->act + (size_t)i * t->act_stride;
+            for (int64_t r = rt; r < re; r++) {
+                t->fn(w->cols, (const char *)w->data + (size_t)r * row_bytes, act, t->act_stride, na, out);
+                for (int k = 0; k < na; k++) t->y[(size_t)(i + k) * (size_t)w->rows + (size_t)r] = out[k];
+            }
+        }
+    }
+}
+
+void bc__matmul(bc__pool *pool, const bc__weight *w, const float *x, int n, float *y, void *scratch) {
+    matmul_task t;
+    t.w = w;
+    t.fn = bc__dot_kernel(w->dtype, bc__kernels_isa());
+    t.x = x;
+    t.act_kind = bc__act_kind(w->dtype);
+    t.n = n;
+    t.y = y;
+    if (t.act_kind == 0) {
+        t.act = x;
+        t.act_stride = (size_t)w->cols * sizeof(float);
+    } else {
+        t.act = scratch;
+        t.act_stride = bc__act_row_bytes(t.act_kind, w->cols);
+        if (n >= 4)
+            bc__pool_run(pool, quantize_worker, &t);
+        else
+            quantize_worker(&t, 0, 1);
+    }
+    bc__pool_run(pool, matmul_worker, &t);
+}
+
+/* ------------------------------------------------------------------------ */
+/* Small kernels                                                            */
+/* ------------------------------------------------------------------------ */
 
 float bc__dot_f32(const float *a, const float *b, int64_t n) {
     /* Eight partial sums: independent chains the compiler can vectorize. */
@@ -17,58 +434,9 @@ float bc__dot_f32(const float *a, const float *b, int64_t n) {
 }
 
 void bc__weight_row_f32(const bc__weight *w, int64_t i, float *row) {
-    size_t cols = (size_t)w->cols;
-    switch (w->dtype) {
-    case BC_DTYPE_F32: {
-        const float *src = (const float *)w->data + (size_t)i * cols;
-        for (size_t j = 0; j < cols; j++) row[j] = src[j];
-        break;
-    }
-    case BC_DTYPE_F16: {
-        const uint16_t *src = (const uint16_t *)w->data + (size_t)i * cols;
-        for (size_t j = 0; j < cols; j++) row[j] = bc__f16_to_f32(src[j]);
-        break;
-    }
-    case BC_DTYPE_BF16: {
-        const uint16_t *src = (const uint16_t *)w->data + (size_t)i * cols;
-        for (size_t j = 0; j < cols; j++) row[j] = bc__bf16_to_f32(src[j]);
-        break;
-    }
-    default: break; /* block formats: see the quantized kernels */
-    }
-}
-
-typedef struct matmul_task {
-    const bc__weight *w;
-    const float *x; /* (n, cols) */
-    int n;
-    float *y;       /* (n, rows) */
-    float *scratch; /* (nth, cols) */
-} matmul_task;
-
-static void matmul_worker(void *p, int ith, int nth) {
-    const matmul_task *t = p;
-    const bc__weight *w = t->w;
-    int64_t r0, r1;
-    bc__split(w->rows, ith, nth, &r0, &r1);
-    float *row = t->scratch + (size_t)ith * (size_t)w->cols;
-    for (int64_t r = r0; r < r1; r++) {
-        const float *wr;
-        if (w->dtype == BC_DTYPE_F32) {
-            wr = (const float *)w->data + (size_t)r * (size_t)w->cols;
-        } else {
-            bc__weight_row_f32(w, r, row);
-            wr = row;
-        }
-        for (int i = 0; i < t->n; i++)
-            t->y[(size_t)i * (size_t)w->rows + (size_t)r] =
-                bc__dot_f32(wr, t->x + (size_t)i * (size_t)w->cols, w->cols);
-    }
-}
-
-void bc__matmul(bc__pool *pool, const bc__weight *w, const float *x, int n, float *y, float *scratch) {
-    matmul_task t = {w, x, n, y, scratch};
-    bc__pool_run(pool, matmul_worker, &t);
+    const bc__dtype_traits *tr = bc__dtype_traits_of(w->dtype);
+    size_t row_bytes = (size_t)(w->cols / tr->block_elems) * (size_t)tr->block_bytes;
+    bc__dequantize_row(w->dtype, (const char *)w->data + (size_t)i * row_bytes, row, w->cols);
 }
 
 void bc__rmsnorm(const float *x, const float *w, int n, float eps, float *out) {

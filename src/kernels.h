@@ -1,9 +1,16 @@
 /*
  * kernels.h - the numeric building blocks of the forward pass.
  *
- * Activations are f32. Weights are read in their stored dtype and converted
- * as they stream through. Reference C for now; SIMD paths sit beside these
- * with the same contracts.
+ * Activations are f32. Weights are read in their stored dtype:
+ *   f32, f16, bf16   converted to f32 as they stream through (exact), FMA in f32
+ *   q8_0 .. q5_1     activations quantized per 32 to 8 bits (bc__block_a8),
+ *                    integer dot products per block, scaled in f32
+ *   q4_K .. q6_K     activations quantized per 256 to 8 bits with per-16 sums
+ *                    (bc__block_a8k), integer dot products per sub-block
+ *
+ * Every dtype has a portable C kernel; x86-64 adds AVX2 (+FMA, F16C) and
+ * AVX-512 (F, BW, VL, VNNI) kernels compiled with target attributes and picked
+ * at run time from the CPU's features (no -march flag needed).
  */
 #ifndef BC_KERNELS_H
 #define BC_KERNELS_H
@@ -11,17 +18,66 @@
 #include "model.h"
 #include "threadpool.h"
 
+/* Instruction-set levels of the kernels, each including the ones below. */
+typedef enum bc__isa {
+    BC__ISA_C = 0,      /* portable C */
+    BC__ISA_AVX2 = 1,   /* AVX2 + FMA + F16C */
+    BC__ISA_AVX512 = 2, /* + AVX-512 F, BW, VL, VNNI */
+    BC__ISA_COUNT
+} bc__isa;
+
+/* The best level this CPU supports. */
+BC__HIDDEN bc__isa bc__kernels_detect(void);
+/* The level in use: the detected one unless forced. */
+BC__HIDDEN bc__isa bc__kernels_isa(void);
+/* Forces the kernels to a level (clamped to the detected one), or back to the
+ * detected level with -1. For tests and benchmarks; not thread-safe against
+ * running matmuls. Returns the level now in use. */
+BC__HIDDEN bc__isa bc__kernels_force(int level);
+BC__HIDDEN const char *bc__isa_name(bc__isa isa);
+
 /* sum_i a[i] * b[i] */
 BC__HIDDEN float bc__dot_f32(const float *a, const float *b, int64_t n);
 
-/* Row i of w converted to f32 into row (w->cols floats). */
+/* Row i of w converted to f32 into row (w->cols floats); any dtype. */
 BC__HIDDEN void bc__weight_row_f32(const bc__weight *w, int64_t i, float *row);
 
+/* Bytes of scratch bc__matmul needs for n activation rows of up to max_cols
+ * columns (the 8-bit activation blocks). */
+BC__HIDDEN size_t bc__matmul_scratch_bytes(int64_t max_cols, int n);
+
 /* y (n, w->rows) = x (n, w->cols) @ w^T, rows split across the pool's
- * threads. scratch holds w->cols floats per thread (bc__pool_size threads). */
-BC__HIDDEN void bc__matmul(bc__pool *pool, const bc__weight *w, const float *x, int n, float *y, float *scratch);
+ * threads. scratch: bc__matmul_scratch_bytes(w->cols, n) bytes, 64-aligned
+ * (malloc'd memory is enough: only 4-byte alignment is relied on). */
+BC__HIDDEN void bc__matmul(bc__pool *pool, const bc__weight *w, const float *x, int n, float *y, void *scratch);
 
 /* out (n) = w * x / sqrt(mean(x^2) + eps); out may alias x. */
 BC__HIDDEN void bc__rmsnorm(const float *x, const float *w, int n, float eps, float *out);
+
+/* ------------------------------------------------------------------------ */
+/* For the kernel files and the tests                                       */
+/* ------------------------------------------------------------------------ */
+
+/* out[k] = dot(weight row w, activation row k) for k < na (1..4): cols
+ * weights of w's dtype; activation row k at (const char *)a + k * a_stride,
+ * in the activation format of the dtype (f32, a8 or a8k rows). */
+typedef void (*bc__dot_fn)(int64_t cols, const void *w, const void *a, size_t a_stride, int na, float *out);
+
+#define BC__MAX_NA 4
+
+/* The kernel of dtype at level isa (falling back to lower levels), or NULL
+ * for an unknown dtype. */
+BC__HIDDEN bc__dot_fn bc__dot_kernel(bc_dtype dtype, bc__isa isa);
+
+/* Activation format of a dtype: 0 f32, 1 a8 (per 32), 2 a8k (per 256). */
+BC__HIDDEN int bc__act_kind(bc_dtype dtype);
+/* Bytes of one activation row of cols values for kind. */
+BC__HIDDEN size_t bc__act_row_bytes(int kind, int64_t cols);
+/* Quantizes one activation row of cols values (whole blocks) into dst. */
+BC__HIDDEN void bc__quantize_act(int kind, const float *x, void *dst, int64_t cols);
+
+/* Kernel tables per level, filled by kernels_x86.c (NULL entries fall back). */
+BC__HIDDEN extern const bc__dot_fn bc__dot_avx2[BC_DTYPE_COUNT];
+BC__HIDDEN extern const bc__dot_fn bc__dot_avx512[BC_DTYPE_COUNT];
 
 #endif /* BC_KERNELS_H */

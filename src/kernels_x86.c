@@ -1,0 +1,304 @@
+/*
+ * kernels_x86.c - AVX2 and AVX-512 kernels (see kernels.h for the contract
+ * of a bc__dot_fn and kernels.c for the portable versions they must match).
+ *
+ *   f32 / f16 / bf16   weights widened to f32 in registers (F16C for f16, a
+ *                      16-bit shift for bf16: both exact), FMA into two
+ *                      accumulators per activation row
+ *   32-weight blocks   kernels_x86_dot32.h, instantiated for AVX2 and VNNI
+ *   K blocks           AVX2 maddubs kernels (also used at the AVX-512 level)
+ *
+ * Every function carries a target attribute, so the file builds without any
+ * -m flag and the code only runs after kernels.c has checked the CPU.
+ */
+#include "kernels.h"
+
+#include "quants_blocks.h"
+
+#include <string.h>
+
+#if defined(__x86_64__) && defined(__GNUC__)
+
+#include <immintrin.h>
+
+#define F16(h) bc__f16_to_f32(h)
+
+#define T_AVX2   "avx2,fma,f16c"
+#define T_AVX512 "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni"
+
+#define ATTR_AVX2     __attribute__((target(T_AVX2)))
+#define INLINE_AVX2   static inline __attribute__((always_inline, target(T_AVX2)))
+#define ATTR_AVX512   __attribute__((target(T_AVX512)))
+#define INLINE_AVX512 static inline __attribute__((always_inline, target(T_AVX512)))
+
+/* One kernel per na = 1..4, so that the per-row accumulators live in registers. */
+#define WRAP_NA(attr, name, body, ...)                                                                                 \
+    static attr void name(int64_t cols, const void *w, const void *a, size_t as, int na, float *out) {                 \
+        switch (na) {                                                                                                  \
+        case 1: body(__VA_ARGS__, cols, w, a, as, 1, out); break;                                                      \
+        case 2: body(__VA_ARGS__, cols, w, a, as, 2, out); break;                                                      \
+        case 3: body(__VA_ARGS__, cols, w, a, as, 3, out); break;                                                      \
+        default: body(__VA_ARGS__, cols, w, a, as, 4, out); break;                                                     \
+        }                                                                                                              \
+    }
+
+static inline float half_scalar(int kind, const void *w, int64_t i) {
+    if (kind == 0) return ((const float *)w)[i];
+    uint16_t h = ((const uint16_t *)w)[i];
+    return kind == 1 ? F16(h) : bc__bf16_to_f32(h);
+}
+
+/* ------------------------------------------------------------------------ */
+/* AVX2                                                                     */
+/* ------------------------------------------------------------------------ */
+
+INLINE_AVX2 float hsum8(__m256 v) {
+    __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+    s = _mm_add_ps(s, _mm_movehl_ps(s, s));
+    s = _mm_add_ss(s, _mm_movehdup_ps(s));
+    return _mm_cvtss_f32(s);
+}
+
+/* 8 weights at index i as f32: kind 0 f32, 1 f16, 2 bf16. */
+INLINE_AVX2 __m256 load8(const int kind, const void *w, int64_t i) {
+    if (kind == 0) return _mm256_loadu_ps((const float *)w + i);
+    const __m128i h = _mm_loadu_si128((const __m128i *)((const uint16_t *)w + i));
+    if (kind == 1) return _mm256_cvtph_ps(h);
+    return _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_cvtepu16_epi32(h), 16));
+}
+
+/* f32 / f16 / bf16 row (cols values) against f32 activation rows. */
+INLINE_AVX2 void dot_float_avx2(const int kind, int64_t cols, const void *w, const void *a, size_t as, const int na,
+                                float *out) {
+    __m256 acc0[BC__MAX_NA], acc1[BC__MAX_NA];
+    const float *x[BC__MAX_NA];
+    for (int k = 0; k < na; k++) {
+        acc0[k] = acc1[k] = _mm256_setzero_ps();
+        x[k] = (const float *)((const char *)a + (size_t)k * as);
+    }
+    int64_t i = 0;
+    for (; i + 16 <= cols; i += 16) {
+        const __m256 w0 = load8(kind, w, i), w1 = load8(kind, w, i + 8);
+        for (int k = 0; k < na; k++) {
+            acc0[k] = _mm256_fmadd_ps(w0, _mm256_loadu_ps(x[k] + i), acc0[k]);
+            acc1[k] = _mm256_fmadd_ps(w1, _mm256_loadu_ps(x[k] + i + 8), acc1[k]);
+        }
+    }
+    for (; i + 8 <= cols; i += 8) {
+        const __m256 w0 = load8(kind, w, i);
+        for (int k = 0; k < na; k++) acc0[k] = _mm256_fmadd_ps(w0, _mm256_loadu_ps(x[k] + i), acc0[k]);
+    }
+    for (int k = 0; k < na; k++) {
+        float s = hsum8(_mm256_add_ps(acc0[k], acc1[k]));
+        for (int64_t j = i; j < cols; j++) s += half_scalar(kind, w, j) * x[k][j];
+        out[k] = s;
+    }
+}
+WRAP_NA(ATTR_AVX2, dot_f32_avx2, dot_float_avx2, 0)
+WRAP_NA(ATTR_AVX2, dot_f16_avx2, dot_float_avx2, 1)
+WRAP_NA(ATTR_AVX2, dot_bf16_avx2, dot_float_avx2, 2)
+
+#define DOT32_TARGET T_AVX2
+#define DOT32_SFX    avx2
+#define DOT32_VNNI   0
+#include "kernels_x86_dot32.h"
+#undef DOT32_TARGET
+#undef DOT32_SFX
+#undef DOT32_VNNI
+
+/* q4_K (bits 4) / q5_K (bits 5) against a8k. Per 64-weight chunk c the 32
+ * bytes qs[32c..] hold sub-block 2c in the low nibbles and 2c+1 in the high
+ * ones; q5_K's fifth bits are bits 2c and 2c+1 of qh[0..31]. Products by
+ * maddubs (q <= 31 so no saturation), scaled by the 6-bit sub-block scale
+ * with madd, summed in int32 over the block; the mins go through the
+ * activation's per-16 sums. */
+INLINE_AVX2 void dot_k45_avx2(const int bits, int64_t cols, const void *w, const void *a, size_t as, const int na,
+                              float *out) {
+    __m256 acc[BC__MAX_NA];
+    float corr[BC__MAX_NA];
+    for (int k = 0; k < na; k++) {
+        acc[k] = _mm256_setzero_ps();
+        corr[k] = 0.0f;
+    }
+    const __m256i m4 = _mm256_set1_epi8(0x0F), one = _mm256_set1_epi8(1);
+    for (int64_t b = 0; b < cols / 256; b++) {
+        const uint8_t *qs, *scales;
+        __m256i hb = _mm256_setzero_si256();
+        float d, dmin;
+        if (bits == 4) {
+            const bc__block_q4_K *x = (const bc__block_q4_K *)w + b;
+            qs = x->qs;
+            scales = x->scales;
+            d = F16(x->d);
+            dmin = F16(x->dmin);
+        } else {
+            const bc__block_q5_K *x = (const bc__block_q5_K *)w + b;
+            qs = x->qs;
+            scales = x->scales;
+            d = F16(x->d);
+            dmin = F16(x->dmin);
+            hb = _mm256_loadu_si256((const __m256i *)x->qh);
+        }
+        uint8_t sc[8], m[8];
+        for (int j = 0; j < 8; j++) bc__k_scale_min(j, scales, &sc[j], &m[j]);
+        __m256i sumi[BC__MAX_NA];
+        for (int k = 0; k < na; k++) sumi[k] = _mm256_setzero_si256();
+        for (int c = 0; c < 4; c++) {
+            const __m256i raw = _mm256_loadu_si256((const __m256i *)(qs + 32 * c));
+            __m256i lo = _mm256_and_si256(raw, m4), hi = _mm256_and_si256(_mm256_srli_epi16(raw, 4), m4);
+            if (bits == 5) {
+                const __m256i b0 = _mm256_and_si256(_mm256_srl_epi16(hb, _mm_cvtsi32_si128(2 * c)), one);
+                const __m256i b1 = _mm256_and_si256(_mm256_srl_epi16(hb, _mm_cvtsi32_si128(2 * c + 1)), one);
+                lo = _mm256_or_si256(lo, _mm256_slli_epi16(b0, 4));
+                hi = _mm256_or_si256(hi, _mm256_slli_epi16(b1, 4));
+            }
+            const __m256i s_lo = _mm256_set1_epi16(sc[2 * c]), s_hi = _mm256_set1_epi16(sc[2 * c + 1]);
+            for (int k = 0; k < na; k++) {
+                const int8_t *yq = ((const bc__block_a8k *)((const char *)a + (size_t)k * as) + b)->qs + 64 * c;
+                const __m256i p_lo =
+                    _mm256_madd_epi16(_mm256_maddubs_epi16(lo, _mm256_loadu_si256((const __m256i *)yq)), s_lo);
+                const __m256i p_hi =
+                    _mm256_madd_epi16(_mm256_maddubs_epi16(hi, _mm256_loadu_si256((const __m256i *)(yq + 32))), s_hi);
+                sumi[k] = _mm256_add_epi32(sumi[k], _mm256_add_epi32(p_lo, p_hi));
+            }
+        }
+        for (int k = 0; k < na; k++) {
+            const bc__block_a8k *y = (const bc__block_a8k *)((const char *)a + (size_t)k * as) + b;
+            int summ = 0;
+            for (int j = 0; j < 8; j++) summ += m[j] * (y->bsums[2 * j] + y->bsums[2 * j + 1]);
+            acc[k] = _mm256_fmadd_ps(_mm256_set1_ps(d * y->d), _mm256_cvtepi32_ps(sumi[k]), acc[k]);
+            corr[k] -= dmin * y->d * (float)summ;
+        }
+    }
+    for (int k = 0; k < na; k++) out[k] = hsum8(acc[k]) + corr[k];
+}
+WRAP_NA(ATTR_AVX2, dot_q4_K_avx2, dot_k45_avx2, 4)
+WRAP_NA(ATTR_AVX2, dot_q5_K_avx2, dot_k45_avx2, 5)
+
+/* Two int16 scale halves: lanes 0-7 s0, lanes 8-15 s1 (bytes 0-15 / 16-31). */
+INLINE_AVX2 __m256i scale_pair(int s0, int s1) {
+    return _mm256_inserti128_si256(_mm256_castsi128_si256(_mm_set1_epi16((short)s0)), _mm_set1_epi16((short)s1), 1);
+}
+
+/* q6_K against a8k. Per 128-weight half h: ql[64h..64h+63], qh[32h..32h+31];
+ * weight 128h + 32p + l (p = 0..3, l < 32) has its low nibble in ql[l] (p 0,
+ * 2: low, high nibble) or ql[32+l] (p 1, 3) and its top two bits at bits 2p
+ * of qh[l]; q in [0, 63], value q - 32, scale sc[(128h + 32p + l) / 16]. The
+ * -32 goes in as -32 * sum_g sc_g * bsums_g, exactly, in int32. */
+INLINE_AVX2 void dot_q6k_avx2(const int unused, int64_t cols, const void *w, const void *a, size_t as, const int na,
+                              float *out) {
+    (void)unused;
+    __m256 acc[BC__MAX_NA];
+    for (int k = 0; k < na; k++) acc[k] = _mm256_setzero_ps();
+    const __m256i m4 = _mm256_set1_epi8(0x0F), m3 = _mm256_set1_epi8(3);
+    for (int64_t b = 0; b < cols / 256; b++) {
+        const bc__block_q6_K *x = (const bc__block_q6_K *)w + b;
+        __m256i sumi[BC__MAX_NA];
+        for (int k = 0; k < na; k++) {
+            const bc__block_a8k *y = (const bc__block_a8k *)((const char *)a + (size_t)k * as) + b;
+            int c = 0;
+            for (int g = 0; g < 16; g++) c += x->scales[g] * y->bsums[g];
+            sumi[k] = _mm256_castsi128_si256(_mm_cvtsi32_si128(-32 * c));
+        }
+        for (int h = 0; h < 2; h++) {
+            const __m256i ql0 = _mm256_loadu_si256((const __m256i *)(x->ql + 64 * h));
+            const __m256i ql1 = _mm256_loadu_si256((const __m256i *)(x->ql + 64 * h + 32));
+            const __m256i qh = _mm256_loadu_si256((const __m256i *)(x->qh + 32 * h));
+            __m256i q[4];
+            q[0] = _mm256_or_si256(_mm256_and_si256(ql0, m4), _mm256_slli_epi16(_mm256_and_si256(qh, m3), 4));
+            q[1] = _mm256_or_si256(_mm256_and_si256(ql1, m4),
+                                   _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(qh, 2), m3), 4));
+            q[2] = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(ql0, 4), m4),
+                                   _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(qh, 4), m3), 4));
+            q[3] = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(ql1, 4), m4),
+                                   _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(qh, 6), m3), 4));
+            __m256i s[4];
+            for (int p = 0; p < 4; p++) s[p] = scale_pair(x->scales[8 * h + 2 * p], x->scales[8 * h + 2 * p + 1]);
+            for (int k = 0; k < na; k++) {
+                const int8_t *yq = ((const bc__block_a8k *)((const char *)a + (size_t)k * as) + b)->qs + 128 * h;
+                for (int p = 0; p < 4; p++) {
+                    const __m256i y8 = _mm256_loadu_si256((const __m256i *)(yq + 32 * p));
+                    sumi[k] = _mm256_add_epi32(sumi[k], _mm256_madd_epi16(_mm256_maddubs_epi16(q[p], y8), s[p]));
+                }
+            }
+        }
+        for (int k = 0; k < na; k++) {
+            const bc__block_a8k *y = (const bc__block_a8k *)((const char *)a + (size_t)k * as) + b;
+            acc[k] = _mm256_fmadd_ps(_mm256_set1_ps(F16(x->d) * y->d), _mm256_cvtepi32_ps(sumi[k]), acc[k]);
+        }
+    }
+    for (int k = 0; k < na; k++) out[k] = hsum8(acc[k]);
+}
+WRAP_NA(ATTR_AVX2, dot_q6_K_avx2, dot_q6k_avx2, 0)
+
+const bc__dot_fn bc__dot_avx2[BC_DTYPE_COUNT] = {
+    [BC_DTYPE_F32] = dot_f32_avx2,   [BC_DTYPE_F16] = dot_f16_avx2,   [BC_DTYPE_BF16] = dot_bf16_avx2,
+    [BC_DTYPE_Q8_0] = dot_q8_0_avx2, [BC_DTYPE_Q4_0] = dot_q4_0_avx2, [BC_DTYPE_Q4_1] = dot_q4_1_avx2,
+    [BC_DTYPE_Q5_0] = dot_q5_0_avx2, [BC_DTYPE_Q5_1] = dot_q5_1_avx2, [BC_DTYPE_Q4_K] = dot_q4_K_avx2,
+    [BC_DTYPE_Q5_K] = dot_q5_K_avx2, [BC_DTYPE_Q6_K] = dot_q6_K_avx2,
+};
+
+/* ------------------------------------------------------------------------ */
+/* AVX-512                                                                  */
+/* ------------------------------------------------------------------------ */
+
+/* 16 weights at index i as f32: kind 0 f32, 1 f16, 2 bf16. */
+INLINE_AVX512 __m512 load16(const int kind, const void *w, int64_t i) {
+    if (kind == 0) return _mm512_loadu_ps((const float *)w + i);
+    const __m256i h = _mm256_loadu_si256((const __m256i *)((const uint16_t *)w + i));
+    if (kind == 1) return _mm512_cvtph_ps(h);
+    return _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(h), 16));
+}
+
+INLINE_AVX512 void dot_float_avx512(const int kind, int64_t cols, const void *w, const void *a, size_t as, const int na,
+                                    float *out) {
+    __m512 acc0[BC__MAX_NA], acc1[BC__MAX_NA];
+    const float *x[BC__MAX_NA];
+    for (int k = 0; k < na; k++) {
+        acc0[k] = acc1[k] = _mm512_setzero_ps();
+        x[k] = (const float *)((const char *)a + (size_t)k * as);
+    }
+    int64_t i = 0;
+    for (; i + 32 <= cols; i += 32) {
+        const __m512 w0 = load16(kind, w, i), w1 = load16(kind, w, i + 16);
+        for (int k = 0; k < na; k++) {
+            acc0[k] = _mm512_fmadd_ps(w0, _mm512_loadu_ps(x[k] + i), acc0[k]);
+            acc1[k] = _mm512_fmadd_ps(w1, _mm512_loadu_ps(x[k] + i + 16), acc1[k]);
+        }
+    }
+    for (; i + 16 <= cols; i += 16) {
+        const __m512 w0 = load16(kind, w, i);
+        for (int k = 0; k < na; k++) acc0[k] = _mm512_fmadd_ps(w0, _mm512_loadu_ps(x[k] + i), acc0[k]);
+    }
+    for (int k = 0; k < na; k++) {
+        float s = _mm512_reduce_add_ps(_mm512_add_ps(acc0[k], acc1[k]));
+        for (int64_t j = i; j < cols; j++) s += half_scalar(kind, w, j) * x[k][j];
+        out[k] = s;
+    }
+}
+WRAP_NA(ATTR_AVX512, dot_f32_avx512, dot_float_avx512, 0)
+WRAP_NA(ATTR_AVX512, dot_f16_avx512, dot_float_avx512, 1)
+WRAP_NA(ATTR_AVX512, dot_bf16_avx512, dot_float_avx512, 2)
+
+#define DOT32_TARGET T_AVX512
+#define DOT32_SFX    vnni
+#define DOT32_VNNI   1
+#include "kernels_x86_dot32.h"
+#undef DOT32_TARGET
+#undef DOT32_SFX
+#undef DOT32_VNNI
+
+/* K formats: the AVX2 kernels (their int16 maddubs/madd chains with per-16
+ * scales do not map onto vpdpbusd without extra multiplies). */
+const bc__dot_fn bc__dot_avx512[BC_DTYPE_COUNT] = {
+    [BC_DTYPE_F32] = dot_f32_avx512, [BC_DTYPE_F16] = dot_f16_avx512, [BC_DTYPE_BF16] = dot_bf16_avx512,
+    [BC_DTYPE_Q8_0] = dot_q8_0_vnni, [BC_DTYPE_Q4_0] = dot_q4_0_vnni, [BC_DTYPE_Q4_1] = dot_q4_1_vnni,
+    [BC_DTYPE_Q5_0] = dot_q5_0_vnni, [BC_DTYPE_Q5_1] = dot_q5_1_vnni,
+};
+
+#else /* not x86-64 with GCC or Clang: the portable kernels only */
+
+const bc__dot_fn bc__dot_avx2[BC_DTYPE_COUNT];
+const bc__dot_fn bc__dot_avx512[BC_DTYPE_COUNT];
+
+#endif

@@ -1,0 +1,156 @@
+/*
+ * test_kernels.c - every matmul path (each instruction-set level this CPU
+ * has, forced in turn) against the reference dot product of quants.c, for
+ * every dtype, n = 1, 2, 3, 7, 16 activation rows, 1, 3, 33, 257 weight rows
+ * and rows of 32, 256 and 4352 (4096 + 256) columns (plus 33 and 47 for the
+ * unblocked dtypes, to reach the SIMD tails), on 1 and 2 threads.
+ *
+ * Bounds, for y = sum_i w_i x_i with the reference r computed in double
+ * from the dequantized weights:
+ *   f32, f16, bf16  |y - r| <= 1e-5 * sum |w_i x_i| + 1e-6 (f32 rounding only)
+ *   block formats   |y - r| <= sum over activation blocks B of
+ *                              (d_B / 2) * sum_{i in B} |w_i|  + the term above,
+ *                   where d_B = max_{i in B} |x_i| / 127 is the step of the
+ *                   8-bit activation block (32 values, 256 for the K
+ *                   formats): each activation moves by at most d_B / 2.
+ */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "kernels.h"
+#include "quants.h"
+
+static uint64_t rng_state = 1;
+static float rng_uniform(void) {
+    rng_state ^= rng_state >> 12;
+    rng_state ^= rng_state << 25;
+    rng_state ^= rng_state >> 27;
+    uint64_t r = rng_state * 2685821657736338717ULL;
+    return (float)((double)(r >> 11) / 9007199254740992.0 * 2.0 - 1.0);
+}
+
+static int setup(void **state) {
+    (void)state;
+    bc__f16_init();
+    return 0;
+}
+
+static const bc_dtype dtypes[] = {BC_DTYPE_F32,  BC_DTYPE_F16,  BC_DTYPE_BF16, BC_DTYPE_Q8_0,
+                                  BC_DTYPE_Q4_0, BC_DTYPE_Q4_1, BC_DTYPE_Q5_0, BC_DTYPE_Q5_1,
+                                  BC_DTYPE_Q4_K, BC_DTYPE_Q5_K, BC_DTYPE_Q6_K};
+
+/* Checks one (dtype, rows, cols, n) case at the current level; returns the
+ * largest |y - r| / bound seen. */
+static double check_case(bc__pool *pool, bc_dtype t, int64_t rows, int64_t cols, int n) {
+    const bc__dtype_traits *tr = bc__dtype_traits_of(t);
+    uint64_t row_bytes;
+    assert_int_equal(bc__dtype_row_bytes(t, (uint64_t)cols, &row_bytes), 0);
+    float *wf = malloc((size_t)(rows * cols) * sizeof(float)), *x = malloc((size_t)(n * cols) * sizeof(float));
+    float *wd = malloc((size_t)cols * sizeof(float));
+    uint8_t *wq = malloc((size_t)rows * row_bytes);
+    float *y = malloc((size_t)n * (size_t)rows * sizeof(float));
+    void *scratch = malloc(bc__matmul_scratch_bytes(cols, n));
+    for (int64_t i = 0; i < rows * cols; i++) wf[i] = rng_uniform() * (1.0f + (float)((i / 32) % 3));
+    for (int64_t i = 0; i < n * cols; i++) x[i] = rng_uniform() * (i % 17 == 0 ? 4.0f : 1.0f);
+    for (int64_t r = 0; r < rows; r++)
+        assert_int_equal(bc__quantize_row(t, wf + r * cols, wq + r * row_bytes, cols), 0);
+    bc__weight w = {wq, t, rows, cols, "test"};
+    bc__matmul(pool, &w, x, n, y, scratch);
+    int kind = bc__act_kind(t), ab = kind == 2 ? 256 : 32;
+    double worst = 0;
+    for (int64_t r = 0; r < rows; r++) {
+        bc__dequantize_row(t, wq + r * row_bytes, wd, cols);
+        for (int k = 0; k < n; k++) {
+            const float *xk = x + (size_t)k * (size_t)cols;
+            double ref = bc__dot_ref(t, wq + r * row_bytes, xk, cols), mag = 0, qerr = 0;
+            for (int64_t i = 0; i < cols; i++) mag += fabs((double)wd[i] * xk[i]);
+            if (kind != 0)
+                for (int64_t b = 0; b < cols; b += ab) {
+                    double amax = 0, sw = 0;
+                    for (int64_t i = b; i < b + ab; i++) {
+                        amax = fmax(amax, fabs(xk[i]));
+                        sw += fabs(wd[i]);
+                    }
+                    qerr += amax / 127 / 2 * sw;
+                }
+            double bound = qerr + 1e-5 * mag + 1e-6, err = fabs(y[(size_t)k * (size_t)rows + (size_t)r] - ref);
+            if (err > bound)
+                fail_msg("%s %s rows %lld cols %lld n %d: row %lld act %d: got %.7g, reference %.7g, bound %.3g",
+                         bc__isa_name(bc__kernels_isa()), tr->name, (long long)rows, (long long)cols, n, (long long)r,
+                         k, y[(size_t)k * (size_t)rows + (size_t)r], ref, bound);
+            if (err / bound > worst) worst = err / bound;
+        }
+    }
+    free(wf);
+    free(x);
+    free(wd);
+    free(wq);
+    free(y);
+    free(scratch);
+    return worst;
+}
+
+static void test_all_paths(void **state) {
+    (void)state;
+    const int64_t rows_list[] = {1, 3, 33, 257};
+    const int64_t cols_list[] = {32, 256, 4096 + 256, 33, 47};
+    const int n_list[] = {1, 2, 3, 7, 16};
+    bc__isa top = bc__kernels_detect();
+    printf("# detected level: %s\n", bc__isa_name(top));
+    for (int threads = 1; threads <= 2; threads++) {
+        bc__pool *pool = bc__pool_create(threads);
+        assert_non_null(pool);
+        for (int level = 0; level <= (int)top; level++) {
+            assert_int_equal(bc__kernels_force(level), level);
+            for (size_t d = 0; d < sizeof dtypes / sizeof dtypes[0]; d++) {
+                double worst = 0;
+                int cases = 0;
+                for (size_t ci = 0; ci < sizeof cols_list / sizeof cols_list[0]; ci++) {
+                    int64_t cols = cols_list[ci];
+                    if (cols % bc__dtype_traits_of(dtypes[d])->block_elems) continue;
+                    for (size_t ri = 0; ri < sizeof rows_list / sizeof rows_list[0]; ri++)
+                        for (size_t ni = 0; ni < sizeof n_list / sizeof n_list[0]; ni++) {
+                            /* The largest shapes once per level and dtype is enough. */
+                            if (cols > 256 && rows_list[ri] > 33 && n_list[ni] > 3) continue;
+                            double w = check_case(pool, dtypes[d], rows_list[ri], cols, n_list[ni]);
+                            if (w > worst) worst = w;
+                            cases++;
+                        }
+                }
+                if (threads == 1)
+                    printf("# %-6s %-5s %3d cases, max error / bound %.3f\n", bc__isa_name((bc__isa)level),
+                           bc_dtype_name(dtypes[d]), cases, worst);
+            }
+        }
+        bc__pool_free(pool);
+    }
+    bc__kernels_force(-1);
+}
+
+/* Forcing above the detected level clamps; -1 restores detection. */
+static void test_force(void **state) {
+    (void)state;
+    bc__isa top = bc__kernels_detect();
+    assert_int_equal(bc__kernels_force(BC__ISA_COUNT + 5), top);
+    assert_int_equal(bc__kernels_force(0), BC__ISA_C);
+    assert_int_equal(bc__kernels_force(-1), top);
+    for (size_t d = 0; d < sizeof dtypes / sizeof dtypes[0]; d++)
+        for (int l = 0; l < BC__ISA_COUNT; l++) assert_non_null(bc__dot_kernel(dtypes[d], (bc__isa)l));
+    assert_null(bc__dot_kernel(BC_DTYPE_COUNT, BC__ISA_C));
+}
+
+int main(void) {
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_force),
+        cmocka_unit_test(test_all_paths),
+    };
+    return cmocka_run_group_tests(tests, setup, NULL);
+}
