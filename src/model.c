@@ -11,6 +11,7 @@
  * the file's dtype. Only the small norm vectors are converted to f32.
  */
 #include "kernels.h"
+#include "quants.h"
 
 #include <math.h>
 #include <stdio.h>
@@ -63,10 +64,13 @@ static const bc__tensor *find_checked(binder *b, const char *name, int64_t rows,
                        x->file->path, name, found, (long long)rows, (long long)cols);
         return NULL;
     }
-    if (x->dtype != BC_DTYPE_F32 && x->dtype != BC_DTYPE_F16 && x->dtype != BC_DTYPE_BF16) {
+    /* Matrices may be in any dtype the kernels read; a block format needs rows
+     * of whole blocks. Vectors are converted to f32 at load. */
+    const bc__dtype_traits *tr = bc__dtype_traits_of(x->dtype);
+    if (tr == NULL || cols % tr->block_elems != 0) {
         bc__errorf(b->err, BC_STATUS_ERROR_MODEL,
-                   "%s: tensor '%s' is %s; this build computes with f32, f16 and bf16 weights", x->file->path, name,
-                   bc_dtype_name(x->dtype));
+                   "%s: tensor '%s' is %s, whose blocks of %d do not divide its rows of %lld values", x->file->path,
+                   name, bc_dtype_name(x->dtype), tr ? tr->block_elems : 0, (long long)cols);
         return NULL;
     }
     b->used[x - t->tensors] = true;
@@ -91,14 +95,7 @@ static int bind_matrix(binder *b, const char *name, int64_t rows, int64_t cols, 
 static int bind_vector(binder *b, const char *name, int64_t n, float *dst) {
     const bc__tensor *x = find_checked(b, name, 0, n);
     if (x == NULL) return -1;
-    for (int64_t i = 0; i < n; i++) {
-        switch (x->dtype) {
-        case BC_DTYPE_F32: dst[i] = ((const float *)x->data)[i]; break;
-        case BC_DTYPE_F16: dst[i] = bc__f16_to_f32(((const uint16_t *)x->data)[i]); break;
-        case BC_DTYPE_BF16: dst[i] = bc__bf16_to_f32(((const uint16_t *)x->data)[i]); break;
-        default: break; /* block formats: see the quantized kernels */
-        }
-    }
+    bc__dequantize_row(x->dtype, x->data, dst, n); /* find_checked checked n against the blocks */
     return 0;
 }
 
