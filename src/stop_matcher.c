@@ -68,6 +68,11 @@ bc_status bc_stop_matcher_init(const char *const *stops, size_t n, bc_stop_match
     bc_stop_matcher *m = calloc(1, sizeof *m);
     if (m == NULL) goto oom;
     m->n = n;
+    /* Buffers exist from the start, so no copy ever involves a NULL pointer. */
+    m->cap = m->out_cap = 64;
+    m->buf = malloc(m->cap);
+    m->out = malloc(m->out_cap);
+    if (m->buf == NULL || m->out == NULL) goto oom;
     m->stops = calloc(n ? n : 1, sizeof *m->stops);
     m->lens = calloc(n ? n : 1, sizeof *m->lens);
     if (m->stops == NULL || m->lens == NULL) goto oom;
@@ -126,7 +131,7 @@ bool bc_stop_matcher_push(bc_stop_matcher *m, const char *text, size_t len, cons
         m->buf = p;
         m->cap = cap;
     }
-    memcpy(m->buf + m->len, text, len);
+    if (len > 0) memcpy(m->buf + m->len, text, len);
     m->len += len;
 
     /* The earliest complete stop string. */
