@@ -363,7 +363,8 @@ typedef struct matmul_task {
     size_t act_stride;
     int act_kind;
     int n;
-    float *y; /* (n, rows) */
+    float *y;               /* (n, rows) */
+    atomic_llong next_tile; /* the first row of the next unclaimed tile */
 } matmul_task;
 
 static void quantize_worker(void *p, int ith, int nth) {
@@ -375,16 +376,23 @@ static void quantize_worker(void *p, int ith, int nth) {
                          t->w->cols);
 }
 
+/* Threads claim tiles of ROW_TILE rows from a shared counter rather than a
+ * fixed share each: when a thread is descheduled (more threads than free
+ * cores), the others take over its rows instead of waiting for it. Each row
+ * is computed by exactly one kernel call, so results do not depend on which
+ * thread computed them. */
 static void matmul_worker(void *p, int ith, int nth) {
-    const matmul_task *t = p;
+    (void)ith;
+    (void)nth;
+    matmul_task *t = p;
     const bc__weight *w = t->w;
     size_t row_bytes = (size_t)(w->cols / bc__dtype_traits_of(w->dtype)->block_elems) *
                        (size_t)bc__dtype_traits_of(w->dtype)->block_bytes;
-    int64_t r0, r1;
-    bc__split(w->rows, ith, nth, &r0, &r1);
     float out[BC__MAX_NA];
-    for (int64_t rt = r0; rt < r1; rt += ROW_TILE) {
-        int64_t re = rt + ROW_TILE < r1 ? rt + ROW_TILE : r1;
+    for (;;) {
+        int64_t rt = (int64_t)atomic_fetch_add_explicit(&t->next_tile, ROW_TILE, memory_order_relaxed);
+        if (rt >= w->rows) break;
+        int64_t re = rt + ROW_TILE < w->rows ? rt + ROW_TILE : w->rows;
         for (int i = 0; i < t->n; i += BC__MAX_NA) {
             int na = t->n - i < BC__MAX_NA ? t->n - i : BC__MAX_NA;
             const char *act = (const char *)t->act + (size_t)i * t->act_stride;
@@ -404,6 +412,7 @@ void bc__matmul(bc__pool *pool, const bc__weight *w, const float *x, int n, floa
     t.act_kind = bc__act_kind(w->dtype);
     t.n = n;
     t.y = y;
+    atomic_init(&t.next_tile, 0);
     if (t.act_kind == 0) {
         t.act = x;
         t.act_stride = (size_t)w->cols * sizeof(float);
