@@ -142,12 +142,14 @@ static void dot_f32_c(int64_t cols, const void *w, const void *a, size_t as, int
     for (int k = 0; k < na; k++) out[k] = bc__dot_f32(w, ACT(float, a, k, as), cols);
 }
 
-/* f16 / bf16 weights (u16 each), f32 activations: exact widening, f32 sums. */
+/* f16 / bf16 weights (u16 each), f32 activations: 256 weights at a time
+ * widened to f32 (exact), then the vectorizable f32 dot per activation row. */
 static void dot_half_c(int64_t cols, const uint16_t *w, int bf16, const void *a, size_t as, int na, float *out) {
-    float s[BC__MAX_NA] = {0};
-    for (int64_t i = 0; i < cols; i++) {
-        const float wv = bf16 ? bc__bf16_to_f32(w[i]) : F16(w[i]);
-        for (int k = 0; k < na; k++) s[k] += wv * ACT(float, a, k, as)[i];
+    float s[BC__MAX_NA] = {0}, wf[256];
+    for (int64_t i = 0; i < cols; i += 256) {
+        int64_t len = cols - i < 256 ? cols - i : 256;
+        for (int64_t j = 0; j < len; j++) wf[j] = bf16 ? bc__bf16_to_f32(w[i + j]) : F16(w[i + j]);
+        for (int k = 0; k < na; k++) s[k] += bc__dot_f32(wf, ACT(float, a, k, as) + i, len);
     }
     for (int k = 0; k < na; k++) out[k] = s[k];
 }
