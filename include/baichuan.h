@@ -93,9 +93,10 @@ typedef enum bc_switch { BC_SWITCH_AUTO = -1, BC_SWITCH_OFF = 0, BC_SWITCH_ON = 
 typedef enum bc_file_format {
     BC_FILE_FORMAT_SAFETENSORS = 0, /* model.safetensors or its shards */
     BC_FILE_FORMAT_TORCH = 1,       /* pytorch_model.bin (zip + pickle) or its shards */
+    BC_FILE_FORMAT_GGUF = 2,        /* one llama.cpp GGUF file (v2 or v3) */
 } bc_file_format;
 
-/* "safetensors", "pytorch". */
+/* "safetensors", "pytorch", "gguf". */
 const char *bc_file_format_name(bc_file_format format);
 
 typedef struct bc_model_params {
@@ -109,7 +110,9 @@ typedef struct bc_model_params {
 
 bc_model_params bc_model_default_params(void);
 
-/* Loads the model in the Hugging Face directory at `path`.
+/* Loads the model at `path`: a Hugging Face directory, or a GGUF file
+ * (llama.cpp's or ours; arch "baichuan", split Q/K/V in llama.cpp's RoPE row
+ * order, which the engine undoes). The tokenizer is not read from a GGUF.
  * Weights stay in their file's dtype, mapped read-only from the files.
  * On success *out owns the model; free it with bc_model_free().
  * On failure *out is NULL and err (err_size bytes, may be 0) holds a message
