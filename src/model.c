@@ -235,7 +235,10 @@ bc_status bc_model_load(const char *path, bc_model_params params, bc_model **out
     bc__err err = {BC_STATUS_OK, ""};
     *out = NULL;
     bc__f16_init();
-    bool gguf = path != NULL && bc__file_exists(path) && bc__gguf_is_file(path);
+    /* A file named *.gguf goes to the GGUF reader, which says what is wrong with it. */
+    size_t plen = path ? strlen(path) : 0;
+    bool gguf = path != NULL && bc__file_exists(path) &&
+                (bc__gguf_is_file(path) || (plen >= 5 && strcmp(path + plen - 5, ".gguf") == 0));
     if (path == NULL || (!gguf && !bc__is_directory(path))) {
         bc__errorf(&err, bc__file_exists(path ? path : "") ? BC_STATUS_ERROR_MODEL : BC_STATUS_ERROR_IO,
                    "%s: not a model directory or GGUF file (expected a Hugging Face directory with config.json, "
