@@ -139,3 +139,77 @@ def baichuan_kvs(n_embd, n_ff, n_layer, n_head, n_vocab, ctx=4096, eps=1e-6, tok
             ("tokenizer.ggml.eos_token_id", U32, 2),
         ]
     return kvs + list(extra)
+
+
+def read_tensor_infos(path):
+    """{name: (ggml_type, ne)} of a GGUF file (header only)."""
+    with open(path, "rb") as fp:
+        blob = fp.read(64 << 20)
+    magic, version, n_tensors, n_kv = struct.unpack_from("<4sIQQ", blob, 0)
+    assert magic == b"GGUF", path
+    pos = 24
+
+    def skip(pos, vtype):
+        if vtype in _SCALAR:
+            return pos + struct.calcsize(_SCALAR[vtype])
+        if vtype == STRING:
+            return pos + 8 + struct.unpack_from("<Q", blob, pos)[0]
+        et, n = struct.unpack_from("<IQ", blob, pos)
+        pos += 12
+        if et in _SCALAR:
+            return pos + n * struct.calcsize(_SCALAR[et])
+        for _ in range(n):
+            pos = skip(pos, et)
+        return pos
+
+    for _ in range(n_kv):
+        klen = struct.unpack_from("<Q", blob, pos)[0]
+        pos += 8 + klen
+        vtype = struct.unpack_from("<I", blob, pos)[0]
+        pos = skip(pos + 4, vtype)
+    out = {}
+    for _ in range(n_tensors):
+        nlen = struct.unpack_from("<Q", blob, pos)[0]
+        name = blob[pos + 8:pos + 8 + nlen].decode()
+        pos += 8 + nlen
+        nd = struct.unpack_from("<I", blob, pos)[0]
+        ne = struct.unpack_from("<%dQ" % nd, blob, pos + 4)
+        pos += 4 + 8 * nd
+        gtype, _off = struct.unpack_from("<IQ", blob, pos)
+        pos += 12
+        out[name] = (gtype, list(ne))
+    return out
+
+
+# ggml type ids and block sizes of the types `baichuan quantize` writes.
+GGML = {"f32": 0, "f16": 1, "q4_0": 2, "q4_1": 3, "q5_0": 6, "q5_1": 7, "q8_0": 8, "q4_K": 12, "q5_K": 13,
+        "q6_K": 14, "bf16": 30}
+BLOCK = {"f32": 1, "f16": 1, "bf16": 1, "q4_0": 32, "q4_1": 32, "q5_0": 32, "q5_1": 32, "q8_0": 32, "q4_K": 256,
+         "q5_K": 256, "q6_K": 256}
+
+
+def llama_quant_type(ftype, name, ne0, n_layer):
+    """The type llama.cpp's llama_tensor_get_type (src/llama-quant.cpp) gives a
+    Baichuan tensor (no GQA, no experts) for these ftypes, restated here."""
+    if name.endswith("_norm.weight"):
+        return "f32"
+    base = {"f32": "f32", "f16": "f16", "bf16": "bf16", "q8_0": "q8_0", "q4_0": "q4_0", "q4_1": "q4_1",
+            "q5_0": "q5_0", "q5_1": "q5_1", "q4_k_m": "q4_K", "q5_k_m": "q5_K", "q6_k": "q6_K"}[ftype]
+    if base in ("f32", "f16", "bf16"):
+        return base
+
+    def more_bits(i, n):
+        return i < n // 8 or i >= 7 * n // 8 or (i - n // 8) % 3 == 2
+
+    t = base
+    layer = int(name.split(".")[1]) if name.startswith("blk.") else -1
+    if name == "output.weight":
+        t = "q8_0" if ne0 % BLOCK[base] else ("q6_K" if base != "q8_0" else "q8_0")
+    elif ("attn_v.weight" in name or "ffn_down" in name) and ftype in ("q4_k_m", "q5_k_m") \
+            and more_bits(layer, n_layer):
+        t = "q6_K"
+    if ne0 % BLOCK[t]:
+        t = {"q4_K": "q5_0", "q5_K": "q5_1", "q6_K": "q8_0"}[t]
+        if ne0 % BLOCK[t]:
+            t = "f16"
+    return t

@@ -343,6 +343,33 @@ def quantize_cases(t, binary, fixtures, work):
         data = open(out, "rb").read()
         ok = b"tokenizer.ggml.tokens" in data and b"tokenizer.ggml.scores" in data and b"<0x0A>" in data
     t.record(ok, "quantize writes the tokenizer vocabulary %s" % p.stderr.decode().strip()[-200:])
+    # Per-tensor types of every --type, against llama.cpp's rules restated in
+    # gguf_writer.llama_quant_type: on rows of 32 (k-quants fall back) and of
+    # 256, with 16 layers for the more-bits pattern. Types this build cannot
+    # write yet must be refused with a message saying so.
+    for fx in [gf.FIXTURES["b2_7b_f32_st"],
+               gf._fixture("k256", "baichuan2-7b", "f32", "st", n_embd=256, n_head=2, n_ff=512, n_layer=16,
+                           vocab=400, extra={"norm_head": True})]:
+        src = fx["name"] if fx["name"] in gf.FIXTURES else gf.write_fixture(fx, work)
+        src = os.path.join(fixtures, src) if fx["name"] in gf.FIXTURES else src
+        for qtype in ["f32", "f16", "bf16", "q8_0", "q4_0", "q4_1", "q5_0", "q5_1", "q4_k_m", "q5_k_m", "q6_k"]:
+            out = os.path.join(work, "types.gguf")
+            p = run(binary, "quantize", src, out, "--type", qtype, "-q")
+            err = p.stderr.decode().strip()
+            if p.returncode != 0:
+                t.record(p.returncode == 1 and "not available in this build" in err and qtype.startswith("q"),
+                         "quantize %s --type %s: refused: %s" % (fx["name"], qtype, err))
+                continue
+            infos = gw.read_tensor_infos(out)
+            bad = [(n, gt, gw.GGML[gw.llama_quant_type(qtype, n, ne[0], fx["n_layer"])])
+                   for n, (gt, ne) in infos.items()
+                   if gt != gw.GGML[gw.llama_quant_type(qtype, n, ne[0], fx["n_layer"])]]
+            t.record(not bad and len(infos) == 9 * fx["n_layer"] + 3,
+                     "quantize %s --type %s: tensor types as llama.cpp's rules %s" % (fx["name"], qtype, bad[:3]))
+            p = run(binary, "info", "-m", out)
+            t.record(p.returncode == 0, "quantize %s --type %s: loads %s" % (fx["name"], qtype,
+                                                                           p.stderr.decode().strip()))
+
     # Errors.
     for label, argv, needle in [
         ("unknown type", [os.path.join(fixtures, "b2_7b_f32_st"), os.path.join(work, "x.gguf"), "--type", "q3_x"],
