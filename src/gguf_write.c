@@ -169,10 +169,25 @@ static uint16_t f32_to_bf16(float f) {
     return (uint16_t)((x + 0x7fffu + ((x >> 16) & 1u)) >> 16);
 }
 
-static bool can_encode(bc_dtype t) { return t == BC_DTYPE_F32 || t == BC_DTYPE_F16 || t == BC_DTYPE_BF16; }
+/* The block formats come from src/quants.c (bc__quantize_row, llama.cpp's
+ * reference quantizers); a build without it writes f32, f16 and bf16 only,
+ * and can_encode() refuses the rest before anything is written. */
+#if defined(__has_include)
+#if __has_include("quants.h")
+#include "quants.h"
+#define HAVE_QUANTS 1
+#endif
+#endif
 
-/* n floats of src as dtype t into dst. The block formats arrive with
- * src/quants.c (bc__quantize_row); until then can_encode() refuses them. */
+static bool can_encode(bc_dtype t) {
+#ifdef HAVE_QUANTS
+    return bc__dtype_traits_of(t) != NULL;
+#else
+    return t == BC_DTYPE_F32 || t == BC_DTYPE_F16 || t == BC_DTYPE_BF16;
+#endif
+}
+
+/* n floats of src as dtype t into dst (a type can_encode() accepts). */
 static void encode_row(bc_dtype t, const float *src, void *dst, int64_t n) {
     if (t == BC_DTYPE_F32) {
         memcpy(dst, src, (size_t)n * sizeof(float));
@@ -182,6 +197,10 @@ static void encode_row(bc_dtype t, const float *src, void *dst, int64_t n) {
     } else if (t == BC_DTYPE_BF16) {
         uint16_t *d = dst;
         for (int64_t i = 0; i < n; i++) d[i] = f32_to_bf16(src[i]);
+    } else {
+#ifdef HAVE_QUANTS
+        bc__quantize_row(t, src, dst, n);
+#endif
     }
 }
 
