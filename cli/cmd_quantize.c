@@ -4,6 +4,7 @@
 #include "cli.h"
 
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 static const char help[] =
@@ -85,10 +86,19 @@ int cmd_quantize(int argc, char **argv) {
         qp.progress_user = &pr;
     }
     char err[1024];
+    struct stat st;
+    char sp[4096];
+    snprintf(sp, sizeof sp, "%s/tokenizer.model", in);
+    bool no_vocab = stat(in, &st) == 0 && S_ISDIR(st.st_mode) && stat(sp, &st) != 0;
     if (bc_model_quantize(in, out, qp, err, sizeof err) != BC_STATUS_OK) {
         if (pr.tty && pr.last_percent >= 0) fputc('\n', stderr);
         return cli_error("%s", err);
     }
     if (!quiet) fprintf(stderr, "wrote %s (%s)\n", out, bc_ftype_name(qp.ftype));
+    if (no_vocab)
+        fprintf(stderr,
+                "baichuan: warning: %s has no tokenizer.model: %s has no vocabulary (tokenizer.ggml.*), which "
+                "llama.cpp needs to load it\n",
+                in, out);
     return 0;
 }
