@@ -19,6 +19,8 @@ static const command commands[] = {
     {"chat-template", cmd_chat_template, "a JSON conversation on stdin to the Chat model's input ids"},
     {"run", cmd_run, "continue a prompt: plain text completion, streamed"},
     {"chat", cmd_chat, "interactive multi-turn chat in the Baichuan chat format"},
+    {"quantize", cmd_quantize, "write a model as a llama.cpp-compatible GGUF (f16, bf16, q8_0, q4_k_m, ...)"},
+    {"bench", cmd_bench, "prompt and generation speed in tokens/s (like llama-bench)"},
 };
 
 static void usage(FILE *f) {

@@ -93,9 +93,10 @@ typedef enum bc_switch { BC_SWITCH_AUTO = -1, BC_SWITCH_OFF = 0, BC_SWITCH_ON = 
 typedef enum bc_file_format {
     BC_FILE_FORMAT_SAFETENSORS = 0, /* model.safetensors or its shards */
     BC_FILE_FORMAT_TORCH = 1,       /* pytorch_model.bin (zip + pickle) or its shards */
+    BC_FILE_FORMAT_GGUF = 2,        /* one llama.cpp GGUF file (v2 or v3) */
 } bc_file_format;
 
-/* "safetensors", "pytorch". */
+/* "safetensors", "pytorch", "gguf". */
 const char *bc_file_format_name(bc_file_format format);
 
 typedef struct bc_model_params {
@@ -109,7 +110,9 @@ typedef struct bc_model_params {
 
 bc_model_params bc_model_default_params(void);
 
-/* Loads the model in the Hugging Face directory at `path`.
+/* Loads the model at `path`: a Hugging Face directory, or a GGUF file
+ * (llama.cpp's or ours; arch "baichuan", split Q/K/V in llama.cpp's RoPE row
+ * order, which the engine undoes). The tokenizer is not read from a GGUF.
  * Weights stay in their file's dtype, mapped read-only from the files.
  * On success *out owns the model; free it with bc_model_free().
  * On failure *out is NULL and err (err_size bytes, may be 0) holds a message
@@ -151,6 +154,57 @@ void bc_model_get_info(const bc_model *model, bc_model_info *info);
 
 /* Bytes a context with these sizes allocates (KV cache and scratch). */
 uint64_t bc_model_context_bytes(const bc_model *model, int n_ctx, int n_seq, int n_batch);
+
+/* ------------------------------------------------------------------------ */
+/* Writing GGUF: baichuan quantize                                          */
+/* ------------------------------------------------------------------------ */
+
+/* What a written file stores, named as llama.cpp's llama-quantize names them.
+ * The _m mixes and the output/attn_v/ffn_down choices follow llama.cpp's
+ * llama_tensor_get_type; norm vectors stay f32. */
+typedef enum bc_ftype {
+    BC_FTYPE_F32 = 0,
+    BC_FTYPE_F16,
+    BC_FTYPE_BF16,
+    BC_FTYPE_Q8_0,
+    BC_FTYPE_Q4_0,
+    BC_FTYPE_Q4_1,
+    BC_FTYPE_Q5_0,
+    BC_FTYPE_Q5_1,
+    BC_FTYPE_Q4_K_M,
+    BC_FTYPE_Q5_K_M,
+    BC_FTYPE_Q6_K,
+    BC_FTYPE_COUNT
+} bc_ftype;
+
+/* "f32", "f16", "bf16", "q8_0", ..., "q4_k_m", "q5_k_m", "q6_k". */
+const char *bc_ftype_name(bc_ftype ftype);
+/* Parses a name as bc_ftype_name writes it (case-insensitive); false if unknown. */
+bool bc_ftype_from_name(const char *name, bc_ftype *out);
+
+/* Called after each tensor: bytes written so far of total, and the tensor's name. */
+typedef void (*bc_progress_fn)(void *user, uint64_t done, uint64_t total, const char *tensor);
+
+typedef struct bc_quantize_params {
+    bc_ftype ftype;          /* default BC_FTYPE_F16 */
+    bc_model_params model;   /* how IN is loaded (variant overrides); default bc_model_default_params() */
+    bc_progress_fn progress; /* may be NULL (default) */
+    void *progress_user;     /* passed to progress */
+} bc_quantize_params;
+
+bc_quantize_params bc_quantize_default_params(void);
+
+/* Writes the model at in_path (a Hugging Face directory or a GGUF file) to
+ * out_path as a llama.cpp-compatible GGUF v3: arch "baichuan", llama.cpp's
+ * tensor names, W_pack split into attn_q/attn_k/attn_v with Q and K rows in
+ * llama.cpp's RoPE order, the lm_head normalized when NormHead is on, the
+ * variant written explicitly (baichuan.position_encoding, baichuan.norm_head),
+ * and the vocabulary (tokenizer.ggml.*) from in_path/tokenizer.model or the
+ * input GGUF. Streams tensor by tensor: memory stays bounded by a few rows.
+ * The file appears at out_path only when complete. BC_STATUS_ERROR_ARGUMENT
+ * for a type this build cannot write. */
+bc_status bc_model_quantize(const char *in_path, const char *out_path, bc_quantize_params params, char *err,
+                            size_t err_size);
 
 /* ------------------------------------------------------------------------ */
 /* Context and the forward pass                                             */

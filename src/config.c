@@ -284,11 +284,8 @@ static int gen_cb(const json_doc *doc, void *arg, bc__err *err) {
 
 static int tok_cb(const json_doc *doc, void *arg, bc__err *err) { return read_tokenizer_config(doc, arg, err); }
 
-int bc__config_read(const char *dir, bc_model_params params, bc__hparams *hp, bc__gen_config *gen, bc__tok_config *tok,
-                    bc__err *err) {
-    memset(hp, 0, sizeof *hp);
+void bc__gen_config_defaults(bc__gen_config *gen) {
     memset(gen, 0, sizeof *gen);
-    memset(tok, 0, sizeof *tok);
     /* Defaults of an absent generation config are the official Chat ones. */
     gen->user_token_id = 195;
     gen->assistant_token_id = 196;
@@ -298,6 +295,13 @@ int bc__config_read(const char *dir, bc_model_params params, bc__hparams *hp, bc
     gen->top_p = 0.85f;
     gen->repetition_penalty = 1.05f;
     gen->do_sample = true;
+}
+
+int bc__config_read(const char *dir, bc_model_params params, bc__hparams *hp, bc__gen_config *gen, bc__tok_config *tok,
+                    bc__err *err) {
+    memset(hp, 0, sizeof *hp);
+    memset(tok, 0, sizeof *tok);
+    bc__gen_config_defaults(gen);
 
     char *path = bc__path_join(dir, "config.json");
     if (path == NULL) return bc__errorf(err, BC_STATUS_ERROR_MEMORY, "out of memory");

@@ -32,7 +32,7 @@ static int sizes_of(const bc__hparams *hp, int n_ctx, int n_seq, int n_batch, in
         return -1;
     uint64_t nb = (uint64_t)n_batch;
     uint64_t per_entry = 4ull * (uint64_t)hp->n_embd * 4   /* x, xn, attn + slack */
-                         + 3ull * (uint64_t)hp->n_embd * 4 /* qkv */
+                         + 6ull * (uint64_t)hp->n_embd * 4 /* qkv, qkv_split */
                          + 2ull * (uint64_t)hp->n_ff * 4   /* gate, up */
                          + (uint64_t)hp->head_dim * 8      /* rope cos, sin */
                          + (uint64_t)hp->n_vocab * 4 + 4   /* logits, logit_row */
@@ -104,6 +104,7 @@ bc_status bc_context_init(const bc_model *model, bc_context_params params, bc_co
     c->x = malloc(nb * E * sizeof(float));
     c->xn = malloc(nb * E * sizeof(float));
     c->qkv = malloc(nb * 3 * E * sizeof(float));
+    c->qkv_split = malloc(nb * 3 * E * sizeof(float));
     c->attn = malloc(nb * E * sizeof(float));
     c->ff_gate = malloc(nb * F * sizeof(float));
     c->ff_up = malloc(nb * F * sizeof(float));
@@ -114,9 +115,9 @@ bc_status bc_context_init(const bc_model *model, bc_context_params params, bc_co
     c->matmul_scratch = malloc(bc__matmul_scratch_bytes((int64_t)row_max, params.n_batch));
     c->att_scratch = malloc(nt * (size_t)c->n_ctx * sizeof(float));
     c->pool = bc__pool_create(params.n_threads);
-    if (!c->seq_len || !c->seq_next || !c->k_cache || !c->v_cache || !c->x || !c->xn || !c->qkv || !c->attn ||
-        !c->ff_gate || !c->ff_up || !c->rope_cos || !c->rope_sin || !c->logits || !c->logit_row || !c->matmul_scratch ||
-        !c->att_scratch || !c->pool)
+    if (!c->seq_len || !c->seq_next || !c->k_cache || !c->v_cache || !c->x || !c->xn || !c->qkv || !c->qkv_split ||
+        !c->attn || !c->ff_gate || !c->ff_up || !c->rope_cos || !c->rope_sin || !c->logits || !c->logit_row ||
+        !c->matmul_scratch || !c->att_scratch || !c->pool)
         goto oom;
     *out = c;
     return BC_STATUS_OK;
@@ -139,6 +140,7 @@ void bc_context_free(bc_context *c) {
     free(c->x);
     free(c->xn);
     free(c->qkv);
+    free(c->qkv_split);
     free(c->attn);
     free(c->ff_gate);
     free(c->ff_up);

@@ -25,6 +25,7 @@ struct bc_context {
     float *x;         /* (n_batch, n_embd) residual stream */
     float *xn;        /* (n_batch, n_embd) normed input / projection output */
     float *qkv;       /* (n_batch, 3*n_embd) Q | K | V per entry */
+    float *qkv_split; /* (3, n_batch, n_embd) Q, K, V from split weights (GGUF) */
     float *attn;      /* (n_batch, n_embd) attention output before o_proj */
     float *ff_gate;   /* (n_batch, n_ff) */
     float *ff_up;     /* (n_batch, n_ff) */

@@ -115,6 +115,32 @@ static void attention_worker(void *p, int ith, int nth) {
 /* The pass                                                                 */
 /* ------------------------------------------------------------------------ */
 
+/* Q, K, V from split weights (GGUF) into the fused layout of ctx->qkv. The Q
+ * and K rows of a llama.cpp GGUF are in its interleaved-pair RoPE order: row
+ * h*D + 2i + j holds what W_pack row h*D + j*D/2 + i holds (j = 0, 1). The
+ * permutation is undone on the outputs, which costs O(n * n_embd) beside the
+ * O(n * n_embd^2) products and keeps the weights where the file put them. */
+static void split_qkv(bc_context *ctx, const bc__layer *L, int n) {
+    const bc__hparams *hp = &ctx->model->hp;
+    const size_t E = (size_t)hp->n_embd, D = (size_t)hp->head_dim, half = D / 2;
+    float *q = ctx->qkv_split, *k = q + (size_t)n * E, *v = k + (size_t)n * E;
+    bc__matmul(ctx->pool, &L->wq, ctx->xn, n, q, ctx->matmul_scratch);
+    bc__matmul(ctx->pool, &L->wk, ctx->xn, n, k, ctx->matmul_scratch);
+    bc__matmul(ctx->pool, &L->wv, ctx->xn, n, v, ctx->matmul_scratch);
+    for (int e = 0; e < n; e++) {
+        float *dst = ctx->qkv + (size_t)e * 3 * E;
+        const float *qe = q + (size_t)e * E, *ke = k + (size_t)e * E;
+        for (size_t h = 0; h < E; h += D)
+            for (size_t i = 0; i < half; i++) {
+                dst[h + i] = qe[h + 2 * i];
+                dst[h + half + i] = qe[h + 2 * i + 1];
+                dst[E + h + i] = ke[h + 2 * i];
+                dst[E + h + half + i] = ke[h + 2 * i + 1];
+            }
+        memcpy(dst + 2 * E, v + (size_t)e * E, E * sizeof(float));
+    }
+}
+
 static void attention_block(bc_context *ctx, const bc__layer *L, int il, const bc_batch_entry *entries, int n) {
     const bc_model *m = ctx->model;
     const bc__hparams *hp = &m->hp;
@@ -122,7 +148,10 @@ static void attention_block(bc_context *ctx, const bc__layer *L, int il, const b
     const int half = hp->head_dim / 2;
 
     for (int e = 0; e < n; e++) bc__rmsnorm(ctx->x + e * E, L->attn_norm, hp->n_embd, hp->norm_eps, ctx->xn + e * E);
-    bc__matmul(ctx->pool, &L->wqkv, ctx->xn, n, ctx->qkv, ctx->matmul_scratch);
+    if (L->wqkv.data != NULL)
+        bc__matmul(ctx->pool, &L->wqkv, ctx->xn, n, ctx->qkv, ctx->matmul_scratch);
+    else
+        split_qkv(ctx, L, n);
 
     for (int e = 0; e < n; e++) {
         float *q = ctx->qkv + (size_t)e * 3 * E, *k = q + E, *v = q + 2 * E;

@@ -1,5 +1,5 @@
 /*
- * model.c - build a model from a checkpoint directory.
+ * model.c - build a model from a checkpoint directory or a GGUF file.
  *
  *   bc_model_load   config -> tensor table -> weights bound by name and
  *                   checked against the hyper-parameters -> derived data
@@ -99,7 +99,30 @@ static int bind_vector(binder *b, const char *name, int64_t n, float *dst) {
     return 0;
 }
 
+/* A GGUF layer: llama.cpp's names, Q/K/V split (see bc__layer). */
+static int bind_gguf_layer(binder *b, int il, bc__layer *L, float *vectors) {
+    const bc__hparams *hp = &b->model->hp;
+    char name[128];
+#define NAME(suffix) (snprintf(name, sizeof name, "blk.%d." suffix, il), name)
+    L->attn_norm = vectors;
+    L->ffn_norm = vectors + hp->n_embd;
+    if (bind_vector(b, NAME("attn_norm.weight"), hp->n_embd, vectors) != 0 ||
+        bind_matrix(b, NAME("attn_q.weight"), hp->n_embd, hp->n_embd, &L->wq) != 0 ||
+        bind_matrix(b, NAME("attn_k.weight"), hp->n_embd, hp->n_embd, &L->wk) != 0 ||
+        bind_matrix(b, NAME("attn_v.weight"), hp->n_embd, hp->n_embd, &L->wv) != 0 ||
+        bind_matrix(b, NAME("attn_output.weight"), hp->n_embd, hp->n_embd, &L->wo) != 0 ||
+        bind_vector(b, NAME("ffn_norm.weight"), hp->n_embd, vectors + hp->n_embd) != 0 ||
+        bind_matrix(b, NAME("ffn_gate.weight"), hp->n_ff, hp->n_embd, &L->w_gate) != 0 ||
+        bind_matrix(b, NAME("ffn_up.weight"), hp->n_ff, hp->n_embd, &L->w_up) != 0 ||
+        bind_matrix(b, NAME("ffn_down.weight"), hp->n_embd, hp->n_ff, &L->w_down) != 0)
+        return -1;
+#undef NAME
+    memset(&L->wqkv, 0, sizeof L->wqkv);
+    return 0;
+}
+
 static int bind_layer(binder *b, int il, bc__layer *L, float *vectors) {
+    if (b->model->is_gguf) return bind_gguf_layer(b, il, L, vectors);
     const bc__hparams *hp = &b->model->hp;
     char name[128];
 #define NAME(suffix) (snprintf(name, sizeof name, "model.layers.%d." suffix, il), name)
@@ -168,13 +191,16 @@ static int build(bc_model *m, bc__err *err) {
         return bc__errorf(err, BC_STATUS_ERROR_MEMORY, "out of memory");
     }
     int rc = -1;
-    if (bind_matrix(&b, "model.embed_tokens.weight", hp->n_vocab, hp->n_embd, &m->tok_embd) != 0) goto done;
+    bool g = m->is_gguf;
+    if (bind_matrix(&b, g ? "token_embd.weight" : "model.embed_tokens.weight", hp->n_vocab, hp->n_embd, &m->tok_embd) !=
+        0)
+        goto done;
     for (int il = 0; il < hp->n_layer; il++)
         if (bind_layer(&b, il, &m->layers[il], m->f32_vectors + (size_t)il * 2 * (size_t)hp->n_embd) != 0) goto done;
     float *out_norm = m->f32_vectors + (size_t)hp->n_layer * 2 * (size_t)hp->n_embd;
-    if (bind_vector(&b, "model.norm.weight", hp->n_embd, out_norm) != 0) goto done;
+    if (bind_vector(&b, g ? "output_norm.weight" : "model.norm.weight", hp->n_embd, out_norm) != 0) goto done;
     m->out_norm = out_norm;
-    if (bind_matrix(&b, "lm_head.weight", hp->n_vocab, hp->n_embd, &m->lm_head) != 0) goto done;
+    if (bind_matrix(&b, g ? "output.weight" : "lm_head.weight", hp->n_vocab, hp->n_embd, &m->lm_head) != 0) goto done;
 
     m->n_ignored_tensors = 0;
     for (size_t i = 0; i < m->table.n_tensors; i++) m->n_ignored_tensors += !b.used[i];
@@ -206,9 +232,14 @@ bc_status bc_model_load(const char *path, bc_model_params params, bc_model **out
     bc__err err = {BC_STATUS_OK, ""};
     *out = NULL;
     bc__f16_init();
-    if (path == NULL || !bc__is_directory(path)) {
+    /* A file named *.gguf goes to the GGUF reader, which says what is wrong with it. */
+    size_t plen = path ? strlen(path) : 0;
+    bool gguf = path != NULL && bc__file_exists(path) &&
+                (bc__gguf_is_file(path) || (plen >= 5 && strcmp(path + plen - 5, ".gguf") == 0));
+    if (path == NULL || (!gguf && !bc__is_directory(path))) {
         bc__errorf(&err, bc__file_exists(path ? path : "") ? BC_STATUS_ERROR_MODEL : BC_STATUS_ERROR_IO,
-                   "%s: not a model directory (expected a Hugging Face directory with config.json)",
+                   "%s: not a model directory or GGUF file (expected a Hugging Face directory with config.json, "
+                   "or a .gguf file)",
                    path ? path : "(null)");
         bc__err_copy(&err, err_buf, err_size);
         return err.status;
@@ -220,8 +251,19 @@ bc_status bc_model_load(const char *path, bc_model_params params, bc_model **out
         bc__err_copy(&err, err_buf, err_size);
         return err.status;
     }
-    if (bc__config_read(path, params, &m->hp, &m->gen, &m->tok, &err) != 0 ||
-        bc__checkpoint_read(&m->table, path, &m->format, &m->n_files, &err) != 0 || build(m, &err) != 0) {
+    int rc;
+    if (gguf) {
+        m->is_gguf = true;
+        m->format = BC_FILE_FORMAT_GGUF;
+        m->n_files = 1;
+        bc__gen_config_defaults(&m->gen);
+        rc = bc__gguf_read(&m->table, path, &m->gguf, &err) != 0 ||
+             bc__gguf_config_read(&m->gguf, &m->table, params, &m->hp, &err) != 0 || build(m, &err) != 0;
+    } else {
+        rc = bc__config_read(path, params, &m->hp, &m->gen, &m->tok, &err) != 0 ||
+             bc__checkpoint_read(&m->table, path, &m->format, &m->n_files, &err) != 0 || build(m, &err) != 0;
+    }
+    if (rc != 0) {
         bc_model_free(m);
         bc__err_copy(&err, err_buf, err_size);
         return err.status;
@@ -232,6 +274,7 @@ bc_status bc_model_load(const char *path, bc_model_params params, bc_model **out
 
 void bc_model_free(bc_model *m) {
     if (m == NULL) return;
+    bc__gguf_free(&m->gguf);
     bc__table_free(&m->table);
     free(m->layers);
     free(m->f32_vectors);

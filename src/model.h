@@ -6,6 +6,7 @@
 #ifndef BC_MODEL_H
 #define BC_MODEL_H
 
+#include "gguf.h"
 #include "internal.h"
 
 #include <stdbool.h>
@@ -56,6 +57,15 @@ typedef struct bc__tok_config {
 BC__HIDDEN int bc__config_read(const char *dir, bc_model_params params, bc__hparams *hp, bc__gen_config *gen,
                                bc__tok_config *tok, bc__err *err);
 
+/* The defaults of an absent generation_config.json (the official Chat ones). */
+BC__HIDDEN void bc__gen_config_defaults(bc__gen_config *gen);
+
+/* Hyper-parameters and variant from a GGUF file's metadata (gguf_config.c):
+ * baichuan.* keys, with our explicit baichuan.position_encoding and
+ * baichuan.norm_head winning over llama.cpp's rules, and params over both. */
+BC__HIDDEN int bc__gguf_config_read(const bc__gguf *g, const bc__tensor_table *t, bc_model_params params,
+                                    bc__hparams *hp, bc__err *err);
+
 /* Reads the weights of the Hugging Face checkpoint in dir into t; sets the
  * container format and the number of weight files. */
 BC__HIDDEN int bc__checkpoint_read(bc__tensor_table *t, const char *dir, bc_file_format *format, int *n_files,
@@ -72,7 +82,10 @@ typedef struct bc__weight {
 
 typedef struct bc__layer {
     const float *attn_norm; /* (n_embd) input_layernorm, as f32 */
-    bc__weight wqkv;        /* (3*n_embd, n_embd) W_pack: Q rows, then K, then V */
+    bc__weight wqkv;        /* (3*n_embd, n_embd) W_pack: Q rows, then K, then V;
+                             * data NULL when the file splits them (GGUF) */
+    bc__weight wq, wk, wv;  /* (n_embd, n_embd) each, GGUF only: Q and K rows in
+                             * llama.cpp's interleaved RoPE order (see forward.c) */
     bc__weight wo;          /* (n_embd, n_embd) o_proj */
     const float *ffn_norm;  /* (n_embd) post_attention_layernorm, as f32 */
     bc__weight w_gate;      /* (n_ff, n_embd) */
@@ -87,6 +100,8 @@ struct bc_model {
     bc__tok_config tok;
 
     bc__tensor_table table; /* owns the mappings all weights point into */
+    bool is_gguf;
+    bc__gguf gguf; /* the GGUF metadata, when is_gguf */
     bc_file_format format;
     int n_files;
 

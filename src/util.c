@@ -83,6 +83,7 @@ const char *bc_file_format_name(bc_file_format format) {
     switch (format) {
     case BC_FILE_FORMAT_SAFETENSORS: return "safetensors";
     case BC_FILE_FORMAT_TORCH: return "pytorch";
+    case BC_FILE_FORMAT_GGUF: return "gguf";
     }
     return "?";
 }

@@ -8,7 +8,7 @@ import os
 import subprocess
 import sys
 
-COMMANDS = ["info", "logits", "tokenize", "detokenize", "chat-template", "run", "chat"]
+COMMANDS = ["info", "logits", "tokenize", "detokenize", "chat-template", "run", "chat", "quantize", "bench"]
 
 # fixture -> (position encoding, norm head, format, explicit flags) as DESIGN.md defines them
 EXPECTED = {
@@ -116,6 +116,24 @@ def main():
     r = run(args.bin, "logits", "-m", m, "--tokens", "5,6 7", "-o", out)
     c.check("logits file size", r.returncode == 0 and os.path.getsize(out) == 3 * 125696 * 4, r.stderr)
     os.remove(out)
+
+    # bench --json: one JSON object with the fields checks rely on.
+    r = run(args.bin, "bench", "-m", m, "-p", "8", "-n", "4", "-r", "2", "-t", "2", "--json")
+    try:
+        j = json.loads(r.stdout)
+        ok = (r.returncode == 0 and all(k in j for k in ("pp_tokens_per_s", "tg_tokens_per_s", "model_bytes",
+                                                             "n_params", "threads"))
+              and j["pp_tokens_per_s"] > 0 and j["tg_tokens_per_s"] > 0 and j["threads"] == 2
+              and j["n_params"] > 0 and j["model_bytes"] > 0 and len(r.stdout.strip().splitlines()) == 1)
+    except (ValueError, TypeError, KeyError):
+        ok = False
+    c.check("bench --json fields", ok, r.stdout + r.stderr)
+    r = run(args.bin, "bench", "-m", m, "-p", "8", "-n", "4", "-r", "2")
+    c.check("bench table", r.returncode == 0 and "pp8" in r.stdout and "tg4" in r.stdout, r.stdout + r.stderr)
+    r = run(args.bin, "bench", "-m", m, "-p", "0", "-n", "0")
+    c.check("bench with nothing to measure", r.returncode == 1 and "nothing to measure" in r.stderr, r.stderr)
+    r = run(args.bin, "quantize", m)
+    c.check("quantize without OUT", r.returncode == 1 and "OUT" in r.stderr, r.stderr)
 
     print(f"{c.passed} passed, {c.failed} failed")
     return 1 if c.failed else 0
