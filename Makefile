@@ -1,4 +1,5 @@
 # Top-level entry points. Each installs the Debian packages it needs first.
+#   make run      build, then generate text from the embedded default model (PROMPT="..." to choose)
 #   make          build the library and the CLI (build/baichuan)
 #   make test     build release and sanitizer (ASan+UBSan) trees, run every test in both
 #   make asan     only the sanitizer build
@@ -8,7 +9,10 @@
 JOBS ?= $(shell nproc 2>/dev/null || echo 2)
 CMAKE_FLAGS ?=
 
-.PHONY: all build asan test test-release test-asan deps-build deps-test bench-tokenizer clean
+PROMPT ?= 床前明月光，
+N ?= 96
+
+.PHONY: all run build asan test test-release test-asan deps-build deps-test bench-tokenizer clean
 
 all: build
 
@@ -21,6 +25,9 @@ deps-test:
 build: deps-build
 	@cmake -S . -B build -DCMAKE_BUILD_TYPE=Release -DBC_WERROR=ON $(CMAKE_FLAGS) >/dev/null
 	@cmake --build build -j $(JOBS)
+
+run: build
+	build/baichuan run -p "$(PROMPT)" -n $(N)
 
 asan: deps-build
 	@cmake -S . -B build-asan -DCMAKE_BUILD_TYPE=RelWithDebInfo -DBC_WERROR=ON -DBC_SANITIZE=ON $(CMAKE_FLAGS) >/dev/null
