@@ -4,7 +4,7 @@
 #   scripts/deps.sh test    the above plus what the tests use (python3-torch, sentencepiece, cmocka)
 set -eu
 
-build_pkgs="gcc make cmake pkg-config libjansson-dev"
+build_pkgs="gcc libc6-dev make cmake pkg-config libjansson-dev"
 test_pkgs="$build_pkgs libcmocka-dev python3 python3-numpy python3-torch python3-sentencepiece sentencepiece"
 
 case "${1:-build}" in
