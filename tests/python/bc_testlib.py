@@ -100,6 +100,10 @@ class Tally:
             self.failed += 1
         return ok
 
+    def check(self, name, ok, detail=""):
+        """record() with the detail shown only on failure."""
+        return self.record(ok, name if ok or not detail else "%s %s" % (name, detail))
+
     def finish(self):
         print("%d passed, %d failed" % (self.passed, self.failed), flush=True)
         return 0 if self.failed == 0 and self.passed > 0 else 1

@@ -19,22 +19,10 @@ import subprocess
 import sys
 
 import sentencepiece as spm
+import bc_testlib  # noqa: E402  (tests/python is on sys.path: the script's own directory)
 
 SRC = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
 
-
-class Checks:
-    def __init__(self):
-        self.passed = self.failed = 0
-
-    def check(self, name, ok, detail=""):
-        if ok:
-            self.passed += 1
-            print(f"ok    {name}", flush=True)
-        else:
-            self.failed += 1
-            print(f"FAIL  {name} {detail}", flush=True)
-        return ok
 
 
 def reference(sp, messages, user_id, assistant_id, max_length, max_new_tokens):
@@ -100,7 +88,7 @@ def main():
     ap.add_argument("--bin", required=True)
     ap.add_argument("--work", required=True)
     args = ap.parse_args()
-    c = Checks()
+    c = bc_testlib.Tally()
     shutil.rmtree(args.work, ignore_errors=True)
     os.makedirs(args.work)
 
@@ -224,8 +212,7 @@ def main():
     c.check("generation_config.json role id outside the vocabulary refused",
             one_error_line(r) and b"assistant_token_id" in r.stderr, r.stderr.decode())
 
-    print(f"{c.passed} passed, {c.failed} failed")
-    return 1 if c.failed else 0
+    return c.finish()
 
 
 if __name__ == "__main__":

@@ -7,6 +7,7 @@ import json
 import os
 import subprocess
 import sys
+import bc_testlib  # noqa: E402  (tests/python is on sys.path: the script's own directory)
 
 COMMANDS = ["info", "logits", "tokenize", "detokenize", "chat-template", "run", "chat", "quantize", "bench"]
 
@@ -26,18 +27,6 @@ def run(binary, *args, stdin=None):
     return subprocess.run([binary, *args], capture_output=True, text=True, timeout=60, input=stdin)
 
 
-class Checks:
-    def __init__(self):
-        self.passed = self.failed = 0
-
-    def check(self, name, ok, detail=""):
-        if ok:
-            self.passed += 1
-            print(f"ok    {name}")
-        else:
-            self.failed += 1
-            print(f"FAIL  {name} {detail}")
-
 
 def parse_info(text):
     fields = {}
@@ -52,7 +41,7 @@ def main():
     ap.add_argument("--bin", required=True)
     ap.add_argument("--fixtures", required=True)
     args = ap.parse_args()
-    c = Checks()
+    c = bc_testlib.Tally()
 
     r = run(args.bin, "--help")
     c.check("baichuan --help", r.returncode == 0 and all(cmd in r.stdout for cmd in COMMANDS), r.stderr)
@@ -135,8 +124,7 @@ def main():
     r = run(args.bin, "quantize", m)
     c.check("quantize without OUT", r.returncode == 1 and "OUT" in r.stderr, r.stderr)
 
-    print(f"{c.passed} passed, {c.failed} failed")
-    return 1 if c.failed else 0
+    return c.finish()
 
 
 if __name__ == "__main__":

@@ -35,22 +35,10 @@ import sentencepiece as spm
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import spm_proto as P  # noqa: E402
+import bc_testlib  # noqa: E402  (tests/python is on sys.path: the script's own directory)
 
 SRC = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
 
-
-class Checks:
-    def __init__(self):
-        self.passed = self.failed = 0
-
-    def check(self, name, ok, detail=""):
-        if ok:
-            self.passed += 1
-            print(f"ok    {name}", flush=True)
-        else:
-            self.failed += 1
-            print(f"FAIL  {name} {detail}", flush=True)
-        return ok
 
 
 def run(args, data=b"", timeout=600):
@@ -519,7 +507,7 @@ def main():
     ap.add_argument("--work", required=True)
     ap.add_argument("--fixtures")  # accepted for symmetry with the other tests
     args = ap.parse_args()
-    c = Checks()
+    c = bc_testlib.Tally()
     shutil.rmtree(args.work, ignore_errors=True)
     os.makedirs(args.work)
 
@@ -555,8 +543,7 @@ def main():
     check_errors(c, args, args.work, models, os.path.join(args.work, "train.txt"))
     check_directory(c, args, args.work, models)
     print(f"{total_lines} lines compared per direction over {len(models)} models")
-    print(f"{c.passed} passed, {c.failed} failed")
-    return 1 if c.failed else 0
+    return c.finish()
 
 
 if __name__ == "__main__":
