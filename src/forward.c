@@ -102,13 +102,12 @@ static void attend(const attention_task *t, int e, int h, float *scores) {
     }
 }
 
-static void attention_worker(void *p, int ith, int nth) {
+/* Chunk k is the (entry, head) pair (k / n_head, k % n_head). */
+static void attention_worker(void *p, int64_t k, int ith) {
     const attention_task *t = p;
     int n_head = t->ctx->model->hp.n_head;
     float *scores = t->ctx->att_scratch + (size_t)ith * (size_t)t->ctx->n_ctx;
-    int64_t b, end;
-    bc__split((int64_t)t->n * n_head, ith, nth, &b, &end);
-    for (int64_t k = b; k < end; k++) attend(t, (int)(k / n_head), (int)(k % n_head), scores);
+    attend(t, (int)(k / n_head), (int)(k % n_head), scores);
 }
 
 /* ------------------------------------------------------------------------ */
@@ -166,7 +165,7 @@ static void attention_block(bc_context *ctx, const bc__layer *L, int il, const b
     }
 
     attention_task t = {ctx, entries, n, il};
-    bc__pool_run(ctx->pool, attention_worker, &t);
+    bc__pool_run(ctx->pool, attention_worker, &t, (int64_t)n * hp->n_head);
 
     bc__matmul(ctx->pool, &L->wo, ctx->attn, n, ctx->xn, ctx->matmul_scratch);
     for (size_t i = 0; i < (size_t)n * E; i++) ctx->x[i] += ctx->xn[i];

@@ -342,6 +342,11 @@ bc__dot_fn bc__dot_kernel(bc_dtype dtype, bc__isa isa) {
     return dot_c[dtype];
 }
 
+bc__gemm4_fn bc__gemm4_kernel(bc_dtype dtype, bc__isa isa) {
+    if ((unsigned)dtype >= BC_DTYPE_COUNT) return NULL;
+    return isa >= BC__ISA_AVX512 ? bc__gemm4_avx512[dtype] : NULL;
+}
+
 /* ------------------------------------------------------------------------ */
 /* Matmul                                                                   */
 /* ------------------------------------------------------------------------ */
@@ -360,49 +365,58 @@ size_t bc__matmul_scratch_bytes(int64_t max_cols, int n) {
 typedef struct matmul_task {
     const bc__weight *w;
     bc__dot_fn fn;
-    const float *x;  /* (n, cols) f32 */
-    const void *act; /* (n) activation rows, act_stride bytes each */
+    bc__gemm4_fn gemm4; /* NULL: none for this dtype and level */
+    const float *x;     /* (n, cols) f32 */
+    const void *act;    /* (n) activation rows, act_stride bytes each */
     size_t act_stride;
     int act_kind;
     int n;
-    float *y;               /* (n, rows) */
-    atomic_llong next_tile; /* the first row of the next unclaimed tile */
+    float *y; /* (n, rows) */
 } matmul_task;
 
-static void quantize_worker(void *p, int ith, int nth) {
+/* Chunk i is activation row i. */
+static void quantize_worker(void *p, int64_t i, int ith) {
+    (void)ith;
     const matmul_task *t = p;
-    int64_t b, e;
-    bc__split(t->n, ith, nth, &b, &e);
-    for (int64_t i = b; i < e; i++)
-        bc__quantize_act(t->act_kind, t->x + (size_t)i * (size_t)t->w->cols, (char *)t->act + i * t->act_stride,
-                         t->w->cols);
+    bc__quantize_act(t->act_kind, t->x + (size_t)i * (size_t)t->w->cols, (char *)t->act + i * t->act_stride,
+                     t->w->cols);
 }
 
-/* Threads claim tiles of ROW_TILE rows from a shared counter rather than a
- * fixed share each: when a thread is descheduled (more threads than free
- * cores), the others take over its rows instead of waiting for it. Each row
- * is computed by exactly one kernel call, so results do not depend on which
- * thread computed them. */
-static void matmul_worker(void *p, int ith, int nth) {
+/* Chunk rt is the tile of weight rows [rt * ROW_TILE, (rt + 1) * ROW_TILE),
+ * run against every group of BC__MAX_NA activation rows while it sits in
+ * cache. Each output is computed by exactly one kernel call, so results do not
+ * depend on which thread ran the tile. */
+static void matmul_worker(void *p, int64_t rt, int ith) {
     (void)ith;
-    (void)nth;
-    matmul_task *t = p;
+    const matmul_task *t = p;
     const bc__weight *w = t->w;
     size_t row_bytes = (size_t)(w->cols / bc__dtype_traits_of(w->dtype)->block_elems) *
                        (size_t)bc__dtype_traits_of(w->dtype)->block_bytes;
-    float out[BC__MAX_NA];
-    for (;;) {
-        int64_t rt = (int64_t)atomic_fetch_add_explicit(&t->next_tile, ROW_TILE, memory_order_relaxed);
-        if (rt >= w->rows) break;
-        int64_t re = rt + ROW_TILE < w->rows ? rt + ROW_TILE : w->rows;
-        for (int i = 0; i < t->n; i += BC__MAX_NA) {
-            int na = t->n - i < BC__MAX_NA ? t->n - i : BC__MAX_NA;
-            const char *act = (const char *)t->act + (size_t)i * t->act_stride;
-            for (int64_t r = rt; r < re; r++) {
-                t->fn(w->cols, (const char *)w->data + (size_t)r * row_bytes, act, t->act_stride, na, out);
-                for (int k = 0; k < na; k++) t->y[(size_t)(i + k) * (size_t)w->rows + (size_t)r] = out[k];
+    int64_t rb = rt * ROW_TILE, re = rb + ROW_TILE < w->rows ? rb + ROW_TILE : w->rows;
+    /* Outputs gather here and go out as whole rows of the tile: the rows of
+     * y are rows * 4 bytes apart, often a multiple of 4096, so writing them
+     * one float at a time would keep evicting each other from the same L1
+     * cache set. */
+    float tile[BC__MAX_NA][ROW_TILE];
+    for (int i = 0; i < t->n; i += BC__MAX_NA) {
+        int na = t->n - i < BC__MAX_NA ? t->n - i : BC__MAX_NA;
+        const char *act = (const char *)t->act + (size_t)i * t->act_stride;
+        int64_t r = rb;
+        if (t->gemm4 != NULL)
+            for (; r + 4 <= re; r += 4) {
+                float out[4 * BC__MAX_NA];
+                t->gemm4(w->cols, (const char *)w->data + (size_t)r * row_bytes, row_bytes, act, t->act_stride, na,
+                         out);
+                for (int j = 0; j < 4; j++)
+                    for (int k = 0; k < na; k++) tile[k][r - rb + j] = out[j * BC__MAX_NA + k];
             }
+        for (; r < re; r++) {
+            float out[BC__MAX_NA];
+            t->fn(w->cols, (const char *)w->data + (size_t)r * row_bytes, act, t->act_stride, na, out);
+            for (int k = 0; k < na; k++) tile[k][r - rb] = out[k];
         }
+        for (int k = 0; k < na; k++)
+            memcpy(t->y + (size_t)(i + k) * (size_t)w->rows + (size_t)rb, tile[k], (size_t)(re - rb) * sizeof(float));
     }
 }
 
@@ -410,11 +424,13 @@ void bc__matmul(bc__pool *pool, const bc__weight *w, const float *x, int n, floa
     matmul_task t;
     t.w = w;
     t.fn = bc__dot_kernel(w->dtype, bc__kernels_isa());
+    /* Single rows stream faster one weight row at a time (measured with
+     * bench_matmul: the four-row kernel halves n = 1 speed on 11008 x 4096). */
+    t.gemm4 = n >= 2 ? bc__gemm4_kernel(w->dtype, bc__kernels_isa()) : NULL;
     t.x = x;
     t.act_kind = bc__act_kind(w->dtype);
     t.n = n;
     t.y = y;
-    atomic_init(&t.next_tile, 0);
     if (t.act_kind == 0) {
         t.act = x;
         t.act_stride = (size_t)w->cols * sizeof(float);
@@ -422,11 +438,11 @@ void bc__matmul(bc__pool *pool, const bc__weight *w, const float *x, int n, floa
         t.act = scratch;
         t.act_stride = bc__act_row_bytes(t.act_kind, w->cols);
         if (n >= 4)
-            bc__pool_run(pool, quantize_worker, &t);
+            bc__pool_run(pool, quantize_worker, &t, n);
         else
-            quantize_worker(&t, 0, 1);
+            for (int i = 0; i < n; i++) quantize_worker(&t, i, 0);
     }
-    bc__pool_run(pool, matmul_worker, &t);
+    bc__pool_run(pool, matmul_worker, &t, (w->rows + ROW_TILE - 1) / ROW_TILE);
 }
 
 /* ------------------------------------------------------------------------ */

@@ -80,4 +80,16 @@ BC__HIDDEN void bc__quantize_act(int kind, const float *x, void *dst, int64_t co
 BC__HIDDEN extern const bc__dot_fn bc__dot_avx2[BC_DTYPE_COUNT];
 BC__HIDDEN extern const bc__dot_fn bc__dot_avx512[BC_DTYPE_COUNT];
 
+/* out[r * BC__MAX_NA + k] = dot(weight row r, activation row k) for r < 4 and
+ * k < na (1..4), weight row r at (const char *)w + r * w_stride: the same
+ * products as four bc__dot_fn calls, with each weight and activation block
+ * loaded once for all of them. */
+typedef void (*bc__gemm4_fn)(int64_t cols, const void *w, size_t w_stride, const void *a, size_t a_stride, int na,
+                             float *out);
+
+/* The four-row kernel of dtype at level isa, or NULL where there is none
+ * (the matmul then runs bc__dot_fn row by row). */
+BC__HIDDEN bc__gemm4_fn bc__gemm4_kernel(bc_dtype dtype, bc__isa isa);
+BC__HIDDEN extern const bc__gemm4_fn bc__gemm4_avx512[BC_DTYPE_COUNT];
+
 #endif /* BC_KERNELS_H */

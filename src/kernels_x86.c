@@ -22,6 +22,9 @@
 #include <immintrin.h>
 
 #define F16(h) bc__f16_to_f32(h)
+/* One f16 scale to f32 with the F16C instruction (inside target code only):
+ * no table lookup evicting weights from the cache. */
+#define F16C(h) _cvtsh_ss(h)
 
 #define T_AVX2   "avx2,fma,f16c"
 #define T_AVX512 "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni"
@@ -129,14 +132,14 @@ INLINE_AVX2 void dot_k45_avx2(const int bits, int64_t cols, const void *w, const
             const bc__block_q4_K *x = (const bc__block_q4_K *)w + b;
             qs = x->qs;
             scales = x->scales;
-            d = F16(x->d);
-            dmin = F16(x->dmin);
+            d = F16C(x->d);
+            dmin = F16C(x->dmin);
         } else {
             const bc__block_q5_K *x = (const bc__block_q5_K *)w + b;
             qs = x->qs;
             scales = x->scales;
-            d = F16(x->d);
-            dmin = F16(x->dmin);
+            d = F16C(x->d);
+            dmin = F16C(x->dmin);
             hb = _mm256_loadu_si256((const __m256i *)x->qh);
         }
         uint8_t sc[8], m[8];
@@ -224,7 +227,7 @@ INLINE_AVX2 void dot_q6k_avx2(const int unused, int64_t cols, const void *w, con
         }
         for (int k = 0; k < na; k++) {
             const bc__block_a8k *y = (const bc__block_a8k *)((const char *)a + (size_t)k * as) + b;
-            acc[k] = _mm256_fmadd_ps(_mm256_set1_ps(F16(x->d) * y->d), _mm256_cvtepi32_ps(sumi[k]), acc[k]);
+            acc[k] = _mm256_fmadd_ps(_mm256_set1_ps(F16C(x->d) * y->d), _mm256_cvtepi32_ps(sumi[k]), acc[k]);
         }
     }
     for (int k = 0; k < na; k++) out[k] = hsum8(acc[k]);
@@ -296,9 +299,19 @@ const bc__dot_fn bc__dot_avx512[BC_DTYPE_COUNT] = {
     [BC_DTYPE_Q5_0] = dot_q5_0_vnni, [BC_DTYPE_Q5_1] = dot_q5_1_vnni,
 };
 
+/* q8_0 has no entry: its four-row kernel measured slower than row by row
+ * (bench_matmul, n = 2..32), its weight bytes needing no unpacking to share. */
+const bc__gemm4_fn bc__gemm4_avx512[BC_DTYPE_COUNT] = {
+    [BC_DTYPE_Q4_0] = gemm_q4_0_vnni,
+    [BC_DTYPE_Q4_1] = gemm_q4_1_vnni,
+    [BC_DTYPE_Q5_0] = gemm_q5_0_vnni,
+    [BC_DTYPE_Q5_1] = gemm_q5_1_vnni,
+};
+
 #else /* not x86-64 with GCC or Clang: the portable kernels only */
 
 const bc__dot_fn bc__dot_avx2[BC_DTYPE_COUNT];
 const bc__dot_fn bc__dot_avx512[BC_DTYPE_COUNT];
+const bc__gemm4_fn bc__gemm4_avx512[BC_DTYPE_COUNT];
 
 #endif

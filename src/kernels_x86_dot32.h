@@ -53,67 +53,156 @@ DOT32_INLINE __m256i DOT32_FN(fifth_bits_)(const uint8_t *qhp) {
 #endif
 }
 
+/* Block b of the weight row (32 weights) against block b of each activation
+ * row, FMA'd into acc[k]; the q4_1/q5_1 offset terms go to corr[k]. */
+DOT32_INLINE void DOT32_FN(block32_)(const bc_dtype t, int64_t b, const void *w, const void *a, size_t as, const int na,
+                                     __m256 *acc, float *corr) {
+    __m256i q;
+    float dw, mw = 0.0f;
+    int zp = 0;
+    if (t == BC_DTYPE_Q8_0) {
+        const bc__block_q8_0 *x = (const bc__block_q8_0 *)w + b;
+        dw = F16C(x->d);
+        q = _mm256_loadu_si256((const __m256i *)x->qs);
+#if DOT32_VNNI
+        q = _mm256_xor_si256(q, _mm256_set1_epi8((char)0x80)); /* q + 128, unsigned */
+        zp = 128;
+#endif
+    } else if (t == BC_DTYPE_Q4_0) {
+        const bc__block_q4_0 *x = (const bc__block_q4_0 *)w + b;
+        dw = F16C(x->d);
+        q = DOT32_FN(nibbles_)(x->qs);
+        zp = 8;
+    } else if (t == BC_DTYPE_Q4_1) {
+        const bc__block_q4_1 *x = (const bc__block_q4_1 *)w + b;
+        dw = F16C(x->d);
+        mw = F16C(x->m);
+        q = DOT32_FN(nibbles_)(x->qs);
+    } else if (t == BC_DTYPE_Q5_0) {
+        const bc__block_q5_0 *x = (const bc__block_q5_0 *)w + b;
+        dw = F16C(x->d);
+        q = _mm256_or_si256(DOT32_FN(nibbles_)(x->qs), DOT32_FN(fifth_bits_)(x->qh));
+        zp = 16;
+    } else {
+        const bc__block_q5_1 *x = (const bc__block_q5_1 *)w + b;
+        dw = F16C(x->d);
+        mw = F16C(x->m);
+        q = _mm256_or_si256(DOT32_FN(nibbles_)(x->qs), DOT32_FN(fifth_bits_)(x->qh));
+    }
+#if !DOT32_VNNI
+    const __m256i qabs = _mm256_sign_epi8(q, q); /* q8_0: |q| against sign(q) * qa */
+#endif
+    const __m256 dwv = _mm256_set1_ps(dw);
+    for (int k = 0; k < na; k++) {
+        const bc__block_a8 *y = (const bc__block_a8 *)((const char *)a + (size_t)k * as) + b;
+        const __m256i yq = _mm256_loadu_si256((const __m256i *)y->qs);
+        const __m256i init = _mm256_castsi128_si256(_mm_cvtsi32_si128(-zp * y->sum));
+#if DOT32_VNNI
+        const __m256i p = _mm256_dpbusd_epi32(init, q, yq);
+#else
+        const __m256i p16 =
+            t == BC_DTYPE_Q8_0 ? _mm256_maddubs_epi16(qabs, _mm256_sign_epi8(yq, q)) : _mm256_maddubs_epi16(q, yq);
+        const __m256i p = _mm256_add_epi32(init, _mm256_madd_epi16(p16, _mm256_set1_epi16(1)));
+#endif
+        acc[k] = _mm256_fmadd_ps(_mm256_mul_ps(dwv, _mm256_broadcast_ss(&y->d)), _mm256_cvtepi32_ps(p), acc[k]);
+        if (t == BC_DTYPE_Q4_1 || t == BC_DTYPE_Q5_1) corr[k] += mw * y->d * (float)y->sum;
+    }
+}
+
+/* Even and odd blocks go to separate accumulators: with one activation row
+ * a single FMA chain would bound the loop by the FMA latency. */
 DOT32_INLINE void DOT32_FN(dot32_)(const bc_dtype t, int64_t cols, const void *w, const void *a, size_t as,
                                    const int na, float *out) {
-    __m256 acc[BC__MAX_NA];
+    __m256 acc0[BC__MAX_NA], acc1[BC__MAX_NA];
     float corr[BC__MAX_NA];
     for (int k = 0; k < na; k++) {
-        acc[k] = _mm256_setzero_ps();
+        acc0[k] = acc1[k] = _mm256_setzero_ps();
         corr[k] = 0.0f;
     }
-    for (int64_t b = 0; b < cols / 32; b++) {
-        __m256i q;
-        float dw, mw = 0.0f;
-        int zp = 0;
-        if (t == BC_DTYPE_Q8_0) {
-            const bc__block_q8_0 *x = (const bc__block_q8_0 *)w + b;
-            dw = F16(x->d);
-            q = _mm256_loadu_si256((const __m256i *)x->qs);
+    const int64_t nb = cols / 32;
+    int64_t b = 0;
+    for (; b + 2 <= nb; b += 2) {
+        DOT32_FN(block32_)(t, b, w, a, as, na, acc0, corr);
+        DOT32_FN(block32_)(t, b + 1, w, a, as, na, acc1, corr);
+    }
+    if (b < nb) DOT32_FN(block32_)(t, b, w, a, as, na, acc0, corr);
+    for (int k = 0; k < na; k++) out[k] = DOT32_FN(hsum8_)(_mm256_add_ps(acc0[k], acc1[k])) + corr[k];
+}
+
 #if DOT32_VNNI
-            q = _mm256_xor_si256(q, _mm256_set1_epi8((char)0x80)); /* q + 128, unsigned */
-            zp = 128;
-#endif
-        } else if (t == BC_DTYPE_Q4_0) {
-            const bc__block_q4_0 *x = (const bc__block_q4_0 *)w + b;
-            dw = F16(x->d);
-            q = DOT32_FN(nibbles_)(x->qs);
-            zp = 8;
-        } else if (t == BC_DTYPE_Q4_1) {
-            const bc__block_q4_1 *x = (const bc__block_q4_1 *)w + b;
-            dw = F16(x->d);
-            mw = F16(x->m);
-            q = DOT32_FN(nibbles_)(x->qs);
-        } else if (t == BC_DTYPE_Q5_0) {
-            const bc__block_q5_0 *x = (const bc__block_q5_0 *)w + b;
-            dw = F16(x->d);
-            q = _mm256_or_si256(DOT32_FN(nibbles_)(x->qs), DOT32_FN(fifth_bits_)(x->qh));
-            zp = 16;
-        } else {
-            const bc__block_q5_1 *x = (const bc__block_q5_1 *)w + b;
-            dw = F16(x->d);
-            mw = F16(x->m);
-            q = _mm256_or_si256(DOT32_FN(nibbles_)(x->qs), DOT32_FN(fifth_bits_)(x->qh));
+/* Four weight rows (row r at w + r * ws) against na activation rows at once:
+ * out[r * BC__MAX_NA + k]. Each weight block is unpacked once for all na
+ * activation rows and each activation block loaded once for the four weight
+ * rows, and the 4 * na accumulators are independent chains. This is the
+ * prompt-processing (and batched-decode) kernel; per (row, activation) pair
+ * the arithmetic is that of dot32_ on one accumulator. */
+DOT32_INLINE void DOT32_FN(gemm32_)(const bc_dtype t, int64_t cols, const void *w, size_t ws, const void *a, size_t as,
+                                    const int na, float *out) {
+    __m256 acc[4][BC__MAX_NA];
+    float corr[4][BC__MAX_NA];
+    _Pragma("GCC unroll 4") for (int r = 0; r < 4; r++) _Pragma("GCC unroll 4") for (int k = 0; k < na; k++) {
+        acc[r][k] = _mm256_setzero_ps();
+        corr[r][k] = 0.0f;
+    }
+    const int zp = t == BC_DTYPE_Q4_0 ? 8 : t == BC_DTYPE_Q5_0 ? 16 : 0;
+    for (int64_t b = 0; b < cols / 32; b++) {
+        __m256i q[4];
+        __m256 dw[4];
+        float mw[4] = {0};
+        _Pragma("GCC unroll 4") for (int r = 0; r < 4; r++) {
+            const char *row = (const char *)w + (size_t)r * ws;
+            if (t == BC_DTYPE_Q4_0) {
+                const bc__block_q4_0 *x = (const bc__block_q4_0 *)row + b;
+                dw[r] = _mm256_set1_ps(F16C(x->d));
+                q[r] = DOT32_FN(nibbles_)(x->qs);
+            } else if (t == BC_DTYPE_Q4_1) {
+                const bc__block_q4_1 *x = (const bc__block_q4_1 *)row + b;
+                dw[r] = _mm256_set1_ps(F16C(x->d));
+                mw[r] = F16C(x->m);
+                q[r] = DOT32_FN(nibbles_)(x->qs);
+            } else if (t == BC_DTYPE_Q5_0) {
+                const bc__block_q5_0 *x = (const bc__block_q5_0 *)row + b;
+                dw[r] = _mm256_set1_ps(F16C(x->d));
+                q[r] = _mm256_or_si256(DOT32_FN(nibbles_)(x->qs), DOT32_FN(fifth_bits_)(x->qh));
+            } else {
+                const bc__block_q5_1 *x = (const bc__block_q5_1 *)row + b;
+                dw[r] = _mm256_set1_ps(F16C(x->d));
+                mw[r] = F16C(x->m);
+                q[r] = _mm256_or_si256(DOT32_FN(nibbles_)(x->qs), DOT32_FN(fifth_bits_)(x->qh));
+            }
         }
-#if !DOT32_VNNI
-        const __m256i qabs = _mm256_sign_epi8(q, q); /* q8_0: |q| against sign(q) * qa */
-#endif
-        for (int k = 0; k < na; k++) {
+        _Pragma("GCC unroll 4") for (int k = 0; k < na; k++) {
             const bc__block_a8 *y = (const bc__block_a8 *)((const char *)a + (size_t)k * as) + b;
             const __m256i yq = _mm256_loadu_si256((const __m256i *)y->qs);
             const __m256i init = _mm256_castsi128_si256(_mm_cvtsi32_si128(-zp * y->sum));
-#if DOT32_VNNI
-            const __m256i p = _mm256_dpbusd_epi32(init, q, yq);
-#else
-            const __m256i p16 =
-                t == BC_DTYPE_Q8_0 ? _mm256_maddubs_epi16(qabs, _mm256_sign_epi8(yq, q)) : _mm256_maddubs_epi16(q, yq);
-            const __m256i p = _mm256_add_epi32(init, _mm256_madd_epi16(p16, _mm256_set1_epi16(1)));
-#endif
-            acc[k] = _mm256_fmadd_ps(_mm256_set1_ps(dw * y->d), _mm256_cvtepi32_ps(p), acc[k]);
-            if (t == BC_DTYPE_Q4_1 || t == BC_DTYPE_Q5_1) corr[k] += mw * y->d * (float)y->sum;
+            const __m256 da = _mm256_broadcast_ss(&y->d);
+            _Pragma("GCC unroll 4") for (int r = 0; r < 4; r++) {
+                const __m256i p = _mm256_dpbusd_epi32(init, q[r], yq);
+                acc[r][k] = _mm256_fmadd_ps(_mm256_mul_ps(dw[r], da), _mm256_cvtepi32_ps(p), acc[r][k]);
+                if (t == BC_DTYPE_Q4_1 || t == BC_DTYPE_Q5_1) corr[r][k] += mw[r] * y->d * (float)y->sum;
+            }
         }
     }
-    for (int k = 0; k < na; k++) out[k] = DOT32_FN(hsum8_)(acc[k]) + corr[k];
+    _Pragma("GCC unroll 4") for (int r = 0; r < 4; r++) _Pragma("GCC unroll 4") for (int k = 0; k < na; k++)
+        out[r * BC__MAX_NA + k] = DOT32_FN(hsum8_)(acc[r][k]) + corr[r][k];
 }
+
+#define DOT32_GEMM_WRAP(name, T)                                                                                       \
+    static DOT32_ATTR void DOT32_FN(name)(int64_t cols, const void *w, size_t ws, const void *a, size_t as, int na,    \
+                                          float *out) {                                                                \
+        switch (na) {                                                                                                  \
+        case 1: DOT32_FN(gemm32_)(T, cols, w, ws, a, as, 1, out); break;                                               \
+        case 2: DOT32_FN(gemm32_)(T, cols, w, ws, a, as, 2, out); break;                                               \
+        case 3: DOT32_FN(gemm32_)(T, cols, w, ws, a, as, 3, out); break;                                               \
+        default: DOT32_FN(gemm32_)(T, cols, w, ws, a, as, 4, out); break;                                              \
+        }                                                                                                              \
+    }
+DOT32_GEMM_WRAP(gemm_q4_0_, BC_DTYPE_Q4_0)
+DOT32_GEMM_WRAP(gemm_q4_1_, BC_DTYPE_Q4_1)
+DOT32_GEMM_WRAP(gemm_q5_0_, BC_DTYPE_Q5_0)
+DOT32_GEMM_WRAP(gemm_q5_1_, BC_DTYPE_Q5_1)
+#undef DOT32_GEMM_WRAP
+#endif
 
 #define DOT32_WRAP(name, T)                                                                                            \
     static DOT32_ATTR void DOT32_FN(name)(int64_t cols, const void *w, const void *a, size_t as, int na, float *out) { \

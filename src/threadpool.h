@@ -1,10 +1,18 @@
 /*
  * threadpool.h - a fixed set of worker threads that run one task at a time.
  *
- * bc__pool_run(pool, fn, arg) calls fn(arg, ith, nth) once on each of the nth
- * threads (the caller is thread 0) and returns when all calls have returned.
- * Work is split by the task itself from ith/nth. Workers spin briefly between
- * tasks (a forward pass issues hundreds of small ones) and then sleep.
+ * A task is n_chunks independent pieces of work. bc__pool_run(pool, fn, arg,
+ * n_chunks) calls fn(arg, chunk, ith) exactly once for every chunk in
+ * [0, n_chunks), on whichever threads claim them (the caller is thread 0,
+ * workers 1 .. n_threads-1; ith selects per-thread scratch), and returns when
+ * every chunk is done.
+ *
+ * Chunks are claimed from a shared counter rather than split in fixed shares,
+ * and the caller never waits for a worker that has not started: when a worker
+ * is descheduled (more runnable threads than cores, a busy server), the
+ * threads that are running take over its chunks, and the task ends as soon as
+ * the chunks are done. A forward pass issues hundreds of small tasks per
+ * token, so workers spin briefly between tasks before they sleep.
  */
 #ifndef BC_THREADPOOL_H
 #define BC_THREADPOOL_H
@@ -12,19 +20,14 @@
 #include "internal.h"
 
 typedef struct bc__pool bc__pool;
-typedef void (*bc__task_fn)(void *arg, int ith, int nth);
+typedef void (*bc__chunk_fn)(void *arg, int64_t chunk, int ith);
 
 /* n_threads >= 1 counts the calling thread. Returns NULL on failure. */
 BC__HIDDEN bc__pool *bc__pool_create(int n_threads);
 BC__HIDDEN void bc__pool_free(bc__pool *pool);
 BC__HIDDEN int bc__pool_size(const bc__pool *pool);
-BC__HIDDEN void bc__pool_run(bc__pool *pool, bc__task_fn fn, void *arg);
-
-/* The [begin, end) share of n items for thread ith of nth. */
-static inline void bc__split(int64_t n, int ith, int nth, int64_t *begin, int64_t *end) {
-    int64_t per = (n + nth - 1) / nth;
-    *begin = per * ith < n ? per * ith : n;
-    *end = *begin + per < n ? *begin + per : n;
-}
+/* Runs fn over chunks [0, n_chunks). Not reentrant: one task at a time, from
+ * one calling thread. */
+BC__HIDDEN void bc__pool_run(bc__pool *pool, bc__chunk_fn fn, void *arg, int64_t n_chunks);
 
 #endif /* BC_THREADPOOL_H */

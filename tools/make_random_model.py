@@ -9,14 +9,22 @@ Shapes: baichuan2-7b, baichuan2-13b, baichuan-7b, baichuan-13b, and 1b
 a depth llama.cpp's Baichuan graph accepts). Weights are N(0, 0.02) values
 (norm weights 1.0) drawn once into a pool and reused at random offsets, so a
 15 GB file is written at disk speed. Output: config.json and a single
-model.safetensors (or shards with --shard-gb).
+model.safetensors (or shards with --shard-gb), and a synthetic tokenizer.model
+with the shape's vocabulary size (byte pieces plus made-up words) so that GGUF
+files made from the checkpoint carry a vocabulary llama.cpp accepts.
+--tokenizer-only writes just that file into an existing directory.
 """
 import argparse
 import json
 import os
 import struct
 
+import sys
+
 import numpy as np
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "tests", "python"))
+import spm_proto  # noqa: E402
 
 SHAPES = {
     # name: (arch, hidden, ff, layers, heads, vocab, rope)
@@ -58,16 +66,44 @@ def encode(values, dtype):
     return (bits >> 16).astype("<u2")
 
 
+def write_tokenizer(path, vocab):
+    """A byte-fallback BPE tokenizer.model with exactly `vocab` pieces:
+    <unk>, <s>, </s>, the 256 byte pieces, then words with falling scores."""
+    P = spm_proto
+    pieces = [P.Piece("<unk>", 0.0, P.UNKNOWN), P.Piece("<s>", 0.0, P.CONTROL), P.Piece("</s>", 0.0, P.CONTROL)]
+    pieces += [P.Piece(f"<0x{b:02X}>", 0.0, P.BYTE) for b in range(256)]
+    letters = "abcdefghijklmnopqrstuvwxyz"
+    i = 0
+    while len(pieces) < vocab:
+        word, k = "", i
+        while True:
+            word, k = letters[k % 26] + word, k // 26
+            if k == 0:
+                break
+        pieces.append(P.Piece("\u2581" + word, -float(i), P.NORMAL))
+        i += 1
+    trainer = [[3, P.VARINT, 2], [35, P.VARINT, 1]]  # model_type BPE, byte_fallback
+    normalizer = [[1, P.LEN, b"identity"], [3, P.VARINT, 0], [4, P.VARINT, 0], [5, P.VARINT, 1]]
+    data = P.serialize([[1, P.LEN, p.encode()] for p in pieces] +
+                       [[2, P.LEN, P.serialize(trainer)], [3, P.LEN, P.serialize(normalizer)]])
+    with open(path, "wb") as f:
+        f.write(data)
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--shape", choices=SHAPES, required=True)
     ap.add_argument("--dtype", choices=DTYPES, default="bf16")
     ap.add_argument("--out", required=True)
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--tokenizer-only", action="store_true", help="write only tokenizer.model")
     args = ap.parse_args()
 
     arch, hidden, ff, layers, heads, vocab, rope = SHAPES[args.shape]
     os.makedirs(args.out, exist_ok=True)
+    write_tokenizer(os.path.join(args.out, "tokenizer.model"), vocab)
+    if args.tokenizer_only:
+        return
     config = {
         "architectures": [arch], "model_type": "baichuan", "hidden_act": "silu",
         "hidden_size": hidden, "intermediate_size": ff, "num_hidden_layers": layers,
