@@ -386,9 +386,10 @@ static int vocab_from_sp(writer *w, const char *sp_path) {
     if (cm->len > 0 && (put_key(w, "tokenizer.ggml.precompiled_charsmap", BC__GGUF_ARRAY) || put_u32(w, BC__GGUF_U8) ||
                         put_u64(w, (uint64_t)cm->len) || put(w, cm->ptr, cm->len)))
         goto done;
-    /* The chat role ids of generation_config.json (not a llama.cpp key). */
+    /* generation_config.json's chat role ids and reply budget (not llama.cpp keys). */
     if (m->gen.present && (kv_u32(w, "baichuan.user_token_id", (uint32_t)m->gen.user_token_id) ||
-                           kv_u32(w, "baichuan.assistant_token_id", (uint32_t)m->gen.assistant_token_id)))
+                           kv_u32(w, "baichuan.assistant_token_id", (uint32_t)m->gen.assistant_token_id) ||
+                           kv_u32(w, "baichuan.max_new_tokens", (uint32_t)m->gen.max_new_tokens)))
         goto done;
     rc = 0;
 done:
@@ -403,7 +404,7 @@ static int vocab_from_gguf(writer *w) {
     for (size_t i = 0; i < g->n_kv; i++) {
         const bc__gguf_kv *kv = &g->kvs[i];
         if (strncmp(kv->key, "tokenizer.", 10) != 0 && strcmp(kv->key, "baichuan.user_token_id") != 0 &&
-            strcmp(kv->key, "baichuan.assistant_token_id") != 0)
+            strcmp(kv->key, "baichuan.assistant_token_id") != 0 && strcmp(kv->key, "baichuan.max_new_tokens") != 0)
             continue;
         if (put_key(w, kv->key, kv->type) != 0 || put(w, kv->value, (size_t)kv->value_size) != 0) return -1;
     }
