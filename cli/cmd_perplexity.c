@@ -247,9 +247,10 @@ static int kld_open(const char *path, int n_vocab_model, FILE **out, kld_header 
         }
         ids[i] = (int32_t)get_u32(v);
         if (ids[i] < 0 || (uint32_t)ids[i] >= h->n_vocab) {
+            int bad = (int)ids[i];
             free(ids);
             fclose(f);
-            return cli_error("%s: id %zu is %d, outside the vocabulary [0, %u)", path, i, (int)ids[i], h->n_vocab);
+            return cli_error("%s: id %zu is %d, outside the vocabulary [0, %u)", path, i, bad, h->n_vocab);
         }
     }
     *out = f;
