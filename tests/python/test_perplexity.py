@@ -284,6 +284,11 @@ def main():
         badmagic = os.path.join(tmp, "badmagic.kld")
         with open(base, "rb") as f, open(badmagic, "wb") as g:
             g.write(b"XXXXXXXX" + f.read()[8:])
+        badid = os.path.join(tmp, "badid.kld")
+        with open(base, "rb") as f, open(badid, "wb") as g:
+            b = bytearray(f.read())
+            b[32 + 4 * 5:32 + 4 * 6] = struct.pack("<i", 99999)
+            g.write(bytes(b))
         default_model = os.path.join(bc_testlib.ROOT, "models", "default")
         missing = os.path.join(tmp, "missing.txt")
         cases = [
@@ -299,6 +304,8 @@ def main():
              [truncated, "truncated"]),
             ("not a base file", ["-m", fx, "--kl-divergence-base", badmagic, "--kl-divergence"],
              [badmagic, "not a base file"]),
+            ("id outside the vocabulary", ["-m", fx, "--kl-divergence-base", badid, "--kl-divergence"],
+             [badid, "id 5 is 99999"]),
             ("-c mismatch", ["-m", fx, "--kl-divergence-base", base, "--kl-divergence", "-c", "32"],
              [base, "-c 64"]),
             ("missing base file", ["-m", fx, "--kl-divergence-base", missing, "--kl-divergence"],
