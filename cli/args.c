@@ -19,7 +19,7 @@ int cli_error(const char *fmt, ...) {
 }
 
 const char *const cli_model_opts_help =
-    "  -m, --model DIR          Hugging Face model directory (config.json + weights)\n"
+    "  -m, --model MODEL        Hugging Face model directory (config.json + weights) or GGUF file\n"
     "  -t, --threads N          worker threads (default: all cores)\n"
     "      --pos-encoding P     force the position encoding: rope or alibi (default: from config.json)\n"
     "      --norm-head on|off   force NormHead on or off (default: from config.json)\n";

@@ -13,7 +13,8 @@
 
 static const char model_help[] =
     "  -m, --model MODEL        model directory (reads tokenizer.model, tokenizer_config.json,\n"
-    "                           generation_config.json, config.json) or a tokenizer.model file\n";
+    "                           generation_config.json, config.json), a tokenizer.model file,\n"
+    "                           or a GGUF file (its tokenizer.ggml.* vocabulary)\n";
 
 static const char tokenize_help[] = "usage: baichuan tokenize -m MODEL [--lines] [--bos] [--eos]\n"
                                     "\n"
@@ -60,7 +61,7 @@ static const char chat_help[] =
 
 static bc_tokenizer *load_tokenizer(const char *model) {
     if (model == NULL) {
-        cli_error("no model given (use -m MODEL: a model directory or a tokenizer.model file)");
+        cli_error("no model given (use -m MODEL: a model directory, a tokenizer.model file or a GGUF file)");
         return NULL;
     }
     char err[1024];

@@ -21,6 +21,7 @@ static const command commands[] = {
     {"chat", cmd_chat, "interactive multi-turn chat in the Baichuan chat format"},
     {"quantize", cmd_quantize, "write a model as a llama.cpp-compatible GGUF (f16, bf16, q8_0, q4_k_m, ...)"},
     {"bench", cmd_bench, "prompt and generation speed in tokens/s (like llama-bench)"},
+    {"perplexity", cmd_perplexity, "perplexity of a text, and KL divergence from a base model (like llama-perplexity)"},
 };
 
 static void usage(FILE *f) {

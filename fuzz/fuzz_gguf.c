@@ -1,6 +1,7 @@
 /*
- * fuzz_gguf.c - libFuzzer target for the GGUF reader and the model built
- * from it: the input is the file. Whatever loads must run one forward pass.
+ * fuzz_gguf.c - libFuzzer target for the GGUF reader, the model built from
+ * it and the tokenizer read from its vocabulary: the input is the file.
+ * Whatever loads must run one forward pass, or encode and decode a text.
  *
  * Build with clang: cmake -B build-fuzz -DCMAKE_C_COMPILER=clang -DBC_FUZZ=ON
  * then build-fuzz/fuzz_gguf -max_len=65536 CORPUS_DIR tests/data/tiny.gguf
@@ -43,6 +44,18 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
             bc_context_free(ctx);
         }
         bc_model_free(model);
+    }
+    /* The vocabulary, read by the tokenizer on its own. */
+    bc_tokenizer *tok;
+    if (off == size && bc_tokenizer_load(path, &tok, err, sizeof err) == BC_STATUS_OK) {
+        static const char text[] = "Hello \xe4\xbd\xa0\xe5\xa5\xbd 123 \xff!";
+        int32_t ids[64];
+        size_t n_ids = 0, n_text;
+        char out[512];
+        if (bc_tokenizer_encode(tok, text, sizeof text - 1, BC_SWITCH_AUTO, BC_SWITCH_AUTO, ids, 64, &n_ids) ==
+            BC_STATUS_OK)
+            bc_tokenizer_decode(tok, ids, n_ids, out, sizeof out, &n_text);
+        bc_tokenizer_free(tok);
     }
     unlink(path);
     return 0;

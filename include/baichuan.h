@@ -112,7 +112,8 @@ bc_model_params bc_model_default_params(void);
 
 /* Loads the model at `path`: a Hugging Face directory, or a GGUF file
  * (llama.cpp's or ours; arch "baichuan", split Q/K/V in llama.cpp's RoPE row
- * order, which the engine undoes). The tokenizer is not read from a GGUF.
+ * order, which the engine undoes). The tokenizer is loaded on its own, with
+ * bc_tokenizer_load() (which also reads a GGUF's vocabulary).
  * Weights stay in their file's dtype, mapped read-only from the files.
  * On success *out owns the model; free it with bc_model_free().
  * On failure *out is NULL and err (err_size bytes, may be 0) holds a message
@@ -373,6 +374,17 @@ typedef struct bc_tokenizer bc_tokenizer;
  * config.json for model_max_length) or a tokenizer.model file (then those
  * settings take their defaults: no BOS/EOS, roles 195/196, 4096 positions,
  * 2048 new tokens). Only BPE models load (model_type 2).
+ * `path` may also be a GGUF file: its tokenizer.ggml.* vocabulary (model
+ * "llama": tokens, scores, token types, special ids) is rebuilt into the
+ * same tokenizer; add_dummy_prefix from tokenizer.ggml.add_space_prefix and
+ * extra-whitespace removal from tokenizer.ggml.remove_extra_whitespaces
+ * (llama.cpp's defaults when absent: true, false), no character map unless
+ * tokenizer.ggml.precompiled_charsmap is present, byte fallback when byte
+ * pieces exist; add_bos from tokenizer.ggml.add_bos_token (default true, as
+ * llama.cpp), chat role ids and max_new_tokens from baichuan.user_token_id,
+ * baichuan.assistant_token_id, baichuan.max_new_tokens (written by
+ * bc_model_quantize; else 195, 196, 2048), max_length from
+ * baichuan.context_length.
  * On success *out owns the tokenizer; free it with bc_tokenizer_free().
  * On failure *out is NULL and err (err_size bytes, may be 0) holds a message
  * naming the file, the field and, for a malformed file, the byte offset. */

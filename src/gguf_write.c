@@ -373,6 +373,24 @@ static int vocab_from_sp(writer *w, const char *sp_path) {
         kv_bool(w, "tokenizer.ggml.add_bos_token", m->tok.add_bos_token) ||
         kv_bool(w, "tokenizer.ggml.add_eos_token", m->tok.add_eos_token))
         goto done;
+    /* llama.cpp assumes a dummy prefix for a "llama" vocabulary unless told
+     * otherwise (Baichuan's and the default model's have none). */
+    bool add_prefix = sp.normalizer.present ? sp.normalizer.add_dummy_prefix : true;
+    bool remove_ws = sp.normalizer.present ? sp.normalizer.remove_extra_whitespaces : true;
+    if (kv_bool(w, "tokenizer.ggml.add_space_prefix", add_prefix) ||
+        kv_bool(w, "tokenizer.ggml.remove_extra_whitespaces", remove_ws))
+        goto done;
+    /* A non-identity character map, as llama.cpp's T5 converter stores it
+     * (llama.cpp reads it only for "t5" vocabularies; we read it for all). */
+    const bc__span *cm = &sp.normalizer.precompiled_charsmap;
+    if (cm->len > 0 && (put_key(w, "tokenizer.ggml.precompiled_charsmap", BC__GGUF_ARRAY) || put_u32(w, BC__GGUF_U8) ||
+                        put_u64(w, (uint64_t)cm->len) || put(w, cm->ptr, cm->len)))
+        goto done;
+    /* generation_config.json's chat role ids and reply budget (not llama.cpp keys). */
+    if (m->gen.present && (kv_u32(w, "baichuan.user_token_id", (uint32_t)m->gen.user_token_id) ||
+                           kv_u32(w, "baichuan.assistant_token_id", (uint32_t)m->gen.assistant_token_id) ||
+                           kv_u32(w, "baichuan.max_new_tokens", (uint32_t)m->gen.max_new_tokens)))
+        goto done;
     rc = 0;
 done:
     bc__sp_model_free(&sp);
@@ -380,12 +398,14 @@ done:
     return rc;
 }
 
-/* tokenizer.* of an input GGUF, copied as they are. */
+/* tokenizer.* of an input GGUF, and our chat role ids, copied as they are. */
 static int vocab_from_gguf(writer *w) {
     const bc__gguf *g = &w->m->gguf;
     for (size_t i = 0; i < g->n_kv; i++) {
         const bc__gguf_kv *kv = &g->kvs[i];
-        if (strncmp(kv->key, "tokenizer.", 10) != 0) continue;
+        if (strncmp(kv->key, "tokenizer.", 10) != 0 && strcmp(kv->key, "baichuan.user_token_id") != 0 &&
+            strcmp(kv->key, "baichuan.assistant_token_id") != 0 && strcmp(kv->key, "baichuan.max_new_tokens") != 0)
+            continue;
         if (put_key(w, kv->key, kv->type) != 0 || put(w, kv->value, (size_t)kv->value_size) != 0) return -1;
     }
     return 0;

@@ -19,6 +19,8 @@
  */
 #include "tokenizer.h"
 
+#include "gguf.h"
+
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -711,9 +713,12 @@ static int self_test(const bc_tokenizer *tok, bc__err *err) {
 /* Everything but the directory's JSON: parse tok->file_bytes, check, build
  * the tables, run the model's self test. */
 static int load_model(bc_tokenizer *tok, bc__err *err) {
-    const char *file = tok->path;
-    if (bc__sp_model_parse(&tok->sp, tok->file_bytes, tok->file_size, file, err) != 0) return -1;
+    if (bc__sp_model_parse(&tok->sp, tok->file_bytes, tok->file_size, tok->path, err) != 0) return -1;
+    return bc__tokenizer_build(tok, err);
+}
 
+int bc__tokenizer_build(bc_tokenizer *tok, bc__err *err) {
+    const char *file = tok->path;
     const bc__sp_model *sp = &tok->sp;
     /* SentencePiece writes both specs; without them the file is not a
      * complete model (typically cut short at a field boundary). */
@@ -768,6 +773,11 @@ static int load_model(bc_tokenizer *tok, bc__err *err) {
 
 static int load(bc_tokenizer *tok, const char *path, bc__err *err) {
     const char *dir = NULL;
+    /* A GGUF file (or a file named *.gguf, for the reader's message). */
+    size_t plen = strlen(path);
+    if (!bc__is_directory(path) &&
+        (bc__gguf_is_file(path) || (plen >= 5 && strcmp(path + plen - 5, ".gguf") == 0 && bc__file_exists(path))))
+        return bc__tokenizer_from_gguf(tok, path, err);
     if (bc__is_directory(path)) {
         dir = path;
         tok->path = bc__path_join(path, "tokenizer.model");

@@ -262,6 +262,16 @@ BC__HIDDEN int bc__tokenizer_encode(const bc_tokenizer *tok, const char *text, s
 BC__HIDDEN int bc__tokenizer_from_bytes(const uint8_t *data, size_t size, const char *name, bc_tokenizer **out,
                                         bc__err *err);
 
+/* Checks tok->sp (filled by the caller, pieces pointing into memory tok
+ * owns), builds the tables and the normalizer, runs the self test and sets
+ * the directory settings to their defaults. tok->path names the source in
+ * messages. */
+BC__HIDDEN int bc__tokenizer_build(bc_tokenizer *tok, bc__err *err);
+
+/* Fills tok from the tokenizer.ggml.* metadata of a GGUF file
+ * (tokenizer_gguf.c), then bc__tokenizer_build()s it. */
+BC__HIDDEN int bc__tokenizer_from_gguf(bc_tokenizer *tok, const char *path, bc__err *err);
+
 /* Reads tokenizer_config.json, generation_config.json and config.json from
  * dir, each optional; ids are checked against n_vocab. */
 BC__HIDDEN int bc__tok_dir_config_read(const char *dir, int n_vocab, bc__tok_config *tok, bc__gen_config *gen,
