@@ -2,7 +2,7 @@
  * bench_bandwidth.c - the machine's memory read bandwidth, the bound on
  * token generation: decoding one token streams every weight once.
  *
- *   bench_bandwidth [-t THREADS] [-s MIB] [-m SECONDS]
+ *   bench_bandwidth [-t THREADS] [-s MIB] [-m SECONDS] [-f FILE]
  *
  * Each of THREADS threads (default: online CPUs) sums its own slice of a
  * buffer of MIB MiB (default 1024, far beyond the caches) with 64-byte loads,
@@ -11,14 +11,21 @@
  * written first so that every page is backed by memory, and the sums are
  * printed so that the compiler cannot drop the loads.
  *
+ * With -f the buffer is FILE mapped read-only, as the engine maps weights
+ * (page-cache pages, 4 KiB page-table entries), instead of anonymous memory:
+ * the difference between the two is what the mapping costs.
+ *
  * The threads start each pass together at a barrier and the pass ends when
  * the last one finishes, as a matmul split over threads does.
  */
+#include <fcntl.h>
 #include <pthread.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -99,6 +106,7 @@ int main(int argc, char **argv) {
     long n_threads = sysconf(_SC_NPROCESSORS_ONLN);
     long mib = 1024;
     double min_seconds = 2.0;
+    const char *file = NULL;
     for (int i = 1; i < argc; i++) {
         if (strcmp(argv[i], "-t") == 0 && i + 1 < argc)
             n_threads = atol(argv[++i]);
@@ -106,8 +114,10 @@ int main(int argc, char **argv) {
             mib = atol(argv[++i]);
         else if (strcmp(argv[i], "-m") == 0 && i + 1 < argc)
             min_seconds = atof(argv[++i]);
+        else if (strcmp(argv[i], "-f") == 0 && i + 1 < argc)
+            file = argv[++i];
         else {
-            fprintf(stderr, "usage: %s [-t THREADS] [-s MIB] [-m SECONDS]\n", argv[0]);
+            fprintf(stderr, "usage: %s [-t THREADS] [-s MIB] [-m SECONDS] [-f FILE]\n", argv[0]);
             return 2;
         }
     }
@@ -117,12 +127,30 @@ int main(int argc, char **argv) {
     }
 
     size_t bytes = (size_t)mib << 20;
-    uint64_t *buf = aligned_alloc(64, bytes);
-    if (buf == NULL) {
-        fprintf(stderr, "bench_bandwidth: cannot allocate %ld MiB\n", mib);
-        return 1;
+    uint64_t *buf;
+    if (file != NULL) {
+        int fd = open(file, O_RDONLY);
+        struct stat st;
+        if (fd < 0 || fstat(fd, &st) != 0 || st.st_size < 4096) {
+            fprintf(stderr, "bench_bandwidth: %s: cannot open, or smaller than 4 KiB\n", file);
+            return 1;
+        }
+        bytes = (size_t)st.st_size & ~(size_t)4095;
+        buf = mmap(NULL, bytes, PROT_READ, MAP_PRIVATE, fd, 0);
+        close(fd);
+        if (buf == MAP_FAILED) {
+            fprintf(stderr, "bench_bandwidth: %s: cannot map\n", file);
+            return 1;
+        }
+        mib = (long)(bytes >> 20);
+    } else {
+        buf = aligned_alloc(64, bytes);
+        if (buf == NULL) {
+            fprintf(stderr, "bench_bandwidth: cannot allocate %ld MiB\n", mib);
+            return 1;
+        }
+        for (size_t i = 0; i < bytes / 8; i++) buf[i] = i * 0x9E3779B97F4A7C15ull;
     }
-    for (size_t i = 0; i < bytes / 8; i++) buf[i] = i * 0x9E3779B97F4A7C15ull;
 
     shared sh = {.buf = buf, .n_words = bytes / 8, .n_threads = (int)n_threads};
     pthread_barrier_init(&sh.start, NULL, (unsigned)n_threads + 1);
@@ -156,11 +184,15 @@ int main(int argc, char **argv) {
         pthread_join(th[i], NULL);
         sum += ws[i].sum;
     }
-    printf("read bandwidth: %.2f GB/s best, %.2f GB/s mean (%ld threads, %ld MiB buffer, %d passes, checksum "
+    printf("read bandwidth: %.2f GB/s best, %.2f GB/s mean (%ld threads, %ld MiB %s, %d passes, checksum "
            "%016llx)\n",
-           best, total_bytes / total_time / 1e9, n_threads, mib, passes, (unsigned long long)sum);
+           best, total_bytes / total_time / 1e9, n_threads, mib, file ? "mapped file" : "anonymous buffer", passes,
+           (unsigned long long)sum);
     free(ws);
     free(th);
-    free(buf);
+    if (file != NULL)
+        munmap(buf, bytes);
+    else
+        free(buf);
     return 0;
 }
