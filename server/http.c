@@ -158,15 +158,12 @@ static enum MHD_Result send_error(struct MHD_Connection *c, conn_state *cs, unsi
                                   const char *type, const char *param, const char *code, const char *extra_header,
                                   const char *extra_value) {
     if (g_http->ledger != NULL && (cs->route == ROUTE_COMPLETIONS || cs->route == ROUTE_CHAT)) {
-        srv_ledger_row row = {srv_wall(),
-                              cs->tenant ? cs->tenant->name : NULL,
-                              cs->path,
-                              g_http->mi->name,
-                              0,
-                              0,
-                              NULL,
-                              (int)status,
-                              srv_now() - cs->t0};
+        srv_ledger_row row = {.time = srv_wall(),
+                              .tenant = cs->tenant ? cs->tenant->name : NULL,
+                              .endpoint = cs->path,
+                              .model = g_http->mi->name,
+                              .status = (int)status,
+                              .latency = srv_now() - cs->t0};
         srv_ledger_submit(g_http->ledger, &row, NULL, NULL, 0);
     }
     cs->answered = true;

@@ -23,7 +23,7 @@
 typedef struct item {
     struct item *next;
     double time;
-    char *tenant, *endpoint, *model, *finish;
+    char *request_id, *tenant, *endpoint, *model, *finish;
     long prompt, completion;
     int status;
     double latency;
@@ -45,6 +45,7 @@ struct srv_ledger {
 static const char schema[] = "CREATE TABLE IF NOT EXISTS requests ("
                              " id INTEGER PRIMARY KEY,"
                              " time TEXT NOT NULL," /* ISO 8601 UTC, when the request ended */
+                             " request_id TEXT,"    /* the response's id, e.g. chatcmpl-... */
                              " tenant TEXT,"
                              " endpoint TEXT NOT NULL,"
                              " model TEXT NOT NULL,"
@@ -65,6 +66,7 @@ static void iso_time(double t, char *out, size_t cap) {
 }
 
 static void free_item(item *it) {
+    free(it->request_id);
     free(it->tenant);
     free(it->endpoint);
     free(it->model);
@@ -96,6 +98,10 @@ static int write_batch(srv_ledger *l, item *list) {
             sqlite3_bind_null(s, 7);
         sqlite3_bind_int(s, 8, it->status);
         sqlite3_bind_double(s, 9, it->latency * 1000.0);
+        if (it->request_id)
+            sqlite3_bind_text(s, 10, it->request_id, -1, SQLITE_STATIC);
+        else
+            sqlite3_bind_null(s, 10);
         if (sqlite3_step(s) != SQLITE_DONE) {
             fprintf(stderr, "baichuan serve: ledger: insert failed: %s\n", sqlite3_errmsg(l->db));
             sqlite3_exec(l->db, "ROLLBACK", NULL, NULL, NULL);
@@ -166,7 +172,7 @@ int srv_ledger_open(srv_ledger **out, const char *path, char *err, size_t err_si
     }
     if (sqlite3_prepare_v2(l->db,
                            "INSERT INTO requests (time, tenant, endpoint, model, prompt_tokens, completion_tokens,"
-                           " finish_reason, status, latency_ms) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                           " finish_reason, status, latency_ms, request_id) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                            -1, &l->insert, NULL) != SQLITE_OK) {
         snprintf(err, err_size, "%s: ledger table 'requests' has an unexpected shape: %s", path, sqlite3_errmsg(l->db));
         goto fail;
@@ -192,6 +198,7 @@ void srv_ledger_submit(srv_ledger *l, const srv_ledger_row *row, srv_request *r,
     item *it = calloc(1, sizeof *it);
     if (it != NULL) {
         it->time = row->time;
+        it->request_id = dup_or_null(row->request_id);
         it->tenant = dup_or_null(row->tenant);
         it->endpoint = dup_or_null(row->endpoint ? row->endpoint : "");
         it->model = dup_or_null(row->model ? row->model : "");

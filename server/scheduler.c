@@ -80,15 +80,16 @@ static void end_request(srv_scheduler *s, srv_request *r, int status) {
         }
     }
     double now = srv_now();
-    srv_ledger_row row = {srv_wall(),
-                          r->tenant ? r->tenant->name : NULL,
-                          srv_endpoint_path(r->endpoint),
-                          r->model,
-                          r->n_prompt,
-                          r->n_generated,
-                          r->finish_reason,
-                          status,
-                          now - r->t_arrival};
+    srv_ledger_row row = {.time = srv_wall(),
+                          .request_id = r->id,
+                          .tenant = r->tenant ? r->tenant->name : NULL,
+                          .endpoint = srv_endpoint_path(r->endpoint),
+                          .model = r->model,
+                          .prompt_tokens = r->n_prompt,
+                          .completion_tokens = r->n_generated,
+                          .finish_reason = r->finish_reason,
+                          .status = status,
+                          .latency = now - r->t_arrival};
     if (s->ledger != NULL) {
         srv_ledger_submit(s->ledger, &row, r, tail.data, tail.len);
     } else {

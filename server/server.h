@@ -216,7 +216,8 @@ void srv_scheduler_stop(srv_scheduler *s);
 /* ------------------------------------------------------------------------ */
 
 typedef struct srv_ledger_row {
-    double time; /* wall-clock seconds when the request ended */
+    double time;            /* wall-clock seconds when the request ended */
+    const char *request_id; /* the response's "id" (NULL for requests refused before one was made) */
     const char *tenant;
     const char *endpoint;
     const char *model;
