@@ -30,6 +30,8 @@ static const char help[] =
     "      --tenants FILE       tenants and their keys and limits (JSON); then every endpoint\n"
     "                           but /health and / needs 'Authorization: Bearer KEY'\n"
     "      --ledger FILE        record every generation request in this SQLite database\n"
+    "      --tokenizer PATH     tokenizer directory or tokenizer.model (default: the model's; needed\n"
+    "                           for a GGUF model, whose vocabulary is not read)\n"
     "      --alias NAME         the model name reported (default: the model path's last part)\n"
     "      --shutdown-wait S    seconds SIGTERM lets running requests finish (default 30)\n";
 
@@ -46,6 +48,7 @@ static const char *base_name(const char *path) {
 int cmd_serve(int argc, char **argv) {
     cli_model_opts mo;
     cli_model_opts_init(&mo);
+    const char *tokenizer_path = NULL;
     srv_config cfg = {.host = "127.0.0.1",
                       .port = 8080,
                       .n_parallel = 4,
@@ -93,6 +96,8 @@ int cmd_serve(int argc, char **argv) {
             str_opt = &cfg.ledger_path;
         else if (strcmp(a, "--alias") == 0)
             str_opt = &cfg.alias;
+        else if (strcmp(a, "--tokenizer") == 0)
+            str_opt = &tokenizer_path;
         if (str_opt != NULL) {
             if ((*str_opt = cli_value(argc, argv, &i)) == NULL) return 1;
             continue;
@@ -135,7 +140,7 @@ int cmd_serve(int argc, char **argv) {
         have_tenants = true;
     }
     if ((model = cli_load_model(&mo)) == NULL) goto cleanup;
-    if (bc_tokenizer_load(mo.model, &tok, err, sizeof err) != BC_STATUS_OK) {
+    if (bc_tokenizer_load(tokenizer_path ? tokenizer_path : mo.model, &tok, err, sizeof err) != BC_STATUS_OK) {
         cli_error("%s", err);
         goto cleanup;
     }
