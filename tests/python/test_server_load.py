@@ -128,6 +128,61 @@ def check_concurrency(t, binary, work):
     t.check("ledger: every request has its row (32 + 3 + 1 + 1 + 8)", len(rows) == 45, len(rows))
 
 
+def check_chunked_prefill(t, binary, work):
+    """A long prompt is fed in chunks between the other streams' tokens: a
+    running stream keeps getting tokens while it is prefilled; a client that
+    leaves during its prefill is cancelled before any token."""
+    ledger = os.path.join(work, "prefill.sqlite")
+    s = Server(binary, "--parallel", "2", "--batch", "8", "--ledger", ledger)
+    try:
+        c, r = open_stream(s, COMP, {"prompt": "The", "max_tokens": 600, "seed": 1, "stream": True,
+                                     "repetition_penalty": 1.0, "temperature": 1.0})
+        stamps = []
+
+        def reader():
+            while True:
+                line = r.readline()
+                if not line:
+                    return
+                if line.startswith(b"data: "):
+                    stamps.append(time.time())
+
+        th = threading.Thread(target=reader)
+        th.start()
+        wait_for(lambda: len(stamps) >= 3, 30, 0.01)
+        long_prompt = [10 + (k * 7) % 7000 for k in range(900)]  # 900 tokens: >= 112 steps of 8
+        t_send = time.time()
+        c2, r2 = open_stream(s, COMP, {"prompt": long_prompt, "max_tokens": 2, "stream": True})
+        first = r2.readline()
+        while first and not first.startswith(b"data: "):
+            first = r2.readline()
+        t_first = time.time()
+        r2.read()
+        c2.close()
+        during = sum(1 for x in stamps if t_send < x < t_first)
+        print("tokens of the running stream during the long prefill: %d in %.2f s" % (during, t_first - t_send))
+        t.check("a running stream keeps producing while a long prompt is prefilled", during >= 20,
+                (during, t_first - t_send))
+        c.sock.shutdown(2)
+        c.close()
+        th.join(30)
+        wait_for(lambda: idle(s), 10)
+
+        # A non-streamed long prompt whose client leaves during its prefill.
+        c3 = http.client.HTTPConnection("127.0.0.1", s.port, timeout=30)
+        c3.request("POST", COMP, body=json.dumps({"prompt": long_prompt, "max_tokens": 5}).encode(),
+                   headers={"Content-Type": "application/json"})
+        wait_for(lambda: s.metrics()[1]["baichuan_active_slots"] == 1, 10, 0.002)
+        c3.sock.shutdown(2)
+        c3.close()
+        t.check("client gone during prefill: slot freed", wait_for(lambda: idle(s), 10, 0.01), s.metrics()[1])
+    finally:
+        t.check("server exits 0", s.stop() == 0, "\n".join(s.log[-10:]))
+    rows = ledger_rows(ledger)
+    t.check("client gone during prefill: 499 with no token generated",
+            sorted((r[1], r[3], r[4]) for r in rows if r[3] == 900) == [(200, 900, 2), (499, 900, 0)], rows)
+
+
 def check_crash(t, binary, work):
     ledger = os.path.join(work, "crash.sqlite")
     s = Server(binary, "--parallel", "4", "--ledger", ledger)
@@ -183,6 +238,7 @@ def main():
     os.makedirs(args.work)
     t = bc_testlib.Tally()
     check_concurrency(t, args.bin, args.work)
+    check_chunked_prefill(t, args.bin, args.work)
     check_crash(t, args.bin, args.work)
     return t.finish()
 
