@@ -184,6 +184,7 @@ static ssize_t stream_reader(void *cls, uint64_t pos, char *buf, size_t max) {
         n = (ssize_t)(avail < max ? avail : max);
         memcpy(buf, r->out.data + r->out_sent, (size_t)n);
         r->out_sent += (size_t)n;
+        if (r->out_sent == r->out.len) r->out.len = r->out_sent = 0; /* all sent: reuse the buffer */
     } else if (atomic_load(&r->cancelled)) {
         n = MHD_CONTENT_READER_END_WITH_ERROR;
     } else if (r->done) {
