@@ -183,6 +183,27 @@ def check_chunked_prefill(t, binary, work):
             sorted((r[1], r[3], r[4]) for r in rows if r[3] == 900) == [(200, 900, 2), (499, 900, 0)], rows)
 
 
+def check_queue_full(t, binary, work):
+    """Beyond the slots requests wait in the bounded queue; beyond it, 503."""
+    s = Server(binary, "--parallel", "1", "--queue", "1")
+    try:
+        hold = open_stream(s, COMP, {"prompt": "The", "max_tokens": 900, "seed": 1, "stream": True})
+        wait_for(lambda: s.metrics()[1]["baichuan_active_slots"] == 1, 10, 0.01)
+        queued = open_stream(s, COMP, {"prompt": "The", "max_tokens": 2, "stream": True})
+        wait_for(lambda: s.metrics()[1]["baichuan_queue_depth"] == 1, 10, 0.01)
+        st, h, body = s.post(COMP, {"prompt": "The", "max_tokens": 2})
+        e = body.get("error", {}) if isinstance(body, dict) else {}
+        t.check("queue full: 503 in the OpenAI shape with Retry-After", st == 503 and "retry-after" in h and
+                set(e) == {"message", "type", "param", "code"} and e["code"] == "queue_full", (st, h, body))
+        hold[0].sock.shutdown(2)
+        hold[0].close()
+        events, done = parse_sse(queued[1].read())
+        queued[0].close()
+        t.check("the queued request runs once a slot frees", done and stream_text(events)[1] == "length", events)
+    finally:
+        t.check("server exits 0", s.stop() == 0, "\n".join(s.log[-10:]))
+
+
 def check_crash(t, binary, work):
     ledger = os.path.join(work, "crash.sqlite")
     s = Server(binary, "--parallel", "4", "--ledger", ledger)
@@ -239,6 +260,7 @@ def main():
     t = bc_testlib.Tally()
     check_concurrency(t, args.bin, args.work)
     check_chunked_prefill(t, args.bin, args.work)
+    check_queue_full(t, args.bin, args.work)
     check_crash(t, args.bin, args.work)
     return t.finish()
 

@@ -18,13 +18,16 @@ import sys
 import bc_testlib
 from server_util import ROOT, Server
 
-PACKAGES = ["openai", "playwright-core"]
+# Versions that run on Debian 12's Node.js 18 (newer openai and playwright-core
+# releases need Node 20 or 22).
+PACKAGES = {"openai": "openai@4", "playwright-core": "playwright-core@~1.61"}
 
 
 def install(work):
     if all(os.path.isfile(os.path.join(work, "node_modules", p, "package.json")) for p in PACKAGES):
         return True
-    r = subprocess.run(["npm", "install", "--no-save", "--no-audit", "--no-fund", "--prefix", work] + PACKAGES,
+    r = subprocess.run(["npm", "install", "--no-save", "--no-audit", "--no-fund", "--prefix", work] +
+                       list(PACKAGES.values()),
                        capture_output=True, timeout=600)
     if r.returncode != 0:
         print(r.stdout.decode(errors="replace"), r.stderr.decode(errors="replace"))
