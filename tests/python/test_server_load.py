@@ -210,6 +210,37 @@ def check_queue_full(t, binary, work):
         t.check("server exits 0", s.stop() == 0, "\n".join(s.log[-10:]))
 
 
+def check_slow_client(t, binary, work):
+    """A client that does not read does not hold up the engine: its output
+    waits in its own buffer while other requests complete and its slot is
+    freed as soon as its generation ends; it gets everything when it reads."""
+    import socket
+    s = Server(binary, "--parallel", "2")
+    try:
+        body = dict(NO_EOS, prompt="The", max_tokens=600, stream=True, logprobs=20)  # ~4 KB per event
+        so = socket.socket()
+        so.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+        so.connect(("127.0.0.1", s.port))
+        c = http.client.HTTPConnection("127.0.0.1", s.port, timeout=120)
+        c.sock = so
+        c.request("POST", COMP, body=json.dumps(body).encode(), headers={"Content-Type": "application/json"})
+        wait_for(lambda: s.metrics()[1]["baichuan_active_slots"] == 1, 10, 0.01)
+        t0 = time.time()
+        others = [s.post(COMP, {"prompt": "床前 %d" % k, "max_tokens": 8, "seed": k})[0] for k in range(3)]
+        t.check("other requests complete while a client does not read", others == [200] * 3, others)
+        t.check("the unread stream's slot is freed when its generation ends",
+                wait_for(lambda: idle(s), 120, 0.05), s.metrics()[1])
+        r = c.getresponse()
+        events, done = parse_sse(r.read())
+        c.close()
+        text = stream_text(events)[0]
+        plain = s.post(COMP, dict(body, stream=False))[2]["choices"][0]["text"]
+        t.check("the slow client then reads the whole stream", done and len(events) >= 600 and text == plain,
+                (done, len(events), time.time() - t0))
+    finally:
+        t.check("server exits 0", s.stop() == 0, "\n".join(s.log[-10:]))
+
+
 def check_crash(t, binary, work):
     ledger = os.path.join(work, "crash.sqlite")
     s = Server(binary, "--parallel", "4", "--ledger", ledger)
@@ -267,6 +298,7 @@ def main():
     check_concurrency(t, args.bin, args.work)
     check_chunked_prefill(t, args.bin, args.work)
     check_queue_full(t, args.bin, args.work)
+    check_slow_client(t, args.bin, args.work)
     check_crash(t, args.bin, args.work)
     return t.finish()
 
