@@ -217,7 +217,7 @@ def check_slow_client(t, binary, work):
     import socket
     s = Server(binary, "--parallel", "2")
     try:
-        body = dict(NO_EOS, prompt="The", max_tokens=600, stream=True, logprobs=20)  # ~4 KB per event
+        body = dict(NO_EOS, prompt="The", max_tokens=300, stream=True, logprobs=20)  # ~4 KB per event
         so = socket.socket()
         so.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
         so.connect(("127.0.0.1", s.port))
@@ -235,7 +235,7 @@ def check_slow_client(t, binary, work):
         c.close()
         text = stream_text(events)[0]
         plain = s.post(COMP, dict(body, stream=False))[2]["choices"][0]["text"]
-        t.check("the slow client then reads the whole stream", done and len(events) >= 600 and text == plain,
+        t.check("the slow client then reads the whole stream", done and len(events) >= 300 and text == plain,
                 (done, len(events), time.time() - t0))
     finally:
         t.check("server exits 0", s.stop() == 0, "\n".join(s.log[-10:]))
@@ -295,11 +295,10 @@ def main():
     shutil.rmtree(args.work, ignore_errors=True)
     os.makedirs(args.work)
     t = bc_testlib.Tally()
-    check_concurrency(t, args.bin, args.work)
-    check_chunked_prefill(t, args.bin, args.work)
-    check_queue_full(t, args.bin, args.work)
-    check_slow_client(t, args.bin, args.work)
-    check_crash(t, args.bin, args.work)
+    for check in (check_concurrency, check_chunked_prefill, check_queue_full, check_slow_client, check_crash):
+        t0 = time.time()
+        check(t, args.bin, args.work)
+        print("%s: %.1f s" % (check.__name__, time.time() - t0), flush=True)
     return t.finish()
 
 
