@@ -51,6 +51,9 @@ int cmd_chat(int argc, char **argv);
 int cmd_quantize(int argc, char **argv);
 int cmd_bench(int argc, char **argv);
 int cmd_perplexity(int argc, char **argv);
+/* server/: the HTTP server and its ledger report */
+int cmd_serve(int argc, char **argv);
+int cmd_usage(int argc, char **argv);
 
 /* The model used when a command that generates gets no -m: $BAICHUAN_MODEL,
  * else the embedded default model (models/default of the source tree). */

@@ -274,7 +274,10 @@ int bc_context_n_threads(const bc_context *ctx);
  * A sampler picks the next token from a row of logits with the semantics of
  * Hugging Face `generate`: the repetition penalty over every id seen so far
  * (prompt and output; a positive logit is divided by the penalty, a negative
- * one multiplied, once per distinct id), then temperature, top-k (ties with
+ * one multiplied, once per distinct id), then OpenAI's presence and
+ * frequency penalties over the generated ids only (logit -= presence_penalty
+ * if the id was generated at least once, and -= frequency_penalty times the
+ * number of times it was generated), then temperature, top-k (ties with
  * the k-th logit kept), top-p (drop the tokens whose ascending cumulative
  * probability is <= 1 - top_p, always keeping the most likely), min-p (drop
  * tokens less likely than min_p times the most likely), then a draw.
@@ -290,6 +293,8 @@ typedef struct bc_sampler_params {
     float top_p;              /* 1.0 = off; default 1.0 */
     float min_p;              /* 0.0 = off; default 0.0 */
     float repetition_penalty; /* 1.0 = off; default 1.0 */
+    float presence_penalty;   /* OpenAI's; 0 = off; default 0 (ids from bc_sampler_accept_generated) */
+    float frequency_penalty;  /* OpenAI's; 0 = off; default 0 (ids from bc_sampler_accept_generated) */
     uint64_t seed;            /* default 0x5eed */
 } bc_sampler_params;
 
@@ -302,7 +307,8 @@ bc_sampler_params bc_sampler_default_params(void);
 bc_sampler_params bc_model_sampler_params(const bc_model *model);
 
 /* Checks params (finite, temperature >= 0, top_k >= 0, top_p in (0, 1],
- * min_p in [0, 1], repetition_penalty > 0); NULL or a static message. */
+ * min_p in [0, 1], repetition_penalty > 0, presence_penalty and
+ * frequency_penalty finite); NULL or a static message. */
 const char *bc_sampler_params_check(bc_sampler_params params);
 
 typedef struct bc_sampler bc_sampler;
@@ -312,12 +318,17 @@ typedef struct bc_sampler bc_sampler;
 bc_status bc_sampler_init(bc_sampler_params params, int n_vocab, bc_sampler **out);
 void bc_sampler_free(bc_sampler *s);
 
-/* Forgets the ids seen and restarts the generator from the seed. */
+/* Forgets the ids seen and generated and restarts the generator from the seed. */
 void bc_sampler_reset(bc_sampler *s);
 
 /* Records an id as seen (for the repetition penalty): call it for every
  * prompt id and every generated id. Ids outside [0, n_vocab) are ignored. */
 void bc_sampler_accept(bc_sampler *s, int32_t id);
+
+/* Records a generated id: as bc_sampler_accept(), and also counts it for the
+ * presence and frequency penalties (which see only generated ids, not the
+ * prompt). Ids outside [0, n_vocab) are ignored. */
+void bc_sampler_accept_generated(bc_sampler *s, int32_t id);
 
 /* Picks the next id from logits (n_vocab values; not modified). */
 int32_t bc_sampler_sample(bc_sampler *s, const float *logits);

@@ -1,11 +1,12 @@
 #!/bin/sh
 # Installs the Debian packages a make target needs, if any are missing.
 #   scripts/deps.sh build   compiler, cmake, libraries
-#   scripts/deps.sh test    the above plus what the tests use (python3-torch, sentencepiece, cmocka)
+#   scripts/deps.sh test    the above plus what the tests use (python3-torch, sentencepiece, cmocka,
+#                           and for the server tests curl, node + npm, chromium)
 set -eu
 
-build_pkgs="gcc libc6-dev make cmake pkg-config libjansson-dev"
-test_pkgs="$build_pkgs libcmocka-dev python3 python3-numpy python3-torch python3-sentencepiece sentencepiece"
+build_pkgs="gcc libc6-dev make cmake pkg-config libjansson-dev libmicrohttpd-dev libsqlite3-dev"
+test_pkgs="$build_pkgs libcmocka-dev python3 python3-numpy python3-torch python3-sentencepiece sentencepiece curl nodejs npm chromium"
 
 case "${1:-build}" in
 build) pkgs=$build_pkgs ;;
@@ -15,6 +16,12 @@ esac
 
 missing=""
 for p in $pkgs; do
+    # node and npm may come from another packaging of Node.js (whose nodejs
+    # conflicts with Debian's npm): the commands are what the tests need.
+    case "$p" in
+    nodejs) command -v node >/dev/null 2>&1 && continue ;;
+    npm) command -v npm >/dev/null 2>&1 && continue ;;
+    esac
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing="$missing $p"
 done
 [ -z "$missing" ] && exit 0

@@ -2,7 +2,7 @@
  * sampler.c - next-token choice with Hugging Face generate's semantics, and
  * the stop-string matcher.
  *
- *   penalty -> temperature -> top-k -> top-p -> min-p -> draw
+ *   repetition penalty -> presence/frequency penalties -> temperature -> top-k -> top-p -> min-p -> draw
  *
  * Everything per step works on the sampler's own buffers, allocated at init.
  */
@@ -23,6 +23,8 @@ bc_sampler_params bc_sampler_default_params(void) {
     p.top_p = 1.0f;
     p.min_p = 0.0f;
     p.repetition_penalty = 1.0f;
+    p.presence_penalty = 0.0f;
+    p.frequency_penalty = 0.0f;
     p.seed = 0x5eed;
     return p;
 }
@@ -45,6 +47,8 @@ const char *bc_sampler_params_check(bc_sampler_params p) {
     if (!(p.min_p >= 0 && p.min_p <= 1)) return "min_p must be in [0, 1]";
     if (!isfinite(p.repetition_penalty) || !(p.repetition_penalty > 0))
         return "repetition_penalty must be a finite number > 0";
+    if (!isfinite(p.presence_penalty)) return "presence_penalty must be a finite number";
+    if (!isfinite(p.frequency_penalty)) return "frequency_penalty must be a finite number";
     return NULL;
 }
 
@@ -85,6 +89,9 @@ struct bc_sampler {
     uint8_t *seen;     /* (n_vocab) 1 once an id has been accepted */
     int32_t *seen_ids; /* (n_vocab) the distinct accepted ids, in order */
     int n_seen;
+    int32_t *counts;      /* (n_vocab) times each id was generated */
+    int32_t *counted_ids; /* (n_vocab) the distinct generated ids, in order */
+    int n_counted;
     float *work;   /* (n_vocab) penalized, tempered logits */
     int32_t *cand; /* (n_vocab) candidate ids */
     double *prob;  /* (n_vocab) candidate probabilities */
@@ -105,10 +112,12 @@ bc_status bc_sampler_init(bc_sampler_params params, int n_vocab, bc_sampler **ou
     s->n_vocab = n_vocab;
     s->seen = calloc((size_t)n_vocab, 1);
     s->seen_ids = malloc((size_t)n_vocab * sizeof *s->seen_ids);
+    s->counts = calloc((size_t)n_vocab, sizeof *s->counts);
+    s->counted_ids = malloc((size_t)n_vocab * sizeof *s->counted_ids);
     s->work = malloc((size_t)n_vocab * sizeof *s->work);
     s->cand = malloc((size_t)n_vocab * sizeof *s->cand);
     s->prob = malloc((size_t)n_vocab * sizeof *s->prob);
-    if (!s->seen || !s->seen_ids || !s->work || !s->cand || !s->prob) {
+    if (!s->seen || !s->seen_ids || !s->counts || !s->counted_ids || !s->work || !s->cand || !s->prob) {
         bc_sampler_free(s);
         return BC_STATUS_ERROR_MEMORY;
     }
@@ -121,6 +130,8 @@ void bc_sampler_free(bc_sampler *s) {
     if (s == NULL) return;
     free(s->seen);
     free(s->seen_ids);
+    free(s->counts);
+    free(s->counted_ids);
     free(s->work);
     free(s->cand);
     free(s->prob);
@@ -130,6 +141,8 @@ void bc_sampler_free(bc_sampler *s) {
 void bc_sampler_reset(bc_sampler *s) {
     for (int i = 0; i < s->n_seen; i++) s->seen[s->seen_ids[i]] = 0;
     s->n_seen = 0;
+    for (int i = 0; i < s->n_counted; i++) s->counts[s->counted_ids[i]] = 0;
+    s->n_counted = 0;
     seed_rng(s);
 }
 
@@ -137,6 +150,12 @@ void bc_sampler_accept(bc_sampler *s, int32_t id) {
     if (id < 0 || id >= s->n_vocab || s->seen[id]) return;
     s->seen[id] = 1;
     s->seen_ids[s->n_seen++] = id;
+}
+
+void bc_sampler_accept_generated(bc_sampler *s, int32_t id) {
+    if (id < 0 || id >= s->n_vocab) return;
+    bc_sampler_accept(s, id);
+    if (s->counts[id]++ == 0) s->counted_ids[s->n_counted++] = id;
 }
 
 /* Candidates in descending logit order, ties by ascending id. qsort takes
@@ -190,6 +209,12 @@ int32_t bc_sampler_sample(bc_sampler *s, const float *logits) {
         for (int i = 0; i < s->n_seen; i++) {
             float *x = &w[s->seen_ids[i]];
             *x = *x < 0 ? *x * rp : *x / rp;
+        }
+    /* OpenAI's presence and frequency penalties, over generated ids only. */
+    if (s->p.presence_penalty != 0.0f || s->p.frequency_penalty != 0.0f)
+        for (int i = 0; i < s->n_counted; i++) {
+            int32_t id = s->counted_ids[i];
+            w[id] -= s->p.presence_penalty + s->p.frequency_penalty * (float)s->counts[id];
         }
 
     if (s->p.temperature == 0.0f) {

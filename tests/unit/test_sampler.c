@@ -88,6 +88,52 @@ static void test_greedy_and_penalty(void **state) {
     bc_sampler_free(s);
 }
 
+/* OpenAI's presence/frequency penalties: over generated ids only, after the
+ * repetition penalty. Expected values computed here from the definition. */
+static void test_presence_frequency(void **state) {
+    (void)state;
+    bc_sampler_params p = plain();
+    p.presence_penalty = 0.5f;
+    p.frequency_penalty = 0.25f;
+    bc_sampler *s = make(p, 3);
+    const float logits[3] = {1.0f, 0.0f, 0.5f};
+    bc_sampler_accept(s, 2); /* a prompt id: seen, but not penalized here */
+    for (int i = 0; i < 3; i++) bc_sampler_accept_generated(s, 0);
+    double want[3] = {1.0 - 0.5 - 0.25 * 3, 0.0, 0.5}, sum = 0;
+    for (int i = 0; i < 3; i++) sum += want[i] = exp(want[i]);
+    double f[3];
+    frequencies(s, logits, 3, f);
+    for (int i = 0; i < 3; i++) expect_near(f[i], want[i] / sum, "presence/frequency penalized");
+    bc_sampler_reset(s); /* forgets the counts: id 0 most likely again */
+    frequencies(s, logits, 3, f);
+    expect_near(f[0], exp(1.0) / (exp(1.0) + 1.0 + exp(0.5)), "after reset");
+    bc_sampler_free(s);
+
+    /* Order: repetition penalty first (2 / 2 = 1), then presence (1 - 0.6 =
+     * 0.4 < 0.5: id 2 wins). The other order would give (2 - 0.6) / 2 = 0.7. */
+    p = plain();
+    p.temperature = 0;
+    p.repetition_penalty = 2.0f;
+    p.presence_penalty = 0.6f;
+    s = make(p, 3);
+    const float l2[3] = {2.0f, -1.0f, 0.5f};
+    bc_sampler_accept_generated(s, 0);
+    assert_int_equal(bc_sampler_sample(s, l2), 2);
+    bc_sampler_free(s);
+
+    /* A negative penalty raises the logit; non-finite values are refused. */
+    p = plain();
+    p.temperature = 0;
+    p.frequency_penalty = -1.0f;
+    s = make(p, 2);
+    const float l3[2] = {0.0f, 0.5f};
+    bc_sampler_accept_generated(s, 0);
+    assert_int_equal(bc_sampler_sample(s, l3), 0);
+    bc_sampler_free(s);
+    p.presence_penalty = NAN;
+    assert_non_null(bc_sampler_params_check(p));
+}
+
 static void test_temperature(void **state) {
     (void)state;
     bc_sampler_params p = plain();
@@ -309,6 +355,7 @@ int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_defaults_are_hf),
         cmocka_unit_test(test_greedy_and_penalty),
+        cmocka_unit_test(test_presence_frequency),
         cmocka_unit_test(test_temperature),
         cmocka_unit_test(test_top_k),
         cmocka_unit_test(test_top_p),

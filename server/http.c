@@ -1,0 +1,549 @@
+/*
+ * http.c - the HTTP side: libmicrohttpd on its own epoll thread, routing,
+ * authentication, limits, the cheap endpoints, and the hand-off of
+ * generation requests to the scheduler.
+ *
+ * A streamed request gets its response at once (text/event-stream, chunked)
+ * whose reader copies from the request's output buffer and suspends the
+ * connection when the buffer is empty; the engine resumes it when it
+ * appends. A non-streamed request suspends its connection until the engine
+ * (through the ledger) marks its body complete, then the handler runs again
+ * and sends it. While a connection is suspended libmicrohttpd does not see a
+ * disconnect, so the engine peeks at the socket (srv_request_check_gone).
+ */
+#include "server.h"
+
+#include <microhttpd.h>
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <sys/socket.h>
+#include <arpa/inet.h>
+
+struct srv_http {
+    struct MHD_Daemon *daemon;
+    const srv_config *cfg;
+    const srv_model_info *mi;
+    srv_scheduler *sched;
+    srv_tenants *tenants; /* NULL: no authentication */
+    srv_ledger *ledger;   /* may be NULL */
+};
+
+/* The one server of this process (for srv_account). */
+static srv_http *g_http;
+
+typedef enum route {
+    ROUTE_NONE = 0,
+    ROUTE_PAGE,
+    ROUTE_HEALTH,
+    ROUTE_MODELS,
+    ROUTE_METRICS,
+    ROUTE_TOKENIZE,
+    ROUTE_DETOKENIZE,
+    ROUTE_COMPLETIONS,
+    ROUTE_CHAT,
+} route;
+
+static const struct {
+    const char *path;
+    const char *method;
+    route route;
+} routes[] = {
+    {"/", "GET", ROUTE_PAGE},
+    {"/health", "GET", ROUTE_HEALTH},
+    {"/v1/models", "GET", ROUTE_MODELS},
+    {"/metrics", "GET", ROUTE_METRICS},
+    {"/tokenize", "POST", ROUTE_TOKENIZE},
+    {"/detokenize", "POST", ROUTE_DETOKENIZE},
+    {"/v1/completions", "POST", ROUTE_COMPLETIONS},
+    {"/v1/chat/completions", "POST", ROUTE_CHAT},
+};
+
+/* Per-connection request state (libmicrohttpd's con_cls). */
+typedef struct conn_state {
+    route route;
+    const char *path; /* the route's path (static) */
+    srv_buf body;
+    bool too_large;
+    bool answered; /* a response was queued on the first call */
+    srv_tenant *tenant;
+    srv_request *req; /* a generation request handed to the scheduler */
+    double t0;
+} conn_state;
+
+/* ------------------------------------------------------------------------ */
+/* Requests shared with the engine                                          */
+/* ------------------------------------------------------------------------ */
+
+void srv_request_unref(srv_request *r) {
+    if (r == NULL || atomic_fetch_sub(&r->refs, 1) != 1) return;
+    free(r->prompt);
+    bc_sampler_free(r->sampler);
+    bc_stop_matcher_free(r->stop);
+    bc_detokenizer_free(r->detok);
+    srv_buf_free(&r->text);
+    srv_buf_free(&r->out);
+    json_decref(r->lp_content);
+    pthread_mutex_destroy(&r->mu);
+    free(r);
+}
+
+void srv_request_publish(srv_request *r, const char *p, size_t n, bool final) {
+    pthread_mutex_lock(&r->mu);
+    if (n > 0 && srv_buf_append(&r->out, p, n) != 0) atomic_store(&r->cancelled, true);
+    if (final) r->done = true;
+    if (r->suspended) {
+        r->suspended = false;
+        MHD_resume_connection(r->conn);
+    }
+    pthread_mutex_unlock(&r->mu);
+}
+
+bool srv_request_check_gone(srv_request *r) {
+    bool gone = false;
+    pthread_mutex_lock(&r->mu);
+    if (r->suspended && r->fd >= 0) {
+        char c;
+        ssize_t k = recv(r->fd, &c, 1, MSG_PEEK | MSG_DONTWAIT);
+        if (k == 0 || (k < 0 && errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR)) {
+            gone = true;
+            atomic_store(&r->cancelled, true);
+            r->suspended = false;
+            MHD_resume_connection(r->conn);
+        }
+    }
+    pthread_mutex_unlock(&r->mu);
+    return gone;
+}
+
+void srv_account(const srv_request *r, int status) {
+    const char *tenant = r->tenant ? r->tenant->name : NULL;
+    srv_metrics_request(tenant, srv_endpoint_path(r->endpoint), status);
+    srv_metrics_tokens(tenant, r->n_prompt, r->n_generated);
+    if (r->tenant != NULL && g_http != NULL && g_http->tenants != NULL)
+        srv_tenants_charge(g_http->tenants, r->tenant, (long long)r->n_prompt + r->n_generated);
+}
+
+/* ------------------------------------------------------------------------ */
+/* Responses                                                                */
+/* ------------------------------------------------------------------------ */
+
+static enum MHD_Result send_bytes(struct MHD_Connection *c, unsigned status, const char *type, const void *data,
+                                  size_t len, const char *extra_header, const char *extra_value) {
+    struct MHD_Response *resp = MHD_create_response_from_buffer(len, (void *)data, MHD_RESPMEM_MUST_COPY);
+    if (resp == NULL) return MHD_NO;
+    MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_TYPE, type);
+    if (extra_header != NULL) MHD_add_response_header(resp, extra_header, extra_value);
+    enum MHD_Result ok = MHD_queue_response(c, status, resp);
+    MHD_destroy_response(resp);
+    return ok;
+}
+
+static enum MHD_Result send_json(struct MHD_Connection *c, conn_state *cs, unsigned status, json_t *v,
+                                 const char *extra_header, const char *extra_value) {
+    char *s = srv_json_dump(v);
+    json_decref(v);
+    if (s == NULL) return MHD_NO;
+    enum MHD_Result ok = send_bytes(c, status, "application/json", s, strlen(s), extra_header, extra_value);
+    free(s);
+    srv_metrics_request(cs->tenant ? cs->tenant->name : NULL, cs->path ? cs->path : "other", (int)status);
+    return ok;
+}
+
+/* An error in the OpenAI shape; a generation endpoint's also gets a ledger row. */
+static enum MHD_Result send_error(struct MHD_Connection *c, conn_state *cs, unsigned status, const char *message,
+                                  const char *type, const char *param, const char *code, const char *extra_header,
+                                  const char *extra_value) {
+    if (g_http->ledger != NULL && (cs->route == ROUTE_COMPLETIONS || cs->route == ROUTE_CHAT)) {
+        srv_ledger_row row = {.time = srv_wall(),
+                              .tenant = cs->tenant ? cs->tenant->name : NULL,
+                              .endpoint = cs->path,
+                              .model = g_http->mi->name,
+                              .status = (int)status,
+                              .latency = srv_now() - cs->t0};
+        srv_ledger_submit(g_http->ledger, &row, NULL, NULL, 0);
+    }
+    cs->answered = true;
+    return send_json(c, cs, status, srv_error_json(message, type, param, code), extra_header, extra_value);
+}
+
+/* ------------------------------------------------------------------------ */
+/* Streaming                                                                */
+/* ------------------------------------------------------------------------ */
+
+static ssize_t stream_reader(void *cls, uint64_t pos, char *buf, size_t max) {
+    (void)pos;
+    srv_request *r = cls;
+    ssize_t n = 0;
+    pthread_mutex_lock(&r->mu);
+    if (r->out_sent < r->out.len) {
+        size_t avail = r->out.len - r->out_sent;
+        n = (ssize_t)(avail < max ? avail : max);
+        memcpy(buf, r->out.data + r->out_sent, (size_t)n);
+        r->out_sent += (size_t)n;
+        if (r->out_sent == r->out.len) r->out.len = r->out_sent = 0; /* all sent: reuse the buffer */
+    } else if (atomic_load(&r->cancelled)) {
+        n = MHD_CONTENT_READER_END_WITH_ERROR;
+    } else if (r->done) {
+        n = MHD_CONTENT_READER_END_OF_STREAM;
+    } else {
+        r->suspended = true;
+        MHD_suspend_connection(r->conn);
+    }
+    pthread_mutex_unlock(&r->mu);
+    return n;
+}
+
+static void stream_free(void *cls) { srv_request_unref(cls); }
+
+/* ------------------------------------------------------------------------ */
+/* Endpoints                                                                */
+/* ------------------------------------------------------------------------ */
+
+static json_t *parse_body(struct MHD_Connection *c, conn_state *cs, enum MHD_Result *ret) {
+    json_error_t je;
+    json_t *body = json_loadb(cs->body.data ? cs->body.data : "", cs->body.len, JSON_REJECT_DUPLICATES, &je);
+    if (body == NULL) {
+        char msg[300];
+        snprintf(msg, sizeof msg, "the request body is not valid JSON: %s (line %d, column %d)", je.text, je.line,
+                 je.column);
+        *ret = send_error(c, cs, 400, msg, "invalid_request_error", NULL, "invalid_json", NULL, NULL);
+    } else if (!json_is_object(body)) {
+        json_decref(body);
+        body = NULL;
+        *ret = send_error(c, cs, 400, "the request body must be a JSON object", "invalid_request_error", NULL,
+                          "invalid_json", NULL, NULL);
+    }
+    return body;
+}
+
+static enum MHD_Result do_tokenize(struct MHD_Connection *c, conn_state *cs) {
+    enum MHD_Result ret;
+    json_t *body = parse_body(c, cs, &ret);
+    if (body == NULL) return ret;
+    json_t *content = json_object_get(body, "content");
+    if (!json_is_string(content)) {
+        json_decref(body);
+        return send_error(c, cs, 400, "'content' is required: the text to tokenize", "invalid_request_error", "content",
+                          NULL, NULL, NULL);
+    }
+    bc_switch special = json_is_true(json_object_get(body, "add_special")) ? BC_SWITCH_AUTO : BC_SWITCH_OFF;
+    size_t n = 0;
+    const bc_tokenizer *tok = g_http->mi->tok;
+    bc_tokenizer_encode(tok, json_string_value(content), json_string_length(content), special, special, NULL, 0, &n);
+    int32_t *ids = malloc((n ? n : 1) * sizeof *ids);
+    json_t *arr = json_array();
+    if (ids != NULL && bc_tokenizer_encode(tok, json_string_value(content), json_string_length(content), special,
+                                           special, ids, n, &n) == BC_STATUS_OK)
+        for (size_t i = 0; i < n; i++) json_array_append_new(arr, json_integer(ids[i]));
+    free(ids);
+    json_decref(body);
+    return send_json(c, cs, 200, json_pack("{s:o}", "tokens", arr), NULL, NULL);
+}
+
+static enum MHD_Result do_detokenize(struct MHD_Connection *c, conn_state *cs) {
+    enum MHD_Result ret;
+    json_t *body = parse_body(c, cs, &ret);
+    if (body == NULL) return ret;
+    json_t *tokens = json_object_get(body, "tokens");
+    size_t n = json_array_size(tokens);
+    int32_t *ids = malloc((n ? n : 1) * sizeof *ids);
+    bool ok = json_is_array(tokens) && ids != NULL;
+    for (size_t i = 0; ok && i < n; i++) {
+        json_t *v = json_array_get(tokens, i);
+        ok = json_is_integer(v) && json_integer_value(v) >= 0 && json_integer_value(v) < g_http->mi->n_vocab;
+        if (ok) ids[i] = (int32_t)json_integer_value(v);
+    }
+    json_decref(body);
+    if (!ok) {
+        free(ids);
+        return send_error(c, cs, 400, "'tokens' is required: an array of token ids in the vocabulary",
+                          "invalid_request_error", "tokens", NULL, NULL, NULL);
+    }
+    size_t len = 0;
+    bc_tokenizer_decode(g_http->mi->tok, ids, n, NULL, 0, &len);
+    char *text = malloc(len + 1);
+    if (text == NULL || bc_tokenizer_decode(g_http->mi->tok, ids, n, text, len + 1, &len) != BC_STATUS_OK) len = 0;
+    json_t *out = json_pack("{s:s%}", "content", text ? text : "", len);
+    free(text);
+    free(ids);
+    return send_json(c, cs, 200, out, NULL, NULL);
+}
+
+static enum MHD_Result do_models(struct MHD_Connection *c, conn_state *cs) {
+    const srv_model_info *mi = g_http->mi;
+    return send_json(c, cs, 200,
+                     json_pack("{s:s, s:[{s:s, s:s, s:I, s:s, s:i}]}", "object", "list", "data", "id", mi->name,
+                               "object", "model", "created", (json_int_t)0, "owned_by", "baichuan.c", "context_length",
+                               mi->n_ctx),
+                     NULL, NULL);
+}
+
+static enum MHD_Result do_metrics(struct MHD_Connection *c, conn_state *cs) {
+    int queued, active;
+    srv_scheduler_counts(g_http->sched, &queued, &active);
+    srv_metrics_request(cs->tenant ? cs->tenant->name : NULL, cs->path, 200); /* counted before rendering */
+    char *text = srv_metrics_render(queued, active, g_http->cfg->n_parallel);
+    if (text == NULL) return MHD_NO;
+    enum MHD_Result ok = send_bytes(c, 200, "text/plain; version=0.0.4; charset=utf-8", text, strlen(text), NULL, NULL);
+    free(text);
+    return ok;
+}
+
+static enum MHD_Result do_generate(struct MHD_Connection *c, conn_state *cs) {
+    enum MHD_Result ret;
+    json_t *body = parse_body(c, cs, &ret);
+    if (body == NULL) return ret;
+    srv_error e;
+    srv_request *r =
+        srv_openai_parse(g_http->mi, cs->route == ROUTE_CHAT ? SRV_ENDPOINT_CHAT : SRV_ENDPOINT_COMPLETIONS, body, &e);
+    json_decref(body);
+    if (r == NULL) return send_error(c, cs, (unsigned)e.status, e.message, e.type, e.param, e.code, NULL, NULL);
+    static atomic_ullong counter;
+    snprintf(r->id, sizeof r->id, "%s-%llx%06llx", cs->route == ROUTE_CHAT ? "chatcmpl" : "cmpl",
+             (unsigned long long)r->created, (unsigned long long)atomic_fetch_add(&counter, 1) & 0xffffff);
+    r->tenant = cs->tenant;
+    r->t_arrival = cs->t0;
+    r->conn = c;
+    const union MHD_ConnectionInfo *ci = MHD_get_connection_info(c, MHD_CONNECTION_INFO_CONNECTION_FD);
+    r->fd = ci ? ci->connect_fd : -1;
+    if (srv_scheduler_submit(g_http->sched, r) != 0) {
+        srv_request_unref(r);
+        return send_error(c, cs, 503, "the server is busy: every slot is in use and the queue is full; retry later",
+                          "server_error", NULL, "queue_full", MHD_HTTP_HEADER_RETRY_AFTER, "1");
+    }
+    cs->req = r;
+    if (r->stream) {
+        struct MHD_Response *resp =
+            MHD_create_response_from_callback(MHD_SIZE_UNKNOWN, 16384, stream_reader, r, stream_free);
+        if (resp == NULL) {
+            atomic_store(&r->cancelled, true);
+            return MHD_NO;
+        }
+        atomic_fetch_add(&r->refs, 1); /* the response's */
+        MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_TYPE, "text/event-stream; charset=utf-8");
+        MHD_add_response_header(resp, MHD_HTTP_HEADER_CACHE_CONTROL, "no-cache");
+        ret = MHD_queue_response(c, 200, resp);
+        MHD_destroy_response(resp);
+        return ret;
+    }
+    pthread_mutex_lock(&r->mu);
+    if (!r->done) {
+        r->suspended = true;
+        MHD_suspend_connection(c);
+    }
+    pthread_mutex_unlock(&r->mu);
+    return MHD_YES;
+}
+
+/* The non-streamed reply once the engine has finished (or the client left). */
+static enum MHD_Result finish_generate(struct MHD_Connection *c, conn_state *cs) {
+    srv_request *r = cs->req;
+    pthread_mutex_lock(&r->mu);
+    bool ready = r->done && !atomic_load(&r->cancelled);
+    pthread_mutex_unlock(&r->mu);
+    if (!ready) return MHD_NO; /* the client is gone: close */
+    /* out is complete and no longer written: no lock needed to read it. */
+    return send_bytes(c, (unsigned)r->http_status, "application/json", r->out.data ? r->out.data : "", r->out.len, NULL,
+                      NULL);
+}
+
+/* ------------------------------------------------------------------------ */
+/* The access handler                                                       */
+/* ------------------------------------------------------------------------ */
+
+static srv_tenant *authenticate(struct MHD_Connection *c, bool *present) {
+    const char *h = MHD_lookup_connection_value(c, MHD_HEADER_KIND, MHD_HTTP_HEADER_AUTHORIZATION);
+    *present = h != NULL;
+    if (h == NULL || strncasecmp(h, "Bearer ", 7) != 0) return NULL;
+    h += 7;
+    while (*h == ' ') h++;
+    return srv_tenants_find(g_http->tenants, h);
+}
+
+static enum MHD_Result first_call(struct MHD_Connection *c, conn_state *cs, const char *url, const char *method) {
+    bool path_known = false;
+    for (size_t i = 0; i < sizeof routes / sizeof routes[0]; i++) {
+        if (strcmp(url, routes[i].path) != 0) continue;
+        path_known = true;
+        cs->path = routes[i].path;
+        if (strcmp(method, routes[i].method) == 0 || (strcmp(method, "HEAD") == 0 && routes[i].method[0] == 'G'))
+            cs->route = routes[i].route;
+        else {
+            char msg[160];
+            snprintf(msg, sizeof msg, "%s is not allowed on %s (use %s)", method, routes[i].path, routes[i].method);
+            return send_error(c, cs, 405, msg, "invalid_request_error", NULL, "method_not_allowed",
+                              MHD_HTTP_HEADER_ALLOW, routes[i].method);
+        }
+    }
+    if (!path_known) {
+        char msg[300];
+        snprintf(msg, sizeof msg, "Unknown request URL: %s %.200s", method, url);
+        return send_error(c, cs, 404, msg, "invalid_request_error", NULL, "unknown_url", NULL, NULL);
+    }
+    /* Every endpoint but /health (and the static page, whose API calls carry
+     * the key) needs a tenant's key when a tenants file is in use. */
+    if (g_http->tenants != NULL && cs->route != ROUTE_HEALTH && cs->route != ROUTE_PAGE) {
+        bool present;
+        cs->tenant = authenticate(c, &present);
+        if (cs->tenant == NULL)
+            return send_error(c, cs, 401,
+                              present ? "Incorrect API key provided."
+                                      : "You didn't provide an API key: send 'Authorization: Bearer KEY'.",
+                              "invalid_request_error", NULL, "invalid_api_key", MHD_HTTP_HEADER_WWW_AUTHENTICATE,
+                              "Bearer");
+        if (cs->route == ROUTE_COMPLETIONS || cs->route == ROUTE_CHAT) {
+            const char *which = NULL;
+            long wait = srv_tenants_admit(g_http->tenants, cs->tenant, &which);
+            if (wait > 0) {
+                char msg[200], after[32];
+                snprintf(msg, sizeof msg, "Rate limit reached for tenant '%s' on %s; retry after %ld s.",
+                         cs->tenant->name, which, wait);
+                snprintf(after, sizeof after, "%ld", wait);
+                return send_error(c, cs, 429, msg, "rate_limit_error", NULL, "rate_limit_exceeded",
+                                  MHD_HTTP_HEADER_RETRY_AFTER, after);
+            }
+        }
+    }
+    const char *cl = MHD_lookup_connection_value(c, MHD_HEADER_KIND, MHD_HTTP_HEADER_CONTENT_LENGTH);
+    if (cl != NULL && strtoull(cl, NULL, 10) > g_http->cfg->max_body) cs->too_large = true;
+    return MHD_YES;
+}
+
+static enum MHD_Result too_large(struct MHD_Connection *c, conn_state *cs) {
+    char msg[160];
+    snprintf(msg, sizeof msg, "the request body is larger than %zu bytes (--max-body)", g_http->cfg->max_body);
+    return send_error(c, cs, 413, msg, "invalid_request_error", NULL, "request_too_large", NULL, NULL);
+}
+
+static enum MHD_Result handler(void *cls, struct MHD_Connection *c, const char *url, const char *method,
+                               const char *version, const char *upload_data, size_t *upload_data_size, void **con_cls) {
+    (void)cls;
+    (void)version;
+    conn_state *cs = *con_cls;
+    if (cs == NULL) {
+        if ((cs = calloc(1, sizeof *cs)) == NULL) return MHD_NO;
+        cs->t0 = srv_now();
+        *con_cls = cs;
+        enum MHD_Result r = first_call(c, cs, url, method);
+        if (cs->too_large && !cs->answered) return too_large(c, cs);
+        return r;
+    }
+    if (cs->answered) { /* an error went out on the first call: drop the body */
+        *upload_data_size = 0;
+        return MHD_YES;
+    }
+    if (*upload_data_size != 0) {
+        if (!cs->too_large && cs->body.len + *upload_data_size > g_http->cfg->max_body) {
+            cs->too_large = true;
+            srv_buf_free(&cs->body);
+        }
+        if (!cs->too_large && srv_buf_append(&cs->body, upload_data, *upload_data_size) != 0) return MHD_NO;
+        *upload_data_size = 0;
+        return MHD_YES;
+    }
+    if (cs->too_large) return too_large(c, cs);
+    if (cs->req != NULL) return finish_generate(c, cs);
+    switch (cs->route) {
+    case ROUTE_PAGE:
+        srv_metrics_request(NULL, cs->path, 200);
+        return send_bytes(c, 200, "text/html; charset=utf-8", srv_web_page, srv_web_page_len, NULL, NULL);
+    case ROUTE_HEALTH: return send_json(c, cs, 200, json_pack("{s:s}", "status", "ok"), NULL, NULL);
+    case ROUTE_MODELS: return do_models(c, cs);
+    case ROUTE_METRICS: return do_metrics(c, cs);
+    case ROUTE_TOKENIZE: return do_tokenize(c, cs);
+    case ROUTE_DETOKENIZE: return do_detokenize(c, cs);
+    case ROUTE_COMPLETIONS:
+    case ROUTE_CHAT: return do_generate(c, cs);
+    case ROUTE_NONE: break;
+    }
+    return MHD_NO;
+}
+
+static void completed(void *cls, struct MHD_Connection *c, void **con_cls, enum MHD_RequestTerminationCode toe) {
+    (void)cls;
+    (void)c;
+    conn_state *cs = *con_cls;
+    if (cs == NULL) return;
+    if (cs->req != NULL) {
+        srv_request *r = cs->req;
+        pthread_mutex_lock(&r->mu);
+        /* Whatever ended the connection before the whole reply went out
+         * (a closed socket, a timeout, a write error) ends the generation. */
+        if (toe != MHD_REQUEST_TERMINATED_COMPLETED_OK || !r->done) atomic_store(&r->cancelled, true);
+        r->fd = -1;
+        pthread_mutex_unlock(&r->mu);
+        srv_request_unref(r);
+    }
+    srv_buf_free(&cs->body);
+    free(cs);
+    *con_cls = NULL;
+}
+
+/* ------------------------------------------------------------------------ */
+/* Start and stop                                                           */
+/* ------------------------------------------------------------------------ */
+
+int srv_http_start(srv_http **out, const srv_config *cfg, const srv_model_info *mi, srv_scheduler *sched,
+                   srv_tenants *tenants, srv_ledger *ledger, char *err, size_t err_size) {
+    *out = NULL;
+    srv_http *h = calloc(1, sizeof *h);
+    if (h == NULL) {
+        snprintf(err, err_size, "out of memory");
+        return -1;
+    }
+    h->cfg = cfg;
+    h->mi = mi;
+    h->sched = sched;
+    h->tenants = tenants;
+    h->ledger = ledger;
+    g_http = h;
+    struct sockaddr_in addr;
+    memset(&addr, 0, sizeof addr);
+    addr.sin_family = AF_INET;
+    addr.sin_port = htons((uint16_t)cfg->port);
+    if (inet_pton(AF_INET, cfg->host, &addr.sin_addr) != 1) {
+        snprintf(err, err_size, "--host: '%s' is not an IPv4 address", cfg->host);
+        goto fail;
+    }
+    h->daemon = MHD_start_daemon(MHD_USE_EPOLL_INTERNAL_THREAD | MHD_ALLOW_SUSPEND_RESUME | MHD_USE_ITC, 0, NULL, NULL,
+                                 handler, h, MHD_OPTION_SOCK_ADDR, &addr, MHD_OPTION_NOTIFY_COMPLETED, completed, h,
+                                 MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)64 * 1024, MHD_OPTION_CONNECTION_TIMEOUT,
+                                 (unsigned)120, MHD_OPTION_CONNECTION_LIMIT, (unsigned)1000,
+                                 MHD_OPTION_LISTENING_ADDRESS_REUSE, (unsigned)1, MHD_OPTION_END);
+    if (h->daemon == NULL) {
+        snprintf(err, err_size, "cannot listen on %s:%d (address in use, or not allowed)", cfg->host, cfg->port);
+        goto fail;
+    }
+    *out = h;
+    return 0;
+fail:
+    g_http = NULL;
+    free(h);
+    return -1;
+}
+
+void srv_http_quiesce(srv_http *h) {
+    MHD_socket s = MHD_quiesce_daemon(h->daemon);
+    if (s != MHD_INVALID_SOCKET) close(s);
+}
+
+int srv_http_port(srv_http *h) {
+    const union MHD_DaemonInfo *di = MHD_get_daemon_info(h->daemon, MHD_DAEMON_INFO_BIND_PORT);
+    return di ? (int)di->port : h->cfg->port;
+}
+
+int srv_http_live(srv_http *h) {
+    const union MHD_DaemonInfo *di = MHD_get_daemon_info(h->daemon, MHD_DAEMON_INFO_CURRENT_CONNECTIONS);
+    return di ? (int)di->num_connections : 0;
+}
+
+void srv_http_stop(srv_http *h) {
+    if (h == NULL) return;
+    MHD_stop_daemon(h->daemon);
+    g_http = NULL;
+    free(h);
+}

@@ -1,0 +1,543 @@
+/*
+ * openai.c - the OpenAI API shapes: request bodies of /v1/completions and
+ * /v1/chat/completions turned into srv_requests, and the chunks and bodies
+ * that go back (text_completion / chat.completion(.chunk), usage, logprobs).
+ *
+ * Unknown fields are ignored. Logprobs are the log-softmax of the model's
+ * raw logits (before penalties, temperature and truncation): the model's own
+ * distribution, as OpenAI reports it.
+ */
+#include "server.h"
+
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define MAX_STOPS        16
+#define MAX_TOP_LOGPROBS 20
+
+const char *srv_endpoint_path(srv_endpoint e) {
+    return e == SRV_ENDPOINT_CHAT ? "/v1/chat/completions" : "/v1/completions";
+}
+
+static srv_request *bad(srv_error *e, const char *param, const char *code, const char *fmt, const char *arg) {
+    e->status = 400;
+    snprintf(e->message, sizeof e->message, fmt, arg);
+    e->type = "invalid_request_error";
+    e->param = param;
+    e->code = code;
+    return NULL;
+}
+
+/* A number field: absent or null leaves *out; otherwise must lie in [lo, hi]. */
+static int get_number(json_t *body, const char *key, double lo, double hi, float *out, srv_error *e) {
+    json_t *v = json_object_get(body, key);
+    if (v == NULL || json_is_null(v)) return 0;
+    if (!json_is_number(v) || json_number_value(v) < lo || json_number_value(v) > hi) {
+        char msg[160];
+        snprintf(msg, sizeof msg, "'%s' must be a number in [%g, %g]", key, lo, hi);
+        bad(e, key, NULL, "%s", msg);
+        return -1;
+    }
+    *out = (float)json_number_value(v);
+    return 0;
+}
+
+static int get_int(json_t *body, const char *key, long long lo, long long hi, long long *out, srv_error *e) {
+    json_t *v = json_object_get(body, key);
+    if (v == NULL || json_is_null(v)) return 0;
+    if (!json_is_integer(v) || json_integer_value(v) < lo || json_integer_value(v) > hi) {
+        char msg[160];
+        snprintf(msg, sizeof msg, "'%s' must be an integer in [%lld, %lld]", key, lo, hi);
+        bad(e, key, NULL, "%s", msg);
+        return -1;
+    }
+    *out = json_integer_value(v);
+    return 1;
+}
+
+/* The text of a message's content: a string, or an array of {"type":"text"} parts. */
+static int content_text(json_t *c, srv_buf *out) {
+    if (json_is_string(c)) return srv_buf_append(out, json_string_value(c), json_string_length(c)) == 0 ? 0 : -1;
+    if (json_is_null(c)) return 0;
+    if (!json_is_array(c)) return -1;
+    for (size_t i = 0; i < json_array_size(c); i++) {
+        json_t *part = json_array_get(c, i), *type = json_object_get(part, "type"), *text;
+        if (!json_is_string(type) || strcmp(json_string_value(type), "text") != 0) return -1;
+        if (!json_is_string(text = json_object_get(part, "text"))) return -1;
+        if (srv_buf_append(out, json_string_value(text), json_string_length(text)) != 0) return -1;
+    }
+    return 0;
+}
+
+static int encode_chat(const srv_model_info *mi, json_t *messages, srv_request *r, srv_error *e) {
+    if (!json_is_array(messages) || json_array_size(messages) == 0)
+        return bad(e, "messages", NULL, "%s", "'messages' is required: a non-empty array of messages"), -1;
+    size_t n = json_array_size(messages);
+    if (n > (size_t)mi->max_messages) {
+        char msg[96];
+        snprintf(msg, sizeof msg, "too many messages: %zu (at most %d)", n, mi->max_messages);
+        return bad(e, "messages", NULL, "%s", msg), -1;
+    }
+    int rc = -1;
+    bc_chat_message *msgs = calloc(n, sizeof *msgs);
+    srv_buf *texts = calloc(n, sizeof *texts);
+    if (msgs == NULL || texts == NULL) {
+        bad(e, NULL, NULL, "%s", "out of memory");
+        e->status = 500;
+        goto cleanup;
+    }
+    for (size_t i = 0; i < n; i++) {
+        json_t *m = json_array_get(messages, i), *role = json_object_get(m, "role");
+        const char *rs = json_string_value(role);
+        if (!json_is_object(m) || rs == NULL) {
+            bad(e, "messages", NULL, "%s", "");
+            snprintf(e->message, sizeof e->message, "messages[%zu] must be an object with a string 'role'", i);
+            goto cleanup;
+        }
+        if (strcmp(rs, "system") == 0 || strcmp(rs, "developer") == 0)
+            msgs[i].role = BC_CHAT_ROLE_SYSTEM;
+        else if (strcmp(rs, "user") == 0)
+            msgs[i].role = BC_CHAT_ROLE_USER;
+        else if (strcmp(rs, "assistant") == 0)
+            msgs[i].role = BC_CHAT_ROLE_ASSISTANT;
+        else {
+            bad(e, "messages", NULL, "%s", "");
+            snprintf(e->message, sizeof e->message,
+                     "messages[%zu].role '%.64s' is not supported (system, user or assistant)", i, rs);
+            goto cleanup;
+        }
+        if (content_text(json_object_get(m, "content"), &texts[i]) != 0) {
+            bad(e, "messages", NULL, "%s", "");
+            snprintf(e->message, sizeof e->message, "messages[%zu].content must be a string or an array of text parts",
+                     i);
+            goto cleanup;
+        }
+        msgs[i].content = texts[i].data ? texts[i].data : "";
+        msgs[i].content_len = texts[i].len;
+    }
+    /* No truncation of the history: an input over the context is an error. */
+    bc_chat_params cp = mi->chat;
+    cp.max_length = 1 << 30;
+    cp.max_new_tokens = 1;
+    char err[256];
+    size_t n_ids = 0;
+    bc_status st = bc_chat_encode(mi->tok, msgs, n, cp, NULL, 0, &n_ids, err, sizeof err);
+    if (st == BC_STATUS_OK || (st == BC_STATUS_ERROR_ARGUMENT && n_ids > 0)) {
+        r->prompt = malloc((n_ids ? n_ids : 1) * sizeof *r->prompt);
+        if (r->prompt != NULL) st = bc_chat_encode(mi->tok, msgs, n, cp, r->prompt, n_ids, &n_ids, err, sizeof err);
+    }
+    if (st != BC_STATUS_OK || r->prompt == NULL) {
+        bad(e, "messages", NULL, "messages: %s", r->prompt == NULL && st == BC_STATUS_OK ? "out of memory" : err);
+        goto cleanup;
+    }
+    r->n_prompt = (int)n_ids;
+    rc = 0;
+cleanup:
+    for (size_t i = 0; texts != NULL && i < n; i++) srv_buf_free(&texts[i]);
+    free(texts);
+    free(msgs);
+    return rc;
+}
+
+static int encode_text(const srv_model_info *mi, const char *text, size_t len, srv_request *r, srv_error *e) {
+    size_t n_ids = 0;
+    bc_tokenizer_encode(mi->tok, text, len, BC_SWITCH_AUTO, BC_SWITCH_AUTO, NULL, 0, &n_ids);
+    r->prompt = malloc((n_ids ? n_ids : 1) * sizeof *r->prompt);
+    if (r->prompt == NULL || bc_tokenizer_encode(mi->tok, text, len, BC_SWITCH_AUTO, BC_SWITCH_AUTO, r->prompt, n_ids,
+                                                 &n_ids) != BC_STATUS_OK) {
+        e->status = 500;
+        return bad(e, "prompt", NULL, "%s", "the prompt could not be encoded"), -1;
+    }
+    r->n_prompt = (int)n_ids;
+    return 0;
+}
+
+static int encode_completion(const srv_model_info *mi, json_t *prompt, srv_request *r, srv_error *e) {
+    if (json_is_array(prompt) && json_array_size(prompt) == 1 && json_is_string(json_array_get(prompt, 0)))
+        prompt = json_array_get(prompt, 0);
+    if (json_is_string(prompt)) return encode_text(mi, json_string_value(prompt), json_string_length(prompt), r, e);
+    if (!json_is_array(prompt) || json_array_size(prompt) == 0)
+        return bad(e, "prompt", NULL, "%s",
+                   "'prompt' is required: a string, or a non-empty array of token ids (one prompt per request)"),
+               -1;
+    size_t n = json_array_size(prompt);
+    if ((r->prompt = malloc(n * sizeof *r->prompt)) == NULL) {
+        e->status = 500;
+        return bad(e, "prompt", NULL, "%s", "out of memory"), -1;
+    }
+    for (size_t i = 0; i < n; i++) {
+        json_t *v = json_array_get(prompt, i);
+        if (!json_is_integer(v) || json_integer_value(v) < 0 || json_integer_value(v) >= mi->n_vocab) {
+            bad(e, "prompt", NULL, "%s", "");
+            snprintf(e->message, sizeof e->message,
+                     "prompt[%zu] is not a token id in [0, %d) (one prompt per request: a string or an array of ids)",
+                     i, mi->n_vocab);
+            return -1;
+        }
+        r->prompt[i] = (int32_t)json_integer_value(v);
+    }
+    r->n_prompt = (int)n;
+    return 0;
+}
+
+static int read_stops(json_t *stop, const char **stops, size_t *n_stops, srv_error *e) {
+    *n_stops = 0;
+    if (stop == NULL || json_is_null(stop)) return 0;
+    if (json_is_string(stop)) {
+        if (json_string_length(stop) > 0) stops[(*n_stops)++] = json_string_value(stop);
+        return 0;
+    }
+    if (!json_is_array(stop) || json_array_size(stop) > MAX_STOPS)
+        return bad(e, "stop", NULL, "%s", "'stop' must be a string or an array of at most 16 strings"), -1;
+    for (size_t i = 0; i < json_array_size(stop); i++) {
+        json_t *s = json_array_get(stop, i);
+        if (!json_is_string(s)) return bad(e, "stop", NULL, "%s", "'stop' entries must be strings"), -1;
+        if (json_string_length(s) > 0) stops[(*n_stops)++] = json_string_value(s);
+    }
+    return 0;
+}
+
+srv_request *srv_openai_parse(const srv_model_info *mi, srv_endpoint endpoint, json_t *body, srv_error *e) {
+    memset(e, 0, sizeof *e);
+    if (!json_is_object(body)) return bad(e, NULL, NULL, "%s", "the request body must be a JSON object");
+    srv_request *r = calloc(1, sizeof *r);
+    if (r == NULL) {
+        e->status = 500;
+        return bad(e, NULL, NULL, "%s", "out of memory");
+    }
+    pthread_mutex_init(&r->mu, NULL);
+    atomic_init(&r->refs, 1);
+    atomic_init(&r->cancelled, false);
+    r->endpoint = endpoint;
+    r->logprobs = -1;
+    r->fd = -1;
+    r->tok = mi->tok;
+    r->model = mi->name;
+    r->created = (long long)srv_wall();
+
+    json_t *v;
+    long long n = 1;
+    if (get_int(body, "n", 1, 1, &n, e) < 0) {
+        snprintf(e->message, sizeof e->message, "only n=1 is supported");
+        goto fail;
+    }
+    if ((v = json_object_get(body, "stream")) != NULL && !json_is_null(v)) {
+        if (!json_is_boolean(v)) {
+            bad(e, "stream", NULL, "%s", "'stream' must be a boolean");
+            goto fail;
+        }
+        r->stream = json_is_true(v);
+    }
+    if ((v = json_object_get(body, "stream_options")) != NULL && !json_is_null(v)) {
+        json_t *iu = json_object_get(v, "include_usage");
+        if (!json_is_object(v) || (iu != NULL && !json_is_boolean(iu))) {
+            bad(e, "stream_options", NULL, "%s", "'stream_options' must be an object; include_usage a boolean");
+            goto fail;
+        }
+        r->include_usage = json_is_true(iu);
+    }
+    v = json_object_get(body, "user");
+    if (v != NULL && !json_is_null(v) && !json_is_string(v)) {
+        bad(e, "user", NULL, "%s", "'user' must be a string");
+        goto fail;
+    }
+
+    /* Sampling: the model's generation_config.json, then the request. */
+    bc_sampler_params sp = mi->defaults;
+    long long iv;
+    int got;
+    if (get_number(body, "temperature", 0, 2, &sp.temperature, e) || get_number(body, "top_p", 0, 1, &sp.top_p, e) ||
+        get_number(body, "min_p", 0, 1, &sp.min_p, e) ||
+        get_number(body, "repetition_penalty", 1e-3, 100, &sp.repetition_penalty, e) ||
+        get_number(body, "presence_penalty", -2, 2, &sp.presence_penalty, e) ||
+        get_number(body, "frequency_penalty", -2, 2, &sp.frequency_penalty, e))
+        goto fail;
+    if (sp.top_p <= 0) {
+        bad(e, "top_p", NULL, "%s", "'top_p' must be > 0");
+        goto fail;
+    }
+    if ((got = get_int(body, "top_k", 0, 1 << 30, &iv, e)) < 0) goto fail;
+    if (got) sp.top_k = (int)iv;
+    sp.seed = (uint64_t)(srv_wall() * 1e6) ^ (uint64_t)(uintptr_t)r; /* no seed: a different draw each time */
+    if ((got = get_int(body, "seed", INT64_MIN, INT64_MAX, &iv, e)) < 0) goto fail;
+    if (got) sp.seed = (uint64_t)iv;
+
+    long long max_tokens = -1;
+    if ((got = get_int(body, "max_tokens", 1, 1 << 30, &iv, e)) < 0) goto fail;
+    if (got) max_tokens = iv;
+    if ((got = get_int(body, "max_completion_tokens", 1, 1 << 30, &iv, e)) < 0) goto fail;
+    if (got) max_tokens = iv;
+
+    /* Logprobs: completions take a count; chat takes a flag and top_logprobs. */
+    if (endpoint == SRV_ENDPOINT_COMPLETIONS) {
+        if ((got = get_int(body, "logprobs", 0, MAX_TOP_LOGPROBS, &iv, e)) < 0) goto fail;
+        if (got) r->logprobs = (int)iv;
+    } else {
+        v = json_object_get(body, "logprobs");
+        if (v != NULL && !json_is_null(v) && !json_is_boolean(v)) {
+            bad(e, "logprobs", NULL, "%s", "'logprobs' must be a boolean");
+            goto fail;
+        }
+        long long top = 0;
+        if (get_int(body, "top_logprobs", 0, MAX_TOP_LOGPROBS, &top, e) < 0) goto fail;
+        if (json_is_true(v))
+            r->logprobs = (int)top;
+        else if (top > 0) {
+            bad(e, "top_logprobs", NULL, "%s", "'top_logprobs' needs 'logprobs': true");
+            goto fail;
+        }
+    }
+
+    const char *stops[MAX_STOPS];
+    size_t n_stops = 0;
+    if (read_stops(json_object_get(body, "stop"), stops, &n_stops, e) != 0) goto fail;
+
+    /* The input. */
+    if (endpoint == SRV_ENDPOINT_CHAT) {
+        if (encode_chat(mi, json_object_get(body, "messages"), r, e) != 0) goto fail;
+    } else {
+        if (encode_completion(mi, json_object_get(body, "prompt"), r, e) != 0) goto fail;
+        if (r->n_prompt == 0) { /* an empty prompt continues from BOS */
+            bc_model_info info;
+            bc_model_get_info(mi->model, &info);
+            r->prompt[0] = info.bos_token_id;
+            r->n_prompt = 1;
+        }
+    }
+    if (r->n_prompt >= mi->n_ctx || (max_tokens > 0 && r->n_prompt + max_tokens > mi->n_ctx)) {
+        char msg[256];
+        snprintf(msg, sizeof msg,
+                 "This model's maximum context length is %d tokens. However, you requested %lld tokens (%d in the "
+                 "prompt, %lld for the completion). Please reduce the prompt or the completion length.",
+                 mi->n_ctx, r->n_prompt + (max_tokens > 0 ? max_tokens : 0), r->n_prompt,
+                 max_tokens > 0 ? max_tokens : 0);
+        bad(e, endpoint == SRV_ENDPOINT_CHAT ? "messages" : "prompt", "context_length_exceeded", "%s", msg);
+        goto fail;
+    }
+    if (max_tokens < 0) max_tokens = endpoint == SRV_ENDPOINT_COMPLETIONS ? 16 : mi->n_ctx - r->n_prompt;
+    if (max_tokens > mi->n_ctx - r->n_prompt) max_tokens = mi->n_ctx - r->n_prompt;
+    r->max_tokens = (int)max_tokens;
+
+    char err[256];
+    if (bc_sampler_init(sp, mi->n_vocab, &r->sampler) != BC_STATUS_OK ||
+        bc_detokenizer_init(mi->tok, &r->detok) != BC_STATUS_OK) {
+        bad(e, NULL, NULL, "%s", "the sampling parameters are not usable");
+        goto fail;
+    }
+    if (bc_stop_matcher_init(stops, n_stops, &r->stop, err, sizeof err) != BC_STATUS_OK) {
+        bad(e, "stop", NULL, "stop: %s", err);
+        goto fail;
+    }
+    return r;
+fail:
+    srv_request_unref(r);
+    return NULL;
+}
+
+/* ------------------------------------------------------------------------ */
+/* Logprobs                                                                 */
+/* ------------------------------------------------------------------------ */
+
+/* {"token", "logprob", "bytes"} for id: its piece as text (U+2581 as a
+ * space; a byte piece of a partial character as "\xNN"). */
+static json_t *token_entry(const bc_tokenizer *tok, int32_t id, double logprob) {
+    size_t len = 0;
+    bc_piece_type type;
+    const char *piece = bc_tokenizer_piece(tok, id, &len, &type);
+    srv_buf text = {0};
+    json_t *bytes = json_array();
+    unsigned int byte;
+    if (piece != NULL && type == BC_PIECE_TYPE_BYTE && sscanf(piece, "<0x%02X>", &byte) == 1) {
+        if (byte < 0x80)
+            srv_buf_append(&text, (char[1]){(char)byte}, 1);
+        else
+            srv_buf_printf(&text, "\\x%02x", byte);
+        json_array_append_new(bytes, json_integer(byte));
+    } else if (piece != NULL && type != BC_PIECE_TYPE_CONTROL) {
+        for (size_t i = 0; i < len; i++) {
+            if (i + 2 < len && (unsigned char)piece[i] == 0xE2 && (unsigned char)piece[i + 1] == 0x96 &&
+                (unsigned char)piece[i + 2] == 0x81) {
+                srv_buf_append(&text, " ", 1);
+                i += 2;
+            } else
+                srv_buf_append(&text, piece + i, 1);
+        }
+        for (size_t i = 0; i < text.len; i++) json_array_append_new(bytes, json_integer((unsigned char)text.data[i]));
+    }
+    json_t *o = json_pack("{s:s%, s:f, s:o}", "token", text.data ? text.data : "", text.len, "logprob", logprob,
+                          "bytes", bytes);
+    srv_buf_free(&text);
+    return o;
+}
+
+json_t *srv_openai_logprobs(srv_request *r, const float *logits, int n_vocab, int32_t id, size_t text_offset) {
+    if (r->logprobs < 0) return NULL;
+    double max = logits[0], sum = 0;
+    for (int i = 1; i < n_vocab; i++)
+        if (logits[i] > max) max = logits[i];
+    for (int i = 0; i < n_vocab; i++) sum += exp((double)logits[i] - max);
+    double lse = max + log(sum);
+    json_t *entry = token_entry(r->tok, id, (double)logits[id] - lse);
+    json_t *top = json_array();
+    /* The k most likely ids, by repeated selection (k <= 20). */
+    int picked[MAX_TOP_LOGPROBS];
+    for (int k = 0; k < r->logprobs && k < n_vocab; k++) {
+        int best = -1;
+        for (int i = 0; i < n_vocab; i++) {
+            bool used = false;
+            for (int j = 0; j < k; j++) used |= picked[j] == i;
+            if (!used && (best < 0 || logits[i] > logits[best])) best = i;
+        }
+        picked[k] = best;
+        json_array_append_new(top, token_entry(r->tok, best, (double)logits[best] - lse));
+    }
+    json_object_set_new(entry, "top_logprobs", top);
+    json_object_set_new(entry, "text_offset", json_integer((json_int_t)text_offset));
+    return entry;
+}
+
+/* Completions' legacy shape from a list of entries. */
+static json_t *legacy_logprobs(json_t *entries) {
+    json_t *tokens = json_array(), *lps = json_array(), *tops = json_array(), *offs = json_array();
+    size_t i;
+    json_t *e;
+    json_array_foreach(entries, i, e) {
+        json_array_append(tokens, json_object_get(e, "token"));
+        json_array_append(lps, json_object_get(e, "logprob"));
+        json_array_append(offs, json_object_get(e, "text_offset"));
+        json_t *top = json_object(), *t;
+        size_t j;
+        json_array_foreach(json_object_get(e, "top_logprobs"), j, t) {
+            json_object_set(top, json_string_value(json_object_get(t, "token")), json_object_get(t, "logprob"));
+        }
+        json_array_append_new(tops, top);
+    }
+    return json_pack("{s:o, s:o, s:o, s:o}", "tokens", tokens, "token_logprobs", lps, "top_logprobs", tops,
+                     "text_offset", offs);
+}
+
+/* Chat's shape: {"content": [...]} without the text_offset field. */
+static json_t *chat_logprobs(json_t *entries) {
+    json_t *content = json_array(), *e;
+    size_t i;
+    json_array_foreach(entries, i, e) {
+        json_t *c = json_deep_copy(e);
+        json_object_del(c, "text_offset");
+        json_array_append_new(content, c);
+    }
+    return json_pack("{s:o}", "content", content);
+}
+
+/* ------------------------------------------------------------------------ */
+/* Chunks and bodies                                                        */
+/* ------------------------------------------------------------------------ */
+
+static json_t *usage_json(const srv_request *r) {
+    return json_pack("{s:i, s:i, s:i}", "prompt_tokens", r->n_prompt, "completion_tokens", r->n_generated,
+                     "total_tokens", r->n_prompt + r->n_generated);
+}
+
+static json_t *chunk_base(const srv_request *r) {
+    json_t *o = json_pack("{s:s, s:s, s:I, s:s}", "id", r->id, "object",
+                          r->endpoint == SRV_ENDPOINT_CHAT ? "chat.completion.chunk" : "text_completion", "created",
+                          (json_int_t)r->created, "model", r->model);
+    if (r->include_usage) json_object_set_new(o, "usage", json_null());
+    return o;
+}
+
+static void send_event(srv_request *r, json_t *o, srv_buf *into) {
+    char *s = srv_json_dump(o);
+    srv_buf ev = {0};
+    if (s != NULL) srv_buf_printf(&ev, "data: %s\n\n", s);
+    free(s);
+    if (into != NULL)
+        srv_buf_append(into, ev.data, ev.len);
+    else if (ev.len)
+        srv_request_publish(r, ev.data, ev.len, false);
+    srv_buf_free(&ev);
+    json_decref(o);
+}
+
+static json_t *chat_choice(json_t *delta, json_t *logprobs, const char *finish) {
+    return json_pack("{s:i, s:o, s:o, s:o}", "index", 0, "delta", delta, "logprobs", logprobs ? logprobs : json_null(),
+                     "finish_reason", finish ? json_string(finish) : json_null());
+}
+
+static void send_role_chunk(srv_request *r, srv_buf *into) {
+    json_t *o = chunk_base(r);
+    json_object_set_new(
+        o, "choices",
+        json_pack("[o]", chat_choice(json_pack("{s:s, s:s}", "role", "assistant", "content", ""), NULL, NULL)));
+    send_event(r, o, into);
+    r->role_sent = true;
+}
+
+void srv_openai_emit_text(srv_request *r, const char *text, size_t len, json_t *lp) {
+    if (!r->stream) {
+        srv_buf_append(&r->text, text, len);
+        if (lp != NULL) {
+            if (r->lp_content == NULL) r->lp_content = json_array();
+            json_array_append(r->lp_content, lp);
+        }
+        json_decref(lp);
+        return;
+    }
+    if (r->endpoint == SRV_ENDPOINT_CHAT && !r->role_sent) send_role_chunk(r, NULL);
+    if (len == 0 && lp == NULL) return;
+    json_t *entries = NULL;
+    if (lp != NULL) entries = json_pack("[o]", lp);
+    json_t *o = chunk_base(r);
+    if (r->endpoint == SRV_ENDPOINT_CHAT) {
+        json_object_set_new(o, "choices",
+                            json_pack("[o]", chat_choice(json_pack("{s:s%}", "content", text ? text : "", len),
+                                                         entries ? chat_logprobs(entries) : NULL, NULL)));
+    } else {
+        json_object_set_new(o, "choices",
+                            json_pack("[{s:s%, s:i, s:o, s:n}]", "text", text ? text : "", len, "index", 0, "logprobs",
+                                      entries ? legacy_logprobs(entries) : json_null(), "finish_reason"));
+    }
+    json_decref(entries);
+    send_event(r, o, NULL);
+}
+
+void srv_openai_finish(srv_request *r, srv_buf *tail) {
+    const char *finish = r->finish_reason ? r->finish_reason : "stop";
+    if (r->logprobs >= 0 && r->lp_content == NULL) r->lp_content = json_array();
+    if (r->stream) {
+        if (r->endpoint == SRV_ENDPOINT_CHAT && !r->role_sent) send_role_chunk(r, tail);
+        json_t *o = chunk_base(r);
+        if (r->endpoint == SRV_ENDPOINT_CHAT)
+            json_object_set_new(o, "choices", json_pack("[o]", chat_choice(json_object(), NULL, finish)));
+        else
+            json_object_set_new(
+                o, "choices",
+                json_pack("[{s:s, s:i, s:n, s:s}]", "text", "", "index", 0, "logprobs", "finish_reason", finish));
+        send_event(r, o, tail);
+        if (r->include_usage) {
+            o = chunk_base(r);
+            json_object_set_new(o, "choices", json_array());
+            json_object_set_new(o, "usage", usage_json(r));
+            send_event(r, o, tail);
+        }
+        srv_buf_puts(tail, "data: [DONE]\n\n");
+        return;
+    }
+    const char *text = r->text.data ? r->text.data : "";
+    json_t *choice;
+    if (r->endpoint == SRV_ENDPOINT_CHAT)
+        choice = json_pack("{s:i, s:{s:s, s:s%}, s:o, s:s}", "index", 0, "message", "role", "assistant", "content",
+                           text, r->text.len, "logprobs", r->logprobs >= 0 ? chat_logprobs(r->lp_content) : json_null(),
+                           "finish_reason", finish);
+    else
+        choice = json_pack("{s:s%, s:i, s:o, s:s}", "text", text, r->text.len, "index", 0, "logprobs",
+                           r->logprobs >= 0 ? legacy_logprobs(r->lp_content) : json_null(), "finish_reason", finish);
+    json_t *o = json_pack("{s:s, s:s, s:I, s:s, s:[o], s:o}", "id", r->id, "object",
+                          r->endpoint == SRV_ENDPOINT_CHAT ? "chat.completion" : "text_completion", "created",
+                          (json_int_t)r->created, "model", r->model, "choices", choice, "usage", usage_json(r));
+    char *s = srv_json_dump(o);
+    if (s != NULL) srv_buf_puts(tail, s);
+    free(s);
+    json_decref(o);
+}

@@ -1,0 +1,373 @@
+/*
+ * scheduler.c - continuous batching on one engine thread.
+ *
+ * The context has one sequence per slot (--parallel). Each step builds one
+ * batch: first the next token of every slot that is generating, then chunks
+ * of the prompts of slots still prefilling, round-robin, up to n_batch
+ * entries in all; runs one bc_context_decode over it; and samples a token
+ * for every slot whose logits came out. So a long prompt is fed a chunk per
+ * step while the other slots keep producing a token per step. Requests join
+ * (from a bounded FIFO queue) and leave between steps. Output goes into the
+ * requests' own buffers (srv_request_publish): the engine never blocks on a
+ * client. A client that has gone (its connection reported closed, or a peek
+ * at its socket while it waits) is dropped at the next step, its slot freed.
+ */
+#include "server.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+typedef struct slot {
+    srv_request *req; /* NULL when free */
+    int n_fed;        /* prompt ids already in the cache */
+    int n_cached;     /* positions in this slot's sequence */
+    bool generating;  /* the prompt is in; next_token is fed each step */
+    int32_t next_token;
+    int n_step;    /* entries of this slot in the current batch */
+    int logit_row; /* the batch entry whose logits are this slot's, or -1 */
+    size_t text_offset;
+} slot;
+
+struct srv_scheduler {
+    bc_context *ctx;
+    const bc_model *model;
+    const bc_tokenizer *tok;
+    srv_ledger *ledger;
+    int n_slots, n_ctx, n_batch, n_vocab;
+    int32_t eos;
+    slot *slots;
+    bc_batch_entry *batch; /* (n_batch) */
+    int rr;                /* the slot whose prompt goes first in the next batch */
+
+    pthread_mutex_t mu; /* guards the queue, n_active, stopping, cancel_all */
+    pthread_cond_t cv;
+    srv_request **queue; /* (max_queue) a ring */
+    int q_head, q_len, q_cap;
+    int n_active;
+    bool stopping, cancel_all;
+    pthread_t thread;
+};
+
+/* ------------------------------------------------------------------------ */
+/* Ending requests                                                          */
+/* ------------------------------------------------------------------------ */
+
+/* Accounts the request, records its ledger row and sends its final bytes
+ * (after the row is committed). Takes over the scheduler's reference. */
+static void end_request(srv_scheduler *s, srv_request *r, int status) {
+    bool gone = atomic_load(&r->cancelled);
+    if (gone) {
+        status = 499; /* client closed the request */
+        r->finish_reason = "cancelled";
+    }
+    r->http_status = status;
+    srv_account(r, status);
+    srv_buf tail = {0};
+    if (gone) srv_request_publish(r, NULL, 0, true); /* wakes a suspended connection to close it */
+    if (!gone) {
+        if (status == 200)
+            srv_openai_finish(r, &tail);
+        else {
+            json_t *err = srv_error_json("the model failed on this request", "server_error", NULL, NULL);
+            char *body = srv_json_dump(err);
+            if (r->stream)
+                srv_buf_printf(&tail, "data: %s\n\n", body ? body : "{}");
+            else if (body)
+                srv_buf_puts(&tail, body);
+            free(body);
+            json_decref(err);
+        }
+    }
+    double now = srv_now();
+    srv_ledger_row row = {.time = srv_wall(),
+                          .request_id = r->id,
+                          .tenant = r->tenant ? r->tenant->name : NULL,
+                          .endpoint = srv_endpoint_path(r->endpoint),
+                          .model = r->model,
+                          .prompt_tokens = r->n_prompt,
+                          .completion_tokens = r->n_generated,
+                          .finish_reason = r->finish_reason,
+                          .status = status,
+                          .latency = now - r->t_arrival};
+    if (s->ledger != NULL) {
+        srv_ledger_submit(s->ledger, &row, r, tail.data, tail.len);
+    } else {
+        srv_request_publish(r, tail.data, tail.len, true);
+        srv_request_unref(r);
+    }
+    srv_buf_free(&tail);
+}
+
+static void free_slot(srv_scheduler *s, slot *sl) {
+    bc_context_seq_truncate(s->ctx, (int)(sl - s->slots), 0);
+    memset(sl, 0, sizeof *sl);
+    pthread_mutex_lock(&s->mu);
+    s->n_active--;
+    pthread_mutex_unlock(&s->mu);
+}
+
+/* ------------------------------------------------------------------------ */
+/* One generated token                                                      */
+/* ------------------------------------------------------------------------ */
+
+static void emit(srv_request *r, const char *text, size_t len, json_t *lp) {
+    if (len > 0 || lp != NULL) srv_openai_emit_text(r, text, len, lp);
+}
+
+/* Samples from logits for the slot; ends the request when it is done.
+ * Returns true when the slot was freed. */
+static bool take_token(srv_scheduler *s, slot *sl, const float *logits) {
+    srv_request *r = sl->req;
+    double now = srv_now();
+    if (r->n_generated == 0) {
+        srv_metrics_ttft(now - r->t_arrival);
+        if (r->endpoint == SRV_ENDPOINT_CHAT) srv_openai_emit_text(r, "", 0, NULL); /* the role chunk */
+    } else {
+        srv_metrics_token_latency(now - r->t_last_token);
+    }
+    r->t_last_token = now;
+
+    int32_t id = bc_sampler_sample(r->sampler, logits);
+    const char *text = NULL, *shown = NULL;
+    size_t len = 0, shown_len = 0;
+    bool stopped = false;
+    if (id == s->eos) {
+        r->finish_reason = "stop";
+    } else {
+        r->n_generated++;
+        bc_sampler_accept_generated(r->sampler, id);
+        json_t *lp = srv_openai_logprobs(r, logits, s->n_vocab, id, sl->text_offset);
+        if (bc_detokenizer_push(r->detok, id, &text, &len) != BC_STATUS_OK) len = 0;
+        stopped = bc_stop_matcher_push(r->stop, text, len, &shown, &shown_len);
+        sl->text_offset += shown_len;
+        emit(r, shown, shown_len, lp);
+        if (stopped)
+            r->finish_reason = "stop";
+        else if (r->n_generated >= r->max_tokens || sl->n_cached >= s->n_ctx)
+            r->finish_reason = "length";
+    }
+    if (r->finish_reason == NULL) {
+        sl->next_token = id;
+        return false;
+    }
+    if (!stopped) { /* release what the detokenizer and the stop matcher still hold */
+        bc_detokenizer_flush(r->detok, &text, &len);
+        if (bc_stop_matcher_push(r->stop, text, len, &shown, &shown_len)) {
+            r->finish_reason = "stop";
+            emit(r, shown, shown_len, NULL);
+        } else {
+            emit(r, shown, shown_len, NULL);
+            bc_stop_matcher_flush(r->stop, &shown, &shown_len);
+            emit(r, shown, shown_len, NULL);
+        }
+    }
+    sl->req = NULL;
+    free_slot(s, sl);
+    end_request(s, r, 200);
+    return true;
+}
+
+/* ------------------------------------------------------------------------ */
+/* The engine thread                                                        */
+/* ------------------------------------------------------------------------ */
+
+/* Under s->mu: drops cancelled requests from the queue, fills free slots,
+ * and peeks at the sockets of waiting clients. Requests to end are put in
+ * *gone (the caller ends them outside the lock). */
+static void admit(srv_scheduler *s, srv_request **gone, int *n_gone) {
+    int kept = 0;
+    for (int i = 0; i < s->q_len; i++) {
+        srv_request *r = s->queue[(s->q_head + i) % s->q_cap];
+        if (s->cancel_all) atomic_store(&r->cancelled, true);
+        srv_request_check_gone(r);
+        if (atomic_load(&r->cancelled))
+            gone[(*n_gone)++] = r;
+        else
+            s->queue[(s->q_head + kept++) % s->q_cap] = r;
+    }
+    s->q_len = kept;
+    for (int i = 0; i < s->n_slots && s->q_len > 0; i++) {
+        if (s->slots[i].req != NULL) continue;
+        srv_request *r = s->queue[s->q_head];
+        s->q_head = (s->q_head + 1) % s->q_cap;
+        s->q_len--;
+        memset(&s->slots[i], 0, sizeof s->slots[i]);
+        s->slots[i].req = r;
+        s->n_active++;
+        for (int k = 0; k < r->n_prompt; k++) bc_sampler_accept(r->sampler, r->prompt[k]);
+    }
+}
+
+static void *engine_main(void *arg) {
+    srv_scheduler *s = arg;
+    srv_request **gone = malloc((size_t)(s->q_cap + s->n_slots) * sizeof *gone);
+    for (;;) {
+        int n_gone = 0;
+        pthread_mutex_lock(&s->mu);
+        while (!s->stopping && s->n_active == 0 && s->q_len == 0) pthread_cond_wait(&s->cv, &s->mu);
+        if (s->stopping && s->n_active == 0 && s->q_len == 0) {
+            pthread_mutex_unlock(&s->mu);
+            break;
+        }
+        admit(s, gone, &n_gone);
+        bool cancel_all = s->cancel_all;
+        pthread_mutex_unlock(&s->mu);
+        for (int i = 0; i < n_gone; i++) end_request(s, gone[i], 499);
+
+        /* Drop the slots whose clients have gone. */
+        for (int i = 0; i < s->n_slots; i++) {
+            slot *sl = &s->slots[i];
+            if (sl->req == NULL) continue;
+            if (cancel_all) atomic_store(&sl->req->cancelled, true);
+            srv_request_check_gone(sl->req);
+            if (atomic_load(&sl->req->cancelled)) {
+                srv_request *r = sl->req;
+                free_slot(s, sl);
+                end_request(s, r, 499);
+            }
+        }
+
+        /* The batch: generating slots first, then prompt chunks. */
+        int n = 0;
+        for (int i = 0; i < s->n_slots; i++) {
+            slot *sl = &s->slots[i];
+            sl->n_step = 0;
+            sl->logit_row = -1;
+            if (sl->req == NULL || !sl->generating) continue;
+            s->batch[n] = (bc_batch_entry){i, sl->n_cached, sl->next_token, true};
+            sl->logit_row = n++;
+            sl->n_step = 1;
+        }
+        for (int k = 0; k < s->n_slots && n < s->n_batch; k++) {
+            int i = (s->rr + k) % s->n_slots;
+            slot *sl = &s->slots[i];
+            if (sl->req == NULL || sl->generating) continue;
+            int take = sl->req->n_prompt - sl->n_fed;
+            if (take > s->n_batch - n) take = s->n_batch - n;
+            for (int j = 0; j < take; j++) {
+                int p = sl->n_fed + j;
+                bool last = p == sl->req->n_prompt - 1;
+                s->batch[n] = (bc_batch_entry){i, sl->n_cached + j, sl->req->prompt[p], last};
+                if (last) sl->logit_row = n;
+                n++;
+            }
+            sl->n_step = take;
+        }
+        s->rr = (s->rr + 1) % s->n_slots;
+        if (n == 0) continue;
+
+        if (bc_context_decode(s->ctx, s->batch, n) != BC_STATUS_OK) {
+            fprintf(stderr, "baichuan serve: forward pass failed: %s\n", bc_context_error(s->ctx));
+            for (int i = 0; i < s->n_slots; i++) {
+                slot *sl = &s->slots[i];
+                if (sl->req == NULL || sl->n_step == 0) continue;
+                srv_request *r = sl->req;
+                r->finish_reason = "error";
+                free_slot(s, sl);
+                end_request(s, r, 500);
+            }
+            continue;
+        }
+        for (int i = 0; i < s->n_slots; i++) {
+            slot *sl = &s->slots[i];
+            if (sl->req == NULL || sl->n_step == 0) continue;
+            sl->n_cached += sl->n_step;
+            if (!sl->generating) sl->n_fed += sl->n_step;
+            if (sl->logit_row < 0) continue;
+            sl->generating = true;
+            take_token(s, sl, bc_context_logits(s->ctx, sl->logit_row));
+        }
+    }
+    free(gone);
+    return NULL;
+}
+
+/* ------------------------------------------------------------------------ */
+/* Interface                                                                */
+/* ------------------------------------------------------------------------ */
+
+int srv_scheduler_start(srv_scheduler **out, bc_context *ctx, const bc_model *model, const bc_tokenizer *tok,
+                        int max_queue, srv_ledger *ledger, char *err, size_t err_size) {
+    *out = NULL;
+    srv_scheduler *s = calloc(1, sizeof *s);
+    if (s == NULL) goto oom;
+    s->ctx = ctx;
+    s->model = model;
+    s->tok = tok;
+    s->ledger = ledger;
+    s->n_slots = bc_context_n_seq(ctx);
+    s->n_ctx = bc_context_n_ctx(ctx);
+    s->n_batch = bc_context_n_batch(ctx);
+    bc_model_info info;
+    bc_model_get_info(model, &info);
+    bc_tokenizer_info ti;
+    bc_tokenizer_get_info(tok, &ti);
+    s->n_vocab = ti.n_vocab < info.n_vocab ? ti.n_vocab : info.n_vocab;
+    s->eos = info.eos_token_id;
+    s->q_cap = max_queue > 0 ? max_queue : 1;
+    s->slots = calloc((size_t)s->n_slots, sizeof *s->slots);
+    s->batch = malloc((size_t)s->n_batch * sizeof *s->batch);
+    s->queue = malloc((size_t)s->q_cap * sizeof *s->queue);
+    if (s->slots == NULL || s->batch == NULL || s->queue == NULL) goto oom;
+    pthread_mutex_init(&s->mu, NULL);
+    pthread_cond_init(&s->cv, NULL);
+    if (pthread_create(&s->thread, NULL, engine_main, s) != 0) {
+        snprintf(err, err_size, "cannot start the engine thread");
+        goto fail;
+    }
+    *out = s;
+    return 0;
+oom:
+    snprintf(err, err_size, "out of memory");
+fail:
+    if (s) {
+        free(s->slots);
+        free(s->batch);
+        free(s->queue);
+        free(s);
+    }
+    return -1;
+}
+
+int srv_scheduler_submit(srv_scheduler *s, srv_request *r) {
+    pthread_mutex_lock(&s->mu);
+    if (s->q_len == s->q_cap || s->stopping) {
+        pthread_mutex_unlock(&s->mu);
+        return -1;
+    }
+    atomic_fetch_add(&r->refs, 1);
+    s->queue[(s->q_head + s->q_len++) % s->q_cap] = r;
+    pthread_cond_signal(&s->cv);
+    pthread_mutex_unlock(&s->mu);
+    return 0;
+}
+
+void srv_scheduler_counts(srv_scheduler *s, int *queued, int *active) {
+    pthread_mutex_lock(&s->mu);
+    *queued = s->q_len;
+    *active = s->n_active;
+    pthread_mutex_unlock(&s->mu);
+}
+
+void srv_scheduler_cancel_all(srv_scheduler *s) {
+    pthread_mutex_lock(&s->mu);
+    s->cancel_all = true;
+    pthread_cond_signal(&s->cv);
+    pthread_mutex_unlock(&s->mu);
+}
+
+void srv_scheduler_stop(srv_scheduler *s) {
+    if (s == NULL) return;
+    pthread_mutex_lock(&s->mu);
+    s->stopping = true;
+    pthread_cond_signal(&s->cv);
+    pthread_mutex_unlock(&s->mu);
+    pthread_join(s->thread, NULL);
+    pthread_mutex_destroy(&s->mu);
+    pthread_cond_destroy(&s->cv);
+    free(s->slots);
+    free(s->batch);
+    free(s->queue);
+    free(s);
+}
