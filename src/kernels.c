@@ -5,6 +5,7 @@
  *   dispatch          CPU feature detection and the forced level
  *   activations       f32 rows -> a8 / a8k blocks
  *   C kernels         one per dtype: the portable path and the spec of the SIMD ones
+ *   repacking         q4_0 / q8_0 rows interleaved by 16 for the AVX-512 kernels
  *   matmul            row split across threads, tiles of rows x activation rows
  *   small kernels     dot_f32, weight_row_f32, rmsnorm
  */
@@ -15,6 +16,7 @@
 
 #include <math.h>
 #include <stdatomic.h>
+#include <stdlib.h>
 #include <string.h>
 
 /* ------------------------------------------------------------------------ */
@@ -348,6 +350,64 @@ bc__gemm4_fn bc__gemm4_kernel(bc_dtype dtype, bc__isa isa) {
 }
 
 /* ------------------------------------------------------------------------ */
+/* Repacking (layout in kernels.h)                                          */
+/* ------------------------------------------------------------------------ */
+
+bool bc__pack_supported(const bc__weight *w) {
+    return (w->dtype == BC_DTYPE_Q4_0 || w->dtype == BC_DTYPE_Q8_0) && w->rows > 0 && w->rows % BC__PACK_ROWS == 0 &&
+           w->cols > 0 && w->cols % 32 == 0;
+}
+
+/* Quant bytes of one block column of a group. */
+static size_t pack_quant_bytes(bc_dtype dtype) { return dtype == BC_DTYPE_Q8_0 ? 512 : 256; }
+
+size_t bc__pack_group_bytes(bc_dtype dtype, int64_t cols) {
+    size_t nb = (size_t)(cols / 32), bytes = nb * (pack_quant_bytes(dtype) + BC__PACK_ROWS * sizeof(uint16_t));
+    return (bytes + 63) / 64 * 64;
+}
+
+void bc__repack(const bc__weight *w, void *dst) {
+    const size_t nb = (size_t)(w->cols / 32), qb = pack_quant_bytes(w->dtype);
+    const size_t group_bytes = bc__pack_group_bytes(w->dtype, w->cols);
+    const bool q8 = w->dtype == BC_DTYPE_Q8_0;
+    const size_t row_bytes = nb * (q8 ? sizeof(bc__block_q8_0) : sizeof(bc__block_q4_0));
+    for (int64_t g = 0; g < w->rows / BC__PACK_ROWS; g++) {
+        uint8_t *quants = (uint8_t *)dst + (size_t)g * group_bytes;
+        uint8_t *scales = quants + nb * qb;
+        memset(scales + nb * BC__PACK_ROWS * sizeof(uint16_t), 0, group_bytes - nb * (qb + 2 * BC__PACK_ROWS));
+        for (int r = 0; r < BC__PACK_ROWS; r++) {
+            const char *row = (const char *)w->data + (size_t)(g * BC__PACK_ROWS + r) * row_bytes;
+            for (size_t b = 0; b < nb; b++) {
+                uint16_t d;
+                const uint8_t *qs;
+                if (q8) {
+                    const bc__block_q8_0 *x = (const bc__block_q8_0 *)row + b;
+                    d = x->d;
+                    qs = (const uint8_t *)x->qs;
+                } else {
+                    const bc__block_q4_0 *x = (const bc__block_q4_0 *)row + b;
+                    d = x->d;
+                    qs = x->qs;
+                }
+                memcpy(scales + (b * BC__PACK_ROWS + (size_t)r) * sizeof d, &d, sizeof d);
+                uint8_t *o = quants + b * qb + 4 * (size_t)r;
+                for (size_t c = 0; c < qb / 64; c++)
+                    for (int i = 0; i < 4; i++)
+                        o[64 * c + (size_t)i] = (uint8_t)(qs[4 * c + (size_t)i] ^ (q8 ? 0x80 : 0));
+            }
+        }
+    }
+}
+
+void *bc__repack_alloc(const bc__weight *w) {
+    if (!bc__pack_supported(w) || bc__kernels_isa() < BC__ISA_AVX512 || bc__pack_avx512[w->dtype] == NULL) return NULL;
+    size_t bytes = (size_t)(w->rows / BC__PACK_ROWS) * bc__pack_group_bytes(w->dtype, w->cols);
+    void *p = aligned_alloc(64, bytes); /* bytes is a multiple of 64 */
+    if (p != NULL) bc__repack(w, p);
+    return p;
+}
+
+/* ------------------------------------------------------------------------ */
 /* Matmul                                                                   */
 /* ------------------------------------------------------------------------ */
 
@@ -361,11 +421,13 @@ size_t bc__matmul_scratch_bytes(int64_t max_cols, int n) {
 /* Weight rows per tile: a tile's rows are run against every group of
  * BC__MAX_NA activation rows while they sit in cache. */
 #define ROW_TILE 16
+static_assert(ROW_TILE == BC__PACK_ROWS, "a tile of rows is a group of repacked rows");
 
 typedef struct matmul_task {
     const bc__weight *w;
     bc__dot_fn fn;
     bc__gemm4_fn gemm4; /* NULL: none for this dtype and level */
+    bc__pack_fn pack;   /* non-NULL: w->packed is read, one group per tile */
     const float *x;     /* (n, cols) f32 */
     const void *act;    /* (n) activation rows, act_stride bytes each */
     size_t act_stride;
@@ -398,6 +460,17 @@ static void matmul_worker(void *p, int64_t rt, int ith) {
      * one float at a time would keep evicting each other from the same L1
      * cache set. */
     float tile[BC__MAX_NA][ROW_TILE];
+    if (t->pack != NULL) {
+        /* ROW_TILE == BC__PACK_ROWS and rows % 16 == 0: tile rt is group rt. */
+        const char *group = (const char *)w->packed + (size_t)rt * bc__pack_group_bytes(w->dtype, w->cols);
+        for (int i = 0; i < t->n; i += BC__MAX_NA) {
+            int na = t->n - i < BC__MAX_NA ? t->n - i : BC__MAX_NA;
+            t->pack(w->cols, group, (const char *)t->act + (size_t)i * t->act_stride, t->act_stride, na, &tile[0][0]);
+            for (int k = 0; k < na; k++)
+                memcpy(t->y + (size_t)(i + k) * (size_t)w->rows + (size_t)rb, tile[k], ROW_TILE * sizeof(float));
+        }
+        return;
+    }
     for (int i = 0; i < t->n; i += BC__MAX_NA) {
         int na = t->n - i < BC__MAX_NA ? t->n - i : BC__MAX_NA;
         const char *act = (const char *)t->act + (size_t)i * t->act_stride;
@@ -427,6 +500,8 @@ void bc__matmul(bc__pool *pool, const bc__weight *w, const float *x, int n, floa
     /* Single rows stream faster one weight row at a time (measured with
      * bench_matmul: the four-row kernel halves n = 1 speed on 11008 x 4096). */
     t.gemm4 = n >= 2 ? bc__gemm4_kernel(w->dtype, bc__kernels_isa()) : NULL;
+    /* A lower level forced after the repack reads the row-major data. */
+    t.pack = w->packed != NULL && bc__kernels_isa() >= BC__ISA_AVX512 ? bc__pack_avx512[w->dtype] : NULL;
     t.x = x;
     t.act_kind = bc__act_kind(w->dtype);
     t.n = n;

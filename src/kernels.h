@@ -92,4 +92,47 @@ typedef void (*bc__gemm4_fn)(int64_t cols, const void *w, size_t w_stride, const
 BC__HIDDEN bc__gemm4_fn bc__gemm4_kernel(bc_dtype dtype, bc__isa isa);
 BC__HIDDEN extern const bc__gemm4_fn bc__gemm4_avx512[BC_DTYPE_COUNT];
 
+/* ------------------------------------------------------------------------ */
+/* Repacked weights                                                         */
+/* ------------------------------------------------------------------------ */
+
+/* q4_0 and q8_0 matrices with rows a multiple of BC__PACK_ROWS can be copied
+ * at load into an interleaved layout whose AVX-512 kernels compute 16 rows at
+ * once: one vpdpbusd covers 4 weights of each of the 16 rows (a 32-bit lane
+ * per row), so the int32 sums of a block column land one row per lane with no
+ * horizontal adds, and the 16 f16 scales convert with one vcvtph2ps. In the
+ * row-major layout every 32-weight block pays its own scale conversion,
+ * broadcast, int->float conversion and FMA.
+ *
+ * Group g (rows 16g .. 16g+15) of a matrix with nb = cols / 32 blocks a row
+ * takes bc__pack_group_bytes(dtype, cols) bytes (a multiple of 64):
+ *   quants  nb * Q bytes: for block column b, Q / 64 chunks of 64 bytes;
+ *           byte 4r + i of chunk c (row r, i < 4) is
+ *             q4_0 (Q 256, 4 chunks): qs[4c + i] of row r's block b, as
+ *                  stored (its low nibble is weight 4c + i, the high one
+ *                  weight 16 + 4c + i)
+ *             q8_0 (Q 512, 8 chunks): qs[4c + i] + 128, unsigned, so that
+ *                  it is vpdpbusd's unsigned operand
+ *   scales  nb * 16 f16: the d of row r's block b at 16b + r
+ *   padding up to a multiple of 64 bytes */
+#define BC__PACK_ROWS 16
+
+/* Whether w has a repacked layout (dtype and shape; the CPU is not asked). */
+BC__HIDDEN bool bc__pack_supported(const bc__weight *w);
+/* Bytes of one group of BC__PACK_ROWS rows; the whole copy is
+ * rows / BC__PACK_ROWS times that. */
+BC__HIDDEN size_t bc__pack_group_bytes(bc_dtype dtype, int64_t cols);
+/* Writes w's rows (w->data) in the repacked layout into dst, which holds
+ * rows / BC__PACK_ROWS * bc__pack_group_bytes bytes and is 64-aligned. */
+BC__HIDDEN void bc__repack(const bc__weight *w, void *dst);
+/* A new 64-aligned repacked copy of w (free() it), or NULL when w has no
+ * repacked layout, the kernel level has no kernel for it, or memory ran out
+ * (the matmul then reads w->data as before). */
+BC__HIDDEN void *bc__repack_alloc(const bc__weight *w);
+
+/* out[k * BC__PACK_ROWS + r] = dot(row r of the group, activation row k) for
+ * r < 16 and k < na (1..4): one group of repacked rows against a8 rows. */
+typedef void (*bc__pack_fn)(int64_t cols, const void *group, const void *a, size_t a_stride, int na, float *out);
+BC__HIDDEN extern const bc__pack_fn bc__pack_avx512[BC_DTYPE_COUNT];
+
 #endif /* BC_KERNELS_H */

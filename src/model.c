@@ -8,7 +8,11 @@
  *   bc_model_get_info
  *
  * Weights are not copied: each bc__weight points into the mapped files, in
- * the file's dtype. Only the small norm vectors are converted to f32.
+ * the file's dtype. Only the small norm vectors are converted to f32. The one
+ * exception: with the AVX-512 kernels, q4_0 and q8_0 matrices get a repacked
+ * copy (kernels.h) that the matmul reads instead, so the mapped pages of
+ * those tensors go cold after the load (set BC_REPACK=0 in the environment to
+ * keep the row-major kernels, for comparisons).
  */
 #include "kernels.h"
 #include "quants.h"
@@ -166,6 +170,34 @@ static int compute_head_scale(bc_model *m, bc__err *err) {
     return 0;
 }
 
+/* The matrices the matmul reads (the embeddings are only looked up by row):
+ * the lm_head and 8 per layer (wqkv or wq, wk, wv; unused ones are zero).
+ * Returns how many were written to out. */
+static int matmul_weights(bc_model *m, bc__weight **out) {
+    int n = 0;
+    out[n++] = &m->lm_head;
+    for (int il = 0; m->layers != NULL && il < m->hp.n_layer; il++) {
+        bc__layer *L = &m->layers[il];
+        bc__weight *ws[] = {&L->wqkv, &L->wq, &L->wk, &L->wv, &L->wo, &L->w_gate, &L->w_up, &L->w_down};
+        for (size_t i = 0; i < sizeof ws / sizeof ws[0]; i++) out[n++] = ws[i];
+    }
+    return n;
+}
+
+/* Repacked copies of the matrices that have a layout for this CPU's kernels.
+ * Optional: a matrix left without one (no kernel, odd shape, no memory) is
+ * read row-major as before. */
+static void repack_weights(bc_model *m) {
+    const char *env = getenv("BC_REPACK");
+    if (env != NULL && strcmp(env, "0") == 0) return;
+    bc__weight **ws = malloc((1 + 8 * (size_t)m->hp.n_layer) * sizeof *ws);
+    if (ws == NULL) return;
+    int n = matmul_weights(m, ws);
+    for (int i = 0; i < n; i++)
+        if (ws[i]->data != NULL) ws[i]->packed = bc__repack_alloc(ws[i]);
+    free(ws);
+}
+
 /* ALiBi slopes by the interleave rule: for n heads, with p the largest power
  * of two <= n, heads 0..p-1 get 2^(-8(i+1)/p) and the remaining n-p heads take
  * every other slope of the 2p rule: 2^(-8(2k+1)/(2p)). For 40 heads that is
@@ -206,6 +238,7 @@ static int build(bc_model *m, bc__err *err) {
     for (size_t i = 0; i < m->table.n_tensors; i++) m->n_ignored_tensors += !b.used[i];
 
     if (hp->norm_head && compute_head_scale(m, err) != 0) goto done;
+    repack_weights(m);
     if (hp->pos_encoding == BC_POS_ENCODING_ALIBI) {
         m->alibi_slopes = malloc((size_t)hp->n_head * sizeof(float));
         if (m->alibi_slopes == NULL) {
@@ -276,6 +309,12 @@ void bc_model_free(bc_model *m) {
     if (m == NULL) return;
     bc__gguf_free(&m->gguf);
     bc__table_free(&m->table);
+    bc__weight **ws = malloc((1 + 8 * (size_t)m->hp.n_layer) * sizeof *ws);
+    if (ws != NULL) { /* else the copies leak: there is no other way to reach them */
+        int n = matmul_weights(m, ws);
+        for (int i = 0; i < n; i++) free(ws[i]->packed);
+        free(ws);
+    }
     free(m->layers);
     free(m->f32_vectors);
     free(m->lm_head_scale);

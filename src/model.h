@@ -78,6 +78,9 @@ typedef struct bc__weight {
     bc_dtype dtype;
     int64_t rows, cols;
     const char *name; /* the checkpoint's tensor name (owned by the table) */
+    void *packed;     /* NULL, or the same rows interleaved by bc__repack (kernels.h)
+                       * for the AVX-512 kernels, owned by the model; data stays
+                       * the row-major original for every other use */
 } bc__weight;
 
 typedef struct bc__layer {

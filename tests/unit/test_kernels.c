@@ -3,7 +3,9 @@
  * has, forced in turn) against the reference dot product of quants.c, for
  * every dtype, n = 1, 2, 3, 7, 16 activation rows, 1, 3, 33, 257 weight rows
  * and rows of 32, 256 and 4352 (4096 + 256) columns (plus 33 and 47 for the
- * unblocked dtypes, to reach the SIMD tails), on 1 and 2 threads.
+ * unblocked dtypes, to reach the SIMD tails), on 1 and 2 threads. At the
+ * AVX-512 level q4_0 and q8_0 run a second time on the repacked copy (16 and
+ * 48 rows; the others must refuse to repack and keep the row-major kernels).
  *
  * Bounds, for y = sum_i w_i x_i with the reference r computed in double
  * from the dequantized weights:
@@ -47,9 +49,10 @@ static const bc_dtype dtypes[] = {BC_DTYPE_F32,  BC_DTYPE_F16,  BC_DTYPE_BF16, B
                                   BC_DTYPE_Q4_0, BC_DTYPE_Q4_1, BC_DTYPE_Q5_0, BC_DTYPE_Q5_1,
                                   BC_DTYPE_Q4_K, BC_DTYPE_Q5_K, BC_DTYPE_Q6_K};
 
-/* Checks one (dtype, rows, cols, n) case at the current level; returns the
- * largest |y - r| / bound seen. */
-static double check_case(bc__pool *pool, bc_dtype t, int64_t rows, int64_t cols, int n) {
+/* Checks one (dtype, rows, cols, n) case at the current level, on the
+ * repacked copy with repack (which must exist exactly when the shape allows
+ * it and the level is AVX-512); returns the largest |y - r| / bound seen. */
+static double check_case(bc__pool *pool, bc_dtype t, int64_t rows, int64_t cols, int n, int repack) {
     const bc__dtype_traits *tr = bc__dtype_traits_of(t);
     uint64_t row_bytes;
     assert_int_equal(bc__dtype_row_bytes(t, (uint64_t)cols, &row_bytes), 0);
@@ -62,8 +65,15 @@ static double check_case(bc__pool *pool, bc_dtype t, int64_t rows, int64_t cols,
     for (int64_t i = 0; i < n * cols; i++) x[i] = rng_uniform() * (i % 17 == 0 ? 4.0f : 1.0f);
     for (int64_t r = 0; r < rows; r++)
         assert_int_equal(bc__quantize_row(t, wf + r * cols, wq + r * row_bytes, cols), 0);
-    bc__weight w = {wq, t, rows, cols, "test"};
+    bc__weight w = {wq, t, rows, cols, "test", NULL};
+    if (repack) {
+        w.packed = bc__repack_alloc(&w);
+        int expect = bc__pack_supported(&w) && bc__kernels_isa() >= BC__ISA_AVX512;
+        assert_int_equal(w.packed != NULL, expect);
+        assert_int_equal(bc__pack_supported(&w), (t == BC_DTYPE_Q4_0 || t == BC_DTYPE_Q8_0) && rows % 16 == 0);
+    }
     bc__matmul(pool, &w, x, n, y, scratch);
+    free(w.packed);
     int kind = bc__act_kind(t), ab = kind == 2 ? 256 : 32;
     double worst = 0;
     for (int64_t r = 0; r < rows; r++) {
@@ -83,9 +93,9 @@ static double check_case(bc__pool *pool, bc_dtype t, int64_t rows, int64_t cols,
                 }
             double bound = qerr + 1e-5 * mag + 1e-6, err = fabs(y[(size_t)k * (size_t)rows + (size_t)r] - ref);
             if (err > bound)
-                fail_msg("%s %s rows %lld cols %lld n %d: row %lld act %d: got %.7g, reference %.7g, bound %.3g",
-                         bc__isa_name(bc__kernels_isa()), tr->name, (long long)rows, (long long)cols, n, (long long)r,
-                         k, y[(size_t)k * (size_t)rows + (size_t)r], ref, bound);
+                fail_msg("%s%s %s rows %lld cols %lld n %d: row %lld act %d: got %.7g, reference %.7g, bound %.3g",
+                         bc__isa_name(bc__kernels_isa()), repack ? " repacked" : "", tr->name, (long long)rows,
+                         (long long)cols, n, (long long)r, k, y[(size_t)k * (size_t)rows + (size_t)r], ref, bound);
             if (err / bound > worst) worst = err / bound;
         }
     }
@@ -100,7 +110,7 @@ static double check_case(bc__pool *pool, bc_dtype t, int64_t rows, int64_t cols,
 
 static void test_all_paths(void **state) {
     (void)state;
-    const int64_t rows_list[] = {1, 3, 38, 257};
+    const int64_t rows_list[] = {1, 3, 16, 38, 48, 257};
     const int64_t cols_list[] = {32, 256, 4096 + 256, 33, 47};
     const int n_list[] = {1, 2, 3, 7, 16};
     bc__isa top = bc__kernels_detect();
@@ -120,9 +130,11 @@ static void test_all_paths(void **state) {
                         for (size_t ni = 0; ni < sizeof n_list / sizeof n_list[0]; ni++) {
                             /* The largest shapes once per level and dtype is enough. */
                             if (cols > 256 && rows_list[ri] > 33 && n_list[ni] > 3) continue;
-                            double w = check_case(pool, dtypes[d], rows_list[ri], cols, n_list[ni]);
-                            if (w > worst) worst = w;
-                            cases++;
+                            for (int rp = 0; rp <= (level == BC__ISA_AVX512); rp++) {
+                                double w = check_case(pool, dtypes[d], rows_list[ri], cols, n_list[ni], rp);
+                                if (w > worst) worst = w;
+                                cases++;
+                            }
                         }
                 }
                 if (threads == 1)
@@ -147,10 +159,49 @@ static void test_force(void **state) {
     assert_null(bc__dot_kernel(BC_DTYPE_COUNT, BC__ISA_C));
 }
 
+/* The repacked path gives the same bits on 1 and 2 threads (each output is
+ * computed by one kernel call), and the same as the row-major kernels to
+ * within rounding of the f32 sums. */
+static void test_repack_threads(void **state) {
+    (void)state;
+    if (bc__kernels_detect() < BC__ISA_AVX512) skip();
+    const bc_dtype types[] = {BC_DTYPE_Q4_0, BC_DTYPE_Q8_0};
+    const int64_t rows = 48, cols = 4096 + 32;
+    const int n = 7;
+    for (int d = 0; d < 2; d++) {
+        uint64_t row_bytes;
+        assert_int_equal(bc__dtype_row_bytes(types[d], (uint64_t)cols, &row_bytes), 0);
+        float *wf = malloc((size_t)(rows * cols) * sizeof(float)), *x = malloc((size_t)(n * cols) * sizeof(float));
+        uint8_t *wq = malloc((size_t)rows * row_bytes);
+        float *y[2] = {malloc((size_t)(n * rows) * sizeof(float)), malloc((size_t)(n * rows) * sizeof(float))};
+        void *scratch = malloc(bc__matmul_scratch_bytes(cols, n));
+        for (int64_t i = 0; i < rows * cols; i++) wf[i] = rng_uniform();
+        for (int64_t i = 0; i < n * cols; i++) x[i] = rng_uniform();
+        for (int64_t r = 0; r < rows; r++) bc__quantize_row(types[d], wf + r * cols, wq + r * row_bytes, cols);
+        bc__weight w = {wq, types[d], rows, cols, "test", NULL};
+        w.packed = bc__repack_alloc(&w);
+        assert_non_null(w.packed);
+        for (int threads = 1; threads <= 2; threads++) {
+            bc__pool *pool = bc__pool_create(threads);
+            bc__matmul(pool, &w, x, n, y[threads - 1], scratch);
+            bc__pool_free(pool);
+        }
+        assert_memory_equal(y[0], y[1], (size_t)(n * rows) * sizeof(float));
+        free(w.packed);
+        free(wf);
+        free(x);
+        free(wq);
+        free(y[0]);
+        free(y[1]);
+        free(scratch);
+    }
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_force),
         cmocka_unit_test(test_all_paths),
+        cmocka_unit_test(test_repack_threads),
     };
     return cmocka_run_group_tests(tests, setup, NULL);
 }

@@ -29,6 +29,7 @@
 #include <string.h>
 
 #include "context.h"
+#include "kernels.h"
 #include "quants.h"
 
 #define N_TOK 8
@@ -66,8 +67,9 @@ static void run(const bc_model *m, float *out) {
     bc_context_free(ctx);
 }
 
-/* Quantizes w (f32) to t into a new buffer and points w at it; with as_f32,
- * at the dequantized weights in f32 instead. */
+/* Quantizes w (f32) to t into a new buffer and points w at it (with the
+ * repacked copy the loader would make, where there is one); with as_f32, at
+ * the dequantized weights in f32 instead. */
 static void *requantize(bc__weight *w, bc_dtype t, int as_f32) {
     if (w->dtype != BC_DTYPE_F32 || w->cols % 32 != 0) return NULL;
     uint64_t row_bytes;
@@ -88,6 +90,7 @@ static void *requantize(bc__weight *w, bc_dtype t, int as_f32) {
         w->dtype = BC_DTYPE_F32;
         return f;
     }
+    w->packed = bc__repack_alloc(w);
     return q;
 }
 
@@ -120,15 +123,19 @@ static void test_quantized_logits(void **state) {
                 ws[j++] = &L->w_up;
                 ws[j++] = &L->w_down;
             }
-            int n_quant = 0;
+            int n_quant = 0, n_packed = 0;
             for (j = 0; j < n_w; j++) {
                 saved[j] = *ws[j];
                 bufs[j] = requantize(ws[j], types[k], as_f32);
                 n_quant += bufs[j] != NULL;
+                n_packed += ws[j]->packed != NULL;
             }
             assert_int_equal(n_quant, 2 + 4 * m->hp.n_layer);
+            /* q4_0 and q8_0 run the repacked kernels where the CPU has them. */
+            if (!as_f32 && types[k] != BC_DTYPE_Q5_1 && bc__kernels_isa() >= BC__ISA_AVX512) assert_true(n_packed > 0);
             run(m, as_f32 ? deq : got);
             for (j = 0; j < n_w; j++) {
+                if (ws[j]->packed != saved[j].packed) free(ws[j]->packed);
                 *ws[j] = saved[j];
                 free(bufs[j]);
             }
