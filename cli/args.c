@@ -22,7 +22,9 @@ const char *const cli_model_opts_help =
     "  -m, --model MODEL        Hugging Face model directory (config.json + weights) or GGUF file\n"
     "  -t, --threads N          worker threads (default: all cores)\n"
     "      --pos-encoding P     force the position encoding: rope or alibi (default: from config.json)\n"
-    "      --norm-head on|off   force NormHead on or off (default: from config.json)\n";
+    "      --norm-head on|off   force NormHead on or off (default: from config.json)\n"
+    "      --no-repack          read q4_0/q8_0 weights in place from the file instead of from\n"
+    "                           an interleaved copy for the AVX-512 kernels (slower; no copy)\n";
 
 void cli_model_opts_init(cli_model_opts *o) {
     memset(o, 0, sizeof *o);
@@ -84,6 +86,10 @@ int cli_model_opt(int argc, char **argv, int *i, cli_model_opts *o) {
             cli_error("--norm-head: '%s' is not on or off", v);
             return -1;
         }
+        return 1;
+    }
+    if (strcmp(a, "--no-repack") == 0) {
+        o->params.repack = BC_SWITCH_OFF;
         return 1;
     }
     return 0;

@@ -18,7 +18,7 @@ int cli_error(const char *fmt, ...) CLI_PRINTF(1, 2);
 typedef struct cli_model_opts {
     const char *model;      /* -m, --model */
     int n_threads;          /* -t, --threads; 0 = all cores */
-    bc_model_params params; /* --pos-encoding, --norm-head */
+    bc_model_params params; /* --pos-encoding, --norm-head, --no-repack */
 } cli_model_opts;
 
 void cli_model_opts_init(cli_model_opts *o);

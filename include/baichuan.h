@@ -106,6 +106,12 @@ typedef struct bc_model_params {
     /* NormHead (lm_head rows divided by their L2 norm); AUTO (default) detects
      * it from config.json ("norm_head" key, else vocab_size == 125696). */
     bc_switch norm_head;
+    /* Repacked weight copies for the fastest kernels: AUTO (default) and ON
+     * give q4_0 and q8_0 matrices an interleaved copy when the CPU has
+     * AVX-512 VNNI (speed for the memory of a second copy of those weights,
+     * made at load by one thread per CPU); OFF reads every weight in place
+     * from the mapped file. */
+    bc_switch repack;
 } bc_model_params;
 
 bc_model_params bc_model_default_params(void);

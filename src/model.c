@@ -11,21 +11,25 @@
  * the file's dtype. Only the small norm vectors are converted to f32. The one
  * exception: with the AVX-512 kernels, q4_0 and q8_0 matrices get a repacked
  * copy (kernels.h) that the matmul reads instead, so the mapped pages of
- * those tensors go cold after the load (set BC_REPACK=0 in the environment to
- * keep the row-major kernels, for comparisons).
+ * those tensors go cold after the load (bc_model_params.repack = OFF keeps
+ * the row-major kernels, for comparisons and to save the memory).
  */
 #include "kernels.h"
 #include "quants.h"
 
 #include <math.h>
+#include <pthread.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 bc_model_params bc_model_default_params(void) {
     bc_model_params p;
     p.pos_encoding = BC_POS_ENCODING_AUTO;
     p.norm_head = BC_SWITCH_AUTO;
+    p.repack = BC_SWITCH_AUTO;
     return p;
 }
 
@@ -186,16 +190,36 @@ static int matmul_weights(bc_model *m, bc__weight **out) {
 
 /* Repacked copies of the matrices that have a layout for this CPU's kernels.
  * Optional: a matrix left without one (no kernel, odd shape, no memory) is
- * read row-major as before. */
-static void repack_weights(bc_model *m) {
-    const char *env = getenv("BC_REPACK");
-    if (env != NULL && strcmp(env, "0") == 0) return;
-    bc__weight **ws = malloc((1 + 8 * (size_t)m->hp.n_layer) * sizeof *ws);
-    if (ws == NULL) return;
-    int n = matmul_weights(m, ws);
-    for (int i = 0; i < n; i++)
-        if (ws[i]->data != NULL) ws[i]->packed = bc__repack_alloc(ws[i]);
-    free(ws);
+ * read row-major as before. The copies are made by one thread per CPU, each
+ * taking the next matrix, so that a 7B model's 4 GB repack takes seconds. */
+typedef struct repack_job {
+    bc__weight **ws;
+    int n;
+    atomic_int next;
+} repack_job;
+
+static void *repack_thread(void *p) {
+    repack_job *job = p;
+    for (int i; (i = atomic_fetch_add(&job->next, 1)) < job->n;)
+        if (job->ws[i]->data != NULL) job->ws[i]->packed = bc__repack_alloc(job->ws[i]);
+    return NULL;
+}
+
+static void repack_weights(bc_model *m, bc_switch repack) {
+    if (repack == BC_SWITCH_OFF) return;
+    repack_job job;
+    job.ws = malloc((1 + 8 * (size_t)m->hp.n_layer) * sizeof *job.ws);
+    if (job.ws == NULL) return;
+    job.n = matmul_weights(m, job.ws);
+    atomic_init(&job.next, 0);
+    long n_cpu = sysconf(_SC_NPROCESSORS_ONLN);
+    int n_threads = n_cpu < 1 ? 1 : n_cpu > 64 ? 64 : (int)n_cpu;
+    pthread_t threads[64];
+    int started = 0;
+    while (started < n_threads - 1 && pthread_create(&threads[started], NULL, repack_thread, &job) == 0) started++;
+    repack_thread(&job);
+    for (int i = 0; i < started; i++) pthread_join(threads[i], NULL);
+    free(job.ws);
 }
 
 /* ALiBi slopes by the interleave rule: for n heads, with p the largest power
@@ -213,7 +237,7 @@ static void compute_alibi_slopes(int n_head, float *slopes) {
 /* Load and free                                                            */
 /* ------------------------------------------------------------------------ */
 
-static int build(bc_model *m, bc__err *err) {
+static int build(bc_model *m, bc_model_params params, bc__err *err) {
     const bc__hparams *hp = &m->hp;
     binder b = {m, calloc(m->table.n_tensors ? m->table.n_tensors : 1, sizeof(bool)), err};
     m->layers = calloc((size_t)hp->n_layer, sizeof *m->layers);
@@ -238,7 +262,7 @@ static int build(bc_model *m, bc__err *err) {
     for (size_t i = 0; i < m->table.n_tensors; i++) m->n_ignored_tensors += !b.used[i];
 
     if (hp->norm_head && compute_head_scale(m, err) != 0) goto done;
-    repack_weights(m);
+    repack_weights(m, params.repack);
     if (hp->pos_encoding == BC_POS_ENCODING_ALIBI) {
         m->alibi_slopes = malloc((size_t)hp->n_head * sizeof(float));
         if (m->alibi_slopes == NULL) {
@@ -291,10 +315,10 @@ bc_status bc_model_load(const char *path, bc_model_params params, bc_model **out
         m->n_files = 1;
         bc__gen_config_defaults(&m->gen);
         rc = bc__gguf_read(&m->table, path, &m->gguf, &err) != 0 ||
-             bc__gguf_config_read(&m->gguf, &m->table, params, &m->hp, &err) != 0 || build(m, &err) != 0;
+             bc__gguf_config_read(&m->gguf, &m->table, params, &m->hp, &err) != 0 || build(m, params, &err) != 0;
     } else {
         rc = bc__config_read(path, params, &m->hp, &m->gen, &m->tok, &err) != 0 ||
-             bc__checkpoint_read(&m->table, path, &m->format, &m->n_files, &err) != 0 || build(m, &err) != 0;
+             bc__checkpoint_read(&m->table, path, &m->format, &m->n_files, &err) != 0 || build(m, params, &err) != 0;
     }
     if (rc != 0) {
         bc_model_free(m);
