@@ -65,7 +65,11 @@ int cmd_info(int argc, char **argv) {
     printf("weights:        %.3f GiB, mapped from the files (shared page cache, not copied)\n", gib(in.weight_bytes));
     printf("context:        %.3f GiB for n_ctx %d, 1 sequence, batch 512 (f32 KV cache + scratch)\n", gib(ctx_bytes),
            in.n_ctx_train);
-    printf("memory total:   %.3f GiB\n", gib(in.weight_bytes + ctx_bytes));
+    if (in.repacked_bytes > 0)
+        printf("repacked:       %.3f GiB, interleaved copies of q4_0/q8_0 matrices for the AVX-512 kernels "
+               "(--no-repack: none)\n",
+               gib(in.repacked_bytes));
+    printf("memory total:   %.3f GiB\n", gib(in.weight_bytes + in.repacked_bytes + ctx_bytes));
 
     bc_model_free(model);
     return 0;

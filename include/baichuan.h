@@ -153,6 +153,7 @@ typedef struct bc_model_info {
     int bos_token_id, eos_token_id, pad_token_id;
     int64_t n_params;                 /* elements in the weights the model uses */
     uint64_t weight_bytes;            /* bytes of those weights as stored */
+    uint64_t repacked_bytes;          /* bytes of repacked copies held in memory (see repack) */
     int dtype_counts[BC_DTYPE_COUNT]; /* used tensors per dtype */
     int n_ignored_tensors;            /* tensors in the files the model does not use */
 } bc_model_info;

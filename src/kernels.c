@@ -404,9 +404,13 @@ void bc__repack(const bc__weight *w, void *dst) {
     }
 }
 
+size_t bc__repack_bytes(const bc__weight *w) {
+    return (size_t)(w->rows / BC__PACK_ROWS) * bc__pack_group_bytes(w->dtype, w->cols);
+}
+
 void *bc__repack_alloc(const bc__weight *w) {
     if (!bc__pack_supported(w) || bc__kernels_isa() < BC__ISA_AVX512 || bc__pack_avx512[w->dtype] == NULL) return NULL;
-    size_t bytes = (size_t)(w->rows / BC__PACK_ROWS) * bc__pack_group_bytes(w->dtype, w->cols);
+    size_t bytes = bc__repack_bytes(w);
     /* Big copies on 2 MiB boundaries and advised as huge pages: a matrix
      * streamed once per token then costs a TLB miss per 2 MiB, not per 4 KiB,
      * and the load takes fewer page faults. */

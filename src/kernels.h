@@ -129,6 +129,8 @@ BC__HIDDEN void bc__repack(const bc__weight *w, void *dst);
  * repacked layout, the kernel level has no kernel for it, or memory ran out
  * (the matmul then reads w->data as before). */
 BC__HIDDEN void *bc__repack_alloc(const bc__weight *w);
+/* Bytes of w's repacked copy (w must have a repacked layout). */
+BC__HIDDEN size_t bc__repack_bytes(const bc__weight *w);
 
 /* out[k * BC__PACK_ROWS + r] = dot(row r of the group, activation row k) for
  * r < 16 and k < na (1..4): one group of repacked rows against a8 rows. */

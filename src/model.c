@@ -219,6 +219,8 @@ static void repack_weights(bc_model *m, bc_switch repack) {
     while (started < n_threads - 1 && pthread_create(&threads[started], NULL, repack_thread, &job) == 0) started++;
     repack_thread(&job);
     for (int i = 0; i < started; i++) pthread_join(threads[i], NULL);
+    for (int i = 0; i < job.n; i++)
+        if (job.ws[i]->packed != NULL) m->repacked_bytes += bc__repack_bytes(job.ws[i]);
     free(job.ws);
 }
 
@@ -382,6 +384,7 @@ void bc_model_get_info(const bc_model *m, bc_model_info *info) {
     info->pad_token_id = hp->pad_token_id;
     info->n_params = m->n_params;
     info->weight_bytes = m->weight_bytes;
+    info->repacked_bytes = m->repacked_bytes;
     memcpy(info->dtype_counts, m->dtype_counts, sizeof info->dtype_counts);
     info->n_ignored_tensors = m->n_ignored_tensors;
 }

@@ -120,6 +120,7 @@ struct bc_model {
 
     int64_t n_params;
     uint64_t weight_bytes;
+    uint64_t repacked_bytes; /* bytes of the weights' repacked copies */
     int dtype_counts[BC_DTYPE_COUNT];
     int n_ignored_tensors;
 };
