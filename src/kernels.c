@@ -444,9 +444,10 @@ typedef struct matmul_task {
     const bc__weight *w;
     bc__dot_fn fn;
     bc__gemm4_fn gemm4; /* NULL: none for this dtype and level */
-    bc__pack_fn pack;   /* non-NULL: w->packed is read, one group per tile */
-    const float *x;     /* (n, cols) f32 */
-    const void *act;    /* (n) activation rows, act_stride bytes each */
+    int64_t n_tiles, tiles_per_chunk;
+    bc__pack_fn pack; /* non-NULL: w->packed is read, one group per tile */
+    const float *x;   /* (n, cols) f32 */
+    const void *act;  /* (n) activation rows, act_stride bytes each */
     size_t act_stride;
     int act_kind;
     int n;
@@ -465,9 +466,7 @@ static void quantize_worker(void *p, int64_t i, int ith) {
  * run against every group of BC__MAX_NA activation rows while it sits in
  * cache. Each output is computed by exactly one kernel call, so results do not
  * depend on which thread ran the tile. */
-static void matmul_worker(void *p, int64_t rt, int ith) {
-    (void)ith;
-    const matmul_task *t = p;
+static void matmul_tile(const matmul_task *t, int64_t rt) {
     const bc__weight *w = t->w;
     size_t row_bytes = (size_t)(w->cols / bc__dtype_traits_of(w->dtype)->block_elems) *
                        (size_t)bc__dtype_traits_of(w->dtype)->block_bytes;
@@ -510,6 +509,16 @@ static void matmul_worker(void *p, int64_t rt, int ith) {
     }
 }
 
+/* Chunk c is the run of tiles [c * tiles_per_chunk, (c + 1) * tiles_per_chunk):
+ * a thread streams a long contiguous stretch of the matrix (the hardware and
+ * software prefetches run ahead within it) instead of every other tile. */
+static void matmul_worker(void *p, int64_t c, int ith) {
+    (void)ith;
+    const matmul_task *t = p;
+    int64_t end = (c + 1) * t->tiles_per_chunk < t->n_tiles ? (c + 1) * t->tiles_per_chunk : t->n_tiles;
+    for (int64_t rt = c * t->tiles_per_chunk; rt < end; rt++) matmul_tile(t, rt);
+}
+
 void bc__matmul(bc__pool *pool, const bc__weight *w, const float *x, int n, float *y, void *scratch) {
     matmul_task t;
     t.w = w;
@@ -534,7 +543,12 @@ void bc__matmul(bc__pool *pool, const bc__weight *w, const float *x, int n, floa
         else
             for (int i = 0; i < n; i++) quantize_worker(&t, i, 0);
     }
-    bc__pool_run(pool, matmul_worker, &t, (w->rows + ROW_TILE - 1) / ROW_TILE);
+    /* About 8 chunks per thread: long runs, and still enough of them that the
+     * threads that are running take over from one that is descheduled. */
+    t.n_tiles = (w->rows + ROW_TILE - 1) / ROW_TILE;
+    int64_t want = 8 * (int64_t)bc__pool_size(pool);
+    t.tiles_per_chunk = (t.n_tiles + want - 1) / want;
+    bc__pool_run(pool, matmul_worker, &t, (t.n_tiles + t.tiles_per_chunk - 1) / t.tiles_per_chunk);
 }
 
 /* ------------------------------------------------------------------------ */
