@@ -57,6 +57,25 @@ bc__isa bc__kernels_force(int level) {
     return bc__kernels_isa();
 }
 
+bool bc__kernels_bf16(void) {
+#if (defined(__x86_64__) || defined(__i386__)) && defined(__GNUC__)
+    if (bc__kernels_isa() < BC__ISA_AVX512 || bc__gemm4_bf16_act_bf16 == NULL) return false;
+    /* CPUID leaf 7 sub-leaf 1, EAX bit 5: AVX512_BF16 (no __builtin_cpu_supports
+     * name for it in gcc 12). Asked once: CPUID traps to the hypervisor. */
+    static atomic_int has = -1;
+    int h = atomic_load(&has);
+    if (h < 0) {
+        unsigned eax = 7, ebx, ecx = 1, edx;
+        __asm__("cpuid" : "+a"(eax), "=b"(ebx), "+c"(ecx), "=d"(edx));
+        h = (int)((eax >> 5) & 1);
+        atomic_store(&has, h);
+    }
+    return h != 0;
+#else
+    return false;
+#endif
+}
+
 const char *bc__isa_name(bc__isa isa) {
     switch (isa) {
     case BC__ISA_C: return "c";
@@ -88,6 +107,7 @@ size_t bc__act_row_bytes(int kind, int64_t cols) {
     switch (kind) {
     case 1: return (size_t)(cols / 32) * sizeof(bc__block_a8);
     case 2: return (size_t)(cols / 256) * sizeof(bc__block_a8k);
+    case BC__ACT_BF16: return (size_t)cols * sizeof(uint16_t);
     default: return (size_t)cols * sizeof(float);
     }
 }
@@ -110,7 +130,14 @@ static float quantize_a8_block(const float *x, int n, int8_t *q) {
 }
 
 void bc__quantize_act(int kind, const float *x, void *dst, int64_t cols) {
-    if (kind == 1) {
+    if (kind == BC__ACT_BF16) {
+        uint16_t *y = dst;
+        for (int64_t i = 0; i < cols; i++) {
+            uint32_t bits;
+            memcpy(&bits, &x[i], sizeof bits);
+            y[i] = (uint16_t)((bits + 0x7FFF + ((bits >> 16) & 1)) >> 16); /* finite activations */
+        }
+    } else if (kind == 1) {
         bc__block_a8 *y = dst;
         for (int64_t b = 0; b < cols / 32; b++, x += 32) {
             y[b].d = quantize_a8_block(x, 32, y[b].qs);
@@ -432,6 +459,8 @@ size_t bc__matmul_scratch_bytes(int64_t max_cols, int n) {
     size_t per = bc__act_row_bytes(1, max_cols);
     size_t k = bc__act_row_bytes(2, max_cols);
     if (k > per) per = k;
+    k = bc__act_row_bytes(BC__ACT_BF16, max_cols);
+    if (k > per) per = k;
     return (size_t)n * per + 64;
 }
 
@@ -530,6 +559,11 @@ void bc__matmul(bc__pool *pool, const bc__weight *w, const float *x, int n, floa
     t.pack = w->packed != NULL && bc__kernels_isa() >= BC__ISA_AVX512 ? bc__pack_avx512[w->dtype] : NULL;
     t.x = x;
     t.act_kind = bc__act_kind(w->dtype);
+    if (w->dtype == BC_DTYPE_BF16 && n >= 2 && bc__kernels_bf16()) {
+        t.act_kind = BC__ACT_BF16;
+        t.fn = bc__dot_bf16_act_bf16;
+        t.gemm4 = bc__gemm4_bf16_act_bf16;
+    }
     t.n = n;
     t.y = y;
     if (t.act_kind == 0) {

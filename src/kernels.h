@@ -92,6 +92,15 @@ typedef void (*bc__gemm4_fn)(int64_t cols, const void *w, size_t w_stride, const
 BC__HIDDEN bc__gemm4_fn bc__gemm4_kernel(bc_dtype dtype, bc__isa isa);
 BC__HIDDEN extern const bc__gemm4_fn bc__gemm4_avx512[BC_DTYPE_COUNT];
 
+/* Activation kind 3: rows of cols bf16 values (f32 rounded to nearest even),
+ * for bf16 weights in batches of 2 or more rows on CPUs with AVX512_BF16
+ * (bc__kernels_bf16()): one row and four-row kernels against it (NULL where
+ * not built). */
+#define BC__ACT_BF16 3
+BC__HIDDEN bool bc__kernels_bf16(void);
+BC__HIDDEN extern const bc__dot_fn bc__dot_bf16_act_bf16;
+BC__HIDDEN extern const bc__gemm4_fn bc__gemm4_bf16_act_bf16;
+
 /* ------------------------------------------------------------------------ */
 /* Repacked weights                                                         */
 /* ------------------------------------------------------------------------ */
