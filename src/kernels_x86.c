@@ -292,12 +292,68 @@ WRAP_NA(ATTR_AVX512, dot_bf16_avx512, dot_float_avx512, 2)
 #undef DOT32_SFX
 #undef DOT32_VNNI
 
-/* K formats: the AVX2 kernels (their int16 maddubs/madd chains with per-16
- * scales do not map onto vpdpbusd without extra multiplies). */
+/* q6_K against a8k with 512-bit registers: both 128-weight halves of a block
+ * in one register per part p (bytes 0-31: half 0, 32-63: half 1; the layout
+ * of dot_q6k_avx2 above). vpdpbusd leaves in each int32 lane the sum of four
+ * products, lanes 4s..4s+3 covering one 16-weight sub-block, which vpmulld
+ * scales by that sub-block's scale; the -32 offset goes in through the
+ * activation's per-16 sums as in the AVX2 kernel. Everything stays exact in
+ * int32 (|lane| <= 4 * 63 * 127 * 127 per part). */
+INLINE_AVX512 void dot_q6k_vnni_(const int unused, int64_t cols, const void *w, const void *a, size_t as, const int na,
+                                 float *out) {
+    (void)unused;
+    __m512 acc[BC__MAX_NA];
+    for (int k = 0; k < na; k++) acc[k] = _mm512_setzero_ps();
+    const __m512i m4 = _mm512_set1_epi8(0x0F), m3 = _mm512_set1_epi8(3);
+    /* Lane l of part p takes scale 2p + (l / 4) for l < 8, 8 + 2p + (l - 8) / 4 above. */
+    __m512i sidx[4];
+    for (int p = 0; p < 4; p++)
+        sidx[p] = _mm512_setr_epi32(2 * p, 2 * p, 2 * p, 2 * p, 2 * p + 1, 2 * p + 1, 2 * p + 1, 2 * p + 1, 8 + 2 * p,
+                                    8 + 2 * p, 8 + 2 * p, 8 + 2 * p, 9 + 2 * p, 9 + 2 * p, 9 + 2 * p, 9 + 2 * p);
+    for (int64_t b = 0; b < cols / 256; b++) {
+        const bc__block_q6_K *x = (const bc__block_q6_K *)w + b;
+        const __m512i qla = _mm512_loadu_si512(x->ql), qlb = _mm512_loadu_si512(x->ql + 64);
+        const __m512i ql0 = _mm512_shuffle_i64x2(qla, qlb, _MM_SHUFFLE(1, 0, 1, 0)); /* ql 0-31 | 64-95 */
+        const __m512i ql1 = _mm512_shuffle_i64x2(qla, qlb, _MM_SHUFFLE(3, 2, 3, 2)); /* ql 32-63 | 96-127 */
+        const __m512i qh = _mm512_loadu_si512(x->qh);
+        __m512i q[4];
+        q[0] = _mm512_or_si512(_mm512_and_si512(ql0, m4), _mm512_slli_epi16(_mm512_and_si512(qh, m3), 4));
+        q[1] = _mm512_or_si512(_mm512_and_si512(ql1, m4),
+                               _mm512_slli_epi16(_mm512_and_si512(_mm512_srli_epi16(qh, 2), m3), 4));
+        q[2] = _mm512_or_si512(_mm512_and_si512(_mm512_srli_epi16(ql0, 4), m4),
+                               _mm512_slli_epi16(_mm512_and_si512(_mm512_srli_epi16(qh, 4), m3), 4));
+        q[3] = _mm512_or_si512(_mm512_and_si512(_mm512_srli_epi16(ql1, 4), m4),
+                               _mm512_slli_epi16(_mm512_and_si512(_mm512_srli_epi16(qh, 6), m3), 4));
+        const __m512i sc32 = _mm512_cvtepi8_epi32(_mm_loadu_si128((const __m128i *)x->scales));
+        __m512i s[4];
+        for (int p = 0; p < 4; p++) s[p] = _mm512_permutexvar_epi32(sidx[p], sc32);
+        const __m256i sc16 = _mm256_cvtepi8_epi16(_mm_loadu_si128((const __m128i *)x->scales));
+        const float dw = F16C(x->d);
+        for (int k = 0; k < na; k++) {
+            const bc__block_a8k *y = (const bc__block_a8k *)((const char *)a + (size_t)k * as) + b;
+            /* -32 * sum_g scale_g * bsums_g, in eight int32 lanes */
+            const __m256i c = _mm256_madd_epi16(sc16, _mm256_loadu_si256((const __m256i *)y->bsums));
+            __m512i sumi = _mm512_zextsi256_si512(_mm256_sub_epi32(_mm256_setzero_si256(), _mm256_slli_epi32(c, 5)));
+            for (int p = 0; p < 4; p++) {
+                const __m512i y8 =
+                    _mm512_inserti64x4(_mm512_castsi256_si512(_mm256_loadu_si256((const __m256i *)(y->qs + 32 * p))),
+                                       _mm256_loadu_si256((const __m256i *)(y->qs + 128 + 32 * p)), 1);
+                const __m512i dot = _mm512_dpbusd_epi32(_mm512_setzero_si512(), q[p], y8);
+                sumi = _mm512_add_epi32(sumi, _mm512_mullo_epi32(dot, s[p]));
+            }
+            acc[k] = _mm512_fmadd_ps(_mm512_set1_ps(dw * y->d), _mm512_cvtepi32_ps(sumi), acc[k]);
+        }
+    }
+    for (int k = 0; k < na; k++) out[k] = _mm512_reduce_add_ps(acc[k]);
+}
+WRAP_NA(ATTR_AVX512, dot_q6_K_vnni, dot_q6k_vnni_, 0)
+
+/* q4_K and q5_K: the AVX2 kernels (their per-32 scales and mins fit the int16
+ * maddubs/madd chain). */
 const bc__dot_fn bc__dot_avx512[BC_DTYPE_COUNT] = {
     [BC_DTYPE_F32] = dot_f32_avx512, [BC_DTYPE_F16] = dot_f16_avx512, [BC_DTYPE_BF16] = dot_bf16_avx512,
     [BC_DTYPE_Q8_0] = dot_q8_0_vnni, [BC_DTYPE_Q4_0] = dot_q4_0_vnni, [BC_DTYPE_Q4_1] = dot_q4_1_vnni,
-    [BC_DTYPE_Q5_0] = dot_q5_0_vnni, [BC_DTYPE_Q5_1] = dot_q5_1_vnni,
+    [BC_DTYPE_Q5_0] = dot_q5_0_vnni, [BC_DTYPE_Q5_1] = dot_q5_1_vnni, [BC_DTYPE_Q6_K] = dot_q6_K_vnni,
 };
 
 /* q8_0 has no entry: its four-row kernel measured slower than row by row
