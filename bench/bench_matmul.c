@@ -12,6 +12,7 @@
  * At the avx512 level, q4_0 and q8_0 are timed twice: row-major as stored
  * (level "avx512") and repacked as the model loader does ("avx512rp").
  * Each figure is the best of repeated runs for at least -m seconds (0.3).
+ * -b 1 rounds the activations of bf16 weights to bf16 (BC__MATMUL_BF16_ACT).
  */
 #include "kernels.h"
 #include "quants.h"
@@ -44,6 +45,7 @@ int main(int argc, char **argv) {
     int threads = 2;
     const char *dtypes = NULL, *levels = NULL, *ns = "1,128", *shapes = "4096x4096,11008x4096";
     double min_time = 0.3;
+    unsigned flags = 0;
     for (int i = 1; i + 1 < argc; i += 2) {
         if (strcmp(argv[i], "-t") == 0)
             threads = atoi(argv[i + 1]);
@@ -57,8 +59,11 @@ int main(int argc, char **argv) {
             shapes = argv[i + 1];
         else if (strcmp(argv[i], "-m") == 0)
             min_time = atof(argv[i + 1]);
+        else if (strcmp(argv[i], "-b") == 0)
+            flags = atoi(argv[i + 1]) ? BC__MATMUL_BF16_ACT : 0;
         else {
-            fprintf(stderr, "usage: %s [-t THREADS] [-d DTYPE,...] [-l LEVEL,...] [-n N,...] [-s RxC,...] [-m SEC]\n",
+            fprintf(stderr,
+                    "usage: %s [-t THREADS] [-d DTYPE,...] [-l LEVEL,...] [-n N,...] [-s RxC,...] [-m SEC] [-b 0|1]\n",
                     argv[0]);
             return 2;
         }
@@ -111,11 +116,11 @@ int main(int argc, char **argv) {
                     const char *c2 = strchr(np, ',');
                     np = c2 ? c2 + 1 : np + strlen(np);
                     if (n < 1 || n > 128) continue;
-                    bc__matmul(pool, &w, x, n, y, scratch); /* warm up */
+                    bc__matmul(pool, &w, x, n, y, scratch, flags); /* warm up */
                     double best = 1e30, start = now();
                     do {
                         double t0 = now();
-                        bc__matmul(pool, &w, x, n, y, scratch);
+                        bc__matmul(pool, &w, x, n, y, scratch, flags);
                         double t = now() - t0;
                         if (t < best) best = t;
                     } while (now() - start < min_time);

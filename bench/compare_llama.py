@@ -29,7 +29,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 
 def run_ours(exe, model, args):
     cmd = [exe, "bench", "-m", model, "-p", str(args.p), "-n", str(args.n), "-t", str(args.t),
-           "-r", str(args.reps), "--json"]
+           "-r", str(args.reps), "--json"] + args.ours_flag
     d = json.loads(subprocess.run(cmd, check=True, capture_output=True, text=True).stdout)
     return d.get("pp_samples", []), d.get("tg_samples", [])
 
@@ -56,6 +56,7 @@ def main():
     ap.add_argument("-n", type=int, default=32)
     ap.add_argument("--rounds", type=int, default=5)
     ap.add_argument("--reps", type=int, default=2)
+    ap.add_argument("--ours-flag", action="append", default=[], help="extra flag for baichuan bench (repeatable)")
     args = ap.parse_args()
     ours_models = args.ours or []
     if len(ours_models) not in (0, len(args.m)):

@@ -15,6 +15,7 @@ bc_context_params bc_context_default_params(void) {
     p.n_seq = 1;
     p.n_batch = 512;
     p.n_threads = 0;
+    p.bf16_activations = false;
     return p;
 }
 
@@ -114,6 +115,7 @@ bc_status bc_context_init(const bc_model *model, bc_context_params params, bc_co
     c->logit_row = malloc(nb * sizeof(int));
     c->matmul_scratch = malloc(bc__matmul_scratch_bytes((int64_t)row_max, params.n_batch));
     c->att_scratch = malloc(nt * (size_t)c->n_ctx * sizeof(float));
+    c->matmul_flags = params.bf16_activations ? BC__MATMUL_BF16_ACT : 0;
     c->pool = bc__pool_create(params.n_threads);
     if (!c->seq_len || !c->seq_next || !c->k_cache || !c->v_cache || !c->x || !c->xn || !c->qkv || !c->qkv_split ||
         !c->attn || !c->ff_gate || !c->ff_up || !c->rope_cos || !c->rope_sin || !c->logits || !c->logit_row ||

@@ -36,8 +36,9 @@ struct bc_context {
     int n_logit_rows;
     int n_entries; /* entries of the last successful decode */
 
-    void *matmul_scratch; /* bc__matmul_scratch_bytes(max(n_embd, n_ff), n_batch): 8-bit activations */
-    float *att_scratch;   /* (n_threads, n_ctx) attention scores */
+    void *matmul_scratch;  /* bc__matmul_scratch_bytes(max(n_embd, n_ff), n_batch): 8-bit activations */
+    unsigned matmul_flags; /* BC__MATMUL_* from the params */
+    float *att_scratch;    /* (n_threads, n_ctx) attention scores */
 };
 
 /* Runs the layers over validated entries; cannot fail. */

@@ -123,9 +123,9 @@ static void split_qkv(bc_context *ctx, const bc__layer *L, int n) {
     const bc__hparams *hp = &ctx->model->hp;
     const size_t E = (size_t)hp->n_embd, D = (size_t)hp->head_dim, half = D / 2;
     float *q = ctx->qkv_split, *k = q + (size_t)n * E, *v = k + (size_t)n * E;
-    bc__matmul(ctx->pool, &L->wq, ctx->xn, n, q, ctx->matmul_scratch);
-    bc__matmul(ctx->pool, &L->wk, ctx->xn, n, k, ctx->matmul_scratch);
-    bc__matmul(ctx->pool, &L->wv, ctx->xn, n, v, ctx->matmul_scratch);
+    bc__matmul(ctx->pool, &L->wq, ctx->xn, n, q, ctx->matmul_scratch, ctx->matmul_flags);
+    bc__matmul(ctx->pool, &L->wk, ctx->xn, n, k, ctx->matmul_scratch, ctx->matmul_flags);
+    bc__matmul(ctx->pool, &L->wv, ctx->xn, n, v, ctx->matmul_scratch, ctx->matmul_flags);
     for (int e = 0; e < n; e++) {
         float *dst = ctx->qkv + (size_t)e * 3 * E;
         const float *qe = q + (size_t)e * E, *ke = k + (size_t)e * E;
@@ -148,7 +148,7 @@ static void attention_block(bc_context *ctx, const bc__layer *L, int il, const b
 
     for (int e = 0; e < n; e++) bc__rmsnorm(ctx->x + e * E, L->attn_norm, hp->n_embd, hp->norm_eps, ctx->xn + e * E);
     if (L->wqkv.data != NULL)
-        bc__matmul(ctx->pool, &L->wqkv, ctx->xn, n, ctx->qkv, ctx->matmul_scratch);
+        bc__matmul(ctx->pool, &L->wqkv, ctx->xn, n, ctx->qkv, ctx->matmul_scratch, ctx->matmul_flags);
     else
         split_qkv(ctx, L, n);
 
@@ -167,7 +167,7 @@ static void attention_block(bc_context *ctx, const bc__layer *L, int il, const b
     attention_task t = {ctx, entries, n, il};
     bc__pool_run(ctx->pool, attention_worker, &t, (int64_t)n * hp->n_head);
 
-    bc__matmul(ctx->pool, &L->wo, ctx->attn, n, ctx->xn, ctx->matmul_scratch);
+    bc__matmul(ctx->pool, &L->wo, ctx->attn, n, ctx->xn, ctx->matmul_scratch, ctx->matmul_flags);
     for (size_t i = 0; i < (size_t)n * E; i++) ctx->x[i] += ctx->xn[i];
 }
 
@@ -175,13 +175,13 @@ static void mlp_block(bc_context *ctx, const bc__layer *L, int n) {
     const bc__hparams *hp = &ctx->model->hp;
     const size_t E = (size_t)hp->n_embd;
     for (int e = 0; e < n; e++) bc__rmsnorm(ctx->x + e * E, L->ffn_norm, hp->n_embd, hp->norm_eps, ctx->xn + e * E);
-    bc__matmul(ctx->pool, &L->w_gate, ctx->xn, n, ctx->ff_gate, ctx->matmul_scratch);
-    bc__matmul(ctx->pool, &L->w_up, ctx->xn, n, ctx->ff_up, ctx->matmul_scratch);
+    bc__matmul(ctx->pool, &L->w_gate, ctx->xn, n, ctx->ff_gate, ctx->matmul_scratch, ctx->matmul_flags);
+    bc__matmul(ctx->pool, &L->w_up, ctx->xn, n, ctx->ff_up, ctx->matmul_scratch, ctx->matmul_flags);
     for (size_t i = 0; i < (size_t)n * (size_t)hp->n_ff; i++) {
         float g = ctx->ff_gate[i];
         ctx->ff_gate[i] = g / (1.0f + expf(-g)) * ctx->ff_up[i];
     }
-    bc__matmul(ctx->pool, &L->w_down, ctx->ff_gate, n, ctx->xn, ctx->matmul_scratch);
+    bc__matmul(ctx->pool, &L->w_down, ctx->ff_gate, n, ctx->xn, ctx->matmul_scratch, ctx->matmul_flags);
     for (size_t i = 0; i < (size_t)n * E; i++) ctx->x[i] += ctx->xn[i];
 }
 
@@ -196,7 +196,7 @@ static void output_block(bc_context *ctx, int n) {
     }
     int rows = ctx->n_logit_rows;
     if (rows == 0) return;
-    bc__matmul(ctx->pool, &m->lm_head, ctx->xn, rows, ctx->logits, ctx->matmul_scratch);
+    bc__matmul(ctx->pool, &m->lm_head, ctx->xn, rows, ctx->logits, ctx->matmul_scratch, ctx->matmul_flags);
     if (m->lm_head_scale)
         for (int r = 0; r < rows; r++)
             for (size_t v = 0; v < V; v++) ctx->logits[(size_t)r * V + v] *= m->lm_head_scale[v];

@@ -548,7 +548,7 @@ static void matmul_worker(void *p, int64_t c, int ith) {
     for (int64_t rt = c * t->tiles_per_chunk; rt < end; rt++) matmul_tile(t, rt);
 }
 
-void bc__matmul(bc__pool *pool, const bc__weight *w, const float *x, int n, float *y, void *scratch) {
+void bc__matmul(bc__pool *pool, const bc__weight *w, const float *x, int n, float *y, void *scratch, unsigned flags) {
     matmul_task t;
     t.w = w;
     t.fn = bc__dot_kernel(w->dtype, bc__kernels_isa());
@@ -559,7 +559,7 @@ void bc__matmul(bc__pool *pool, const bc__weight *w, const float *x, int n, floa
     t.pack = w->packed != NULL && bc__kernels_isa() >= BC__ISA_AVX512 ? bc__pack_avx512[w->dtype] : NULL;
     t.x = x;
     t.act_kind = bc__act_kind(w->dtype);
-    if (w->dtype == BC_DTYPE_BF16 && n >= 2 && bc__kernels_bf16()) {
+    if ((flags & BC__MATMUL_BF16_ACT) && w->dtype == BC_DTYPE_BF16 && bc__kernels_bf16()) {
         t.act_kind = BC__ACT_BF16;
         t.fn = bc__dot_bf16_act_bf16;
         t.gemm4 = bc__gemm4_bf16_act_bf16;
