@@ -3,6 +3,7 @@
 #   make          build the library and the CLI (build/baichuan)
 #   make test     build release and sanitizer (ASan+UBSan) trees, run every test in both
 #   make asan     only the sanitizer build
+#   make fuzz     build the libFuzzer targets with clang (build-fuzz/); run them with scripts/fuzz.sh
 #   make bench-tokenizer  tokenizer MB/s beside spm_encode
 #   make clean
 
@@ -12,7 +13,7 @@ CMAKE_FLAGS ?=
 PROMPT ?= 床前明月光，
 N ?= 96
 
-.PHONY: all run build asan test test-release test-asan deps-build deps-test bench-tokenizer clean
+.PHONY: all run build asan fuzz deps-fuzz test test-release test-asan deps-build deps-test bench-tokenizer clean
 
 all: build
 
@@ -33,6 +34,14 @@ asan: deps-build
 	@cmake -S . -B build-asan -DCMAKE_BUILD_TYPE=RelWithDebInfo -DBC_WERROR=ON -DBC_SANITIZE=ON $(CMAKE_FLAGS) >/dev/null
 	@cmake --build build-asan -j $(JOBS)
 
+deps-fuzz:
+	@scripts/deps.sh fuzz
+
+# libFuzzer + ASan + UBSan (no -Werror: clang warns where gcc does not).
+fuzz: deps-fuzz
+	@cmake -S . -B build-fuzz -DCMAKE_C_COMPILER=clang -DCMAKE_BUILD_TYPE=RelWithDebInfo -DBC_FUZZ=ON $(CMAKE_FLAGS) >/dev/null
+	@cmake --build build-fuzz -j $(JOBS) --target fuzzers
+
 test-release: deps-test build
 	cd build && ctest --output-on-failure -j $(JOBS)
 
@@ -47,4 +56,4 @@ bench-tokenizer: deps-test build
 	/usr/bin/python3 bench/bench_tokenizer.py --build build
 
 clean:
-	rm -rf build build-asan
+	rm -rf build build-asan build-fuzz

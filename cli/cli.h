@@ -38,6 +38,13 @@ int cli_parse_int(const char *s, long lo, long hi, const char *opt, int *out);
 
 int cli_is_help(const char *a);
 
+/* The chat-template command's input (chat_input.c): a JSON array of
+ * {"role": "system"|"user"|"assistant", "content": "..."} into *out
+ * (malloc'd, *n_out messages whose text points into root). 0, or 1 after
+ * printing an error naming the message and field. */
+struct json_t;
+int cli_parse_conversation(struct json_t *root, bc_chat_message **out, size_t *n_out);
+
 /* Loads the model named by o; prints the error and returns NULL on failure. */
 bc_model *cli_load_model(const cli_model_opts *o);
 

@@ -421,51 +421,6 @@ done:
 /* chat-template                                                            */
 /* ------------------------------------------------------------------------ */
 
-/* Reads the JSON conversation into messages (pointing into root). */
-static int parse_conversation(json_t *root, bc_chat_message **out, size_t *n_out) {
-    if (!json_is_array(root)) return cli_error("chat-template: stdin: expected a JSON array of messages");
-    size_t n = json_array_size(root);
-    if (n == 0) return cli_error("chat-template: stdin: the conversation has no messages");
-    bc_chat_message *m = calloc(n, sizeof *m);
-    if (m == NULL) return cli_error("out of memory");
-    for (size_t i = 0; i < n; i++) {
-        json_t *msg = json_array_get(root, i);
-        json_t *role = json_object_get(msg, "role"), *content = json_object_get(msg, "content");
-        const char *why = NULL;
-        if (!json_is_object(msg))
-            why = "is not a JSON object";
-        else if (!json_is_string(role))
-            why = "has no \"role\" string";
-        else if (!json_is_string(content))
-            why = "has no \"content\" string";
-        if (why != NULL) {
-            free(m);
-            return cli_error("chat-template: message %zu %s", i + 1, why);
-        }
-        const char *r = json_string_value(role);
-        if (strcmp(r, "system") == 0) {
-            if (i != 0) {
-                free(m);
-                return cli_error("chat-template: message %zu: a system message must be the first message", i + 1);
-            }
-            m[i].role = BC_CHAT_ROLE_SYSTEM;
-        } else if (strcmp(r, "user") == 0) {
-            m[i].role = BC_CHAT_ROLE_USER;
-        } else if (strcmp(r, "assistant") == 0) {
-            m[i].role = BC_CHAT_ROLE_ASSISTANT;
-        } else {
-            free(m);
-            return cli_error("chat-template: message %zu: unknown role \"%s\" (expected system, user or assistant)",
-                             i + 1, r);
-        }
-        m[i].content = json_string_value(content);
-        m[i].content_len = json_string_length(content);
-    }
-    *out = m;
-    *n_out = n;
-    return 0;
-}
-
 int cmd_chat_template(int argc, char **argv) {
     const char *model = NULL;
     int max_new_tokens = -1;
@@ -501,7 +456,7 @@ int cmd_chat_template(int argc, char **argv) {
         cli_error("chat-template: stdin: invalid JSON at line %d, column %d: %s", jerr.line, jerr.column, jerr.text);
         goto done;
     }
-    if (parse_conversation(root, &messages, &n_messages) != 0) goto done;
+    if (cli_parse_conversation(root, &messages, &n_messages) != 0) goto done;
     bc_chat_params params = bc_chat_default_params(tok);
     if (max_new_tokens >= 0) params.max_new_tokens = max_new_tokens;
     char err[1024];

@@ -78,19 +78,6 @@ typedef struct conn_state {
 /* Requests shared with the engine                                          */
 /* ------------------------------------------------------------------------ */
 
-void srv_request_unref(srv_request *r) {
-    if (r == NULL || atomic_fetch_sub(&r->refs, 1) != 1) return;
-    free(r->prompt);
-    bc_sampler_free(r->sampler);
-    bc_stop_matcher_free(r->stop);
-    bc_detokenizer_free(r->detok);
-    srv_buf_free(&r->text);
-    srv_buf_free(&r->out);
-    json_decref(r->lp_content);
-    pthread_mutex_destroy(&r->mu);
-    free(r);
-}
-
 void srv_request_publish(srv_request *r, const char *p, size_t n, bool final) {
     pthread_mutex_lock(&r->mu);
     if (n > 0 && srv_buf_append(&r->out, p, n) != 0) atomic_store(&r->cancelled, true);

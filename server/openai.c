@@ -199,6 +199,21 @@ static int read_stops(json_t *stop, const char **stops, size_t *n_stops, srv_err
     return 0;
 }
 
+/* Requests are made here and freed by their last holder (the HTTP
+ * connection, the scheduler or the ledger). */
+void srv_request_unref(srv_request *r) {
+    if (r == NULL || atomic_fetch_sub(&r->refs, 1) != 1) return;
+    free(r->prompt);
+    bc_sampler_free(r->sampler);
+    bc_stop_matcher_free(r->stop);
+    bc_detokenizer_free(r->detok);
+    srv_buf_free(&r->text);
+    srv_buf_free(&r->out);
+    json_decref(r->lp_content);
+    pthread_mutex_destroy(&r->mu);
+    free(r);
+}
+
 srv_request *srv_openai_parse(const srv_model_info *mi, srv_endpoint endpoint, json_t *body, srv_error *e) {
     memset(e, 0, sizeof *e);
     if (!json_is_object(body)) return bad(e, NULL, NULL, "%s", "the request body must be a JSON object");

@@ -533,6 +533,7 @@ static int append_items(vm *m, const char *op, size_t from) {
     pv *list = m->stack[from - 1];
     if (list->kind != PV_LIST) return FAIL(m, "%s on %s (only lists can be appended to)", op, kind_name(list->kind));
     size_t n = m->n_stack - from;
+    if (n == 0) return 0; /* MARK APPENDS: nothing to add, and items may still be NULL */
     if (reserve(m, &list->u.seq.items, &list->u.seq.cap, list->u.seq.n, list->u.seq.n + n) != 0) return -1;
     memcpy(list->u.seq.items + list->u.seq.n, m->stack + from, n * sizeof(pv *));
     list->u.seq.n += n;
@@ -547,6 +548,7 @@ static int set_items(vm *m, const char *op, size_t from) {
     if (dict->kind != PV_DICT) return FAIL(m, "%s on %s (only dicts take items)", op, kind_name(dict->kind));
     size_t n = m->n_stack - from;
     if (n % 2 != 0) return FAIL(m, "%s: a key without a value (%zu values above the dict)", op, n);
+    if (n == 0) return 0; /* MARK SETITEMS: nothing to add, and kv may still be NULL */
     size_t cap = dict->u.dict.cap * 2;
     if (reserve(m, &dict->u.dict.kv, &cap, dict->u.dict.n * 2, dict->u.dict.n * 2 + n) != 0) return -1;
     dict->u.dict.cap = cap / 2;

@@ -1,0 +1,164 @@
+#!/usr/bin/env python3
+"""Writes the seed inputs of the fuzz targets into fuzz/seeds/<target>/.
+
+Run from anywhere: python3 fuzz/seeds/gen_seeds.py. The checkpoint seeds are
+tiny hand-made files in the real layouts (a torch.save-shaped zip with a
+pickle naming torch's globals through stand-in modules, so torch itself is
+not needed); the JSON seeds are the shapes the CLI, the server and the
+model directory use.
+"""
+import collections
+import io
+import json
+import os
+import pickle
+import struct
+import sys
+import types
+import zipfile
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+
+
+def write(target, name, data):
+    d = os.path.join(HERE, target)
+    os.makedirs(d, exist_ok=True)
+    with open(os.path.join(d, name), "wb") as f:
+        f.write(data if isinstance(data, bytes) else data.encode())
+
+
+def safetensors(tensors, meta=None):
+    header, blob = {}, b""
+    for name, (dtype, shape, data) in tensors.items():
+        header[name] = {"dtype": dtype, "shape": shape, "data_offsets": [len(blob), len(blob) + len(data)]}
+        blob += data
+    if meta:
+        header["__metadata__"] = meta
+    h = json.dumps(header).encode()
+    return struct.pack("<Q", len(h)) + h + blob
+
+
+# Stand-ins for the torch globals a checkpoint's pickle names.
+torch = types.ModuleType("torch")
+utils = types.ModuleType("torch._utils")
+sys.modules["torch"], sys.modules["torch._utils"] = torch, utils
+
+
+def _rebuild_tensor_v2(*args):
+    pass
+
+
+_rebuild_tensor_v2.__module__ = "torch._utils"
+utils._rebuild_tensor_v2 = _rebuild_tensor_v2
+for name in ("FloatStorage", "HalfStorage", "BFloat16Storage"):
+    cls = type(name, (), {"__module__": "torch"})
+    setattr(torch, name, cls)
+
+
+class Tensor:
+    def __init__(self, storage, key, offset, size, stride, numel):
+        self.storage, self.key, self.offset, self.size, self.stride, self.numel = storage, key, offset, size, stride, numel
+
+    def __reduce__(self):
+        return (_rebuild_tensor_v2, (Storage(self.storage, self.key, self.numel), self.offset, self.size,
+                                     self.stride, False, collections.OrderedDict()))
+
+
+class Storage:
+    def __init__(self, cls, key, numel):
+        self.cls, self.key, self.numel = cls, key, numel
+
+
+class Pickler(pickle.Pickler):
+    def persistent_id(self, obj):
+        if isinstance(obj, Storage):
+            return ("storage", obj.cls, obj.key, "cpu", obj.numel)
+        return None
+
+
+def data_pkl(state, protocol=2):
+    out = io.BytesIO()
+    Pickler(out, protocol=protocol).dump(state)
+    return out.getvalue()
+
+
+def torch_zip(pkl, storages):
+    out = io.BytesIO()
+    with zipfile.ZipFile(out, "w", zipfile.ZIP_STORED) as z:
+        z.writestr("archive/data.pkl", pkl)
+        z.writestr("archive/byteorder", "little")
+        for key, data in storages.items():
+            z.writestr("archive/data/" + key, data)
+        z.writestr("archive/version", "3\n")
+    return out.getvalue()
+
+
+def main():
+    f32 = struct.pack("<4f", 1, 2, 3, 4)
+    write("fuzz_safetensors", "two.safetensors",
+          safetensors({"w": ("F32", [2, 2], f32), "b": ("F16", [2], b"\x00\x3c\x00\x40")}, {"format": "pt"}))
+    write("fuzz_safetensors", "bf16.safetensors", safetensors({"x.weight": ("BF16", [1, 3], b"\x80\x3f" * 3)}))
+    write("fuzz_safetensors", "empty.safetensors", safetensors({}))
+
+    index = {"metadata": {"total_size": 24}, "weight_map": {"a": "model-00001-of-00001.safetensors",
+                                                            "b": "model-00001-of-00001.safetensors"}}
+    write("fuzz_st_index", "safetensors_index", b"\x00" + json.dumps(index).encode())
+    write("fuzz_st_index", "missing_shard", b"\x00" + json.dumps({"weight_map": {"a": "other.safetensors"}}).encode())
+    write("fuzz_st_index", "torch_index", b"\x01" + json.dumps({"weight_map": {"a": "pytorch_model-1.bin"}}).encode())
+
+    F, H = torch.FloatStorage, torch.HalfStorage
+    state = collections.OrderedDict()
+    state["w"] = Tensor(F, "0", 0, (2, 4), (4, 1), 64)
+    state["b"] = Tensor(F, "0", 8, (4,), (1,), 64)
+    state["h"] = Tensor(H, "1", 0, (2, 3), (3, 1), 32)
+    pkl = data_pkl(state)
+    write("fuzz_torch_pickle", "state_dict.pkl", pkl)
+    write("fuzz_torch_pickle", "state_dict_p4.pkl", data_pkl(state, protocol=4))
+    write("fuzz_torch_pickle", "empty_dict.pkl", data_pkl(collections.OrderedDict()))
+    write("fuzz_torch_zip", "pytorch_model.bin", torch_zip(pkl, {"0": bytes(256), "1": bytes(64)}))
+    one = collections.OrderedDict(x=Tensor(F, "0", 0, (2,), (1,), 2))
+    write("fuzz_torch_zip", "one.bin", torch_zip(data_pkl(one), {"0": f32[:8]}))
+
+    config = {"model_type": "baichuan", "architectures": ["BaichuanForCausalLM"], "hidden_act": "silu",
+              "vocab_size": 64, "hidden_size": 16, "intermediate_size": 32, "num_hidden_layers": 2,
+              "num_attention_heads": 2, "max_position_embeddings": 128, "model_max_length": 128,
+              "rms_norm_eps": 1e-6, "bos_token_id": 1, "eos_token_id": 2, "pad_token_id": 0,
+              "tie_word_embeddings": False}
+    write("fuzz_config", "config", b"\x00" + json.dumps(config).encode())
+    write("fuzz_config", "config_alibi", b"\x00" + json.dumps(dict(config, position_encoding="alibi",
+                                                                   norm_head=True)).encode())
+    gen = {"user_token_id": 3, "assistant_token_id": 4, "max_new_tokens": 64, "temperature": 0.3, "top_k": 5,
+           "top_p": 0.85, "repetition_penalty": 1.05, "do_sample": True}
+    write("fuzz_config", "generation_config", b"\x01" + json.dumps(gen).encode())
+    write("fuzz_config", "tokenizer_config", b"\x02" + json.dumps({"add_bos_token": False, "add_eos_token": False,
+                                                                    "model_max_length": 4096}).encode())
+
+    conv = [{"role": "system", "content": "You are helpful."}, {"role": "user", "content": "Hello 你好"},
+            {"role": "assistant", "content": "Hi!"}, {"role": "user", "content": "Tell me more."}]
+    write("fuzz_chat", "conversation.json", json.dumps(conv, ensure_ascii=False))
+    write("fuzz_chat", "one_user.json", json.dumps([{"role": "user", "content": "床前明月光，"}], ensure_ascii=False))
+    write("fuzz_chat", "bad_role.json", json.dumps([{"role": "tool", "content": "x"}]))
+
+    chat = {"model": "tiny", "messages": conv, "max_tokens": 8, "temperature": 0.7, "top_p": 0.9, "stream": True,
+            "stream_options": {"include_usage": True}, "logprobs": True, "top_logprobs": 2, "stop": ["\n", "end"],
+            "seed": 42}
+    write("fuzz_openai", "chat", b"\x01" + json.dumps(chat, ensure_ascii=False).encode())
+    write("fuzz_openai", "chat_parts", b"\x01" + json.dumps({"messages": [
+        {"role": "user", "content": [{"type": "text", "text": "Hello"}, {"type": "text", "text": " there"}]}],
+        "max_completion_tokens": 4}).encode())
+    write("fuzz_openai", "completion", b"\x00" + json.dumps({"prompt": "Once upon a time", "max_tokens": 16,
+                                                             "logprobs": 3, "top_k": 4, "min_p": 0.05,
+                                                             "presence_penalty": 0.5, "stop": "."}).encode())
+    write("fuzz_openai", "completion_ids", b"\x00" + json.dumps({"prompt": [1, 5, 9, 12], "n": 1}).encode())
+    write("fuzz_openai", "completion_empty", b"\x00" + json.dumps({"prompt": ""}).encode())
+
+    tenants = {"tenants": [{"name": "alice", "keys": ["sk-alice-0001", "sk-alice-0002"], "requests_per_minute": 3,
+                            "tokens_per_day": 1000},
+                           {"name": "bob", "keys": ["sk-bob-00001"]}]}
+    write("fuzz_tenants", "tenants.json", json.dumps(tenants, indent=1))
+    write("fuzz_tenants", "dup_key.json", json.dumps({"tenants": [{"name": "a", "keys": ["12345678"]},
+                                                                  {"name": "b", "keys": ["12345678"]}]}))
+
+
+if __name__ == "__main__":
+    main()

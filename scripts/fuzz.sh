@@ -1,0 +1,58 @@
+#!/bin/sh
+# Runs the libFuzzer targets of build-fuzz/ (make fuzz builds them).
+#   scripts/fuzz.sh [SECONDS] [TARGET...]
+# Each target runs SECONDS (default 60) of wall time on one core, starting
+# from build-fuzz/corpus/<target>, which is seeded from fuzz/seeds/<target>/
+# (and the test data the older targets start from) and keeps what the run
+# finds. Prints exec/s, corpus size and any crash file per target; exits 1
+# if any target found something (the inputs are in build-fuzz/findings/).
+set -eu
+
+cd "$(dirname "$0")/.."
+seconds=${1:-60}
+[ $# -gt 0 ] && shift
+targets=${*:-"fuzz_safetensors fuzz_st_index fuzz_torch_zip fuzz_torch_pickle fuzz_config fuzz_chat fuzz_openai \
+fuzz_tenants fuzz_sp_model fuzz_tokenize fuzz_gguf"}
+build=build-fuzz
+[ -x "$build/fuzz_safetensors" ] || { echo "error: no $build/fuzz_* binaries; run 'make fuzz' first" >&2; exit 2; }
+mkdir -p "$build/findings"
+
+# Extra seeds and libFuzzer options per target.
+extra_seeds() {
+    case "$1" in
+    fuzz_sp_model) echo tests/data/tiny_bpe.model ;;
+    fuzz_gguf) echo tests/data/tiny.gguf ;;
+    fuzz_tokenize) echo tests/data/tok_corpus.txt ;;
+    esac
+}
+max_len() {
+    case "$1" in
+    fuzz_sp_model | fuzz_gguf | fuzz_torch_zip) echo 65536 ;;
+    *) echo 8192 ;;
+    esac
+}
+
+status=0
+printf '%-20s %8s %10s %12s %8s  %s\n' target seconds exec/s corpus_files corpus_kb finding
+for t in $targets; do
+    corpus="$build/corpus/$t"
+    mkdir -p "$corpus"
+    [ -d "fuzz/seeds/$t" ] && cp -n fuzz/seeds/"$t"/* "$corpus"/ 2>/dev/null || true
+    for s in $(extra_seeds "$t"); do cp -n "$s" "$corpus"/ 2>/dev/null || true; done
+    log="$build/findings/$t.log"
+    rc=0
+    ASAN_OPTIONS=detect_leaks=1:abort_on_error=0 UBSAN_OPTIONS=print_stacktrace=1 \
+        "$build/$t" -max_total_time="$seconds" -max_len="$(max_len "$t")" -rss_limit_mb=4096 -timeout=20 \
+        -close_fd_mask=3 -print_final_stats=1 -artifact_prefix="$build/findings/$t-" "$corpus" >"$log" 2>&1 || rc=$?
+    runs=$(sed -n 's/^stat::number_of_executed_units: *//p' "$log" | tail -1)
+    secs=$(sed -n 's/^stat::average_exec_per_sec: *//p' "$log" | tail -1)
+    files=$(find "$corpus" -type f | wc -l)
+    kb=$(du -sk "$corpus" | cut -f1)
+    crash=$(sed -n 's/.*Test unit written to \(.*\)$/\1/p' "$log" | tr '\n' ' ')
+    if [ "$rc" -ne 0 ] || [ -n "$crash" ]; then
+        status=1
+        [ -n "$crash" ] || crash="exit $rc, see $log"
+    fi
+    printf '%-20s %8s %10s %12s %8s  %s\n' "$t" "$seconds" "${secs:-?}" "$files" "$kb" "${crash:-none} (${runs:-?} runs)"
+done
+exit $status
