@@ -40,8 +40,8 @@ struct bc__pool {
     bc__chunk_fn fn;
     void *arg;
     int64_t n_chunks;
-    _Alignas(64) atomic_llong next_chunk; /* the next unclaimed chunk */
-    _Alignas(64) atomic_ullong state;     /* generation << 32 | workers inside */
+    _Alignas(64) _Atomic int64_t next_chunk; /* the next unclaimed chunk */
+    _Alignas(64) _Atomic uint64_t state;     /* generation << 32 | workers inside */
     atomic_bool stop;
 };
 
