@@ -446,8 +446,6 @@ const bc__pack_fn bc__pack_avx512[BC_DTYPE_COUNT] = {
 #define INLINE_BF16 static inline __attribute__((always_inline, target(T_BF16)))
 #define ATTR_BF16   __attribute__((target(T_BF16)))
 
-static inline float bf16_scalar(const uint16_t *p, int64_t i) { return bc__bf16_to_f32(p[i]); }
-
 /* nr weight rows (row r at w + r * ws) against na bf16 activation rows:
  * out[r * BC__MAX_NA + k]. */
 INLINE_BF16 void dot_bf16x_(const int nr, int64_t cols, const void *w, size_t ws, const void *a, size_t as,
@@ -470,7 +468,7 @@ INLINE_BF16 void dot_bf16x_(const int nr, int64_t cols, const void *w, size_t ws
             const uint16_t *wr = (const uint16_t *)((const char *)w + (size_t)r * ws);
             const uint16_t *ak = (const uint16_t *)((const char *)a + (size_t)k * as);
             float s = _mm512_reduce_add_ps(acc[r][k]);
-            for (int64_t j = i; j < cols; j++) s += bf16_scalar(wr, j) * bf16_scalar(ak, j);
+            for (int64_t j = i; j < cols; j++) s += half_scalar(2, wr, j) * half_scalar(2, ak, j);
             out[r * BC__MAX_NA + k] = s;
         }
 }
