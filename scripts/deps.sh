@@ -3,7 +3,7 @@
 #   scripts/deps.sh build   compiler, cmake, libraries
 #   scripts/deps.sh test    the above plus what the tests use (python3-torch, sentencepiece, cmocka,
 #                           and for the server tests curl, node + npm, chromium)
-#   scripts/deps.sh fuzz    the build packages plus clang (libFuzzer and the sanitizers)
+#   scripts/deps.sh fuzz    the build packages plus clang (libFuzzer and the sanitizers) and time
 set -eu
 
 build_pkgs="gcc libc6-dev make cmake pkg-config libjansson-dev libmicrohttpd-dev libsqlite3-dev"
@@ -12,7 +12,7 @@ test_pkgs="$build_pkgs libcmocka-dev python3 python3-numpy python3-torch python3
 case "${1:-build}" in
 build) pkgs=$build_pkgs ;;
 test) pkgs=$test_pkgs ;;
-fuzz) pkgs="$build_pkgs clang" ;;
+fuzz) pkgs="$build_pkgs clang time" ;;
 *) echo "usage: $0 build|test|fuzz" >&2; exit 2 ;;
 esac
 

@@ -4,7 +4,9 @@
 # Each target runs SECONDS (default 60) of wall time on one core, starting
 # from build-fuzz/corpus/<target>, which is seeded from fuzz/seeds/<target>/
 # (and the test data the older targets start from) and keeps what the run
-# finds. Prints exec/s, corpus size and any crash file per target; exits 1
+# finds. Prints exec/s, the CPU seconds the run used (user + system: on a
+# loaded machine this is less than SECONDS), corpus size and any crash file
+# per target; exits 1
 # if any target found something (the inputs are in build-fuzz/findings/).
 set -eu
 
@@ -33,7 +35,7 @@ max_len() {
 }
 
 status=0
-printf '%-20s %8s %10s %12s %8s  %s\n' target seconds exec/s corpus_files corpus_kb finding
+printf '%-20s %8s %8s %10s %12s %8s  %s\n' target seconds cpu_s exec/s corpus_files corpus_kb finding
 for t in $targets; do
     corpus="$build/corpus/$t"
     mkdir -p "$corpus"
@@ -41,11 +43,13 @@ for t in $targets; do
     for s in $(extra_seeds "$t"); do cp -n "$s" "$corpus"/ 2>/dev/null || true; done
     log="$build/findings/$t.log"
     rc=0
+    cpu_file="$build/findings/$t.cpu"
     ASAN_OPTIONS=detect_leaks=1:abort_on_error=0 UBSAN_OPTIONS=print_stacktrace=1 \
-        "$build/$t" -max_total_time="$seconds" -max_len="$(max_len "$t")" -rss_limit_mb=4096 -timeout=20 \
+        /usr/bin/time -f '%U %S' -o "$cpu_file" "$build/$t" -max_total_time="$seconds" -max_len="$(max_len "$t")" -rss_limit_mb=4096 -timeout=20 \
         -close_fd_mask=3 -print_final_stats=1 -artifact_prefix="$build/findings/$t-" "$corpus" >"$log" 2>&1 || rc=$?
     runs=$(sed -n 's/^stat::number_of_executed_units: *//p' "$log" | tail -1)
     secs=$(sed -n 's/^stat::average_exec_per_sec: *//p' "$log" | tail -1)
+    cpu=$(awk 'NF == 2 && $1 ~ /^[0-9.]+$/ { printf "%.0f", $1 + $2 }' "$cpu_file" 2>/dev/null)
     files=$(find "$corpus" -type f | wc -l)
     kb=$(du -sk "$corpus" | cut -f1)
     crash=$(sed -n 's/.*Test unit written to \(.*\)$/\1/p' "$log" | tr '\n' ' ')
@@ -53,6 +57,6 @@ for t in $targets; do
         status=1
         [ -n "$crash" ] || crash="exit $rc, see $log"
     fi
-    printf '%-20s %8s %10s %12s %8s  %s\n' "$t" "$seconds" "${secs:-?}" "$files" "$kb" "${crash:-none} (${runs:-?} runs)"
+    printf '%-20s %8s %8s %10s %12s %8s  %s\n' "$t" "$seconds" "${cpu:-?}" "${secs:-?}" "$files" "$kb" "${crash:-none} (${runs:-?} runs)"
 done
 exit $status

@@ -105,6 +105,8 @@ def main():
     write("fuzz_st_index", "safetensors_index", b"\x00" + json.dumps(index).encode())
     write("fuzz_st_index", "missing_shard", b"\x00" + json.dumps({"weight_map": {"a": "other.safetensors"}}).encode())
     write("fuzz_st_index", "torch_index", b"\x01" + json.dumps({"weight_map": {"a": "pytorch_model-1.bin"}}).encode())
+    write("fuzz_st_index", "torch_index_valid",
+          b"\x01" + json.dumps({"weight_map": {"x": "pytorch_model-00001-of-00001.bin"}}).encode())
 
     F, H = torch.FloatStorage, torch.HalfStorage
     state = collections.OrderedDict()
