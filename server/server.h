@@ -3,7 +3,7 @@
  * the files in server/. The server uses the engine only through baichuan.h.
  *
  * Threads:
- *   - the HTTP thread (libmicrohttpd, epoll, internal): parses requests,
+ *   - the HTTP thread (libmicrohttpd, poll, internal): parses requests,
  *     answers the cheap endpoints itself, hands generation requests to the
  *     scheduler and streams their output from per-request buffers;
  *   - the engine thread (scheduler.c): owns the context, runs one batched

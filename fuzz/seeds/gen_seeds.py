@@ -161,6 +161,50 @@ def main():
     write("fuzz_tenants", "dup_key.json", json.dumps({"tenants": [{"name": "a", "keys": ["12345678"]},
                                                                   {"name": "b", "keys": ["12345678"]}]}))
 
+    http_seeds(chat)
+
+
+def http_request(method, path, body=None, key="sk-fuzz-open", headers=(), chunked=False, version="1.1"):
+    """One raw HTTP request as a client sends it (fuzz_http's input)."""
+    lines = [f"{method} {path} HTTP/{version}", "Host: 127.0.0.1"]
+    if key is not None:
+        lines.append(f"Authorization: Bearer {key}")
+    lines += list(headers)
+    data = b"" if body is None else (body if isinstance(body, bytes) else json.dumps(body).encode())
+    if body is not None:
+        lines.append("Content-Type: application/json")
+        lines.append("Transfer-Encoding: chunked" if chunked else f"Content-Length: {len(data)}")
+        if chunked:
+            half = len(data) // 2
+            data = b"".join(b"%x\r\n%s\r\n" % (len(part), part) for part in (data[:half], data[half:]) if part)
+            data += b"0\r\n\r\n"
+    return "\r\n".join(lines).encode() + b"\r\n\r\n" + data
+
+
+def http_seeds(chat):
+    """Requests on every route of the server fuzz_http runs (keys: its tenants)."""
+    write("fuzz_http", "health", http_request("GET", "/health", key=None))
+    write("fuzz_http", "page_head", http_request("HEAD", "/", key=None, version="1.0"))
+    write("fuzz_http", "models", http_request("GET", "/v1/models"))
+    write("fuzz_http", "metrics", http_request("GET", "/metrics"))
+    write("fuzz_http", "tokenize", http_request("POST", "/tokenize", {"content": "Hello 你好", "add_special": True}))
+    write("fuzz_http", "detokenize", http_request("POST", "/detokenize", {"tokens": [1, 5, 9, 12]}))
+    write("fuzz_http", "completion", http_request("POST", "/v1/completions",
+                                                  {"prompt": "Once upon", "max_tokens": 4, "logprobs": 2}))
+    write("fuzz_http", "completion_stream_chunked",
+          http_request("POST", "/v1/completions", {"prompt": [1, 5, 9], "max_tokens": 3, "stream": True,
+                                                   "stop": ["a", "b"]}, chunked=True))
+    write("fuzz_http", "chat_stream", http_request("POST", "/v1/chat/completions", dict(chat, max_tokens=4)))
+    write("fuzz_http", "chat_tight", http_request("POST", "/v1/chat/completions",
+                                                  {"messages": [{"role": "user", "content": "hi"}], "max_tokens": 2},
+                                                  key="sk-fuzz-tight"))
+    write("fuzz_http", "bad_key", http_request("GET", "/v1/models", key="sk-wrong"))
+    write("fuzz_http", "wrong_method", http_request("DELETE", "/v1/completions"))
+    write("fuzz_http", "unknown_url", http_request("GET", "/v2/nothing"))
+    write("fuzz_http", "too_large", http_request("POST", "/v1/completions", b"{" + b" " * 5000 + b"}"))
+    write("fuzz_http", "pipelined", http_request("GET", "/health", key=None) +
+          http_request("POST", "/tokenize", {"content": "x"}) + http_request("GET", "/metrics"))
+
 
 if __name__ == "__main__":
     main()

@@ -1,0 +1,158 @@
+/*
+ * fuzz_http.c - libFuzzer target for the server's HTTP request handling:
+ * the real server (libmicrohttpd, server/http.c's routing, authentication,
+ * limits and endpoints, the OpenAI parser, the scheduler and the engine
+ * thread) runs in this process on a loopback port, and each input is the
+ * raw bytes one client sends on one connection: request line, headers,
+ * body, possibly several pipelined requests. The client then closes its
+ * sending side and reads until the server closes the connection.
+ *
+ * The server holds the model tests/data/tiny.gguf with tokenizer
+ * tests/data/tiny_bpe.model, two slots of 64 positions, a 4 KiB body limit
+ * and two tenants: "open" (key sk-fuzz-open, no limits) and "tight" (key
+ * sk-fuzz-tight, 1 request per minute and 8 tokens per day, so the 429
+ * paths run too). The seeds in fuzz/seeds/fuzz_http/ carry those keys.
+ *
+ * Findings: a crash or sanitizer report anywhere in the server; a reply
+ * that does not start with an HTTP status line; a connection the server
+ * keeps open for 10 s after the client's last byte (a hang).
+ *
+ * Build with clang: cmake -B build-fuzz -DCMAKE_C_COMPILER=clang -DBC_FUZZ=ON
+ * then build-fuzz/fuzz_http CORPUS_DIR fuzz/seeds/fuzz_http
+ */
+#include "fuzz_files.h"
+#include "server.h"
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <netinet/in.h>
+#include <poll.h>
+#include <signal.h>
+#include <sys/socket.h>
+
+#ifndef BC_SOURCE_DIR
+#define BC_SOURCE_DIR "."
+#endif
+
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
+
+#define HANG_MS 10000
+
+static struct {
+    bc_model *model;
+    bc_tokenizer *tok;
+    bc_context *ctx;
+    srv_tenants tenants;
+    srv_config cfg;
+    srv_model_info mi;
+    srv_scheduler *sched;
+    srv_http *http;
+    char tenants_path[128];
+    int port;
+} S;
+
+static void fail(const char *what, const char *err) {
+    fprintf(stderr, "fuzz_http: %s: %s\n", what, err);
+    abort();
+}
+
+static void stop_server(void) {
+    srv_scheduler_cancel_all(S.sched);
+    srv_scheduler_stop(S.sched);
+    srv_http_stop(S.http);
+    srv_metrics_free();
+    srv_tenants_free(&S.tenants);
+    bc_context_free(S.ctx);
+    bc_tokenizer_free(S.tok);
+    bc_model_free(S.model);
+    unlink(S.tenants_path);
+}
+
+static void start_server(void) {
+    static const char tenants[] =
+        "{\"tenants\": [{\"name\": \"open\", \"keys\": [\"sk-fuzz-open\"]},"
+        " {\"name\": \"tight\", \"keys\": [\"sk-fuzz-tight\"], \"requests_per_minute\": 1, \"tokens_per_day\": 8}]}";
+    char err[1024];
+    signal(SIGPIPE, SIG_IGN);
+    fuzz_path(S.tenants_path, sizeof S.tenants_path, "tenants.json");
+    if (fuzz_write(S.tenants_path, tenants, sizeof tenants - 1) != 0) fail(S.tenants_path, "cannot write");
+    if (srv_tenants_load(&S.tenants, S.tenants_path, err, sizeof err) != 0) fail("tenants", err);
+    if (bc_model_load(BC_SOURCE_DIR "/tests/data/tiny.gguf", bc_model_default_params(), &S.model, err, sizeof err) !=
+            BC_STATUS_OK ||
+        bc_tokenizer_load(BC_SOURCE_DIR "/tests/data/tiny_bpe.model", &S.tok, err, sizeof err) != BC_STATUS_OK)
+        fail("model", err);
+    S.cfg = (srv_config){.host = "127.0.0.1",
+                         .port = 0,
+                         .n_parallel = 2,
+                         .n_ctx = 64,
+                         .n_batch = 32,
+                         .n_threads = 1,
+                         .max_queue = 4,
+                         .max_body = 4096,
+                         .max_messages = 16,
+                         .shutdown_wait = 1};
+    bc_context_params cp = bc_context_default_params();
+    cp.n_ctx = S.cfg.n_ctx;
+    cp.n_seq = S.cfg.n_parallel;
+    cp.n_batch = S.cfg.n_batch;
+    cp.n_threads = S.cfg.n_threads;
+    if (bc_context_init(S.model, cp, &S.ctx, err, sizeof err) != BC_STATUS_OK) fail("context", err);
+    bc_model_info info;
+    bc_model_get_info(S.model, &info);
+    bc_tokenizer_info ti;
+    bc_tokenizer_get_info(S.tok, &ti);
+    S.mi = (srv_model_info){.name = "tiny",
+                            .model = S.model,
+                            .tok = S.tok,
+                            .defaults = bc_model_sampler_params(S.model),
+                            .chat = bc_chat_default_params(S.tok),
+                            .n_vocab = ti.n_vocab < info.n_vocab ? ti.n_vocab : info.n_vocab,
+                            .n_ctx = S.cfg.n_ctx,
+                            .max_messages = S.cfg.max_messages};
+    srv_metrics_init();
+    if (srv_scheduler_start(&S.sched, S.ctx, S.model, S.tok, S.cfg.max_queue, NULL, err, sizeof err) != 0 ||
+        srv_http_start(&S.http, &S.cfg, &S.mi, S.sched, &S.tenants, NULL, err, sizeof err) != 0)
+        fail("server", err);
+    S.port = srv_http_port(S.http);
+    atexit(stop_server);
+}
+
+/* Sends what it can (the server may answer and close before reading all). */
+static void send_all(int fd, const uint8_t *data, size_t size) {
+    while (size > 0) {
+        ssize_t k = send(fd, data, size, MSG_NOSIGNAL);
+        if (k < 0 && errno == EINTR) continue;
+        if (k <= 0) return;
+        data += k;
+        size -= (size_t)k;
+    }
+}
+
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
+    if (S.http == NULL) start_server();
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    if (fd < 0) fail("socket", strerror(errno));
+    struct sockaddr_in addr = {.sin_family = AF_INET, .sin_port = htons((uint16_t)S.port)};
+    addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    if (connect(fd, (struct sockaddr *)&addr, sizeof addr) != 0) fail("connect", strerror(errno));
+    send_all(fd, data, size);
+    shutdown(fd, SHUT_WR);
+
+    /* Read until the server closes; the first bytes must be a status line. */
+    char head[8];
+    size_t n_head = 0;
+    for (;;) {
+        struct pollfd p = {.fd = fd, .events = POLLIN};
+        int k = poll(&p, 1, HANG_MS);
+        if (k < 0 && errno == EINTR) continue;
+        if (k == 0) fail("hang", "the server kept the connection open 10 s after the client's last byte");
+        char buf[4096];
+        ssize_t got = recv(fd, buf, sizeof buf, 0);
+        if (got < 0 && errno == EINTR) continue;
+        if (got <= 0) break; /* closed (or reset: the server may drop a bad client) */
+        for (ssize_t i = 0; i < got && n_head < sizeof head; i++) head[n_head++] = buf[i];
+    }
+    close(fd);
+    if (n_head > 0 && (n_head < 7 || memcmp(head, "HTTP/1.", 7) != 0)) fail("reply", "no HTTP status line");
+    return 0;
+}
