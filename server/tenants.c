@@ -8,10 +8,15 @@
  */
 #include "server.h"
 
+#include <errno.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
+
+/* A tenants file holds a few bytes per key; a larger one is refused unread. */
+#define MAX_FILE_BYTES ((long long)16 << 20)
 
 static int fail(char *err, size_t err_size, const char *path, const char *field, const char *what) {
     snprintf(err, err_size, "%s: %s: %s", path, field, what);
@@ -35,8 +40,20 @@ static int read_limit(json_t *obj, const char *key, long long max, long long *ou
 int srv_tenants_load(srv_tenants *t, const char *path, char *err, size_t err_size) {
     memset(t, 0, sizeof *t);
     pthread_mutex_init(&t->mu, NULL);
+    FILE *f = fopen(path, "rb");
+    if (f == NULL) {
+        snprintf(err, err_size, "%s: cannot open: %s", path, strerror(errno));
+        return -1;
+    }
+    struct stat st;
+    if (fstat(fileno(f), &st) != 0 || !S_ISREG(st.st_mode) || (long long)st.st_size > MAX_FILE_BYTES) {
+        fclose(f);
+        snprintf(err, err_size, "%s: not a regular file of at most %lld MiB", path, MAX_FILE_BYTES >> 20);
+        return -1;
+    }
     json_error_t je;
-    json_t *root = json_load_file(path, JSON_REJECT_DUPLICATES, &je);
+    json_t *root = json_loadf(f, JSON_REJECT_DUPLICATES, &je);
+    fclose(f);
     if (root == NULL) {
         snprintf(err, err_size, "%s: line %d column %d: %s", path, je.line, je.column, je.text);
         return -1;

@@ -35,11 +35,8 @@ static int shard_name_ok(const char *name) {
 
 static int read_indexed(bc__tensor_table *t, const char *dir, const char *index_path, reader_fn read, int *n_files,
                         bc__err *err) {
-    json_error_t jerr;
-    json_t *root = json_load_file(index_path, JSON_REJECT_DUPLICATES, &jerr);
-    if (root == NULL)
-        return bc__errorf(err, BC_STATUS_ERROR_FORMAT, "%s: invalid JSON at line %d, column %d: %s", index_path,
-                          jerr.line, jerr.column, jerr.text);
+    json_t *root;
+    if (bc__json_file_load(index_path, &root, err) != 0) return -1;
     int rc = -1;
     const char **shards = NULL;
     size_t n_shards = 0;

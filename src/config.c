@@ -11,9 +11,12 @@
 #include "model.h"
 #include "tokenizer.h"
 
+#include <errno.h>
 #include <jansson.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 
 #define BAICHUAN2_VOCAB 125696
 #define MAX_DIM         (1 << 20) /* no plausible hidden/ff/vocab size is larger */
@@ -25,15 +28,32 @@ typedef struct json_doc {
     json_t *root;
 } json_doc;
 
-static int doc_load(json_doc *doc, const char *path, bc__err *err) {
+int bc__json_file_load(const char *path, json_t **out, bc__err *err) {
+    *out = NULL;
+    FILE *f = fopen(path, "rb");
+    if (f == NULL) return bc__errorf(err, BC_STATUS_ERROR_IO, "%s: cannot open: %s", path, strerror(errno));
+    struct stat st;
+    if (fstat(fileno(f), &st) != 0 || !S_ISREG(st.st_mode)) {
+        fclose(f);
+        return bc__errorf(err, BC_STATUS_ERROR_IO, "%s: not a regular file", path);
+    }
+    if ((long long)st.st_size > BC__JSON_FILE_MAX) {
+        fclose(f);
+        return bc__errorf(err, BC_STATUS_ERROR_FORMAT, "%s: %lld bytes is more than a JSON file may hold (%lld MiB)",
+                          path, (long long)st.st_size, BC__JSON_FILE_MAX >> 20);
+    }
     json_error_t jerr;
-    doc->path = path;
-    doc->root = json_load_file(path, JSON_REJECT_DUPLICATES, &jerr);
-    if (doc->root == NULL) {
-        if (!bc__file_exists(path)) return bc__errorf(err, BC_STATUS_ERROR_IO, "%s: cannot open (no such file?)", path);
+    *out = json_loadf(f, JSON_REJECT_DUPLICATES, &jerr);
+    fclose(f);
+    if (*out == NULL)
         return bc__errorf(err, BC_STATUS_ERROR_FORMAT, "%s: invalid JSON at line %d, column %d: %s", path, jerr.line,
                           jerr.column, jerr.text);
-    }
+    return 0;
+}
+
+static int doc_load(json_doc *doc, const char *path, bc__err *err) {
+    doc->path = path;
+    if (bc__json_file_load(path, &doc->root, err) != 0) return -1;
     if (!json_is_object(doc->root)) {
         json_decref(doc->root);
         doc->root = NULL;

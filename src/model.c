@@ -55,8 +55,13 @@ static const bc__tensor *find_checked(binder *b, const char *name, int64_t rows,
     bc__tensor_table *t = &b->model->table;
     const bc__tensor *x = bc__table_find(t, name);
     if (x == NULL) {
-        bc__errorf(b->err, BC_STATUS_ERROR_MODEL, "%s: tensor '%s' is missing from the checkpoint", b->model->path,
-                   name);
+        /* Name the one weights file where there is one: that is where to look. */
+        if (t->n_files == 1)
+            bc__errorf(b->err, BC_STATUS_ERROR_MODEL, "%s: tensor '%s' is missing (the file holds %zu other tensors)",
+                       t->files[0]->path, name, t->n_tensors);
+        else
+            bc__errorf(b->err, BC_STATUS_ERROR_MODEL, "%s: tensor '%s' is missing from the checkpoint (%zu files)",
+                       b->model->path, name, t->n_files);
         return NULL;
     }
     bool ok = rows == 0 ? (x->n_dims == 1 && x->shape[0] == cols)

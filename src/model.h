@@ -57,6 +57,17 @@ typedef struct bc__tok_config {
 BC__HIDDEN int bc__config_read(const char *dir, bc_model_params params, bc__hparams *hp, bc__gen_config *gen,
                                bc__tok_config *tok, bc__err *err);
 
+/* The largest JSON file of a model directory read (config.json, the shard
+ * index, ...): the real ones hold kilobytes; a larger file is refused before
+ * it is parsed. */
+#define BC__JSON_FILE_MAX ((long long)16 << 20)
+
+/* Parses the JSON file at path (duplicate keys refused) into *out, which the
+ * caller frees with json_decref. Refuses a file over BC__JSON_FILE_MAX bytes;
+ * every error names the file (and the line and column of a syntax error). */
+struct json_t;
+BC__HIDDEN int bc__json_file_load(const char *path, struct json_t **out, bc__err *err);
+
 /* The defaults of an absent generation_config.json (the official Chat ones). */
 BC__HIDDEN void bc__gen_config_defaults(bc__gen_config *gen);
 
