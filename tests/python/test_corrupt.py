@@ -391,6 +391,19 @@ def _(d):
     rewrite(p(d, "config.json"), b"[32, 4]\n")
 
 
+@case("cfg_oversized", ST, ["config.json", "MiB"])
+def _(d):
+    # Valid JSON, padded past the 16 MiB a model directory's JSON file may hold.
+    text = open(p(d, "config.json"), "rb").read()
+    rewrite(p(d, "config.json"), text.rstrip()[:-1] + b" " * (17 << 20) + b"}")
+
+
+@case("sh_index_oversized", SH, [SH_INDEX, "MiB"])
+def _(d):
+    text = open(p(d, SH_INDEX), "rb").read()
+    rewrite(p(d, SH_INDEX), b" " * (17 << 20) + text)
+
+
 @case("cfg_missing", ST, ["config.json"])
 def _(d):
     os.unlink(p(d, "config.json"))

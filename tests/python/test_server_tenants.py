@@ -35,6 +35,7 @@ def check_bad_files(t, binary, work):
          "tenants[0].requests_per_minute"),
         ("shared key", '{"tenants": [{"name": "a", "keys": ["abcdefgh12"]}, {"name": "b", "keys": ["abcdefgh12"]}]}',
          "tenants[1].keys[0]"),
+        ("oversized", '{"tenants": [{"name": "a", "keys": ["abcdefgh12"]}]' + " " * (17 << 20) + "}", "MiB"),
     ]
     for name, text, field in cases:
         path = os.path.join(work, "bad.json")
