@@ -18,7 +18,6 @@ static const char help[] =
     "\n"
     "options:\n"
     "      --type T             f32, f16, bf16, q8_0, q4_0, q4_1, q5_0, q5_1, q4_k_m, q5_k_m, q6_k\n"
-    "                           (the quantized types need the block formats, not in this build yet)\n"
     "      --pos-encoding P     force the position encoding of IN: rope or alibi\n"
     "      --norm-head on|off   force NormHead on or off for IN\n"
     "  -q, --quiet              no progress bar\n";
