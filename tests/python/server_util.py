@@ -15,10 +15,11 @@ DEFAULT_MODEL = os.path.join(ROOT, "models", "default")
 
 
 class Server:
-    """`baichuan serve` on 127.0.0.1 with --port 0; the port is read from its log line."""
+    """`baichuan serve` on 127.0.0.1 with --port 0; the port is read from its log line.
+    wrapper: a command to run it under (valgrind ...)."""
 
-    def __init__(self, binary, *args, model=DEFAULT_MODEL, env=None):
-        cmd = [binary, "serve", "-m", model, "--port", "0", "-t", "1", *args]
+    def __init__(self, binary, *args, model=DEFAULT_MODEL, env=None, wrapper=()):
+        cmd = [*wrapper, binary, "serve", "-m", model, "--port", "0", "-t", "1", *args]
         self.proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=env)
         self.log = []
         self.port = None
@@ -36,7 +37,7 @@ class Server:
 
         self.thread = threading.Thread(target=drain, daemon=True)
         self.thread.start()
-        ready.wait(120)
+        ready.wait(300 if wrapper else 120)
         if self.port is None:
             self.proc.kill()
             raise RuntimeError("server did not start: %s" % "\n".join(self.log))
