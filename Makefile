@@ -1,7 +1,8 @@
 # Top-level entry points. Each installs the Debian packages it needs first.
 #   make run      build, then generate text from the embedded default model (PROMPT="..." to choose)
 #   make          build the library and the CLI (build/baichuan)
-#   make test     build release and sanitizer (ASan+UBSan) trees, run every test in both
+#   make test     build release and sanitizer (ASan+UBSan) trees, run every test in both, then
+#                 build the libFuzzer targets and run each for a few seconds (a smoke run)
 #   make asan     only the sanitizer build
 #   make fuzz     build the libFuzzer targets with clang (build-fuzz/); run them with scripts/fuzz.sh
 #   make bench-tokenizer  tokenizer MB/s beside spm_encode
@@ -13,7 +14,7 @@ CMAKE_FLAGS ?=
 PROMPT ?= 床前明月光，
 N ?= 96
 
-.PHONY: all run build asan fuzz deps-fuzz test test-release test-asan deps-build deps-test bench-tokenizer clean
+.PHONY: all run build asan fuzz deps-fuzz test test-release test-asan test-fuzz deps-build deps-test bench-tokenizer clean
 
 all: build
 
@@ -49,7 +50,12 @@ test-asan: deps-test asan
 	cd build-asan && ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1 \
 		ctest --output-on-failure -j $(JOBS)
 
-test: test-release test-asan
+# Each fuzz target for FUZZ_SECONDS from its seeds; a finding fails the run.
+FUZZ_SECONDS ?= 10
+test-fuzz: deps-test fuzz
+	scripts/fuzz.sh $(FUZZ_SECONDS)
+
+test: test-release test-asan test-fuzz
 
 # Tokenizer speed beside SentencePiece's spm_encode (prints figures; not a test).
 bench-tokenizer: deps-test build
