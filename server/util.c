@@ -4,6 +4,7 @@
 #include "server.h"
 
 #include <stdarg.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -63,7 +64,54 @@ double srv_wall(void) {
 
 char *srv_json_dump(const json_t *v) { return json_dumps(v, JSON_COMPACT); }
 
+/* The length of the well-formed UTF-8 sequence that starts s (n bytes
+ * left), or 0: no overlong forms, surrogates or code points past U+10FFFF. */
+static size_t utf8_sequence(const unsigned char *s, size_t n) {
+    if (s[0] < 0x80) return 1;
+    size_t len;
+    uint32_t cp, min;
+    if ((s[0] & 0xe0) == 0xc0)
+        len = 2, cp = s[0] & 0x1fu, min = 0x80;
+    else if ((s[0] & 0xf0) == 0xe0)
+        len = 3, cp = s[0] & 0x0fu, min = 0x800;
+    else if ((s[0] & 0xf8) == 0xf0)
+        len = 4, cp = s[0] & 0x07u, min = 0x10000;
+    else
+        return 0;
+    if (len > n) return 0;
+    for (size_t i = 1; i < len; i++) {
+        if ((s[i] & 0xc0) != 0x80) return 0;
+        cp = cp << 6 | (s[i] & 0x3fu);
+    }
+    return cp < min || cp > 0x10ffff || (cp >= 0xd800 && cp <= 0xdfff) ? 0 : len;
+}
+
+/* text as a JSON string, with every byte that is not part of well-formed
+ * UTF-8 written as \xNN: error messages quote what the client sent (a URL,
+ * a method, a role cut at 64 bytes), and jansson refuses invalid UTF-8, which
+ * would leave the request without an answer. */
+static json_t *json_string_lossless(const char *text) {
+    json_t *v = json_string(text);
+    if (v != NULL) return v;
+    srv_buf b = {0};
+    const unsigned char *s = (const unsigned char *)text;
+    size_t n = strlen(text);
+    for (size_t i = 0; i < n;) {
+        size_t len = utf8_sequence(s + i, n - i);
+        if (len > 0) {
+            srv_buf_append(&b, s + i, len);
+            i += len;
+        } else {
+            srv_buf_printf(&b, "\\x%02x", s[i++]);
+        }
+    }
+    v = b.data ? json_string(b.data) : NULL;
+    srv_buf_free(&b);
+    return v;
+}
+
 json_t *srv_error_json(const char *message, const char *type, const char *param, const char *code) {
-    return json_pack("{s:{s:s, s:s, s:o, s:o}}", "error", "message", message, "type", type, "param",
-                     param ? json_string(param) : json_null(), "code", code ? json_string(code) : json_null());
+    return json_pack("{s:{s:o, s:s, s:o, s:o}}", "error", "message", json_string_lossless(message), "type", type,
+                     "param", param ? json_string_lossless(param) : json_null(), "code",
+                     code ? json_string(code) : json_null());
 }
