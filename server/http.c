@@ -38,6 +38,7 @@ struct srv_http {
     srv_scheduler *sched;
     srv_tenants *tenants; /* NULL: no authentication */
     srv_ledger *ledger;   /* may be NULL */
+    atomic_int n_pending; /* generation requests whose connection is still open */
 };
 
 /* The one server of this process (for srv_account). */
@@ -76,6 +77,7 @@ typedef struct conn_state {
     const char *path; /* the route's path (static) */
     srv_buf body;
     bool too_large;
+    size_t discarded; /* body bytes dropped after too_large */
     bool answered; /* a response was queued on the first call */
     srv_tenant *tenant;
     srv_request *req; /* a generation request handed to the scheduler */
@@ -311,6 +313,7 @@ static enum MHD_Result do_generate(struct MHD_Connection *c, conn_state *cs) {
                           "server_error", NULL, "queue_full", MHD_HTTP_HEADER_RETRY_AFTER, "1");
     }
     cs->req = r;
+    atomic_fetch_add(&g_http->n_pending, 1);
     if (r->stream) {
         struct MHD_Response *resp =
             MHD_create_response_from_callback(MHD_SIZE_UNKNOWN, 16384, stream_reader, r, stream_free);
@@ -436,7 +439,16 @@ static enum MHD_Result handler(void *cls, struct MHD_Connection *c, const char *
             cs->too_large = true;
             srv_buf_free(&cs->body);
         }
-        if (!cs->too_large && srv_buf_append(&cs->body, upload_data, *upload_data_size) != 0) return MHD_NO;
+        if (cs->too_large) {
+            /* A body of unknown length (chunked) past the limit is read to its
+             * end to answer 413, but not forever: libmicrohttpd cannot answer
+             * before the upload ends, so one that goes on past twice the
+             * limit is cut (the connection closes without an answer). */
+            cs->discarded += *upload_data_size;
+            if (cs->discarded > g_http->cfg->max_body) return MHD_NO;
+        } else if (srv_buf_append(&cs->body, upload_data, *upload_data_size) != 0) {
+            return MHD_NO;
+        }
         *upload_data_size = 0;
         return MHD_YES;
     }
@@ -472,6 +484,7 @@ static void completed(void *cls, struct MHD_Connection *c, void **con_cls, enum 
         r->fd = -1;
         pthread_mutex_unlock(&r->mu);
         srv_request_unref(r);
+        atomic_fetch_sub(&g_http->n_pending, 1);
     }
     srv_buf_free(&cs->body);
     free(cs);
@@ -531,10 +544,7 @@ int srv_http_port(srv_http *h) {
     return di ? (int)di->port : h->cfg->port;
 }
 
-int srv_http_live(srv_http *h) {
-    const union MHD_DaemonInfo *di = MHD_get_daemon_info(h->daemon, MHD_DAEMON_INFO_CURRENT_CONNECTIONS);
-    return di ? (int)di->num_connections : 0;
-}
+int srv_http_pending(srv_http *h) { return atomic_load(&h->n_pending); }
 
 void srv_http_stop(srv_http *h) {
     if (h == NULL) return;

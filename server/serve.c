@@ -194,7 +194,7 @@ int cmd_serve(int argc, char **argv) {
     for (;;) {
         int queued, active;
         srv_scheduler_counts(sched, &queued, &active);
-        if (queued + active == 0 && srv_http_live(http) == 0) break;
+        if (queued + active == 0 && srv_http_pending(http) == 0) break;
         if (srv_now() > deadline) {
             fprintf(stderr, "baichuan serve: %d requests still running: cancelling them\n", queued + active);
             srv_scheduler_cancel_all(sched);
@@ -209,7 +209,7 @@ cleanup:
     srv_scheduler_stop(sched);
     if (http != NULL) { /* the ledger thread releases the last replies meanwhile */
         double until = srv_now() + 5;
-        while (srv_http_live(http) > 0 && srv_now() < until) usleep(10 * 1000);
+        while (srv_http_pending(http) > 0 && srv_now() < until) usleep(10 * 1000);
     }
     srv_http_stop(http);
     srv_ledger_close(ledger); /* commits whatever is still queued */

@@ -286,8 +286,9 @@ int srv_http_start(srv_http **out, const srv_config *cfg, const srv_model_info *
 void srv_http_quiesce(srv_http *h);
 /* The port listened on (useful with --port 0). */
 int srv_http_port(srv_http *h);
-/* Connections still open. */
-int srv_http_live(srv_http *h);
+/* Generation requests whose reply has not been sent (or abandoned) yet:
+ * what shutdown waits for. Idle keep-alive and slow clients do not count. */
+int srv_http_pending(srv_http *h);
 void srv_http_stop(srv_http *h);
 
 #endif /* BC_SERVER_H */

@@ -415,6 +415,20 @@ def check_oversized_bodies(t, s):
         t.check("body of %s: 413 request_too_large" % name, st == 413 and e and e["code"] == "request_too_large",
                 (st, body[:200]))
 
+    # A chunked upload that never ends: read past the limit to answer 413 at
+    # its end, but cut once it runs past twice the limit (libmicrohttpd
+    # cannot answer in the middle of an upload).
+    c = Conn(s.port, timeout=10)
+    c.send(http_request("POST", COMP, close=False, headers=["Content-Type: application/json",
+                                                         "Transfer-Encoding: chunked"]))
+    chunk = b"%x\r\n%s\r\n" % (8192, b" " * 8192)
+    limit = 64 * MAX_BODY  # what the client would go on sending (socket buffers hide the first MiBs)
+    sent = 0
+    while sent < limit and c.send(chunk):
+        sent += len(chunk)
+    c.close()
+    t.check("endless chunked upload: cut by the server (after %d of %d bytes sent)" % (sent, limit), sent < limit)
+
 
 def check_invalid_utf8(t, s):
     """Invalid UTF-8 (and NUL, lone surrogates) in JSON strings: 400 naming the problem."""
@@ -705,14 +719,23 @@ def main():
                     rss1 <= rss0 + 16 * 1024, (rss0, rss1))
             t.check("memory over the second %d random requests grows by at most 4 MiB (%+d KiB)" %
                     (n_requests // 2, rss_half[1] - rss_half[0]), rss_half[1] <= rss_half[0] + 4 * 1024, rss_half)
+        # Shutdown waits for running requests, not for idle or slow clients.
+        lingering = [Conn(s.port) for _ in range(3)]
+        lingering[0].send(b"POST /v1/completions HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\n{")
+        lingering[1].send(b"GET /health HTTP/1.1\r\nHost: x\r\n\r\n")
+        t0 = time.monotonic()
+        code = s.stop()
+        t.check("SIGTERM with 3 idle or half-sent connections open: exit 0 at once (%.1f s)"
+                % (time.monotonic() - t0), code == 0 and time.monotonic() - t0 < 5, "\n".join(s.log[-20:]))
+        for c in lingering:
+            c.close()
     finally:
         if slow is not None:  # a phase raised: let the server see the slow clients go
             slow.finish()
         if prober is not None:
             prober.finish()
-        t0 = time.monotonic()
-        code = s.stop()
-        t.check("SIGTERM: exit 0 (in %.1f s)" % (time.monotonic() - t0), code == 0, "\n".join(s.log[-20:]))
+        if s.proc.poll() is None:  # a phase raised before the shutdown check
+            s.stop()
     print("test_server_abuse: %.1f s%s" % (time.monotonic() - t_start, " (sanitizer build)" if sanitized else ""))
     return t.finish()
 

@@ -158,7 +158,9 @@ def check_chunked_prefill(t, binary, work):
         wait_for(lambda: len(stamps) >= 3, 30, 0.01)
         long_prompt = [10 + (k * 7) % 7000 for k in range(900)]  # 900 tokens: >= 112 steps of 8
         t_send = time.time()
-        c2, r2 = open_stream(s, COMP, {"prompt": long_prompt, "max_tokens": 2, "stream": True})
+        # Greedy (NO_EOS): a sampled end of sequence after one token would
+        # make the ledger's (200, 900, 2) below come out (200, 900, 1).
+        c2, r2 = open_stream(s, COMP, dict(NO_EOS, prompt=long_prompt, max_tokens=2, stream=True))
         first = r2.readline()
         while first and not first.startswith(b"data: "):
             first = r2.readline()
