@@ -404,6 +404,14 @@ def _(d):
     rewrite(p(d, SH_INDEX), b" " * (17 << 20) + text)
 
 
+@case("cfg_nested_too_deep", ST, ["config.json", "depth"])
+def _(d):
+    # jansson refuses nesting past 2048 levels (no recursion without bound).
+    config = json.load(open(p(d, "config.json")))
+    text = json.dumps(config)[:-1] + ', "deep": ' + "[" * 5000 + "]" * 5000 + "}"
+    rewrite(p(d, "config.json"), text.encode())
+
+
 @case("cfg_missing", ST, ["config.json"])
 def _(d):
     os.unlink(p(d, "config.json"))

@@ -266,6 +266,20 @@ def corrupt_cases(t, binary, work):
     with open(path, "wb") as fp:
         fp.write(b)
     expect_error(t, binary, "corrupt: alignment as a string", path, "general.alignment")
+    # Arrays nested 8 deep load; 9 deep pass the reader's nesting limit.
+    for depth, ok in ((8, True), (9, False)):
+        value = (gw.U8, [1, 2])
+        for _ in range(depth - 1):
+            value = (gw.ARRAY, [value])
+        kvs = gw.baichuan_kvs(8, 16, 1, 2, 40, extra=[("test.deep", gw.ARRAY, value)])
+        b, _ = gw.build_gguf(kvs, gw.baichuan_tensors(w, 1, 2, gf.to_bytes, "f32"))
+        with open(path, "wb") as fp:
+            fp.write(b)
+        if ok:
+            p = run(binary, "info", "-m", path)
+            t.record(p.returncode == 0, "corrupt: arrays nested %d deep load" % depth)
+        else:
+            expect_error(t, binary, "corrupt: arrays nested %d deep" % depth, path, "nested deeper than 8")
     # Another architecture, a missing key, a wrong key type, a missing tensor.
     kvs = [kv if kv[0] != "general.architecture" else (kv[0], gw.STRING, "llama") for kv in
            gw.baichuan_kvs(8, 16, 1, 2, 40)]

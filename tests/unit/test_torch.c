@@ -973,6 +973,33 @@ static void test_stack_errors(void **state) {
     expect_error(file.p, file.n, "MARKs nest deeper than the limit of 256", "at offset 258)");
     buf_free(&file);
     buf_free(&deep);
+
+    /* Depth: one more value on the stack than the limit (2^20). */
+    buf tall = {0};
+    buf_u8(&tall, 0x80);
+    buf_u8(&tall, 2);
+    for (int i = 0; i <= 1 << 20; i++) buf_u8(&tall, 'N');
+    buf_u8(&tall, '.');
+    make_pickle_only(&file, tall.p, tall.n);
+    expect_error(file.p, file.n, "stack depth exceeds the limit of 1048576 values", "at offset 1048578)");
+    buf_free(&file);
+    buf_free(&tall);
+
+    /* Memory: 2^22 empty dicts in a list pass the 256 MiB the arena may hold
+     * (at about 3.1 million, before the 2^22 count limit). */
+    buf heavy = {0};
+    buf_u8(&heavy, 0x80);
+    buf_u8(&heavy, 2);
+    buf_u8(&heavy, ']');
+    for (int i = 0; i < 1 << 22; i++) {
+        buf_u8(&heavy, '}');
+        buf_u8(&heavy, 'a');
+    }
+    buf_u8(&heavy, '.');
+    make_pickle_only(&file, heavy.p, heavy.n);
+    expect_error(file.p, file.n, "the pickle needs more than the limit of 256 MiB of memory");
+    buf_free(&file);
+    buf_free(&heavy);
 }
 
 static void test_length_errors(void **state) {
