@@ -51,8 +51,22 @@ static struct {
     int port;
 } S;
 
+/* Where fail() writes: a copy of stderr taken before libFuzzer's
+ * -close_fd_mask closes it (LLVMFuzzerInitialize runs first), so the
+ * reason for an abort always reaches the log. */
+static int msg_fd = 2;
+
+int LLVMFuzzerInitialize(int *argc, char ***argv);
+int LLVMFuzzerInitialize(int *argc, char ***argv) {
+    (void)argc;
+    (void)argv;
+    int fd = dup(2);
+    if (fd >= 0) msg_fd = fd;
+    return 0;
+}
+
 static void fail(const char *what, const char *err) {
-    fprintf(stderr, "fuzz_http: %s: %s\n", what, err);
+    dprintf(msg_fd, "fuzz_http: %s: %s\n", what, err);
     abort();
 }
 
@@ -146,6 +160,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
         int k = poll(&p, 1, HANG_MS);
         if (k < 0 && errno == EINTR) continue;
         if (k == 0) fail("hang", "the server kept the connection open 10 s after the client's last byte");
+        if (k < 0) fail("poll", strerror(errno));
         char buf[4096];
         ssize_t got = recv(fd, buf, sizeof buf, 0);
         if (got < 0 && errno == EINTR) continue;
@@ -153,6 +168,10 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
         for (ssize_t i = 0; i < got && n_head < sizeof head; i++) head[n_head++] = buf[i];
     }
     close(fd);
-    if (n_head > 0 && (n_head < 7 || memcmp(head, "HTTP/1.", 7) != 0)) fail("reply", "no HTTP status line");
+    if (n_head > 0 && (n_head < 7 || memcmp(head, "HTTP/1.", 7) != 0)) {
+        char msg[96];
+        snprintf(msg, sizeof msg, "the reply's first %zu bytes are not an HTTP status line", n_head);
+        fail("reply", msg);
+    }
     return 0;
 }
