@@ -148,7 +148,20 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     if (fd < 0) fail("socket", strerror(errno));
     struct sockaddr_in addr = {.sin_family = AF_INET, .sin_port = htons((uint16_t)S.port)};
     addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    if (connect(fd, (struct sockaddr *)&addr, sizeof addr) != 0) fail("connect", strerror(errno));
+    if (connect(fd, (struct sockaddr *)&addr, sizeof addr) != 0) {
+        /* libFuzzer's timer signal can interrupt a blocking connect, which
+         * then goes on in the background: wait for it and take its result. */
+        if (errno != EINTR) fail("connect", strerror(errno));
+        struct pollfd p = {.fd = fd, .events = POLLOUT};
+        int k;
+        while ((k = poll(&p, 1, HANG_MS)) < 0 && errno == EINTR) {
+        }
+        int so_error = 0;
+        socklen_t len = sizeof so_error;
+        if (k == 0) fail("connect", "no connection after 10 s");
+        if (k < 0 || getsockopt(fd, SOL_SOCKET, SO_ERROR, &so_error, &len) != 0 || so_error != 0)
+            fail("connect", strerror(k < 0 ? errno : so_error));
+    }
     send_all(fd, data, size);
     shutdown(fd, SHUT_WR);
 
