@@ -71,7 +71,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     if (r != NULL) {
         if (r->n_prompt < 1 || r->max_tokens < 1 || r->n_prompt + r->max_tokens > mi.n_ctx) abort();
         for (int i = 0; i < r->n_prompt; i++)
-            if (r->prompt[i] < 0) abort();
+            if (r->prompt[i] < 0 || r->prompt[i] >= mi.n_vocab) abort(); /* the forward pass would refuse it */
         srv_request_unref(r);
     } else if (e.message[0] == '\0' || e.status < 400) {
         abort(); /* every refusal explains itself */

@@ -321,6 +321,20 @@ srv_request *srv_openai_parse(const srv_model_info *mi, srv_endpoint endpoint, j
             r->n_prompt = 1;
         }
     }
+    /* Text encodes to ids of the tokenizer's vocabulary and the chat format
+     * adds the model's role ids: with a tokenizer (--tokenizer) larger than
+     * the model's vocabulary some fall outside it, which the forward pass
+     * would refuse for the whole batch. Refuse the one request instead. */
+    for (int i = 0; i < r->n_prompt; i++)
+        if (r->prompt[i] < 0 || r->prompt[i] >= mi->n_vocab) {
+            char msg[200];
+            snprintf(msg, sizeof msg,
+                     "the prompt encodes to token id %d (position %d), outside the model's vocabulary of %d tokens: "
+                     "the tokenizer does not match the model",
+                     (int)r->prompt[i], i, mi->n_vocab);
+            bad(e, endpoint == SRV_ENDPOINT_CHAT ? "messages" : "prompt", "invalid_prompt", "%s", msg);
+            goto fail;
+        }
     if (r->n_prompt >= mi->n_ctx || (max_tokens > 0 && r->n_prompt + max_tokens > mi->n_ctx)) {
         char msg[256];
         snprintf(msg, sizeof msg,

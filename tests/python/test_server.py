@@ -222,6 +222,26 @@ def check_sigterm(t, binary, work):
         t.check("SIGTERM: port closed", so.connect_ex(("127.0.0.1", s.port)) != 0)
 
 
+def check_mismatched_tokenizer(t, binary):
+    """A tokenizer larger than the model's vocabulary (tests/data: a 40-token
+    GGUF, a BPE model of several hundred pieces): a prompt that encodes past
+    the vocabulary is a 400 for that request, not a failed batch for all."""
+    data = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "data")
+    s = Server(binary, "--tokenizer", os.path.join(data, "tiny_bpe.model"), model=os.path.join(data, "tiny.gguf"))
+    try:
+        st, _, body = s.post(COMP, {"prompt": "Hello world, a longer prompt", "max_tokens": 2})
+        err = body.get("error", {}) if isinstance(body, dict) else {}
+        t.check("tokenizer larger than the model: 400 invalid_prompt naming the vocabulary",
+                st == 400 and err.get("code") == "invalid_prompt" and "vocabulary of 40" in err.get("message", ""),
+                (st, body))
+        st, _, body = s.post(COMP, {"prompt": [1, 5, 9], "max_tokens": 2, "temperature": 0})
+        t.check("tokenizer larger than the model: in-vocabulary ids still generate", st == 200, (st, body))
+        t.check("tokenizer larger than the model: no failed forward pass logged",
+                not any("forward pass failed" in line for line in s.log), s.log[-5:])
+    finally:
+        t.check("server exits 0 on SIGTERM", s.stop() == 0, "\n".join(s.log[-20:]))
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--bin", required=True)
@@ -238,6 +258,7 @@ def main():
         finally:
             t.check("server exits 0 on SIGTERM", s.stop() == 0, "\n".join(s.log[-20:]))
         check_sigterm(t, args.bin, work)
+        check_mismatched_tokenizer(t, args.bin)
     return t.finish()
 
 
