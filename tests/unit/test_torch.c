@@ -925,6 +925,20 @@ static void test_memo_errors(void **state) {
     buf_free(&file);
 }
 
+/* A protocol-2 pickle: head, then unit `times` times, then STOP, as the
+ * only content of a checkpoint (the limit tests' long opcode runs). */
+static void make_repeated_pickle(buf *file, const char *head, const char *unit, size_t times) {
+    buf pkl = {0};
+    buf_u8(&pkl, 0x80);
+    buf_u8(&pkl, 2);
+    for (const char *c = head; *c; c++) buf_u8(&pkl, (uint8_t)*c);
+    for (size_t i = 0; i < times; i++)
+        for (const char *c = unit; *c; c++) buf_u8(&pkl, (uint8_t)*c);
+    buf_u8(&pkl, '.');
+    make_pickle_only(file, pkl.p, pkl.n);
+    buf_free(&pkl);
+}
+
 static void test_stack_errors(void **state) {
     (void)state;
     buf file = {0};
@@ -965,41 +979,20 @@ static void test_stack_errors(void **state) {
     buf_free(&file);
 
     /* Nesting: more open MARKs than the limit. */
-    buf deep = {0};
-    buf_u8(&deep, 0x80);
-    buf_u8(&deep, 2);
-    for (int i = 0; i < 300; i++) buf_u8(&deep, '(');
-    make_pickle_only(&file, deep.p, deep.n);
+    make_repeated_pickle(&file, "", "(", 300);
     expect_error(file.p, file.n, "MARKs nest deeper than the limit of 256", "at offset 258)");
     buf_free(&file);
-    buf_free(&deep);
 
     /* Depth: one more value on the stack than the limit (2^20). */
-    buf tall = {0};
-    buf_u8(&tall, 0x80);
-    buf_u8(&tall, 2);
-    for (int i = 0; i <= 1 << 20; i++) buf_u8(&tall, 'N');
-    buf_u8(&tall, '.');
-    make_pickle_only(&file, tall.p, tall.n);
+    make_repeated_pickle(&file, "", "N", (1 << 20) + 1);
     expect_error(file.p, file.n, "stack depth exceeds the limit of 1048576 values", "at offset 1048578)");
     buf_free(&file);
-    buf_free(&tall);
 
     /* Memory: 2^22 empty dicts in a list pass the 256 MiB the arena may hold
      * (at about 3.1 million, before the 2^22 count limit). */
-    buf heavy = {0};
-    buf_u8(&heavy, 0x80);
-    buf_u8(&heavy, 2);
-    buf_u8(&heavy, ']');
-    for (int i = 0; i < 1 << 22; i++) {
-        buf_u8(&heavy, '}');
-        buf_u8(&heavy, 'a');
-    }
-    buf_u8(&heavy, '.');
-    make_pickle_only(&file, heavy.p, heavy.n);
+    make_repeated_pickle(&file, "]", "}a", 1 << 22);
     expect_error(file.p, file.n, "the pickle needs more than the limit of 256 MiB of memory");
     buf_free(&file);
-    buf_free(&heavy);
 }
 
 static void test_length_errors(void **state) {
