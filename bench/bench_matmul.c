@@ -9,12 +9,12 @@
  * on-the-fly quantization of the activations) on random weights and prints
  *   GFLOP/s = 2 * rows * cols * n / time,   GB/s = weight bytes / time
  * (GB/s is the weight stream; at n = 1 it is what memory bandwidth bounds).
- * At the avx512 level, q4_0 and q8_0 are timed twice: row-major as stored
- * (level "avx512") and repacked as the model loader does ("avx512rp").
+ * A dtype with a repacked layout at a level is timed twice: row-major as
+ * stored (level "avx2") and repacked as the model loader does ("avx2rp").
  * Each figure is the best of repeated runs for at least -m seconds (0.3).
  * -b 1 rounds the activations of bf16 weights to bf16 (BC__MATMUL_BF16_ACT).
  */
-#include "kernels.h"
+#include "kernels/kernels.h"
 #include "quants.h"
 
 #include <stdio.h>
@@ -99,15 +99,13 @@ int main(int argc, char **argv) {
             uint8_t *wq = malloc((size_t)rows * row_bytes);
             for (long long r = 0; r < rows; r++)
                 bc__quantize_row((bc_dtype)d, wf + r * cols, wq + (size_t)r * row_bytes, cols);
-            bc__weight w = {wq, (bc_dtype)d, rows, cols, "bench", NULL};
-            void *packed = NULL;
+            bc__weight w = {wq, (bc_dtype)d, rows, cols, "bench", NULL, NULL};
             for (int l = 0, rp = 0; l <= (int)top; rp ? (l++, rp = 0) : (rp = 1)) {
                 if (!listed(levels, bc__isa_name((bc__isa)l))) continue;
                 bc__kernels_force(l);
                 if (rp) {
                     /* The same level again on the repacked copy, where there is one. */
-                    if (l < (int)BC__ISA_AVX512 || (packed = bc__repack_alloc(&w)) == NULL) continue;
-                    w.packed = packed;
+                    if (!bc__weight_repack(&w)) continue;
                 }
                 char level[16];
                 snprintf(level, sizeof level, "%s%s", bc__isa_name((bc__isa)l), rp ? "rp" : "");
@@ -129,8 +127,7 @@ int main(int argc, char **argv) {
                            (double)rows * (double)row_bytes / best * 1e-9);
                     fflush(stdout);
                 }
-                free(packed);
-                packed = w.packed = NULL;
+                bc__weight_repack_free(&w);
             }
             free(wq);
         }

@@ -4,7 +4,7 @@
 #ifndef BC_CONTEXT_H
 #define BC_CONTEXT_H
 
-#include "kernels.h"
+#include "kernels/kernels.h"
 
 struct bc_context {
     const bc_model *model;

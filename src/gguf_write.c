@@ -17,7 +17,7 @@
  *   w.reshape(n_head, 2, D/2, cols).swapaxes(1, 2).reshape(rows, cols)
  * so GGUF row h*D + 2i + j is W_pack row h*D + j*D/2 + i (j = 0, 1).
  */
-#include "kernels.h"
+#include "kernels/kernels.h"
 #include "tokenizer.h"
 
 #include <errno.h>

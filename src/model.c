@@ -9,12 +9,13 @@
  *
  * Weights are not copied: each bc__weight points into the mapped files, in
  * the file's dtype. Only the small norm vectors are converted to f32. The one
- * exception: with the AVX-512 kernels, q4_0 and q8_0 matrices get a repacked
- * copy (kernels.h) that the matmul reads instead, so the mapped pages of
- * those tensors go cold after the load (bc_model_params.repack = OFF keeps
- * the row-major kernels, for comparisons and to save the memory).
+ * exception: block-quantized matrices with an interleaved layout for this
+ * CPU's kernels (kernels/kernels.h) get a repacked copy that the matmul reads
+ * instead, so the mapped pages of those tensors go cold after the load
+ * (bc_model_params.repack = OFF keeps the row-major kernels, for comparisons
+ * and to save the memory).
  */
-#include "kernels.h"
+#include "kernels/kernels.h"
 #include "quants.h"
 
 #include <math.h>
@@ -206,7 +207,7 @@ typedef struct repack_job {
 static void *repack_thread(void *p) {
     repack_job *job = p;
     for (int i; (i = atomic_fetch_add(&job->next, 1)) < job->n;)
-        if (job->ws[i]->data != NULL) job->ws[i]->packed = bc__repack_alloc(job->ws[i]);
+        if (job->ws[i]->data != NULL) bc__weight_repack(job->ws[i]);
     return NULL;
 }
 
@@ -224,8 +225,7 @@ static void repack_weights(bc_model *m, bc_switch repack) {
     while (started < n_threads - 1 && pthread_create(&threads[started], NULL, repack_thread, &job) == 0) started++;
     repack_thread(&job);
     for (int i = 0; i < started; i++) pthread_join(threads[i], NULL);
-    for (int i = 0; i < job.n; i++)
-        if (job.ws[i]->packed != NULL) m->repacked_bytes += bc__repack_bytes(job.ws[i]);
+    for (int i = 0; i < job.n; i++) m->repacked_bytes += bc__repack_bytes(job.ws[i]);
     free(job.ws);
 }
 
@@ -343,7 +343,7 @@ void bc_model_free(bc_model *m) {
     bc__weight **ws = malloc((1 + 8 * (size_t)m->hp.n_layer) * sizeof *ws);
     if (ws != NULL) { /* else the copies leak: there is no other way to reach them */
         int n = matmul_weights(m, ws);
-        for (int i = 0; i < n; i++) free(ws[i]->packed);
+        for (int i = 0; i < n; i++) bc__weight_repack_free(ws[i]);
         free(ws);
     }
     free(m->layers);

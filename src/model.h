@@ -88,10 +88,12 @@ typedef struct bc__weight {
     const void *data;
     bc_dtype dtype;
     int64_t rows, cols;
-    const char *name; /* the checkpoint's tensor name (owned by the table) */
-    void *packed;     /* NULL, or the same rows interleaved by bc__repack (kernels.h)
-                       * for the AVX-512 kernels, owned by the model; data stays
-                       * the row-major original for every other use */
+    const char *name;                   /* the checkpoint's tensor name (owned by the table) */
+    void *packed;                       /* NULL, or the same rows interleaved in layout `pack` by
+                                         * bc__weight_repack (kernels/kernels.h), owned by the
+                                         * weight's owner; data stays the row-major original for
+                                         * every other use */
+    const struct bc__pack_layout *pack; /* the layout of packed, NULL without */
 } bc__weight;
 
 typedef struct bc__layer {

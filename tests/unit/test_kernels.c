@@ -27,7 +27,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "kernels.h"
+#include "kernels/kernels.h"
 #include "quants.h"
 
 static uint64_t rng_state = 1;
@@ -69,15 +69,15 @@ static double check_case(bc__pool *pool, bc_dtype t, int64_t rows, int64_t cols,
     for (int64_t i = 0; i < n * cols; i++) x[i] = rng_uniform() * (i % 17 == 0 ? 4.0f : 1.0f);
     for (int64_t r = 0; r < rows; r++)
         assert_int_equal(bc__quantize_row(t, wf + r * cols, wq + r * row_bytes, cols), 0);
-    bc__weight w = {wq, t, rows, cols, "test", NULL};
+    bc__weight w = {wq, t, rows, cols, "test", NULL, NULL};
     if (repack) {
-        w.packed = bc__repack_alloc(&w);
-        int expect = bc__pack_supported(&w) && bc__kernels_isa() >= BC__ISA_AVX512;
-        assert_int_equal(w.packed != NULL, expect);
-        assert_int_equal(bc__pack_supported(&w), (t == BC_DTYPE_Q4_0 || t == BC_DTYPE_Q8_0) && rows % 16 == 0);
+        const bc__pack_layout *l = bc__pack_layout_of(t, bc__kernels_isa());
+        assert_int_equal(bc__weight_repack(&w), l != NULL && rows % l->rows == 0);
+        assert_int_equal(bc__pack_supported(&w), w.packed != NULL);
+        if (w.packed != NULL) assert_ptr_equal(w.pack, l);
     }
     bc__matmul(pool, &w, x, n, y, scratch, flags);
-    free(w.packed);
+    bc__weight_repack_free(&w);
     int kind = bc__act_kind(t), ab = kind == 2 ? 256 : 32;
     double worst = 0;
     for (int64_t r = 0; r < rows; r++) {
@@ -137,7 +137,7 @@ static void test_all_paths(void **state) {
                         for (size_t ni = 0; ni < sizeof n_list / sizeof n_list[0]; ni++) {
                             /* The largest shapes once per level and dtype is enough. */
                             if (cols > 256 && rows_list[ri] > 33 && n_list[ni] > 3) continue;
-                            for (int rp = 0; rp <= (level == BC__ISA_AVX512); rp++) {
+                            for (int rp = 0; rp <= (level >= BC__ISA_AVX2); rp++) {
                                 double w = check_case(pool, dtypes[d], rows_list[ri], cols, n_list[ni], rp);
                                 if (w > worst) worst = w;
                                 cases++;
@@ -166,16 +166,18 @@ static void test_force(void **state) {
     assert_null(bc__dot_kernel(BC_DTYPE_COUNT, BC__ISA_C));
 }
 
-/* The repacked path gives the same bits on 1 and 2 threads (each output is
- * computed by one kernel call), and the same as the row-major kernels to
- * within rounding of the f32 sums. */
+/* The repacked path of every dtype with a layout at the detected level gives
+ * the same bits on 1 and 2 threads (each output is computed by one kernel
+ * call). */
 static void test_repack_threads(void **state) {
     (void)state;
-    if (bc__kernels_detect() < BC__ISA_AVX512) skip();
-    const bc_dtype types[] = {BC_DTYPE_Q4_0, BC_DTYPE_Q8_0};
-    const int64_t rows = 48, cols = 4096 + 32;
+    const bc_dtype *types = dtypes;
+    const int64_t rows = 48, cols = 4096 + 256;
     const int n = 7;
-    for (int d = 0; d < 2; d++) {
+    int tested = 0;
+    for (size_t d = 0; d < sizeof dtypes / sizeof dtypes[0]; d++) {
+        if (bc__pack_layout_of(types[d], bc__kernels_isa()) == NULL) continue;
+        tested++;
         uint64_t row_bytes;
         assert_int_equal(bc__dtype_row_bytes(types[d], (uint64_t)cols, &row_bytes), 0);
         float *wf = malloc((size_t)(rows * cols) * sizeof(float)), *x = malloc((size_t)(n * cols) * sizeof(float));
@@ -185,16 +187,15 @@ static void test_repack_threads(void **state) {
         for (int64_t i = 0; i < rows * cols; i++) wf[i] = rng_uniform();
         for (int64_t i = 0; i < n * cols; i++) x[i] = rng_uniform();
         for (int64_t r = 0; r < rows; r++) bc__quantize_row(types[d], wf + r * cols, wq + r * row_bytes, cols);
-        bc__weight w = {wq, types[d], rows, cols, "test", NULL};
-        w.packed = bc__repack_alloc(&w);
-        assert_non_null(w.packed);
+        bc__weight w = {wq, types[d], rows, cols, "test", NULL, NULL};
+        assert_true(bc__weight_repack(&w));
         for (int threads = 1; threads <= 2; threads++) {
             bc__pool *pool = bc__pool_create(threads);
             bc__matmul(pool, &w, x, n, y[threads - 1], scratch, 0);
             bc__pool_free(pool);
         }
         assert_memory_equal(y[0], y[1], (size_t)(n * rows) * sizeof(float));
-        free(w.packed);
+        bc__weight_repack_free(&w);
         free(wf);
         free(x);
         free(wq);
@@ -202,6 +203,7 @@ static void test_repack_threads(void **state) {
         free(y[1]);
         free(scratch);
     }
+    if (tested == 0) skip();
 }
 
 int main(void) {

@@ -1,6 +1,6 @@
 /*
  * kernels.c - dispatch, portable C kernels and the threaded matmul (see
- * kernels.h). The SIMD kernels live in kernels_x86.c.
+ * kernels.h). The SIMD kernels live in x86.c.
  *
  *   dispatch          CPU feature detection and the forced level
  *   activations       f32 rows -> a8 / a8k blocks
@@ -378,77 +378,55 @@ bc__gemm4_fn bc__gemm4_kernel(bc_dtype dtype, bc__isa isa) {
 }
 
 /* ------------------------------------------------------------------------ */
-/* Repacking (layout in kernels.h)                                          */
+/* Repacking (layouts in kernels.h)                                         */
 /* ------------------------------------------------------------------------ */
 
+const bc__pack_layout *bc__pack_layout_of(bc_dtype dtype, bc__isa isa) {
+    if ((unsigned)dtype >= BC_DTYPE_COUNT) return NULL;
+    if (isa >= BC__ISA_AVX512 && bc__pack_avx512[dtype]) return bc__pack_avx512[dtype];
+    if (isa >= BC__ISA_AVX2 && bc__pack_avx2[dtype]) return bc__pack_avx2[dtype];
+    return NULL;
+}
+
 bool bc__pack_supported(const bc__weight *w) {
-    return (w->dtype == BC_DTYPE_Q4_0 || w->dtype == BC_DTYPE_Q8_0) && w->rows > 0 && w->rows % BC__PACK_ROWS == 0 &&
-           w->cols > 0 && w->cols % 32 == 0;
+    const bc__pack_layout *l = bc__pack_layout_of(w->dtype, bc__kernels_isa());
+    const int64_t block = bc__dtype_traits_of(w->dtype)->block_elems;
+    return l != NULL && w->rows > 0 && w->rows % l->rows == 0 && w->cols > 0 && w->cols % block == 0;
 }
 
-/* Quant bytes of one block column of a group. */
-static size_t pack_quant_bytes(bc_dtype dtype) { return dtype == BC_DTYPE_Q8_0 ? 512 : 256; }
-
-size_t bc__pack_group_bytes(bc_dtype dtype, int64_t cols) {
-    size_t nb = (size_t)(cols / 32), bytes = nb * (pack_quant_bytes(dtype) + BC__PACK_ROWS * sizeof(uint16_t));
-    return (bytes + 63) / 64 * 64;
+static size_t repack_bytes_of(const bc__pack_layout *l, const bc__weight *w) {
+    return (size_t)(w->rows / l->rows) * l->group_bytes(w->cols);
 }
 
-void bc__repack(const bc__weight *w, void *dst) {
-    const size_t nb = (size_t)(w->cols / 32), qb = pack_quant_bytes(w->dtype);
-    const size_t group_bytes = bc__pack_group_bytes(w->dtype, w->cols);
-    const bool q8 = w->dtype == BC_DTYPE_Q8_0;
-    const size_t row_bytes = nb * (q8 ? sizeof(bc__block_q8_0) : sizeof(bc__block_q4_0));
-    for (int64_t g = 0; g < w->rows / BC__PACK_ROWS; g++) {
-        uint8_t *quants = (uint8_t *)dst + (size_t)g * group_bytes;
-        uint8_t *scales = quants + nb * qb;
-        memset(scales + nb * BC__PACK_ROWS * sizeof(uint16_t), 0, group_bytes - nb * (qb + 2 * BC__PACK_ROWS));
-        for (int r = 0; r < BC__PACK_ROWS; r++) {
-            const char *row = (const char *)w->data + (size_t)(g * BC__PACK_ROWS + r) * row_bytes;
-            for (size_t b = 0; b < nb; b++) {
-                uint16_t d;
-                const uint8_t *qs;
-                if (q8) {
-                    const bc__block_q8_0 *x = (const bc__block_q8_0 *)row + b;
-                    d = x->d;
-                    qs = (const uint8_t *)x->qs;
-                } else {
-                    const bc__block_q4_0 *x = (const bc__block_q4_0 *)row + b;
-                    d = x->d;
-                    qs = x->qs;
-                }
-                memcpy(scales + (b * BC__PACK_ROWS + (size_t)r) * sizeof d, &d, sizeof d);
-                uint8_t *o = quants + b * qb + 4 * (size_t)r;
-                const uint32_t bias = q8 ? 0x80808080u : 0; /* q8_0 stored + 128 */
-                for (size_t c = 0; c < qb / 64; c++) {
-                    uint32_t four;
-                    memcpy(&four, qs + 4 * c, sizeof four);
-                    four ^= bias;
-                    memcpy(o + 64 * c, &four, sizeof four);
-                }
-            }
-        }
-    }
-}
+size_t bc__repack_bytes(const bc__weight *w) { return w->pack != NULL ? repack_bytes_of(w->pack, w) : 0; }
 
-size_t bc__repack_bytes(const bc__weight *w) {
-    return (size_t)(w->rows / BC__PACK_ROWS) * bc__pack_group_bytes(w->dtype, w->cols);
-}
-
-void *bc__repack_alloc(const bc__weight *w) {
-    if (!bc__pack_supported(w) || bc__kernels_isa() < BC__ISA_AVX512 || bc__pack_avx512[w->dtype] == NULL) return NULL;
-    size_t bytes = bc__repack_bytes(w);
+bool bc__weight_repack(bc__weight *w) {
+    if (!bc__pack_supported(w)) return false;
+    const bc__pack_layout *l = bc__pack_layout_of(w->dtype, bc__kernels_isa());
+    const size_t bytes = repack_bytes_of(l, w), group_bytes = l->group_bytes(w->cols);
+    const bc__dtype_traits *tr = bc__dtype_traits_of(w->dtype);
+    const size_t row_bytes = (size_t)(w->cols / tr->block_elems) * (size_t)tr->block_bytes;
     /* Big copies on 2 MiB boundaries and advised as huge pages: a matrix
      * streamed once per token then costs a TLB miss per 2 MiB, not per 4 KiB,
      * and the load takes fewer page faults. */
     size_t align = bytes >= ((size_t)2 << 20) ? (size_t)2 << 20 : 64;
     void *p = aligned_alloc(align, (bytes + align - 1) / align * align);
-    if (p == NULL) return NULL;
+    if (p == NULL) return false;
 #ifdef MADV_HUGEPAGE
     if (align > 64) madvise(p, bytes, MADV_HUGEPAGE);
 #endif
-    bc__repack(w, p);
-    return p;
+    for (int64_t g = 0; g < w->rows / l->rows; g++)
+        l->pack((const char *)w->data + (size_t)g * (size_t)l->rows * row_bytes, row_bytes, w->cols,
+                (char *)p + (size_t)g * group_bytes);
+    w->packed = p;
+    w->pack = l;
+    return true;
+}
+
+void bc__weight_repack_free(bc__weight *w) {
+    free(w->packed);
+    w->packed = NULL;
+    w->pack = NULL;
 }
 
 /* ------------------------------------------------------------------------ */
@@ -464,19 +442,19 @@ size_t bc__matmul_scratch_bytes(int64_t max_cols, int n) {
     return (size_t)n * per + 64;
 }
 
-/* Weight rows per tile: a tile's rows are run against every group of
- * BC__MAX_NA activation rows while they sit in cache. */
+/* Weight rows per tile of the row-major kernels: a tile's rows are run
+ * against every group of BC__MAX_NA activation rows while they sit in cache.
+ * On a repacked matrix a tile is one group. */
 #define ROW_TILE 16
-static_assert(ROW_TILE == BC__PACK_ROWS, "a tile of rows is a group of repacked rows");
 
 typedef struct matmul_task {
     const bc__weight *w;
     bc__dot_fn fn;
     bc__gemm4_fn gemm4; /* NULL: none for this dtype and level */
     int64_t n_tiles, tiles_per_chunk;
-    bc__pack_fn pack; /* non-NULL: w->packed is read, one group per tile */
-    const float *x;   /* (n, cols) f32 */
-    const void *act;  /* (n) activation rows, act_stride bytes each */
+    const bc__pack_layout *pack; /* non-NULL: w->packed is read, one group per tile */
+    const float *x;              /* (n, cols) f32 */
+    const void *act;             /* (n) activation rows, act_stride bytes each */
     size_t act_stride;
     int act_kind;
     int n;
@@ -499,23 +477,26 @@ static void matmul_tile(const matmul_task *t, int64_t rt) {
     const bc__weight *w = t->w;
     size_t row_bytes = (size_t)(w->cols / bc__dtype_traits_of(w->dtype)->block_elems) *
                        (size_t)bc__dtype_traits_of(w->dtype)->block_bytes;
-    int64_t rb = rt * ROW_TILE, re = rb + ROW_TILE < w->rows ? rb + ROW_TILE : w->rows;
     /* Outputs gather here and go out as whole rows of the tile: the rows of
      * y are rows * 4 bytes apart, often a multiple of 4096, so writing them
      * one float at a time would keep evicting each other from the same L1
      * cache set. */
     float tile[BC__MAX_NA][ROW_TILE];
+    static_assert(BC__PACK_MAX_ROWS <= ROW_TILE, "a group's outputs fit the tile buffer");
     if (t->pack != NULL) {
-        /* ROW_TILE == BC__PACK_ROWS and rows % 16 == 0: tile rt is group rt. */
-        const char *group = (const char *)w->packed + (size_t)rt * bc__pack_group_bytes(w->dtype, w->cols);
+        const int R = t->pack->rows;
+        const char *group = (const char *)w->packed + (size_t)rt * t->pack->group_bytes(w->cols);
+        float *out = &tile[0][0]; /* (na, R) */
         for (int i = 0; i < t->n; i += BC__MAX_NA) {
             int na = t->n - i < BC__MAX_NA ? t->n - i : BC__MAX_NA;
-            t->pack(w->cols, group, (const char *)t->act + (size_t)i * t->act_stride, t->act_stride, na, &tile[0][0]);
+            t->pack->kernel(w->cols, group, (const char *)t->act + (size_t)i * t->act_stride, t->act_stride, na, out);
             for (int k = 0; k < na; k++)
-                memcpy(t->y + (size_t)(i + k) * (size_t)w->rows + (size_t)rb, tile[k], ROW_TILE * sizeof(float));
+                memcpy(t->y + (size_t)(i + k) * (size_t)w->rows + (size_t)rt * (size_t)R, out + k * R,
+                       (size_t)R * sizeof(float));
         }
         return;
     }
+    int64_t rb = rt * ROW_TILE, re = rb + ROW_TILE < w->rows ? rb + ROW_TILE : w->rows;
     for (int i = 0; i < t->n; i += BC__MAX_NA) {
         int na = t->n - i < BC__MAX_NA ? t->n - i : BC__MAX_NA;
         const char *act = (const char *)t->act + (size_t)i * t->act_stride;
@@ -556,7 +537,7 @@ void bc__matmul(bc__pool *pool, const bc__weight *w, const float *x, int n, floa
      * bench_matmul: the four-row kernel halves n = 1 speed on 11008 x 4096). */
     t.gemm4 = n >= 2 ? bc__gemm4_kernel(w->dtype, bc__kernels_isa()) : NULL;
     /* A lower level forced after the repack reads the row-major data. */
-    t.pack = w->packed != NULL && bc__kernels_isa() >= BC__ISA_AVX512 ? bc__pack_avx512[w->dtype] : NULL;
+    t.pack = w->packed != NULL && w->pack != NULL && bc__kernels_isa() >= w->pack->isa ? w->pack : NULL;
     t.x = x;
     t.act_kind = bc__act_kind(w->dtype);
     if ((flags & BC__MATMUL_BF16_ACT) && w->dtype == BC_DTYPE_BF16 && bc__kernels_bf16()) {
@@ -579,7 +560,8 @@ void bc__matmul(bc__pool *pool, const bc__weight *w, const float *x, int n, floa
     }
     /* About 8 chunks per thread: long runs, and still enough of them that the
      * threads that are running take over from one that is descheduled. */
-    t.n_tiles = (w->rows + ROW_TILE - 1) / ROW_TILE;
+    const int tile_rows = t.pack != NULL ? t.pack->rows : ROW_TILE;
+    t.n_tiles = (w->rows + tile_rows - 1) / tile_rows;
     int64_t want = 8 * (int64_t)bc__pool_size(pool);
     t.tiles_per_chunk = (t.n_tiles + want - 1) / want;
     bc__pool_run(pool, matmul_worker, &t, (t.n_tiles + t.tiles_per_chunk - 1) / t.tiles_per_chunk);

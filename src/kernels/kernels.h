@@ -82,7 +82,7 @@ BC__HIDDEN size_t bc__act_row_bytes(int kind, int64_t cols);
 /* Quantizes one activation row of cols values (whole blocks) into dst. */
 BC__HIDDEN void bc__quantize_act(int kind, const float *x, void *dst, int64_t cols);
 
-/* Kernel tables per level, filled by kernels_x86.c (NULL entries fall back). */
+/* Kernel tables per level, filled by x86.c (NULL entries fall back). */
 BC__HIDDEN extern const bc__dot_fn bc__dot_avx2[BC_DTYPE_COUNT];
 BC__HIDDEN extern const bc__dot_fn bc__dot_avx512[BC_DTYPE_COUNT];
 
@@ -111,45 +111,62 @@ BC__HIDDEN extern const bc__gemm4_fn bc__gemm4_bf16_act_bf16;
 /* Repacked weights                                                         */
 /* ------------------------------------------------------------------------ */
 
-/* q4_0 and q8_0 matrices with rows a multiple of BC__PACK_ROWS can be copied
- * at load into an interleaved layout whose AVX-512 kernels compute 16 rows at
- * once: one vpdpbusd covers 4 weights of each of the 16 rows (a 32-bit lane
- * per row), so the int32 sums of a block column land one row per lane with no
- * horizontal adds, and the 16 f16 scales convert with one vcvtph2ps. In the
- * row-major layout every 32-weight block pays its own scale conversion,
- * broadcast, int->float conversion and FMA.
+/* A matrix can be copied at load into an interleaved layout: groups of
+ * `rows` consecutive weight rows stored so that one SIMD register holds a few
+ * weights of every row of the group, one row per 32-bit lane. The integer
+ * dot products of a block column then land one row per lane with no
+ * horizontal adds, the scales of the group's rows convert with one
+ * instruction, and a batch kernel unpacks each block column once for several
+ * activation rows. In the row-major layout every block of every row pays its
+ * own scale conversion, broadcast, int->float conversion and FMA.
  *
- * Group g (rows 16g .. 16g+15) of a matrix with nb = cols / 32 blocks a row
- * takes bc__pack_group_bytes(dtype, cols) bytes (a multiple of 64):
- *   quants  nb * Q bytes: for block column b, Q / 64 chunks of 64 bytes;
- *           byte 4r + i of chunk c (row r, i < 4) is
- *             q4_0 (Q 256, 4 chunks): qs[4c + i] of row r's block b, as
- *                  stored (its low nibble is weight 4c + i, the high one
- *                  weight 16 + 4c + i)
- *             q8_0 (Q 512, 8 chunks): qs[4c + i] + 128, unsigned, so that
- *                  it is vpdpbusd's unsigned operand
- *   scales  nb * 16 f16: the d of row r's block b at 16b + r
- *   padding up to a multiple of 64 bytes */
-#define BC__PACK_ROWS 16
+ * Layouts, each with the kernel that reads it (the writer and the kernel sit
+ * side by side, the layout described above them):
+ *   AVX-512 (x86.c, 16 rows)        q4_0, q8_0
+ *   AVX2 (avx2_q32.c, 8 rows)       q4_0, q4_1, q5_0, q5_1, q8_0
+ *   AVX2 (avx2_k.c, 8 rows)         q4_K, q5_K, q6_K
+ * A level without a layout for a dtype uses the layout of the level below
+ * (AVX-512 CPUs run the AVX2 K layouts). */
 
-/* Whether w has a repacked layout (dtype and shape; the CPU is not asked). */
-BC__HIDDEN bool bc__pack_supported(const bc__weight *w);
-/* Bytes of one group of BC__PACK_ROWS rows; the whole copy is
- * rows / BC__PACK_ROWS times that. */
-BC__HIDDEN size_t bc__pack_group_bytes(bc_dtype dtype, int64_t cols);
-/* Writes w's rows (w->data) in the repacked layout into dst, which holds
- * rows / BC__PACK_ROWS * bc__pack_group_bytes bytes and is 64-aligned. */
-BC__HIDDEN void bc__repack(const bc__weight *w, void *dst);
-/* A new 64-aligned repacked copy of w (free() it), or NULL when w has no
- * repacked layout, the kernel level has no kernel for it, or memory ran out
- * (the matmul then reads w->data as before). */
-BC__HIDDEN void *bc__repack_alloc(const bc__weight *w);
-/* Bytes of w's repacked copy (w must have a repacked layout). */
-BC__HIDDEN size_t bc__repack_bytes(const bc__weight *w);
-
-/* out[k * BC__PACK_ROWS + r] = dot(row r of the group, activation row k) for
- * r < 16 and k < na (1..4): one group of repacked rows against a8 rows. */
+/* out[k * rows + r] = dot(row r of the group, activation row k) for every
+ * row r of the group and k < na (1..BC__MAX_NA): one group against na
+ * activation rows in the dtype's activation format (a8 / a8k). */
 typedef void (*bc__pack_fn)(int64_t cols, const void *group, const void *a, size_t a_stride, int na, float *out);
-BC__HIDDEN extern const bc__pack_fn bc__pack_avx512[BC_DTYPE_COUNT];
+
+#define BC__PACK_MAX_ROWS 16
+
+typedef struct bc__pack_layout {
+    bc__isa isa; /* the level its kernel needs */
+    int rows;    /* weight rows per group: 8 (AVX2) or 16 (AVX-512), at most BC__PACK_MAX_ROWS */
+    /* Bytes of one group of a matrix with cols columns (a multiple of 32). */
+    size_t (*group_bytes)(int64_t cols);
+    /* Writes `rows` consecutive row-major rows (row r at src + r * row_bytes,
+     * cols weights each) as one group at dst (group_bytes(cols), 32-aligned). */
+    void (*pack)(const void *src, size_t row_bytes, int64_t cols, void *dst);
+    bc__pack_fn kernel;
+} bc__pack_layout;
+
+/* Layout tables per level (NULL: none for that dtype at that level). */
+BC__HIDDEN extern const bc__pack_layout *const bc__pack_avx2[BC_DTYPE_COUNT];
+BC__HIDDEN extern const bc__pack_layout *const bc__pack_avx512[BC_DTYPE_COUNT];
+
+/* The AVX2 layouts, each defined beside its kernel (x86-64 builds only). */
+BC__HIDDEN extern const bc__pack_layout bc__layout_q4_0_avx2;
+
+/* The layout a matrix of dtype gets at level isa (the best at or below it),
+ * or NULL when there is none. */
+BC__HIDDEN const bc__pack_layout *bc__pack_layout_of(bc_dtype dtype, bc__isa isa);
+/* Whether w's dtype has a layout at the current level and w's shape fits it
+ * (rows a multiple of the group, cols of the dtype's blocks). */
+BC__HIDDEN bool bc__pack_supported(const bc__weight *w);
+/* Makes w's repacked copy for the current level: a new 64-aligned buffer at
+ * w->packed (huge pages for large ones) and its layout at w->pack. Returns
+ * false, with w unchanged, when w has no layout or memory ran out (the
+ * matmul then reads w->data as before). */
+BC__HIDDEN bool bc__weight_repack(bc__weight *w);
+/* Frees w's repacked copy, if any, and clears w->packed and w->pack. */
+BC__HIDDEN void bc__weight_repack_free(bc__weight *w);
+/* Bytes of w's repacked copy (0 when it has none). */
+BC__HIDDEN size_t bc__repack_bytes(const bc__weight *w);
 
 #endif /* BC_KERNELS_H */

@@ -1,7 +1,7 @@
 /*
- * kernels_x86_dot32.h - template for the 32-weight block kernels (q8_0, q4_0,
+ * x86_dot32.h - template for the 32-weight block kernels (q8_0, q4_0,
  * q4_1, q5_0, q5_1 weights against a8 activation blocks), included by
- * kernels_x86.c once per instruction set with:
+ * x86.c once per instruction set with:
  *   DOT32_TARGET  the target attribute string
  *   DOT32_SFX     the suffix of the generated names
  *   DOT32_VNNI    1: products with vpdpbusd (AVX-512 VNNI) and the fifth bits

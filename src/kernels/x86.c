@@ -1,11 +1,11 @@
 /*
- * kernels_x86.c - AVX2 and AVX-512 kernels (see kernels.h for the contract
+ * x86.c - AVX2 and AVX-512 kernels (see kernels.h for the contract
  * of a bc__dot_fn and kernels.c for the portable versions they must match).
  *
  *   f32 / f16 / bf16   weights widened to f32 in registers (F16C for f16, a
  *                      16-bit shift for bf16: both exact), FMA into two
  *                      accumulators per activation row
- *   32-weight blocks   kernels_x86_dot32.h, instantiated for AVX2 and VNNI
+ *   32-weight blocks   x86_dot32.h, instantiated for AVX2 and VNNI
  *   K blocks           AVX2 maddubs kernels (also used at the AVX-512 level)
  *   repacked q4_0/q8_0 16 rows at once, a row per 32-bit lane (AVX-512 VNNI)
  *
@@ -105,7 +105,7 @@ WRAP_NA(ATTR_AVX2, dot_bf16_avx2, dot_float_avx2, 2)
 #define DOT32_TARGET T_AVX2
 #define DOT32_SFX    avx2
 #define DOT32_VNNI   0
-#include "kernels_x86_dot32.h"
+#include "x86_dot32.h"
 #undef DOT32_TARGET
 #undef DOT32_SFX
 #undef DOT32_VNNI
@@ -287,7 +287,7 @@ WRAP_NA(ATTR_AVX512, dot_bf16_avx512, dot_float_avx512, 2)
 #define DOT32_TARGET T_AVX512
 #define DOT32_SFX    vnni
 #define DOT32_VNNI   1
-#include "kernels_x86_dot32.h"
+#include "x86_dot32.h"
 #undef DOT32_TARGET
 #undef DOT32_SFX
 #undef DOT32_VNNI
@@ -365,7 +365,20 @@ const bc__gemm4_fn bc__gemm4_avx512[BC_DTYPE_COUNT] = {
     [BC_DTYPE_Q5_1] = gemm_q5_1_vnni,
 };
 
-/* Repacked q4_0 / q8_0 (layout in kernels.h): one group of 16 rows against
+/* Repacked q4_0 / q8_0 for AVX-512: groups of 16 rows.
+ *
+ * Group layout, for a matrix of nb = cols / 32 blocks a row:
+ *   quants  nb * Q bytes: for block column b, Q / 64 chunks of 64 bytes;
+ *           byte 4r + i of chunk c (row r, i < 4) is
+ *             q4_0 (Q 256, 4 chunks): qs[4c + i] of row r's block b, as
+ *                  stored (its low nibble is weight 4c + i, the high one
+ *                  weight 16 + 4c + i)
+ *             q8_0 (Q 512, 8 chunks): qs[4c + i] + 128, unsigned, so that
+ *                  it is vpdpbusd's unsigned operand
+ *   scales  nb * 16 f16: the d of row r's block b at 16b + r
+ *   padding up to a multiple of 64 bytes
+ *
+ * The kernel: one group of 16 rows against
  * na activation rows. Per block column b the 8 registers q[j] hold weights
  * 4j .. 4j+3 of the 16 rows (row r in lane r, unsigned); vpdpbusd with
  * activation bytes 4j .. 4j+3 broadcast to every lane adds each row's 4
@@ -428,9 +441,65 @@ INLINE_AVX512 void pack16_(const int q8, int64_t cols, const void *group, const 
 WRAP_NA(ATTR_AVX512, pack_q4_0_vnni, pack16_, 0)
 WRAP_NA(ATTR_AVX512, pack_q8_0_vnni, pack16_, 1)
 
-const bc__pack_fn bc__pack_avx512[BC_DTYPE_COUNT] = {
-    [BC_DTYPE_Q4_0] = pack_q4_0_vnni,
-    [BC_DTYPE_Q8_0] = pack_q8_0_vnni,
+static size_t pack16_quant_bytes(bool q8) { return q8 ? 512 : 256; }
+
+static size_t pack16_group_bytes(bool q8, int64_t cols) {
+    size_t nb = (size_t)(cols / 32), bytes = nb * (pack16_quant_bytes(q8) + 16 * sizeof(uint16_t));
+    return (bytes + 63) / 64 * 64;
+}
+static size_t pack16_group_bytes_q4_0(int64_t cols) { return pack16_group_bytes(false, cols); }
+static size_t pack16_group_bytes_q8_0(int64_t cols) { return pack16_group_bytes(true, cols); }
+
+static void pack16_write(bool q8, const void *src, size_t row_bytes, int64_t cols, void *dst) {
+    const size_t nb = (size_t)(cols / 32), qb = pack16_quant_bytes(q8);
+    uint8_t *quants = dst, *scales = quants + nb * qb;
+    memset(scales + nb * 16 * sizeof(uint16_t), 0, pack16_group_bytes(q8, cols) - nb * (qb + 32));
+    for (int r = 0; r < 16; r++) {
+        const char *row = (const char *)src + (size_t)r * row_bytes;
+        for (size_t b = 0; b < nb; b++) {
+            uint16_t d;
+            const uint8_t *qs;
+            if (q8) {
+                const bc__block_q8_0 *x = (const bc__block_q8_0 *)row + b;
+                d = x->d;
+                qs = (const uint8_t *)x->qs;
+            } else {
+                const bc__block_q4_0 *x = (const bc__block_q4_0 *)row + b;
+                d = x->d;
+                qs = x->qs;
+            }
+            memcpy(scales + (b * 16 + (size_t)r) * sizeof d, &d, sizeof d);
+            uint8_t *o = quants + b * qb + 4 * (size_t)r;
+            const uint32_t bias = q8 ? 0x80808080u : 0; /* q8_0 stored + 128 */
+            for (size_t c = 0; c < qb / 64; c++) {
+                uint32_t four;
+                memcpy(&four, qs + 4 * c, sizeof four);
+                four ^= bias;
+                memcpy(o + 64 * c, &four, sizeof four);
+            }
+        }
+    }
+}
+static void pack16_write_q4_0(const void *src, size_t row_bytes, int64_t cols, void *dst) {
+    pack16_write(false, src, row_bytes, cols, dst);
+}
+static void pack16_write_q8_0(const void *src, size_t row_bytes, int64_t cols, void *dst) {
+    pack16_write(true, src, row_bytes, cols, dst);
+}
+
+static const bc__pack_layout layout_q4_0_vnni = {BC__ISA_AVX512, 16, pack16_group_bytes_q4_0, pack16_write_q4_0,
+                                                 pack_q4_0_vnni};
+static const bc__pack_layout layout_q8_0_vnni = {BC__ISA_AVX512, 16, pack16_group_bytes_q8_0, pack16_write_q8_0,
+                                                 pack_q8_0_vnni};
+
+const bc__pack_layout *const bc__pack_avx512[BC_DTYPE_COUNT] = {
+    [BC_DTYPE_Q4_0] = &layout_q4_0_vnni,
+    [BC_DTYPE_Q8_0] = &layout_q8_0_vnni,
+};
+
+/* The AVX2 layouts (avx2_q32.c, avx2_k.c). */
+const bc__pack_layout *const bc__pack_avx2[BC_DTYPE_COUNT] = {
+    [BC_DTYPE_Q4_0] = &bc__layout_q4_0_avx2,
 };
 
 /* ------------------------------------------------------------------------ */
@@ -502,7 +571,8 @@ const bc__gemm4_fn bc__gemm4_bf16_act_bf16 = dot_bf16x_4rows;
 const bc__dot_fn bc__dot_avx2[BC_DTYPE_COUNT];
 const bc__dot_fn bc__dot_avx512[BC_DTYPE_COUNT];
 const bc__gemm4_fn bc__gemm4_avx512[BC_DTYPE_COUNT];
-const bc__pack_fn bc__pack_avx512[BC_DTYPE_COUNT];
+const bc__pack_layout *const bc__pack_avx512[BC_DTYPE_COUNT];
+const bc__pack_layout *const bc__pack_avx2[BC_DTYPE_COUNT];
 const bc__dot_fn bc__dot_bf16_act_bf16;
 const bc__gemm4_fn bc__gemm4_bf16_act_bf16;
 
