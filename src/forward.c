@@ -123,9 +123,9 @@ static void split_qkv(bc_context *ctx, const bc__layer *L, int n) {
     const bc__hparams *hp = &ctx->model->hp;
     const size_t E = (size_t)hp->n_embd, D = (size_t)hp->head_dim, half = D / 2;
     float *q = ctx->qkv_split, *k = q + (size_t)n * E, *v = k + (size_t)n * E;
-    bc__matmul(ctx->pool, &L->wq, ctx->xn, n, q, ctx->matmul_scratch, ctx->matmul_flags);
-    bc__matmul(ctx->pool, &L->wk, ctx->xn, n, k, ctx->matmul_scratch, ctx->matmul_flags);
-    bc__matmul(ctx->pool, &L->wv, ctx->xn, n, v, ctx->matmul_scratch, ctx->matmul_flags);
+    const bc__weight *ws[3] = {&L->wq, &L->wk, &L->wv};
+    float *ys[3] = {q, k, v};
+    bc__matmul_multi(ctx->pool, ws, 3, ctx->xn, n, ys, ctx->matmul_scratch, ctx->matmul_flags);
     for (int e = 0; e < n; e++) {
         float *dst = ctx->qkv + (size_t)e * 3 * E;
         const float *qe = q + (size_t)e * E, *ke = k + (size_t)e * E;
@@ -175,12 +175,10 @@ static void mlp_block(bc_context *ctx, const bc__layer *L, int n) {
     const bc__hparams *hp = &ctx->model->hp;
     const size_t E = (size_t)hp->n_embd;
     for (int e = 0; e < n; e++) bc__rmsnorm(ctx->x + e * E, L->ffn_norm, hp->n_embd, hp->norm_eps, ctx->xn + e * E);
-    bc__matmul(ctx->pool, &L->w_gate, ctx->xn, n, ctx->ff_gate, ctx->matmul_scratch, ctx->matmul_flags);
-    bc__matmul(ctx->pool, &L->w_up, ctx->xn, n, ctx->ff_up, ctx->matmul_scratch, ctx->matmul_flags);
-    for (size_t i = 0; i < (size_t)n * (size_t)hp->n_ff; i++) {
-        float g = ctx->ff_gate[i];
-        ctx->ff_gate[i] = g / (1.0f + expf(-g)) * ctx->ff_up[i];
-    }
+    /* gate and up in one pass, silu(gate) * up applied by each thread to the rows it computed */
+    const bc__weight *ws[2] = {&L->w_gate, &L->w_up};
+    float *ys[2] = {ctx->ff_gate, ctx->ff_up};
+    bc__matmul_multi(ctx->pool, ws, 2, ctx->xn, n, ys, ctx->matmul_scratch, ctx->matmul_flags | BC__MATMUL_SILU_MUL);
     bc__matmul(ctx->pool, &L->w_down, ctx->ff_gate, n, ctx->xn, ctx->matmul_scratch, ctx->matmul_flags);
     for (size_t i = 0; i < (size_t)n * E; i++) ctx->x[i] += ctx->xn[i];
 }

@@ -16,6 +16,7 @@
 
 #include <math.h>
 #include <stdatomic.h>
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
@@ -433,138 +434,198 @@ void bc__weight_repack_free(bc__weight *w) {
 /* Matmul                                                                   */
 /* ------------------------------------------------------------------------ */
 
+/* Activation formats a matmul may need at once (f32 rows need no scratch). */
+static const int scratch_kinds[] = {1, 2, BC__ACT_BF16};
+
 size_t bc__matmul_scratch_bytes(int64_t max_cols, int n) {
-    size_t per = bc__act_row_bytes(1, max_cols);
-    size_t k = bc__act_row_bytes(2, max_cols);
-    if (k > per) per = k;
-    k = bc__act_row_bytes(BC__ACT_BF16, max_cols);
-    if (k > per) per = k;
-    return (size_t)n * per + 64;
+    size_t bytes = 0;
+    for (size_t i = 0; i < sizeof scratch_kinds / sizeof scratch_kinds[0]; i++)
+        bytes += ((size_t)n * bc__act_row_bytes(scratch_kinds[i], max_cols) + 63) / 64 * 64;
+    return bytes + 64;
 }
 
 /* Weight rows per tile of the row-major kernels: a tile's rows are run
  * against every group of BC__MAX_NA activation rows while they sit in cache.
- * On a repacked matrix a tile is one group. */
+ * On a repacked matrix a tile is one group. Threads take chunks of whole
+ * ROW_TILE tiles, which every layout's group divides. */
 #define ROW_TILE 16
 
-typedef struct matmul_task {
+/* One weight of a matmul task and how it is read. */
+typedef struct matmul_part {
     const bc__weight *w;
     bc__dot_fn fn;
-    bc__gemm4_fn gemm4; /* NULL: none for this dtype and level */
-    int64_t n_tiles, tiles_per_chunk;
+    bc__gemm4_fn gemm4;          /* NULL: none for this dtype and level */
     const bc__pack_layout *pack; /* non-NULL: w->packed is read, one group per tile */
-    const float *x;              /* (n, cols) f32 */
-    const void *act;             /* (n) activation rows, act_stride bytes each */
+    size_t row_bytes;            /* of the row-major data */
+    const void *act;             /* (n) activation rows in the format of this weight, act_stride bytes each */
     size_t act_stride;
     int act_kind;
-    int n;
     float *y; /* (n, rows) */
+} matmul_part;
+
+typedef struct matmul_task {
+    matmul_part parts[BC__MATMUL_MAX_PARTS];
+    int n_parts;
+    int64_t rows, cols;
+    int n;
+    const float *x; /* (n, cols) f32 */
+    int64_t n_tiles, tiles_per_chunk;
+    unsigned flags;
+    /* The activation formats to make: quantize_worker chunk i is row i % n of kind q_kinds[i / n]. */
+    int n_q_kinds, q_kinds[BC__MATMUL_MAX_PARTS];
+    void *q_act[BC__MATMUL_MAX_PARTS];
+    size_t q_stride[BC__MATMUL_MAX_PARTS];
 } matmul_task;
 
-/* Chunk i is activation row i. */
 static void quantize_worker(void *p, int64_t i, int ith) {
     (void)ith;
     const matmul_task *t = p;
-    bc__quantize_act(t->act_kind, t->x + (size_t)i * (size_t)t->w->cols, (char *)t->act + i * t->act_stride,
-                     t->w->cols);
+    int k = (int)(i / t->n), row = (int)(i % t->n);
+    bc__quantize_act(t->q_kinds[k], t->x + (size_t)row * (size_t)t->cols, (char *)t->q_act[k] + row * t->q_stride[k],
+                     t->cols);
 }
 
-/* Chunk rt is the tile of weight rows [rt * ROW_TILE, (rt + 1) * ROW_TILE),
- * run against every group of BC__MAX_NA activation rows while it sits in
- * cache. Each output is computed by exactly one kernel call, so results do not
- * depend on which thread ran the tile. */
-static void matmul_tile(const matmul_task *t, int64_t rt) {
-    const bc__weight *w = t->w;
-    size_t row_bytes = (size_t)(w->cols / bc__dtype_traits_of(w->dtype)->block_elems) *
-                       (size_t)bc__dtype_traits_of(w->dtype)->block_bytes;
+/* Rows [rb, re) of one part (rb a multiple of the part's tile), against
+ * every group of BC__MAX_NA activation rows while they sit in cache. Each
+ * output is computed by exactly one kernel call, so results do not depend on
+ * which thread ran the tile. */
+static void matmul_rows(const matmul_task *t, const matmul_part *p, int64_t rb, int64_t re) {
+    const bc__weight *w = p->w;
     /* Outputs gather here and go out as whole rows of the tile: the rows of
      * y are rows * 4 bytes apart, often a multiple of 4096, so writing them
      * one float at a time would keep evicting each other from the same L1
      * cache set. */
     float tile[BC__MAX_NA][ROW_TILE];
     static_assert(BC__PACK_MAX_ROWS <= ROW_TILE, "a group's outputs fit the tile buffer");
-    if (t->pack != NULL) {
-        const int R = t->pack->rows;
-        const char *group = (const char *)w->packed + (size_t)rt * t->pack->group_bytes(w->cols);
+    if (p->pack != NULL) {
+        const int R = p->pack->rows;
+        const size_t group_bytes = p->pack->group_bytes(w->cols);
         float *out = &tile[0][0]; /* (na, R) */
-        for (int i = 0; i < t->n; i += BC__MAX_NA) {
-            int na = t->n - i < BC__MAX_NA ? t->n - i : BC__MAX_NA;
-            t->pack->kernel(w->cols, group, (const char *)t->act + (size_t)i * t->act_stride, t->act_stride, na, out);
-            for (int k = 0; k < na; k++)
-                memcpy(t->y + (size_t)(i + k) * (size_t)w->rows + (size_t)rt * (size_t)R, out + k * R,
-                       (size_t)R * sizeof(float));
+        for (int64_t r = rb; r < re; r += R) {
+            const char *group = (const char *)w->packed + (size_t)(r / R) * group_bytes;
+            for (int i = 0; i < t->n; i += BC__MAX_NA) {
+                int na = t->n - i < BC__MAX_NA ? t->n - i : BC__MAX_NA;
+                p->pack->kernel(w->cols, group, (const char *)p->act + (size_t)i * p->act_stride, p->act_stride, na,
+                                out);
+                for (int k = 0; k < na; k++)
+                    memcpy(p->y + (size_t)(i + k) * (size_t)w->rows + (size_t)r, out + k * R,
+                           (size_t)R * sizeof(float));
+            }
         }
         return;
     }
-    int64_t rb = rt * ROW_TILE, re = rb + ROW_TILE < w->rows ? rb + ROW_TILE : w->rows;
-    for (int i = 0; i < t->n; i += BC__MAX_NA) {
-        int na = t->n - i < BC__MAX_NA ? t->n - i : BC__MAX_NA;
-        const char *act = (const char *)t->act + (size_t)i * t->act_stride;
-        int64_t r = rb;
-        if (t->gemm4 != NULL)
-            for (; r + 4 <= re; r += 4) {
-                float out[4 * BC__MAX_NA];
-                t->gemm4(w->cols, (const char *)w->data + (size_t)r * row_bytes, row_bytes, act, t->act_stride, na,
-                         out);
-                for (int j = 0; j < 4; j++)
-                    for (int k = 0; k < na; k++) tile[k][r - rb + j] = out[j * BC__MAX_NA + k];
+    for (; rb < re; rb += ROW_TILE) {
+        const int64_t te = rb + ROW_TILE < re ? rb + ROW_TILE : re;
+        for (int i = 0; i < t->n; i += BC__MAX_NA) {
+            int na = t->n - i < BC__MAX_NA ? t->n - i : BC__MAX_NA;
+            const char *act = (const char *)p->act + (size_t)i * p->act_stride;
+            int64_t r = rb;
+            if (p->gemm4 != NULL)
+                for (; r + 4 <= te; r += 4) {
+                    float out[4 * BC__MAX_NA];
+                    p->gemm4(w->cols, (const char *)w->data + (size_t)r * p->row_bytes, p->row_bytes, act,
+                             p->act_stride, na, out);
+                    for (int j = 0; j < 4; j++)
+                        for (int k = 0; k < na; k++) tile[k][r - rb + j] = out[j * BC__MAX_NA + k];
+                }
+            for (; r < te; r++) {
+                float out[BC__MAX_NA];
+                p->fn(w->cols, (const char *)w->data + (size_t)r * p->row_bytes, act, p->act_stride, na, out);
+                for (int k = 0; k < na; k++) tile[k][r - rb] = out[k];
             }
-        for (; r < re; r++) {
-            float out[BC__MAX_NA];
-            t->fn(w->cols, (const char *)w->data + (size_t)r * row_bytes, act, t->act_stride, na, out);
-            for (int k = 0; k < na; k++) tile[k][r - rb] = out[k];
+            for (int k = 0; k < na; k++)
+                memcpy(p->y + (size_t)(i + k) * (size_t)w->rows + (size_t)rb, tile[k],
+                       (size_t)(te - rb) * sizeof(float));
         }
-        for (int k = 0; k < na; k++)
-            memcpy(t->y + (size_t)(i + k) * (size_t)w->rows + (size_t)rb, tile[k], (size_t)(re - rb) * sizeof(float));
     }
 }
 
-/* Chunk c is the run of tiles [c * tiles_per_chunk, (c + 1) * tiles_per_chunk):
- * a thread streams a long contiguous stretch of the matrix (the hardware and
- * software prefetches run ahead within it) instead of every other tile. */
+/* y0 = silu(y0) * y1 on rows [rb, re) of every activation row. */
+static void silu_mul_rows(const matmul_task *t, int64_t rb, int64_t re) {
+    for (int k = 0; k < t->n; k++) {
+        float *g = t->parts[0].y + (size_t)k * (size_t)t->rows, *u = t->parts[1].y + (size_t)k * (size_t)t->rows;
+        bc__silu_mul(g + rb, u + rb, (int)(re - rb));
+    }
+}
+
+/* Chunk c is the run of tiles [c * tiles_per_chunk, (c + 1) * tiles_per_chunk)
+ * of every part: a thread streams long contiguous stretches of the matrices
+ * (the hardware and software prefetches run ahead within them) instead of
+ * every other tile, and an epilogue on those rows runs while they are in
+ * cache. */
 static void matmul_worker(void *p, int64_t c, int ith) {
     (void)ith;
     const matmul_task *t = p;
-    int64_t end = (c + 1) * t->tiles_per_chunk < t->n_tiles ? (c + 1) * t->tiles_per_chunk : t->n_tiles;
-    for (int64_t rt = c * t->tiles_per_chunk; rt < end; rt++) matmul_tile(t, rt);
+    int64_t rb = c * t->tiles_per_chunk * ROW_TILE, re = rb + t->tiles_per_chunk * ROW_TILE;
+    if (re > t->rows) re = t->rows;
+    for (int i = 0; i < t->n_parts; i++) matmul_rows(t, &t->parts[i], rb, re);
+    if (t->flags & BC__MATMUL_SILU_MUL) silu_mul_rows(t, rb, re);
 }
 
-void bc__matmul(bc__pool *pool, const bc__weight *w, const float *x, int n, float *y, void *scratch, unsigned flags) {
+void bc__matmul_multi(bc__pool *pool, const bc__weight *const *ws, int n_parts, const float *x, int n, float *const *ys,
+                      void *scratch, unsigned flags) {
     matmul_task t;
-    t.w = w;
-    t.fn = bc__dot_kernel(w->dtype, bc__kernels_isa());
-    /* Single rows stream faster one weight row at a time (measured with
-     * bench_matmul: the four-row kernel halves n = 1 speed on 11008 x 4096). */
-    t.gemm4 = n >= 2 ? bc__gemm4_kernel(w->dtype, bc__kernels_isa()) : NULL;
-    /* A lower level forced after the repack reads the row-major data. */
-    t.pack = w->packed != NULL && w->pack != NULL && bc__kernels_isa() >= w->pack->isa ? w->pack : NULL;
-    t.x = x;
-    t.act_kind = bc__act_kind(w->dtype);
-    if ((flags & BC__MATMUL_BF16_ACT) && w->dtype == BC_DTYPE_BF16 && bc__kernels_bf16()) {
-        t.act_kind = BC__ACT_BF16;
-        t.fn = bc__dot_bf16_act_bf16;
-        t.gemm4 = bc__gemm4_bf16_act_bf16;
-    }
+    const bc__isa isa = bc__kernels_isa();
+    t.n_parts = n_parts;
+    t.rows = ws[0]->rows;
+    t.cols = ws[0]->cols;
     t.n = n;
-    t.y = y;
-    if (t.act_kind == 0) {
-        t.act = x;
-        t.act_stride = (size_t)w->cols * sizeof(float);
-    } else {
-        t.act = scratch;
-        t.act_stride = bc__act_row_bytes(t.act_kind, w->cols);
-        if (n >= 4)
-            bc__pool_run(pool, quantize_worker, &t, n);
-        else
-            for (int i = 0; i < n; i++) quantize_worker(&t, i, 0);
+    t.x = x;
+    t.flags = flags;
+    t.n_q_kinds = 0;
+    char *free_scratch = (char *)(((uintptr_t)scratch + 63) / 64 * 64);
+    for (int i = 0; i < n_parts; i++) {
+        matmul_part *p = &t.parts[i];
+        const bc__weight *w = ws[i];
+        const bc__dtype_traits *tr = bc__dtype_traits_of(w->dtype);
+        p->w = w;
+        p->y = ys[i];
+        p->row_bytes = (size_t)(w->cols / tr->block_elems) * (size_t)tr->block_bytes;
+        p->fn = bc__dot_kernel(w->dtype, isa);
+        /* Single rows stream faster one weight row at a time (measured with
+         * bench_matmul: the four-row kernel halves n = 1 speed on 11008 x 4096). */
+        p->gemm4 = n >= 2 ? bc__gemm4_kernel(w->dtype, isa) : NULL;
+        /* A lower level forced after the repack reads the row-major data. */
+        p->pack = w->packed != NULL && w->pack != NULL && isa >= w->pack->isa ? w->pack : NULL;
+        p->act_kind = bc__act_kind(w->dtype);
+        if ((flags & BC__MATMUL_BF16_ACT) && w->dtype == BC_DTYPE_BF16 && bc__kernels_bf16()) {
+            p->act_kind = BC__ACT_BF16;
+            p->fn = bc__dot_bf16_act_bf16;
+            p->gemm4 = bc__gemm4_bf16_act_bf16;
+        }
+        if (p->act_kind == 0) {
+            p->act = x;
+            p->act_stride = (size_t)w->cols * sizeof(float);
+            continue;
+        }
+        /* Each activation format once, shared by the parts that read it. */
+        int k = 0;
+        while (k < t.n_q_kinds && t.q_kinds[k] != p->act_kind) k++;
+        if (k == t.n_q_kinds) {
+            t.q_kinds[k] = p->act_kind;
+            t.q_stride[k] = bc__act_row_bytes(p->act_kind, t.cols);
+            t.q_act[k] = free_scratch;
+            free_scratch += ((size_t)n * t.q_stride[k] + 63) / 64 * 64;
+            t.n_q_kinds++;
+        }
+        p->act = t.q_act[k];
+        p->act_stride = t.q_stride[k];
     }
+    const int64_t n_q = (int64_t)t.n_q_kinds * n;
+    if (n_q >= 4)
+        bc__pool_run(pool, quantize_worker, &t, n_q);
+    else
+        for (int64_t i = 0; i < n_q; i++) quantize_worker(&t, i, 0);
     /* About 8 chunks per thread: long runs, and still enough of them that the
      * threads that are running take over from one that is descheduled. */
-    const int tile_rows = t.pack != NULL ? t.pack->rows : ROW_TILE;
-    t.n_tiles = (w->rows + tile_rows - 1) / tile_rows;
+    t.n_tiles = (t.rows + ROW_TILE - 1) / ROW_TILE;
     int64_t want = 8 * (int64_t)bc__pool_size(pool);
     t.tiles_per_chunk = (t.n_tiles + want - 1) / want;
     bc__pool_run(pool, matmul_worker, &t, (t.n_tiles + t.tiles_per_chunk - 1) / t.tiles_per_chunk);
+}
+
+void bc__matmul(bc__pool *pool, const bc__weight *w, const float *x, int n, float *y, void *scratch, unsigned flags) {
+    bc__matmul_multi(pool, &w, 1, x, n, &y, scratch, flags & ~BC__MATMUL_SILU_MUL);
 }
 
 /* ------------------------------------------------------------------------ */
@@ -586,6 +647,10 @@ void bc__weight_row_f32(const bc__weight *w, int64_t i, float *row) {
     const bc__dtype_traits *tr = bc__dtype_traits_of(w->dtype);
     size_t row_bytes = (size_t)(w->cols / tr->block_elems) * (size_t)tr->block_bytes;
     bc__dequantize_row(w->dtype, (const char *)w->data + (size_t)i * row_bytes, row, w->cols);
+}
+
+void bc__silu_mul(float *g, const float *u, int n) {
+    for (int i = 0; i < n; i++) g[i] = g[i] / (1.0f + expf(-g[i])) * u[i];
 }
 
 void bc__rmsnorm(const float *x, const float *w, int n, float eps, float *out) {

@@ -42,8 +42,9 @@ BC__HIDDEN float bc__dot_f32(const float *a, const float *b, int64_t n);
 /* Row i of w converted to f32 into row (w->cols floats); any dtype. */
 BC__HIDDEN void bc__weight_row_f32(const bc__weight *w, int64_t i, float *row);
 
-/* Bytes of scratch bc__matmul needs for n activation rows of up to max_cols
- * columns (the 8-bit activation blocks). */
+/* Bytes of scratch bc__matmul and bc__matmul_multi need for n activation
+ * rows of up to max_cols columns (the 8-bit activation blocks, room for every
+ * activation format at once). */
 BC__HIDDEN size_t bc__matmul_scratch_bytes(int64_t max_cols, int n);
 
 /* y (n, w->rows) = x (n, w->cols) @ w^T, rows split across the pool's
@@ -56,6 +57,21 @@ BC__HIDDEN size_t bc__matmul_scratch_bytes(int64_t max_cols, int n);
 #define BC__MATMUL_BF16_ACT 1u
 BC__HIDDEN void bc__matmul(bc__pool *pool, const bc__weight *w, const float *x, int n, float *y, void *scratch,
                            unsigned flags);
+
+/* Several products of the same activations in one pass: ys[i] (n, rows) =
+ * x (n, cols) @ ws[i]^T for i < n_parts (1..BC__MATMUL_MAX_PARTS), all ws[i]
+ * of the same shape (rows, cols), in any dtypes. One pool task: each thread
+ * takes runs of rows of every part (Q, K and V; gate and up), the activations
+ * are quantized once per format. With BC__MATMUL_SILU_MUL (two parts) the
+ * rows a thread computed are then turned into silu(ys[0]) * ys[1], in ys[0],
+ * while they are in cache. scratch as for bc__matmul. */
+#define BC__MATMUL_MAX_PARTS 3
+#define BC__MATMUL_SILU_MUL  2u
+BC__HIDDEN void bc__matmul_multi(bc__pool *pool, const bc__weight *const *ws, int n_parts, const float *x, int n,
+                                 float *const *ys, void *scratch, unsigned flags);
+
+/* g[i] = silu(g[i]) * u[i] = g[i] / (1 + exp(-g[i])) * u[i] for i < n. */
+BC__HIDDEN void bc__silu_mul(float *g, const float *u, int n);
 
 /* out (n) = w * x / sqrt(mean(x^2) + eps); out may alias x. */
 BC__HIDDEN void bc__rmsnorm(const float *x, const float *w, int n, float eps, float *out);

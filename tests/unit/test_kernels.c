@@ -206,11 +206,68 @@ static void test_repack_threads(void **state) {
     if (tested == 0) skip();
 }
 
+/* bc__matmul_multi over parts of different dtypes (and activation formats)
+ * gives each part exactly what bc__matmul gives it alone (the same kernel
+ * computes each output), and with BC__MATMUL_SILU_MUL the first part becomes
+ * silu(y0) * y1 of those outputs, on 1 and 2 threads. */
+static void test_matmul_multi(void **state) {
+    (void)state;
+    const bc_dtype types[3] = {BC_DTYPE_Q4_0, BC_DTYPE_Q6_K, BC_DTYPE_F16};
+    const int64_t rows = 40, cols = 512;
+    for (int threads = 1; threads <= 2; threads++) {
+        bc__pool *pool = bc__pool_create(threads);
+        for (int n = 1; n <= 9; n += 4) {
+            float *x = malloc((size_t)(n * cols) * sizeof(float));
+            for (int64_t i = 0; i < n * cols; i++) x[i] = rng_uniform();
+            void *scratch = malloc(bc__matmul_scratch_bytes(cols, n));
+            bc__weight w[3];
+            const bc__weight *ws[3];
+            float *alone[3], *multi[3];
+            uint8_t *q[3];
+            for (int p = 0; p < 3; p++) {
+                uint64_t row_bytes;
+                assert_int_equal(bc__dtype_row_bytes(types[p], (uint64_t)cols, &row_bytes), 0);
+                q[p] = malloc((size_t)rows * row_bytes);
+                float *wf = malloc((size_t)cols * sizeof(float));
+                for (int64_t r = 0; r < rows; r++) {
+                    for (int64_t i = 0; i < cols; i++) wf[i] = rng_uniform();
+                    bc__quantize_row(types[p], wf, q[p] + r * row_bytes, cols);
+                }
+                free(wf);
+                w[p] = (bc__weight){q[p], types[p], rows, cols, "test", NULL, NULL};
+                bc__weight_repack(&w[p]);
+                ws[p] = &w[p];
+                alone[p] = malloc((size_t)(n * rows) * sizeof(float));
+                multi[p] = malloc((size_t)(n * rows) * sizeof(float));
+                bc__matmul(pool, &w[p], x, n, alone[p], scratch, 0);
+            }
+            bc__matmul_multi(pool, ws, 3, x, n, multi, scratch, 0);
+            for (int p = 0; p < 3; p++) assert_memory_equal(alone[p], multi[p], (size_t)(n * rows) * sizeof(float));
+            bc__matmul_multi(pool, ws, 2, x, n, multi, scratch, BC__MATMUL_SILU_MUL);
+            for (int64_t i = 0; i < n * rows; i++) {
+                float g = alone[0][i], want = g / (1.0f + expf(-g)) * alone[1][i];
+                assert_float_equal(multi[0][i], want, 1e-6 * fabs(want));
+                assert_true(multi[1][i] == alone[1][i]);
+            }
+            for (int p = 0; p < 3; p++) {
+                bc__weight_repack_free(&w[p]);
+                free(q[p]);
+                free(alone[p]);
+                free(multi[p]);
+            }
+            free(x);
+            free(scratch);
+        }
+        bc__pool_free(pool);
+    }
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_force),
         cmocka_unit_test(test_all_paths),
         cmocka_unit_test(test_repack_threads),
+        cmocka_unit_test(test_matmul_multi),
     };
     return cmocka_run_group_tests(tests, setup, NULL);
 }
