@@ -23,8 +23,8 @@ const char *const cli_model_opts_help =
     "  -t, --threads N          worker threads (default: all cores)\n"
     "      --pos-encoding P     force the position encoding: rope or alibi (default: from config.json)\n"
     "      --norm-head on|off   force NormHead on or off (default: from config.json)\n"
-    "      --no-repack          read q4_0/q8_0 weights in place from the file instead of from\n"
-    "                           an interleaved copy for the AVX-512 kernels (slower; no copy)\n";
+    "      --no-repack          read quantized weights in place from the file instead of from\n"
+    "                           an interleaved copy made at load for the SIMD kernels (slower)\n";
 
 void cli_model_opts_init(cli_model_opts *o) {
     memset(o, 0, sizeof *o);

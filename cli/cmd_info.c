@@ -66,10 +66,10 @@ int cmd_info(int argc, char **argv) {
     printf("context:        %.3f GiB for n_ctx %d, 1 sequence, batch 512 (f32 KV cache + scratch)\n", gib(ctx_bytes),
            in.n_ctx_train);
     if (in.repacked_bytes > 0)
-        printf("repacked:       %.3f GiB, interleaved copies of q4_0/q8_0 matrices for the AVX-512 kernels "
-               "(--no-repack: none)\n",
-               gib(in.repacked_bytes));
-    printf("memory total:   %.3f GiB\n", gib(in.weight_bytes + in.repacked_bytes + ctx_bytes));
+        printf("repacked:       %.3f GiB, interleaved copies of the quantized matrices for this CPU's kernels, "
+               "in place of %.3f GiB of mapped pages (--no-repack: none)\n",
+               gib(in.repacked_bytes), gib(in.released_bytes));
+    printf("memory total:   %.3f GiB\n", gib(in.weight_bytes - in.released_bytes + in.repacked_bytes + ctx_bytes));
 
     bc_model_free(model);
     return 0;

@@ -107,10 +107,11 @@ typedef struct bc_model_params {
      * it from config.json ("norm_head" key, else vocab_size == 125696). */
     bc_switch norm_head;
     /* Repacked weight copies for the fastest kernels: AUTO (default) and ON
-     * give q4_0 and q8_0 matrices an interleaved copy when the CPU has
-     * AVX-512 VNNI (speed for the memory of a second copy of those weights,
-     * made at load by one thread per CPU); OFF reads every weight in place
-     * from the mapped file. */
+     * give the block-quantized matrices (q4_0 .. q6_K) an interleaved copy
+     * when the CPU's kernels have a layout for them (AVX2, AVX-512), made at
+     * load by one thread per CPU; the mapped file pages of those matrices are
+     * then released, so the copy takes their place in memory. OFF reads every
+     * weight in place from the mapped file. */
     bc_switch repack;
 } bc_model_params;
 
@@ -154,6 +155,7 @@ typedef struct bc_model_info {
     int64_t n_params;                 /* elements in the weights the model uses */
     uint64_t weight_bytes;            /* bytes of those weights as stored */
     uint64_t repacked_bytes;          /* bytes of repacked copies held in memory (see repack) */
+    uint64_t released_bytes;          /* bytes of stored weights those copies replace (pages released) */
     int dtype_counts[BC_DTYPE_COUNT]; /* used tensors per dtype */
     int n_ignored_tensors;            /* tensors in the files the model does not use */
 } bc_model_info;

@@ -24,6 +24,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <unistd.h>
 
 bc_model_params bc_model_default_params(void) {
@@ -202,12 +203,29 @@ typedef struct repack_job {
     bc__weight **ws;
     int n;
     atomic_int next;
+    _Atomic uint64_t released; /* bytes of stored pages released */
 } repack_job;
+
+/* The whole pages of w's stored bytes, dropped from the process once its
+ * repacked copy replaces them: they are clean pages of a read-only file
+ * mapping, so the kernel can reclaim them instead of holding the weights
+ * twice, and a later read (a lower kernel level forced, a row looked up)
+ * faults them in again from the file. Returns the bytes released. */
+static uint64_t release_stored_pages(const bc__weight *w) {
+    const bc__dtype_traits *tr = bc__dtype_traits_of(w->dtype);
+    const uintptr_t page = (uintptr_t)sysconf(_SC_PAGESIZE);
+    const uintptr_t begin = ((uintptr_t)w->data + page - 1) / page * page;
+    const uintptr_t end =
+        ((uintptr_t)w->data + (uintptr_t)(w->rows * (w->cols / tr->block_elems)) * tr->block_bytes) / page * page;
+    if (end <= begin || madvise((void *)begin, end - begin, MADV_DONTNEED) != 0) return 0;
+    return (uint64_t)(end - begin);
+}
 
 static void *repack_thread(void *p) {
     repack_job *job = p;
     for (int i; (i = atomic_fetch_add(&job->next, 1)) < job->n;)
-        if (job->ws[i]->data != NULL) bc__weight_repack(job->ws[i]);
+        if (job->ws[i]->data != NULL && bc__weight_repack(job->ws[i]))
+            atomic_fetch_add(&job->released, release_stored_pages(job->ws[i]));
     return NULL;
 }
 
@@ -218,6 +236,7 @@ static void repack_weights(bc_model *m, bc_switch repack) {
     if (job.ws == NULL) return;
     job.n = matmul_weights(m, job.ws);
     atomic_init(&job.next, 0);
+    atomic_init(&job.released, 0);
     long n_cpu = sysconf(_SC_NPROCESSORS_ONLN);
     int n_threads = n_cpu < 1 ? 1 : n_cpu > 64 ? 64 : (int)n_cpu;
     pthread_t threads[64];
@@ -226,6 +245,7 @@ static void repack_weights(bc_model *m, bc_switch repack) {
     repack_thread(&job);
     for (int i = 0; i < started; i++) pthread_join(threads[i], NULL);
     for (int i = 0; i < job.n; i++) m->repacked_bytes += bc__repack_bytes(job.ws[i]);
+    m->released_bytes = atomic_load(&job.released);
     free(job.ws);
 }
 
@@ -390,6 +410,7 @@ void bc_model_get_info(const bc_model *m, bc_model_info *info) {
     info->n_params = m->n_params;
     info->weight_bytes = m->weight_bytes;
     info->repacked_bytes = m->repacked_bytes;
+    info->released_bytes = m->released_bytes;
     memcpy(info->dtype_counts, m->dtype_counts, sizeof info->dtype_counts);
     info->n_ignored_tensors = m->n_ignored_tensors;
 }

@@ -134,6 +134,7 @@ struct bc_model {
     int64_t n_params;
     uint64_t weight_bytes;
     uint64_t repacked_bytes; /* bytes of the weights' repacked copies */
+    uint64_t released_bytes; /* bytes of stored weights whose pages were released for them */
     int dtype_counts[BC_DTYPE_COUNT];
     int n_ignored_tensors;
 };

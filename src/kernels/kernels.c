@@ -5,7 +5,7 @@
  *   dispatch          CPU feature detection and the forced level
  *   activations       f32 rows -> a8 / a8k blocks
  *   C kernels         one per dtype: the portable path and the spec of the SIMD ones
- *   repacking         q4_0 / q8_0 rows interleaved by 16 for the AVX-512 kernels
+ *   repacking         interleaved layouts (kernels.h), looked up per dtype and level
  *   matmul            row split across threads, tiles of rows x activation rows
  *   small kernels     dot_f32, weight_row_f32, rmsnorm
  */
