@@ -131,6 +131,12 @@ static float quantize_a8_block(const float *x, int n, int8_t *q) {
 }
 
 void bc__quantize_act(int kind, const float *x, void *dst, int64_t cols) {
+#if defined(__x86_64__) && defined(__GNUC__)
+    if ((kind == 1 || kind == 2) && bc__kernels_isa() >= BC__ISA_AVX2) {
+        bc__quantize_act_avx2(kind, x, dst, cols);
+        return;
+    }
+#endif
     if (kind == BC__ACT_BF16) {
         uint16_t *y = dst;
         for (int64_t i = 0; i < cols; i++) {

@@ -97,6 +97,9 @@ BC__HIDDEN int bc__act_kind(bc_dtype dtype);
 BC__HIDDEN size_t bc__act_row_bytes(int kind, int64_t cols);
 /* Quantizes one activation row of cols values (whole blocks) into dst. */
 BC__HIDDEN void bc__quantize_act(int kind, const float *x, void *dst, int64_t cols);
+/* The AVX2 version of kinds 1 and 2 (x86.c): for finite x, bit for bit the
+ * same blocks. */
+BC__HIDDEN void bc__quantize_act_avx2(int kind, const float *x, void *dst, int64_t cols);
 
 /* Kernel tables per level, filled by x86.c (NULL entries fall back). */
 BC__HIDDEN extern const bc__dot_fn bc__dot_avx2[BC_DTYPE_COUNT];

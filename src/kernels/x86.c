@@ -235,6 +235,63 @@ INLINE_AVX2 void dot_q6k_avx2(const int unused, int64_t cols, const void *w, con
 }
 WRAP_NA(ATTR_AVX2, dot_q6_K_avx2, dot_q6k_avx2, 0)
 
+/* Activations to a8 (kind 1) or a8k (kind 2) blocks, exactly as
+ * bc__quantize_act's C loop does (the same amax, d = amax / 127, 1 / d and
+ * round-half-even), eight values at a time. */
+INLINE_AVX2 float amax_avx2(const float *x, int n) {
+    const __m256 abs_mask = _mm256_castsi256_ps(_mm256_set1_epi32(0x7FFFFFFF));
+    __m256 m = _mm256_setzero_ps();
+    for (int i = 0; i < n; i += 8) m = _mm256_max_ps(m, _mm256_and_ps(_mm256_loadu_ps(x + i), abs_mask));
+    __m128 h = _mm_max_ps(_mm256_castps256_ps128(m), _mm256_extractf128_ps(m, 1));
+    h = _mm_max_ps(h, _mm_movehl_ps(h, h));
+    h = _mm_max_ss(h, _mm_movehdup_ps(h));
+    return _mm_cvtss_f32(h);
+}
+
+/* q[i] = round-half-even(x[i] * id) for i < n (a multiple of 32); returns
+ * the per-16 sums in sums16[n / 16]. */
+INLINE_AVX2 void round_block_avx2(const float *x, int n, float id, int8_t *q, int16_t *sums16) {
+    const __m256 idv = _mm256_set1_ps(id);
+    for (int i = 0; i < n; i += 32) {
+        __m256i v[4];
+        for (int j = 0; j < 4; j++)
+            v[j] = _mm256_cvtps_epi32(_mm256_round_ps(_mm256_mul_ps(_mm256_loadu_ps(x + i + 8 * j), idv),
+                                                      _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC));
+        /* packs interleave 128-bit lanes: the permute puts the 32 bytes back in order */
+        const __m256i w01 = _mm256_packs_epi32(v[0], v[1]), w23 = _mm256_packs_epi32(v[2], v[3]);
+        const __m256i b =
+            _mm256_permutevar8x32_epi32(_mm256_packs_epi16(w01, w23), _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7));
+        _mm256_storeu_si256((__m256i *)(q + i), b);
+        const __m256i s16 = _mm256_madd_epi16(_mm256_maddubs_epi16(_mm256_set1_epi8(1), b), _mm256_set1_epi16(1));
+        /* s16: 8 int32 sums of 4 bytes each; lanes 0-3 the first 16, 4-7 the second */
+        const __m128i lo = _mm256_castsi256_si128(s16), hi = _mm256_extracti128_si256(s16, 1);
+        const __m128i t = _mm_hadd_epi32(lo, hi); /* (0+1, 2+3, 4+5, 6+7) */
+        const __m128i u = _mm_hadd_epi32(t, t);   /* (0+1+2+3, 4+5+6+7, ...) */
+        sums16[i / 16] = (int16_t)_mm_cvtsi128_si32(u);
+        sums16[i / 16 + 1] = (int16_t)_mm_extract_epi32(u, 1);
+    }
+}
+
+ATTR_AVX2 void bc__quantize_act_avx2(int kind, const float *x, void *dst, int64_t cols) {
+    if (kind == 1) {
+        bc__block_a8 *y = dst;
+        for (int64_t b = 0; b < cols / 32; b++, x += 32) {
+            const float amax = amax_avx2(x, 32), d = amax / 127, id = d ? 1.0f / d : 0.0f;
+            int16_t s[2];
+            round_block_avx2(x, 32, id, y[b].qs, s);
+            y[b].d = d;
+            y[b].sum = s[0] + s[1];
+        }
+    } else {
+        bc__block_a8k *y = dst;
+        for (int64_t b = 0; b < cols / 256; b++, x += 256) {
+            const float amax = amax_avx2(x, 256), d = amax / 127, id = d ? 1.0f / d : 0.0f;
+            round_block_avx2(x, 256, id, y[b].qs, y[b].bsums);
+            y[b].d = d;
+        }
+    }
+}
+
 const bc__dot_fn bc__dot_avx2[BC_DTYPE_COUNT] = {
     [BC_DTYPE_F32] = dot_f32_avx2,   [BC_DTYPE_F16] = dot_f16_avx2,   [BC_DTYPE_BF16] = dot_bf16_avx2,
     [BC_DTYPE_Q8_0] = dot_q8_0_avx2, [BC_DTYPE_Q4_0] = dot_q4_0_avx2, [BC_DTYPE_Q4_1] = dot_q4_1_avx2,

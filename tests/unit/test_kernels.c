@@ -262,12 +262,38 @@ static void test_matmul_multi(void **state) {
     }
 }
 
+/* The AVX2 activation quantizer writes exactly the blocks of the C one. */
+static void test_quantize_act(void **state) {
+    (void)state;
+    if (bc__kernels_detect() < BC__ISA_AVX2) skip();
+    const int64_t cols = 4096;
+    float *x = malloc((size_t)cols * sizeof(float));
+    for (int64_t i = 0; i < cols; i++) x[i] = rng_uniform() * (i % 97 == 0 ? 50.0f : 1.0f);
+    for (int64_t i = 256; i < 512; i++) x[i] = 0.0f; /* an all-zero block of each kind */
+    x[1000] = 3e38f;                                 /* extremes */
+    x[1001] = -3e38f;
+    x[2000] = 1e-38f;
+    for (int kind = 1; kind <= 2; kind++) {
+        size_t bytes = bc__act_row_bytes(kind, cols);
+        void *c = malloc(bytes), *v = malloc(bytes);
+        memset(c, 0xAB, bytes);
+        memset(v, 0xCD, bytes);
+        bc__kernels_force(BC__ISA_C);
+        bc__quantize_act(kind, x, c, cols);
+        bc__kernels_force(BC__ISA_AVX2);
+        bc__quantize_act(kind, x, v, cols);
+        bc__kernels_force(-1);
+        assert_memory_equal(c, v, bytes);
+        free(c);
+        free(v);
+    }
+    free(x);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_force),
-        cmocka_unit_test(test_all_paths),
-        cmocka_unit_test(test_repack_threads),
-        cmocka_unit_test(test_matmul_multi),
+        cmocka_unit_test(test_force),        cmocka_unit_test(test_all_paths),    cmocka_unit_test(test_repack_threads),
+        cmocka_unit_test(test_matmul_multi), cmocka_unit_test(test_quantize_act),
     };
     return cmocka_run_group_tests(tests, setup, NULL);
 }
