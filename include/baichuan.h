@@ -232,8 +232,9 @@ typedef struct bc_context_params {
      * effect on other dtypes or CPUs without AVX512_BF16. */
     bool bf16_activations;
     /* Time each kind of step of the forward pass (bc_context_profile()).
-     * Default false: no clock is read. On, it costs two clock reads per step
-     * per layer (well under 1 % of a decode of a real model). */
+     * Default false: no clock is read. On, each step reads the clock twice:
+     * about 24 reads per layer per decode call, some 50 microseconds for a
+     * 32-layer model (well under 1 % of its decode). */
     bool profile;
 } bc_context_params;
 
