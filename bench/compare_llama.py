@@ -3,11 +3,21 @@
 same model files, in one run, reported as ratios.
 
     bench/compare_llama.py --llama-bench /tmp/llama.cpp/build/bin/llama-bench \\
-        -m /tmp/b1b-q4_0.gguf -m /tmp/b1b-q8_0.gguf [-t 2] [-p 128] [-n 32] [--rounds 5]
+        -m /tmp/b1b-q4_0.gguf -m /tmp/b1b-q8_0.gguf [-t 2] [-p 128,512] [-n 32] [--rounds 5]
 
     bench/compare_llama.py ... -m /tmp/b1b-f16.gguf --ours /tmp/b1b
         (our figure from another file of the same model, e.g. bf16 safetensors
         against llama.cpp's F16 GGUF)
+
+    bench/compare_llama.py --llama-batched-bench /tmp/llama.cpp/build/bin/llama-batched-bench \\
+        --batch-decode 4 -m /tmp/b1b-q4_0.gguf [-n 32]
+        (batched generation: `llama-batched-bench -npp 16 -ntg n -npl 4`'s
+        S_TG against our bd4 test, `baichuan bench --batch-decode 4 -p 0 -n n`:
+        generated tokens/s of 4 sequences decoding together)
+
+-p and -n take comma-separated lists, passed to both tools; each value is a
+test (pp<n>, tg<n>; bd<N>, or bd<N>x<n> for several -n values). With both
+--llama-bench and --llama-batched-bench, one run of ours gives every test.
 
 The tools alternate (ours, llama.cpp, ours, ...) for --rounds rounds of
 --reps repetitions each, so that load from other processes on a shared
@@ -15,7 +25,7 @@ machine hits both alike. Every per-repetition tokens/s figure is kept; the
 report gives the median and the best of each tool and their ratios (ours /
 llama.cpp). The best is the least disturbed run on a noisy machine; the
 median is what a user sees. llama.cpp is not part of this project: build it
-yourself and pass the path of its llama-bench.
+yourself and pass the paths of its llama-bench and llama-batched-bench.
 """
 import argparse
 import json
@@ -25,35 +35,88 @@ import subprocess
 import sys
 
 HERE = os.path.dirname(os.path.abspath(__file__))
+BD_PROMPT = 16  # prompt tokens per sequence of a bd test, as baichuan bench uses
 
 
-def run_ours(exe, model, args):
-    cmd = [exe, "bench", "-m", model, "-p", str(args.p), "-n", str(args.n), "-t", str(args.t),
-           "-r", str(args.reps), "--json"] + args.ours_flag
+def int_list(text):
+    try:
+        values = [int(v) for v in text.split(",")]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"'{text}' is not a comma-separated list of integers")
+    if any(v < 0 for v in values):
+        raise argparse.ArgumentTypeError(f"'{text}' has a negative value")
+    return values
+
+
+def list_arg(values):
+    return ",".join(str(v) for v in values)
+
+
+def bd_name(n_seq, n_gen, gens):
+    """Our name of a bd test (cli/cmd_bench.c): bd<N>, or bd<N>x<n> when -n has several values."""
+    return f"bd{n_seq}" if len([g for g in gens if g > 0]) == 1 else f"bd{n_seq}x{n_gen}"
+
+
+def run_ours(exe, model, args, prompts, gens, batch_decode):
+    """{test name: [tokens/s per repetition]} from `baichuan bench --json`."""
+    cmd = [exe, "bench", "-m", model, "-p", list_arg(prompts), "-n", list_arg(gens), "-t", str(args.t),
+           "-r", str(args.reps), "--json"] + (["--batch-decode", str(batch_decode)] if batch_decode else []) \
+        + args.ours_flag
     d = json.loads(subprocess.run(cmd, check=True, capture_output=True, text=True).stdout)
-    return d.get("pp_samples", []), d.get("tg_samples", [])
+    samples = {}
+    for t in d["tests"]:
+        samples.setdefault(t["test"], []).extend(t["samples"])
+    return samples
 
 
 def run_llama(exe, model, args):
-    cmd = [exe, "-m", model, "-p", str(args.p), "-n", str(args.n), "-t", str(args.t),
+    """{pp<n> / tg<n>: [tokens/s per repetition]} from llama-bench's jsonl."""
+    cmd = [exe, "-m", model, "-p", list_arg(args.p), "-n", list_arg(args.n), "-t", str(args.t),
            "-r", str(args.reps), "-o", "jsonl"]
     out = subprocess.run(cmd, check=True, capture_output=True, text=True).stdout
-    pp, tg = [], []
+    samples = {}
     for line in out.splitlines():
         d = json.loads(line)
-        (pp if d["n_prompt"] > 0 else tg).extend(d["samples_ts"])
-    return pp, tg
+        name = f"pp{d['n_prompt']}" if d["n_gen"] == 0 else f"tg{d['n_gen']}"
+        samples.setdefault(name, []).extend(d["samples_ts"])
+    return samples
+
+
+def run_llama_batched(exe, model, args):
+    """{bd name: [S_TG per repetition]} from llama-batched-bench's jsonl: N
+    sequences with their own (not shared) 16-token prompt, then n steps of N
+    tokens; speed_tg = N * n / (time of the steps). Each -ntg value is listed
+    --reps times, so that one run gives every repetition. The KV cache is
+    shared by the sequences, so -c must hold N * (16 + n) cells, or
+    llama-batched-bench skips the test without a word."""
+    gens = [g for g in args.n if g > 0]
+    n_seq = args.batch_decode
+    cmd = [exe, "-m", model, "-npp", str(BD_PROMPT), "-ntg", list_arg([g for g in gens for _ in range(args.reps)]),
+           "-npl", str(n_seq), "-t", str(args.t), "-c", str(n_seq * (BD_PROMPT + max(gens))),
+           "-b", str(max(2048, n_seq * BD_PROMPT)), "--output-format", "jsonl"]
+    out = subprocess.run(cmd, check=True, capture_output=True, text=True).stdout
+    samples = {}
+    for line in out.splitlines():
+        if line.startswith("{"):
+            d = json.loads(line)
+            samples.setdefault(bd_name(d["pl"], d["tg"], args.n), []).append(d["speed_tg"])
+    if sum(len(v) for v in samples.values()) != len(gens) * args.reps:
+        sys.exit(f"compare_llama: llama-batched-bench gave {samples} for {' '.join(cmd)}")
+    return samples
 
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--llama-bench", required=True, help="path of llama.cpp's llama-bench")
+    ap.add_argument("--llama-bench", help="path of llama.cpp's llama-bench (pp and tg tests)")
+    ap.add_argument("--llama-batched-bench", help="path of llama.cpp's llama-batched-bench (with --batch-decode)")
+    ap.add_argument("--batch-decode", type=int, default=0, metavar="N",
+                    help="sequences decoding together for the bd test (with --llama-batched-bench)")
     ap.add_argument("--baichuan", default=os.path.join(HERE, "..", "build", "baichuan"))
     ap.add_argument("-m", action="append", required=True, help="GGUF file (repeatable)")
     ap.add_argument("--ours", action="append", help="our model for the matching -m (default: the same file)")
     ap.add_argument("-t", type=int, default=2)
-    ap.add_argument("-p", type=int, default=128)
-    ap.add_argument("-n", type=int, default=32)
+    ap.add_argument("-p", type=int_list, default=[128], help="prompt sizes, comma-separated (default 128)")
+    ap.add_argument("-n", type=int_list, default=[32], help="generation sizes, comma-separated (default 32)")
     ap.add_argument("--rounds", type=int, default=5)
     ap.add_argument("--reps", type=int, default=2)
     ap.add_argument("--ours-flag", action="append", default=[], help="extra flag for baichuan bench (repeatable)")
@@ -61,29 +124,42 @@ def main():
     ours_models = args.ours or []
     if len(ours_models) not in (0, len(args.m)):
         sys.exit("compare_llama: give --ours once per -m, or not at all")
+    if not args.llama_bench and not args.llama_batched_bench:
+        sys.exit("compare_llama: give --llama-bench, --llama-batched-bench, or both")
+    if bool(args.llama_batched_bench) != (args.batch_decode > 0):
+        sys.exit("compare_llama: --llama-batched-bench and --batch-decode N (N >= 1) go together")
+    if args.batch_decode and not any(g > 0 for g in args.n):
+        sys.exit("compare_llama: --batch-decode needs -n > 0")
 
-    print(f"threads {args.t}, pp{args.p}, tg{args.n}, {args.rounds} rounds x {args.reps} repetitions, "
+    # Ours in one run per round: every test when llama-bench runs too, else only bd (and its tg, ignored).
+    ours_prompts = args.p if args.llama_bench else [0]
+    names = ([f"pp{p}" for p in args.p if p > 0] + [f"tg{n}" for n in args.n if n > 0] if args.llama_bench else []) \
+        + ([bd_name(args.batch_decode, n, args.n) for n in args.n if n > 0] if args.batch_decode else [])
+    names = list(dict.fromkeys(names))
+    print(f"threads {args.t}, tests {' '.join(names)}, {args.rounds} rounds x {args.reps} repetitions, "
           f"load average before: {os.getloadavg()[0]:.2f}")
     print(f"{'model':<28} {'test':<6} {'ours med':>9} {'llama med':>9} {'ratio':>6}   "
           f"{'ours best':>9} {'llama best':>10} {'ratio':>6}")
     for i, model in enumerate(args.m):
         ours_model = ours_models[i] if ours_models else model
-        samples = {("ours", "pp"): [], ("ours", "tg"): [], ("llama", "pp"): [], ("llama", "tg"): []}
+        samples = {("ours", name): [] for name in names} | {("llama", name): [] for name in names}
         for _ in range(args.rounds):
-            pp, tg = run_ours(args.baichuan, ours_model, args)
-            samples["ours", "pp"] += pp
-            samples["ours", "tg"] += tg
-            pp, tg = run_llama(args.llama_bench, model, args)
-            samples["llama", "pp"] += pp
-            samples["llama", "tg"] += tg
+            runs = [("ours", run_ours(args.baichuan, ours_model, args, ours_prompts, args.n, args.batch_decode))]
+            if args.llama_bench:
+                runs.append(("llama", run_llama(args.llama_bench, model, args)))
+            if args.llama_batched_bench:
+                runs.append(("llama", run_llama_batched(args.llama_batched_bench, model, args)))
+            for tool, got in runs:
+                for name in names:
+                    samples[tool, name] += got.get(name, [])
         name = os.path.basename(model) if not ours_models else \
             f"{os.path.basename(ours_model.rstrip('/'))}|{os.path.basename(model)}"
-        for test, size in (("pp", args.p), ("tg", args.n)):
+        for test in names:
             o, l = samples["ours", test], samples["llama", test]
             if not o or not l:
                 continue
             om, lm, ob, lb = statistics.median(o), statistics.median(l), max(o), max(l)
-            print(f"{name:<28} {test}{size:<4} {om:9.2f} {lm:9.2f} {om / lm:6.2f}   {ob:9.2f} {lb:10.2f} "
+            print(f"{name:<28} {test:<6} {om:9.2f} {lm:9.2f} {om / lm:6.2f}   {ob:9.2f} {lb:10.2f} "
                   f"{ob / lb:6.2f}")
         sys.stdout.flush()
     print(f"load average after: {os.getloadavg()[0]:.2f}")

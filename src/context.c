@@ -1,6 +1,6 @@
 /*
- * context.c - context lifecycle, sequence bookkeeping, and the checks a batch
- * must pass before the forward pass runs.
+ * context.c - context lifecycle, sequence bookkeeping, the checks a batch
+ * must pass before the forward pass runs, and the per-op profile's figures.
  */
 #include "context.h"
 
@@ -16,6 +16,7 @@ bc_context_params bc_context_default_params(void) {
     p.n_batch = 512;
     p.n_threads = 0;
     p.bf16_activations = false;
+    p.profile = false;
     return p;
 }
 
@@ -116,6 +117,7 @@ bc_status bc_context_init(const bc_model *model, bc_context_params params, bc_co
     c->matmul_scratch = malloc(bc__matmul_scratch_bytes((int64_t)row_max, params.n_batch));
     c->att_scratch = malloc(nt * (size_t)c->n_ctx * sizeof(float));
     c->matmul_flags = params.bf16_activations ? BC__MATMUL_BF16_ACT : 0;
+    c->profiling = params.profile;
     c->pool = bc__pool_create(params.n_threads);
     if (!c->seq_len || !c->seq_next || !c->k_cache || !c->v_cache || !c->x || !c->xn || !c->qkv || !c->qkv_split ||
         !c->attn || !c->ff_gate || !c->ff_up || !c->rope_cos || !c->rope_sin || !c->logits || !c->logit_row ||
@@ -168,6 +170,7 @@ static bc_status fail(bc_context *ctx, bc_status status, const char *fmt, ...) {
 }
 
 bc_status bc_context_decode(bc_context *ctx, const bc_batch_entry *entries, int n) {
+    double t0 = bc__prof_begin(ctx);
     ctx->err.status = BC_STATUS_OK;
     ctx->err.msg[0] = '\0';
     ctx->n_logit_rows = 0;
@@ -201,6 +204,11 @@ bc_status bc_context_decode(bc_context *ctx, const bc_batch_entry *entries, int 
 
     memcpy(ctx->seq_len, ctx->seq_next, (size_t)ctx->n_seq * sizeof(int));
     ctx->n_entries = n;
+    if (ctx->profiling) {
+        ctx->prof.total_seconds += bc__prof_now() - t0;
+        ctx->prof.n_decodes++;
+        ctx->prof.n_tokens += n;
+    }
     return BC_STATUS_OK;
 }
 
@@ -222,3 +230,38 @@ int bc_context_n_ctx(const bc_context *ctx) { return ctx->n_ctx; }
 int bc_context_n_seq(const bc_context *ctx) { return ctx->n_seq; }
 int bc_context_n_batch(const bc_context *ctx) { return ctx->n_batch; }
 int bc_context_n_threads(const bc_context *ctx) { return bc__pool_size(ctx->pool); }
+
+const char *bc_profile_op_name(bc_profile_op op) {
+    static const char *const names[BC_PROFILE_OP_COUNT] = {
+        [BC_PROFILE_OP_EMBEDDING] = "embedding",
+        [BC_PROFILE_OP_ATTN_NORM] = "attn_norm",
+        [BC_PROFILE_OP_QKV] = "qkv",
+        [BC_PROFILE_OP_ROPE] = "rope",
+        [BC_PROFILE_OP_KV_STORE] = "kv_store",
+        [BC_PROFILE_OP_ATTENTION] = "attention",
+        [BC_PROFILE_OP_O_PROJ] = "o_proj",
+        [BC_PROFILE_OP_RESIDUAL] = "residual",
+        [BC_PROFILE_OP_FFN_NORM] = "ffn_norm",
+        [BC_PROFILE_OP_GATE_UP] = "gate_up",
+        [BC_PROFILE_OP_DOWN] = "down",
+        [BC_PROFILE_OP_OUTPUT_NORM] = "output_norm",
+        [BC_PROFILE_OP_LM_HEAD] = "lm_head",
+        [BC_PROFILE_OP_NORM_HEAD] = "norm_head",
+        [BC_PROFILE_OP_OTHER] = "other",
+    };
+    return (unsigned)op < BC_PROFILE_OP_COUNT ? names[op] : "?";
+}
+
+bc_status bc_context_profile(const bc_context *ctx, bc_profile *out) {
+    memset(out, 0, sizeof *out);
+    if (!ctx->profiling) return BC_STATUS_ERROR_ARGUMENT;
+    *out = ctx->prof;
+    double steps = 0.0;
+    for (int k = 0; k < BC_PROFILE_OP_COUNT; k++)
+        if (k != BC_PROFILE_OP_OTHER) steps += out->op_seconds[k];
+    /* Not clamped at 0: a negative rest would show steps counted twice. */
+    out->op_seconds[BC_PROFILE_OP_OTHER] = out->total_seconds - steps;
+    return BC_STATUS_OK;
+}
+
+void bc_context_profile_reset(bc_context *ctx) { memset(&ctx->prof, 0, sizeof ctx->prof); }

@@ -6,6 +6,8 @@
 
 #include "kernels/kernels.h"
 
+#include <time.h>
+
 struct bc_context {
     const bc_model *model;
     int n_ctx;   /* positions per sequence */
@@ -39,7 +41,23 @@ struct bc_context {
     void *matmul_scratch;  /* bc__matmul_scratch_bytes(max(n_embd, n_ff), n_batch): 8-bit activations */
     unsigned matmul_flags; /* BC__MATMUL_* from the params */
     float *att_scratch;    /* (n_threads, n_ctx) attention scores */
+
+    bool profiling;  /* bc_context_params.profile */
+    bc_profile prof; /* summed since init or the last reset; OTHER filled on reading */
 };
+
+/* Profiling: a step of the pass is bracketed as
+ *     double t = bc__prof_begin(ctx);  ...step...  bc__prof_end(ctx, BC_PROFILE_OP_X, t);
+ * With profiling off each is one predictable branch and no clock read. */
+static inline double bc__prof_now(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
+}
+static inline double bc__prof_begin(const bc_context *ctx) { return ctx->profiling ? bc__prof_now() : 0.0; }
+static inline void bc__prof_end(bc_context *ctx, bc_profile_op op, double t0) {
+    if (ctx->profiling) ctx->prof.op_seconds[op] += bc__prof_now() - t0;
+}
 
 /* Runs the layers over validated entries; cannot fail. */
 BC__HIDDEN void bc__forward(bc_context *ctx, const bc_batch_entry *entries, int n);

@@ -14,6 +14,9 @@
  *   x   += (silu(xn @ gate^T) * (xn @ up^T)) @ down^T
  * then model.norm and lm_head (times the NormHead row scales) for the entries
  * that asked for logits.
+ *
+ * With bc_context_params.profile each step is bracketed by bc__prof_begin /
+ * bc__prof_end (context.h), which add its wall time to one bc_profile_op.
  */
 #include "context.h"
 
@@ -146,41 +149,73 @@ static void attention_block(bc_context *ctx, const bc__layer *L, int il, const b
     const size_t E = (size_t)hp->n_embd;
     const int half = hp->head_dim / 2;
 
+    double t0 = bc__prof_begin(ctx);
     for (int e = 0; e < n; e++) bc__rmsnorm(ctx->x + e * E, L->attn_norm, hp->n_embd, hp->norm_eps, ctx->xn + e * E);
+    bc__prof_end(ctx, BC_PROFILE_OP_ATTN_NORM, t0);
+
+    t0 = bc__prof_begin(ctx);
     if (L->wqkv.data != NULL)
         bc__matmul(ctx->pool, &L->wqkv, ctx->xn, n, ctx->qkv, ctx->matmul_scratch, ctx->matmul_flags);
     else
         split_qkv(ctx, L, n);
+    bc__prof_end(ctx, BC_PROFILE_OP_QKV, t0);
 
-    for (int e = 0; e < n; e++) {
-        float *q = ctx->qkv + (size_t)e * 3 * E, *k = q + E, *v = q + 2 * E;
-        if (hp->pos_encoding == BC_POS_ENCODING_ROPE) {
+    if (hp->pos_encoding == BC_POS_ENCODING_ROPE) {
+        t0 = bc__prof_begin(ctx);
+        for (int e = 0; e < n; e++) {
+            float *q = ctx->qkv + (size_t)e * 3 * E, *k = q + E;
             const double *cs = ctx->rope_cos + (size_t)e * (size_t)half, *sn = ctx->rope_sin + (size_t)e * (size_t)half;
             rope_apply(q, hp->n_head, hp->head_dim, cs, sn);
             rope_apply(k, hp->n_head, hp->head_dim, cs, sn);
         }
+        bc__prof_end(ctx, BC_PROFILE_OP_ROPE, t0);
+    }
+
+    t0 = bc__prof_begin(ctx);
+    for (int e = 0; e < n; e++) {
+        const float *k = ctx->qkv + (size_t)e * 3 * E + E, *v = k + E;
         size_t off = kv_offset(ctx, entries[e].seq, il, entries[e].pos);
         memcpy(ctx->k_cache + off, k, E * sizeof(float));
         memcpy(ctx->v_cache + off, v, E * sizeof(float));
     }
+    bc__prof_end(ctx, BC_PROFILE_OP_KV_STORE, t0);
 
+    t0 = bc__prof_begin(ctx);
     attention_task t = {ctx, entries, n, il};
     bc__pool_run(ctx->pool, attention_worker, &t, (int64_t)n * hp->n_head);
+    bc__prof_end(ctx, BC_PROFILE_OP_ATTENTION, t0);
 
+    t0 = bc__prof_begin(ctx);
     bc__matmul(ctx->pool, &L->wo, ctx->attn, n, ctx->xn, ctx->matmul_scratch, ctx->matmul_flags);
+    bc__prof_end(ctx, BC_PROFILE_OP_O_PROJ, t0);
+
+    t0 = bc__prof_begin(ctx);
     for (size_t i = 0; i < (size_t)n * E; i++) ctx->x[i] += ctx->xn[i];
+    bc__prof_end(ctx, BC_PROFILE_OP_RESIDUAL, t0);
 }
 
 static void mlp_block(bc_context *ctx, const bc__layer *L, int n) {
     const bc__hparams *hp = &ctx->model->hp;
     const size_t E = (size_t)hp->n_embd;
+    double t0 = bc__prof_begin(ctx);
     for (int e = 0; e < n; e++) bc__rmsnorm(ctx->x + e * E, L->ffn_norm, hp->n_embd, hp->norm_eps, ctx->xn + e * E);
-    /* gate and up in one pass, silu(gate) * up applied by each thread to the rows it computed */
+    bc__prof_end(ctx, BC_PROFILE_OP_FFN_NORM, t0);
+
+    /* gate and up in one pass, silu(gate) * up applied by each thread to the
+     * rows it computed (timed as gate_up) */
+    t0 = bc__prof_begin(ctx);
     const bc__weight *ws[2] = {&L->w_gate, &L->w_up};
     float *ys[2] = {ctx->ff_gate, ctx->ff_up};
     bc__matmul_multi(ctx->pool, ws, 2, ctx->xn, n, ys, ctx->matmul_scratch, ctx->matmul_flags | BC__MATMUL_SILU_MUL);
+    bc__prof_end(ctx, BC_PROFILE_OP_GATE_UP, t0);
+
+    t0 = bc__prof_begin(ctx);
     bc__matmul(ctx->pool, &L->w_down, ctx->ff_gate, n, ctx->xn, ctx->matmul_scratch, ctx->matmul_flags);
+    bc__prof_end(ctx, BC_PROFILE_OP_DOWN, t0);
+
+    t0 = bc__prof_begin(ctx);
     for (size_t i = 0; i < (size_t)n * E; i++) ctx->x[i] += ctx->xn[i];
+    bc__prof_end(ctx, BC_PROFILE_OP_RESIDUAL, t0);
 }
 
 static void output_block(bc_context *ctx, int n) {
@@ -188,16 +223,25 @@ static void output_block(bc_context *ctx, int n) {
     const bc__hparams *hp = &m->hp;
     const size_t E = (size_t)hp->n_embd, V = (size_t)hp->n_vocab;
     /* Gather the normed rows of the entries that want logits, in order. */
+    double t0 = bc__prof_begin(ctx);
     for (int e = 0; e < n; e++) {
         int r = ctx->logit_row[e];
         if (r >= 0) bc__rmsnorm(ctx->x + (size_t)e * E, m->out_norm, hp->n_embd, hp->norm_eps, ctx->xn + (size_t)r * E);
     }
+    bc__prof_end(ctx, BC_PROFILE_OP_OUTPUT_NORM, t0);
     int rows = ctx->n_logit_rows;
     if (rows == 0) return;
+
+    t0 = bc__prof_begin(ctx);
     bc__matmul(ctx->pool, &m->lm_head, ctx->xn, rows, ctx->logits, ctx->matmul_scratch, ctx->matmul_flags);
-    if (m->lm_head_scale)
+    bc__prof_end(ctx, BC_PROFILE_OP_LM_HEAD, t0);
+
+    if (m->lm_head_scale) {
+        t0 = bc__prof_begin(ctx);
         for (int r = 0; r < rows; r++)
             for (size_t v = 0; v < V; v++) ctx->logits[(size_t)r * V + v] *= m->lm_head_scale[v];
+        bc__prof_end(ctx, BC_PROFILE_OP_NORM_HEAD, t0);
+    }
 }
 
 void bc__forward(bc_context *ctx, const bc_batch_entry *entries, int n) {
@@ -205,8 +249,15 @@ void bc__forward(bc_context *ctx, const bc_batch_entry *entries, int n) {
     const bc__hparams *hp = &m->hp;
     const size_t E = (size_t)hp->n_embd;
 
+    double t0 = bc__prof_begin(ctx);
     for (int e = 0; e < n; e++) bc__weight_row_f32(&m->tok_embd, entries[e].token, ctx->x + (size_t)e * E);
-    if (hp->pos_encoding == BC_POS_ENCODING_ROPE) rope_prepare(ctx, entries, n);
+    bc__prof_end(ctx, BC_PROFILE_OP_EMBEDDING, t0);
+
+    if (hp->pos_encoding == BC_POS_ENCODING_ROPE) {
+        t0 = bc__prof_begin(ctx);
+        rope_prepare(ctx, entries, n);
+        bc__prof_end(ctx, BC_PROFILE_OP_ROPE, t0);
+    }
 
     for (int il = 0; il < hp->n_layer; il++) {
         attention_block(ctx, &m->layers[il], il, entries, n);

@@ -4,7 +4,9 @@ non-zero exit, and `info` reporting the variant each fixture's config.json
 implies (rules from DESIGN.md, restated here independently of the engine)."""
 import argparse
 import json
+import math
 import os
+import re
 import subprocess
 import sys
 import bc_testlib  # noqa: E402  (tests/python is on sys.path: the script's own directory)
@@ -26,6 +28,142 @@ EXPECTED = {
 def run(binary, *args, stdin=None):
     return subprocess.run([binary, *args], capture_output=True, text=True, timeout=60, input=stdin)
 
+
+
+PROFILE_OPS = ["embedding", "attn_norm", "qkv", "rope", "kv_store", "attention", "o_proj", "residual", "ffn_norm",
+               "gate_up", "down", "output_norm", "lm_head", "norm_head", "other"]
+
+
+def bench_json(binary, *args):
+    """(result, parsed --json output or None)."""
+    r = run(binary, "bench", *args, "--json")
+    try:
+        return r, json.loads(r.stdout)
+    except ValueError:
+        return r, None
+
+
+def mean_stddev(x):
+    m = sum(x) / len(x)
+    return m, math.sqrt(sum((v - m) ** 2 for v in x) / (len(x) - 1)) if len(x) > 1 else 0.0
+
+
+def close(a, b, rel=1e-5):
+    return abs(a - b) <= rel * max(abs(a), abs(b)) + 1e-12
+
+
+def check_bench(c, binary, m):
+    """bench's lists, --batch-decode and --profile on a RoPE + NormHead fixture."""
+    # Each list value is a test, in llama-bench's order; 0 skips; -p repeats add up.
+    r, j = bench_json(binary, "-m", m, "-p", "4,0,8", "-p", "6", "-n", "2,3", "-r", "3", "-t", "2")
+    want = [("pp4", 4, 0), ("pp8", 8, 0), ("pp6", 6, 0), ("tg2", 0, 2), ("tg3", 0, 3)]
+    try:
+        tests = j["tests"]
+        ok = (r.returncode == 0 and [(t["test"], t["n_prompt"], t["n_gen"]) for t in tests] == want
+              and all(t["n_seq"] == 1 and len(t["samples"]) == 3 and min(t["samples"]) > 0 for t in tests)
+              and all(close(t["tokens_per_s"], mean_stddev(t["samples"])[0])
+                      and close(t["stddev"], mean_stddev(t["samples"])[1], 1e-4) for t in tests)
+              # several of a kind: the single-test fields stay empty
+              and j["pp_tokens_per_s"] is None and j["pp_samples"] == [] and j["n_prompt"] is None
+              and j["tg_tokens_per_s"] is None and j["n_gen"] is None and j["bd_tokens_per_s"] is None)
+    except (TypeError, KeyError):
+        ok = False
+    c.check("bench -p/-n lists: one test per value", ok, r.stdout + r.stderr)
+    r = run(binary, "bench", "-m", m, "-p", "4,8", "-n", "2,0,3", "-r", "1", "-t", "2")
+    rows = re.findall(r"^\| \S+ .*\|\s+(\w+) \|\s+([\d.]+) ± ([\d.]+) \|$", r.stdout, re.M)
+    c.check("bench table: a row per test", r.returncode == 0 and [t for t, _, _ in rows] == ["pp4", "pp8", "tg2", "tg3"]
+            and all(float(v) > 0 for _, v, _ in rows), r.stdout + r.stderr)
+    # One value of a kind keeps the fields compare_llama.py reads.
+    r, j = bench_json(binary, "-m", m, "-p", "0,5", "-n", "0", "-r", "2", "-t", "2")
+    try:
+        ok = (r.returncode == 0 and [t["test"] for t in j["tests"]] == ["pp5"] and j["n_prompt"] == 5
+              and j["pp_samples"] == j["tests"][0]["samples"] and j["pp_tokens_per_s"] == j["tests"][0]["tokens_per_s"]
+              and j["tg_tokens_per_s"] is None and j["tg_samples"] == [] and j["n_gen"] == 0)
+    except (TypeError, KeyError, IndexError):
+        ok = False
+    c.check("bench single values keep pp_tokens_per_s / pp_samples", ok, r.stdout + r.stderr)
+
+    # Bad values: a one-line error naming the value, exit 1, nothing on stdout.
+    for opt, value, needle in [("-p", "12,,3", "empty value in '12,,3'"), ("-p", "x", "'x'"), ("-p", "-3", "'-3'"),
+                               ("-n", "4,-1", "'-1' in '4,-1'"), ("-p", "8,", "empty value"), ("-n", ",8", "empty"),
+                               ("-p", "1048577", "1048577"), ("-p", "3.5", "'3.5'"), ("-n", " 4", "' 4'"),
+                               ("-p", "", "empty value"), ("--batch-decode", "0", "'0'"),
+                               ("--batch-decode", "two", "'two'")]:
+        r = run(binary, "bench", "-m", m, opt, value, "-r", "1")
+        c.check(f"bench {opt} {value!r} refused", r.returncode == 1 and r.stdout == "" and needle in r.stderr
+                and len(r.stderr.strip().splitlines()) == 1 and opt in r.stderr, r.stderr)
+    r = run(binary, "bench", "-m", m, "-p", "4", "-n", "0,0", "--batch-decode", "2")
+    c.check("bench --batch-decode without -n", r.returncode == 1 and "--batch-decode needs -n" in r.stderr
+            and len(r.stderr.strip().splitlines()) == 1, r.stderr)
+
+    # --batch-decode N: N sequences, one decode call of N entries per step, the
+    # 16-token prompts not timed; N * n_gen / seconds.
+    r, j = bench_json(binary, "-m", m, "-p", "0", "-n", "5", "--batch-decode", "3", "-r", "2", "-t", "2",
+                      "--profile")
+    try:
+        bd = [t for t in j["tests"] if t["test"] == "bd3"]
+        ok = (r.returncode == 0 and len(bd) == 1 and bd[0]["n_seq"] == 3 and bd[0]["n_gen"] == 5
+              and bd[0]["n_prompt"] == 16 and j["batch_decode"] == 3
+              and j["bd_tokens_per_s"] > 0 and j["bd_samples"] == bd[0]["samples"] and len(j["bd_samples"]) == 2
+              and close(j["bd_tokens_per_s"], mean_stddev(j["bd_samples"])[0])
+              and bd[0]["profile"]["decode_calls"] == 2 * 5 and bd[0]["profile"]["tokens"] == 2 * 5 * 3
+              # the figure is the steps' tokens over their time
+              and close(bd[0]["profile"]["measured_ms_per_token"],
+                        sum(15 / v for v in j["bd_samples"]) * 1e3 / 30, 1e-4)
+              and [t["test"] for t in j["tests"]] == ["tg5", "bd3"])
+    except (TypeError, KeyError, ZeroDivisionError):
+        ok = False
+    c.check("bench --batch-decode: bd figure, N entries per decode call", ok, r.stdout + r.stderr)
+    r = run(binary, "bench", "-m", m, "-p", "0", "-n", "2,3", "--batch-decode", "2", "-r", "1", "-t", "2")
+    c.check("bench --batch-decode with an -n list names bd2x2, bd2x3",
+            r.returncode == 0 and "bd2x2" in r.stdout and "bd2x3" in r.stdout, r.stdout + r.stderr)
+
+    # --profile: every op, non-negative, adding up (other is the rest) to the
+    # time inside the decode calls, which the time around them bounds.
+    r, j = bench_json(binary, "-m", m, "-p", "8", "-n", "4", "--batch-decode", "2", "-r", "2", "-t", "2",
+                      "--profile")
+    try:
+        ok = r.returncode == 0 and [t["test"] for t in j["tests"]] == ["pp8", "tg4", "bd2"]
+        why = []
+        for t in j["tests"]:
+            p = t["profile"]
+            ops = p["ms_per_token"]
+            total, measured = p["total_ms_per_token"], p["measured_ms_per_token"]
+            if sorted(ops) != sorted(PROFILE_OPS):
+                why.append(f"{t['test']}: ops {sorted(ops)}")
+            if min(ops.values()) < 0:
+                why.append(f"{t['test']}: negative {ops}")
+            if not close(sum(ops.values()), total, 1e-4):
+                why.append(f"{t['test']}: sum {sum(ops.values())} != total {total}")
+            if not (0.5 * measured <= total <= measured * (1 + 1e-5)):
+                why.append(f"{t['test']}: total {total} vs measured {measured}")
+            if min(ops[k] for k in ("qkv", "attention", "gate_up", "down", "lm_head", "norm_head", "rope")) <= 0:
+                why.append(f"{t['test']}: a step that ran shows no time: {ops}")
+        ok = ok and not why
+    except (TypeError, KeyError):
+        ok, why = False, []
+    c.check("bench --profile --json: figures add up", ok, "\n".join(why) + r.stdout + r.stderr)
+
+    # The table: a block per test whose printed rows add up to the total.
+    r = run(binary, "bench", "-m", m, "-p", "8", "-n", "4", "--batch-decode", "2", "-r", "1", "-t", "2", "--profile")
+    blocks = re.split(r"^profile of (\w+):.*$", r.stdout, flags=re.M)
+    names, why = blocks[1::2], []
+    for name, body in zip(names, blocks[2::2]):
+        rows = re.findall(r"^\| (\w+)\s+\|\s+(-?[\d.]+) \|\s+(-?[\d.]+) \|$", body, re.M)
+        if [k for k, _, _ in rows] != PROFILE_OPS + ["total"]:
+            why.append(f"{name}: rows {[k for k, _, _ in rows]}")
+            continue
+        decimals = len(rows[0][1].split(".")[1])
+        ms = [float(v) for _, v, _ in rows[:-1]]
+        pct = [float(v) for _, _, v in rows[:-1]]
+        if min(ms) < 0 or min(pct) < 0:
+            why.append(f"{name}: a negative figure")
+        if abs(sum(ms) - float(rows[-1][1])) > (len(ms) + 1) * 0.5 * 10 ** -decimals:
+            why.append(f"{name}: ms rows add up to {sum(ms)}, total {rows[-1][1]}")
+        if abs(sum(pct) - 100) > (len(pct) + 1) * 0.005:
+            why.append(f"{name}: % rows add up to {sum(pct)}")
+    c.check("bench --profile table: rows add up to the total per test",
+            r.returncode == 0 and names == ["pp8", "tg4", "bd2"] and not why, "\n".join(why) + r.stdout + r.stderr)
 
 
 def parse_info(text):
@@ -121,6 +259,7 @@ def main():
     c.check("bench table", r.returncode == 0 and "pp8" in r.stdout and "tg4" in r.stdout, r.stdout + r.stderr)
     r = run(args.bin, "bench", "-m", m, "-p", "0", "-n", "0")
     c.check("bench with nothing to measure", r.returncode == 1 and "nothing to measure" in r.stderr, r.stderr)
+    check_bench(c, args.bin, m)
     r = run(args.bin, "quantize", m)
     c.check("quantize without OUT", r.returncode == 1 and "OUT" in r.stderr, r.stderr)
 

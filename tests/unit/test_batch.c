@@ -4,6 +4,8 @@
  *   - incremental decoding (prompt, then one token at a time) == one full pass
  *   - thread counts give identical logits
  *   - bad batches are refused without touching the caches
+ *   - the per-op profile: same logits with it on, figures that add up to a
+ *     total no larger than the caller's own clock, counts, reset
  * Runs on the fixture checkpoints made by tools/gen_fixtures.py (BC_FIXTURES).
  * Uses only the public header.
  */
@@ -17,6 +19,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "baichuan.h"
 
@@ -221,12 +224,110 @@ static void test_bad_batches(void **state) {
     bc_model_free(model);
 }
 
+static double now_s(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
+}
+
+/* A prompt of 9, then 6 steps of two sequences together; the logits of every
+ * step into out ((1 + 6 * 2) rows of n_vocab). Returns the caller-side wall
+ * time of the decode calls. A refused batch is tried after the prompt. */
+static double profile_workload(bc_context *ctx, int V, float *out) {
+    bc_batch_entry b[16];
+    double seconds = 0;
+    for (int i = 0; i < 9; i++) b[i] = (bc_batch_entry){0, i, token_at(0, i, V), i == 8};
+    double t0 = now_s();
+    assert_int_equal(bc_context_decode(ctx, b, 9), BC_STATUS_OK);
+    seconds += now_s() - t0;
+    memcpy(out, bc_context_logits(ctx, 8), (size_t)V * sizeof(float));
+    b[0] = (bc_batch_entry){0, 3, 5, true}; /* a gap: refused, not counted */
+    assert_int_equal(bc_context_decode(ctx, b, 1), BC_STATUS_ERROR_ARGUMENT);
+    for (int i = 0; i < 6; i++) {
+        b[0] = (bc_batch_entry){0, 9 + i, token_at(0, 9 + i, V), true};
+        b[1] = (bc_batch_entry){1, i, token_at(1, i, V), true};
+        t0 = now_s();
+        assert_int_equal(bc_context_decode(ctx, b, 2), BC_STATUS_OK);
+        seconds += now_s() - t0;
+        for (int r = 0; r < 2; r++)
+            memcpy(out + (size_t)(1 + 2 * i + r) * (size_t)V, bc_context_logits(ctx, r), (size_t)V * sizeof(float));
+    }
+    return seconds;
+}
+
+static void test_profile(void **state) {
+    (void)state;
+    /* RoPE + NormHead, and ALiBi without NormHead (its rope and norm_head stay 0). */
+    const char *const names[] = {"b2_7b_f32_st", "b1_13b_f32_bin"};
+    for (size_t f = 0; f < 2; f++) {
+        bc_model *model = load_fixture(names[f]);
+        bc_model_info info;
+        bc_model_get_info(model, &info);
+        int V = info.n_vocab;
+        size_t rows = 13 * (size_t)V;
+        float *plain = malloc(rows * sizeof(float)), *timed = malloc(rows * sizeof(float));
+
+        bc_context *ctx = new_context(model, 16, 2, 16, 2);
+        bc_profile p;
+        memset(&p, 0xff, sizeof p);
+        assert_int_equal(bc_context_profile(ctx, &p), BC_STATUS_ERROR_ARGUMENT);
+        assert_true(p.total_seconds == 0 && p.n_decodes == 0 && p.op_seconds[BC_PROFILE_OP_QKV] == 0);
+        profile_workload(ctx, V, plain);
+        bc_context_free(ctx);
+
+        bc_context_params cp = bc_context_default_params();
+        cp.n_ctx = 16;
+        cp.n_seq = 2;
+        cp.n_batch = 16;
+        cp.n_threads = 2;
+        cp.profile = true;
+        char err[256];
+        assert_int_equal(bc_context_init(model, cp, &ctx, err, sizeof err), BC_STATUS_OK);
+        double wall = profile_workload(ctx, V, timed);
+        assert_memory_equal(plain, timed, rows * sizeof(float));
+
+        assert_int_equal(bc_context_profile(ctx, &p), BC_STATUS_OK);
+        assert_int_equal(p.n_decodes, 7);
+        assert_int_equal(p.n_tokens, 9 + 6 * 2);
+        double sum = 0;
+        for (int k = 0; k < BC_PROFILE_OP_COUNT; k++) {
+            printf("  %s: %-11s %9.3f us\n", names[f], bc_profile_op_name((bc_profile_op)k), p.op_seconds[k] * 1e6);
+            assert_true(p.op_seconds[k] >= 0);
+            sum += p.op_seconds[k];
+        }
+        assert_true(fabs(sum - p.total_seconds) <= 1e-9 * p.total_seconds + 1e-12);
+        assert_true(p.total_seconds > 0 && p.total_seconds <= wall);
+        const bc_profile_op busy[] = {BC_PROFILE_OP_EMBEDDING, BC_PROFILE_OP_ATTN_NORM,   BC_PROFILE_OP_QKV,
+                                      BC_PROFILE_OP_KV_STORE,  BC_PROFILE_OP_ATTENTION,   BC_PROFILE_OP_O_PROJ,
+                                      BC_PROFILE_OP_RESIDUAL,  BC_PROFILE_OP_FFN_NORM,    BC_PROFILE_OP_GATE_UP,
+                                      BC_PROFILE_OP_DOWN,      BC_PROFILE_OP_OUTPUT_NORM, BC_PROFILE_OP_LM_HEAD};
+        for (size_t k = 0; k < sizeof busy / sizeof busy[0]; k++) assert_true(p.op_seconds[busy[k]] > 0);
+        bool rope = info.pos_encoding == BC_POS_ENCODING_ROPE;
+        assert_true(rope ? p.op_seconds[BC_PROFILE_OP_ROPE] > 0 : p.op_seconds[BC_PROFILE_OP_ROPE] == 0);
+        assert_true(info.norm_head ? p.op_seconds[BC_PROFILE_OP_NORM_HEAD] > 0
+                                   : p.op_seconds[BC_PROFILE_OP_NORM_HEAD] == 0);
+        assert_string_equal(bc_profile_op_name(BC_PROFILE_OP_OTHER), "other");
+        assert_string_equal(bc_profile_op_name(BC_PROFILE_OP_COUNT), "?");
+
+        bc_context_profile_reset(ctx);
+        assert_int_equal(bc_context_profile(ctx, &p), BC_STATUS_OK);
+        assert_true(p.total_seconds == 0 && p.n_decodes == 0 && p.n_tokens == 0);
+        for (int k = 0; k < BC_PROFILE_OP_COUNT; k++) assert_true(p.op_seconds[k] == 0);
+
+        free(plain);
+        free(timed);
+        bc_context_free(ctx);
+        bc_model_free(model);
+    }
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_batched_equals_alone),
         cmocka_unit_test(test_incremental_equals_full),
         cmocka_unit_test(test_threads_identical),
         cmocka_unit_test(test_bad_batches),
+        cmocka_unit_test(test_profile),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
