@@ -93,9 +93,12 @@ BC__HIDDEN extern const bc__dot_fn bc__dot_avx512[BC_DTYPE_COUNT];
 typedef void (*bc__gemm4_fn)(int64_t cols, const void *w, size_t w_stride, const void *a, size_t a_stride, int na,
                              float *out);
 
-/* The four-row kernel of dtype at level isa, or NULL where there is none
- * (the matmul then runs bc__dot_fn row by row). */
+/* The four-row kernel of dtype at level isa (falling back to lower levels),
+ * or NULL where there is none (the matmul then runs bc__dot_fn row by row). */
 BC__HIDDEN bc__gemm4_fn bc__gemm4_kernel(bc_dtype dtype, bc__isa isa);
+/* Four-row kernel tables per level: AVX2 f16 / bf16 in avx2_half.c, AVX-512
+ * in x86.c (NULL entries fall back). */
+BC__HIDDEN extern const bc__gemm4_fn bc__gemm4_avx2[BC_DTYPE_COUNT];
 BC__HIDDEN extern const bc__gemm4_fn bc__gemm4_avx512[BC_DTYPE_COUNT];
 
 /* Activation kind 3: rows of cols bf16 values (f32 rounded to nearest even),

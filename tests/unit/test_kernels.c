@@ -1,7 +1,8 @@
 /*
  * test_kernels.c - every matmul path (each instruction-set level this CPU
  * has, forced in turn) against the reference dot product of quants.c, for
- * every dtype, n = 1, 2, 3, 7, 16 activation rows, 1, 3, 33, 257 weight rows
+ * every dtype, n = 1, 2, 3, 5, 7, 16 activation rows (5: the four-row
+ * kernels with one activation row), 1, 3, 16, 38, 48, 257 weight rows
  * and rows of 32, 256 and 4352 (4096 + 256) columns (plus 33 and 47 for the
  * unblocked dtypes, to reach the SIMD tails), on 1 and 2 threads. At the
  * AVX2 and AVX-512 levels every case runs a second time on the repacked copy
@@ -123,7 +124,7 @@ static void test_all_paths(void **state) {
     (void)state;
     const int64_t rows_list[] = {1, 3, 16, 38, 48, 257};
     const int64_t cols_list[] = {32, 256, 4096 + 256, 33, 47};
-    const int n_list[] = {1, 2, 3, 7, 16};
+    const int n_list[] = {1, 2, 3, 5, 7, 16};
     bc__isa top = bc__kernels_detect();
     printf("# detected level: %s\n", bc__isa_name(top));
     for (int threads = 1; threads <= 2; threads++) {
