@@ -1,7 +1,7 @@
 /*
  * bench_matmul.c - matmul speed per weight dtype and kernel level.
  *
- *   bench_matmul [-t THREADS] [-d DTYPE,...] [-l LEVEL,...] [-n N,...] [-s SHAPE,...] [-m SECONDS]
+ *   bench_matmul [-t THREADS] [-d DTYPE,...] [-l LEVEL,...] [-n N,...] [-s SHAPE,...] [-m SECONDS] [-c 0|1]
  *
  * For each shape (rows x cols: 4096x4096 and 11008x4096 by default), dtype,
  * level (c, avx2, avx512; those this CPU has) and number of activation rows
@@ -13,6 +13,10 @@
  * stored (level "avx2") and repacked as the model loader does ("avx2rp").
  * Each figure is the best of repeated runs for at least -m seconds (0.3).
  * -b 1 rounds the activations of bf16 weights to bf16 (BC__MATMUL_BF16_ACT).
+ * -c 1 times each run by the CPU time of the calling thread instead of the
+ * wall clock, on a machine shared with other work: the time the thread waits
+ * descheduled is left out (not the caches the others evict). -t 1 only: the
+ * matmul then runs on the calling thread.
  */
 #include "kernels/kernels.h"
 #include "quants.h"
@@ -25,6 +29,12 @@
 static double now(void) {
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + ts.tv_nsec * 1e-9;
+}
+
+static double thread_cpu(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
     return (double)ts.tv_sec + ts.tv_nsec * 1e-9;
 }
 
@@ -46,6 +56,7 @@ int main(int argc, char **argv) {
     const char *dtypes = NULL, *levels = NULL, *ns = "1,128", *shapes = "4096x4096,11008x4096";
     double min_time = 0.3;
     unsigned flags = 0;
+    int cpu_time = 0;
     for (int i = 1; i + 1 < argc; i += 2) {
         if (strcmp(argv[i], "-t") == 0)
             threads = atoi(argv[i + 1]);
@@ -61,17 +72,26 @@ int main(int argc, char **argv) {
             min_time = atof(argv[i + 1]);
         else if (strcmp(argv[i], "-b") == 0)
             flags = atoi(argv[i + 1]) ? BC__MATMUL_BF16_ACT : 0;
+        else if (strcmp(argv[i], "-c") == 0)
+            cpu_time = atoi(argv[i + 1]) != 0;
         else {
             fprintf(stderr,
-                    "usage: %s [-t THREADS] [-d DTYPE,...] [-l LEVEL,...] [-n N,...] [-s RxC,...] [-m SEC] [-b 0|1]\n",
+                    "usage: %s [-t THREADS] [-d DTYPE,...] [-l LEVEL,...] [-n N,...] [-s RxC,...] [-m SEC] [-b 0|1] "
+                    "[-c 0|1]\n",
                     argv[0]);
             return 2;
         }
     }
+    if (cpu_time && threads != 1) {
+        fprintf(stderr, "-c 1 needs -t 1: the CPU time of the calling thread is that of the matmul only then\n");
+        return 2;
+    }
+    double (*timer)(void) = cpu_time ? thread_cpu : now;
     bc__f16_init();
     bc__pool *pool = bc__pool_create(threads);
     bc__isa top = bc__kernels_detect();
-    printf("threads %d, detected level %s\n", threads, bc__isa_name(top));
+    printf("threads %d, detected level %s%s\n", threads, bc__isa_name(top),
+           cpu_time ? ", timed by thread CPU time" : "");
     printf("%-11s %-6s %-7s %5s %10s %9s %8s\n", "shape", "dtype", "level", "n", "ms", "GFLOP/s", "GB/s");
     uint64_t seed = 88172645463325252ULL;
     for (const char *sp = shapes; *sp;) {
@@ -117,9 +137,9 @@ int main(int argc, char **argv) {
                     bc__matmul(pool, &w, x, n, y, scratch, flags); /* warm up */
                     double best = 1e30, start = now();
                     do {
-                        double t0 = now();
+                        double t0 = timer();
                         bc__matmul(pool, &w, x, n, y, scratch, flags);
-                        double t = now() - t0;
+                        double t = timer() - t0;
                         if (t < best) best = t;
                     } while (now() - start < min_time);
                     printf("%5lldx%-5lld %-6s %-7s %5d %10.3f %9.1f %8.2f\n", rows, cols, tr->name, level, n,

@@ -1,6 +1,6 @@
 /*
  * kernels.c - dispatch, portable C kernels and the threaded matmul (see
- * kernels.h). The SIMD kernels live in x86.c.
+ * kernels.h). The SIMD kernels live in x86.c and the avx2_*.c files.
  *
  *   dispatch          CPU feature detection and the forced level
  *   activations       f32 rows -> a8 / a8k blocks
@@ -381,7 +381,9 @@ bc__dot_fn bc__dot_kernel(bc_dtype dtype, bc__isa isa) {
 
 bc__gemm4_fn bc__gemm4_kernel(bc_dtype dtype, bc__isa isa) {
     if ((unsigned)dtype >= BC_DTYPE_COUNT) return NULL;
-    return isa >= BC__ISA_AVX512 ? bc__gemm4_avx512[dtype] : NULL;
+    if (isa >= BC__ISA_AVX512 && bc__gemm4_avx512[dtype]) return bc__gemm4_avx512[dtype];
+    if (isa >= BC__ISA_AVX2) return bc__gemm4_avx2[dtype];
+    return NULL;
 }
 
 /* ------------------------------------------------------------------------ */

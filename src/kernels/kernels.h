@@ -112,9 +112,12 @@ BC__HIDDEN extern const bc__dot_fn bc__dot_avx512[BC_DTYPE_COUNT];
 typedef void (*bc__gemm4_fn)(int64_t cols, const void *w, size_t w_stride, const void *a, size_t a_stride, int na,
                              float *out);
 
-/* The four-row kernel of dtype at level isa, or NULL where there is none
- * (the matmul then runs bc__dot_fn row by row). */
+/* The four-row kernel of dtype at level isa (falling back to lower levels),
+ * or NULL where there is none (the matmul then runs bc__dot_fn row by row). */
 BC__HIDDEN bc__gemm4_fn bc__gemm4_kernel(bc_dtype dtype, bc__isa isa);
+/* Four-row kernel tables per level: AVX2 f16 / bf16 in avx2_half.c, AVX-512
+ * in x86.c (NULL entries fall back). */
+BC__HIDDEN extern const bc__gemm4_fn bc__gemm4_avx2[BC_DTYPE_COUNT];
 BC__HIDDEN extern const bc__gemm4_fn bc__gemm4_avx512[BC_DTYPE_COUNT];
 
 /* Activation kind 3: rows of cols bf16 values (f32 rounded to nearest even),
@@ -171,6 +174,10 @@ BC__HIDDEN extern const bc__pack_layout *const bc__pack_avx512[BC_DTYPE_COUNT];
 
 /* The AVX2 layouts, each defined beside its kernel (x86-64 builds only). */
 BC__HIDDEN extern const bc__pack_layout bc__layout_q4_0_avx2;
+BC__HIDDEN extern const bc__pack_layout bc__layout_q4_1_avx2;
+BC__HIDDEN extern const bc__pack_layout bc__layout_q5_0_avx2;
+BC__HIDDEN extern const bc__pack_layout bc__layout_q5_1_avx2;
+BC__HIDDEN extern const bc__pack_layout bc__layout_q8_0_avx2;
 
 /* The layout a matrix of dtype gets at level isa (the best at or below it),
  * or NULL when there is none. */

@@ -1,11 +1,15 @@
 /*
  * test_kernels.c - every matmul path (each instruction-set level this CPU
  * has, forced in turn) against the reference dot product of quants.c, for
- * every dtype, n = 1, 2, 3, 7, 16 activation rows, 1, 3, 33, 257 weight rows
+ * every dtype, n = 1, 2, 3, 5, 7, 16 activation rows (5: the four-row
+ * kernels with one activation row), 1, 3, 16, 38, 48, 257 weight rows
  * and rows of 32, 256 and 4352 (4096 + 256) columns (plus 33 and 47 for the
  * unblocked dtypes, to reach the SIMD tails), on 1 and 2 threads. At the
- * AVX-512 level q4_0 and q8_0 run a second time on the repacked copy (16 and
- * 48 rows; the others must refuse to repack and keep the row-major kernels).
+ * AVX2 and AVX-512 levels every case runs a second time on the repacked copy
+ * where the dtype has a layout at that level and the rows fill its groups
+ * (the others must refuse to repack and keep the row-major kernels). The
+ * repacked kernels are also held to the row-major ones at f32 rounding
+ * (test_repack_matches_rowmajor).
  *
  * Bounds, for y = sum_i w_i x_i with the reference r computed in double
  * from the dequantized weights:
@@ -29,6 +33,7 @@
 
 #include "kernels/kernels.h"
 #include "quants.h"
+#include "quants_blocks.h"
 
 static uint64_t rng_state = 1;
 static float rng_uniform(void) {
@@ -50,10 +55,10 @@ static const bc_dtype dtypes[] = {BC_DTYPE_F32,  BC_DTYPE_F16,  BC_DTYPE_BF16, B
                                   BC_DTYPE_Q4_K, BC_DTYPE_Q5_K, BC_DTYPE_Q6_K};
 
 /* Checks one (dtype, rows, cols, n) case at the current level, on the
- * repacked copy with repack (which must exist exactly when the shape allows
- * it and the level is AVX-512), and for bf16 weights the bf16-activation
- * kernels (BC__MATMUL_BF16_ACT) in its place; returns the largest
- * |y - r| / bound seen. */
+ * repacked copy with repack (which must exist exactly when the level has a
+ * layout for the dtype and the shape allows it), and for bf16 weights the
+ * bf16-activation kernels (BC__MATMUL_BF16_ACT) in its place; returns the
+ * largest |y - r| / bound seen. */
 static double check_case(bc__pool *pool, bc_dtype t, int64_t rows, int64_t cols, int n, int repack) {
     const unsigned flags = repack && t == BC_DTYPE_BF16 ? BC__MATMUL_BF16_ACT : 0;
     if (t == BC_DTYPE_BF16) repack = 0;
@@ -119,7 +124,7 @@ static void test_all_paths(void **state) {
     (void)state;
     const int64_t rows_list[] = {1, 3, 16, 38, 48, 257};
     const int64_t cols_list[] = {32, 256, 4096 + 256, 33, 47};
-    const int n_list[] = {1, 2, 3, 7, 16};
+    const int n_list[] = {1, 2, 3, 5, 7, 16};
     bc__isa top = bc__kernels_detect();
     printf("# detected level: %s\n", bc__isa_name(top));
     for (int threads = 1; threads <= 2; threads++) {
@@ -290,10 +295,132 @@ static void test_quantize_act(void **state) {
     free(x);
 }
 
+/* |offset| of weight i of a row whose kernel adds the offset apart from the
+ * quants, through the activation's sums: m of q4_1 / q5_1, dmin * m_j of
+ * q4_K / q5_K; 0 where the offset is a zero point subtracted in integers. */
+static double min_offset(bc_dtype t, const uint8_t *row, int64_t i) {
+    switch (t) {
+    case BC_DTYPE_Q4_1: return fabs(bc__f16_to_f32(((const bc__block_q4_1 *)row)[i / 32].m));
+    case BC_DTYPE_Q5_1: return fabs(bc__f16_to_f32(((const bc__block_q5_1 *)row)[i / 32].m));
+    case BC_DTYPE_Q4_K:
+    case BC_DTYPE_Q5_K: {
+        const uint8_t *scales = t == BC_DTYPE_Q4_K ? ((const bc__block_q4_K *)row)[i / 256].scales
+                                                   : ((const bc__block_q5_K *)row)[i / 256].scales;
+        const uint16_t dmin = t == BC_DTYPE_Q4_K ? ((const bc__block_q4_K *)row)[i / 256].dmin
+                                                 : ((const bc__block_q5_K *)row)[i / 256].dmin;
+        uint8_t sc, m;
+        bc__k_scale_min((int)(i % 256 / 32), scales, &sc, &m);
+        return fabs(bc__f16_to_f32(dmin)) * m;
+    }
+    default: return 0;
+    }
+}
+
+/* The repacked kernels against the row-major ones at the AVX2 level, for
+ * every dtype with a repacked layout there: both add the same exact integer
+ * block sums, scaled in f32, so they may differ by f32 rounding only:
+ *   |y_packed - y_rowmajor| <= 1e-5 * M + 1e-6,
+ *   M = sum_i (|w_i| + 2 |o_i|) * |xa_i|,
+ * xa the 8-bit activations as the kernels see them (d * q) and o_i the
+ * offset the kernel adds through the activation sums (min_offset): M bounds
+ * sum_i (|w_i - o_i| + |o_i|) * |xa_i|, the magnitudes of the terms either
+ * kernel adds. Shapes: 8, 16
+ * and 48 rows; block columns 1, 3 and 129 (runs of 4 with a short last one),
+ * 8 and 136; n = 1..5 and 16. */
+static void test_repack_matches_rowmajor(void **state) {
+    (void)state;
+    if (bc__kernels_detect() < BC__ISA_AVX2) skip();
+    assert_int_equal(bc__kernels_force(BC__ISA_AVX2), BC__ISA_AVX2);
+    const int64_t rows_list[] = {8, 16, 48};
+    const int64_t cols_list[] = {32, 96, 256, 4096 + 32, 4096 + 256};
+    const int n_list[] = {1, 2, 3, 4, 5, 16};
+    bc__pool *pool = bc__pool_create(1);
+    int tested = 0;
+    for (size_t d = 0; d < sizeof dtypes / sizeof dtypes[0]; d++) {
+        const bc_dtype t = dtypes[d];
+        if (bc__pack_layout_of(t, BC__ISA_AVX2) == NULL) continue;
+        tested++;
+        const int kind = bc__act_kind(t), ab = kind == 2 ? 256 : 32;
+        double worst = 0;
+        for (size_t ci = 0; ci < sizeof cols_list / sizeof cols_list[0]; ci++) {
+            const int64_t cols = cols_list[ci];
+            if (cols % bc__dtype_traits_of(t)->block_elems) continue;
+            for (size_t ri = 0; ri < sizeof rows_list / sizeof rows_list[0]; ri++) {
+                const int64_t rows = rows_list[ri];
+                const int n = 16;
+                uint64_t row_bytes;
+                assert_int_equal(bc__dtype_row_bytes(t, (uint64_t)cols, &row_bytes), 0);
+                float *wf = malloc((size_t)(rows * cols) * sizeof(float)),
+                      *x = malloc((size_t)(n * cols) * sizeof(float));
+                float *wd = malloc((size_t)cols * sizeof(float)), *xa = malloc((size_t)cols * sizeof(float));
+                uint8_t *wq = malloc((size_t)rows * row_bytes), *act = malloc(bc__act_row_bytes(kind, cols));
+                float *y[2] = {malloc((size_t)(n * rows) * sizeof(float)), malloc((size_t)(n * rows) * sizeof(float))};
+                void *scratch = malloc(bc__matmul_scratch_bytes(cols, n));
+                /* Weights of either sign or one sign per row (large mins). */
+                for (int64_t i = 0; i < rows * cols; i++)
+                    wf[i] = rng_uniform() * (1.0f + (float)((i / 32) % 3)) + (float)((i / cols) % 3) - 1.0f;
+                for (int64_t i = 0; i < n * cols; i++) x[i] = rng_uniform() * (i % 17 == 0 ? 4.0f : 1.0f);
+                for (int64_t r = 0; r < rows; r++)
+                    assert_int_equal(bc__quantize_row(t, wf + r * cols, wq + r * row_bytes, cols), 0);
+                for (size_t ni = 0; ni < sizeof n_list / sizeof n_list[0]; ni++) {
+                    const int nn = n_list[ni];
+                    bc__weight w = {wq, t, rows, cols, "test", NULL, NULL};
+                    bc__matmul(pool, &w, x, nn, y[0], scratch, 0);
+                    assert_true(bc__weight_repack(&w));
+                    bc__matmul(pool, &w, x, nn, y[1], scratch, 0);
+                    bc__weight_repack_free(&w);
+                    for (int k = 0; k < nn; k++) {
+                        bc__quantize_act(kind, x + (size_t)k * (size_t)cols, act, cols);
+                        for (int64_t b = 0; b < cols / ab; b++) {
+                            const float da =
+                                kind == 2 ? ((const bc__block_a8k *)act)[b].d : ((const bc__block_a8 *)act)[b].d;
+                            const int8_t *qa =
+                                kind == 2 ? ((const bc__block_a8k *)act)[b].qs : ((const bc__block_a8 *)act)[b].qs;
+                            for (int i = 0; i < ab; i++) xa[b * ab + i] = da * qa[i];
+                        }
+                        for (int64_t r = 0; r < rows; r++) {
+                            const uint8_t *row = wq + r * row_bytes;
+                            bc__dequantize_row(t, row, wd, cols);
+                            double mag = 0;
+                            for (int64_t i = 0; i < cols; i++) {
+                                const double o = min_offset(t, row, i);
+                                mag += (fabs(wd[i]) + 2 * o) * fabs(xa[i]);
+                            }
+                            const float a = y[1][(size_t)k * (size_t)rows + (size_t)r];
+                            const float ref = y[0][(size_t)k * (size_t)rows + (size_t)r];
+                            const double bound = 1e-5 * mag + 1e-6, err = fabs((double)a - ref);
+                            if (err > bound)
+                                fail_msg("%s rows %lld cols %lld n %d: row %lld act %d: repacked %.9g, row-major %.9g, "
+                                         "bound %.3g",
+                                         bc_dtype_name(t), (long long)rows, (long long)cols, nn, (long long)r, k, a,
+                                         ref, bound);
+                            if (err / bound > worst) worst = err / bound;
+                        }
+                    }
+                }
+                free(wf);
+                free(x);
+                free(wd);
+                free(xa);
+                free(wq);
+                free(act);
+                free(y[0]);
+                free(y[1]);
+                free(scratch);
+            }
+        }
+        printf("# avx2 repacked vs row-major %-5s max difference / bound %.4f\n", bc_dtype_name(t), worst);
+    }
+    bc__pool_free(pool);
+    bc__kernels_force(-1);
+    if (tested == 0) skip();
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_force),        cmocka_unit_test(test_all_paths),    cmocka_unit_test(test_repack_threads),
-        cmocka_unit_test(test_matmul_multi), cmocka_unit_test(test_quantize_act),
+        cmocka_unit_test(test_force),          cmocka_unit_test(test_all_paths),
+        cmocka_unit_test(test_repack_threads), cmocka_unit_test(test_repack_matches_rowmajor),
+        cmocka_unit_test(test_matmul_multi),   cmocka_unit_test(test_quantize_act),
     };
     return cmocka_run_group_tests(tests, setup, NULL);
 }
