@@ -152,6 +152,9 @@ BC__HIDDEN extern const bc__pack_layout *const bc__pack_avx512[BC_DTYPE_COUNT];
 
 /* The AVX2 layouts, each defined beside its kernel (x86-64 builds only). */
 BC__HIDDEN extern const bc__pack_layout bc__layout_q4_0_avx2;
+BC__HIDDEN extern const bc__pack_layout bc__layout_q4_K_avx2;
+BC__HIDDEN extern const bc__pack_layout bc__layout_q5_K_avx2;
+BC__HIDDEN extern const bc__pack_layout bc__layout_q6_K_avx2;
 
 /* The layout a matrix of dtype gets at level isa (the best at or below it),
  * or NULL when there is none. */

@@ -3,9 +3,11 @@
  * has, forced in turn) against the reference dot product of quants.c, for
  * every dtype, n = 1, 2, 3, 7, 16 activation rows, 1, 3, 33, 257 weight rows
  * and rows of 32, 256 and 4352 (4096 + 256) columns (plus 33 and 47 for the
- * unblocked dtypes, to reach the SIMD tails), on 1 and 2 threads. At the
- * AVX-512 level q4_0 and q8_0 run a second time on the repacked copy (16 and
- * 48 rows; the others must refuse to repack and keep the row-major kernels).
+ * unblocked dtypes, to reach the SIMD tails), on 1 and 2 threads. From the
+ * AVX2 level up every case runs a second time on the repacked copy where the
+ * dtype has a layout (whole groups of rows; other shapes must refuse to
+ * repack and keep the row-major kernels), and test_repack_vs_rowmajor holds
+ * the repacked kernels to the row-major ones within f32 rounding.
  *
  * Bounds, for y = sum_i w_i x_i with the reference r computed in double
  * from the dequantized weights:
@@ -206,11 +208,106 @@ static void test_repack_threads(void **state) {
     if (tested == 0) skip();
 }
 
+/* The repacked kernels against the row-major kernels of the same level, for
+ * every dtype with a layout at each level from AVX2 up: both compute the same
+ * exact integer block sums, so they may differ only by the f32 rounding of
+ * scaling and adding them, |a - b| <= 1e-5 * sum_i |w_i x_i| + 1e-6 (w
+ * dequantized; far tighter than the quantization bound of test_all_paths).
+ * Rows 8, 16 and 48 (whole groups only), block counts that are and are not
+ * a multiple of a layout's run, and n = 1 .. 5 and 16 (tiles of 1 to 4
+ * activation rows). */
+static void test_repack_vs_rowmajor(void **state) {
+    (void)state;
+    const int64_t rows_list[] = {8, 16, 48};
+    const int64_t cols_list[] = {32, 96, 160, 256, 768, 4096 + 160, 4096 + 256};
+    const int n_list[] = {1, 2, 3, 4, 5, 16};
+    const int n_max = 16;
+    bc__isa top = bc__kernels_detect();
+    bc__pool *pool = bc__pool_create(1);
+    assert_non_null(pool);
+    int tested = 0;
+    for (int level = BC__ISA_AVX2; level <= (int)top; level++) {
+        assert_int_equal(bc__kernels_force(level), level);
+        for (size_t d = 0; d < sizeof dtypes / sizeof dtypes[0]; d++) {
+            const bc_dtype t = dtypes[d];
+            const bc__pack_layout *l = bc__pack_layout_of(t, (bc__isa)level);
+            if (l == NULL) continue;
+            double worst = 0;
+            int cases = 0;
+            for (size_t ci = 0; ci < sizeof cols_list / sizeof cols_list[0]; ci++) {
+                const int64_t cols = cols_list[ci];
+                if (cols % bc__dtype_traits_of(t)->block_elems) continue;
+                for (size_t ri = 0; ri < sizeof rows_list / sizeof rows_list[0]; ri++) {
+                    const int64_t rows = rows_list[ri];
+                    if (rows % l->rows) continue;
+                    uint64_t row_bytes;
+                    assert_int_equal(bc__dtype_row_bytes(t, (uint64_t)cols, &row_bytes), 0);
+                    float *wf = malloc((size_t)(rows * cols) * sizeof(float));
+                    float *x = malloc((size_t)(n_max * cols) * sizeof(float)),
+                          *wd = malloc((size_t)cols * sizeof(float));
+                    uint8_t *wq = malloc((size_t)rows * row_bytes);
+                    float *y_rm = malloc((size_t)(n_max * rows) * sizeof(float));
+                    float *y_rp = malloc((size_t)(n_max * rows) * sizeof(float));
+                    double *mag = malloc((size_t)(n_max * rows) * sizeof(double));
+                    void *scratch = malloc(bc__matmul_scratch_bytes(cols, n_max));
+                    for (int64_t i = 0; i < rows * cols; i++) wf[i] = rng_uniform() * (1.0f + (float)((i / 32) % 3));
+                    for (int64_t i = 0; i < n_max * cols; i++) x[i] = rng_uniform() * (i % 17 == 0 ? 4.0f : 1.0f);
+                    for (int64_t r = 0; r < rows; r++) {
+                        assert_int_equal(bc__quantize_row(t, wf + r * cols, wq + r * row_bytes, cols), 0);
+                        bc__dequantize_row(t, wq + r * row_bytes, wd, cols);
+                        for (int k = 0; k < n_max; k++) {
+                            double m = 0;
+                            for (int64_t i = 0; i < cols; i++) m += fabs((double)wd[i] * x[k * cols + i]);
+                            mag[k * rows + r] = m;
+                        }
+                    }
+                    bc__weight w = {wq, t, rows, cols, "test", NULL, NULL};
+                    for (size_t ni = 0; ni < sizeof n_list / sizeof n_list[0]; ni++) {
+                        const int n = n_list[ni];
+                        bc__matmul(pool, &w, x, n, y_rm, scratch, 0);
+                        assert_true(bc__weight_repack(&w));
+                        assert_ptr_equal(w.pack, l);
+                        bc__matmul(pool, &w, x, n, y_rp, scratch, 0);
+                        bc__weight_repack_free(&w);
+                        for (int k = 0; k < n; k++)
+                            for (int64_t r = 0; r < rows; r++) {
+                                const size_t i = (size_t)k * (size_t)rows + (size_t)r;
+                                const double bound = 1e-5 * mag[i] + 1e-6, err = fabs((double)y_rp[i] - y_rm[i]);
+                                if (err > bound)
+                                    fail_msg("%s %s rows %lld cols %lld n %d: row %lld act %d: repacked %.9g, "
+                                             "row-major %.9g, bound %.3g",
+                                             bc__isa_name((bc__isa)level), bc_dtype_name(t), (long long)rows,
+                                             (long long)cols, n, (long long)r, k, y_rp[i], y_rm[i], bound);
+                                if (err / bound > worst) worst = err / bound;
+                            }
+                        cases++;
+                    }
+                    free(wf);
+                    free(x);
+                    free(wd);
+                    free(wq);
+                    free(y_rm);
+                    free(y_rp);
+                    free(mag);
+                    free(scratch);
+                }
+            }
+            printf("# %-6s %-5s %3d cases, repacked vs row-major: max difference / bound %.3f\n",
+                   bc__isa_name((bc__isa)level), bc_dtype_name(t), cases, worst);
+            tested++;
+        }
+    }
+    bc__pool_free(pool);
+    bc__kernels_force(-1);
+    if (tested == 0) skip();
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_force),
         cmocka_unit_test(test_all_paths),
         cmocka_unit_test(test_repack_threads),
+        cmocka_unit_test(test_repack_vs_rowmajor),
     };
     return cmocka_run_group_tests(tests, setup, NULL);
 }
