@@ -8,12 +8,26 @@
  * (256 weights of each of the 8 rows), the columns one after the other. A
  * column's size is a multiple of 32 bytes, so every 32-byte load is aligned.
  *
- * The quants of a column are 4 chunks of 64 weights. Chunk c has 8 registers
- * of 32 bytes; byte 4r + t of register i holds the low 4 bits of weight
- * 64c + 4i + t of row r in its low nibble and of weight 64c + 32 + 4i + t in
- * its high nibble (for q4_K and q5_K these are the bytes qs[32c + 4i + t] as
- * stored). Masking gives 8 registers of 4 weights per row, a row per 32-bit
- * lane, for weights 64c .. 64c+31, shifting the 8 registers of the next 32.
+ * A column's weights unpack into 64 quant registers of 32 bytes: register i
+ * holds weights 4i .. 4i+3 of the 8 rows, byte 4r + t weight 4i + t of row
+ * r, a row per 32-bit lane. They are stored as:
+ *   q4_K  pairs of registers in 32 bytes: for chunk c (64 weights), byte
+ *         4r + t of stored register i (0..7) holds register 16c + i in its
+ *         low nibble and 16c + 8 + i in its high one (the bytes
+ *         qs[32c + 4i + t] of row r as stored): 1.5 operations a register
+ *   q5_K  each sub-block j (registers 8j + m, m = 0..7) in 5 stored registers
+ *         X0..X4: Xm's low 5 bits are register 8j + m (m < 5), and their top
+ *         3 bits hold the others: register 8j + 5 in X0 (bits 0-2) and X1
+ *         (3-4, at bits 6-7), 8j + 6 likewise in X2 and X3, 8j + 7 in X4
+ *         (0-2), X1 bit 5 (3) and X3 bit 5 (4): 23 operations for 8 registers
+ *   q6_K  each 16-weight group g (registers 4g .. 4g+3) in 3 stored registers
+ *         A, B, C: their low 6 bits are registers 4g .. 4g+2, their top 2 bits
+ *         bits 4-5 (A), 2-3 (B) and 0-1 (C) of register 4g+3: 11 operations
+ *         for 4 registers
+ * At n = 1 the unpacking costs about as much as the products, so it is worth
+ * the odd bit layouts: with ggml's low/high bit planes kept (about 4.3
+ * operations a register) q5_K and q6_K ran 20-25% slower from cache.
+ * Column maps:
  *
  *   q4_K  1184 bytes a column (8 rows of 144: +2.8%)
  *     0    d      8 f16, row r at 2r
@@ -21,28 +35,20 @@
  *     32   scales 4 x 16 bytes: pair p, row r at 16p + 2r: the 6-bit scales
  *                 of sub-blocks 2p, 2p+1 as bytes
  *     96   mins   4 x 16 bytes, the same for the 6-bit mins
- *     160  quants 1024 bytes as above
- *   q5_K  1440 bytes (8 rows of 176: +2.3%): q4_K with
- *     160  qh     4 x 64 bytes: chunk c, register h (quant registers 4h ..
- *                 4h+3) at 64c + 32h; byte 4r + t bit j holds the fifth bit
- *                 of the low-nibble weight of quant register 4h + j, bit 4 + j
- *                 that of its high-nibble weight
- *     416  quants 1024 bytes
+ *     160  quants 4 chunks of 256 bytes
+ *   q5_K  1440 bytes (8 rows of 176: +2.3%): q4_K's first 160 bytes, then
+ *     160  quants 8 sub-blocks of 160 bytes
  *   q6_K  1696 bytes (8 rows of 210: +1.0%)
  *     0    d      8 f32 (the f16 d converted at repack: the room is there,
  *                 the column being padded to 32 bytes anyway)
  *     32   scales 8 x 16 bytes: pair p, row r at 16p + 2r: the int8 scales
  *                 of the 16-weight groups 2p, 2p+1
- *     160  ql     1024 bytes: the quants' low 4 bits as above
- *     1184 qh     4 x 128 bytes: chunk c, register h (quant registers 2h,
- *                 2h+1) at 128c + 32h; byte 4r + t bits 2j, 2j+1 hold the
- *                 top two bits of the low-nibble weight of quant register
- *                 2h + j, bits 4 + 2j, 5 + 2j those of its high-nibble weight
+ *     160  quants 16 groups of 96 bytes
  *
  * The kernel runs one group against na activation rows, column by column.
- * Each 32 weights of the 8 rows are unpacked once into 8 registers; per
- * activation row, vpmaddubsw against 4 activation bytes broadcast to every
- * lane gives each row's 4 products as two int16 sums, which add in int16
+ * The quant registers are unpacked once for all na rows; per activation row,
+ * vpmaddubsw against 4 activation bytes broadcast to every lane gives each
+ * row's 4 products as two int16 sums, which add in int16
  * while they cannot overflow (|q a| <= q_max * 127 per product, 2 products
  * per vpmaddubsw lane):
  *   q4_K  q <= 15: 8 results, 16 products, at most 30480
@@ -84,22 +90,20 @@
 #define K45_MINS   96
 #define Q4K_QS     160
 #define Q4K_COL    1184
-#define Q5K_QH     160
-#define Q5K_QS     416
+#define Q5K_QS     160
 #define Q5K_COL    1440
 #define Q6K_D      0
 #define Q6K_SCALES 32
-#define Q6K_QL     160
-#define Q6K_QH     1184
+#define Q6K_QS     160
 #define Q6K_COL    1696
 
 static_assert(Q4K_COL % 32 == 0 && Q5K_COL % 32 == 0 && Q6K_COL % 32 == 0, "columns keep 32-byte alignment");
-static_assert(Q4K_QS + 1024 == Q4K_COL && Q5K_QS + 1024 == Q5K_COL && Q6K_QH + 512 == Q6K_COL, "column maps");
+static_assert(Q4K_QS + 1024 == Q4K_COL && Q5K_QS + 1280 == Q5K_COL && Q6K_QS + 1536 == Q6K_COL, "column maps");
 
 /* Bytes ahead of the column being read that it is prefetched. At n = 1 the
- * group streams from memory or L3; bench_matmul-like runs of the kernel at
- * one thread (q4_K 11008x4096, L3-resident): none 18 GB/s, 2 KB 27, 4 KB 31,
- * 8 KB 32; from DRAM (32768x4096) 14 GB/s without, 17.5 with any of them. */
+ * group streams from L3 or memory; the q4_K kernel alone on one thread, on
+ * 11008x4096 (L3-resident): 18 GB/s without, 27 with 2 KB, 31 with 4 KB, 32
+ * with 8 KB; on 32768x4096 (DRAM): 14 GB/s without, 17.5 with any of them. */
 #define PREFETCH 4096
 
 static size_t group_bytes_q4_K(int64_t cols) { return (size_t)(cols / 256) * Q4K_COL; }
@@ -113,12 +117,12 @@ static size_t group_bytes_q6_K(int64_t cols) { return (size_t)(cols / 256) * Q6K
 /* q4_K (bits 4) / q5_K (bits 5). */
 static void pack_k45(const int bits, const void *src, size_t row_bytes, int64_t cols, void *dst) {
     const int64_t nb = cols / 256;
-    const size_t col_bytes = bits == 4 ? Q4K_COL : Q5K_COL, qs_off = bits == 4 ? Q4K_QS : Q5K_QS;
-    memset(dst, 0, (size_t)nb * col_bytes);
-    for (int r = 0; r < 8; r++) {
-        const char *row = (const char *)src + (size_t)r * row_bytes;
-        for (int64_t b = 0; b < nb; b++) {
-            uint8_t *col = (uint8_t *)dst + (size_t)b * col_bytes;
+    const size_t col_bytes = bits == 4 ? Q4K_COL : Q5K_COL;
+    for (int64_t b = 0; b < nb; b++) {
+        uint8_t *col = (uint8_t *)dst + (size_t)b * col_bytes;
+        uint8_t q[8][256]; /* the rows' quants in weight order, as dot_k45_c reads them */
+        for (int r = 0; r < 8; r++) {
+            const char *row = (const char *)src + (size_t)r * row_bytes;
             const uint8_t *qs, *qh = NULL, *scales;
             uint16_t d, dmin;
             if (bits == 4) {
@@ -140,17 +144,36 @@ static void pack_k45(const int bits, const void *src, size_t row_bytes, int64_t 
             for (int j = 0; j < 8; j++)
                 bc__k_scale_min(j, scales, col + K45_SCALES + 16 * (j / 2) + 2 * r + j % 2,
                                 col + K45_MINS + 16 * (j / 2) + 2 * r + j % 2);
-            for (int c = 0; c < 4; c++) _Pragma("GCC unroll 8") for (int i = 0; i < 8; i++) {
-                    memcpy(col + qs_off + 256 * c + 32 * i + 4 * r, qs + 32 * c + 4 * i, 4);
-                    if (qh == NULL) continue;
-                    /* Weight 64c + l (l < 32) has its fifth bit at bit 2c of
-                     * qh[l], weight 64c + 32 + l at bit 2c + 1. */
-                    for (int t = 0; t < 4; t++) {
-                        const int l = 4 * i + t, lo = (qh[l] >> (2 * c)) & 1, hi = (qh[l] >> (2 * c + 1)) & 1;
-                        col[Q5K_QH + 64 * c + 32 * (i / 4) + 4 * r + t] |= (uint8_t)(lo << (i % 4) | hi << (4 + i % 4));
+            for (int c = 0; c < 4; c++)
+                for (int l = 0; l < 32; l++) {
+                    q[r][64 * c + l] = qs[32 * c + l] & 0xF;
+                    q[r][64 * c + 32 + l] = qs[32 * c + l] >> 4;
+                    if (qh) {
+                        q[r][64 * c + l] |= (uint8_t)(((qh[l] >> (2 * c)) & 1) << 4);
+                        q[r][64 * c + 32 + l] |= (uint8_t)(((qh[l] >> (2 * c + 1)) & 1) << 4);
                     }
                 }
         }
+        for (int r = 0; r < 8; r++)
+            for (int t = 0; t < 4; t++) {
+                uint8_t *o = col + (bits == 4 ? Q4K_QS : Q5K_QS) + 4 * r + t;
+                if (bits == 4) {
+                    for (int c = 0; c < 4; c++)
+                        for (int i = 0; i < 8; i++)
+                            o[256 * c + 32 * i] =
+                                (uint8_t)(q[r][64 * c + 4 * i + t] | q[r][64 * c + 32 + 4 * i + t] << 4);
+                    continue;
+                }
+                for (int j = 0; j < 8; j++) {
+                    uint8_t w[8], *x = o + 160 * j;
+                    for (int m = 0; m < 8; m++) w[m] = q[r][32 * j + 4 * m + t];
+                    x[0] = (uint8_t)(w[0] | (w[5] & 7) << 5);
+                    x[32] = (uint8_t)(w[1] | ((w[7] >> 3) & 1) << 5 | (w[5] >> 3) << 6);
+                    x[64] = (uint8_t)(w[2] | (w[6] & 7) << 5);
+                    x[96] = (uint8_t)(w[3] | (w[7] >> 4) << 5 | (w[6] >> 3) << 6);
+                    x[128] = (uint8_t)(w[4] | (w[7] & 7) << 5);
+                }
+            }
     }
 }
 static void pack_q4_K(const void *src, size_t row_bytes, int64_t cols, void *dst) {
@@ -162,16 +185,14 @@ static void pack_q5_K(const void *src, size_t row_bytes, int64_t cols, void *dst
 
 static void pack_q6_K(const void *src, size_t row_bytes, int64_t cols, void *dst) {
     const int64_t nb = cols / 256;
-    memset(dst, 0, (size_t)nb * Q6K_COL);
-    for (int r = 0; r < 8; r++) {
-        const bc__block_q6_K *x = (const bc__block_q6_K *)((const char *)src + (size_t)r * row_bytes);
-        for (int64_t b = 0; b < nb; b++, x++) {
-            uint8_t *col = (uint8_t *)dst + (size_t)b * Q6K_COL;
-            /* The 256 quants (0..63) in weight order, as dot_q6_K_c reads them. */
-            uint8_t q[256];
+    for (int64_t b = 0; b < nb; b++) {
+        uint8_t *col = (uint8_t *)dst + (size_t)b * Q6K_COL;
+        uint8_t q[8][256]; /* the rows' quants (0..63) in weight order, as dot_q6_K_c reads them */
+        for (int r = 0; r < 8; r++) {
+            const bc__block_q6_K *x = (const bc__block_q6_K *)((const char *)src + (size_t)r * row_bytes) + b;
             for (int h = 0; h < 2; h++) {
                 const uint8_t *ql = x->ql + 64 * h, *qh = x->qh + 32 * h;
-                uint8_t *o = q + 128 * h;
+                uint8_t *o = q[r] + 128 * h;
                 for (int l = 0; l < 32; l++) {
                     o[l] = (uint8_t)((ql[l] & 0xF) | ((qh[l] & 3) << 4));
                     o[l + 32] = (uint8_t)((ql[l + 32] & 0xF) | (((qh[l] >> 2) & 3) << 4));
@@ -182,15 +203,16 @@ static void pack_q6_K(const void *src, size_t row_bytes, int64_t cols, void *dst
             const float d = bc__f16_to_f32(x->d);
             memcpy(col + Q6K_D + 4 * r, &d, 4);
             for (int g = 0; g < 16; g++) memcpy(col + Q6K_SCALES + 16 * (g / 2) + 2 * r + g % 2, &x->scales[g], 1);
-            for (int c = 0; c < 4; c++)
-                for (int i = 0; i < 8; i++)
-                    for (int t = 0; t < 4; t++) {
-                        const int lo = q[64 * c + 4 * i + t], hi = q[64 * c + 32 + 4 * i + t];
-                        col[Q6K_QL + 256 * c + 32 * i + 4 * r + t] = (uint8_t)((lo & 0xF) | (hi & 0xF) << 4);
-                        col[Q6K_QH + 128 * c + 32 * (i / 2) + 4 * r + t] |=
-                            (uint8_t)((lo >> 4) << (2 * (i % 2)) | (hi >> 4) << (4 + 2 * (i % 2)));
-                    }
         }
+        for (int r = 0; r < 8; r++)
+            for (int t = 0; t < 4; t++)
+                for (int g = 0; g < 16; g++) {
+                    uint8_t *x = col + Q6K_QS + 96 * g + 4 * r + t;
+                    const int w3 = q[r][16 * g + 12 + t];
+                    x[0] = (uint8_t)(q[r][16 * g + t] | (w3 >> 4) << 6);
+                    x[32] = (uint8_t)(q[r][16 * g + 4 + t] | ((w3 >> 2) & 3) << 6);
+                    x[64] = (uint8_t)(q[r][16 * g + 8 + t] | (w3 & 3) << 6);
+                }
     }
 }
 
@@ -251,11 +273,38 @@ INLINE_AVX2 __m256i mins_dot(const uint8_t *m, const int16_t *bsums) {
 #undef MINS
 }
 
+/* The 8 quant registers of q4_K chunk c's stored registers at qs, low
+ * nibbles (half 0) or high (half 1). */
+INLINE_AVX2 void unpack_q4(const uint8_t *qs, const int half, __m256i *w) {
+    const __m256i m4 = _mm256_set1_epi8(0x0F);
+    for (int i = 0; i < 8; i++) {
+        const __m256i raw = _mm256_load_si256((const __m256i *)(qs + 32 * i));
+        w[i] = _mm256_and_si256(half ? _mm256_srli_epi16(raw, 4) : raw, m4);
+    }
+}
+
+/* The 8 quant registers of a q5_K sub-block from its 5 stored registers at
+ * x. The 16-bit shifts move no bit that the mask keeps across a byte. */
+INLINE_AVX2 void unpack_q5(const uint8_t *x, __m256i *w) {
+    const __m256i m5 = _mm256_set1_epi8(0x1F), b012 = _mm256_set1_epi8(0x07), b34 = _mm256_set1_epi8(0x18);
+    __m256i v[5];
+    for (int m = 0; m < 5; m++) {
+        v[m] = _mm256_load_si256((const __m256i *)(x + 32 * m));
+        w[m] = _mm256_and_si256(v[m], m5);
+    }
+    w[5] = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(v[0], 5), b012),
+                           _mm256_and_si256(_mm256_srli_epi16(v[1], 3), b34));
+    w[6] = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(v[2], 5), b012),
+                           _mm256_and_si256(_mm256_srli_epi16(v[3], 3), b34));
+    w[7] = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(v[4], 5), b012),
+                           _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(v[1], 2), _mm256_set1_epi8(0x08)),
+                                           _mm256_and_si256(_mm256_srli_epi16(v[3], 1), _mm256_set1_epi8(0x10))));
+}
+
 INLINE_AVX2 void kernel_k45_(const int bits, int64_t cols, const void *group, const void *a, size_t as, const int na,
                              float *out) {
     const int64_t nb = cols / 256;
-    const size_t col_bytes = bits == 4 ? Q4K_COL : Q5K_COL, qs_off = bits == 4 ? Q4K_QS : Q5K_QS;
-    const __m256i m4 = _mm256_set1_epi8(0x0F), m16 = _mm256_set1_epi8(0x10);
+    const size_t col_bytes = bits == 4 ? Q4K_COL : Q5K_COL;
     __m256 acc[BC__MAX_NA];
     for (int k = 0; k < na; k++) acc[k] = _mm256_setzero_ps();
     for (int64_t b = 0; b < nb; b++) {
@@ -264,35 +313,26 @@ INLINE_AVX2 void kernel_k45_(const int bits, int64_t cols, const void *group, co
             _mm_prefetch((const char *)(col + PREFETCH + off), _MM_HINT_T0);
         __m256i sumi[BC__MAX_NA];
         for (int k = 0; k < na; k++) sumi[k] = _mm256_setzero_si256();
-        /* The chunk loop stays rolled: unrolled, it measured no faster at
-         * na = 4 and is four times the code. */
+        /* Sub-blocks 2c, 2c + 1 (one scale pair; for q4_K one chunk). The
+         * loop stays rolled: unrolled, it measured no faster at na = 4 and
+         * is four times the code. */
         _Pragma("GCC unroll 1") for (int c = 0; c < 4; c++) {
             __m256i sc[2];
             scales_u8(col + K45_SCALES + 16 * c, &sc[0], &sc[1]);
-            const uint8_t *qs = col + qs_off + 256 * c, *qh = col + Q5K_QH + 64 * c;
-            /* half 0: the low nibbles, sub-block 2c; half 1: the high ones, 2c + 1 */
-            _Pragma("GCC unroll 2") for (int half = 0; half < 2; half++) {
+            _Pragma("GCC unroll 2") for (int e = 0; e < 2; e++) {
                 __m256i w[8];
-                _Pragma("GCC unroll 8") for (int i = 0; i < 8; i++) {
-                    const __m256i raw = _mm256_load_si256((const __m256i *)(qs + 32 * i));
-                    w[i] = _mm256_and_si256(half ? _mm256_srli_epi16(raw, 4) : raw, m4);
-                    if (bits == 5) {
-                        /* bit i % 4 (low nibble) or 4 + i % 4 (high) of each
-                         * byte to bit 4; 16-bit shifts of at most 4 keep
-                         * bit 4 of each byte within the byte */
-                        const __m256i h = _mm256_load_si256((const __m256i *)(qh + 32 * (i / 4)));
-                        const __m256i b4 = half ? _mm256_srli_epi16(h, i % 4) : _mm256_slli_epi16(h, 4 - i % 4);
-                        w[i] = _mm256_or_si256(w[i], _mm256_and_si256(b4, m16));
-                    }
-                }
+                if (bits == 4)
+                    unpack_q4(col + Q4K_QS + 256 * c, e, w);
+                else
+                    unpack_q5(col + Q5K_QS + 160 * (2 * c + e), w);
                 _Pragma("GCC unroll 4") for (int k = 0; k < na; k++) {
-                    const int8_t *qa = ACT_ROW(a, as, k)[b].qs + 64 * c + 32 * half;
+                    const int8_t *qa = ACT_ROW(a, as, k)[b].qs + 32 * (2 * c + e);
                     __m256i s;
                     if (bits == 4)
-                        s = _mm256_madd_epi16(dot_i16(8, w, qa), sc[half]);
+                        s = _mm256_madd_epi16(dot_i16(8, w, qa), sc[e]);
                     else
-                        s = _mm256_add_epi32(_mm256_madd_epi16(dot_i16(4, w, qa), sc[half]),
-                                             _mm256_madd_epi16(dot_i16(4, w + 4, qa + 16), sc[half]));
+                        s = _mm256_add_epi32(_mm256_madd_epi16(dot_i16(4, w, qa), sc[e]),
+                                             _mm256_madd_epi16(dot_i16(4, w + 4, qa + 16), sc[e]));
                     sumi[k] = _mm256_add_epi32(sumi[k], s);
                 }
             }
@@ -310,9 +350,24 @@ INLINE_AVX2 void kernel_k45_(const int bits, int64_t cols, const void *group, co
     for (int k = 0; k < na; k++) _mm256_storeu_ps(out + 8 * k, acc[k]);
 }
 
+/* The 4 quant registers of q6_K group g from its 3 stored registers at x. */
+INLINE_AVX2 void unpack_q6(const uint8_t *x, __m256i *w) {
+    const __m256i m6 = _mm256_set1_epi8(0x3F), top = _mm256_set1_epi8((char)0xC0);
+    const __m256i va = _mm256_load_si256((const __m256i *)x), vb = _mm256_load_si256((const __m256i *)(x + 32)),
+                  vc = _mm256_load_si256((const __m256i *)(x + 64));
+    w[0] = _mm256_and_si256(va, m6);
+    w[1] = _mm256_and_si256(vb, m6);
+    w[2] = _mm256_and_si256(vc, m6);
+    /* top bits of A at 6-7, B at 4-5, C at 2-3, then all down by 2; a byte's
+     * bits 0-1 are clear at each 16-bit shift, so none crosses a byte */
+    const __m256i u =
+        _mm256_or_si256(_mm256_and_si256(va, top), _mm256_or_si256(_mm256_srli_epi16(_mm256_and_si256(vb, top), 2),
+                                                                   _mm256_srli_epi16(_mm256_and_si256(vc, top), 4)));
+    w[3] = _mm256_srli_epi16(u, 2);
+}
+
 INLINE_AVX2 void kernel_q6_K_(int64_t cols, const void *group, const void *a, size_t as, const int na, float *out) {
     const int64_t nb = cols / 256;
-    const __m256i m4 = _mm256_set1_epi8(0x0F), m30 = _mm256_set1_epi8(0x30);
     /* int16 word 0 / word 1 of each 32-bit lane to both words */
     const __m256i dup0 = _mm256_setr_epi8(0, 1, 0, 1, 4, 5, 4, 5, 8, 9, 8, 9, 12, 13, 12, 13, 0, 1, 0, 1, 4, 5, 4, 5, 8,
                                           9, 8, 9, 12, 13, 12, 13);
@@ -334,36 +389,17 @@ INLINE_AVX2 void kernel_q6_K_(int64_t cols, const void *group, const void *a, si
                 o = _mm256_add_epi32(o, _mm256_madd_epi16(SCALE_PAIR(p), bcast4(bsums + 2 * p)));
             sumi[k] = _mm256_sub_epi32(_mm256_setzero_si256(), _mm256_slli_epi32(o, 5));
         }
-        _Pragma("GCC unroll 1") for (int c = 0; c < 4; c++) {
-            /* groups 4c, 4c+1 (low nibbles), 4c+2, 4c+3 (high) */
-            const __m256i sp0 = SCALE_PAIR(2 * c), sp1 = SCALE_PAIR(2 * c + 1);
-            const __m256i sc[4] = {_mm256_shuffle_epi8(sp0, dup0), _mm256_shuffle_epi8(sp0, dup1),
-                                   _mm256_shuffle_epi8(sp1, dup0), _mm256_shuffle_epi8(sp1, dup1)};
-            const uint8_t *ql = col + Q6K_QL + 256 * c, *qh = col + Q6K_QH + 128 * c;
-            _Pragma("GCC unroll 2") for (int half = 0; half < 2; half++) {
-                __m256i w[8];
-                _Pragma("GCC unroll 8") for (int i = 0; i < 8; i++) {
-                    const __m256i raw = _mm256_load_si256((const __m256i *)(ql + 32 * i));
-                    const __m256i h = _mm256_load_si256((const __m256i *)(qh + 32 * (i / 2)));
-                    /* bits 2j, 2j+1 (low nibble, j = i % 2) or 4 + 2j, 5 + 2j
-                     * (high) of each byte to bits 4, 5; shifts of at most 4
-                     * keep them within the byte */
-                    __m256i top;
-                    if (half == 0)
-                        top = _mm256_slli_epi16(h, 4 - 2 * (i % 2));
-                    else
-                        top = i % 2 ? _mm256_srli_epi16(h, 2) : h;
-                    w[i] = _mm256_or_si256(_mm256_and_si256(half ? _mm256_srli_epi16(raw, 4) : raw, m4),
-                                           _mm256_and_si256(top, m30));
-                }
+        _Pragma("GCC unroll 1") for (int p = 0; p < 8; p++) {
+            const __m256i sp = SCALE_PAIR(p), sc[2] = {_mm256_shuffle_epi8(sp, dup0), _mm256_shuffle_epi8(sp, dup1)};
+            _Pragma("GCC unroll 2") for (int e = 0; e < 2; e++) {
+                const int g = 2 * p + e;
+                __m256i w[4];
+                unpack_q6(col + Q6K_QS + 96 * g, w);
                 _Pragma("GCC unroll 4") for (int k = 0; k < na; k++) {
-                    const int8_t *qa = ACT_ROW(a, as, k)[b].qs + 64 * c + 32 * half;
-                    const __m256i s0 = _mm256_add_epi32(_mm256_madd_epi16(dot_i16(2, w, qa), sc[2 * half]),
-                                                        _mm256_madd_epi16(dot_i16(2, w + 2, qa + 8), sc[2 * half]));
-                    const __m256i s1 =
-                        _mm256_add_epi32(_mm256_madd_epi16(dot_i16(2, w + 4, qa + 16), sc[2 * half + 1]),
-                                         _mm256_madd_epi16(dot_i16(2, w + 6, qa + 24), sc[2 * half + 1]));
-                    sumi[k] = _mm256_add_epi32(sumi[k], _mm256_add_epi32(s0, s1));
+                    const int8_t *qa = ACT_ROW(a, as, k)[b].qs + 16 * g;
+                    sumi[k] = _mm256_add_epi32(sumi[k],
+                                               _mm256_add_epi32(_mm256_madd_epi16(dot_i16(2, w, qa), sc[e]),
+                                                                _mm256_madd_epi16(dot_i16(2, w + 2, qa + 8), sc[e])));
                 }
             }
         }
