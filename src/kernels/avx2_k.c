@@ -227,9 +227,9 @@ INLINE_AVX2 __m256i bcast4(const void *p) {
     return _mm256_set1_epi32(v);
 }
 
-/* w[j] times the activation bytes qa[4j .. 4j+3] broadcast: the broadcast is
- * a load-port operation (no vector ALU slot, measured), so a register of
- * weights costs one vpmaddubsw per activation row. */
+/* w[j] times the activation bytes qa[4j .. 4j+3] broadcast. The broadcast
+ * from memory is a load (measured: it takes no vector ALU slot), so a
+ * register of weights costs one vpmaddubsw and one add per activation row. */
 #define MUL(j) _mm256_maddubs_epi16(w[j], bcast4(qa + 4 * (j)))
 
 /* sum over the n (2, 4 or 8) registers w[j] of MUL(j), in int16. */
@@ -277,7 +277,7 @@ INLINE_AVX2 __m256i mins_dot(const uint8_t *m, const int16_t *bsums) {
  * nibbles (half 0) or high (half 1). */
 INLINE_AVX2 void unpack_q4(const uint8_t *qs, const int half, __m256i *w) {
     const __m256i m4 = _mm256_set1_epi8(0x0F);
-    for (int i = 0; i < 8; i++) {
+    _Pragma("GCC unroll 8") for (int i = 0; i < 8; i++) {
         const __m256i raw = _mm256_load_si256((const __m256i *)(qs + 32 * i));
         w[i] = _mm256_and_si256(half ? _mm256_srli_epi16(raw, 4) : raw, m4);
     }
@@ -288,7 +288,7 @@ INLINE_AVX2 void unpack_q4(const uint8_t *qs, const int half, __m256i *w) {
 INLINE_AVX2 void unpack_q5(const uint8_t *x, __m256i *w) {
     const __m256i m5 = _mm256_set1_epi8(0x1F), b012 = _mm256_set1_epi8(0x07), b34 = _mm256_set1_epi8(0x18);
     __m256i v[5];
-    for (int m = 0; m < 5; m++) {
+    _Pragma("GCC unroll 5") for (int m = 0; m < 5; m++) {
         v[m] = _mm256_load_si256((const __m256i *)(x + 32 * m));
         w[m] = _mm256_and_si256(v[m], m5);
     }
