@@ -178,6 +178,9 @@ BC__HIDDEN extern const bc__pack_layout bc__layout_q4_1_avx2;
 BC__HIDDEN extern const bc__pack_layout bc__layout_q5_0_avx2;
 BC__HIDDEN extern const bc__pack_layout bc__layout_q5_1_avx2;
 BC__HIDDEN extern const bc__pack_layout bc__layout_q8_0_avx2;
+BC__HIDDEN extern const bc__pack_layout bc__layout_q4_K_avx2;
+BC__HIDDEN extern const bc__pack_layout bc__layout_q5_K_avx2;
+BC__HIDDEN extern const bc__pack_layout bc__layout_q6_K_avx2;
 
 /* The layout a matrix of dtype gets at level isa (the best at or below it),
  * or NULL when there is none. */
