@@ -80,29 +80,9 @@ static void attend(const attention_task *t, int e, int h, float *scores) {
     const float *q = ctx->qkv + (size_t)e * 3 * (size_t)E + (size_t)h * (size_t)D;
     const float *kc = ctx->k_cache + kv_offset(ctx, en->seq, t->layer, 0) + (size_t)h * (size_t)D;
     const float *vc = ctx->v_cache + kv_offset(ctx, en->seq, t->layer, 0) + (size_t)h * (size_t)D;
-    const float scale = 1.0f / sqrtf((float)D);
-    const float slope = m->alibi_slopes ? m->alibi_slopes[h] : 0.0f;
-    const int n_keys = en->pos + 1;
-
-    float max = -INFINITY;
-    for (int j = 0; j < n_keys; j++) {
-        float s = bc__dot_f32(q, kc + (size_t)j * (size_t)E, D) * scale;
-        if (m->alibi_slopes) s += slope * (float)(j - en->pos);
-        scores[j] = s;
-        if (s > max) max = s;
-    }
-    float sum = 0.0f;
-    for (int j = 0; j < n_keys; j++) {
-        scores[j] = expf(scores[j] - max);
-        sum += scores[j];
-    }
+    const float *slope = m->alibi_slopes ? &m->alibi_slopes[h] : NULL;
     float *out = ctx->attn + (size_t)e * (size_t)E + (size_t)h * (size_t)D;
-    memset(out, 0, (size_t)D * sizeof(float));
-    for (int j = 0; j < n_keys; j++) {
-        const float p = scores[j] / sum;
-        const float *v = vc + (size_t)j * (size_t)E;
-        for (int d = 0; d < D; d++) out[d] += p * v[d];
-    }
+    bc__attend(q, kc, vc, (size_t)E, en->pos + 1, D, 1.0f / sqrtf((float)D), slope, en->pos, scores, out);
 }
 
 /* Chunk k is the (entry, head) pair (k / n_head, k % n_head). */

@@ -657,6 +657,34 @@ void bc__weight_row_f32(const bc__weight *w, int64_t i, float *row) {
     bc__dequantize_row(w->dtype, (const char *)w->data + (size_t)i * row_bytes, row, w->cols);
 }
 
+void bc__attend(const float *q, const float *k, const float *v, size_t stride, int n_keys, int D, float scale,
+                const float *slope, int pos, float *scores, float *out) {
+#if defined(__x86_64__) && defined(__GNUC__)
+    if (D % 64 == 0 && bc__kernels_isa() >= BC__ISA_AVX2) {
+        bc__attend_avx2(q, k, v, stride, n_keys, D, scale, slope, pos, scores, out);
+        return;
+    }
+#endif
+    float max = -INFINITY;
+    for (int j = 0; j < n_keys; j++) {
+        float s = bc__dot_f32(q, k + (size_t)j * stride, D) * scale;
+        if (slope) s += *slope * (float)(j - pos);
+        scores[j] = s;
+        if (s > max) max = s;
+    }
+    float sum = 0.0f;
+    for (int j = 0; j < n_keys; j++) {
+        scores[j] = expf(scores[j] - max);
+        sum += scores[j];
+    }
+    memset(out, 0, (size_t)D * sizeof(float));
+    for (int j = 0; j < n_keys; j++) {
+        const float p = scores[j] / sum;
+        const float *vj = v + (size_t)j * stride;
+        for (int d = 0; d < D; d++) out[d] += p * vj[d];
+    }
+}
+
 void bc__silu_mul(float *g, const float *u, int n) {
     for (int i = 0; i < n; i++) g[i] = g[i] / (1.0f + expf(-g[i])) * u[i];
 }

@@ -70,6 +70,16 @@ BC__HIDDEN void bc__matmul(bc__pool *pool, const bc__weight *w, const float *x, 
 BC__HIDDEN void bc__matmul_multi(bc__pool *pool, const bc__weight *const *ws, int n_parts, const float *x, int n,
                                  float *const *ys, void *scratch, unsigned flags);
 
+/* One head of causal attention for one query: out (D) = sum over keys
+ * j < n_keys of softmax_j(s_j) * v_j, s_j = dot(q, k_j) * scale (+ *slope *
+ * (j - pos) with ALiBi, slope non-NULL); k_j and v_j (D floats) at k and v +
+ * j * stride. scores: n_keys floats of scratch. */
+BC__HIDDEN void bc__attend(const float *q, const float *k, const float *v, size_t stride, int n_keys, int D,
+                           float scale, const float *slope, int pos, float *scores, float *out);
+/* The AVX2 version (x86.c), for D a multiple of 64. */
+BC__HIDDEN void bc__attend_avx2(const float *q, const float *k, const float *v, size_t stride, int n_keys, int D,
+                                float scale, const float *slope, int pos, float *scores, float *out);
+
 /* g[i] = silu(g[i]) * u[i] = g[i] / (1 + exp(-g[i])) * u[i] for i < n. */
 BC__HIDDEN void bc__silu_mul(float *g, const float *u, int n);
 
