@@ -32,9 +32,7 @@
 
 #include <immintrin.h>
 
-#define T_AVX2      "avx2,fma,f16c"
-#define ATTR_AVX2   __attribute__((target(T_AVX2)))
-#define INLINE_AVX2 static inline __attribute__((always_inline, target(T_AVX2)))
+#include "x86_common.h"
 
 /* Columns per chunk: 4 activation rows of it take 8 KB of the 32 KB L1. */
 #define CHUNK 512
@@ -44,13 +42,6 @@ INLINE_AVX2 __m256 widen8(const int bf16, const uint16_t *w) {
     const __m128i h = _mm_loadu_si128((const __m128i *)w);
     if (!bf16) return _mm256_cvtph_ps(h);
     return _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_cvtepu16_epi32(h), 16));
-}
-
-INLINE_AVX2 float hsum8(__m256 v) {
-    __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
-    s = _mm_add_ps(s, _mm_movehl_ps(s, s));
-    s = _mm_add_ss(s, _mm_movehdup_ps(s));
-    return _mm_cvtss_f32(s);
 }
 
 /* acc[u][r0 + r][k] += weight row r0 + r (r < nr) times activation row k

@@ -79,9 +79,7 @@
 
 #include <immintrin.h>
 
-#define T_AVX2      "avx2,fma,f16c"
-#define ATTR_AVX2   __attribute__((target(T_AVX2)))
-#define INLINE_AVX2 static inline __attribute__((always_inline, target(T_AVX2)))
+#include "x86_common.h"
 
 /* Column offsets and sizes (see the map above). */
 #define K45_D      0
@@ -219,13 +217,6 @@ static void pack_q6_K(const void *src, size_t row_bytes, int64_t cols, void *dst
 /* ------------------------------------------------------------------------ */
 /* Kernels                                                                  */
 /* ------------------------------------------------------------------------ */
-
-/* The 4 activation bytes at p in every 32-bit lane. */
-INLINE_AVX2 __m256i bcast4(const void *p) {
-    int32_t v;
-    memcpy(&v, p, sizeof v);
-    return _mm256_set1_epi32(v);
-}
 
 /* w[j] times the activation bytes qa[4j .. 4j+3] broadcast. The broadcast
  * from memory is a load (measured: it takes no vector ALU slot), so a
@@ -366,7 +357,9 @@ INLINE_AVX2 void unpack_q6(const uint8_t *x, __m256i *w) {
     w[3] = _mm256_srli_epi16(u, 2);
 }
 
-INLINE_AVX2 void kernel_q6_K_(int64_t cols, const void *group, const void *a, size_t as, const int na, float *out) {
+INLINE_AVX2 void kernel_q6_K_(const int unused, int64_t cols, const void *group, const void *a, size_t as, const int na,
+                              float *out) {
+    (void)unused; /* the leading argument WRAP_NA passes */
     const int64_t nb = cols / 256;
     /* int16 word 0 / word 1 of each 32-bit lane to both words */
     const __m256i dup0 = _mm256_setr_epi8(0, 1, 0, 1, 4, 5, 4, 5, 8, 9, 8, 9, 12, 13, 12, 13, 0, 1, 0, 1, 4, 5, 4, 5, 8,
@@ -412,26 +405,10 @@ INLINE_AVX2 void kernel_q6_K_(int64_t cols, const void *group, const void *a, si
     for (int k = 0; k < na; k++) _mm256_storeu_ps(out + 8 * k, acc[k]);
 }
 
-INLINE_AVX2 void kernel_q4_K_(int64_t cols, const void *group, const void *a, size_t as, const int na, float *out) {
-    kernel_k45_(4, cols, group, a, as, na, out);
-}
-INLINE_AVX2 void kernel_q5_K_(int64_t cols, const void *group, const void *a, size_t as, const int na, float *out) {
-    kernel_k45_(5, cols, group, a, as, na, out);
-}
-
-/* One kernel per na = 1..4, so that the accumulators live in registers. */
-#define WRAP_NA(name, body)                                                                                            \
-    static ATTR_AVX2 void name(int64_t cols, const void *group, const void *a, size_t as, int na, float *out) {        \
-        switch (na) {                                                                                                  \
-        case 1: body(cols, group, a, as, 1, out); break;                                                               \
-        case 2: body(cols, group, a, as, 2, out); break;                                                               \
-        case 3: body(cols, group, a, as, 3, out); break;                                                               \
-        default: body(cols, group, a, as, 4, out); break;                                                              \
-        }                                                                                                              \
-    }
-WRAP_NA(kernel_q4_K, kernel_q4_K_)
-WRAP_NA(kernel_q5_K, kernel_q5_K_)
-WRAP_NA(kernel_q6_K, kernel_q6_K_)
+/* One kernel per dtype and na = 1..4 (WRAP_NA, x86_common.h). */
+WRAP_NA(ATTR_AVX2, kernel_q4_K, kernel_k45_, 4)
+WRAP_NA(ATTR_AVX2, kernel_q5_K, kernel_k45_, 5)
+WRAP_NA(ATTR_AVX2, kernel_q6_K, kernel_q6_K_, 0)
 
 const bc__pack_layout bc__layout_q4_K_avx2 = {BC__ISA_AVX2, 8, group_bytes_q4_K, pack_q4_K, kernel_q4_K};
 const bc__pack_layout bc__layout_q5_K_avx2 = {BC__ISA_AVX2, 8, group_bytes_q5_K, pack_q5_K, kernel_q5_K};

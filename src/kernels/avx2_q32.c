@@ -61,9 +61,7 @@
 
 #include <immintrin.h>
 
-#define T_AVX2      "avx2,fma,f16c"
-#define ATTR_AVX2   __attribute__((target(T_AVX2)))
-#define INLINE_AVX2 static inline __attribute__((always_inline, target(T_AVX2)))
+#include "x86_common.h"
 
 /* Block columns per run, and the bytes of one scale (or min) table closing a
  * run: 4 columns of 8 f16. */
@@ -184,13 +182,6 @@ static void pack_group(bc_dtype t, const void *src, size_t row_bytes, int64_t co
 /* Kernel                                                                   */
 /* ------------------------------------------------------------------------ */
 
-/* The 4 activation bytes at p in every 32-bit lane. */
-INLINE_AVX2 __m256i bcast4(const int8_t *p) {
-    int32_t v;
-    memcpy(&v, p, sizeof v);
-    return _mm256_set1_epi32(v);
-}
-
 /* Registers w[0..7] of the block column at q (layout above); for q8_0 the
  * magnitudes |q|, the signed weights staying in the chunks. */
 INLINE_AVX2 void unpack_column(const bc_dtype t, const uint8_t *q, __m256i *w) {
@@ -281,17 +272,8 @@ INLINE_AVX2 void kernel_(const bc_dtype t, int64_t cols, const void *group, cons
     for (int k = 0; k < na; k++) _mm256_storeu_ps(out + 8 * k, acc[k]);
 }
 
-/* One kernel per dtype and na = 1..4, so that the accumulators live in
- * registers. */
-#define KERNEL(name, T)                                                                                                \
-    static ATTR_AVX2 void name(int64_t cols, const void *group, const void *a, size_t as, int na, float *out) {        \
-        switch (na) {                                                                                                  \
-        case 1: kernel_(T, cols, group, a, as, 1, out); break;                                                         \
-        case 2: kernel_(T, cols, group, a, as, 2, out); break;                                                         \
-        case 3: kernel_(T, cols, group, a, as, 3, out); break;                                                         \
-        default: kernel_(T, cols, group, a, as, 4, out); break;                                                        \
-        }                                                                                                              \
-    }
+/* One kernel per dtype and na = 1..4 (WRAP_NA, x86_common.h). */
+#define KERNEL(name, T) WRAP_NA(ATTR_AVX2, name, kernel_, T)
 
 #define LAYOUT(sfx, T)                                                                                                 \
     static size_t group_bytes_##sfx(int64_t cols) { return group_bytes_of(T, cols); }                                  \

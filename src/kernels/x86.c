@@ -23,29 +23,9 @@
 
 #include <immintrin.h>
 
+#include "x86_common.h"
+
 #define F16(h) bc__f16_to_f32(h)
-/* One f16 scale to f32 with the F16C instruction (inside target code only):
- * no table lookup evicting weights from the cache. */
-#define F16C(h) _cvtsh_ss(h)
-
-#define T_AVX2   "avx2,fma,f16c"
-#define T_AVX512 "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni"
-
-#define ATTR_AVX2     __attribute__((target(T_AVX2)))
-#define INLINE_AVX2   static inline __attribute__((always_inline, target(T_AVX2)))
-#define ATTR_AVX512   __attribute__((target(T_AVX512)))
-#define INLINE_AVX512 static inline __attribute__((always_inline, target(T_AVX512)))
-
-/* One kernel per na = 1..4, so that the per-row accumulators live in registers. */
-#define WRAP_NA(attr, name, body, ...)                                                                                 \
-    static attr void name(int64_t cols, const void *w, const void *a, size_t as, int na, float *out) {                 \
-        switch (na) {                                                                                                  \
-        case 1: body(__VA_ARGS__, cols, w, a, as, 1, out); break;                                                      \
-        case 2: body(__VA_ARGS__, cols, w, a, as, 2, out); break;                                                      \
-        case 3: body(__VA_ARGS__, cols, w, a, as, 3, out); break;                                                      \
-        default: body(__VA_ARGS__, cols, w, a, as, 4, out); break;                                                     \
-        }                                                                                                              \
-    }
 
 static inline float half_scalar(int kind, const void *w, int64_t i) {
     if (kind == 0) return ((const float *)w)[i];
@@ -56,13 +36,6 @@ static inline float half_scalar(int kind, const void *w, int64_t i) {
 /* ------------------------------------------------------------------------ */
 /* AVX2                                                                     */
 /* ------------------------------------------------------------------------ */
-
-INLINE_AVX2 float hsum8(__m256 v) {
-    __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
-    s = _mm_add_ps(s, _mm_movehl_ps(s, s));
-    s = _mm_add_ss(s, _mm_movehdup_ps(s));
-    return _mm_cvtss_f32(s);
-}
 
 /* 8 weights at index i as f32: kind 0 f32, 1 f16, 2 bf16. */
 INLINE_AVX2 __m256 load8(const int kind, const void *w, int64_t i) {
