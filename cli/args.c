@@ -24,11 +24,14 @@ const char *const cli_model_opts_help =
     "      --pos-encoding P     force the position encoding: rope or alibi (default: from config.json)\n"
     "      --norm-head on|off   force NormHead on or off (default: from config.json)\n"
     "      --no-repack          read quantized weights in place from the file instead of from\n"
-    "                           an interleaved copy made at load for the SIMD kernels (slower)\n";
+    "                           an interleaved copy made at load for the SIMD kernels (slower)\n"
+    "      --cache-type T       KV cache element type: f16 (default), q8_0 (half of f16's memory)\n"
+    "                           or f32 (exact)\n";
 
 void cli_model_opts_init(cli_model_opts *o) {
     memset(o, 0, sizeof *o);
     o->params = bc_model_default_params();
+    o->cache_type = BC_DTYPE_F16;
 }
 
 int cli_is_help(const char *a) { return strcmp(a, "-h") == 0 || strcmp(a, "--help") == 0; }
@@ -63,6 +66,14 @@ int cli_model_opt(int argc, char **argv, int *i, cli_model_opts *o) {
     if (strcmp(a, "-t") == 0 || strcmp(a, "--threads") == 0) {
         if ((v = cli_value(argc, argv, i)) == NULL) return -1;
         return cli_parse_int(v, 1, 1024, a, &o->n_threads) == 0 ? 1 : -1;
+    }
+    if (strcmp(a, "--cache-type") == 0) {
+        if ((v = cli_value(argc, argv, i)) == NULL) return -1;
+        if (!bc_cache_type_from_name(v, &o->cache_type)) {
+            cli_error("--cache-type: '%s' is not f16, q8_0 or f32", v);
+            return -1;
+        }
+        return 1;
     }
     if (strcmp(a, "--pos-encoding") == 0) {
         if ((v = cli_value(argc, argv, i)) == NULL) return -1;

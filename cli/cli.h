@@ -19,6 +19,7 @@ typedef struct cli_model_opts {
     const char *model;      /* -m, --model */
     int n_threads;          /* -t, --threads; 0 = all cores */
     bc_model_params params; /* --pos-encoding, --norm-head, --no-repack */
+    bc_dtype cache_type;    /* --cache-type: the KV cache's element type (default f16) */
 } cli_model_opts;
 
 void cli_model_opts_init(cli_model_opts *o);

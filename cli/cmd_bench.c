@@ -440,6 +440,7 @@ int cmd_bench(int argc, char **argv) {
     cp.n_seq = batch_decode > 0 ? batch_decode : 1;
     cp.n_batch = n_batch;
     cp.n_threads = o.n_threads;
+    cp.cache_type = o.cache_type;
     cp.bf16_activations = bf16_act;
     cp.profile = profile;
     char err[1024];

@@ -39,7 +39,9 @@ int cmd_info(int argc, char **argv) {
         snprintf(dtypes + k, sizeof dtypes - k, "%s%s x%d", k ? ", " : "", bc_dtype_name((bc_dtype)d),
                  in.dtype_counts[d]);
     }
-    uint64_t ctx_bytes = bc_model_context_bytes(model, 0, 1, 512);
+    bc_context_params cp = bc_context_default_params();
+    cp.cache_type = o.cache_type;
+    uint64_t ctx_bytes = bc_model_context_bytes(model, cp);
 
     printf("model:          %s\n", in.path);
     printf("architecture:   %s\n", in.architecture[0] ? in.architecture : "(none)");
@@ -63,8 +65,10 @@ int cmd_info(int argc, char **argv) {
     printf("ignored:        %d tensor%s in the files not used by the model\n", in.n_ignored_tensors,
            in.n_ignored_tensors == 1 ? "" : "s");
     printf("weights:        %.3f GiB, mapped from the files (shared page cache, not copied)\n", gib(in.weight_bytes));
-    printf("context:        %.3f GiB for n_ctx %d, 1 sequence, batch 512 (f32 KV cache + scratch)\n", gib(ctx_bytes),
-           in.n_ctx_train);
+    printf("context:        %.3f GiB for n_ctx %d, 1 sequence, batch 512 (%s KV cache: %.1f KiB per position; "
+           "scratch)\n",
+           gib(ctx_bytes), in.n_ctx_train, bc_dtype_name(o.cache_type),
+           (double)bc_model_kv_bytes_per_position(model, o.cache_type) / 1024);
     if (in.repacked_bytes > 0)
         printf("repacked:       %.3f GiB, interleaved copies of the quantized matrices for this CPU's kernels, "
                "in place of %.3f GiB of mapped pages (--no-repack: none)\n",

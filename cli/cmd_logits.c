@@ -110,6 +110,7 @@ int cmd_logits(int argc, char **argv) {
     cp.n_ctx = n_tokens;
     cp.n_batch = n_batch < n_tokens ? n_batch : n_tokens;
     cp.n_threads = o.n_threads;
+    cp.cache_type = o.cache_type;
     char err[1024];
     if (bc_context_init(model, cp, &ctx, err, sizeof err) != BC_STATUS_OK) {
         cli_error("%s", err);

@@ -480,6 +480,7 @@ int cmd_perplexity(int argc, char **argv) {
     cp.n_ctx = n_ctx;
     cp.n_batch = o.n_batch < n_ctx ? o.n_batch : n_ctx;
     cp.n_threads = o.model.n_threads;
+    cp.cache_type = o.model.cache_type;
     char err[1024];
     if (bc_context_init(model, cp, &ctx, err, sizeof err) != BC_STATUS_OK) {
         cli_error("%s", err);

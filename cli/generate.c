@@ -147,6 +147,7 @@ int cli_gen_init(cli_gen *g, const cli_gen_opts *o) {
     cp.n_ctx = o->n_ctx ? o->n_ctx : g->info.n_ctx_train;
     cp.n_batch = o->n_batch < cp.n_ctx ? o->n_batch : cp.n_ctx;
     cp.n_threads = o->model.n_threads;
+    cp.cache_type = o->model.cache_type;
     if (bc_context_init(g->model, cp, &g->ctx, err, sizeof err) != BC_STATUS_OK) return cli_error("%s", err);
     g->cached = malloc((size_t)cp.n_ctx * sizeof *g->cached);
     g->batch = malloc((size_t)cp.n_batch * sizeof *g->batch);

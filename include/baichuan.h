@@ -8,8 +8,9 @@
  *
  *   bc_model    weights and hyper-parameters; immutable once loaded, may be
  *               shared by any number of threads and contexts.
- *   bc_context  KV cache and scratch memory for up to n_seq sequences; used
- *               by one thread at a time; allocates everything at init.
+ *   bc_context  a paged KV cache shared by up to n_seq sequences, with a
+ *               prefix cache over it, and scratch memory; used by one
+ *               thread at a time; allocates everything at init.
  *   bc_tokenizer  SentencePiece BPE tokenizer (tokenizer.model), immutable;
  *               bc_detokenizer turns ids back into text as they come.
  *
@@ -45,6 +46,7 @@ typedef enum bc_status {
     BC_STATUS_ERROR_MEMORY = 4,       /* an allocation failed */
     BC_STATUS_ERROR_ARGUMENT = 5,     /* the caller passed something invalid */
     BC_STATUS_ERROR_CONTEXT_FULL = 6, /* a sequence would grow past n_ctx */
+    BC_STATUS_ERROR_KV_FULL = 7,      /* the KV pool has no free block left (free a sequence, retry) */
 } bc_status;
 
 /* A static English name for a status ("ok", "i/o error", ...). */
@@ -162,9 +164,6 @@ typedef struct bc_model_info {
 
 void bc_model_get_info(const bc_model *model, bc_model_info *info);
 
-/* Bytes a context with these sizes allocates (KV cache and scratch). */
-uint64_t bc_model_context_bytes(const bc_model *model, int n_ctx, int n_seq, int n_batch);
-
 /* ------------------------------------------------------------------------ */
 /* Writing GGUF: baichuan quantize                                          */
 /* ------------------------------------------------------------------------ */
@@ -222,9 +221,27 @@ bc_status bc_model_quantize(const char *in_path, const char *out_path, bc_quanti
 
 typedef struct bc_context bc_context;
 
+/* Positions per block of the paged KV pool. */
+#define BC_KV_BLOCK 16
+
 typedef struct bc_context_params {
-    int n_ctx;     /* positions per sequence; 0 (default) = the model's training context */
-    int n_seq;     /* sequences with their own KV cache; default 1 */
+    int n_ctx; /* most positions one sequence holds; 0 (default) = the model's training context */
+    int n_seq; /* sequences (each a block table into the shared pool); default 1 */
+    /* Positions the KV pool holds for all sequences together, rounded up to
+     * whole blocks of BC_KV_BLOCK; 0 (default) = n_ctx * n_seq (every
+     * sequence can reach n_ctx at once). Less lets more sequences share
+     * less memory: a decode that needs a block when none is free fails with
+     * BC_STATUS_ERROR_KV_FULL. */
+    int n_kv;
+    /* Element type of the cached keys and values: BC_DTYPE_F16 (default;
+     * logits within 1e-3 relative of an f32 cache on the test models), BC_DTYPE_Q8_0
+     * (half the memory of f16; head_dim must be a multiple of 32) or
+     * BC_DTYPE_F32 (exact). */
+    bc_dtype cache_type;
+    /* Keep full blocks after their sequences drop them, indexed by the token
+     * ids from the sequence start, for bc_context_seq_reuse(); evicted least
+     * recently used first when a block is needed. Default true. */
+    bool prefix_cache;
     int n_batch;   /* most entries in one bc_context_decode call; default 512 */
     int n_threads; /* worker threads; 0 (default) = number of online CPUs */
     /* bf16 weights: round the activations to bf16 too and multiply with the
@@ -240,7 +257,20 @@ typedef struct bc_context_params {
     bool profile;
 } bc_context_params;
 
+/* "f32", "f16", "q8_0" parsed into *out; false for anything else. */
+bool bc_cache_type_from_name(const char *name, bc_dtype *out);
+
 bc_context_params bc_context_default_params(void);
+
+/* Bytes a context made with these params allocates: the KV pool, its block
+ * tables and prefix index, and the scratch (UINT64_MAX if too large to
+ * address). A context's memory is exactly bounded by this figure; it is
+ * fixed at init and never grows. */
+uint64_t bc_model_context_bytes(const bc_model *model, bc_context_params params);
+
+/* Bytes of KV cache one position takes (K and V of every layer) in a cache
+ * of type cache_type (f32, f16 or q8_0); 0 for another type. */
+uint64_t bc_model_kv_bytes_per_position(const bc_model *model, bc_dtype cache_type);
 
 /* Creates a context for `model`, which must outlive it. On failure *out is
  * NULL and err holds the reason. */
@@ -266,10 +296,14 @@ typedef struct bc_batch_entry {
 } bc_batch_entry;
 
 /* Runs the model over n entries (1 <= n <= n_batch), appending their keys and
- * values to the sequences' caches. On success the logits of every entry with
- * `logits` set are readable with bc_context_logits() until the next decode.
- * On failure (bad token, position, sequence; BC_STATUS_ERROR_CONTEXT_FULL
- * when a sequence would pass n_ctx) no cache is changed. */
+ * values to the sequences' caches (taking pool blocks as positions cross
+ * into new ones, and copying a block shared with another sequence or the
+ * prefix cache before writing into it). On success the logits of every
+ * entry with `logits` set are readable with bc_context_logits() until the
+ * next decode. On failure (bad token, position, sequence;
+ * BC_STATUS_ERROR_CONTEXT_FULL when a sequence would pass n_ctx;
+ * BC_STATUS_ERROR_KV_FULL when the pool lacks the blocks) no cache is
+ * changed. */
 bc_status bc_context_decode(bc_context *ctx, const bc_batch_entry *entries, int n);
 
 /* The n_vocab logits of entry i of the last decode, or NULL if that entry
@@ -279,10 +313,49 @@ const float *bc_context_logits(const bc_context *ctx, int i);
 /* Number of positions cached for sequence seq. */
 int bc_context_seq_len(const bc_context *ctx, int seq);
 
-/* Drops the cached positions [pos, end) of sequence seq (pos 0: all). */
+/* Drops the cached positions [pos, end) of sequence seq (pos 0: all). Blocks
+ * wholly past pos go back to the pool (full ones into the prefix cache); the
+ * block holding pos stays with the sequence. */
 bc_status bc_context_seq_truncate(bc_context *ctx, int seq, int pos);
 
-int bc_context_n_ctx(const bc_context *ctx);
+/* Prefix caching: for an empty sequence seq, finds the longest run of whole
+ * blocks in the cache whose token ids equal tokens[0 .. k*BC_KV_BLOCK) (the
+ * same ids from the sequence start: keys and values depend on every earlier
+ * token) and gives them to seq, which then holds min(k * BC_KV_BLOCK,
+ * max_reuse) positions; returns that number (0 when nothing matched, the
+ * sequence was not empty, or the prefix cache is off). The blocks are
+ * shared, not copied: writing into a shared block later copies it first.
+ * Pass max_reuse = n_tokens - 1 to keep the last token to feed for its
+ * logits. */
+int bc_context_seq_reuse(bc_context *ctx, int seq, const int32_t *tokens, int n_tokens, int max_reuse);
+
+/* Makes positions [len, len + n_positions) of sequence seq writable ahead of
+ * decoding them (len = bc_context_seq_len): takes the blocks they need from
+ * the pool, and copies a shared block they start in. Decoding them later
+ * then needs no block. BC_STATUS_ERROR_KV_FULL (nothing taken) when the pool
+ * has too few; BC_STATUS_ERROR_CONTEXT_FULL past n_ctx. */
+bc_status bc_context_seq_reserve(bc_context *ctx, int seq, int n_positions);
+
+/* Blocks that appending n_positions to sequence seq would take from the pool
+ * (0 for those already reserved). */
+int bc_context_seq_blocks_needed(const bc_context *ctx, int seq, int n_positions);
+
+/* The KV pool's state. */
+typedef struct bc_kv_stats {
+    int n_blocks;        /* blocks in the pool */
+    int block_size;      /* positions per block (BC_KV_BLOCK) */
+    int n_free;          /* blocks a decode can take now: unused, or cached and unused (evicted on demand) */
+    int n_cached;        /* blocks held by the prefix cache that no sequence uses (part of n_free) */
+    int n_shared;        /* blocks used by more than one sequence */
+    uint64_t bytes;      /* bytes of the pool (K and V) */
+    int64_t n_evicted;   /* cached blocks evicted since init */
+    bc_dtype cache_type; /* element type of the cache */
+} bc_kv_stats;
+
+void bc_context_kv_stats(const bc_context *ctx, bc_kv_stats *out);
+
+int bc_context_n_ctx(const bc_context *ctx); /* most positions of one sequence */
+int bc_context_n_kv(const bc_context *ctx);  /* positions of the pool (whole blocks) */
 int bc_context_n_seq(const bc_context *ctx);
 int bc_context_n_batch(const bc_context *ctx);
 int bc_context_n_threads(const bc_context *ctx);

@@ -5,12 +5,13 @@
 #define BC_CONTEXT_H
 
 #include "kernels/kernels.h"
+#include "kv_cache.h"
 
 #include <time.h>
 
 struct bc_context {
     const bc_model *model;
-    int n_ctx;   /* positions per sequence */
+    int n_ctx;   /* most positions of one sequence */
     int n_seq;   /* sequences */
     int n_batch; /* most entries per decode */
     bc__pool *pool;
@@ -19,9 +20,14 @@ struct bc_context {
     int *seq_len;  /* (n_seq) cached positions per sequence */
     int *seq_next; /* (n_seq) decode's running position per sequence */
 
-    /* KV cache, f32: (n_seq, n_layer, n_ctx, n_embd); keys after RoPE. */
-    float *k_cache;
-    float *v_cache;
+    /* The KV cache: a pool of blocks (keys after RoPE), and per sequence a
+     * block table: position p of sequence s is in block
+     * seq_blocks[s * max_seq_blocks + p / BC_KV_BLOCK]. */
+    bc__kv_pool kv;
+    int max_seq_blocks;   /* ceil(n_ctx / BC_KV_BLOCK) */
+    int32_t *seq_blocks;  /* (n_seq, max_seq_blocks) */
+    int *seq_n_blocks;    /* (n_seq) blocks held (the table's used length) */
+    uint8_t *seq_touched; /* (n_seq) scratch of decode: sequence has entries in the batch */
 
     /* Scratch for one decode, (n_batch, ...) each. */
     float *x;         /* (n_batch, n_embd) residual stream */

@@ -7,7 +7,8 @@
  *   xn   = rmsnorm(x) * attn_norm
  *   qkv  = xn @ W_pack^T               Q | K | V, head h at columns h*head_dim
  *   RoPE on Q and K (rotate-half)      with RoPE
- *   K, V -> the cache of each entry's sequence at its position
+ *   K, V -> the KV pool, in the block of each entry's sequence that holds
+ *           its position, converted to the cache type
  *   attn = softmax(Q K^T / sqrt(head_dim) + alibi) V   causal, per head
  *   x   += attn @ o_proj^T
  *   xn   = rmsnorm(x) * ffn_norm
@@ -22,13 +23,6 @@
 
 #include <math.h>
 #include <string.h>
-
-/* Offset of (seq, layer, pos) in a KV cache, in floats. */
-static inline size_t kv_offset(const bc_context *ctx, int seq, int layer, int pos) {
-    const bc__hparams *hp = &ctx->model->hp;
-    return (((size_t)seq * (size_t)hp->n_layer + (size_t)layer) * (size_t)ctx->n_ctx + (size_t)pos) *
-           (size_t)hp->n_embd;
-}
 
 /* ------------------------------------------------------------------------ */
 /* Rotary position embedding                                                */
@@ -70,6 +64,18 @@ typedef struct attention_task {
     int layer;
 } attention_task;
 
+/* The rows of head h of layer il for sequence seq in the K (or V) pool. */
+static bc__kv_rows kv_rows(const bc_context *ctx, const uint8_t *pool, int seq, int il, int h) {
+    const bc__kv_pool *kv = &ctx->kv;
+    const size_t head_bytes = bc__kv_row_bytes(kv->type, ctx->model->hp.head_dim);
+    return (bc__kv_rows){pool + (size_t)il * BC_KV_BLOCK * kv->row_bytes + (size_t)h * head_bytes,
+                         ctx->seq_blocks + (size_t)seq * (size_t)ctx->max_seq_blocks,
+                         kv->block_bytes,
+                         kv->row_bytes,
+                         BC__KV_BLOCK_SHIFT,
+                         kv->type};
+}
+
 /* One (entry, head) pair: causal attention over the entry's sequence up to
  * and including its own position. */
 static void attend(const attention_task *t, int e, int h, float *scores) {
@@ -78,11 +84,11 @@ static void attend(const attention_task *t, int e, int h, float *scores) {
     const int E = m->hp.n_embd, D = m->hp.head_dim;
     const bc_batch_entry *en = &t->entries[e];
     const float *q = ctx->qkv + (size_t)e * 3 * (size_t)E + (size_t)h * (size_t)D;
-    const float *kc = ctx->k_cache + kv_offset(ctx, en->seq, t->layer, 0) + (size_t)h * (size_t)D;
-    const float *vc = ctx->v_cache + kv_offset(ctx, en->seq, t->layer, 0) + (size_t)h * (size_t)D;
+    const bc__kv_rows k = kv_rows(ctx, ctx->kv.k, en->seq, t->layer, h);
+    const bc__kv_rows v = kv_rows(ctx, ctx->kv.v, en->seq, t->layer, h);
     const float *slope = m->alibi_slopes ? &m->alibi_slopes[h] : NULL;
     float *out = ctx->attn + (size_t)e * (size_t)E + (size_t)h * (size_t)D;
-    bc__attend(q, kc, vc, (size_t)E, en->pos + 1, D, 1.0f / sqrtf((float)D), slope, en->pos, scores, out);
+    bc__attend(q, &k, &v, en->pos + 1, D, 1.0f / sqrtf((float)D), slope, en->pos, scores, out);
 }
 
 /* Chunk k is the (entry, head) pair (k / n_head, k % n_head). */
@@ -152,11 +158,14 @@ static void attention_block(bc_context *ctx, const bc__layer *L, int il, const b
     }
 
     t0 = bc__prof_begin(ctx);
+    const bc__kv_pool *kv = &ctx->kv;
     for (int e = 0; e < n; e++) {
         const float *k = ctx->qkv + (size_t)e * 3 * E + E, *v = k + E;
-        size_t off = kv_offset(ctx, entries[e].seq, il, entries[e].pos);
-        memcpy(ctx->k_cache + off, k, E * sizeof(float));
-        memcpy(ctx->v_cache + off, v, E * sizeof(float));
+        const int pos = entries[e].pos;
+        const int32_t b = ctx->seq_blocks[(size_t)entries[e].seq * (size_t)ctx->max_seq_blocks + pos / BC_KV_BLOCK];
+        const size_t off = (size_t)b * kv->block_bytes + ((size_t)il * BC_KV_BLOCK + pos % BC_KV_BLOCK) * kv->row_bytes;
+        bc__kv_store_row(kv->type, k, kv->k + off, hp->n_embd);
+        bc__kv_store_row(kv->type, v, kv->v + off, hp->n_embd);
     }
     bc__prof_end(ctx, BC_PROFILE_OP_KV_STORE, t0);
 

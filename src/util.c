@@ -37,6 +37,7 @@ const char *bc_status_name(bc_status status) {
     case BC_STATUS_ERROR_MEMORY: return "out of memory";
     case BC_STATUS_ERROR_ARGUMENT: return "invalid argument";
     case BC_STATUS_ERROR_CONTEXT_FULL: return "context full";
+    case BC_STATUS_ERROR_KV_FULL: return "KV pool full";
     }
     return "unknown status";
 }

@@ -80,6 +80,9 @@ FIXTURES = collections.OrderedDict((f["name"], f) for f in [
     # Baichuan2-7B config whose explicit keys override detection.
     _fixture("override_alibi", "baichuan2-7b", "f32", "st", n_embd=32, n_head=4, n_ff=88, n_layer=2,
              vocab=VOCAB_BAICHUAN2, extra={"position_encoding": "alibi", "norm_head": False}),
+    # head_dim 32: the smallest head a q8_0 KV cache can hold.
+    _fixture("kv_hd32", "baichuan2-7b", "f32", "st", n_embd=64, n_head=2, n_ff=88, n_layer=2,
+             vocab=TINY_VOCAB, extra={"norm_head": True}),
     # With a tokenizer, for generation: greedy text must equal the reference's.
     # The vocabulary is the tokenizer's 400 pieces, so NormHead is set explicitly.
     _fixture("gen_rope", "baichuan2-7b", "f32", "st", n_embd=32, n_head=4, n_ff=88, n_layer=2,

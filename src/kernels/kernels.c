@@ -657,17 +657,31 @@ void bc__weight_row_f32(const bc__weight *w, int64_t i, float *row) {
     bc__dequantize_row(w->dtype, (const char *)w->data + (size_t)i * row_bytes, row, w->cols);
 }
 
-void bc__attend(const float *q, const float *k, const float *v, size_t stride, int n_keys, int D, float scale,
-                const float *slope, int pos, float *scores, float *out) {
-#if defined(__x86_64__) && defined(__GNUC__)
-    if (D % 64 == 0 && bc__kernels_isa() >= BC__ISA_AVX2) {
-        bc__attend_avx2(q, k, v, stride, n_keys, D, scale, slope, pos, scores, out);
-        return;
+/* TEMPORARY portable version, replaced by the kernels branch. */
+static float kv_value(const bc__kv_rows *r, const uint8_t *row, int d) {
+    switch (r->dtype) {
+    case BC_DTYPE_F32: return ((const float *)row)[d];
+    case BC_DTYPE_F16: return bc__f16_to_f32(((const uint16_t *)row)[d]);
+    default: {
+        const uint8_t *blk = row + (size_t)(d / 32) * 34;
+        uint16_t h;
+        memcpy(&h, blk, 2);
+        return bc__f16_to_f32(h) * (float)(int8_t)blk[2 + d % 32];
     }
-#endif
+    }
+}
+static const uint8_t *kv_row(const bc__kv_rows *r, int j) {
+    return r->base + (size_t)r->blocks[j >> r->block_shift] * r->block_stride +
+           (size_t)(j & ((1 << r->block_shift) - 1)) * r->row_stride;
+}
+void bc__attend(const float *q, const bc__kv_rows *k, const bc__kv_rows *v, int n_keys, int D, float scale,
+                const float *slope, int pos, float *scores, float *out) {
     float max = -INFINITY;
     for (int j = 0; j < n_keys; j++) {
-        float s = bc__dot_f32(q, k + (size_t)j * stride, D) * scale;
+        const uint8_t *row = kv_row(k, j);
+        float s = 0;
+        for (int d = 0; d < D; d++) s += q[d] * kv_value(k, row, d);
+        s *= scale;
         if (slope) s += *slope * (float)(j - pos);
         scores[j] = s;
         if (s > max) max = s;
@@ -680,8 +694,8 @@ void bc__attend(const float *q, const float *k, const float *v, size_t stride, i
     memset(out, 0, (size_t)D * sizeof(float));
     for (int j = 0; j < n_keys; j++) {
         const float p = scores[j] / sum;
-        const float *vj = v + (size_t)j * stride;
-        for (int d = 0; d < D; d++) out[d] += p * vj[d];
+        const uint8_t *row = kv_row(v, j);
+        for (int d = 0; d < D; d++) out[d] += p * kv_value(v, row, d);
     }
 }
 

@@ -70,15 +70,28 @@ BC__HIDDEN void bc__matmul(bc__pool *pool, const bc__weight *w, const float *x, 
 BC__HIDDEN void bc__matmul_multi(bc__pool *pool, const bc__weight *const *ws, int n_parts, const float *x, int n,
                                  float *const *ys, void *scratch, unsigned flags);
 
+/* Rows of one head's keys (or values) in the paged KV pool: the row of
+ * position j is at base + blocks[j >> block_shift] * block_stride +
+ * (j & ((1 << block_shift) - 1)) * row_stride (bytes), D values of dtype:
+ * BC_DTYPE_F32, BC_DTYPE_F16 (IEEE half) or BC_DTYPE_Q8_0 (D / 32 blocks of
+ * 34 bytes: f16 d, int8 q[32]; value = d * q). */
+typedef struct bc__kv_rows {
+    const uint8_t *base;
+    const int32_t *blocks;
+    size_t block_stride, row_stride;
+    int block_shift;
+    bc_dtype dtype;
+} bc__kv_rows;
+
 /* One head of causal attention for one query: out (D) = sum over keys
  * j < n_keys of softmax_j(s_j) * v_j, s_j = dot(q, k_j) * scale (+ *slope *
- * (j - pos) with ALiBi, slope non-NULL); k_j and v_j (D floats) at k and v +
- * j * stride. scores: n_keys floats of scratch. */
-BC__HIDDEN void bc__attend(const float *q, const float *k, const float *v, size_t stride, int n_keys, int D,
-                           float scale, const float *slope, int pos, float *scores, float *out);
-/* The AVX2 version (x86.c), for D a multiple of 64. */
-BC__HIDDEN void bc__attend_avx2(const float *q, const float *k, const float *v, size_t stride, int n_keys, int D,
-                                float scale, const float *slope, int pos, float *scores, float *out);
+ * (j - pos) with ALiBi, slope non-NULL). scores: n_keys floats of scratch.
+ * Dispatches to the best kernel for the CPU and dtype. */
+BC__HIDDEN void bc__attend(const float *q, const bc__kv_rows *k, const bc__kv_rows *v, int n_keys, int D, float scale,
+                           const float *slope, int pos, float *scores, float *out);
+
+/* One row of n keys or values into the KV pool as type (f32, f16, q8_0). */
+BC__HIDDEN void bc__kv_store_row(bc_dtype type, const float *src, void *dst, int64_t n);
 
 /* g[i] = silu(g[i]) * u[i] = g[i] / (1 + exp(-g[i])) * u[i] for i < n. */
 BC__HIDDEN void bc__silu_mul(float *g, const float *u, int n);

@@ -37,9 +37,13 @@ static bc_model *load_fixture(const char *name) {
     return model;
 }
 
-static bc_context *new_context(const bc_model *model, int n_ctx, int n_seq, int n_batch, int n_threads) {
+/* A context with an f32 cache (exact) and a pool of n_ctx * n_seq positions. */
+static bc_context *new_context_kv(const bc_model *model, int n_ctx, int n_seq, int n_batch, int n_threads,
+                                  bc_dtype cache_type, int n_kv) {
     bc_context_params p = bc_context_default_params();
     p.n_ctx = n_ctx;
+    p.cache_type = cache_type;
+    p.n_kv = n_kv;
     p.n_seq = n_seq;
     p.n_batch = n_batch;
     p.n_threads = n_threads;
@@ -47,6 +51,10 @@ static bc_context *new_context(const bc_model *model, int n_ctx, int n_seq, int 
     char err[1024];
     if (bc_context_init(model, p, &ctx, err, sizeof err) != BC_STATUS_OK) fail_msg("context: %s", err);
     return ctx;
+}
+
+static bc_context *new_context(const bc_model *model, int n_ctx, int n_seq, int n_batch, int n_threads) {
+    return new_context_kv(model, n_ctx, n_seq, n_batch, n_threads, BC_DTYPE_F32, 0);
 }
 
 static int n_vocab_of(const bc_model *model) {
@@ -280,6 +288,7 @@ static void test_profile(void **state) {
         cp.n_seq = 2;
         cp.n_batch = 16;
         cp.n_threads = 2;
+        cp.cache_type = BC_DTYPE_F32;
         cp.profile = true;
         char err[256];
         assert_int_equal(bc_context_init(model, cp, &ctx, err, sizeof err), BC_STATUS_OK);
@@ -321,6 +330,223 @@ static void test_profile(void **state) {
     }
 }
 
+/* ------------------------------------------------------------------------ */
+/* The paged KV pool, cache types, prefix reuse                             */
+/* ------------------------------------------------------------------------ */
+
+/* Logits of positions [0, len) of sequence tag decoded in one pass with a
+ * cache of cache_type: (len, n_vocab). */
+static float *decode_alone_kv(const bc_model *model, int seq_tag, int len, bc_dtype cache_type) {
+    int V = n_vocab_of(model);
+    bc_context *ctx = new_context_kv(model, len, 1, len, 2, cache_type, 0);
+    bc_batch_entry *b = calloc((size_t)len, sizeof *b);
+    for (int i = 0; i < len; i++) b[i] = (bc_batch_entry){0, i, token_at(seq_tag, i, V), true};
+    assert_int_equal(bc_context_decode(ctx, b, len), BC_STATUS_OK);
+    float *out = malloc((size_t)len * (size_t)V * sizeof(float));
+    for (int i = 0; i < len; i++)
+        memcpy(out + (size_t)i * (size_t)V, bc_context_logits(ctx, i), (size_t)V * sizeof(float));
+    free(b);
+    bc_context_free(ctx);
+    return out;
+}
+
+static double max_rel_err_rows(const float *a, const float *b, int rows, int V) {
+    double worst = 0;
+    for (int r = 0; r < rows; r++) {
+        double e = rel_err(a + (size_t)r * (size_t)V, b + (size_t)r * (size_t)V, V);
+        if (e > worst) worst = e;
+    }
+    return worst;
+}
+
+/* f16 within 1e-3 of the f32 cache on every fixture; q8_0 (head_dim 32 only)
+ * within 3e-2; q8_0 refused by name where head_dim is not a multiple of 32. */
+static void test_cache_types(void **state) {
+    (void)state;
+    const char *const names[] = {"b2_7b_f32_st", "b1_13b_f32_bin", "b2_13b_f16_st_sharded", "kv_hd32"};
+    for (size_t f = 0; f < sizeof names / sizeof names[0]; f++) {
+        bc_model *model = load_fixture(names[f]);
+        bc_model_info info;
+        bc_model_get_info(model, &info);
+        const int len = 40, V = info.n_vocab;
+        float *exact = decode_alone_kv(model, 2, len, BC_DTYPE_F32);
+        float *half = decode_alone_kv(model, 2, len, BC_DTYPE_F16);
+        double e16 = max_rel_err_rows(half, exact, len, V);
+        printf("  %s: f16 cache vs f32 max rel err %.3g\n", names[f], e16);
+        assert_true(e16 <= 1e-3);
+        assert_true(bc_model_kv_bytes_per_position(model, BC_DTYPE_F16) ==
+                    2ull * (uint64_t)info.n_layer * (uint64_t)info.n_embd * 2);
+        if (info.head_dim % 32 == 0) {
+            float *q8 = decode_alone_kv(model, 2, len, BC_DTYPE_Q8_0);
+            double e8 = max_rel_err_rows(q8, exact, len, V);
+            printf("  %s: q8_0 cache vs f32 max rel err %.3g\n", names[f], e8);
+            assert_true(e8 <= 3e-2);
+            assert_true(e8 > 0); /* it is quantized */
+            free(q8);
+        } else {
+            bc_context_params p = bc_context_default_params();
+            p.n_ctx = 8;
+            p.cache_type = BC_DTYPE_Q8_0;
+            bc_context *ctx = NULL;
+            char err[512];
+            assert_int_equal(bc_context_init(model, p, &ctx, err, sizeof err), BC_STATUS_ERROR_ARGUMENT);
+            assert_null(ctx);
+            assert_non_null(strstr(err, "q8_0"));
+            assert_non_null(strstr(err, "head_dim"));
+        }
+        free(exact);
+        free(half);
+        bc_model_free(model);
+    }
+}
+
+static void decode_run(bc_context *ctx, int seq, int tag, int from, int to, int V) {
+    bc_batch_entry b[64];
+    for (int i = from; i < to; i++) b[i - from] = (bc_batch_entry){seq, i, token_at(tag, i, V), true};
+    assert_int_equal(bc_context_decode(ctx, b, to - from), BC_STATUS_OK);
+}
+
+/* Sequences share a pool smaller than n_seq * n_ctx: blocks come and go,
+ * a batch that needs more than is free is refused whole, a cached block is
+ * evicted when nothing else is free, and the logits stay those of a
+ * sequence decoded alone (bit for bit, with an f32 cache). */
+static void test_paged_pool(void **state) {
+    (void)state;
+    bc_model *model = load_fixture("b2_7b_f32_st");
+    int V = n_vocab_of(model);
+    float *alone = decode_alone_kv(model, 1, 20, BC_DTYPE_F32);
+    bc_context *ctx = new_context_kv(model, 64, 3, 64, 2, BC_DTYPE_F32, 4 * BC_KV_BLOCK);
+    assert_int_equal(bc_context_n_kv(ctx), 64);
+    bc_kv_stats st;
+    bc_context_kv_stats(ctx, &st);
+    assert_int_equal(st.n_blocks, 4);
+    assert_int_equal(st.n_free, 4);
+
+    decode_run(ctx, 0, 0, 0, 20, V);
+    decode_run(ctx, 1, 1, 0, 20, V); /* blocks 2 and 3: seq 1's table is not seq 0's */
+    assert_memory_equal(bc_context_logits(ctx, 19), alone + 19 * (size_t)V, (size_t)V * sizeof(float));
+    bc_context_kv_stats(ctx, &st);
+    assert_int_equal(st.n_free, 0);
+
+    /* Full: refused with nothing changed. */
+    bc_batch_entry b = {2, 0, 7, true};
+    assert_int_equal(bc_context_decode(ctx, &b, 1), BC_STATUS_ERROR_KV_FULL);
+    assert_non_null(strstr(bc_context_error(ctx), "KV pool"));
+    assert_int_equal(bc_context_seq_len(ctx, 2), 0);
+    assert_int_equal(bc_context_seq_blocks_needed(ctx, 0, 40), 2);
+    assert_int_equal(bc_context_seq_reserve(ctx, 0, 40), BC_STATUS_ERROR_KV_FULL);
+    assert_int_equal(bc_context_seq_len(ctx, 0), 20);
+    assert_int_equal(bc_context_seq_reserve(ctx, 0, 100), BC_STATUS_ERROR_CONTEXT_FULL);
+
+    /* Seq 0 ends: its full block stays cached, the partial one is freed. */
+    assert_int_equal(bc_context_seq_truncate(ctx, 0, 0), BC_STATUS_OK);
+    bc_context_kv_stats(ctx, &st);
+    assert_int_equal(st.n_free, 2);
+    assert_int_equal(st.n_cached, 1);
+
+    /* Seq 2 takes the free block, then evicts the cached one. */
+    decode_run(ctx, 2, 2, 0, 20, V);
+    bc_context_kv_stats(ctx, &st);
+    assert_int_equal(st.n_free, 0);
+    assert_int_equal(st.n_evicted, 1);
+    int32_t ids[20];
+    for (int i = 0; i < 20; i++) ids[i] = token_at(0, i, V);
+    assert_int_equal(bc_context_seq_reuse(ctx, 0, ids, 20, 19), 0); /* evicted: nothing to reuse */
+
+    /* Reserving ahead: afterwards the decode needs no block. */
+    assert_int_equal(bc_context_seq_truncate(ctx, 2, 0), BC_STATUS_OK);
+    assert_int_equal(bc_context_seq_reserve(ctx, 0, 33), BC_STATUS_ERROR_KV_FULL); /* 3 blocks, 2 free */
+    assert_int_equal(bc_context_seq_reserve(ctx, 0, 32), BC_STATUS_OK);
+    assert_int_equal(bc_context_seq_blocks_needed(ctx, 0, 32), 0);
+    bc_context_kv_stats(ctx, &st);
+    assert_int_equal(st.n_free, 0);
+    assert_int_equal(bc_context_seq_len(ctx, 0), 0);
+    decode_run(ctx, 0, 1, 0, 20, V);
+    assert_memory_equal(bc_context_logits(ctx, 19), alone + 19 * (size_t)V, (size_t)V * sizeof(float));
+    free(alone);
+    bc_context_free(ctx);
+    bc_model_free(model);
+}
+
+/* Prefix reuse: whole cached blocks are taken, the rest computed, and the
+ * logits are those of the whole sequence decoded alone; a partial reuse of a
+ * block copies it before writing (the cached block stays intact); two
+ * sequences that compute the same blocks at once end up sharing one copy. */
+static void test_prefix_reuse(void **state) {
+    (void)state;
+    bc_model *model = load_fixture("b2_7b_f32_st");
+    int V = n_vocab_of(model);
+    const int len = 48;
+    float *full = decode_alone_kv(model, 5, len + 1, BC_DTYPE_F32);
+    int32_t ids[48];
+    for (int i = 0; i < len; i++) ids[i] = token_at(5, i, V);
+    bc_context *ctx = new_context_kv(model, 64, 3, 64, 2, BC_DTYPE_F32, 0);
+
+    decode_run(ctx, 0, 5, 0, 40, V);
+    assert_int_equal(bc_context_seq_truncate(ctx, 0, 0), BC_STATUS_OK);
+    bc_kv_stats st;
+    bc_context_kv_stats(ctx, &st);
+    assert_int_equal(st.n_cached, 2); /* positions 0..31; 32..39 was a partial block */
+
+    /* Not for a sequence that holds positions, nor with a different start. */
+    int32_t other[48];
+    memcpy(other, ids, sizeof other);
+    other[3] ^= 1;
+    assert_int_equal(bc_context_seq_reuse(ctx, 1, other, len, len - 1), 0);
+    assert_int_equal(bc_context_seq_reuse(ctx, 1, ids, len, len - 1), 32);
+    assert_int_equal(bc_context_seq_len(ctx, 1), 32);
+    assert_int_equal(bc_context_seq_reuse(ctx, 1, ids, len, len - 1), 0);
+    decode_run(ctx, 1, 5, 32, 48, V);
+    double e = 0;
+    for (int i = 32; i < 48; i++) {
+        double ei = rel_err(bc_context_logits(ctx, i - 32), full + (size_t)i * (size_t)V, V);
+        if (ei > e) e = ei;
+    }
+    printf("  reused 32 positions: rest vs whole-sequence logits max rel err %.3g\n", e);
+    assert_true(e <= 1e-6);
+
+    /* Seq 2 shares seq 1's three blocks up to position 46 and writes another
+     * token at 47: it copies the third block first, so seq 1's stays. */
+    assert_int_equal(bc_context_seq_reuse(ctx, 2, ids, len, len - 1), 47);
+    bc_context_kv_stats(ctx, &st);
+    assert_int_equal(st.n_shared, 3);
+    bc_batch_entry b = {2, 47, ids[47] == 3 ? 4 : 3, true};
+    assert_int_equal(bc_context_decode(ctx, &b, 1), BC_STATUS_OK);
+    bc_context_kv_stats(ctx, &st);
+    assert_int_equal(st.n_shared, 2);
+    /* A new sequence finds seq 1's blocks intact: position 48 after them
+     * gives the logits of the whole sequence decoded alone. */
+    assert_int_equal(bc_context_seq_truncate(ctx, 1, 0), BC_STATUS_OK);
+    assert_int_equal(bc_context_seq_reuse(ctx, 0, ids, len, len), 48);
+    b = (bc_batch_entry){0, 48, token_at(5, 48, V), true};
+    assert_int_equal(bc_context_decode(ctx, &b, 1), BC_STATUS_OK);
+    assert_true(rel_err(bc_context_logits(ctx, 0), full + 48 * (size_t)V, V) <= 1e-6);
+
+    /* Recomputing a cached block: once full, it is swapped for its twin. */
+    assert_int_equal(bc_context_seq_truncate(ctx, 2, 0), BC_STATUS_OK);
+    assert_int_equal(bc_context_seq_reuse(ctx, 2, ids, len, len - 1), 47);
+    decode_run(ctx, 2, 5, 47, 48, V);
+    bc_context_kv_stats(ctx, &st);
+    assert_int_equal(st.n_shared, 3);
+
+    /* Twins: two sequences computing the same 32 positions in one batch. */
+    for (int s = 0; s < 3; s++) assert_int_equal(bc_context_seq_truncate(ctx, s, 0), BC_STATUS_OK);
+    bc_context_kv_stats(ctx, &st);
+    int free_before = st.n_free;
+    bc_batch_entry tw[64];
+    for (int i = 0; i < 32; i++) {
+        tw[2 * i] = (bc_batch_entry){0, i, token_at(8, i, V), false};
+        tw[2 * i + 1] = (bc_batch_entry){1, i, token_at(8, i, V), false};
+    }
+    assert_int_equal(bc_context_decode(ctx, tw, 64), BC_STATUS_OK);
+    bc_context_kv_stats(ctx, &st);
+    assert_int_equal(st.n_shared, 2);
+    assert_int_equal(st.n_free, free_before - 2);
+    free(full);
+    bc_context_free(ctx);
+    bc_model_free(model);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_batched_equals_alone),
@@ -328,6 +554,9 @@ int main(void) {
         cmocka_unit_test(test_threads_identical),
         cmocka_unit_test(test_bad_batches),
         cmocka_unit_test(test_profile),
+        cmocka_unit_test(test_cache_types),
+        cmocka_unit_test(test_paged_pool),
+        cmocka_unit_test(test_prefix_reuse),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
