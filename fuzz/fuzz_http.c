@@ -108,6 +108,7 @@ static void start_server(void) {
     bc_context_params cp = bc_context_default_params();
     cp.n_ctx = S.cfg.n_ctx;
     cp.n_seq = S.cfg.n_parallel;
+    cp.n_kv = 96; /* less than 2 x 64: the preemption paths run too */
     cp.n_batch = S.cfg.n_batch;
     cp.n_threads = S.cfg.n_threads;
     if (bc_context_init(S.model, cp, &S.ctx, err, sizeof err) != BC_STATUS_OK) fail("context", err);

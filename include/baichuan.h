@@ -228,8 +228,8 @@ typedef struct bc_context_params {
     int n_ctx; /* most positions one sequence holds; 0 (default) = the model's training context */
     int n_seq; /* sequences (each a block table into the shared pool); default 1 */
     /* Positions the KV pool holds for all sequences together, rounded up to
-     * whole blocks of BC_KV_BLOCK; 0 (default) = n_ctx * n_seq (every
-     * sequence can reach n_ctx at once). Less lets more sequences share
+     * whole blocks of BC_KV_BLOCK; 0 (default) = n_seq times n_ctx rounded
+     * up to whole blocks (every sequence can reach n_ctx at once). Less lets more sequences share
      * less memory: a decode that needs a block when none is free fails with
      * BC_STATUS_ERROR_KV_FULL. */
     int n_kv;

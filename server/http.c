@@ -78,7 +78,7 @@ typedef struct conn_state {
     srv_buf body;
     bool too_large;
     size_t discarded; /* body bytes dropped after too_large */
-    bool answered; /* a response was queued on the first call */
+    bool answered;    /* a response was queued on the first call */
     srv_tenant *tenant;
     srv_request *req; /* a generation request handed to the scheduler */
     double t0;
@@ -280,10 +280,10 @@ static enum MHD_Result do_models(struct MHD_Connection *c, conn_state *cs) {
 }
 
 static enum MHD_Result do_metrics(struct MHD_Connection *c, conn_state *cs) {
-    int queued, active;
-    srv_scheduler_counts(g_http->sched, &queued, &active);
+    srv_engine_stats st;
+    srv_scheduler_stats(g_http->sched, &st);
     srv_metrics_request(cs->tenant ? cs->tenant->name : NULL, cs->path, 200); /* counted before rendering */
-    char *text = srv_metrics_render(queued, active, g_http->cfg->n_parallel);
+    char *text = srv_metrics_render(&st);
     if (text == NULL) return MHD_NO;
     enum MHD_Result ok = send_bytes(c, 200, "text/plain; version=0.0.4; charset=utf-8", text, strlen(text), NULL, NULL);
     free(text);

@@ -348,6 +348,14 @@ srv_request *srv_openai_parse(const srv_model_info *mi, srv_endpoint endpoint, j
     if (max_tokens < 0) max_tokens = endpoint == SRV_ENDPOINT_COMPLETIONS ? 16 : mi->n_ctx - r->n_prompt;
     if (max_tokens > mi->n_ctx - r->n_prompt) max_tokens = mi->n_ctx - r->n_prompt;
     r->max_tokens = (int)max_tokens;
+    /* Room for the generated ids after the prompt's (see srv_request.prompt). */
+    int32_t *ids = realloc(r->prompt, ((size_t)r->n_prompt + (size_t)r->max_tokens + 1) * sizeof *ids);
+    if (ids == NULL) {
+        e->status = 500;
+        bad(e, NULL, NULL, "%s", "out of memory");
+        goto fail;
+    }
+    r->prompt = ids;
 
     char err[256];
     if (bc_sampler_init(sp, mi->n_vocab, &r->sampler) != BC_STATUS_OK ||
@@ -463,9 +471,12 @@ static json_t *chat_logprobs(json_t *entries) {
 /* Chunks and bodies                                                        */
 /* ------------------------------------------------------------------------ */
 
+/* OpenAI's usage object: prompt_tokens counts every prompt token, of which
+ * prompt_tokens_details.cached_tokens were found in the prefix cache. */
 static json_t *usage_json(const srv_request *r) {
-    return json_pack("{s:i, s:i, s:i}", "prompt_tokens", r->n_prompt, "completion_tokens", r->n_generated,
-                     "total_tokens", r->n_prompt + r->n_generated);
+    return json_pack("{s:i, s:i, s:i, s:{s:i}}", "prompt_tokens", r->n_prompt, "completion_tokens", r->n_generated,
+                     "total_tokens", r->n_prompt + r->n_generated, "prompt_tokens_details", "cached_tokens",
+                     r->n_cached_prompt);
 }
 
 static json_t *chunk_base(const srv_request *r) {

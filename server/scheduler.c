@@ -1,16 +1,28 @@
 /*
- * scheduler.c - continuous batching on one engine thread.
+ * scheduler.c - continuous batching on one engine thread, over the paged KV
+ * pool of the context.
  *
- * The context has one sequence per slot (--parallel). Each step builds one
- * batch: first the next token of every slot that is generating, then chunks
- * of the prompts of slots still prefilling, round-robin, up to n_batch
- * entries in all; runs one bc_context_decode over it; and samples a token
- * for every slot whose logits came out. So a long prompt is fed a chunk per
- * step while the other slots keep producing a token per step. Requests join
- * (from a bounded FIFO queue) and leave between steps. Output goes into the
- * requests' own buffers (srv_request_publish): the engine never blocks on a
- * client. A client that has gone (its connection reported closed, or a peek
- * at its socket while it waits) is dropped at the next step, its slot freed.
+ * Each slot (--parallel) is one sequence of the context. A request waits in
+ * a FIFO queue until a slot is free and the pool can hold its prompt: then
+ * the longest prefix of its ids found in the prefix cache is attached to the
+ * slot's sequence (computed once, shared by every request that starts with
+ * it), and the blocks for the rest of the prompt are reserved, so a request
+ * once admitted is never short of memory for its prompt.
+ *
+ * Each step builds one batch: the next token of every slot that is
+ * generating, then chunks of the prompts still being computed, round-robin,
+ * up to n_batch entries; runs one bc_context_decode; and samples a token for
+ * every slot whose logits came out. A generating slot whose next position
+ * starts a new block takes one from the pool; when none is free the newest
+ * running request is preempted (as vLLM does): its blocks go back to the
+ * pool (its full ones into the prefix cache), it returns to the head of the
+ * queue, and when admitted again its ids so far (prompt and generated) are
+ * computed again, mostly found in the prefix cache, and generation goes on
+ * where it stopped. The client only sees a pause.
+ *
+ * Output goes into the requests' own buffers (srv_request_publish): the
+ * engine never blocks on a client. A client that has gone is dropped at the
+ * next step, its slot freed.
  */
 #include "server.h"
 
@@ -20,13 +32,8 @@
 
 typedef struct slot {
     srv_request *req; /* NULL when free */
-    int n_fed;        /* prompt ids already in the cache */
-    int n_cached;     /* positions in this slot's sequence */
-    bool generating;  /* the prompt is in; next_token is fed each step */
-    int32_t next_token;
-    int n_step;    /* entries of this slot in the current batch */
-    int logit_row; /* the batch entry whose logits are this slot's, or -1 */
-    size_t text_offset;
+    int n_step;       /* entries of this slot in the current batch */
+    int logit_row;    /* the batch entry whose logits are this slot's, or -1 */
 } slot;
 
 struct srv_scheduler {
@@ -39,15 +46,21 @@ struct srv_scheduler {
     slot *slots;
     bc_batch_entry *batch; /* (n_batch) */
     int rr;                /* the slot whose prompt goes first in the next batch */
+    int watermark;         /* blocks left free at admission, for the running requests to grow into */
 
-    pthread_mutex_t mu; /* guards the queue, n_active, stopping, cancel_all */
+    pthread_mutex_t mu; /* guards the queue, n_active, stopping, cancel_all, stats */
     pthread_cond_t cv;
-    srv_request **queue; /* (max_queue) a ring */
-    int q_head, q_len, q_cap;
+    srv_request **queue; /* (q_cap + n_slots) a ring; preempted requests go back in at the head */
+    int q_head, q_len, q_cap, q_ring;
     int n_active;
+    uint64_t n_arrived;
     bool stopping, cancel_all;
+    srv_engine_stats stats;
     pthread_t thread;
 };
+
+/* Ids the sequence of slot i must hold: the prompt and the tokens generated. */
+static int n_ids_of(const srv_request *r) { return r->n_prompt + r->n_generated; }
 
 /* ------------------------------------------------------------------------ */
 /* Ending requests                                                          */
@@ -99,11 +112,31 @@ static void end_request(srv_scheduler *s, srv_request *r, int status) {
     srv_buf_free(&tail);
 }
 
+/* Gives the slot's blocks back to the pool (full ones stay in the prefix
+ * cache) and frees the slot. */
 static void free_slot(srv_scheduler *s, slot *sl) {
     bc_context_seq_truncate(s->ctx, (int)(sl - s->slots), 0);
     memset(sl, 0, sizeof *sl);
     pthread_mutex_lock(&s->mu);
     s->n_active--;
+    pthread_mutex_unlock(&s->mu);
+}
+
+/* Frees the newest running request's slot and puts the request back at the
+ * head of the queue (which always has room for n_slots of them). */
+static void preempt_newest(srv_scheduler *s) {
+    slot *newest = NULL;
+    for (int i = 0; i < s->n_slots; i++)
+        if (s->slots[i].req != NULL && (newest == NULL || s->slots[i].req->order > newest->req->order))
+            newest = &s->slots[i];
+    if (newest == NULL) return;
+    srv_request *r = newest->req;
+    free_slot(s, newest);
+    pthread_mutex_lock(&s->mu);
+    s->q_head = (s->q_head + s->q_ring - 1) % s->q_ring;
+    s->queue[s->q_head] = r;
+    s->q_len++;
+    s->stats.preemptions++;
     pthread_mutex_unlock(&s->mu);
 }
 
@@ -137,20 +170,18 @@ static bool take_token(srv_scheduler *s, slot *sl, const float *logits) {
     } else {
         r->n_generated++;
         bc_sampler_accept_generated(r->sampler, id);
-        json_t *lp = srv_openai_logprobs(r, logits, s->n_vocab, id, sl->text_offset);
+        json_t *lp = srv_openai_logprobs(r, logits, s->n_vocab, id, r->text_offset);
         if (bc_detokenizer_push(r->detok, id, &text, &len) != BC_STATUS_OK) len = 0;
         stopped = bc_stop_matcher_push(r->stop, text, len, &shown, &shown_len);
-        sl->text_offset += shown_len;
+        r->text_offset += shown_len;
         emit(r, shown, shown_len, lp);
+        r->prompt[n_ids_of(r) - 1] = id;
         if (stopped)
             r->finish_reason = "stop";
-        else if (r->n_generated >= r->max_tokens || sl->n_cached >= s->n_ctx)
+        else if (r->n_generated >= r->max_tokens || n_ids_of(r) >= s->n_ctx)
             r->finish_reason = "length";
     }
-    if (r->finish_reason == NULL) {
-        sl->next_token = id;
-        return false;
-    }
+    if (r->finish_reason == NULL) return false;
     if (!stopped) { /* release what the detokenizer and the stop matcher still hold */
         bc_detokenizer_flush(r->detok, &text, &len);
         if (bc_stop_matcher_push(r->stop, text, len, &shown, &shown_len)) {
@@ -172,36 +203,138 @@ static bool take_token(srv_scheduler *s, slot *sl, const float *logits) {
 /* The engine thread                                                        */
 /* ------------------------------------------------------------------------ */
 
-/* Under s->mu: drops cancelled requests from the queue, fills free slots,
- * and peeks at the sockets of waiting clients. Requests to end are put in
- * *gone (the caller ends them outside the lock). */
-static void admit(srv_scheduler *s, srv_request **gone, int *n_gone) {
+/* Under s->mu: drops cancelled requests from the queue. Requests to end are
+ * put in *gone (the caller ends them outside the lock). */
+static void drop_cancelled(srv_scheduler *s, srv_request **gone, int *n_gone) {
     int kept = 0;
     for (int i = 0; i < s->q_len; i++) {
-        srv_request *r = s->queue[(s->q_head + i) % s->q_cap];
+        srv_request *r = s->queue[(s->q_head + i) % s->q_ring];
         if (s->cancel_all) atomic_store(&r->cancelled, true);
         srv_request_check_gone(r);
         if (atomic_load(&r->cancelled))
             gone[(*n_gone)++] = r;
         else
-            s->queue[(s->q_head + kept++) % s->q_cap] = r;
+            s->queue[(s->q_head + kept++) % s->q_ring] = r;
     }
     s->q_len = kept;
-    for (int i = 0; i < s->n_slots && s->q_len > 0; i++) {
+}
+
+/* Fills free slots from the head of the queue while the pool can hold the
+ * head request's prompt (what the prefix cache does not have) and still
+ * keep the watermark free. In arrival order: a request that does not fit
+ * waits, and the ones behind it wait too. */
+static void admit(srv_scheduler *s) {
+    for (int i = 0; i < s->n_slots; i++) {
         if (s->slots[i].req != NULL) continue;
-        srv_request *r = s->queue[s->q_head];
-        s->q_head = (s->q_head + 1) % s->q_cap;
+        pthread_mutex_lock(&s->mu);
+        srv_request *r = s->q_len > 0 ? s->queue[s->q_head] : NULL;
+        pthread_mutex_unlock(&s->mu);
+        if (r == NULL) return;
+        int n_ids = n_ids_of(r);
+        int reused = bc_context_seq_reuse(s->ctx, i, r->prompt, n_ids, n_ids - 1);
+        int need = bc_context_seq_blocks_needed(s->ctx, i, n_ids - reused);
+        bc_kv_stats kv;
+        bc_context_kv_stats(s->ctx, &kv);
+        bool alone = s->n_active == 0; /* nothing will free blocks: take the watermark too */
+        if (need + (alone ? 0 : s->watermark) > kv.n_free ||
+            bc_context_seq_reserve(s->ctx, i, n_ids - reused) != BC_STATUS_OK) {
+            bc_context_seq_truncate(s->ctx, i, 0);
+            return;
+        }
+        pthread_mutex_lock(&s->mu);
+        s->q_head = (s->q_head + 1) % s->q_ring;
         s->q_len--;
+        s->n_active++;
+        if (!r->admitted) {
+            s->stats.prefix_hit_tokens += reused;
+            s->stats.prefix_miss_tokens += r->n_prompt - reused;
+        }
+        pthread_mutex_unlock(&s->mu);
+        if (!r->admitted) {
+            r->admitted = true;
+            r->n_cached_prompt = reused;
+            for (int k = 0; k < r->n_prompt; k++) bc_sampler_accept(r->sampler, r->prompt[k]);
+        }
         memset(&s->slots[i], 0, sizeof s->slots[i]);
         s->slots[i].req = r;
-        s->n_active++;
-        for (int k = 0; k < r->n_prompt; k++) bc_sampler_accept(r->sampler, r->prompt[k]);
     }
+}
+
+/* Ends the requests of slots whose clients have gone. */
+static void drop_gone_slots(srv_scheduler *s, bool cancel_all) {
+    for (int i = 0; i < s->n_slots; i++) {
+        slot *sl = &s->slots[i];
+        if (sl->req == NULL) continue;
+        if (cancel_all) atomic_store(&sl->req->cancelled, true);
+        srv_request_check_gone(sl->req);
+        if (atomic_load(&sl->req->cancelled)) {
+            srv_request *r = sl->req;
+            free_slot(s, sl);
+            end_request(s, r, 499);
+        }
+    }
+}
+
+/* A block for every running slot whose next position needs one, preempting
+ * the newest requests until there are enough (one request alone always
+ * fits: the pool holds at least n_ctx positions). */
+static void make_room(srv_scheduler *s) {
+    for (;;) {
+        int need = 0;
+        for (int i = 0; i < s->n_slots; i++)
+            if (s->slots[i].req != NULL) need += bc_context_seq_blocks_needed(s->ctx, i, 1);
+        bc_kv_stats kv;
+        bc_context_kv_stats(s->ctx, &kv);
+        if (need <= kv.n_free || s->n_active <= 1) return;
+        preempt_newest(s);
+    }
+}
+
+/* The batch: one entry for each slot with one id left to feed, then chunks
+ * of the slots with more (prompts), round-robin. Returns its size. */
+static int build_batch(srv_scheduler *s) {
+    int n = 0;
+    for (int i = 0; i < s->n_slots; i++) {
+        slot *sl = &s->slots[i];
+        sl->n_step = 0;
+        sl->logit_row = -1;
+        if (sl->req == NULL) continue;
+        int pos = bc_context_seq_len(s->ctx, i);
+        if (n_ids_of(sl->req) - pos != 1) continue;
+        s->batch[n] = (bc_batch_entry){i, pos, sl->req->prompt[pos], true};
+        sl->logit_row = n++;
+        sl->n_step = 1;
+    }
+    for (int k = 0; k < s->n_slots && n < s->n_batch; k++) {
+        int i = (s->rr + k) % s->n_slots;
+        slot *sl = &s->slots[i];
+        if (sl->req == NULL || sl->n_step > 0) continue;
+        int pos = bc_context_seq_len(s->ctx, i), n_ids = n_ids_of(sl->req);
+        int take = n_ids - pos;
+        if (take > s->n_batch - n) take = s->n_batch - n;
+        for (int j = 0; j < take; j++) {
+            bool last = pos + j == n_ids - 1;
+            s->batch[n] = (bc_batch_entry){i, pos + j, sl->req->prompt[pos + j], last};
+            if (last) sl->logit_row = n;
+            n++;
+        }
+        sl->n_step = take;
+    }
+    s->rr = (s->rr + 1) % s->n_slots;
+    return n;
+}
+
+static void publish_stats(srv_scheduler *s) {
+    bc_kv_stats kv;
+    bc_context_kv_stats(s->ctx, &kv);
+    pthread_mutex_lock(&s->mu);
+    s->stats.kv = kv;
+    pthread_mutex_unlock(&s->mu);
 }
 
 static void *engine_main(void *arg) {
     srv_scheduler *s = arg;
-    srv_request **gone = malloc((size_t)(s->q_cap + s->n_slots) * sizeof *gone);
+    srv_request **gone = malloc((size_t)s->q_ring * sizeof *gone);
     for (;;) {
         int n_gone = 0;
         pthread_mutex_lock(&s->mu);
@@ -210,53 +343,19 @@ static void *engine_main(void *arg) {
             pthread_mutex_unlock(&s->mu);
             break;
         }
-        admit(s, gone, &n_gone);
+        drop_cancelled(s, gone, &n_gone);
         bool cancel_all = s->cancel_all;
         pthread_mutex_unlock(&s->mu);
         for (int i = 0; i < n_gone; i++) end_request(s, gone[i], 499);
 
-        /* Drop the slots whose clients have gone. */
-        for (int i = 0; i < s->n_slots; i++) {
-            slot *sl = &s->slots[i];
-            if (sl->req == NULL) continue;
-            if (cancel_all) atomic_store(&sl->req->cancelled, true);
-            srv_request_check_gone(sl->req);
-            if (atomic_load(&sl->req->cancelled)) {
-                srv_request *r = sl->req;
-                free_slot(s, sl);
-                end_request(s, r, 499);
-            }
+        drop_gone_slots(s, cancel_all);
+        admit(s);
+        make_room(s);
+        int n = build_batch(s);
+        if (n == 0) {
+            publish_stats(s);
+            continue;
         }
-
-        /* The batch: generating slots first, then prompt chunks. */
-        int n = 0;
-        for (int i = 0; i < s->n_slots; i++) {
-            slot *sl = &s->slots[i];
-            sl->n_step = 0;
-            sl->logit_row = -1;
-            if (sl->req == NULL || !sl->generating) continue;
-            s->batch[n] = (bc_batch_entry){i, sl->n_cached, sl->next_token, true};
-            sl->logit_row = n++;
-            sl->n_step = 1;
-        }
-        for (int k = 0; k < s->n_slots && n < s->n_batch; k++) {
-            int i = (s->rr + k) % s->n_slots;
-            slot *sl = &s->slots[i];
-            if (sl->req == NULL || sl->generating) continue;
-            int take = sl->req->n_prompt - sl->n_fed;
-            if (take > s->n_batch - n) take = s->n_batch - n;
-            for (int j = 0; j < take; j++) {
-                int p = sl->n_fed + j;
-                bool last = p == sl->req->n_prompt - 1;
-                s->batch[n] = (bc_batch_entry){i, sl->n_cached + j, sl->req->prompt[p], last};
-                if (last) sl->logit_row = n;
-                n++;
-            }
-            sl->n_step = take;
-        }
-        s->rr = (s->rr + 1) % s->n_slots;
-        if (n == 0) continue;
-
         if (bc_context_decode(s->ctx, s->batch, n) != BC_STATUS_OK) {
             fprintf(stderr, "baichuan serve: forward pass failed: %s\n", bc_context_error(s->ctx));
             for (int i = 0; i < s->n_slots; i++) {
@@ -271,13 +370,10 @@ static void *engine_main(void *arg) {
         }
         for (int i = 0; i < s->n_slots; i++) {
             slot *sl = &s->slots[i];
-            if (sl->req == NULL || sl->n_step == 0) continue;
-            sl->n_cached += sl->n_step;
-            if (!sl->generating) sl->n_fed += sl->n_step;
-            if (sl->logit_row < 0) continue;
-            sl->generating = true;
+            if (sl->req == NULL || sl->logit_row < 0) continue;
             take_token(s, sl, bc_context_logits(s->ctx, sl->logit_row));
         }
+        publish_stats(s);
     }
     free(gone);
     return NULL;
@@ -306,9 +402,15 @@ int srv_scheduler_start(srv_scheduler **out, bc_context *ctx, const bc_model *mo
     s->n_vocab = ti.n_vocab < info.n_vocab ? ti.n_vocab : info.n_vocab;
     s->eos = info.eos_token_id;
     s->q_cap = max_queue > 0 ? max_queue : 1;
+    s->q_ring = s->q_cap + s->n_slots;
+    s->stats.n_slots = s->n_slots;
+    bc_kv_stats kv;
+    bc_context_kv_stats(ctx, &kv);
+    s->stats.kv = kv;
+    s->watermark = s->n_slots < kv.n_blocks / 4 ? s->n_slots : kv.n_blocks / 4;
     s->slots = calloc((size_t)s->n_slots, sizeof *s->slots);
     s->batch = malloc((size_t)s->n_batch * sizeof *s->batch);
-    s->queue = malloc((size_t)s->q_cap * sizeof *s->queue);
+    s->queue = malloc((size_t)s->q_ring * sizeof *s->queue);
     if (s->slots == NULL || s->batch == NULL || s->queue == NULL) goto oom;
     pthread_mutex_init(&s->mu, NULL);
     pthread_cond_init(&s->cv, NULL);
@@ -332,12 +434,13 @@ fail:
 
 int srv_scheduler_submit(srv_scheduler *s, srv_request *r) {
     pthread_mutex_lock(&s->mu);
-    if (s->q_len == s->q_cap || s->stopping) {
+    if (s->q_len >= s->q_cap || s->stopping) {
         pthread_mutex_unlock(&s->mu);
         return -1;
     }
     atomic_fetch_add(&r->refs, 1);
-    s->queue[(s->q_head + s->q_len++) % s->q_cap] = r;
+    r->order = s->n_arrived++;
+    s->queue[(s->q_head + s->q_len++) % s->q_ring] = r;
     pthread_cond_signal(&s->cv);
     pthread_mutex_unlock(&s->mu);
     return 0;
@@ -347,6 +450,14 @@ void srv_scheduler_counts(srv_scheduler *s, int *queued, int *active) {
     pthread_mutex_lock(&s->mu);
     *queued = s->q_len;
     *active = s->n_active;
+    pthread_mutex_unlock(&s->mu);
+}
+
+void srv_scheduler_stats(srv_scheduler *s, srv_engine_stats *out) {
+    pthread_mutex_lock(&s->mu);
+    *out = s->stats;
+    out->queued = s->q_len;
+    out->active = s->n_active;
     pthread_mutex_unlock(&s->mu);
 }
 

@@ -6,6 +6,7 @@
 #include "../cli/cli.h"
 #include "server.h"
 
+#include <errno.h>
 #include <signal.h>
 #include <stdlib.h>
 #include <string.h>
@@ -17,12 +18,20 @@ static const char help[] =
     "An OpenAI-compatible HTTP server: POST /v1/chat/completions, /v1/completions,\n"
     "/tokenize, /detokenize; GET /v1/models, /health, /metrics, and a web chat page at /.\n"
     "Up to --parallel requests are decoded together in one batched forward pass per step.\n"
+    "Their keys and values live in one paged KV pool (blocks of 16 positions) that they share,\n"
+    "with a prefix cache: a prompt that starts like an earlier one (a system prompt, a chat's\n"
+    "history) reuses its blocks. A request is admitted when the pool can hold its prompt; when\n"
+    "the pool runs out, the newest request is paused and recomputed later, never failed.\n"
     "\n"
     "options:\n"
     "      --host ADDR          IPv4 address to listen on (default 127.0.0.1)\n"
     "      --port N             TCP port (default 8080)\n"
-    "      --parallel N         requests decoded together (slots; default 4)\n"
-    "  -c, --ctx-size N         positions per slot (default: the model's context)\n"
+    "      --parallel N         requests decoded together (sequences; default 4)\n"
+    "  -c, --ctx-size N         positions of the KV pool, shared by all requests (default: --parallel\n"
+    "                           x the model's context, less if that does not fit in half the\n"
+    "                           available memory); one request may grow to min(N, model context)\n"
+    "      --kv-memory SIZE     size the KV pool in bytes instead: 6G, 512M, ... (K/M/G/T = 2^10..)\n"
+    "      --no-prefix-cache    do not keep or reuse the blocks of earlier prompts\n"
     "  -b, --batch N            most tokens in one forward pass, prompt chunks included (default 256)\n"
     "      --queue N            requests waiting for a slot before 503 (default 64)\n"
     "      --max-body N         largest request body in bytes (default 1048576)\n"
@@ -44,6 +53,55 @@ static const char *base_name(const char *path) {
     snprintf(buf, sizeof buf, "%.*s", (int)(n - start), path + start);
     return buf;
 }
+
+/* "6G", "512M", "64k", "1073741824": bytes (powers of 1024), or -1. */
+static long long parse_size(const char *s) {
+    char *end;
+    errno = 0;
+    double v = strtod(s, &end);
+    if (errno != 0 || end == s || !(v > 0)) return -1;
+    double unit = 1;
+    switch (*end) {
+    case 'k':
+    case 'K':
+        unit = 1024.0;
+        end++;
+        break;
+    case 'm':
+    case 'M':
+        unit = 1024.0 * 1024;
+        end++;
+        break;
+    case 'g':
+    case 'G':
+        unit = 1024.0 * 1024 * 1024;
+        end++;
+        break;
+    case 't':
+    case 'T':
+        unit = 1024.0 * 1024 * 1024 * 1024;
+        end++;
+        break;
+    default: break;
+    }
+    if (*end == 'i' || *end == 'B') end += *end == 'i' ? (end[1] == 'B' ? 2 : 1) : 1;
+    if (*end != '\0' || v * unit > 9e18) return -1;
+    return (long long)(v * unit);
+}
+
+/* MemAvailable of /proc/meminfo in bytes, or 0 where it cannot be read. */
+static unsigned long long mem_available(void) {
+    FILE *f = fopen("/proc/meminfo", "r");
+    if (f == NULL) return 0;
+    char line[256];
+    unsigned long long kb = 0;
+    while (fgets(line, sizeof line, f))
+        if (sscanf(line, "MemAvailable: %llu kB", &kb) == 1) break;
+    fclose(f);
+    return kb * 1024;
+}
+
+static double gib(unsigned long long b) { return (double)b / (1024.0 * 1024 * 1024); }
 
 int cmd_serve(int argc, char **argv) {
     cli_model_opts mo;
@@ -102,6 +160,16 @@ int cmd_serve(int argc, char **argv) {
             if ((*str_opt = cli_value(argc, argv, &i)) == NULL) return 1;
             continue;
         }
+        if (strcmp(a, "--kv-memory") == 0) {
+            if ((v = cli_value(argc, argv, &i)) == NULL) return 1;
+            if ((cfg.kv_memory = parse_size(v)) <= 0)
+                return cli_error("--kv-memory: '%s' is not a size such as 6G, 512M or 1073741824", v);
+            continue;
+        }
+        if (strcmp(a, "--no-prefix-cache") == 0) {
+            cfg.no_prefix_cache = true;
+            continue;
+        }
         if (strcmp(a, "--max-body") == 0) {
             int kb;
             if ((v = cli_value(argc, argv, &i)) == NULL || cli_parse_int(v, 64, 1 << 30, a, &kb) != 0) return 1;
@@ -148,11 +216,52 @@ int cmd_serve(int argc, char **argv) {
     bc_model_get_info(model, &info);
     bc_tokenizer_info ti;
     bc_tokenizer_get_info(tok, &ti);
+    /* The pool: -c positions, or --kv-memory bytes, or by default every
+     * slot's full context where half the available memory holds it. */
     bc_context_params cp = bc_context_default_params();
-    cp.n_ctx = cfg.n_ctx ? cfg.n_ctx : info.n_ctx_train;
     cp.n_seq = cfg.n_parallel;
     cp.n_batch = cfg.n_batch < cfg.n_parallel ? cfg.n_parallel : cfg.n_batch;
     cp.n_threads = mo.n_threads;
+    cp.cache_type = mo.cache_type;
+    cp.prefix_cache = !cfg.no_prefix_cache;
+    const uint64_t per_pos = bc_model_kv_bytes_per_position(model, cp.cache_type);
+    const uint64_t resident = info.weight_bytes - info.released_bytes + info.repacked_bytes;
+    if (per_pos == 0) {
+        cli_error("--cache-type %s: not a KV cache type", bc_dtype_name(cp.cache_type));
+        goto cleanup;
+    }
+    long long n_kv = cfg.n_ctx;
+    if (cfg.kv_memory > 0) {
+        if (cfg.n_ctx > 0) {
+            cli_error("give -c (positions) or --kv-memory (bytes), not both");
+            goto cleanup;
+        }
+        n_kv = cfg.kv_memory / (long long)per_pos;
+    } else if (n_kv == 0) {
+        n_kv = (long long)cfg.n_parallel * info.n_ctx_train;
+        unsigned long long avail = mem_available();
+        if (avail > resident) {
+            long long fit = (long long)((avail - resident) / 2 / per_pos);
+            if (fit < n_kv) n_kv = fit > info.n_ctx_train ? fit : info.n_ctx_train;
+        }
+    }
+    if (n_kv < 16 || n_kv > (1 << 28)) {
+        cli_error("a KV pool of %lld positions (%.2f GiB of %s cache at %.0f KiB per position) is %s; give -c or "
+                  "--kv-memory",
+                  n_kv, gib((unsigned long long)n_kv * per_pos), bc_dtype_name(cp.cache_type), (double)per_pos / 1024,
+                  n_kv < 16 ? "less than one block of 16" : "too large");
+        goto cleanup;
+    }
+    cp.n_kv = (int)(n_kv / 16 * 16);
+    cp.n_ctx = info.n_ctx_train < n_kv ? info.n_ctx_train : (int)n_kv;
+    const uint64_t ctx_bytes = bc_model_context_bytes(model, cp);
+    const unsigned long long avail = mem_available();
+    if (avail > 0 && ctx_bytes > avail) {
+        cli_error("the KV pool and scratch need %.2f GiB and only %.2f GiB are available: a smaller -c or "
+                  "--kv-memory, or --cache-type q8_0",
+                  gib(ctx_bytes), gib(avail));
+        goto cleanup;
+    }
     if (bc_context_init(model, cp, &ctx, err, sizeof err) != BC_STATUS_OK) {
         cli_error("%s", err);
         goto cleanup;
@@ -182,8 +291,19 @@ int cmd_serve(int argc, char **argv) {
         cli_error("%s", err);
         goto cleanup;
     }
-    fprintf(stderr, "baichuan serve: %s on http://%s:%d (%d slots of %d positions, batch %d, %d threads)\n", mi.name,
-            cfg.host, srv_http_port(http), cfg.n_parallel, cp.n_ctx, cp.n_batch, bc_context_n_threads(ctx));
+    bc_kv_stats kv;
+    bc_context_kv_stats(ctx, &kv);
+    fprintf(stderr,
+            "baichuan serve: memory bound %.2f GiB = weights %.2f GiB + KV pool %.2f GiB (%d blocks x %d "
+            "positions x %.0f KiB, %s) + scratch and tables %.2f GiB; plus request buffers (at most %d requests "
+            "of %zu-byte bodies)\n",
+            gib(resident + ctx_bytes), gib(resident), gib(kv.bytes), kv.n_blocks, kv.block_size, (double)per_pos / 1024,
+            bc_dtype_name(cp.cache_type), gib(ctx_bytes - kv.bytes), cfg.max_queue + cfg.n_parallel, cfg.max_body);
+    fprintf(stderr,
+            "baichuan serve: %s on http://%s:%d (%d sequences sharing %d KV positions, up to %d each; prefix cache "
+            "%s; batch %d, %d threads)\n",
+            mi.name, cfg.host, srv_http_port(http), cfg.n_parallel, bc_context_n_kv(ctx), cp.n_ctx,
+            cp.prefix_cache ? "on" : "off", cp.n_batch, bc_context_n_threads(ctx));
 
     int sig = 0;
     sigwait(&sigs, &sig);

@@ -103,8 +103,9 @@ void srv_metrics_request(const char *tenant, const char *endpoint, int status);
 void srv_metrics_tokens(const char *tenant, long prompt, long completion);
 void srv_metrics_ttft(double seconds);
 void srv_metrics_token_latency(double seconds);
-/* The Prometheus text exposition (malloc'd), with the gauges given. */
-char *srv_metrics_render(int queue_depth, int active_slots, int n_slots);
+/* The Prometheus text exposition (malloc'd), with the engine's gauges. */
+struct srv_engine_stats;
+char *srv_metrics_render(const struct srv_engine_stats *engine);
 
 /* ------------------------------------------------------------------------ */
 /* Generation requests (openai.c builds them, scheduler.c runs them)        */
@@ -122,7 +123,11 @@ typedef struct srv_request {
     srv_endpoint endpoint;
     bool stream;
     bool include_usage; /* stream_options.include_usage */
-    int32_t *prompt;    /* (n_prompt) input ids */
+    /* (n_prompt + max_tokens + 1) the input ids; the engine appends the
+     * generated ids after them, so prompt[0 .. n_prompt + n_generated) is
+     * what the request's sequence holds (or must hold again after a
+     * preemption). */
+    int32_t *prompt;
     int n_prompt;
     int max_tokens;      /* most tokens to generate */
     int logprobs;        /* -1 off; else how many top alternatives (0..20) */
@@ -138,6 +143,10 @@ typedef struct srv_request {
 
     /* Engine thread only, while the request is active. */
     int n_generated;
+    int n_cached_prompt;       /* prompt ids found in the prefix cache at the first admission */
+    bool admitted;             /* has been admitted once (a preempted request is admitted again) */
+    uint64_t order;            /* arrival order: preemption takes the newest */
+    size_t text_offset;        /* bytes of text emitted (logprobs text_offset) */
     const char *finish_reason; /* "stop", "length", "cancelled", "error" */
     bool role_sent;            /* chat stream: the first delta (role) went out */
     double t_last_token;
@@ -180,8 +189,10 @@ bool srv_request_check_gone(srv_request *r);
 typedef struct srv_config {
     const char *host;
     int port;
-    int n_parallel;    /* slots */
-    int n_ctx;         /* positions per slot */
+    int n_parallel;      /* slots: sequences decoded together */
+    int n_ctx;           /* positions of the KV pool shared by all slots (0: from kv_memory or the default) */
+    long long kv_memory; /* bytes for the KV pool (--kv-memory; 0: not given) */
+    bool no_prefix_cache;
     int n_batch;       /* most entries in one forward pass */
     int n_threads;     /* engine threads; 0 = all cores */
     int max_queue;     /* requests waiting for a slot before 503 */
@@ -206,6 +217,18 @@ int srv_scheduler_start(srv_scheduler **out, bc_context *ctx, const bc_model *mo
 /* Queues a request (takes a reference). -1: the queue is full. */
 int srv_scheduler_submit(srv_scheduler *s, srv_request *r);
 void srv_scheduler_counts(srv_scheduler *s, int *queued, int *active);
+
+/* The engine's state for /metrics: a snapshot the engine thread refreshes
+ * after every step. */
+typedef struct srv_engine_stats {
+    int queued, active, n_slots;
+    bc_kv_stats kv;
+    long long prefix_hit_tokens;  /* prompt tokens found in the prefix cache (first admissions) */
+    long long prefix_miss_tokens; /* prompt tokens computed (first admissions) */
+    long long preemptions;        /* requests preempted to free KV blocks */
+} srv_engine_stats;
+
+void srv_scheduler_stats(srv_scheduler *s, srv_engine_stats *out);
 /* Cancels everything still queued or running (forced shutdown). */
 void srv_scheduler_cancel_all(srv_scheduler *s);
 /* Stops the engine thread once no request is queued or active. */

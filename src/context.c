@@ -50,7 +50,7 @@ static int resolve_params(const bc__hparams *hp, bc_context_params *p, bc__err *
                           "(0..268435456), n_batch %d (1..1048576), n_threads %d (1..1024)",
                           p->n_ctx, p->n_seq, p->n_kv, p->n_batch, p->n_threads);
     if (p->n_kv == 0) {
-        int64_t all = (int64_t)p->n_ctx * p->n_seq;
+        int64_t all = (int64_t)(p->n_ctx + BC_KV_BLOCK - 1) / BC_KV_BLOCK * BC_KV_BLOCK * p->n_seq;
         if (all > (1 << 28))
             return bc__errorf(err, BC_STATUS_ERROR_ARGUMENT,
                               "n_ctx %d x n_seq %d positions is too large a KV pool; give n_kv", p->n_ctx, p->n_seq);

@@ -48,7 +48,8 @@ def run(binary, *args, timeout=TIMEOUT_S):
 def engine_logits(binary, model, tokens, out, n_vocab, flags=()):
     if os.path.exists(out):
         os.unlink(out)
-    p = run(binary, "logits", "-m", model, "--tokens", " ".join(map(str, tokens)), "-o", out, *flags)
+    p = run(binary, "logits", "-m", model, "--tokens", " ".join(map(str, tokens)), "-o", out, "--cache-type", "f32",
+            *flags)
     if p.returncode != 0:
         raise RuntimeError("exit %d: %s" % (p.returncode, p.stderr.decode("utf-8", "replace").strip()))
     return np.fromfile(out, dtype="<f4").reshape(len(tokens), n_vocab)

@@ -153,7 +153,7 @@ def main():
         rc, _, err = run(exe, "quantize", fx, f32_gguf, "--type", "f32")
         t.check("quantize f32", rc == 0, err)
         for label, m in (("dir", fx), ("f32 gguf", f32_gguf)):
-            rc, out, err = run(exe, "perplexity", "-m", m, "-f", text_path, "-c", str(N_CTX), "--chunks",
+            rc, out, err = run(exe, "perplexity", "--cache-type", "f32", "-m", m, "-f", text_path, "-c", str(N_CTX), "--chunks",
                                str(N_CHUNKS), "-b", "24", "-t", "2")
             if not t.check("perplexity %s runs" % label, rc == 0, err):
                 continue
@@ -169,7 +169,7 @@ def main():
 
         # 2. The base file: header, SentencePiece's ids, the reference's log-probs.
         base = os.path.join(tmp, "base.kld")
-        rc, out, err = run(exe, "perplexity", "-m", fx, "-f", text_path, "-c", str(N_CTX), "--chunks",
+        rc, out, err = run(exe, "perplexity", "--cache-type", "f32", "-m", fx, "-f", text_path, "-c", str(N_CTX), "--chunks",
                            str(N_CHUNKS), "--kl-divergence-base", base)
         t.check("save base file", rc == 0, err)
         bf = read_base_file(base)
@@ -190,7 +190,7 @@ def main():
             rc, _, err = run(exe, "quantize", fx, q, "--type", qtype)
             if not t.check("quantize %s" % qtype, rc == 0, err):
                 continue
-            rc, out, err = run(exe, "perplexity", "-m", q, "--kl-divergence-base", base, "--kl-divergence",
+            rc, out, err = run(exe, "perplexity", "--cache-type", "f32", "-m", q, "--kl-divergence-base", base, "--kl-divergence",
                                "-f", text_path, "-b", "40")
             if not t.check("kl-divergence %s runs" % qtype, rc == 0, err):
                 continue
@@ -198,7 +198,7 @@ def main():
             kl, nll_q, nll_b, same, bound = [], [], [], 0, []
             for c, chunk in enumerate(chunks_of(ids, -1)):
                 lf = os.path.join(tmp, "q.f32")
-                rc, _, err = run(exe, "logits", "-m", q, "--tokens", " ".join(map(str, chunk)), "-o", lf)
+                rc, _, err = run(exe, "logits", "--cache-type", "f32", "-m", q, "--tokens", " ".join(map(str, chunk)), "-o", lf)
                 assert rc == 0, err
                 lq = log_softmax(np.fromfile(lf, dtype="<f4").reshape(N_CTX, -1))
                 for j in range(N_CTX // 2, N_CTX - 1):
@@ -258,7 +258,7 @@ def main():
         bos_nll = [-bos_lp[c][j][nxt] for c, j, nxt in scored(bos_ids)]
         bos_ppl, _ = ppl_and_err(bos_nll)
         base_bos = os.path.join(tmp, "base_bos.kld")
-        rc, out, err = run(exe, "perplexity", "-m", bos_dir, "-f", text_path, "-c", str(N_CTX), "--chunks",
+        rc, out, err = run(exe, "perplexity", "--cache-type", "f32", "-m", bos_dir, "-f", text_path, "-c", str(N_CTX), "--chunks",
                            str(N_CHUNKS), "--kl-divergence-base", base_bos)
         if t.check("perplexity with BOS runs", rc == 0, err):
             ppl = number(r"Final estimate: PPL = ([0-9.]+)", out)[0]
@@ -312,7 +312,7 @@ def main():
              [missing, "cannot open"]),
         ]
         for name, a, needles in cases:
-            rc, out, err = run(exe, "perplexity", *a)
+            rc, out, err = run(exe, "perplexity", "--cache-type", "f32", *a)
             lines = err.strip().split("\n")
             ok = rc == 1 and len(lines) == 1 and lines[0].startswith("baichuan: error: ") and all(
                 s in lines[0] for s in needles)

@@ -59,6 +59,7 @@ EXPECTED_VARIANT = {
     "b1_7b_bf16_bin": ("rope", False),
     "b1_7b_f16_st": ("rope", False),
     "override_alibi": ("alibi", False),
+    "kv_hd32": ("rope", True),
     "gen_rope": ("rope", True),
     "gen_alibi": ("alibi", True),
 }

@@ -178,7 +178,9 @@ def check_chunked_prefill(t, binary, work):
 
         # A non-streamed long prompt whose client leaves during its prefill.
         c3 = http.client.HTTPConnection("127.0.0.1", s.port, timeout=30)
-        c3.request("POST", COMP, body=json.dumps({"prompt": long_prompt, "max_tokens": 5}).encode(),
+        # (Other ids than the first long prompt's, which the prefix cache now holds.)
+        other_prompt = [11 + (k * 13) % 7000 for k in range(900)]
+        c3.request("POST", COMP, body=json.dumps({"prompt": other_prompt, "max_tokens": 5}).encode(),
                    headers={"Content-Type": "application/json"})
         wait_for(lambda: s.metrics()[1]["baichuan_active_slots"] == 1, 10, 0.002)
         c3.sock.shutdown(2)
