@@ -65,10 +65,13 @@ int cmd_info(int argc, char **argv) {
     printf("ignored:        %d tensor%s in the files not used by the model\n", in.n_ignored_tensors,
            in.n_ignored_tensors == 1 ? "" : "s");
     printf("weights:        %.3f GiB, mapped from the files (shared page cache, not copied)\n", gib(in.weight_bytes));
-    printf("context:        %.3f GiB for n_ctx %d, 1 sequence, batch 512 (%s KV cache: %.1f KiB per position; "
-           "scratch)\n",
-           gib(ctx_bytes), in.n_ctx_train, bc_dtype_name(o.cache_type),
-           (double)bc_model_kv_bytes_per_position(model, o.cache_type) / 1024);
+    const uint64_t per_pos = bc_model_kv_bytes_per_position(model, o.cache_type);
+    printf("KV cache:       %.1f KiB per position (%s: 2 x %d layers x %d values x %.4g bytes); a pool of N "
+           "positions takes N x that\n",
+           (double)per_pos / 1024, bc_dtype_name(o.cache_type), in.n_layer, in.n_embd,
+           (double)per_pos / (2.0 * in.n_layer * in.n_embd));
+    printf("context:        %.3f GiB for n_ctx %d, 1 sequence, batch 512 (KV pool + scratch)\n", gib(ctx_bytes),
+           in.n_ctx_train);
     if (in.repacked_bytes > 0)
         printf("repacked:       %.3f GiB, interleaved copies of the quantized matrices for this CPU's kernels, "
                "in place of %.3f GiB of mapped pages (--no-repack: none)\n",
