@@ -80,9 +80,13 @@ static void attend(const attention_task *t, int e, int h, float *scores) {
     const float *q = ctx->qkv + (size_t)e * 3 * (size_t)E + (size_t)h * (size_t)D;
     const float *kc = ctx->k_cache + kv_offset(ctx, en->seq, t->layer, 0) + (size_t)h * (size_t)D;
     const float *vc = ctx->v_cache + kv_offset(ctx, en->seq, t->layer, 0) + (size_t)h * (size_t)D;
+    /* The sequence's contiguous f32 cache as one block of the paged layout. */
+    static const int32_t one_block[1] = {0};
+    const bc__kv_rows k = {(const uint8_t *)kc, one_block, 0, (size_t)E * sizeof(float), 30, BC_DTYPE_F32};
+    const bc__kv_rows v = {(const uint8_t *)vc, one_block, 0, (size_t)E * sizeof(float), 30, BC_DTYPE_F32};
     const float *slope = m->alibi_slopes ? &m->alibi_slopes[h] : NULL;
     float *out = ctx->attn + (size_t)e * (size_t)E + (size_t)h * (size_t)D;
-    bc__attend(q, kc, vc, (size_t)E, en->pos + 1, D, 1.0f / sqrtf((float)D), slope, en->pos, scores, out);
+    bc__attend(q, &k, &v, en->pos + 1, D, 1.0f / sqrtf((float)D), slope, en->pos, scores, out);
 }
 
 /* Chunk k is the (entry, head) pair (k / n_head, k % n_head). */

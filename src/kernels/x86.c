@@ -16,7 +16,6 @@
 
 #include "quants_blocks.h"
 
-#include <math.h>
 #include <string.h>
 
 #if defined(__x86_64__) && defined(__GNUC__)
@@ -263,44 +262,6 @@ ATTR_AVX2 void bc__quantize_act_avx2(int kind, const float *x, void *dst, int64_
             round_block_avx2(x, 256, id, y[b].qs, y[b].bsums);
             y[b].d = d;
         }
-    }
-}
-
-/* bc__attend for D a multiple of 64: the dot products with four independent
- * FMA chains, the weighted sum of V over the keys in 8 registers per 64
- * output values (each v_j read once per 64 columns, the outputs written
- * once); the softmax as in the C version. */
-ATTR_AVX2 void bc__attend_avx2(const float *q, const float *k, const float *v, size_t stride, int n_keys, int D,
-                               float scale, const float *slope, int pos, float *scores, float *out) {
-    float max = -INFINITY;
-    for (int j = 0; j < n_keys; j++) {
-        const float *kj = k + (size_t)j * stride;
-        __m256 a0 = _mm256_setzero_ps(), a1 = _mm256_setzero_ps(), a2 = _mm256_setzero_ps(), a3 = _mm256_setzero_ps();
-        for (int d = 0; d < D; d += 32) {
-            a0 = _mm256_fmadd_ps(_mm256_loadu_ps(q + d), _mm256_loadu_ps(kj + d), a0);
-            a1 = _mm256_fmadd_ps(_mm256_loadu_ps(q + d + 8), _mm256_loadu_ps(kj + d + 8), a1);
-            a2 = _mm256_fmadd_ps(_mm256_loadu_ps(q + d + 16), _mm256_loadu_ps(kj + d + 16), a2);
-            a3 = _mm256_fmadd_ps(_mm256_loadu_ps(q + d + 24), _mm256_loadu_ps(kj + d + 24), a3);
-        }
-        float s = hsum8(_mm256_add_ps(_mm256_add_ps(a0, a1), _mm256_add_ps(a2, a3))) * scale;
-        if (slope) s += *slope * (float)(j - pos);
-        scores[j] = s;
-        if (s > max) max = s;
-    }
-    float sum = 0.0f;
-    for (int j = 0; j < n_keys; j++) {
-        scores[j] = expf(scores[j] - max);
-        sum += scores[j];
-    }
-    for (int d = 0; d < D; d += 64) {
-        __m256 acc[8];
-        for (int i = 0; i < 8; i++) acc[i] = _mm256_setzero_ps();
-        for (int j = 0; j < n_keys; j++) {
-            const __m256 p = _mm256_set1_ps(scores[j] / sum);
-            const float *vj = v + (size_t)j * stride + d;
-            for (int i = 0; i < 8; i++) acc[i] = _mm256_fmadd_ps(p, _mm256_loadu_ps(vj + 8 * i), acc[i]);
-        }
-        for (int i = 0; i < 8; i++) _mm256_storeu_ps(out + d + 8 * i, acc[i]);
     }
 }
 
