@@ -2,6 +2,7 @@
  * bench_matmul.c - matmul speed per weight dtype and kernel level.
  *
  *   bench_matmul [-t THREADS] [-d DTYPE,...] [-l LEVEL,...] [-n N,...] [-s SHAPE,...] [-m SECONDS] [-c 0|1]
+ *   bench_matmul -a KEYS [-D DIM] [-d DTYPE,...] [-l LEVEL,...] [-m SECONDS] [-c 0|1]
  *
  * For each shape (rows x cols: 4096x4096 and 11008x4096 by default), dtype,
  * level (c, avx2, avx512; those this CPU has) and number of activation rows
@@ -17,10 +18,17 @@
  * wall clock, on a machine shared with other work: the time the thread waits
  * descheduled is left out (not the caches the others evict). -t 1 only: the
  * matmul then runs on the calling thread.
+ *
+ * -a KEYS times attention instead: bc__attend of one head of -D DIM values
+ * (128) over KEYS keys on the calling thread, keys and values in f32, f16
+ * and q8_0 (-d selects), in blocks of 16 positions scattered over a pool,
+ * per level; prints ns per key (the keys and values of 2048 positions at
+ * D = 128 take 1 MiB in f32: they fit L2 on most CPUs).
  */
 #include "kernels/kernels.h"
 #include "quants.h"
 
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -51,12 +59,72 @@ static int listed(const char *list, const char *name) {
     return 0;
 }
 
+/* The -a figures: ns per key of bc__attend per KV dtype and level. */
+static void bench_attend(int n_keys, int D, const char *dtypes, const char *levels, double min_time,
+                         double (*timer)(void)) {
+    static const bc_dtype kv_dtypes[] = {BC_DTYPE_F32, BC_DTYPE_F16, BC_DTYPE_Q8_0};
+    const int shift = 4, n_blocks = (n_keys + 15) >> shift;
+    uint64_t seed = 88172645463325252ULL;
+    float *x = malloc((size_t)D * sizeof(float)), *q = malloc((size_t)D * sizeof(float));
+    float *scores = malloc((size_t)n_keys * sizeof(float)), *out = malloc((size_t)D * sizeof(float));
+    int32_t *blocks = malloc((size_t)n_blocks * sizeof(int32_t));
+    for (int i = 0; i < D; i++) q[i] = (float)((i * 7919) % 2003) / 2003.0f - 0.5f;
+    /* Block b of the sequence at pool block (b * stride) mod n_blocks, the
+     * stride coprime to n_blocks: every pool block once, out of order. */
+    int stride = 7;
+    while (n_blocks % stride == 0) stride += 2;
+    for (int b = 0; b < n_blocks; b++) blocks[b] = (int32_t)(((int64_t)b * stride) % n_blocks);
+    printf("attention of one head: D %d, %d keys, blocks of %d positions, one thread\n", D, n_keys, 1 << shift);
+    printf("%-6s %-7s %10s %10s\n", "dtype", "level", "us", "ns/key");
+    for (size_t t = 0; t < sizeof kv_dtypes / sizeof kv_dtypes[0]; t++) {
+        const bc_dtype dtype = kv_dtypes[t];
+        uint64_t row_bytes;
+        if (!listed(dtypes, bc_dtype_name(dtype)) || bc__dtype_row_bytes(dtype, (uint64_t)D, &row_bytes) != 0) continue;
+        const size_t block_stride = (size_t)row_bytes << shift, pool_bytes = (size_t)n_blocks * block_stride;
+        uint8_t *pool[2] = {malloc(pool_bytes), malloc(pool_bytes)};
+        for (int k = 0; k < 2; k++)
+            for (size_t r = 0; r < pool_bytes / row_bytes; r++) {
+                for (int i = 0; i < D; i++) {
+                    seed ^= seed << 13, seed ^= seed >> 7, seed ^= seed << 17;
+                    x[i] = (float)((double)(seed >> 11) / 9007199254740992.0 - 0.5) * 2.0f;
+                }
+                bc__quantize_row(dtype, x, pool[k] + r * row_bytes, D);
+            }
+        const bc__kv_rows kr = {pool[0], blocks, block_stride, row_bytes, shift, dtype};
+        const bc__kv_rows vr = {pool[1], blocks, block_stride, row_bytes, shift, dtype};
+        const float scale = 1.0f / sqrtf((float)D);
+        for (int l = 0; l <= (int)bc__kernels_detect(); l++) {
+            if (!listed(levels, bc__isa_name((bc__isa)l))) continue;
+            bc__kernels_force(l);
+            bc__attend(q, &kr, &vr, n_keys, D, scale, NULL, n_keys - 1, scores, out); /* warm up */
+            double best = 1e30, start = now();
+            do {
+                double t0 = timer();
+                bc__attend(q, &kr, &vr, n_keys, D, scale, NULL, n_keys - 1, scores, out);
+                double el = timer() - t0;
+                if (el < best) best = el;
+            } while (now() - start < min_time);
+            printf("%-6s %-7s %10.2f %10.2f\n", bc_dtype_name(dtype), bc__isa_name((bc__isa)l), best * 1e6,
+                   best * 1e9 / n_keys);
+            fflush(stdout);
+        }
+        free(pool[0]);
+        free(pool[1]);
+    }
+    bc__kernels_force(-1);
+    free(x);
+    free(q);
+    free(scores);
+    free(out);
+    free(blocks);
+}
+
 int main(int argc, char **argv) {
     int threads = 2;
     const char *dtypes = NULL, *levels = NULL, *ns = "1,128", *shapes = "4096x4096,11008x4096";
     double min_time = 0.3;
     unsigned flags = 0;
-    int cpu_time = 0;
+    int cpu_time = 0, attend_keys = 0, attend_dim = 128;
     for (int i = 1; i + 1 < argc; i += 2) {
         if (strcmp(argv[i], "-t") == 0)
             threads = atoi(argv[i + 1]);
@@ -74,20 +142,32 @@ int main(int argc, char **argv) {
             flags = atoi(argv[i + 1]) ? BC__MATMUL_BF16_ACT : 0;
         else if (strcmp(argv[i], "-c") == 0)
             cpu_time = atoi(argv[i + 1]) != 0;
+        else if (strcmp(argv[i], "-a") == 0)
+            attend_keys = atoi(argv[i + 1]);
+        else if (strcmp(argv[i], "-D") == 0)
+            attend_dim = atoi(argv[i + 1]);
         else {
             fprintf(stderr,
                     "usage: %s [-t THREADS] [-d DTYPE,...] [-l LEVEL,...] [-n N,...] [-s RxC,...] [-m SEC] [-b 0|1] "
-                    "[-c 0|1]\n",
+                    "[-c 0|1] [-a KEYS [-D DIM]]\n",
                     argv[0]);
             return 2;
         }
+    }
+    double (*timer)(void) = cpu_time ? thread_cpu : now;
+    bc__f16_init();
+    if (attend_keys > 0) { /* on the calling thread: -c 1 needs no -t 1 */
+        if (attend_dim <= 0 || attend_dim % 32 != 0) {
+            fprintf(stderr, "-D %d: the head dimension must be a positive multiple of 32 (q8_0 blocks)\n", attend_dim);
+            return 2;
+        }
+        bench_attend(attend_keys, attend_dim, dtypes, levels, min_time, timer);
+        return 0;
     }
     if (cpu_time && threads != 1) {
         fprintf(stderr, "-c 1 needs -t 1: the CPU time of the calling thread is that of the matmul only then\n");
         return 2;
     }
-    double (*timer)(void) = cpu_time ? thread_cpu : now;
-    bc__f16_init();
     bc__pool *pool = bc__pool_create(threads);
     bc__isa top = bc__kernels_detect();
     printf("threads %d, detected level %s%s\n", threads, bc__isa_name(top),

@@ -7,7 +7,7 @@
  *   C kernels         one per dtype: the portable path and the spec of the SIMD ones
  *   repacking         interleaved layouts (kernels.h), looked up per dtype and level
  *   matmul            row split across threads, tiles of rows x activation rows
- *   small kernels     dot_f32, weight_row_f32, rmsnorm
+ *   small kernels     dot_f32, weight_row_f32, attention over the paged KV pool, rmsnorm
  */
 #include "kernels.h"
 
@@ -657,46 +657,91 @@ void bc__weight_row_f32(const bc__weight *w, int64_t i, float *row) {
     bc__dequantize_row(w->dtype, (const char *)w->data + (size_t)i * row_bytes, row, w->cols);
 }
 
-/* TEMPORARY portable version, replaced by the kernels branch. */
-static float kv_value(const bc__kv_rows *r, const uint8_t *row, int d) {
-    switch (r->dtype) {
-    case BC_DTYPE_F32: return ((const float *)row)[d];
-    case BC_DTYPE_F16: return bc__f16_to_f32(((const uint16_t *)row)[d]);
-    default: {
-        const uint8_t *blk = row + (size_t)(d / 32) * 34;
-        uint16_t h;
-        memcpy(&h, blk, 2);
-        return bc__f16_to_f32(h) * (float)(int8_t)blk[2 + d % 32];
+/* q . row for the D values of a key row of dtype: eight partial sums over
+ * the values converted to f32 (exactly), as bc__dot_f32. */
+static float kv_dot_ref(const float *q, const uint8_t *row, bc_dtype dtype, int D) {
+    float s[8] = {0}, x[8];
+    for (int i = 0; i < D; i += 8) {
+        const int n = D - i < 8 ? D - i : 8;
+        if (dtype == BC_DTYPE_F32) {
+            memcpy(x, row + (size_t)i * sizeof(float), (size_t)n * sizeof(float));
+        } else if (dtype == BC_DTYPE_F16) {
+            for (int t = 0; t < n; t++) {
+                uint16_t h;
+                memcpy(&h, row + (size_t)(i + t) * sizeof h, sizeof h);
+                x[t] = F16(h);
+            }
+        } else { /* q8_0: 8 values never straddle a block of 32 */
+            const bc__block_q8_0 *b = (const bc__block_q8_0 *)row + i / 32;
+            const float d = F16(b->d);
+            for (int t = 0; t < n; t++) x[t] = d * (float)b->qs[i % 32 + t];
+        }
+        if (n == 8)
+            for (int t = 0; t < 8; t++) s[t] += q[i + t] * x[t];
+        else
+            for (int t = 0; t < n; t++) s[0] += q[i + t] * x[t];
     }
+    return ((s[0] + s[1]) + (s[2] + s[3])) + ((s[4] + s[5]) + (s[6] + s[7]));
+}
+
+/* out[i] += p * v[i] for the D values of a value row of dtype. */
+static void kv_axpy_ref(float p, const uint8_t *row, bc_dtype dtype, int D, float *out) {
+    if (dtype == BC_DTYPE_F32) {
+        for (int i = 0; i < D; i++) {
+            float x;
+            memcpy(&x, row + (size_t)i * sizeof x, sizeof x);
+            out[i] += p * x;
+        }
+    } else if (dtype == BC_DTYPE_F16) {
+        for (int i = 0; i < D; i++) {
+            uint16_t h;
+            memcpy(&h, row + (size_t)i * sizeof h, sizeof h);
+            out[i] += p * F16(h);
+        }
+    } else {
+        for (int b = 0; b < D / 32; b++) {
+            const bc__block_q8_0 *x = (const bc__block_q8_0 *)row + b;
+            const float d = F16(x->d);
+            for (int i = 0; i < 32; i++) out[32 * b + i] += p * (d * (float)x->qs[i]);
+        }
     }
 }
-static const uint8_t *kv_row(const bc__kv_rows *r, int j) {
-    return r->base + (size_t)r->blocks[j >> r->block_shift] * r->block_stride +
-           (size_t)(j & ((1 << r->block_shift) - 1)) * r->row_stride;
-}
-void bc__attend(const float *q, const bc__kv_rows *k, const bc__kv_rows *v, int n_keys, int D, float scale,
-                const float *slope, int pos, float *scores, float *out) {
+
+void bc__attend_ref(const float *q, const bc__kv_rows *k, const bc__kv_rows *v, int n_keys, int D, float scale,
+                    const float *slope, int pos, float *scores, float *out) {
     float max = -INFINITY;
-    for (int j = 0; j < n_keys; j++) {
-        const uint8_t *row = kv_row(k, j);
-        float s = 0;
-        for (int d = 0; d < D; d++) s += q[d] * kv_value(k, row, d);
-        s *= scale;
-        if (slope) s += *slope * (float)(j - pos);
-        scores[j] = s;
-        if (s > max) max = s;
+    for (int j = 0; j < n_keys;) {
+        const uint8_t *row;
+        for (int run = bc__kv_run(k, j, n_keys, &row); run > 0; run--, j++, row += k->row_stride) {
+            float s = kv_dot_ref(q, row, k->dtype, D) * scale;
+            if (slope) s += *slope * (float)(j - pos);
+            scores[j] = s;
+            if (s > max) max = s;
+        }
     }
     float sum = 0.0f;
     for (int j = 0; j < n_keys; j++) {
         scores[j] = expf(scores[j] - max);
         sum += scores[j];
     }
+    for (int j = 0; j < n_keys; j++) scores[j] /= sum;
     memset(out, 0, (size_t)D * sizeof(float));
-    for (int j = 0; j < n_keys; j++) {
-        const float p = scores[j] / sum;
-        const uint8_t *row = kv_row(v, j);
-        for (int d = 0; d < D; d++) out[d] += p * kv_value(v, row, d);
+    for (int j = 0; j < n_keys;) {
+        const uint8_t *row;
+        for (int run = bc__kv_run(v, j, n_keys, &row); run > 0; run--, j++, row += v->row_stride)
+            kv_axpy_ref(scores[j], row, v->dtype, D, out);
     }
+}
+
+void bc__attend(const float *q, const bc__kv_rows *k, const bc__kv_rows *v, int n_keys, int D, float scale,
+                const float *slope, int pos, float *scores, float *out) {
+#if defined(__x86_64__) && defined(__GNUC__)
+    if (D % 32 == 0 && bc__kernels_isa() >= BC__ISA_AVX2) {
+        bc__attend_avx2(q, k, v, n_keys, D, scale, slope, pos, scores, out);
+        return;
+    }
+#endif
+    bc__attend_ref(q, k, v, n_keys, D, scale, slope, pos, scores, out);
 }
 
 void bc__silu_mul(float *g, const float *u, int n) {

@@ -86,9 +86,36 @@ typedef struct bc__kv_rows {
 /* One head of causal attention for one query: out (D) = sum over keys
  * j < n_keys of softmax_j(s_j) * v_j, s_j = dot(q, k_j) * scale (+ *slope *
  * (j - pos) with ALiBi, slope non-NULL). scores: n_keys floats of scratch.
- * Dispatches to the best kernel for the CPU and dtype. */
+ * Dispatches to the best kernel for the CPU and dtype.
+ *
+ * Every kernel computes each key's score, the softmax sums and the weighted
+ * sum of each output in the order of j, with the same arithmetic whatever
+ * the block of j: for a dtype and level the result depends on the rows'
+ * values only, not on block_shift or the block table (so a query attends
+ * the same in a batch as alone). f16 and q8_0 values convert to f32 exactly
+ * (d * q has at most 19 significant bits) before they are used, so at a
+ * level they give the bits of the f32 kernel on the converted rows.
+ * block_shift is 0..30. */
 BC__HIDDEN void bc__attend(const float *q, const bc__kv_rows *k, const bc__kv_rows *v, int n_keys, int D, float scale,
                            const float *slope, int pos, float *scores, float *out);
+/* The portable C version (any D; D % 32 == 0 for q8_0). f16 goes through
+ * bc__f16_to_f32, so bc__f16_init() must have run. */
+BC__HIDDEN void bc__attend_ref(const float *q, const bc__kv_rows *k, const bc__kv_rows *v, int n_keys, int D,
+                               float scale, const float *slope, int pos, float *scores, float *out);
+/* The AVX2 version (avx2_attend.c, x86-64 builds only), for D a multiple of
+ * 32; bc__attend runs the C version for other D. */
+BC__HIDDEN void bc__attend_avx2(const float *q, const bc__kv_rows *k, const bc__kv_rows *v, int n_keys, int D,
+                                float scale, const float *slope, int pos, float *scores, float *out);
+
+/* The run of rows of r starting at position j (j < n_keys): sets *row to
+ * the row of j and returns how many positions from j on lie in the same
+ * block (at most n_keys - j), their rows row_stride bytes apart. The kernels
+ * walk the positions a block at a time with it. */
+static inline int bc__kv_run(const bc__kv_rows *r, int j, int n_keys, const uint8_t **row) {
+    const int in_block = j & ((1 << r->block_shift) - 1), left = (1 << r->block_shift) - in_block;
+    *row = r->base + (size_t)r->blocks[j >> r->block_shift] * r->block_stride + (size_t)in_block * r->row_stride;
+    return left < n_keys - j ? left : n_keys - j;
+}
 
 /* One row of n keys or values into the KV pool as type (f32, f16, q8_0). */
 BC__HIDDEN void bc__kv_store_row(bc_dtype type, const float *src, void *dst, int64_t n);

@@ -16,7 +16,6 @@
 
 #include "quants_blocks.h"
 
-#include <math.h>
 #include <string.h>
 
 #if defined(__x86_64__) && defined(__GNUC__)

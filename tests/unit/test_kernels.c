@@ -19,6 +19,9 @@
  *                   where d_B = max_{i in B} |x_i| / 127 is the step of the
  *                   8-bit activation block (32 values, 256 for the K
  *                   formats): each activation moves by at most d_B / 2.
+ *
+ * test_attend holds the attention kernels over the paged KV pool (f32, f16,
+ * q8_0 rows) to a double reference; its bounds are written above it.
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -416,15 +419,256 @@ static void test_repack_matches_rowmajor(void **state) {
     if (tested == 0) skip();
 }
 
-/* The AVX2 attention of one head matches the C one (a reference in double
- * here) to f32 rounding: with and without an ALiBi slope, 1 to 70 keys,
- * keys and values strided as in the cache. */
+/* ------------------------------------------------------------------------ */
+/* Attention over the paged KV pool                                         */
+/* ------------------------------------------------------------------------ */
+
+/* An IEEE half as a double, decoded here from its bits (not through the
+ * table of quants.c that the C kernel uses). */
+static double half_to_double(uint16_t h) {
+    const int e = (h >> 10) & 31, m = h & 1023;
+    double x = e == 0 ? ldexp(m, -24) : e == 31 ? (m ? NAN : INFINITY) : ldexp(m + 1024, e - 25);
+    return h >> 15 ? -x : x;
+}
+
+/* Value i of a row of dtype, from the layout of kernels.h. */
+static double kv_value(bc_dtype dtype, const uint8_t *row, int i) {
+    if (dtype == BC_DTYPE_F32) {
+        float f;
+        memcpy(&f, row + 4 * (size_t)i, sizeof f);
+        return f;
+    }
+    if (dtype == BC_DTYPE_F16) return half_to_double((uint16_t)(row[2 * i] | row[2 * i + 1] << 8));
+    const uint8_t *b = row + (size_t)(i / 32) * 34;
+    return half_to_double((uint16_t)(b[0] | b[1] << 8)) * (double)(int8_t)b[2 + i % 32];
+}
+
+static size_t kv_row_bytes(bc_dtype dtype, int D) {
+    return dtype == BC_DTYPE_F32 ? 4 * (size_t)D : dtype == BC_DTYPE_F16 ? 2 * (size_t)D : (size_t)D / 32 * 34;
+}
+
+/* A random row of D values of dtype, values below about 3 in size. */
+static void kv_random_row(bc_dtype dtype, int D, uint8_t *row) {
+    for (int i = 0; i < D; i++) {
+        if (dtype == BC_DTYPE_F32) {
+            float f = rng_uniform() * 3;
+            memcpy(row + 4 * (size_t)i, &f, sizeof f);
+        } else if (dtype == BC_DTYPE_F16) {
+            uint16_t h = bc__f32_to_f16(rng_uniform() * 3);
+            memcpy(row + 2 * (size_t)i, &h, sizeof h);
+        } else {
+            uint8_t *b = row + (size_t)(i / 32) * 34;
+            if (i % 32 == 0) {
+                uint16_t d = bc__f32_to_f16(0.002f + 0.02f * fabsf(rng_uniform()));
+                memcpy(b, &d, sizeof d);
+            }
+            /* -128 .. 127, the whole int8 range */
+            b[2 + i % 32] = (uint8_t)(int8_t)(int)floorf(rng_uniform() * 128);
+        }
+    }
+}
+
+#define ATT_MAX_KEYS 70
+
+/* The keys and values of positions 0 .. ATT_MAX_KEYS - 1 laid out in a pool
+ * of blocks of 1 << shift positions: K and V of a position side by side in a
+ * slot with padding (as the heads of a layer would sit), the blocks of the
+ * sequence scattered over the pool in a shuffled order, a few pool blocks
+ * unused. */
+typedef struct att_layout {
+    uint8_t *pool;
+    int32_t *blocks;
+    bc__kv_rows k, v;
+} att_layout;
+
+static void att_layout_make(att_layout *l, bc_dtype dtype, int D, int shift, uint8_t *const *krows,
+                            uint8_t *const *vrows) {
+    const size_t row_bytes = kv_row_bytes(dtype, D), row_stride = 2 * row_bytes + 16;
+    const int bsize = 1 << (shift < 16 ? shift : 16);
+    const int n_blocks = shift >= 16 ? 1 : (ATT_MAX_KEYS + bsize - 1) / bsize, n_pool = n_blocks + 3;
+    const size_t block_stride = (size_t)(shift >= 16 ? ATT_MAX_KEYS : bsize) * row_stride + 32;
+    int32_t *perm = malloc((size_t)n_pool * sizeof(int32_t));
+    for (int i = 0; i < n_pool; i++) perm[i] = i;
+    for (int i = n_pool - 1; i > 0; i--) {
+        int r = (int)((rng_uniform() + 1) * 0.5f * (float)(i + 1));
+        if (r > i) r = i;
+        int32_t t = perm[i];
+        perm[i] = perm[r];
+        perm[r] = t;
+    }
+    l->pool = calloc((size_t)n_pool, block_stride);
+    l->blocks = perm;
+    for (int j = 0; j < ATT_MAX_KEYS; j++) {
+        const int b = shift >= 16 ? 0 : j >> shift, in = shift >= 16 ? j : j & (bsize - 1);
+        uint8_t *slot = l->pool + (size_t)perm[b] * block_stride + (size_t)in * row_stride;
+        memcpy(slot, krows[j], row_bytes);
+        memcpy(slot + row_bytes + 8, vrows[j], row_bytes);
+    }
+    l->k = (bc__kv_rows){l->pool, perm, block_stride, row_stride, shift, dtype};
+    l->v = l->k;
+    l->v.base = l->pool + row_bytes + 8;
+}
+
+typedef void (*attend_fn)(const float *q, const bc__kv_rows *k, const bc__kv_rows *v, int n_keys, int D, float scale,
+                          const float *slope, int pos, float *scores, float *out);
+
+/* bc__attend_ref, and bc__attend_avx2 where the CPU has AVX2, against a
+ * reference in double on the values decoded here, for keys and values in
+ * f32, f16 and q8_0, D = 8, 12 (C only; f32 and f16), 32, 64, 96, 128,
+ * 1 to 70 keys, with and without an ALiBi slope, over pools of blocks of 1, 4
+ * and 16 positions (block ids shuffled) and one contiguous block:
+ *   |out_i - r_i| <= 1e-5 * sum_j p_j |v_ji|
+ * (scores below about 20 in size carry f32 rounding of about 1e-6 into the
+ * weights; the sum over at most 70 keys about as much again). Each kernel
+ * also gives the same bits whatever the blocks (the property that keeps a
+ * query's result the same batched and alone), the same bits on f16 and q8_0
+ * rows as on f32 rows of their values, and bc__attend gives the bits of the
+ * kernel of the level it is forced to. */
+static void test_attend(void **state) {
+    (void)state;
+    static const bc_dtype kv_dtypes[] = {BC_DTYPE_F32, BC_DTYPE_F16, BC_DTYPE_Q8_0};
+    static const int Ds[] = {8, 12, 32, 64, 96, 128};
+    static const int shifts[] = {30, 0, 2, 4};
+    static const int ns[] = {1, 5, 16, 17, ATT_MAX_KEYS};
+    enum { N_SHIFTS = sizeof shifts / sizeof shifts[0] };
+    const float slope = 0.25f;
+#if defined(__x86_64__) && defined(__GNUC__)
+    const int has_avx2 = bc__kernels_detect() >= BC__ISA_AVX2;
+#else
+    const int has_avx2 = 0;
+#endif
+    double worst[2] = {0, 0};
+    int checked[2] = {0, 0};
+    for (size_t t = 0; t < sizeof kv_dtypes / sizeof kv_dtypes[0]; t++)
+        for (size_t di = 0; di < sizeof Ds / sizeof Ds[0]; di++) {
+            const bc_dtype dtype = kv_dtypes[t];
+            const int D = Ds[di];
+            if (dtype == BC_DTYPE_Q8_0 && D % 32 != 0) continue;
+            const size_t row_bytes = kv_row_bytes(dtype, D);
+            uint8_t *krows[ATT_MAX_KEYS], *vrows[ATT_MAX_KEYS];
+            for (int j = 0; j < ATT_MAX_KEYS; j++) {
+                kv_random_row(dtype, D, krows[j] = malloc(row_bytes));
+                kv_random_row(dtype, D, vrows[j] = malloc(row_bytes));
+            }
+            float *q = malloc((size_t)D * sizeof(float));
+            for (int i = 0; i < D; i++) q[i] = rng_uniform() * 4;
+            const float scale = 1.0f / sqrtf((float)D);
+            att_layout layouts[N_SHIFTS];
+            for (int l = 0; l < N_SHIFTS; l++) att_layout_make(&layouts[l], dtype, D, shifts[l], krows, vrows);
+            /* The same values as f32 rows (the f16 and q8_0 values are exact in f32). */
+            uint8_t *krows32[ATT_MAX_KEYS], *vrows32[ATT_MAX_KEYS];
+            for (int j = 0; j < ATT_MAX_KEYS; j++) {
+                krows32[j] = malloc(4 * (size_t)D);
+                vrows32[j] = malloc(4 * (size_t)D);
+                for (int i = 0; i < D; i++) {
+                    const float kf = (float)kv_value(dtype, krows[j], i), vf = (float)kv_value(dtype, vrows[j], i);
+                    memcpy(krows32[j] + 4 * (size_t)i, &kf, sizeof kf);
+                    memcpy(vrows32[j] + 4 * (size_t)i, &vf, sizeof vf);
+                }
+            }
+            att_layout as_f32;
+            att_layout_make(&as_f32, BC_DTYPE_F32, D, 2, krows32, vrows32);
+            double *ref = malloc((size_t)D * sizeof(double)), *mag = malloc((size_t)D * sizeof(double));
+            float *out = malloc((size_t)D * sizeof(float)), *first = malloc((size_t)D * sizeof(float));
+            for (size_t ni = 0; ni < sizeof ns / sizeof ns[0]; ni++)
+                for (int alibi = 0; alibi <= 1; alibi++) {
+                    const int n = ns[ni], pos = n - 1;
+                    const float *sl = alibi ? &slope : NULL;
+                    double p[ATT_MAX_KEYS], max = -INFINITY, sum = 0;
+                    for (int j = 0; j < n; j++) {
+                        double d = 0;
+                        for (int i = 0; i < D; i++) d += (double)q[i] * kv_value(dtype, krows[j], i);
+                        p[j] = d * scale + (alibi ? slope * (double)(j - pos) : 0);
+                        max = fmax(max, p[j]);
+                    }
+                    for (int j = 0; j < n; j++) sum += (p[j] = exp(p[j] - max));
+                    for (int i = 0; i < D; i++) {
+                        ref[i] = mag[i] = 0;
+                        for (int j = 0; j < n; j++) {
+                            const double x = kv_value(dtype, vrows[j], i);
+                            ref[i] += p[j] / sum * x;
+                            mag[i] += p[j] / sum * fabs(x);
+                        }
+                    }
+                    for (int impl = 0; impl < 2; impl++) {
+                        if (impl == 1 && (!has_avx2 || D % 32 != 0)) continue;
+#if defined(__x86_64__) && defined(__GNUC__)
+                        const attend_fn fn = impl == 0 ? bc__attend_ref : bc__attend_avx2;
+#else
+                        const attend_fn fn = bc__attend_ref;
+#endif
+                        const char *name = impl == 0 ? "ref" : "avx2";
+                        for (int l = 0; l < N_SHIFTS; l++) {
+                            float *scores = malloc((size_t)n * sizeof(float)); /* exactly n: ASan sees overruns */
+                            for (int i = 0; i < D; i++) out[i] = NAN;
+                            fn(q, &layouts[l].k, &layouts[l].v, n, D, scale, sl, pos, scores, out);
+                            for (int i = 0; i < D; i++) {
+                                const double err = fabs(out[i] - ref[i]), bound = 1e-5 * mag[i];
+                                if (!(err <= bound))
+                                    fail_msg("%s attend %s D %d n %d alibi %d shift %d: out[%d] %.9g, reference "
+                                             "%.9g",
+                                             name, bc_dtype_name(dtype), D, n, alibi, shifts[l], i, out[i], ref[i]);
+                                if (bound > 0 && err / bound > worst[impl]) worst[impl] = err / bound;
+                            }
+                            checked[impl]++;
+                            if (l == 0)
+                                memcpy(first, out, (size_t)D * sizeof(float));
+                            else if (memcmp(first, out, (size_t)D * sizeof(float)) != 0)
+                                fail_msg("%s attend %s D %d n %d alibi %d: block shift %d differs in bits from one "
+                                         "block",
+                                         name, bc_dtype_name(dtype), D, n, alibi, shifts[l]);
+                            /* f16 and q8_0 values are converted exactly: the bits of f32 */
+                            if (l == 1 && dtype != BC_DTYPE_F32) {
+                                float *out2 = malloc((size_t)D * sizeof(float));
+                                fn(q, &as_f32.k, &as_f32.v, n, D, scale, sl, pos, scores, out2);
+                                if (memcmp(out2, out, (size_t)D * sizeof(float)) != 0)
+                                    fail_msg("%s attend %s D %d n %d: not the bits of f32 on the same values", name,
+                                             bc_dtype_name(dtype), D, n);
+                                free(out2);
+                            }
+                            /* bc__attend at the level of this kernel: its bits */
+                            if (l == 2) {
+                                bc__kernels_force(impl == 0 ? BC__ISA_C : BC__ISA_AVX2);
+                                float *out2 = malloc((size_t)D * sizeof(float));
+                                bc__attend(q, &layouts[l].k, &layouts[l].v, n, D, scale, sl, pos, scores, out2);
+                                if (memcmp(out2, out, (size_t)D * sizeof(float)) != 0)
+                                    fail_msg("bc__attend forced to %s, %s D %d n %d: not the kernel's bits", name,
+                                             bc_dtype_name(dtype), D, n);
+                                free(out2);
+                                bc__kernels_force(-1);
+                            }
+                            free(scores);
+                        }
+                    }
+                }
+            for (int l = 0; l < N_SHIFTS; l++) {
+                free(layouts[l].pool);
+                free(layouts[l].blocks);
+            }
+            free(as_f32.pool);
+            free(as_f32.blocks);
+            for (int j = 0; j < ATT_MAX_KEYS; j++) {
+                free(krows[j]);
+                free(vrows[j]);
+                free(krows32[j]);
+                free(vrows32[j]);
+            }
+            free(q);
+            free(ref);
+            free(mag);
+            free(out);
+            free(first);
+        }
+    printf("# attend ref: %d cases, max error / bound %.4f\n", checked[0], worst[0]);
+    if (has_avx2) printf("# attend avx2: %d cases, max error / bound %.4f\n", checked[1], worst[1]);
+}
 
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_force),          cmocka_unit_test(test_all_paths),
         cmocka_unit_test(test_repack_threads), cmocka_unit_test(test_repack_matches_rowmajor),
         cmocka_unit_test(test_matmul_multi),   cmocka_unit_test(test_quantize_act),
+        cmocka_unit_test(test_attend),
     };
     return cmocka_run_group_tests(tests, setup, NULL);
 }
