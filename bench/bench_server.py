@@ -75,7 +75,17 @@ conversation length). llama-server's q8_0 cache needs flash attention for V:
 
 --chrt PRIO runs the servers and `baichuan bench` under `chrt -f PRIO`
 (SCHED_FIFO; needs root) and puts this program at the same priority, so
-that the clients are not starved by the servers' threads.
+that the clients are not starved by the servers' threads. Use it only with
+a core to spare (--threads < cores): SCHED_FIFO threads of one priority run
+until they block, so on 2 cores with 2 server threads the client and the
+servers' HTTP threads wait behind spinning compute threads (seen here:
+llama-server one stream 0.24 tok/s, ours' tokens arriving in one burst).
+
+Other load on the machine hits llama-server harder than ours: its compute
+threads spin at each barrier, so a core taken by another process stalls
+every step (seen here, 2 cores and a compile running: llama-server one
+stream 1.3 tok/s, 17 tok/s on the idle machine). Each line gives the load
+average; compare figures from runs on an idle machine.
 """
 import argparse
 import http.client
@@ -362,7 +372,7 @@ def run_round(kind, args, prompts, ttft_prompts, fig):
                 if bad:
                     note = f"  ({len(bad)} short or failed: {bad[0]['error'] or bad[0]['completion_tokens']})"
                 print(f"[{kind}] {n:2d} streams: {tokens:5d} tokens in {wall:6.2f} s = {tokens / wall:7.2f} tok/s,"
-                      f" mean TTFT {ttft:.3f} s{note}", flush=True)
+                      f" mean TTFT {ttft:.3f} s, load {os.getloadavg()[0]:.2f}{note}", flush=True)
                 if n == 1 and res[0]["completion_tokens"] > 1 and res[0]["last"] > res[0]["first"]:
                     fig.setdefault((kind, "decode1"), []).append(
                         (res[0]["completion_tokens"] - 1) / (res[0]["last"] - res[0]["first"]))
@@ -376,7 +386,8 @@ def run_round(kind, args, prompts, ttft_prompts, fig):
                 if r["prompt_n"] is not None:
                     fig.setdefault((kind, "prompt_n", name), []).append(r["prompt_n"])
                 evaluated = f", evaluated {r['prompt_n']} of them" if r["prompt_n"] is not None else ""
-                print(f"[{kind}] ttft {name}: {len(prompt)}-token prompt{evaluated}: {r['ttft']:.3f} s", flush=True)
+                print(f"[{kind}] ttft {name}: {len(prompt)}-token prompt{evaluated}: {r['ttft']:.3f} s, "
+                      f"load {os.getloadavg()[0]:.2f}", flush=True)
     finally:
         hwm = max(srv.peak.get("VmHWM", 0), proc_status(srv.proc.pid).get("VmHWM", 0))
         srv.stop()
@@ -452,7 +463,7 @@ def main_rounds(args):
                 continue
             ev = ""
             if fig.get((k, "prompt_n", "A")):
-                ev = f"{statistics.median(fig[k, 'prompt_n', 'A']):.0f}, {statistics.median(fig[k, 'prompt_n', 'B']):.0f}"
+                ev = ", ".join(f"{statistics.median(fig[k, 'prompt_n', x]):.0f}" for x in "AB")
             print(f"{k:>7} {summary(a, args.rounds):>14} {summary(b, args.rounds):>14} "
                   f"{statistics.median(a) / statistics.median(b):6.2f}  {ev}")
     print("\npeak RSS: " + ", ".join(f"{k} {mib(max(fig.get((k, 'hwm'), [0])))}" for k in args.servers))
