@@ -258,6 +258,9 @@ def complete(srv, prompt, max_tokens, seed, args, timeout=4 * 3600):
             while b"\n\n" in buf:
                 block, buf = buf.split(b"\n\n", 1)
                 for line in block.split(b"\n"):
+                    if line.startswith(b"error: "):  # llama-server's error inside a 200 stream
+                        out["error"] = line[7:307].decode("utf-8", "replace")
+                        continue
                     if not line.startswith(b"data: "):
                         continue
                     data = line[6:]
