@@ -47,11 +47,18 @@ context rather than fail, which the counts show), the most requests being
 decoded at once (ours: baichuan_active_slots; llama-server:
 llamacpp:requests_processing from /metrics, which the program turns on), the
 peak VmHWM of the server process, and the peak anonymous and file-backed RSS
-(the weights are mmap'd: file pages count in VmHWM).
+(the weights are mmap'd: file pages count in VmHWM). On 2 cores the
+7B shape evaluates a 1900-token prompt in minutes, and the conversations
+of one K share those cores: plan hours for K = 16. llama-server on an
+AVX2 machine repacks Q4_0 weights into anonymous memory and keeps the file
+mapped too, so its VmHWM counts the weights twice: give it --no-mmap for a
+figure that means what it says (7B shape, -np 16 -c 32768 -fa, q8_0 cache:
+VmHWM 16.0 GiB mapped, 12.6 GiB with --no-mmap, of which 8.5 GiB of cache).
 
 Server flags: the program passes -m, the port and the threads; the rest comes
 from --ours-args and --llama-args, which replace the defaults:
-  ours         --parallel P -c C                      (-c: positions per slot)
+  ours         --parallel P -c C                      (-c: positions per slot, as of this
+                                                       writing)
   llama-server -np P -c P*C                           (-c: positions shared by all slots;
                                                        each slot gets c/np)
 with P = --parallel and C = --ctx-size (default 2048; with --capacity the
@@ -71,7 +78,7 @@ conversation length). llama-server's q8_0 cache needs flash attention for V:
     bench/bench_server.py --model /tmp/m7b-Q4_0.gguf --threads 2 --capacity 4,8,16 \\
         --ours-args "--parallel 16 --kv-memory 6G --cache-type q8_0" \\
         --llama-server /tmp/llama.cpp/build/bin/llama-server \\
-        --llama-args "-np 8 -c 16384 -fa -ctk q8_0 -ctv q8_0 --no-context-shift"
+        --llama-args "-np 16 -c 32768 -fa -ctk q8_0 -ctv q8_0 --no-context-shift --no-mmap"
 
 --chrt PRIO runs the servers and `baichuan bench` under `chrt -f PRIO`
 (SCHED_FIFO; needs root) and puts this program at the same priority, so
@@ -98,7 +105,6 @@ import signal
 import socket
 import statistics
 import subprocess
-import sys
 import tempfile
 import threading
 import time
@@ -145,6 +151,7 @@ class ServerProc:
         self.peak = {}
         self.hwm = 0
         self.error = None
+        self.keep_log = False  # stop() removes the log unless the server failed or this is set
         self._stop = threading.Event()
         self._sampler = threading.Thread(target=self._sample, daemon=True)
         self._sampler.start()
@@ -191,6 +198,8 @@ class ServerProc:
                 self.proc.kill()
                 self.proc.wait()
         self.logf.close()
+        if not self.error and not self.keep_log:
+            os.unlink(self.logf.name)
 
 
 def get(port, path, timeout=30):
@@ -362,7 +371,8 @@ def run_round(kind, args, prompts, ttft_prompts, fig):
     try:
         warm = complete(srv, rand_ids(random.Random(99), args.prompt_len), 4, 0, args)
         if warm["error"]:
-            print(f"[{kind}] warm-up request failed: {warm['error']}")
+            print(f"[{kind}] warm-up request failed: {warm['error']}; server log {srv.logf.name}")
+            srv.keep_log = True
             return False
         if "throughput" in args.tests:
             for n in args.streams:
@@ -374,6 +384,7 @@ def run_round(kind, args, prompts, ttft_prompts, fig):
                 note = ""
                 if bad:
                     note = f"  ({len(bad)} short or failed: {bad[0]['error'] or bad[0]['completion_tokens']})"
+                    srv.keep_log = True
                 print(f"[{kind}] {n:2d} streams: {tokens:5d} tokens in {wall:6.2f} s = {tokens / wall:7.2f} tok/s,"
                       f" mean TTFT {ttft:.3f} s, load {os.getloadavg()[0]:.2f}{note}", flush=True)
                 if n == 1 and res[0]["completion_tokens"] > 1 and res[0]["last"] > res[0]["first"]:
@@ -383,7 +394,9 @@ def run_round(kind, args, prompts, ttft_prompts, fig):
             for name, prompt in zip("AB", ttft_prompts):
                 r = complete(srv, prompt, args.ttft_gen, 0, args)
                 if r["error"] or r["prompt_tokens"] != len(prompt):
-                    print(f"[{kind}] ttft request {name} failed: {r['error'] or r['prompt_tokens']}")
+                    print(f"[{kind}] ttft request {name} failed: {r['error'] or r['prompt_tokens']}; "
+                          f"server log {srv.logf.name}")
+                    srv.keep_log = True
                     break
                 fig.setdefault((kind, "ttft", name), []).append(r["ttft"])
                 if r["prompt_n"] is not None:
@@ -497,13 +510,15 @@ def run_capacity(kind, k, args):
     w.start()
     try:
         wall, res = concurrent(srv, prompts, args.conv_gen, args)
-    finally:
         done.set()
         w.join()
         exited = srv.proc.poll()
+        bad = short_of(res, args.conv_prompt, args.conv_gen)
+        srv.keep_log = bool(bad) or exited is not None
         hwm = max(srv.peak.get("VmHWM", 0), proc_status(srv.proc.pid).get("VmHWM", 0))
+    finally:
+        done.set()
         srv.stop()
-    bad = short_of(res, args.conv_prompt, args.conv_gen)
     ttfts = [r["ttft"] for r in res if r["ttft"] is not None]
     row = {"k": k, "failed": len(bad), "active": peak_active[0], "hwm": max(hwm, srv.hwm),
            "anon": srv.peak.get("RssAnon", 0), "file": srv.peak.get("RssFile", 0), "wall": wall,
@@ -512,6 +527,8 @@ def run_capacity(kind, k, args):
     if bad:
         b = bad[0]
         note += f"; first failure: {b['error'] or 'usage %d+%d' % (b['prompt_tokens'], b['completion_tokens'])}"
+    if srv.keep_log:
+        note += f"; server log {srv.logf.name}"
     print(f"[{kind}] K={k}: {k - len(bad)} ok, {len(bad)} failed, at most {peak_active[0]:.0f} decoding at once, "
           f"{wall:.1f} s, peak RSS {mib(row['hwm'])}{note}", flush=True)
     return row
