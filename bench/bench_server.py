@@ -57,8 +57,9 @@ VmHWM 16.0 GiB mapped, 12.6 GiB with --no-mmap, of which 8.5 GiB of cache).
 
 Server flags: the program passes -m, the port and the threads; the rest comes
 from --ours-args and --llama-args, which replace the defaults:
-  ours         --parallel P -c C                      (-c: positions per slot, as of this
-                                                       writing)
+  ours         --parallel P -c P*C                    (-c: positions of the KV pool shared by
+                                                       all slots, paged; one request may
+                                                       use up to the model's context)
   llama-server -np P -c P*C                           (-c: positions shared by all slots;
                                                        each slot gets c/np)
 with P = --parallel and C = --ctx-size (default 2048; with --capacity the
@@ -328,7 +329,7 @@ def short_of(results, n_prompt, max_tokens):
 def server_cmd(kind, args, parallel, ctx):
     if kind == "ours":
         flags = shlex.split(args.ours_args) if args.ours_args is not None else \
-            ["--parallel", str(parallel), "-c", str(ctx)]
+            ["--parallel", str(parallel), "-c", str(parallel * ctx)]
         tok = ["--tokenizer", args.tokenizer] if args.tokenizer else []
         return [args.bin, "serve", "-m", args.model, "-t", str(args.threads), *tok, *flags]
     flags = shlex.split(args.llama_args) if args.llama_args is not None else \
