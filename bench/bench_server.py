@@ -40,7 +40,8 @@ median over rounds and, with more than one, the best.
 
 --capacity K1,K2,... is a separate mode: for each K, each server is started
 afresh with its flags and sent K concurrent conversations of --conv-prompt
-prompt tokens (1900) and --conv-gen generated tokens (148): 2048 positions
+prompt tokens (1900; the first --conv-shared (0) the same for all, as a shared
+system prompt) and --conv-gen generated tokens (148): 2048 positions
 each. It prints, per K: requests that failed (not 200, or usage short of the
 tokens sent or asked for: llama-server truncates a prompt or shifts the
 context rather than fail, which the counts show), the most requests being
@@ -211,6 +212,18 @@ def get(port, path, timeout=30):
         return r.status, r.read().decode("utf-8", "replace")
     finally:
         c.close()
+
+
+def metric(srv, name):
+    """One unlabelled value of the server's /metrics, or None."""
+    try:
+        status, text = get(srv.port, "/metrics", timeout=10)
+    except OSError:
+        return None
+    for line in text.splitlines() if status == 200 else []:
+        if line.startswith(name + " "):
+            return float(line.rsplit(" ", 1)[1])
+    return None
 
 
 def active_requests(srv):
@@ -496,7 +509,8 @@ def run_capacity(kind, k, args):
     if srv is None:
         return None
     rng = random.Random(7 + k)
-    prompts = [rand_ids(rng, args.conv_prompt) for _ in range(k)]
+    shared = rand_ids(rng, args.conv_shared)
+    prompts = [shared + rand_ids(rng, args.conv_prompt - args.conv_shared) for _ in range(k)]
     peak_active = [0.0]
     done = threading.Event()
 
@@ -513,6 +527,7 @@ def run_capacity(kind, k, args):
         wall, res = concurrent(srv, prompts, args.conv_gen, args)
         done.set()
         w.join()
+        preempted = metric(srv, "baichuan_preemptions_total") if kind == "ours" else None
         exited = srv.proc.poll()
         bad = short_of(res, args.conv_prompt, args.conv_gen)
         srv.keep_log = bool(bad) or exited is not None
@@ -525,6 +540,8 @@ def run_capacity(kind, k, args):
            "anon": srv.peak.get("RssAnon", 0), "file": srv.peak.get("RssFile", 0), "wall": wall,
            "ttft_max": max(ttfts) if ttfts else None, "exited": exited}
     note = f"; the server exited with code {exited}" if exited is not None else ""
+    if preempted is not None:
+        note += f"; {preempted:.0f} preemptions"
     if bad:
         b = bad[0]
         note += f"; first failure: {b['error'] or 'usage %d+%d' % (b['prompt_tokens'], b['completion_tokens'])}"
@@ -538,8 +555,8 @@ def run_capacity(kind, k, args):
 def main_capacity(args):
     with open("/proc/meminfo") as f:
         mem = {ln.split(":")[0]: int(ln.split()[1]) for ln in f}
-    print(f"{args.model}, {args.threads} threads; conversations of {args.conv_prompt} prompt + {args.conv_gen} "
-          f"generated tokens; machine MemTotal {mib(mem['MemTotal'])}, MemAvailable {mib(mem['MemAvailable'])}")
+    print(f"{args.model}, {args.threads} threads; conversations of {args.conv_prompt} prompt "
+          f"({args.conv_shared} shared by all) + {args.conv_gen} generated tokens; machine MemTotal {mib(mem['MemTotal'])}, MemAvailable {mib(mem['MemAvailable'])}")
     rows = []
     for k in args.capacity:
         for kind in args.servers:
@@ -606,6 +623,8 @@ def main():
     ap.add_argument("--capacity", type=int_list, metavar="K,...", help="capacity mode: K concurrent conversations")
     ap.add_argument("--conv-prompt", type=int, default=1900)
     ap.add_argument("--conv-gen", type=int, default=148)
+    ap.add_argument("--conv-shared", type=int, default=0,
+                    help="prompt tokens every conversation shares at its start (a system prompt; default 0)")
     ap.add_argument("--mem-budget", type=size_arg, help="capacity: say whether each peak RSS fits (e.g. 20G)")
     ap.add_argument("--chrt", type=int, metavar="PRIO", help="SCHED_FIFO priority for the servers and this program")
     args = ap.parse_args()
