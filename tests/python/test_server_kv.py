@@ -19,6 +19,7 @@ import argparse
 import json
 import os
 import re
+import sqlite3
 import sys
 import threading
 
@@ -66,7 +67,7 @@ def run_concurrently(s, bodies):
     return out
 
 
-def test_preemption(t, binary):
+def test_preemption(t, binary, work):
     # 8 requests of 23..67 + 160 positions (12 to 15 blocks each) on a pool of 40
     # blocks with 4 slots: at most 3 fit at full length, so the newest are
     # preempted and recomputed.
@@ -80,7 +81,10 @@ def test_preemption(t, binary):
             alone[i] = (v["choices"][0]["text"], v["usage"]["completion_tokens"]) if st == 200 else None
     finally:
         s.stop()
-    s = Server(binary, "--parallel", "4", "--cache-type", "f32", "-c", "640", "-t", "2")
+    ledger = os.path.join(work, "preempt.sqlite")
+    if os.path.exists(ledger):
+        os.unlink(ledger)
+    s = Server(binary, "--parallel", "4", "--cache-type", "f32", "-c", "640", "-t", "2", "--ledger", ledger)
     try:
         bound = memory_bound(s.log)
         got = run_concurrently(s, bodies)
@@ -96,6 +100,11 @@ def test_preemption(t, binary):
             if st == 200 and (v["choices"][0]["text"], v["usage"]["completion_tokens"]) == alone[i]]
     t.record(len(same) == 8, "preempted and recomputed: the text equals the request alone (%d of 8)" % len(same))
     t.record(m["baichuan_preemptions_total"] > 0, "preemptions reported: %d" % m["baichuan_preemptions_total"])
+    db = sqlite3.connect(ledger)
+    rows = {r[0]: r[1:] for r in db.execute("SELECT request_id, status, prompt_tokens, completion_tokens FROM requests")}
+    db.close()
+    seen = {v["id"]: (200, v["usage"]["prompt_tokens"], v["usage"]["completion_tokens"]) for st, v in got if st == 200}
+    t.record(rows == seen, "the ledger holds exactly what the clients saw (%d rows, %d replies)" % (len(rows), len(seen)))
     t.record(m["baichuan_active_slots"] == 0 and m["baichuan_kv_blocks_free"] == m["baichuan_kv_blocks"],
              "all blocks free again after the load (%d of %d)" % (m["baichuan_kv_blocks_free"],
                                                                   m["baichuan_kv_blocks"]))
@@ -190,7 +199,7 @@ def main():
     t = bc_testlib.Tally()
     test_limits(t, args.bin)
     test_prefix_cache(t, args.bin)
-    test_preemption(t, args.bin)
+    test_preemption(t, args.bin, args.work)
     return t.finish()
 
 
