@@ -350,6 +350,7 @@ typedef struct bc_kv_stats {
     uint64_t bytes;      /* bytes of the pool (K and V) */
     int64_t n_evicted;   /* cached blocks evicted since init */
     bc_dtype cache_type; /* element type of the cache */
+    bool prefix_cache;   /* full blocks are kept and reused (bc_context_params.prefix_cache) */
 } bc_kv_stats;
 
 void bc_context_kv_stats(const bc_context *ctx, bc_kv_stats *out);

@@ -47,6 +47,7 @@ struct srv_scheduler {
     bc_batch_entry *batch; /* (n_batch) */
     int rr;                /* the slot whose prompt goes first in the next batch */
     int watermark;         /* blocks left free at admission, for the running requests to grow into */
+    bool prefix_cache;     /* the context keeps and reuses blocks */
 
     pthread_mutex_t mu; /* guards the queue, n_active, stopping, cancel_all, stats */
     pthread_cond_t cv;
@@ -219,6 +220,21 @@ static void drop_cancelled(srv_scheduler *s, srv_request **gone, int *n_gone) {
     s->q_len = kept;
 }
 
+/* True when a running slot is still computing whole blocks that r's ids
+ * start with: admitted once they are done, r takes them from the prefix
+ * cache instead of computing them a second time (a system prompt that many
+ * requests arriving together share is computed once). */
+static bool shares_pending_prefix(const srv_scheduler *s, const srv_request *r) {
+    for (int j = 0; j < s->n_slots; j++) {
+        const srv_request *q = s->slots[j].req;
+        if (q == NULL) continue;
+        int n = n_ids_of(q) < n_ids_of(r) - 1 ? n_ids_of(q) : n_ids_of(r) - 1, common = 0;
+        while (common < n && q->prompt[common] == r->prompt[common]) common++;
+        if (common / BC_KV_BLOCK * BC_KV_BLOCK > bc_context_seq_len(s->ctx, j)) return true;
+    }
+    return false;
+}
+
 /* Fills free slots from the head of the queue while the pool can hold the
  * head request's prompt (what the prefix cache does not have) and still
  * keep the watermark free. In arrival order: a request that does not fit
@@ -229,7 +245,7 @@ static void admit(srv_scheduler *s) {
         pthread_mutex_lock(&s->mu);
         srv_request *r = s->q_len > 0 ? s->queue[s->q_head] : NULL;
         pthread_mutex_unlock(&s->mu);
-        if (r == NULL) return;
+        if (r == NULL || (s->prefix_cache && shares_pending_prefix(s, r))) return;
         int n_ids = n_ids_of(r);
         int reused = bc_context_seq_reuse(s->ctx, i, r->prompt, n_ids, n_ids - 1);
         int need = bc_context_seq_blocks_needed(s->ctx, i, n_ids - reused);
@@ -408,6 +424,7 @@ int srv_scheduler_start(srv_scheduler **out, bc_context *ctx, const bc_model *mo
     bc_context_kv_stats(ctx, &kv);
     s->stats.kv = kv;
     s->watermark = s->n_slots < kv.n_blocks / 4 ? s->n_slots : kv.n_blocks / 4;
+    s->prefix_cache = kv.prefix_cache;
     s->slots = calloc((size_t)s->n_slots, sizeof *s->slots);
     s->batch = malloc((size_t)s->n_batch * sizeof *s->batch);
     s->queue = malloc((size_t)s->q_ring * sizeof *s->queue);

@@ -447,6 +447,7 @@ void bc_context_kv_stats(const bc_context *ctx, bc_kv_stats *out) {
     out->bytes = 2ull * (uint64_t)p->n_blocks * p->block_bytes;
     out->n_evicted = p->pc ? p->pc->n_evicted : 0;
     out->cache_type = p->type;
+    out->prefix_cache = p->pc != NULL;
 }
 
 int bc_context_n_ctx(const bc_context *ctx) { return ctx->n_ctx; }

@@ -160,6 +160,37 @@ def test_prefix_cache(t, binary):
     t.record(texts[False] == texts[True], "the replies equal those of a server without the prefix cache")
 
 
+def test_concurrent_shared_prompt(t, binary):
+    # Four requests sharing a long system prompt arrive together: the first
+    # computes it, the others wait for its blocks and take them.
+    system = "你是一个乐于助人的助手。" + POEM * 6
+    bodies = [{"messages": [{"role": "system", "content": system}, {"role": "user", "content": "第%d首" % i}],
+               "max_tokens": 8, **NO_EOS} for i in range(4)]
+    s = Server(binary, "--parallel", "4", "-c", "2048", "-t", "2")
+    try:
+        out = [None] * 4
+
+        def go(i):
+            out[i] = s.post(CHAT, bodies[i], timeout=300)
+
+        ts = [threading.Thread(target=go, args=(i,)) for i in range(4)]
+        for th in ts:
+            th.start()
+        for th in ts:
+            th.join()
+        _, m = s.metrics()
+    finally:
+        s.stop()
+    ok = all(st == 200 for st, _, _ in out)
+    cached = sorted(v["usage"]["prompt_tokens_details"]["cached_tokens"] for _, _, v in out) if ok else []
+    prompt = out[0][2]["usage"]["prompt_tokens"] if ok else 0
+    t.record(ok and cached[0] == 0 and all(c >= prompt - 16 - 8 for c in cached[1:]),
+             "4 requests with one system prompt at once: computed once, cached for 3 (%s of %d)" % (cached, prompt))
+    t.record(m["baichuan_prefix_cache_miss_tokens_total"] <= prompt + 3 * 24,
+             "/metrics: %d prompt tokens computed of %d" % (m["baichuan_prefix_cache_miss_tokens_total"],
+                                                          4 * prompt))
+
+
 def test_limits(t, binary):
     s = Server(binary, "--parallel", "2", "-c", "256")
     try:
@@ -199,6 +230,7 @@ def main():
     t = bc_testlib.Tally()
     test_limits(t, args.bin)
     test_prefix_cache(t, args.bin)
+    test_concurrent_shared_prompt(t, args.bin)
     test_preemption(t, args.bin, args.work)
     return t.finish()
 
