@@ -1,6 +1,8 @@
 /*
- * context.c - context lifecycle, sequence bookkeeping, the checks a batch
- * must pass before the forward pass runs, and the per-op profile's figures.
+ * context.c - context lifecycle; sequences as block tables into the KV pool
+ * (taking, copying-on-write and giving back blocks, prefix reuse, indexing
+ * full blocks in the prefix cache); the checks a batch must pass before the
+ * forward pass runs; and the per-op profile's figures.
  */
 #include "context.h"
 
