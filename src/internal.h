@@ -128,6 +128,10 @@ typedef struct bc__tensor {
     uint64_t n_bytes;
     const bc__file *file; /* where the bytes come from */
     uint64_t file_offset; /* of the first byte, for messages */
+    /* The checkpoint's name for a dtype bc_dtype lacks ("I32", "F64", ...), a
+     * static string; NULL otherwise. Such a tensor's size was checked by its
+     * reader, but the model cannot use it: dtype is then BC_DTYPE_COUNT. */
+    const char *foreign_dtype;
 } bc__tensor;
 
 typedef struct bc__tensor_table {
@@ -149,6 +153,13 @@ BC__HIDDEN int bc__table_add_file(bc__tensor_table *t, bc__file *file, bc__err *
  * copied to an aligned buffer. */
 BC__HIDDEN int bc__table_add(bc__tensor_table *t, const char *name, bc_dtype dtype, int n_dims, const int64_t *shape,
                              const bc__file *file, uint64_t offset, uint64_t n_bytes, bc__err *err);
+
+/* Adds a tensor of a dtype bc_dtype lacks, named foreign_dtype (a static
+ * string). The reader has checked n_bytes against the shape; this checks the
+ * name is new and the bytes lie inside the file. The bytes are not copied. */
+BC__HIDDEN int bc__table_add_foreign(bc__tensor_table *t, const char *name, const char *foreign_dtype, int n_dims,
+                                     const int64_t *shape, const bc__file *file, uint64_t offset, uint64_t n_bytes,
+                                     bc__err *err);
 
 BC__HIDDEN const bc__tensor *bc__table_find(const bc__tensor_table *t, const char *name);
 BC__HIDDEN void bc__table_free(bc__tensor_table *t);

@@ -66,6 +66,11 @@ static const bc__tensor *find_checked(binder *b, const char *name, int64_t rows,
                        b->model->path, name, t->n_files);
         return NULL;
     }
+    if (x->foreign_dtype != NULL) {
+        bc__errorf(b->err, BC_STATUS_ERROR_MODEL, "%s: tensor '%s' is %s, but a %s must be F32, F16 or BF16",
+                   x->file->path, name, x->foreign_dtype, rows == 0 ? "norm vector" : "weight matrix");
+        return NULL;
+    }
     bool ok = rows == 0 ? (x->n_dims == 1 && x->shape[0] == cols)
                         : (x->n_dims == 2 && x->shape[0] == rows && x->shape[1] == cols);
     if (!ok) {

@@ -35,6 +35,24 @@ const bc__tensor *bc__table_find(const bc__tensor_table *t, const char *name) {
     return NULL;
 }
 
+/* The bytes lie inside the file, the name is new, and there is room for one more. */
+static int check_place(bc__tensor_table *t, const char *name, const bc__file *file, uint64_t offset, uint64_t n_bytes,
+                       bc__err *err) {
+    const char *path = file->path;
+    uint64_t end;
+    if (bc__add_u64(offset, n_bytes, &end) != 0 || end > file->size)
+        return bc__errorf(err, BC_STATUS_ERROR_FORMAT,
+                          "%s: tensor '%s': bytes [%llu, %llu) lie past the end of the file (%llu bytes; "
+                          "truncated?)",
+                          path, name, (unsigned long long)offset, (unsigned long long)(offset + n_bytes),
+                          (unsigned long long)file->size);
+    if (bc__table_find(t, name) != NULL)
+        return bc__errorf(err, BC_STATUS_ERROR_FORMAT, "%s: tensor '%s' appears twice in the checkpoint", path, name);
+    if (grow((void **)&t->tensors, &t->cap_tensors, t->n_tensors, sizeof *t->tensors) != 0)
+        return bc__errorf(err, BC_STATUS_ERROR_MEMORY, "out of memory");
+    return 0;
+}
+
 int bc__table_add(bc__tensor_table *t, const char *name, bc_dtype dtype, int n_dims, const int64_t *shape,
                   const bc__file *file, uint64_t offset, uint64_t n_bytes, bc__err *err) {
     const char *path = file->path;
@@ -62,17 +80,7 @@ int bc__table_add(bc__tensor_table *t, const char *name, bc_dtype dtype, int n_d
         return bc__errorf(err, BC_STATUS_ERROR_FORMAT,
                           "%s: tensor '%s': shape and dtype %s need %llu bytes but the file gives %llu", path, name,
                           bc_dtype_name(dtype), (unsigned long long)expect, (unsigned long long)n_bytes);
-    uint64_t end;
-    if (bc__add_u64(offset, n_bytes, &end) != 0 || end > file->size)
-        return bc__errorf(err, BC_STATUS_ERROR_FORMAT,
-                          "%s: tensor '%s': bytes [%llu, %llu) lie past the end of the file (%llu bytes; "
-                          "truncated?)",
-                          path, name, (unsigned long long)offset, (unsigned long long)(offset + n_bytes),
-                          (unsigned long long)file->size);
-    if (bc__table_find(t, name) != NULL)
-        return bc__errorf(err, BC_STATUS_ERROR_FORMAT, "%s: tensor '%s' appears twice in the checkpoint", path, name);
-    if (grow((void **)&t->tensors, &t->cap_tensors, t->n_tensors, sizeof *t->tensors) != 0)
-        return bc__errorf(err, BC_STATUS_ERROR_MEMORY, "out of memory");
+    if (check_place(t, name, file, offset, n_bytes, err) != 0) return -1;
 
     const void *data = file->data + offset;
     if (((uintptr_t)data % (uintptr_t)bc__dtype_traits_of(dtype)->align) != 0 && n_bytes > 0) {
@@ -97,6 +105,28 @@ int bc__table_add(bc__tensor_table *t, const char *name, bc_dtype dtype, int n_d
     x->n_dims = n_dims;
     for (int i = 0; i < n_dims; i++) x->shape[i] = shape[i];
     x->data = data;
+    x->n_bytes = n_bytes;
+    x->file = file;
+    x->file_offset = offset;
+    return 0;
+}
+
+int bc__table_add_foreign(bc__tensor_table *t, const char *name, const char *foreign_dtype, int n_dims,
+                          const int64_t *shape, const bc__file *file, uint64_t offset, uint64_t n_bytes, bc__err *err) {
+    if (n_dims < 0 || n_dims > BC__MAX_DIMS)
+        return bc__errorf(err, BC_STATUS_ERROR_FORMAT, "%s: tensor '%s' has %d dimensions (at most %d supported)",
+                          file->path, name, n_dims, BC__MAX_DIMS);
+    if (check_place(t, name, file, offset, n_bytes, err) != 0) return -1;
+    char *owned_name = bc__strdup(name);
+    if (owned_name == NULL) return bc__errorf(err, BC_STATUS_ERROR_MEMORY, "out of memory");
+    bc__tensor *x = &t->tensors[t->n_tensors++];
+    memset(x, 0, sizeof *x);
+    x->name = owned_name;
+    x->dtype = BC_DTYPE_COUNT;
+    x->foreign_dtype = foreign_dtype;
+    x->n_dims = n_dims;
+    for (int i = 0; i < n_dims; i++) x->shape[i] = shape[i];
+    x->data = file->data + offset;
     x->n_bytes = n_bytes;
     x->file = file;
     x->file_offset = offset;

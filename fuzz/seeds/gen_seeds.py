@@ -99,6 +99,15 @@ def main():
           safetensors({"w": ("F32", [2, 2], f32), "b": ("F16", [2], b"\x00\x3c\x00\x40")}, {"format": "pt"}))
     write("fuzz_safetensors", "bf16.safetensors", safetensors({"x.weight": ("BF16", [1, 3], b"\x80\x3f" * 3)}))
     write("fuzz_safetensors", "empty.safetensors", safetensors({}))
+    # Ranges that do not tile the data (refused): b's first byte is also a's last.
+    overlap = {"a": {"dtype": "F32", "shape": [2], "data_offsets": [0, 8]},
+               "b": {"dtype": "F32", "shape": [2], "data_offsets": [7, 15]}}
+    h = json.dumps(overlap).encode()
+    write("fuzz_safetensors", "overlap.safetensors", struct.pack("<Q", len(h)) + h + bytes(range(15)))
+    # Dtypes the model cannot use and an empty tensor (accepted).
+    write("fuzz_safetensors", "foreign.safetensors",
+          safetensors({"i": ("I32", [2], b"\x01\x00\x00\x00" * 2), "z": ("F8_E4M3", [0], b""),
+                       "u": ("U8", [3], b"abc")}))
 
     index = {"metadata": {"total_size": 24}, "weight_map": {"a": "model-00001-of-00001.safetensors",
                                                             "b": "model-00001-of-00001.safetensors"}}

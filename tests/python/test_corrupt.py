@@ -281,6 +281,27 @@ def _(d):
     st_rebuild(p(d, ST_FILE), _retype("model.norm.weight", "I8", 1))
 
 
+@case("st_dtype_i32_weight", ST, [ST_FILE, "model.layers.0.mlp.up_proj.weight", "I32", "F32, F16 or BF16"])
+def _(d):
+    # A known safetensors dtype the file reader accepts; the loader refuses it
+    # for a weight matrix.
+    st_rebuild(p(d, ST_FILE), _retype("model.layers.0.mlp.up_proj.weight", "I32", 4))
+
+
+@case("st_data_offsets_overlap", ST,
+      [ST_FILE, "model.norm.weight", "model.layers.1.self_attn.o_proj.weight", "overlap"])
+def _(d):
+    # Moved one byte left: consistent with its shape and inside the file, but
+    # its first byte is also the last of its neighbour's.
+    entries = st_entries(p(d, ST_FILE))
+    assert [e[0] for e in entries[-2:]] == ["model.layers.1.self_attn.o_proj.weight", "model.norm.weight"], entries[-2:]
+
+    def edit(h):
+        b, e = h["model.norm.weight"]["data_offsets"]
+        h["model.norm.weight"]["data_offsets"] = [b - 1, e - 1]
+    st_rewrite_header(p(d, ST_FILE), edit)
+
+
 @case("st_data_offsets_past_end", ST, [ST_FILE, "model.norm.weight"])
 def _(d):
     # Moved 4 bytes right: still consistent with its shape, but the last

@@ -112,8 +112,9 @@ static void test_bad_headers(void **state) {
     (void)state;
     expect_error("{\"a\":", 0, "not valid JSON");
     expect_error("[1,2]", 0, "not a JSON object");
-    expect_error("{\"a\":{\"dtype\":\"F64\",\"shape\":[1],\"data_offsets\":[0,8]}}", 8, "unsupported dtype \"F64\"");
-    expect_error("{\"a\":{\"dtype\":\"I8\",\"shape\":[1],\"data_offsets\":[0,1]}}", 1, "'a'");
+    expect_error("{\"a\":{\"dtype\":\"F65\",\"shape\":[1],\"data_offsets\":[0,8]}}", 8, "unknown dtype \"F65\"");
+    expect_error("{\"a\":{\"dtype\":\"I64\",\"shape\":[2],\"data_offsets\":[0,8]}}", 8, "need 16 bytes");
+    expect_error("{\"a\":{\"dtype\":\"F4\",\"shape\":[3],\"data_offsets\":[0,2]}}", 2, "whole number of bytes");
     expect_error("{\"a\":{\"dtype\":\"F32\",\"shape\":[-1],\"data_offsets\":[0,4]}}", 4, "shape entry 0");
     expect_error("{\"a\":{\"dtype\":\"F32\",\"shape\":[\"x\"],\"data_offsets\":[0,4]}}", 4, "shape entry 0");
     expect_error("{\"a\":{\"dtype\":\"F32\",\"shape\":[3],\"data_offsets\":[0,8]}}", 8, "need 12 bytes");
@@ -128,6 +129,95 @@ static void test_bad_headers(void **state) {
     expect_error("{\"a\":{\"dtype\":\"F32\",\"shape\":[1],\"data_offsets\":[0,4]},"
                  "\"a\":{\"dtype\":\"F32\",\"shape\":[1],\"data_offsets\":[0,4]}}",
                  4, "JSON");
+}
+
+/* Byte ranges must tile the data section, as the reference implementation requires. */
+static void test_ranges_tile_the_data(void **state) {
+    (void)state;
+    /* Overlap by one byte: both tensors and both ranges are named. */
+    const char *overlap = "{\"a\":{\"dtype\":\"F32\",\"shape\":[2],\"data_offsets\":[0,8]},"
+                          "\"b\":{\"dtype\":\"F32\",\"shape\":[2],\"data_offsets\":[7,15]}}";
+    expect_error(overlap, 15, "overlap");
+    expect_error(overlap, 15, "'a' (data_offsets [0, 8]) and 'b' (data_offsets [7, 15])");
+    /* A hole between two tensors, and before the first. */
+    expect_error("{\"a\":{\"dtype\":\"F32\",\"shape\":[2],\"data_offsets\":[0,8]},"
+                 "\"b\":{\"dtype\":\"F32\",\"shape\":[2],\"data_offsets\":[12,20]}}",
+                 20, "data bytes [8, 12) belong to no tensor: a hole between 'a' (data_offsets [0, 8]) and 'b'");
+    expect_error("{\"a\":{\"dtype\":\"F32\",\"shape\":[2],\"data_offsets\":[4,12]}}", 12,
+                 "data bytes [0, 4) belong to no tensor: the first, 'a'");
+    /* Bytes after the last tensor, or data with no tensors at all. */
+    expect_error(valid_header, 33, "data bytes [32, 33) after the last tensor, 'b'");
+    expect_error("{}", 4, "no tensors but 4 bytes");
+    expect_error("{\"__metadata__\":{}}", 1, "no tensors but 1 bytes");
+    /* An empty tensor inside another's range. */
+    expect_error("{\"a\":{\"dtype\":\"F32\",\"shape\":[2],\"data_offsets\":[0,8]},"
+                 "\"z\":{\"dtype\":\"F32\",\"shape\":[0],\"data_offsets\":[4,4]}}",
+                 8, "'a' (data_offsets [0, 8]) and 'z' (data_offsets [4, 4]) overlap");
+    /* Two tensors at the same place. */
+    expect_error("{\"a\":{\"dtype\":\"F32\",\"shape\":[2],\"data_offsets\":[0,8]},"
+                 "\"b\":{\"dtype\":\"F32\",\"shape\":[2],\"data_offsets\":[0,8]}}",
+                 8, "overlap");
+}
+
+static void expect_ok(const char *header, size_t n_data, bc__tensor_table *t) {
+    write_file(header, n_data, SIZE_MAX);
+    char msg[1024];
+    if (read_file(t, msg, sizeof msg) != 0) fail_msg("refused a good file (%s): %s", header, msg);
+}
+
+static void test_unsorted_ranges_accepted(void **state) {
+    (void)state;
+    /* Listed out of data order; the ranges still tile. */
+    bc__tensor_table t;
+    expect_ok("{\"b\":{\"dtype\":\"F32\",\"shape\":[2],\"data_offsets\":[8,16]},"
+              "\"__metadata__\":{\"format\":\"pt\"},"
+              "\"a\":{\"dtype\":\"F32\",\"shape\":[2],\"data_offsets\":[0,8]}}",
+              16, &t);
+    assert_int_equal(t.n_tensors, 2);
+    const uint8_t expect[16] = {0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15};
+    assert_memory_equal(bc__table_find(&t, "a")->data, expect, 8);
+    assert_memory_equal(bc__table_find(&t, "b")->data, expect + 8, 8);
+    bc__table_free(&t);
+}
+
+static void test_empty_tensors(void **state) {
+    (void)state;
+    /* Empty tensors take no bytes: at the start, between two tensors, at the end. */
+    bc__tensor_table t;
+    expect_ok("{\"a\":{\"dtype\":\"F32\",\"shape\":[2],\"data_offsets\":[0,8]},"
+              "\"z0\":{\"dtype\":\"F32\",\"shape\":[0],\"data_offsets\":[0,0]},"
+              "\"z1\":{\"dtype\":\"BF16\",\"shape\":[3,0],\"data_offsets\":[8,8]},"
+              "\"b\":{\"dtype\":\"F32\",\"shape\":[2],\"data_offsets\":[8,16]},"
+              "\"z2\":{\"dtype\":\"I32\",\"shape\":[0],\"data_offsets\":[16,16]}}",
+              16, &t);
+    assert_int_equal(t.n_tensors, 5);
+    assert_int_equal(bc__table_find(&t, "z1")->n_bytes, 0);
+    assert_int_equal(bc__table_find(&t, "z1")->shape[0], 3);
+    bc__table_free(&t);
+    /* A file of empty tensors only has no data at all. */
+    expect_ok("{\"z\":{\"dtype\":\"F16\",\"shape\":[0],\"data_offsets\":[0,0]}}", 0, &t);
+    assert_int_equal(t.n_tensors, 1);
+    bc__table_free(&t);
+}
+
+static void test_foreign_dtypes_kept(void **state) {
+    (void)state;
+    /* Known dtypes the model cannot use are read, size-checked, and marked. */
+    bc__tensor_table t;
+    expect_ok("{\"i\":{\"dtype\":\"I32\",\"shape\":[2],\"data_offsets\":[0,8]},"
+              "\"u\":{\"dtype\":\"U8\",\"shape\":[3],\"data_offsets\":[8,11]},"
+              "\"e\":{\"dtype\":\"F8_E4M3\",\"shape\":[1],\"data_offsets\":[11,12]},"
+              "\"f\":{\"dtype\":\"F4\",\"shape\":[2,2],\"data_offsets\":[12,14]},"
+              "\"w\":{\"dtype\":\"F32\",\"shape\":[1],\"data_offsets\":[14,18]}}",
+              18, &t);
+    const bc__tensor *i = bc__table_find(&t, "i"), *w = bc__table_find(&t, "w");
+    assert_string_equal(i->foreign_dtype, "I32");
+    assert_int_equal(i->n_bytes, 8);
+    assert_string_equal(bc__table_find(&t, "f")->foreign_dtype, "F4");
+    assert_null(w->foreign_dtype);
+    assert_int_equal(w->dtype, BC_DTYPE_F32);
+    assert_int_equal((uintptr_t)w->data % 4, 0); /* at offset 14 of the data: copied */
+    bc__table_free(&t);
 }
 
 static void test_header_size_checks(void **state) {
@@ -172,6 +262,10 @@ int main(void) {
         cmocka_unit_test(test_every_truncation_fails),
         cmocka_unit_test(test_bad_headers),
         cmocka_unit_test(test_header_size_checks),
+        cmocka_unit_test(test_ranges_tile_the_data),
+        cmocka_unit_test(test_unsorted_ranges_accepted),
+        cmocka_unit_test(test_empty_tensors),
+        cmocka_unit_test(test_foreign_dtypes_kept),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }
