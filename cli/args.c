@@ -25,6 +25,9 @@ const char *const cli_model_opts_help =
     "      --norm-head on|off   force NormHead on or off (default: from config.json)\n"
     "      --no-repack          read quantized weights in place from the file instead of from\n"
     "                           an interleaved copy made at load for the SIMD kernels (slower)\n"
+    "  -q, --quantize-at-load T quantize an f32/f16/bf16 model's matrices at load, in memory, exactly as\n"
+    "                           'baichuan quantize --type T' would write them (q8_0, q4_0, q4_1, q5_0,\n"
+    "                           q5_1, q4_k_m, q5_k_m, q6_k, f16, bf16, f32)\n"
     "      --cache-type T       KV cache element type: f16 (default), q8_0 (half of f16's memory)\n"
     "                           or f32 (exact)\n";
 
@@ -95,6 +98,15 @@ int cli_model_opt(int argc, char **argv, int *i, cli_model_opts *o) {
             o->params.norm_head = BC_SWITCH_OFF;
         else {
             cli_error("--norm-head: '%s' is not on or off", v);
+            return -1;
+        }
+        return 1;
+    }
+    if (strcmp(a, "-q") == 0 || strcmp(a, "--quantize-at-load") == 0) {
+        if ((v = cli_value(argc, argv, i)) == NULL) return -1;
+        if (!bc_ftype_from_name(v, &o->params.quantize)) {
+            cli_error("%s: '%s' is not a type (q8_0, q4_0, q4_1, q5_0, q5_1, q4_k_m, q5_k_m, q6_k, f16, bf16, f32)", a,
+                      v);
             return -1;
         }
         return 1;

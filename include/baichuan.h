@@ -101,6 +101,30 @@ typedef enum bc_file_format {
 /* "safetensors", "pytorch", "gguf". */
 const char *bc_file_format_name(bc_file_format format);
 
+/* What a written GGUF (bc_model_quantize) or a model quantized at load
+ * (bc_model_params.quantize) stores, named as llama.cpp's llama-quantize names them.
+ * The _m mixes and the output/attn_v/ffn_down choices follow llama.cpp's
+ * llama_tensor_get_type; norm vectors stay f32. */
+typedef enum bc_ftype {
+    BC_FTYPE_F32 = 0,
+    BC_FTYPE_F16,
+    BC_FTYPE_BF16,
+    BC_FTYPE_Q8_0,
+    BC_FTYPE_Q4_0,
+    BC_FTYPE_Q4_1,
+    BC_FTYPE_Q5_0,
+    BC_FTYPE_Q5_1,
+    BC_FTYPE_Q4_K_M,
+    BC_FTYPE_Q5_K_M,
+    BC_FTYPE_Q6_K,
+    BC_FTYPE_COUNT
+} bc_ftype;
+
+/* "f32", "f16", "bf16", "q8_0", ..., "q4_k_m", "q5_k_m", "q6_k". */
+const char *bc_ftype_name(bc_ftype ftype);
+/* Parses a name as bc_ftype_name writes it (case-insensitive); false if unknown. */
+bool bc_ftype_from_name(const char *name, bc_ftype *out);
+
 typedef struct bc_model_params {
     /* Position encoding; AUTO (default) detects it from config.json, where an
      * explicit "position_encoding" key wins over the architecture rules. */
@@ -115,6 +139,16 @@ typedef struct bc_model_params {
      * then released, so the copy takes their place in memory. OFF reads every
      * weight in place from the mapped file. */
     bc_switch repack;
+    /* Quantize at load: BC_FTYPE_COUNT (default) keeps the weights as stored;
+     * another ftype converts the matrices of an f32/f16/bf16 checkpoint at
+     * load, in memory, to exactly the types and bytes bc_model_quantize would
+     * write for it (W_pack split into Q/K/V in llama.cpp's row order, the
+     * NormHead head normalized), so that the model computes what the GGUF
+     * written with that ftype computes, without writing one. The converted
+     * matrices are heap copies (a repacked copy comes on top of them); the
+     * mapped pages of the originals are released. A checkpoint with
+     * block-quantized matrices is refused (BC_STATUS_ERROR_ARGUMENT). */
+    bc_ftype quantize;
 } bc_model_params;
 
 bc_model_params bc_model_default_params(void);
@@ -123,7 +157,8 @@ bc_model_params bc_model_default_params(void);
  * (llama.cpp's or ours; arch "baichuan", split Q/K/V in llama.cpp's RoPE row
  * order, which the engine undoes). The tokenizer is loaded on its own, with
  * bc_tokenizer_load() (which also reads a GGUF's vocabulary).
- * Weights stay in their file's dtype, mapped read-only from the files.
+ * Weights stay in their file's dtype, mapped read-only from the files (unless
+ * params.quantize converts them).
  * On success *out owns the model; free it with bc_model_free().
  * On failure *out is NULL and err (err_size bytes, may be 0) holds a message
  * naming the file, tensor or field at fault. */
@@ -157,7 +192,11 @@ typedef struct bc_model_info {
     int64_t n_params;                 /* elements in the weights the model uses */
     uint64_t weight_bytes;            /* bytes of those weights as stored */
     uint64_t repacked_bytes;          /* bytes of repacked copies held in memory (see repack) */
-    uint64_t released_bytes;          /* bytes of stored weights those copies replace (pages released) */
+    uint64_t released_bytes;          /* bytes of stored weights those copies (and the quantized
+                                       * ones) replace (pages released) */
+    bc_ftype quantized_at_load;       /* params.quantize, BC_FTYPE_COUNT when not quantized at load */
+    uint64_t quantized_bytes;         /* bytes of the matrices converted at load (heap copies) */
+    int n_quantized;                  /* matrices converted at load */
     int dtype_counts[BC_DTYPE_COUNT]; /* used tensors per dtype */
     int n_ignored_tensors;            /* tensors in the files the model does not use */
 } bc_model_info;
@@ -167,29 +206,6 @@ void bc_model_get_info(const bc_model *model, bc_model_info *info);
 /* ------------------------------------------------------------------------ */
 /* Writing GGUF: baichuan quantize                                          */
 /* ------------------------------------------------------------------------ */
-
-/* What a written file stores, named as llama.cpp's llama-quantize names them.
- * The _m mixes and the output/attn_v/ffn_down choices follow llama.cpp's
- * llama_tensor_get_type; norm vectors stay f32. */
-typedef enum bc_ftype {
-    BC_FTYPE_F32 = 0,
-    BC_FTYPE_F16,
-    BC_FTYPE_BF16,
-    BC_FTYPE_Q8_0,
-    BC_FTYPE_Q4_0,
-    BC_FTYPE_Q4_1,
-    BC_FTYPE_Q5_0,
-    BC_FTYPE_Q5_1,
-    BC_FTYPE_Q4_K_M,
-    BC_FTYPE_Q5_K_M,
-    BC_FTYPE_Q6_K,
-    BC_FTYPE_COUNT
-} bc_ftype;
-
-/* "f32", "f16", "bf16", "q8_0", ..., "q4_k_m", "q5_k_m", "q6_k". */
-const char *bc_ftype_name(bc_ftype ftype);
-/* Parses a name as bc_ftype_name writes it (case-insensitive); false if unknown. */
-bool bc_ftype_from_name(const char *name, bc_ftype *out);
 
 /* Called after each tensor: bytes written so far of total, and the tensor's name. */
 typedef void (*bc_progress_fn)(void *user, uint64_t done, uint64_t total, const char *tensor);

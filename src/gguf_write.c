@@ -2,8 +2,8 @@
  * gguf_write.c - write a loaded model as a llama.cpp-compatible GGUF v3
  * (bc_model_quantize).
  *
- *   types      bc_ftype names; which ggml type each tensor gets (llama.cpp's
- *              llama_tensor_get_type for these ftypes)
+ *   types      bc_quantize_default_params (the type of each tensor comes from
+ *              ftype.c, shared with quantizing at load)
  *   plan       the tensors in llama.cpp's names and order, with their types
  *   metadata   baichuan.* hyper-parameters, our explicit variant keys, the
  *              vocabulary (tokenizer.ggml.*)
@@ -17,6 +17,7 @@
  *   w.reshape(n_head, 2, D/2, cols).swapaxes(1, 2).reshape(rows, cols)
  * so GGUF row h*D + 2i + j is W_pack row h*D + j*D/2 + i (j = 0, 1).
  */
+#include "ftype.h"
 #include "kernels/kernels.h"
 #include "tokenizer.h"
 
@@ -25,24 +26,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <strings.h>
 
 #define ALIGNMENT 32
-
-/* llama_ftype values (llama.h), written as general.file_type. */
-enum {
-    LLAMA_FTYPE_ALL_F32 = 0,
-    LLAMA_FTYPE_MOSTLY_F16 = 1,
-    LLAMA_FTYPE_MOSTLY_Q4_0 = 2,
-    LLAMA_FTYPE_MOSTLY_Q4_1 = 3,
-    LLAMA_FTYPE_MOSTLY_Q8_0 = 7,
-    LLAMA_FTYPE_MOSTLY_Q5_0 = 8,
-    LLAMA_FTYPE_MOSTLY_Q5_1 = 9,
-    LLAMA_FTYPE_MOSTLY_Q4_K_M = 15,
-    LLAMA_FTYPE_MOSTLY_Q5_K_M = 17,
-    LLAMA_FTYPE_MOSTLY_Q6_K = 18,
-    LLAMA_FTYPE_MOSTLY_BF16 = 32,
-};
 
 #define GGML_QNT_VERSION 2
 
@@ -50,94 +35,12 @@ enum {
 /* Types                                                                    */
 /* ------------------------------------------------------------------------ */
 
-typedef struct ftype_info {
-    const char *name;
-    bc_dtype base; /* the default type of a matrix */
-    int llama_ftype;
-    bool quantized;
-} ftype_info;
-
-static const ftype_info ftypes[BC_FTYPE_COUNT] = {
-    [BC_FTYPE_F32] = {"f32", BC_DTYPE_F32, LLAMA_FTYPE_ALL_F32, false},
-    [BC_FTYPE_F16] = {"f16", BC_DTYPE_F16, LLAMA_FTYPE_MOSTLY_F16, false},
-    [BC_FTYPE_BF16] = {"bf16", BC_DTYPE_BF16, LLAMA_FTYPE_MOSTLY_BF16, false},
-    [BC_FTYPE_Q8_0] = {"q8_0", BC_DTYPE_Q8_0, LLAMA_FTYPE_MOSTLY_Q8_0, true},
-    [BC_FTYPE_Q4_0] = {"q4_0", BC_DTYPE_Q4_0, LLAMA_FTYPE_MOSTLY_Q4_0, true},
-    [BC_FTYPE_Q4_1] = {"q4_1", BC_DTYPE_Q4_1, LLAMA_FTYPE_MOSTLY_Q4_1, true},
-    [BC_FTYPE_Q5_0] = {"q5_0", BC_DTYPE_Q5_0, LLAMA_FTYPE_MOSTLY_Q5_0, true},
-    [BC_FTYPE_Q5_1] = {"q5_1", BC_DTYPE_Q5_1, LLAMA_FTYPE_MOSTLY_Q5_1, true},
-    [BC_FTYPE_Q4_K_M] = {"q4_k_m", BC_DTYPE_Q4_K, LLAMA_FTYPE_MOSTLY_Q4_K_M, true},
-    [BC_FTYPE_Q5_K_M] = {"q5_k_m", BC_DTYPE_Q5_K, LLAMA_FTYPE_MOSTLY_Q5_K_M, true},
-    [BC_FTYPE_Q6_K] = {"q6_k", BC_DTYPE_Q6_K, LLAMA_FTYPE_MOSTLY_Q6_K, true},
-};
-
-const char *bc_ftype_name(bc_ftype ftype) { return (unsigned)ftype < BC_FTYPE_COUNT ? ftypes[ftype].name : "?"; }
-
-bool bc_ftype_from_name(const char *name, bc_ftype *out) {
-    for (int i = 0; i < BC_FTYPE_COUNT; i++)
-        if (strcasecmp(name, ftypes[i].name) == 0) {
-            *out = (bc_ftype)i;
-            return true;
-        }
-    return false;
-}
-
 bc_quantize_params bc_quantize_default_params(void) {
     bc_quantize_params p;
     memset(&p, 0, sizeof p);
     p.ftype = BC_FTYPE_F16;
     p.model = bc_model_default_params();
     return p;
-}
-
-/* What a tensor is, for the type rules and for fetching its rows. */
-typedef enum tensor_kind {
-    K_TOK_EMBD,
-    K_ATTN_NORM,
-    K_ATTN_Q,
-    K_ATTN_K,
-    K_ATTN_V,
-    K_ATTN_OUT,
-    K_FFN_NORM,
-    K_FFN_GATE,
-    K_FFN_UP,
-    K_FFN_DOWN,
-    K_OUTPUT_NORM,
-    K_OUTPUT,
-} tensor_kind;
-
-static bool block_fits(bc_dtype t, int64_t ne0) { return ne0 % bc__dtype_traits_of(t)->block_elems == 0; }
-
-/* llama.cpp's use_more_bits: the first and last eighths and every third layer between. */
-static bool use_more_bits(int i_layer, int n_layers) {
-    return i_layer < n_layers / 8 || i_layer >= 7 * n_layers / 8 || (i_layer - n_layers / 8) % 3 == 2;
-}
-
-/* The type of a matrix with rows of ne0 elements (llama_tensor_get_type for
- * a non-GQA, non-MoE, non-Falcon model). -1 when no type fits the row. */
-static int matrix_type(bc_ftype ft, tensor_kind kind, int il, int n_layer, int64_t ne0, bc_dtype *out) {
-    bc_dtype base = ftypes[ft].base, t = base;
-    if (ftypes[ft].quantized) {
-        if (kind == K_OUTPUT) {
-            if (!block_fits(base, ne0))
-                t = BC_DTYPE_Q8_0;
-            else if (base != BC_DTYPE_Q8_0)
-                t = BC_DTYPE_Q6_K;
-        } else if (kind == K_ATTN_V || kind == K_FFN_DOWN) {
-            if ((ft == BC_FTYPE_Q4_K_M || ft == BC_FTYPE_Q5_K_M) && use_more_bits(il, n_layer)) t = BC_DTYPE_Q6_K;
-        }
-        if (!block_fits(t, ne0)) { /* llama.cpp's fallbacks for rows that are not whole k-blocks */
-            switch (t) {
-            case BC_DTYPE_Q4_K: t = BC_DTYPE_Q5_0; break;
-            case BC_DTYPE_Q5_K: t = BC_DTYPE_Q5_1; break;
-            case BC_DTYPE_Q6_K: t = BC_DTYPE_Q8_0; break;
-            default: return -1;
-            }
-            if (!block_fits(t, ne0)) t = BC_DTYPE_F16;
-        }
-    }
-    *out = t;
-    return 0;
 }
 
 /* ------------------------------------------------------------------------ */
@@ -210,7 +113,7 @@ static void encode_row(bc_dtype t, const float *src, void *dst, int64_t n) {
 
 typedef struct planned {
     char name[64];
-    tensor_kind kind;
+    bc__tensor_kind kind;
     int layer;
     bc_dtype type;
     int64_t rows, cols; /* rows 1 for vectors */
@@ -228,7 +131,7 @@ typedef struct writer {
     bc__err *err;
 } writer;
 
-static int plan_one(writer *w, tensor_kind kind, int il, const char *name, int64_t rows, int64_t cols) {
+static int plan_one(writer *w, bc__tensor_kind kind, int il, const char *name, int64_t rows, int64_t cols) {
     planned *p = &w->tensors[w->n_tensors++];
     memset(p, 0, sizeof *p);
     snprintf(p->name, sizeof p->name, "%s", name);
@@ -236,15 +139,12 @@ static int plan_one(writer *w, tensor_kind kind, int il, const char *name, int64
     p->layer = il;
     p->rows = rows;
     p->cols = cols;
-    bool vector = kind == K_ATTN_NORM || kind == K_FFN_NORM || kind == K_OUTPUT_NORM;
-    if (vector) {
-        p->type = BC_DTYPE_F32;
-    } else if (matrix_type(w->params.ftype, kind, il, w->m->hp.n_layer, cols, &p->type) != 0) {
+    if (bc__ftype_tensor_type(w->params.ftype, kind, il, w->m->hp.n_layer, cols, &p->type) != 0) {
         return bc__errorf(w->err, BC_STATUS_ERROR_ARGUMENT,
                           "tensor '%s': rows of %lld elements are not whole %s blocks (%d); llama.cpp cannot store "
                           "this shape as %s either",
-                          name, (long long)cols, bc_dtype_name(ftypes[w->params.ftype].base),
-                          bc__dtype_traits_of(ftypes[w->params.ftype].base)->block_elems,
+                          name, (long long)cols, bc_dtype_name(bc__ftype_base(w->params.ftype)),
+                          bc__dtype_traits_of(bc__ftype_base(w->params.ftype))->block_elems,
                           bc_ftype_name(w->params.ftype));
     }
     if (!can_encode(p->type))
@@ -265,27 +165,27 @@ static int make_plan(writer *w) {
     if (w->tensors == NULL) return bc__errorf(w->err, BC_STATUS_ERROR_MEMORY, "out of memory");
     int64_t E = hp->n_embd, F = hp->n_ff, V = hp->n_vocab;
     char name[64];
-    if (plan_one(w, K_TOK_EMBD, -1, "token_embd.weight", V, E) != 0) return -1;
+    if (plan_one(w, BC__TENSOR_TOK_EMBD, -1, "token_embd.weight", V, E) != 0) return -1;
     static const struct {
-        tensor_kind kind;
+        bc__tensor_kind kind;
         const char *suffix;
     } layer_tensors[] = {
-        {K_ATTN_NORM, "attn_norm"}, {K_ATTN_Q, "attn_q"},        {K_ATTN_K, "attn_k"},
-        {K_ATTN_V, "attn_v"},       {K_ATTN_OUT, "attn_output"}, {K_FFN_NORM, "ffn_norm"},
-        {K_FFN_GATE, "ffn_gate"},   {K_FFN_UP, "ffn_up"},        {K_FFN_DOWN, "ffn_down"},
+        {BC__TENSOR_ATTN_NORM, "attn_norm"}, {BC__TENSOR_ATTN_Q, "attn_q"},        {BC__TENSOR_ATTN_K, "attn_k"},
+        {BC__TENSOR_ATTN_V, "attn_v"},       {BC__TENSOR_ATTN_OUT, "attn_output"}, {BC__TENSOR_FFN_NORM, "ffn_norm"},
+        {BC__TENSOR_FFN_GATE, "ffn_gate"},   {BC__TENSOR_FFN_UP, "ffn_up"},        {BC__TENSOR_FFN_DOWN, "ffn_down"},
     };
     for (int il = 0; il < hp->n_layer; il++)
         for (size_t k = 0; k < sizeof layer_tensors / sizeof layer_tensors[0]; k++) {
-            tensor_kind kind = layer_tensors[k].kind;
+            bc__tensor_kind kind = layer_tensors[k].kind;
             snprintf(name, sizeof name, "blk.%d.%s.weight", il, layer_tensors[k].suffix);
-            int64_t rows = kind == K_ATTN_NORM || kind == K_FFN_NORM ? 1
-                           : kind == K_FFN_GATE || kind == K_FFN_UP  ? F
-                                                                     : E;
-            int64_t cols = kind == K_FFN_DOWN ? F : E;
+            int64_t rows = kind == BC__TENSOR_ATTN_NORM || kind == BC__TENSOR_FFN_NORM ? 1
+                           : kind == BC__TENSOR_FFN_GATE || kind == BC__TENSOR_FFN_UP  ? F
+                                                                                       : E;
+            int64_t cols = kind == BC__TENSOR_FFN_DOWN ? F : E;
             if (plan_one(w, kind, il, name, rows, cols) != 0) return -1;
         }
-    if (plan_one(w, K_OUTPUT_NORM, -1, "output_norm.weight", 1, E) != 0 ||
-        plan_one(w, K_OUTPUT, -1, "output.weight", V, E) != 0)
+    if (plan_one(w, BC__TENSOR_OUTPUT_NORM, -1, "output_norm.weight", 1, E) != 0 ||
+        plan_one(w, BC__TENSOR_OUTPUT, -1, "output.weight", V, E) != 0)
         return -1;
     uint64_t off = 0;
     for (size_t i = 0; i < w->n_tensors; i++) {
@@ -417,7 +317,7 @@ static int make_metadata(writer *w, const char *in_path) {
     const char *base = strrchr(in_path, '/');
     base = base && base[1] ? base + 1 : in_path;
     if (kv_str(w, "general.architecture", "baichuan") || kv_str(w, "general.name", base) ||
-        kv_u32(w, "general.file_type", (uint32_t)ftypes[w->params.ftype].llama_ftype) ||
+        kv_u32(w, "general.file_type", (uint32_t)bc__ftype_llama(w->params.ftype)) ||
         kv_u32(w, "general.quantization_version", GGML_QNT_VERSION) ||
         kv_str(w, "baichuan.tensor_data_layout", "Meta AI original pth") ||
         kv_u32(w, "baichuan.context_length", (uint32_t)hp->n_ctx_train) ||
@@ -452,31 +352,31 @@ static void source_row(const writer *w, const planned *p, int64_t r, float *row)
     const bc__layer *L = p->layer >= 0 ? &m->layers[p->layer] : NULL;
     int64_t E = hp->n_embd, D = hp->head_dim, half = D / 2;
     switch (p->kind) {
-    case K_TOK_EMBD: bc__weight_row_f32(&m->tok_embd, r, row); break;
-    case K_ATTN_NORM: memcpy(row, L->attn_norm, (size_t)E * sizeof(float)); break;
-    case K_FFN_NORM: memcpy(row, L->ffn_norm, (size_t)E * sizeof(float)); break;
-    case K_OUTPUT_NORM: memcpy(row, m->out_norm, (size_t)E * sizeof(float)); break;
-    case K_ATTN_Q:
-    case K_ATTN_K: {
+    case BC__TENSOR_TOK_EMBD: bc__weight_row_f32(&m->tok_embd, r, row); break;
+    case BC__TENSOR_ATTN_NORM: memcpy(row, L->attn_norm, (size_t)E * sizeof(float)); break;
+    case BC__TENSOR_FFN_NORM: memcpy(row, L->ffn_norm, (size_t)E * sizeof(float)); break;
+    case BC__TENSOR_OUTPUT_NORM: memcpy(row, m->out_norm, (size_t)E * sizeof(float)); break;
+    case BC__TENSOR_ATTN_Q:
+    case BC__TENSOR_ATTN_K: {
         if (L->wqkv.data == NULL) { /* a GGUF source: already in llama.cpp's order */
-            bc__weight_row_f32(p->kind == K_ATTN_Q ? &L->wq : &L->wk, r, row);
+            bc__weight_row_f32(p->kind == BC__TENSOR_ATTN_Q ? &L->wq : &L->wk, r, row);
             break;
         }
         int64_t h = r / D, i = (r % D) / 2, j = r % 2;
-        bc__weight_row_f32(&L->wqkv, (p->kind == K_ATTN_K ? E : 0) + h * D + j * half + i, row);
+        bc__weight_row_f32(&L->wqkv, (p->kind == BC__TENSOR_ATTN_K ? E : 0) + h * D + j * half + i, row);
         break;
     }
-    case K_ATTN_V:
+    case BC__TENSOR_ATTN_V:
         if (L->wqkv.data == NULL)
             bc__weight_row_f32(&L->wv, r, row);
         else
             bc__weight_row_f32(&L->wqkv, 2 * E + r, row);
         break;
-    case K_ATTN_OUT: bc__weight_row_f32(&L->wo, r, row); break;
-    case K_FFN_GATE: bc__weight_row_f32(&L->w_gate, r, row); break;
-    case K_FFN_UP: bc__weight_row_f32(&L->w_up, r, row); break;
-    case K_FFN_DOWN: bc__weight_row_f32(&L->w_down, r, row); break;
-    case K_OUTPUT:
+    case BC__TENSOR_ATTN_OUT: bc__weight_row_f32(&L->wo, r, row); break;
+    case BC__TENSOR_FFN_GATE: bc__weight_row_f32(&L->w_gate, r, row); break;
+    case BC__TENSOR_FFN_UP: bc__weight_row_f32(&L->w_up, r, row); break;
+    case BC__TENSOR_FFN_DOWN: bc__weight_row_f32(&L->w_down, r, row); break;
+    case BC__TENSOR_OUTPUT:
         bc__weight_row_f32(&m->lm_head, r, row);
         /* NormHead: write the normalized head, so that llama.cpp (which does
          * not normalize) computes Baichuan2's logits; normalizing again on
@@ -500,7 +400,8 @@ static int write_all(writer *w, const char *in_path, const char *out_path) {
     memcpy(w->header.data + 16, &w->n_kv, 8);
     for (size_t i = 0; i < w->n_tensors; i++) {
         const planned *p = &w->tensors[i];
-        bool vector = p->rows == 1 && (p->kind == K_ATTN_NORM || p->kind == K_FFN_NORM || p->kind == K_OUTPUT_NORM);
+        bool vector = p->rows == 1 && (p->kind == BC__TENSOR_ATTN_NORM || p->kind == BC__TENSOR_FFN_NORM ||
+                                       p->kind == BC__TENSOR_OUTPUT_NORM);
         if (put_str(w, p->name, strlen(p->name)) || put_u32(w, vector ? 1 : 2) || put_u64(w, (uint64_t)p->cols) ||
             (!vector && put_u64(w, (uint64_t)p->rows)) ||
             put_u32(w, (uint32_t)bc__dtype_traits_of(p->type)->ggml_type) || put_u64(w, p->offset))

@@ -94,6 +94,8 @@ typedef struct bc__weight {
                                          * weight's owner; data stays the row-major original for
                                          * every other use */
     const struct bc__pack_layout *pack; /* the layout of packed, NULL without */
+    void *owned;                        /* NULL, or data when it is a heap copy made at load
+                                         * (bc_model_params.quantize), owned by the model */
 } bc__weight;
 
 typedef struct bc__layer {
@@ -133,8 +135,12 @@ struct bc_model {
 
     int64_t n_params;
     uint64_t weight_bytes;
-    uint64_t repacked_bytes; /* bytes of the weights' repacked copies */
-    uint64_t released_bytes; /* bytes of stored weights whose pages were released for them */
+    uint64_t repacked_bytes;    /* bytes of the weights' repacked copies */
+    uint64_t released_bytes;    /* bytes of stored weights whose pages were released for them
+                                 * (or for the copies quantized at load) */
+    bc_ftype quantized_at_load; /* params.quantize; BC_FTYPE_COUNT when not used */
+    uint64_t quantized_bytes;   /* bytes of the copies quantized at load */
+    int n_quantized;            /* matrices converted at load */
     int dtype_counts[BC_DTYPE_COUNT];
     int n_ignored_tensors;
 };
