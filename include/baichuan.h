@@ -195,7 +195,8 @@ typedef struct bc_model_info {
     uint64_t released_bytes;          /* bytes of stored weights those copies (and the quantized
                                        * ones) replace (pages released) */
     bc_ftype quantized_at_load;       /* params.quantize, BC_FTYPE_COUNT when not quantized at load */
-    uint64_t quantized_bytes;         /* bytes of the matrices converted at load (heap copies) */
+    uint64_t quantized_bytes;         /* bytes of heap copies converted at load still held (a matrix
+                                       * that got a repacked copy frees its row-major one) */
     int n_quantized;                  /* matrices converted at load */
     int dtype_counts[BC_DTYPE_COUNT]; /* used tensors per dtype */
     int n_ignored_tensors;            /* tensors in the files the model does not use */

@@ -477,7 +477,11 @@ bc_status bc_model_quantize(const char *in_path, const char *out_path, bc_quanti
         return err.status;
     }
     bc_model *m = NULL;
-    bc_status st = bc_model_load(in_path, params.model, &m, err_buf, err_size);
+    /* The writer reads row-major rows: no repacked copies (which would also
+     * free the rows of matrices quantized at load). */
+    bc_model_params mp = params.model;
+    mp.repack = BC_SWITCH_OFF;
+    bc_status st = bc_model_load(in_path, mp, &m, err_buf, err_size);
     if (st != BC_STATUS_OK) return st;
     writer w;
     memset(&w, 0, sizeof w);

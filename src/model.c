@@ -212,6 +212,7 @@ typedef struct repack_job {
     int n;
     atomic_int next;
     _Atomic uint64_t released; /* bytes of stored pages released */
+    _Atomic uint64_t freed;    /* bytes of heap copies (quantized at load) freed */
 } repack_job;
 
 /* The whole pages of w's stored bytes, dropped from the process once its
@@ -229,11 +230,25 @@ static uint64_t release_stored_pages(const bc__weight *w) {
     return (uint64_t)(end - begin);
 }
 
+/* A matrix quantized at load lives on the heap, whose pages cannot be
+ * dropped and read back like a file's: once repacked, its row-major copy is
+ * freed (data NULL), and the matmul reads the repacked copy at any kernel
+ * level (kernels/kernels.c). */
 static void *repack_thread(void *p) {
     repack_job *job = p;
-    for (int i; (i = atomic_fetch_add(&job->next, 1)) < job->n;)
-        if (job->ws[i]->data != NULL && bc__weight_repack(job->ws[i]) && job->ws[i]->owned == NULL)
-            atomic_fetch_add(&job->released, release_stored_pages(job->ws[i]));
+    for (int i; (i = atomic_fetch_add(&job->next, 1)) < job->n;) {
+        bc__weight *w = job->ws[i];
+        if (w->data == NULL || !bc__weight_repack(w)) continue;
+        if (w->owned == NULL) {
+            atomic_fetch_add(&job->released, release_stored_pages(w));
+            continue;
+        }
+        const bc__dtype_traits *tr = bc__dtype_traits_of(w->dtype);
+        atomic_fetch_add(&job->freed, (uint64_t)(w->rows * (w->cols / tr->block_elems)) * tr->block_bytes);
+        free(w->owned);
+        w->owned = NULL;
+        w->data = NULL;
+    }
     return NULL;
 }
 
@@ -245,6 +260,7 @@ static void repack_weights(bc_model *m, bc_switch repack) {
     job.n = matmul_weights(m, job.ws);
     atomic_init(&job.next, 0);
     atomic_init(&job.released, 0);
+    atomic_init(&job.freed, 0);
     long n_cpu = sysconf(_SC_NPROCESSORS_ONLN);
     int n_threads = n_cpu < 1 ? 1 : n_cpu > 64 ? 64 : (int)n_cpu;
     pthread_t threads[64];
@@ -254,6 +270,7 @@ static void repack_weights(bc_model *m, bc_switch repack) {
     for (int i = 0; i < started; i++) pthread_join(threads[i], NULL);
     for (int i = 0; i < job.n; i++) m->repacked_bytes += bc__repack_bytes(job.ws[i]);
     m->released_bytes += atomic_load(&job.released);
+    m->quantized_bytes -= atomic_load(&job.freed);
     free(job.ws);
 }
 

@@ -139,7 +139,7 @@ struct bc_model {
     uint64_t released_bytes;    /* bytes of stored weights whose pages were released for them
                                  * (or for the copies quantized at load) */
     bc_ftype quantized_at_load; /* params.quantize; BC_FTYPE_COUNT when not used */
-    uint64_t quantized_bytes;   /* bytes of the copies quantized at load */
+    uint64_t quantized_bytes;   /* bytes of the copies quantized at load still held (repacked ones are freed) */
     int n_quantized;            /* matrices converted at load */
     int dtype_counts[BC_DTYPE_COUNT];
     int n_ignored_tensors;

@@ -594,7 +594,10 @@ void bc__matmul_multi(bc__pool *pool, const bc__weight *const *ws, int n_parts, 
          * bench_matmul: the four-row kernel halves n = 1 speed on 11008 x 4096). */
         p->gemm4 = n >= 2 ? bc__gemm4_kernel(w->dtype, isa) : NULL;
         /* A lower level forced after the repack reads the row-major data. */
-        p->pack = w->packed != NULL && w->pack != NULL && isa >= w->pack->isa ? w->pack : NULL;
+        /* Without row-major data (a matrix quantized at load, freed once
+         * repacked) the repacked copy is read even below its level: the CPU
+         * has that level, it was detected when the copy was made. */
+        p->pack = w->packed != NULL && w->pack != NULL && (isa >= w->pack->isa || w->data == NULL) ? w->pack : NULL;
         p->act_kind = bc__act_kind(w->dtype);
         if ((flags & BC__MATMUL_BF16_ACT) && w->dtype == BC_DTYPE_BF16 && bc__kernels_bf16()) {
             p->act_kind = BC__ACT_BF16;
