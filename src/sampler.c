@@ -95,6 +95,8 @@ struct bc_sampler {
     float *work;   /* (n_vocab) penalized, tempered logits */
     int32_t *cand; /* (n_vocab) candidate ids */
     double *prob;  /* (n_vocab) candidate probabilities */
+    int32_t *head; /* (n_vocab) ordered_head's sorted most likely ids */
+    double *hprob; /* (n_vocab) their probabilities */
     uint64_t rng[4];
 };
 
@@ -117,7 +119,10 @@ bc_status bc_sampler_init(bc_sampler_params params, int n_vocab, bc_sampler **ou
     s->work = malloc((size_t)n_vocab * sizeof *s->work);
     s->cand = malloc((size_t)n_vocab * sizeof *s->cand);
     s->prob = malloc((size_t)n_vocab * sizeof *s->prob);
-    if (!s->seen || !s->seen_ids || !s->counts || !s->counted_ids || !s->work || !s->cand || !s->prob) {
+    s->head = malloc((size_t)n_vocab * sizeof *s->head);
+    s->hprob = malloc((size_t)n_vocab * sizeof *s->hprob);
+    if (!s->seen || !s->seen_ids || !s->counts || !s->counted_ids || !s->work || !s->cand || !s->prob || !s->head ||
+        !s->hprob) {
         bc_sampler_free(s);
         return BC_STATUS_ERROR_MEMORY;
     }
@@ -135,6 +140,8 @@ void bc_sampler_free(bc_sampler *s) {
     free(s->work);
     free(s->cand);
     free(s->prob);
+    free(s->head);
+    free(s->hprob);
     free(s);
 }
 
@@ -183,18 +190,20 @@ static int by_logit_desc(const void *a, const void *b) {
     return (x > y) - (x < y);
 }
 
-/* The k-th largest of w[0..n) for a small k: one pass keeping the k largest
+/* The k-th largest of w[0..n) (or of w[ids[0..n)]) for a small k: one pass keeping the k largest
  * seen so far in a min-heap (heap, k floats), so most values cost one
  * comparison with the heap's minimum: about 0.1 ms for 125,696 logits
  * where quickselect over a copy took 1.5 ms. */
-static float kth_largest_heap(const float *w, int n, int k, float *heap) {
-    for (int i = 0; i < k; i++) heap[i] = w[i];
+static float kth_largest_heap(const float *w, const int32_t *ids, int n, int k, float *heap) {
+#define VALUE(i) (ids ? w[ids[i]] : w[i])
+    for (int i = 0; i < k; i++) heap[i] = VALUE(i);
     for (int i = k / 2 - 1; i >= 0; i--) sift_down(heap, k, i);
     for (int i = k; i < n; i++)
-        if (w[i] > heap[0]) {
-            heap[0] = w[i];
+        if (VALUE(i) > heap[0]) {
+            heap[0] = VALUE(i);
             sift_down(heap, k, 0);
         }
+#undef VALUE
     return heap[0];
 }
 
@@ -225,6 +234,36 @@ static float kth_largest(const float *work, const int32_t *cand, int n, int k, f
             break;
     }
     return scratch[want];
+}
+
+/* Top-p and min-p over a large candidate set usually keep only the most
+ * likely few: instead of sorting all n, take the HEAD largest (ties
+ * included), sort those, and check that the cut falls inside them (top-p:
+ * their probability is at least top_p, so every later token has at most
+ * 1 - top_p after it; min-p: the last of them is already below min_p times
+ * the first). Then cand and prob hold the sorted head with probabilities
+ * normalized over all n, *rest gets the mass of the others, and the head's
+ * size is returned. When the cut may lie beyond the head, returns 0 with
+ * cand unchanged (the caller sorts everything). */
+#define HEAD 1024
+static int ordered_head(bc_sampler *s, const float *w, int n, double max, double *rest) {
+    double total = 0;
+    for (int i = 0; i < n; i++) total += exp((double)w[s->cand[i]] - max);
+    float kth = kth_largest_heap(w, s->cand, n, HEAD, (float *)s->prob);
+    int m = 0;
+    for (int i = 0; i < n; i++)
+        if (w[s->cand[i]] >= kth) s->head[m++] = s->cand[i];
+    tl_work = w;
+    qsort(s->head, (size_t)m, sizeof *s->head, by_logit_desc);
+    double mass = 0;
+    for (int i = 0; i < m; i++) mass += s->hprob[i] = exp((double)w[s->head[i]] - max) / total;
+    bool inside = (s->p.top_p < 1.0f && mass >= (double)s->p.top_p) ||
+                  (s->p.min_p > 0.0f && s->hprob[m - 1] < (double)s->p.min_p * s->hprob[0]);
+    if (!inside) return 0;
+    memcpy(s->cand, s->head, (size_t)m * sizeof *s->cand);
+    memcpy(s->prob, s->hprob, (size_t)m * sizeof *s->prob);
+    *rest = 1.0 - mass > 0 ? 1.0 - mass : 0;
+    return m;
 }
 
 int32_t bc_sampler_sample(bc_sampler *s, const float *logits) {
@@ -268,7 +307,7 @@ int32_t bc_sampler_sample(bc_sampler *s, const float *logits) {
     if (s->p.top_k > 0 && s->p.top_k < V) {
         float kth;
         if (s->p.top_k <= 1024) {
-            kth = kth_largest_heap(w, V, s->p.top_k, (float *)s->prob);
+            kth = kth_largest_heap(w, NULL, V, s->p.top_k, (float *)s->prob);
         } else {
             for (int i = 0; i < V; i++) s->cand[i] = i;
             kth = kth_largest(w, s->cand, V, s->p.top_k, (float *)s->prob);
@@ -282,25 +321,27 @@ int32_t bc_sampler_sample(bc_sampler *s, const float *logits) {
      * does not (it walks them in id order then: the same distribution,
      * without sorting 125,696 ids per token). */
     const bool ordered = s->p.top_p < 1.0f || s->p.min_p > 0.0f;
-    double max = -INFINITY, sum = 0;
-    if (ordered) {
-        tl_work = w;
-        qsort(s->cand, (size_t)n, sizeof *s->cand, by_logit_desc);
-        max = w[s->cand[0]];
+    double max = -INFINITY, sum = 0, rest = 0;
+    for (int i = 0; i < n; i++)
+        if (w[s->cand[i]] > max) max = w[s->cand[i]];
+    int m = ordered && n > 4 * HEAD ? ordered_head(s, w, n, max, &rest) : 0;
+    if (m > 0) {
+        n = m; /* cand and prob hold the sorted head */
     } else {
-        for (int i = 0; i < n; i++)
-            if (w[s->cand[i]] > max) max = w[s->cand[i]];
+        if (ordered) {
+            tl_work = w;
+            qsort(s->cand, (size_t)n, sizeof *s->cand, by_logit_desc);
+        }
+        /* Softmax over the candidates (the rest are -inf). */
+        for (int i = 0; i < n; i++) sum += s->prob[i] = exp((double)w[s->cand[i]] - max);
+        for (int i = 0; i < n; i++) s->prob[i] /= sum;
     }
-
-    /* Softmax over the candidates (the rest are -inf). */
-    for (int i = 0; i < n; i++) sum += s->prob[i] = exp((double)w[s->cand[i]] - max);
-    for (int i = 0; i < n; i++) s->prob[i] /= sum;
 
     /* Top-p: a token goes when the probability of it and everything less
      * likely is <= 1 - top_p (summed from the least likely up, as HF's
      * ascending cumulative sum); the most likely always stays. */
     if (s->p.top_p < 1.0f) {
-        double tail = 0, limit = 1.0 - (double)s->p.top_p;
+        double tail = rest, limit = 1.0 - (double)s->p.top_p; /* rest: the mass past the head */
         int keep = n;
         for (int i = n - 1; i > 0; i--) {
             tail += s->prob[i];

@@ -194,6 +194,51 @@ static void test_top_p(void **state) {
     bc_sampler_free(s);
 }
 
+/* A vocabulary too large to sort per token: four likely ids among 5,996
+ * that share 0.001 of the probability. Top-p and min-p cut inside the most
+ * likely (the sampler sorts only its head of 1024) or, for top-p 0.9995,
+ * past it (the sampler sorts everything); the kept tokens' frequencies are
+ * the hand-computed ones. 4000 draws: standard error at most 0.008, checked
+ * within 0.04. */
+static void test_top_p_large_vocab(void **state) {
+    (void)state;
+    enum { V = 6000, DRAWS = 4000 };
+    static float logits[V];
+    static const int32_t ids[4] = {4321, 7, 5999, 333};
+    static const double probs[4] = {0.5, 0.3, 0.15, 0.049};
+    for (int i = 0; i < V; i++) logits[i] = logf((float)(0.001 / (V - 4)));
+    for (int k = 0; k < 4; k++) logits[ids[k]] = logf((float)probs[k]);
+    struct {
+        float top_p, min_p;
+        double want[4]; /* frequency of ids[k] */
+        const char *what;
+    } cases[] = {
+        {0.75f, 0, {0.5 / 0.8, 0.3 / 0.8, 0, 0}, "top-p 0.75 (cut in the head)"},
+        {0.9f, 0, {0.5 / 0.95, 0.3 / 0.95, 0.15 / 0.95, 0}, "top-p 0.9 (cut in the head)"},
+        {1.0f, 0.2f, {0.5 / 0.95, 0.3 / 0.95, 0.15 / 0.95, 0}, "min-p 0.2 (cut in the head)"},
+        {0.9995f, 0, {0.5, 0.3, 0.15, 0.049}, "top-p 0.9995 (cut past the head)"},
+    };
+    for (size_t c = 0; c < sizeof cases / sizeof cases[0]; c++) {
+        bc_sampler_params p = plain();
+        p.top_p = cases[c].top_p;
+        p.min_p = cases[c].min_p;
+        bc_sampler *s = make(p, V);
+        double f[4] = {0};
+        for (int d = 0; d < DRAWS; d++) {
+            int32_t id = bc_sampler_sample(s, logits);
+            assert_true(id >= 0 && id < V);
+            for (int k = 0; k < 4; k++)
+                if (id == ids[k]) f[k] += 1.0 / DRAWS;
+        }
+        for (int k = 0; k < 4; k++) {
+            if (cases[c].want[k] == 0 && f[k] != 0) fail_msg("%s: id %d was drawn", cases[c].what, ids[k]);
+            if (fabs(f[k] - cases[c].want[k]) > 0.04)
+                fail_msg("%s: id %d frequency %.4f, expected %.4f", cases[c].what, ids[k], f[k], cases[c].want[k]);
+        }
+        bc_sampler_free(s);
+    }
+}
+
 static void test_min_p(void **state) {
     (void)state;
     const float logits[4] = {logf(0.5f), logf(0.3f), logf(0.15f), logf(0.05f)};
@@ -359,6 +404,7 @@ int main(void) {
         cmocka_unit_test(test_temperature),
         cmocka_unit_test(test_top_k),
         cmocka_unit_test(test_top_p),
+        cmocka_unit_test(test_top_p_large_vocab),
         cmocka_unit_test(test_min_p),
         cmocka_unit_test(test_chain_order),
         cmocka_unit_test(test_seed_reproducible),
