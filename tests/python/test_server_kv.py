@@ -51,12 +51,12 @@ def memory_bound(log):
     raise AssertionError("no memory bound in the start-up output:\n" + "\n".join(log))
 
 
-def run_concurrently(s, bodies):
-    """[(status, json)] of the bodies posted at once."""
+def run_concurrently(s, bodies, path=COMP):
+    """[(status, json)] of the bodies posted to path at once."""
     out = [None] * len(bodies)
 
     def go(i):
-        st, _, v = s.post(COMP, bodies[i], timeout=600)
+        st, _, v = s.post(path, bodies[i], timeout=600)
         out[i] = (st, v)
 
     ts = [threading.Thread(target=go, args=(i,)) for i in range(len(bodies))]
@@ -168,22 +168,13 @@ def test_concurrent_shared_prompt(t, binary):
                "max_tokens": 8, **NO_EOS} for i in range(4)]
     s = Server(binary, "--parallel", "4", "-c", "2048", "-t", "2")
     try:
-        out = [None] * 4
-
-        def go(i):
-            out[i] = s.post(CHAT, bodies[i], timeout=300)
-
-        ts = [threading.Thread(target=go, args=(i,)) for i in range(4)]
-        for th in ts:
-            th.start()
-        for th in ts:
-            th.join()
+        out = run_concurrently(s, bodies, CHAT)
         _, m = s.metrics()
     finally:
         s.stop()
-    ok = all(st == 200 for st, _, _ in out)
-    cached = sorted(v["usage"]["prompt_tokens_details"]["cached_tokens"] for _, _, v in out) if ok else []
-    prompt = out[0][2]["usage"]["prompt_tokens"] if ok else 0
+    ok = all(st == 200 for st, _ in out)
+    cached = sorted(v["usage"]["prompt_tokens_details"]["cached_tokens"] for _, v in out) if ok else []
+    prompt = out[0][1]["usage"]["prompt_tokens"] if ok else 0
     t.record(ok and cached[0] == 0 and all(c >= prompt - 16 - 8 for c in cached[1:]),
              "4 requests with one system prompt at once: computed once, cached for 3 (%s of %d)" % (cached, prompt))
     t.record(m["baichuan_prefix_cache_miss_tokens_total"] <= prompt + 3 * 24,

@@ -80,10 +80,11 @@ static double rel_err(const float *a, const float *b, int n) {
     return max_diff / max_ref;
 }
 
-/* Logits of one sequence decoded alone in a single pass: (len, n_vocab). */
-static float *decode_alone(const bc_model *model, int seq_tag, int len, int n_threads) {
+/* Logits of positions [0, len) of sequence tag decoded alone in a single
+ * pass with a cache of cache_type: (len, n_vocab). */
+static float *decode_alone_kv(const bc_model *model, int seq_tag, int len, int n_threads, bc_dtype cache_type) {
     int V = n_vocab_of(model);
-    bc_context *ctx = new_context(model, len, 1, len, n_threads);
+    bc_context *ctx = new_context_kv(model, len, 1, len, n_threads, cache_type, 0);
     bc_batch_entry *b = calloc((size_t)len, sizeof *b);
     for (int i = 0; i < len; i++) b[i] = (bc_batch_entry){0, i, token_at(seq_tag, i, V), true};
     assert_int_equal(bc_context_decode(ctx, b, len), BC_STATUS_OK);
@@ -93,6 +94,11 @@ static float *decode_alone(const bc_model *model, int seq_tag, int len, int n_th
     free(b);
     bc_context_free(ctx);
     return out;
+}
+
+/* The same with an f32 cache (exact). */
+static float *decode_alone(const bc_model *model, int seq_tag, int len, int n_threads) {
+    return decode_alone_kv(model, seq_tag, len, n_threads, BC_DTYPE_F32);
 }
 
 static void test_batched_equals_alone(void **state) {
@@ -334,22 +340,6 @@ static void test_profile(void **state) {
 /* The paged KV pool, cache types, prefix reuse                             */
 /* ------------------------------------------------------------------------ */
 
-/* Logits of positions [0, len) of sequence tag decoded in one pass with a
- * cache of cache_type: (len, n_vocab). */
-static float *decode_alone_kv(const bc_model *model, int seq_tag, int len, bc_dtype cache_type) {
-    int V = n_vocab_of(model);
-    bc_context *ctx = new_context_kv(model, len, 1, len, 2, cache_type, 0);
-    bc_batch_entry *b = calloc((size_t)len, sizeof *b);
-    for (int i = 0; i < len; i++) b[i] = (bc_batch_entry){0, i, token_at(seq_tag, i, V), true};
-    assert_int_equal(bc_context_decode(ctx, b, len), BC_STATUS_OK);
-    float *out = malloc((size_t)len * (size_t)V * sizeof(float));
-    for (int i = 0; i < len; i++)
-        memcpy(out + (size_t)i * (size_t)V, bc_context_logits(ctx, i), (size_t)V * sizeof(float));
-    free(b);
-    bc_context_free(ctx);
-    return out;
-}
-
 static double max_rel_err_rows(const float *a, const float *b, int rows, int V) {
     double worst = 0;
     for (int r = 0; r < rows; r++) {
@@ -369,15 +359,15 @@ static void test_cache_types(void **state) {
         bc_model_info info;
         bc_model_get_info(model, &info);
         const int len = 40, V = info.n_vocab;
-        float *exact = decode_alone_kv(model, 2, len, BC_DTYPE_F32);
-        float *half = decode_alone_kv(model, 2, len, BC_DTYPE_F16);
+        float *exact = decode_alone_kv(model, 2, len, 2, BC_DTYPE_F32);
+        float *half = decode_alone_kv(model, 2, len, 2, BC_DTYPE_F16);
         double e16 = max_rel_err_rows(half, exact, len, V);
         printf("  %s: f16 cache vs f32 max rel err %.3g\n", names[f], e16);
         assert_true(e16 <= 1e-3);
         assert_true(bc_model_kv_bytes_per_position(model, BC_DTYPE_F16) ==
                     2ull * (uint64_t)info.n_layer * (uint64_t)info.n_embd * 2);
         if (info.head_dim % 32 == 0) {
-            float *q8 = decode_alone_kv(model, 2, len, BC_DTYPE_Q8_0);
+            float *q8 = decode_alone_kv(model, 2, len, 2, BC_DTYPE_Q8_0);
             double e8 = max_rel_err_rows(q8, exact, len, V);
             printf("  %s: q8_0 cache vs f32 max rel err %.3g\n", names[f], e8);
             assert_true(e8 <= 3e-2);
@@ -414,7 +404,7 @@ static void test_paged_pool(void **state) {
     (void)state;
     bc_model *model = load_fixture("b2_7b_f32_st");
     int V = n_vocab_of(model);
-    float *alone = decode_alone_kv(model, 1, 20, BC_DTYPE_F32);
+    float *alone = decode_alone_kv(model, 1, 20, 2, BC_DTYPE_F32);
     bc_context *ctx = new_context_kv(model, 64, 3, 64, 2, BC_DTYPE_F32, 4 * BC_KV_BLOCK);
     assert_int_equal(bc_context_n_kv(ctx), 64);
     bc_kv_stats st;
@@ -477,7 +467,7 @@ static void test_prefix_reuse(void **state) {
     bc_model *model = load_fixture("b2_7b_f32_st");
     int V = n_vocab_of(model);
     const int len = 48;
-    float *full = decode_alone_kv(model, 5, len + 1, BC_DTYPE_F32);
+    float *full = decode_alone_kv(model, 5, len + 1, 2, BC_DTYPE_F32);
     int32_t ids[48];
     for (int i = 0; i < len; i++) ids[i] = token_at(5, i, V);
     bc_context *ctx = new_context_kv(model, 64, 3, 64, 2, BC_DTYPE_F32, 0);
