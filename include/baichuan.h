@@ -72,10 +72,19 @@ typedef enum bc_dtype {
     BC_DTYPE_Q4_K = 8,  /* 256 weights in 8 sub-blocks, 6-bit scales and mins (144 bytes) */
     BC_DTYPE_Q5_K = 9,  /* 256 weights, 5-bit values (176 bytes) */
     BC_DTYPE_Q6_K = 10, /* 256 weights, 6-bit values, int8 sub-block scales (210 bytes) */
+    /* Published 4-bit checkpoints, converted at load into blocks of ours
+     * (never in GGUF files): bitsandbytes NF4 and FP4 (64 weights: the f32
+     * absmax after double quantization + 32 bytes of 4-bit codes into the
+     * format's 16-value table, 36 bytes) and GPTQ int4 (32 weights of one
+     * group: f16 scale, zero point, 32 nibbles; w = scale * (q - zero), 20
+     * bytes). */
+    BC_DTYPE_NF4 = 11,
+    BC_DTYPE_FP4 = 12,
+    BC_DTYPE_Q4_GPTQ = 13,
     BC_DTYPE_COUNT
 } bc_dtype;
 
-/* "f32", "f16", "bf16", "q8_0", "q4_0", ... */
+/* "f32", "f16", "bf16", "q8_0", "q4_0", ..., "nf4", "fp4", "q4_gptq" */
 const char *bc_dtype_name(bc_dtype dtype);
 
 /* How positions enter attention. */

@@ -152,7 +152,8 @@ static int skip_value(cursor *c, uint32_t type, int depth, const char *what) {
 
 static int dtype_of_ggml(uint32_t ggml_type, bc_dtype *out) {
     for (int d = 0; d < BC_DTYPE_COUNT; d++)
-        if ((uint32_t)bc__dtype_traits_of((bc_dtype)d)->ggml_type == ggml_type) {
+        if (bc__dtype_traits_of((bc_dtype)d)->ggml_type >= 0 &&
+            (uint32_t)bc__dtype_traits_of((bc_dtype)d)->ggml_type == ggml_type) {
             *out = (bc_dtype)d;
             return 0;
         }

@@ -70,7 +70,7 @@ typedef struct bc__dtype_traits {
     const char *name; /* "f32", "q4_0", ... */
     int block_elems;  /* elements per block */
     int block_bytes;  /* bytes per block */
-    int ggml_type;    /* llama.cpp's ggml_type id, as GGUF stores it */
+    int ggml_type;    /* llama.cpp's ggml_type id, as GGUF stores it; -1 for ours */
     int align;        /* alignment the data needs in memory */
 } bc__dtype_traits;
 

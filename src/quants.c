@@ -6,6 +6,7 @@
  *   block structs     the ggml layouts, sizes pinned with static_assert
  *   32-weight blocks  q8_0, q4_0, q4_1, q5_0, q5_1
  *   K blocks          the scale searches (make_qx / make_qkx2 rules), q4_K, q5_K, q6_K
+ *   4-bit checkpoints nf4 / fp4 (bitsandbytes) and q4_gptq blocks of ours
  *   row entry points  bc__quantize_row, bc__dequantize_row, bc__dot_ref
  *
  * The quantizers reproduce the rules of llama.cpp's quantize_row_*_ref
@@ -561,6 +562,101 @@ static void dequantize_q6_K(const bc__block_q6_K *x, float *y, int64_t nb) {
 }
 
 /* ------------------------------------------------------------------------ */
+/* 4-bit checkpoints                                                        */
+/* ------------------------------------------------------------------------ */
+
+/* bitsandbytes' dequantize_4bit: w = code[q] * absmax in f32. NF4 from
+ * dDequantizeNF4; FP4 from dDequantizeFP4Tree, the same values as
+ * get_4bit_type("fp4") = [0, 0.0625, 8, 12, 4, 6, 2, 3] / 12 with the sign
+ * in bit 3 (so code 8 is -0). */
+const float bc__nf4_code[16] = {
+    -1.0f,
+    -0.6961928009986877f,
+    -0.5250730514526367f,
+    -0.39491748809814453f,
+    -0.28444138169288635f,
+    -0.18477343022823334f,
+    -0.09105003625154495f,
+    0.0f,
+    0.07958029955625534f,
+    0.16093020141124725f,
+    0.24611230194568634f,
+    0.33791524171829224f,
+    0.44070982933044434f,
+    0.5626170039176941f,
+    0.7229568362236023f,
+    1.0f,
+};
+const float bc__fp4_code[16] = {
+    0.0f,  0.0625f / 12,  8.0f / 12,  12.0f / 12,  4.0f / 12,  6.0f / 12,  2.0f / 12,  3.0f / 12,
+    -0.0f, -0.0625f / 12, -8.0f / 12, -12.0f / 12, -4.0f / 12, -6.0f / 12, -2.0f / 12, -3.0f / 12,
+};
+
+const float *bc__code4_table(bc_dtype dtype) {
+    return dtype == BC_DTYPE_NF4 ? bc__nf4_code : dtype == BC_DTYPE_FP4 ? bc__fp4_code : NULL;
+}
+
+/* For tests and benchmarks (the checkpoints come quantized): absmax of the
+ * block, then the nearest code (the lower on a tie). */
+static void quantize_code4(const float *code, const float *x, bc__block_nf4 *y, int64_t nb) {
+    for (int64_t i = 0; i < nb; i++, x += 64) {
+        float amax = 0.0f;
+        for (int j = 0; j < 64; j++) amax = fmaxf(amax, fabsf(x[j]));
+        const float id = amax ? 1.0f / amax : 0.0f;
+        uint8_t q[64];
+        for (int j = 0; j < 64; j++) {
+            float v = x[j] * id, best = INFINITY;
+            for (int c = 0; c < 16; c++)
+                if (fabsf(code[c] - v) < best) {
+                    best = fabsf(code[c] - v);
+                    q[j] = (uint8_t)c;
+                }
+        }
+        y[i].d = amax;
+        for (int p = 0; p < 32; p++) y[i].qs[p] = (uint8_t)(q[bc__nf4_slot(p)] | q[32 + bc__nf4_slot(p)] << 4);
+    }
+}
+
+static void dequantize_code4(const float *code, const bc__block_nf4 *x, float *y, int64_t nb) {
+    for (int64_t i = 0; i < nb; i++, y += 64)
+        for (int p = 0; p < 32; p++) {
+            y[bc__nf4_slot(p)] = code[x[i].qs[p] & 0x0F] * x[i].d;
+            y[32 + bc__nf4_slot(p)] = code[x[i].qs[p] >> 4] * x[i].d;
+        }
+}
+
+/* For tests: asymmetric, d = (max - min) / 15, z = round(-min / d). */
+static void quantize_q4_gptq(const float *x, bc__block_q4_gptq *y, int64_t nb) {
+    for (int64_t i = 0; i < nb; i++, x += 32) {
+        float min, max;
+        min_max(x, 32, &min, &max);
+        if (min > 0) min = 0;
+        if (max < 0) max = 0;
+        const float d = F16(bc__f32_to_f16((max - min) / 15)), id = d ? 1.0f / d : 0.0f;
+        const int z = MIN(15, (int)lrintf(-min * id));
+        y[i].d = bc__f32_to_f16(d);
+        y[i].z = (uint8_t)z;
+        y[i].zero = 0;
+        for (int j = 0; j < 16; j++) {
+            const int q0 = MAX(0, MIN(15, (int)lrintf(x[j] * id) + z));
+            const int q1 = MAX(0, MIN(15, (int)lrintf(x[j + 16] * id) + z));
+            y[i].qs[j] = (uint8_t)(q0 | (q1 << 4));
+        }
+    }
+}
+
+static void dequantize_q4_gptq(const bc__block_q4_gptq *x, float *y, int64_t nb) {
+    for (int64_t i = 0; i < nb; i++, y += 32) {
+        const float d = F16(x[i].d);
+        const int z = x[i].z;
+        for (int j = 0; j < 16; j++) {
+            y[j] = (float)((x[i].qs[j] & 0x0F) - z) * d;
+            y[j + 16] = (float)((x[i].qs[j] >> 4) - z) * d;
+        }
+    }
+}
+
+/* ------------------------------------------------------------------------ */
 /* Row entry points                                                         */
 /* ------------------------------------------------------------------------ */
 
@@ -590,6 +686,9 @@ int bc__quantize_row(bc_dtype dtype, const float *src, void *dst, int64_t n) {
     case BC_DTYPE_Q4_K: quantize_q4_K(src, dst, nb); break;
     case BC_DTYPE_Q5_K: quantize_q5_K(src, dst, nb); break;
     case BC_DTYPE_Q6_K: quantize_q6_K(src, dst, nb); break;
+    case BC_DTYPE_NF4:
+    case BC_DTYPE_FP4: quantize_code4(bc__code4_table(dtype), src, dst, nb); break;
+    case BC_DTYPE_Q4_GPTQ: quantize_q4_gptq(src, dst, nb); break;
     default: return -1;
     }
     return 0;
@@ -614,6 +713,9 @@ int bc__dequantize_row(bc_dtype dtype, const void *src, float *dst, int64_t n) {
     case BC_DTYPE_Q4_K: dequantize_q4_K(src, dst, nb); break;
     case BC_DTYPE_Q5_K: dequantize_q5_K(src, dst, nb); break;
     case BC_DTYPE_Q6_K: dequantize_q6_K(src, dst, nb); break;
+    case BC_DTYPE_NF4:
+    case BC_DTYPE_FP4: dequantize_code4(bc__code4_table(dtype), src, dst, nb); break;
+    case BC_DTYPE_Q4_GPTQ: dequantize_q4_gptq(src, dst, nb); break;
     default: return -1;
     }
     return 0;

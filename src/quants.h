@@ -18,6 +18,14 @@
  *   q6_K  256 weights, 210 bytes: u8 ql[128], u8 qh[64], int8 scales[16],
  *          f16 d                                    w = d * sc * (q - 32)
  *
+ * Ours, for the published 4-bit checkpoints (never written to GGUF):
+ *
+ *   nf4    64 weights, 36 bytes: f32 d, u8 qs[32]   w = d * nf4[q]
+ *   fp4    64 weights, 36 bytes: f32 d, u8 qs[32]   w = d * fp4[q]
+ *          (the order of the codes is in quants_blocks.h)
+ *   q4_gptq 32 weights, 20 bytes: f16 d, u8 z, u8 0, u8 qs[16] (q4_0's
+ *          nibble order)                             w = d * (q - z)
+ *
  * f32, f16 and bf16 go through the same calls (a "block" of one element), so
  * a caller can convert any row to any dtype with one pair of functions.
  *
@@ -47,5 +55,14 @@ BC__HIDDEN int bc__dequantize_row(bc_dtype dtype, const void *src, float *dst, i
  * dtype (whole blocks), computed by dequantizing block by block in f32. The
  * yardstick the fast kernels are tested against. n must be valid for dtype. */
 BC__HIDDEN float bc__dot_ref(bc_dtype dtype, const void *row, const float *x, int64_t n);
+
+/* The 16 values of bitsandbytes' 4-bit codes, as its dequantize_4bit
+ * kernel has them (csrc/kernels.cu, dDequantizeNF4 and dDequantizeFP4Tree):
+ * NF4 the normal-float quantiles of QLoRA, FP4 sign, 2 exponent bits and a
+ * mantissa bit scaled by 1/12. Indexed by the 4-bit code. */
+BC__HIDDEN extern const float bc__nf4_code[16];
+BC__HIDDEN extern const float bc__fp4_code[16];
+/* The table of an NF4 or FP4 dtype, NULL for any other. */
+BC__HIDDEN const float *bc__code4_table(bc_dtype dtype);
 
 #endif /* BC_QUANTS_H */

@@ -58,6 +58,28 @@ typedef struct bc__block_q6_K {
     uint16_t d;
 } bc__block_q6_K;
 
+/* Ours, for the published 4-bit checkpoints (converted at load; see
+ * quants.h). NF4 and FP4: 64 weights, the f32 absmax of bitsandbytes after
+ * its double quantization, and 32 bytes of codes into the format's table:
+ * byte p holds weight bc__nf4_slot(p) in its low nibble and weight 32 +
+ * bc__nf4_slot(p) in its high one. The slot order is the identity except
+ * that bytes 8..15 and 16..23 trade places, so that the AVX2 kernel's
+ * in-lane unpack of the table's int16 values yields weights in order. */
+typedef struct bc__block_nf4 {
+    float d; /* absmax: w = d * code[q] */
+    uint8_t qs[32];
+} bc__block_nf4;
+static inline int bc__nf4_slot(int p) { return (p & ~0x18) | ((p & 8) << 1) | ((p & 16) >> 1); }
+
+/* GPTQ int4: 32 weights of one group, w = d * (q - z), z the AutoGPTQ
+ * stored zero plus one (0..16); nibbles in q4_0's order. */
+typedef struct bc__block_q4_gptq {
+    uint16_t d;   /* the group's f16 scale */
+    uint8_t z;    /* zero point */
+    uint8_t zero; /* unused, 0 */
+    uint8_t qs[16];
+} bc__block_q4_gptq;
+
 static_assert(sizeof(bc__block_q8_0) == 34, "q8_0 block is 34 bytes");
 static_assert(sizeof(bc__block_q4_0) == 18, "q4_0 block is 18 bytes");
 static_assert(sizeof(bc__block_q4_1) == 20, "q4_1 block is 20 bytes");
@@ -66,6 +88,8 @@ static_assert(sizeof(bc__block_q5_1) == 24, "q5_1 block is 24 bytes");
 static_assert(sizeof(bc__block_q4_K) == 144, "q4_K block is 144 bytes");
 static_assert(sizeof(bc__block_q5_K) == 176, "q5_K block is 176 bytes");
 static_assert(sizeof(bc__block_q6_K) == 210, "q6_K block is 210 bytes");
+static_assert(sizeof(bc__block_nf4) == 36, "nf4 block is 36 bytes");
+static_assert(sizeof(bc__block_q4_gptq) == 20, "q4_gptq block is 20 bytes");
 
 /* Activation blocks (ours, never stored in files): x ~ d * q, symmetric,
  * d = amax / 127, q = round-half-even(x / d). */

@@ -46,14 +46,24 @@ const char *bc_status_name(bc_status status) {
 /* Names of public enums                                                    */
 /* ------------------------------------------------------------------------ */
 
-/* Block layouts of llama.cpp's ggml types (ggml-common.h), by element type. */
+/* Block layouts of llama.cpp's ggml types (ggml-common.h), by element type,
+ * and of our blocks for the published 4-bit checkpoints (quants_blocks.h). */
 static const bc__dtype_traits dtype_traits[BC_DTYPE_COUNT] = {
-    [BC_DTYPE_F32] = {"f32", 1, 4, 0, 4},        [BC_DTYPE_F16] = {"f16", 1, 2, 1, 2},
-    [BC_DTYPE_BF16] = {"bf16", 1, 2, 30, 2},     [BC_DTYPE_Q8_0] = {"q8_0", 32, 34, 8, 2},
-    [BC_DTYPE_Q4_0] = {"q4_0", 32, 18, 2, 2},    [BC_DTYPE_Q4_1] = {"q4_1", 32, 20, 3, 2},
-    [BC_DTYPE_Q5_0] = {"q5_0", 32, 22, 6, 2},    [BC_DTYPE_Q5_1] = {"q5_1", 32, 24, 7, 2},
-    [BC_DTYPE_Q4_K] = {"q4_k", 256, 144, 12, 2}, [BC_DTYPE_Q5_K] = {"q5_k", 256, 176, 13, 2},
+    [BC_DTYPE_F32] = {"f32", 1, 4, 0, 4},
+    [BC_DTYPE_F16] = {"f16", 1, 2, 1, 2},
+    [BC_DTYPE_BF16] = {"bf16", 1, 2, 30, 2},
+    [BC_DTYPE_Q8_0] = {"q8_0", 32, 34, 8, 2},
+    [BC_DTYPE_Q4_0] = {"q4_0", 32, 18, 2, 2},
+    [BC_DTYPE_Q4_1] = {"q4_1", 32, 20, 3, 2},
+    [BC_DTYPE_Q5_0] = {"q5_0", 32, 22, 6, 2},
+    [BC_DTYPE_Q5_1] = {"q5_1", 32, 24, 7, 2},
+    [BC_DTYPE_Q4_K] = {"q4_k", 256, 144, 12, 2},
+    [BC_DTYPE_Q5_K] = {"q5_k", 256, 176, 13, 2},
     [BC_DTYPE_Q6_K] = {"q6_k", 256, 210, 14, 2},
+    /* Ours, with no ggml type (-1). */
+    [BC_DTYPE_NF4] = {"nf4", 64, 36, -1, 4},
+    [BC_DTYPE_FP4] = {"fp4", 64, 36, -1, 4},
+    [BC_DTYPE_Q4_GPTQ] = {"q4_gptq", 32, 20, -1, 2},
 };
 
 const bc__dtype_traits *bc__dtype_traits_of(bc_dtype dtype) {

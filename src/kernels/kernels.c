@@ -96,7 +96,10 @@ int bc__act_kind(bc_dtype dtype) {
     case BC_DTYPE_Q4_0:
     case BC_DTYPE_Q4_1:
     case BC_DTYPE_Q5_0:
-    case BC_DTYPE_Q5_1: return 1;
+    case BC_DTYPE_Q5_1:
+    case BC_DTYPE_NF4:
+    case BC_DTYPE_FP4:
+    case BC_DTYPE_Q4_GPTQ: return 1;
     case BC_DTYPE_Q4_K:
     case BC_DTYPE_Q5_K:
     case BC_DTYPE_Q6_K: return 2;
@@ -201,6 +204,7 @@ static void dot_bf16_c(int64_t cols, const void *w, const void *a, size_t as, in
  * (unsigned for q4/q5, signed for q8_0), then per activation row
  *   q8_0       dw*da * sum(q*qa)
  *   q4_0/q5_0  dw*da * (sum(q*qa) - zp*sum(qa)),  zp = 8 / 16
+ *   q4_gptq    the same with the block's zero point
  *   q4_1/q5_1  dw*da * sum(q*qa) + mw*da*sum(qa) */
 static void dot_32_c(bc_dtype t, int64_t cols, const void *w, const void *a, size_t as, int na, float *out) {
     float s[BC__MAX_NA] = {0};
@@ -216,9 +220,15 @@ static void dot_32_c(bc_dtype t, int64_t cols, const void *w, const void *a, siz
             break;
         }
         case BC_DTYPE_Q4_0:
-        case BC_DTYPE_Q4_1: {
+        case BC_DTYPE_Q4_1:
+        case BC_DTYPE_Q4_GPTQ: {
             const uint8_t *qs;
-            if (t == BC_DTYPE_Q4_0) {
+            if (t == BC_DTYPE_Q4_GPTQ) {
+                const bc__block_q4_gptq *x = (const bc__block_q4_gptq *)w + b;
+                dw = F16(x->d);
+                zp = x->z;
+                qs = x->qs;
+            } else if (t == BC_DTYPE_Q4_0) {
                 const bc__block_q4_0 *x = (const bc__block_q4_0 *)w + b;
                 dw = F16(x->d);
                 zp = 8;
@@ -278,6 +288,47 @@ DOT32_C(dot_q4_0_c, BC_DTYPE_Q4_0)
 DOT32_C(dot_q4_1_c, BC_DTYPE_Q4_1)
 DOT32_C(dot_q5_0_c, BC_DTYPE_Q5_0)
 DOT32_C(dot_q5_1_c, BC_DTYPE_Q5_1)
+DOT32_C(dot_q4_gptq_c, BC_DTYPE_Q4_GPTQ)
+
+/* The NF4 and FP4 code tables as int16: round(code * 2^14), within 2^-15
+ * of the code (3e-5 of a block's absmax; bitsandbytes itself rounds the
+ * weights to f16, 2^-11 relative). Checked against bc__nf4_code /
+ * bc__fp4_code in test_kernels. */
+const int16_t bc__nf4_i16[16] = {-16384, -11406, -8603, -6470, -4660, -3027, -1492, 0,
+                                 1304,   2637,   4032,  5536,  7221,  9218,  11845, 16384};
+const int16_t bc__fp4_i16[16] = {0, 85,  10923,  16384,  5461,  8192,  2731,  4096,
+                                 0, -85, -10923, -16384, -5461, -8192, -2731, -4096};
+
+/* nf4 / fp4 against a8 blocks: per 64-weight block and activation row,
+ *   absmax * (da_0 * sum_0(t[q] * qa) + da_1 * sum_1(t[q] * qa))
+ * over its two halves of 32 (each one a8 block), times 2^-14 at the end. */
+static void dot_code4_c(const int16_t *tab, int64_t cols, const void *w, const void *a, size_t as, int na, float *out) {
+    float s[BC__MAX_NA] = {0};
+    int q[64];
+    for (int64_t b = 0; b < cols / 64; b++) {
+        const bc__block_nf4 *x = (const bc__block_nf4 *)w + b;
+        for (int p = 0; p < 32; p++) {
+            q[bc__nf4_slot(p)] = tab[x->qs[p] & 0xF];
+            q[32 + bc__nf4_slot(p)] = tab[x->qs[p] >> 4];
+        }
+        for (int k = 0; k < na; k++) {
+            const bc__block_a8 *y = ACT(bc__block_a8, a, k, as) + 2 * b;
+            int i0 = 0, i1 = 0;
+            for (int j = 0; j < 32; j++) {
+                i0 += q[j] * y[0].qs[j];
+                i1 += q[32 + j] * y[1].qs[j];
+            }
+            s[k] += x->d * (y[0].d * (float)i0 + y[1].d * (float)i1);
+        }
+    }
+    for (int k = 0; k < na; k++) out[k] = s[k] * 0x1p-14f;
+}
+static void dot_nf4_c(int64_t cols, const void *w, const void *a, size_t as, int na, float *out) {
+    dot_code4_c(bc__nf4_i16, cols, w, a, as, na, out);
+}
+static void dot_fp4_c(int64_t cols, const void *w, const void *a, size_t as, int na, float *out) {
+    dot_code4_c(bc__fp4_i16, cols, w, a, as, na, out);
+}
 
 /* q4_K / q5_K against a8k: per sub-block j of 32 (scale sc_j, min m_j)
  *   d*da * sum_j sc_j * sum(q*qa) - dmin*da * sum_j m_j * (bsums[2j] + bsums[2j+1]) */
@@ -366,10 +417,11 @@ static void dot_q6_K_c(int64_t cols, const void *w, const void *a, size_t as, in
 }
 
 static const bc__dot_fn dot_c[BC_DTYPE_COUNT] = {
-    [BC_DTYPE_F32] = dot_f32_c,   [BC_DTYPE_F16] = dot_f16_c,   [BC_DTYPE_BF16] = dot_bf16_c,
-    [BC_DTYPE_Q8_0] = dot_q8_0_c, [BC_DTYPE_Q4_0] = dot_q4_0_c, [BC_DTYPE_Q4_1] = dot_q4_1_c,
-    [BC_DTYPE_Q5_0] = dot_q5_0_c, [BC_DTYPE_Q5_1] = dot_q5_1_c, [BC_DTYPE_Q4_K] = dot_q4_K_c,
-    [BC_DTYPE_Q5_K] = dot_q5_K_c, [BC_DTYPE_Q6_K] = dot_q6_K_c,
+    [BC_DTYPE_F32] = dot_f32_c,   [BC_DTYPE_F16] = dot_f16_c,         [BC_DTYPE_BF16] = dot_bf16_c,
+    [BC_DTYPE_Q8_0] = dot_q8_0_c, [BC_DTYPE_Q4_0] = dot_q4_0_c,       [BC_DTYPE_Q4_1] = dot_q4_1_c,
+    [BC_DTYPE_Q5_0] = dot_q5_0_c, [BC_DTYPE_Q5_1] = dot_q5_1_c,       [BC_DTYPE_Q4_K] = dot_q4_K_c,
+    [BC_DTYPE_Q5_K] = dot_q5_K_c, [BC_DTYPE_Q6_K] = dot_q6_K_c,       [BC_DTYPE_NF4] = dot_nf4_c,
+    [BC_DTYPE_FP4] = dot_fp4_c,   [BC_DTYPE_Q4_GPTQ] = dot_q4_gptq_c,
 };
 
 bc__dot_fn bc__dot_kernel(bc_dtype dtype, bc__isa isa) {

@@ -5,6 +5,7 @@
  *   f32, f16, bf16   converted to f32 as they stream through (exact), FMA in f32
  *   q8_0 .. q5_1     activations quantized per 32 to 8 bits (bc__block_a8),
  *                    integer dot products per block, scaled in f32
+ *   nf4, fp4, q4_gptq  as q8_0 .. q5_1 (a8 blocks; nf4/fp4 codes as int16)
  *   q4_K .. q6_K     activations quantized per 256 to 8 bits with per-16 sums
  *                    (bc__block_a8k), integer dot products per sub-block
  *
@@ -150,6 +151,10 @@ BC__HIDDEN void bc__quantize_act(int kind, const float *x, void *dst, int64_t co
 /* The AVX2 version of kinds 1 and 2 (x86.c): for finite x, bit for bit the
  * same blocks. */
 BC__HIDDEN void bc__quantize_act_avx2(int kind, const float *x, void *dst, int64_t cols);
+
+/* The NF4 / FP4 code tables as int16, round(code * 2^14) (kernels.c). */
+BC__HIDDEN extern const int16_t bc__nf4_i16[16];
+BC__HIDDEN extern const int16_t bc__fp4_i16[16];
 
 /* Kernel tables per level, filled by x86.c (NULL entries fall back). */
 BC__HIDDEN extern const bc__dot_fn bc__dot_avx2[BC_DTYPE_COUNT];

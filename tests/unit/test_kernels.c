@@ -53,9 +53,9 @@ static int setup(void **state) {
     return 0;
 }
 
-static const bc_dtype dtypes[] = {BC_DTYPE_F32,  BC_DTYPE_F16,  BC_DTYPE_BF16, BC_DTYPE_Q8_0,
-                                  BC_DTYPE_Q4_0, BC_DTYPE_Q4_1, BC_DTYPE_Q5_0, BC_DTYPE_Q5_1,
-                                  BC_DTYPE_Q4_K, BC_DTYPE_Q5_K, BC_DTYPE_Q6_K};
+static const bc_dtype dtypes[] = {BC_DTYPE_F32,  BC_DTYPE_F16,  BC_DTYPE_BF16, BC_DTYPE_Q8_0,   BC_DTYPE_Q4_0,
+                                  BC_DTYPE_Q4_1, BC_DTYPE_Q5_0, BC_DTYPE_Q5_1, BC_DTYPE_Q4_K,   BC_DTYPE_Q5_K,
+                                  BC_DTYPE_Q6_K, BC_DTYPE_NF4,  BC_DTYPE_FP4,  BC_DTYPE_Q4_GPTQ};
 
 /* Checks one (dtype, rows, cols, n) case at the current level, on the
  * repacked copy with repack (which must exist exactly when the level has a
@@ -102,6 +102,15 @@ static double check_case(bc__pool *pool, bc_dtype t, int64_t rows, int64_t cols,
                         sw += fabs(wd[i]);
                     }
                     qerr += amax / 127 / 2 * sw;
+                }
+            /* nf4 / fp4: the kernels' int16 codes are within 2^-15 of the
+             * table, times the block's absmax, against activations of at
+             * most |x| + d_a / 2 <= 1.004 |x|max of their block. */
+            if (bc__code4_table(t) != NULL)
+                for (int64_t b = 0; b < cols; b += 64) {
+                    double sx = 0;
+                    for (int64_t i = b; i < b + 64; i++) sx += fabs(xk[i]) * 1.004;
+                    qerr += ((const bc__block_nf4 *)(wq + r * row_bytes))[b / 64].d * 0x1p-15 * sx;
                 }
             /* bf16 weights in a batch on an AVX512_BF16 CPU: activations
              * rounded to bf16, a relative error of at most 2^-9 each. */
@@ -160,6 +169,15 @@ static void test_all_paths(void **state) {
         bc__pool_free(pool);
     }
     bc__kernels_force(-1);
+}
+
+/* The kernels' int16 code tables are round(code * 2^14) of the float ones. */
+static void test_code4_tables(void **state) {
+    (void)state;
+    for (int q = 0; q < 16; q++) {
+        assert_int_equal(bc__nf4_i16[q], (int)lrint((double)bc__nf4_code[q] * 16384));
+        assert_int_equal(bc__fp4_i16[q], (int)lrint((double)bc__fp4_code[q] * 16384));
+    }
 }
 
 /* Forcing above the detected level clamps; -1 restores detection. */
@@ -665,9 +683,13 @@ static void test_attend(void **state) {
 
 int main(void) {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_force),          cmocka_unit_test(test_all_paths),
-        cmocka_unit_test(test_repack_threads), cmocka_unit_test(test_repack_matches_rowmajor),
-        cmocka_unit_test(test_matmul_multi),   cmocka_unit_test(test_quantize_act),
+        cmocka_unit_test(test_force),
+        cmocka_unit_test(test_all_paths),
+        cmocka_unit_test(test_code4_tables),
+        cmocka_unit_test(test_repack_threads),
+        cmocka_unit_test(test_repack_matches_rowmajor),
+        cmocka_unit_test(test_matmul_multi),
+        cmocka_unit_test(test_quantize_act),
         cmocka_unit_test(test_attend),
     };
     return cmocka_run_group_tests(tests, setup, NULL);
