@@ -199,7 +199,7 @@ int main(int argc, char **argv) {
             uint8_t *wq = malloc((size_t)rows * row_bytes);
             for (long long r = 0; r < rows; r++)
                 bc__quantize_row((bc_dtype)d, wf + r * cols, wq + (size_t)r * row_bytes, cols);
-            bc__weight w = {wq, (bc_dtype)d, rows, cols, "bench", NULL, NULL, NULL};
+            bc__weight w = {wq, (bc_dtype)d, rows, cols, "bench", NULL, NULL, NULL, NULL};
             for (int l = 0, rp = 0; l <= (int)top; rp ? (l++, rp = 0) : (rp = 1)) {
                 if (!listed(levels, bc__isa_name((bc__isa)l))) continue;
                 bc__kernels_force(l);

@@ -207,6 +207,10 @@ typedef struct bc_model_info {
     uint64_t quantized_bytes;         /* bytes of heap copies converted at load still held (a matrix
                                        * that got a repacked copy frees its row-major one) */
     int n_quantized;                  /* matrices converted at load */
+    const char *quantization;         /* a published 4-bit checkpoint's layout in words ("bitsandbytes
+                                       * nf4, ..."), "" for other checkpoints */
+    uint64_t converted_bytes;         /* bytes of the blocks such a checkpoint was converted to at load */
+    int n_converted;                  /* matrices converted from its layout */
     int dtype_counts[BC_DTYPE_COUNT]; /* used tensors per dtype */
     int n_ignored_tensors;            /* tensors in the files the model does not use */
 } bc_model_info;

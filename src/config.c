@@ -274,6 +274,68 @@ static int read_tokenizer_config(const json_doc *doc, bc__tok_config *tok, bc__e
     return 0;
 }
 
+/* quantization_config (an object in config.json) or quantize_config.json
+ * (AutoGPTQ): which published 4-bit layout the weights are in. */
+static int read_gptq_fields(const json_doc *doc, bc__quant_config *q, bc__err *err) {
+    q->method = BC__QUANT_GPTQ;
+    if (get_int(doc, "bits", 1, 0, 1, 64, &q->gptq_bits, err) != 0 ||
+        get_int(doc, "group_size", 0, -1, -1, 1 << 20, &q->gptq_group_size, err) != 0 ||
+        get_bool(doc, "desc_act", false, &q->gptq_desc_act, NULL, err) != 0 ||
+        get_bool(doc, "sym", true, &q->gptq_sym, NULL, err) != 0)
+        return -1;
+    if (q->gptq_bits != 4)
+        return bc__errorf(err, BC_STATUS_ERROR_MODEL,
+                          "%s: GPTQ with %d bits is not supported (only 4-bit GPTQ checkpoints can be loaded)",
+                          doc->path, q->gptq_bits);
+    if (q->gptq_group_size == 0 || q->gptq_group_size < -1)
+        return bc__errorf(err, BC_STATUS_ERROR_MODEL, "%s: GPTQ group_size %d is neither positive nor -1", doc->path,
+                          q->gptq_group_size);
+    return 0;
+}
+
+static int read_quant_config(const json_doc *cfg, bc__quant_config *q, bc__err *err) {
+    memset(q, 0, sizeof *q);
+    json_t *v = json_object_get(cfg->root, "quantization_config");
+    if (v == NULL || json_is_null(v)) return 0;
+    char where[512];
+    snprintf(where, sizeof where, "%s: quantization_config", cfg->path);
+    if (!json_is_object(v))
+        return bc__errorf(err, BC_STATUS_ERROR_MODEL, "%s must be an object, found %s", where, json_kind(v));
+    json_doc doc = {where, v};
+    const char *method, *type;
+    bool in4 = false, in8 = false;
+    if (get_string(&doc, "quant_method", &method, err) != 0 ||
+        get_bool(&doc, "load_in_4bit", false, &in4, NULL, err) != 0 ||
+        get_bool(&doc, "load_in_8bit", false, &in8, NULL, err) != 0)
+        return -1;
+    q->source = "config.json";
+    if (method != NULL && strcmp(method, "gptq") == 0) return read_gptq_fields(&doc, q, err);
+    if (method != NULL && strcmp(method, "bitsandbytes") != 0)
+        return bc__errorf(err, BC_STATUS_ERROR_MODEL,
+                          "%s: quant_method \"%s\" is not supported (bitsandbytes 4-bit and GPTQ int4 are)", where,
+                          method);
+    if (in8 || !in4)
+        return bc__errorf(err, BC_STATUS_ERROR_MODEL,
+                          "%s: only 4-bit bitsandbytes checkpoints can be loaded (load_in_4bit is %s, load_in_8bit %s)",
+                          where, in4 ? "true" : "false", in8 ? "true" : "false");
+    q->method = BC__QUANT_BNB4;
+    if (get_string(&doc, "bnb_4bit_quant_type", &type, err) != 0 ||
+        get_bool(&doc, "bnb_4bit_use_double_quant", false, &q->bnb_double_quant, NULL, err) != 0)
+        return -1;
+    if (type != NULL && strcmp(type, "nf4") != 0 && strcmp(type, "fp4") != 0)
+        return bc__errorf(err, BC_STATUS_ERROR_MODEL, "%s: bnb_4bit_quant_type \"%s\" is neither \"nf4\" nor \"fp4\"",
+                          where, type);
+    snprintf(q->bnb_quant_type, sizeof q->bnb_quant_type, "%s", type ? type : "");
+    return 0;
+}
+
+static int gptq_cb(const json_doc *doc, void *arg, bc__err *err) {
+    bc__quant_config *q = arg;
+    if (q->method != BC__QUANT_NONE) return 0; /* config.json's quantization_config wins */
+    q->source = "quantize_config.json";
+    return read_gptq_fields(doc, q, err);
+}
+
 /* Loads dir/name if it exists and runs fn on it; a missing file is fine. */
 static int read_optional(const char *dir, const char *name, int (*fn)(const json_doc *, void *, bc__err *), void *arg,
                          bc__err *err) {
@@ -329,6 +391,7 @@ int bc__config_read(const char *dir, bc_model_params params, bc__hparams *hp, bc
     int rc = doc_load(&doc, path, err);
     if (rc == 0) {
         rc = read_model_config(&doc, params, hp, err);
+        if (rc == 0) rc = read_quant_config(&doc, &hp->quant, err);
         json_decref(doc.root);
     }
     free(path);
@@ -337,6 +400,7 @@ int bc__config_read(const char *dir, bc_model_params params, bc__hparams *hp, bc
     gen_arg g = {hp->n_vocab, gen};
     if (read_optional(dir, "generation_config.json", gen_cb, &g, err) != 0) return -1;
     if (read_optional(dir, "tokenizer_config.json", tok_cb, tok, err) != 0) return -1;
+    if (read_optional(dir, "quantize_config.json", gptq_cb, &hp->quant, err) != 0) return -1;
     return 0;
 }
 

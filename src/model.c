@@ -104,6 +104,14 @@ static const bc__tensor *find_checked(binder *b, const char *name, int64_t rows,
 }
 
 static int bind_matrix(binder *b, const char *name, int64_t rows, int64_t cols, bc__weight *w) {
+    /* A published 4-bit checkpoint stores the matrix as several tensors. */
+    if (!b->model->is_gguf && b->model->hp.quant.method != BC__QUANT_NONE &&
+        bc__table_find(&b->model->table, name) == NULL) {
+        int rc = b->model->hp.quant.method == BC__QUANT_BNB4
+                     ? bc__bnb4_bind(b->model, b->used, name, rows, cols, w, b->err)
+                     : bc__gptq_bind(b->model, b->used, name, rows, cols, w, b->err);
+        if (rc != 0) return rc < 0 ? -1 : 0;
+    }
     const bc__tensor *x = find_checked(b, name, rows, cols);
     if (x == NULL) return -1;
     w->data = x->data;
@@ -580,6 +588,7 @@ void bc_model_free(bc_model *m) {
         for (int i = 0; i < n; i++) {
             bc__weight_repack_free(ws[i]);
             free(ws[i]->owned);
+            free(ws[i]->perm);
         }
         free(ws);
     }
@@ -631,6 +640,9 @@ void bc_model_get_info(const bc_model *m, bc_model_info *info) {
     info->quantized_at_load = m->quantized_at_load;
     info->quantized_bytes = m->quantized_bytes;
     info->n_quantized = m->n_quantized;
+    info->quantization = m->quantization;
+    info->converted_bytes = m->converted_bytes;
+    info->n_converted = m->n_converted;
     memcpy(info->dtype_counts, m->dtype_counts, sizeof info->dtype_counts);
     info->n_ignored_tensors = m->n_ignored_tensors;
 }

@@ -11,6 +11,25 @@
 
 #include <stdbool.h>
 
+/* How the weights of a published quantized checkpoint are stored, from
+ * config.json's quantization_config (or AutoGPTQ's quantize_config.json). */
+typedef enum bc__quant_method {
+    BC__QUANT_NONE = 0,
+    BC__QUANT_BNB4, /* bitsandbytes 4-bit (Baichuan2-*-Chat-4bits) */
+    BC__QUANT_GPTQ, /* GPTQ int4 (AutoGPTQ layout) */
+} bc__quant_method;
+
+typedef struct bc__quant_config {
+    bc__quant_method method;
+    const char *source;     /* "config.json" or "quantize_config.json", for messages */
+    char bnb_quant_type[8]; /* bnb_4bit_quant_type: "nf4" or "fp4" ("" when absent) */
+    bool bnb_double_quant;  /* bnb_4bit_use_double_quant */
+    int gptq_bits;          /* bits: only 4 is accepted */
+    int gptq_group_size;    /* group_size; -1 = one group per column */
+    bool gptq_desc_act;     /* desc_act: groups in activation order, through g_idx */
+    bool gptq_sym;          /* sym */
+} bc__quant_config;
+
 /* Hyper-parameters and variant, from config.json (and the load params). */
 typedef struct bc__hparams {
     char architecture[64]; /* architectures[0], "" if absent */
@@ -29,6 +48,7 @@ typedef struct bc__hparams {
     bool pos_encoding_explicit;                   /* from a config key or a load param */
     bool norm_head;
     bool norm_head_explicit;
+    bc__quant_config quant; /* a published quantized checkpoint's layout */
 } bc__hparams;
 
 /* generation_config.json, when present. */
@@ -82,6 +102,22 @@ BC__HIDDEN int bc__gguf_config_read(const bc__gguf *g, const bc__tensor_table *t
 BC__HIDDEN int bc__checkpoint_read(bc__tensor_table *t, const char *dir, bc_file_format *format, int *n_files,
                                    bc__err *err);
 
+/* Matrix `name` ("<prefix>.weight") of a published 4-bit checkpoint. When
+ * the table holds it in the converter's layout instead of as one tensor,
+ * the converter checks it against (rows, cols) and m->hp.quant, converts it
+ * into an owned copy of our blocks at w (w->owned == w->data, perm for GPTQ
+ * desc_act), sets used[] for the tensors it read, adds to m's counts
+ * (n_params, weight_bytes as stored, dtype_counts, n_converted,
+ * converted_bytes, quantization), and returns 1; returns 0 when the table
+ * holds none of its tensors; -1 with err naming the file and tensor.
+ *   bc__bnb4_bind  "<name>.data" + "<name>.quant_state.*"   (bnb4.c)
+ *   bc__gptq_bind  "<prefix>.qweight", ".qzeros", ".scales", ".g_idx"  (gptq.c) */
+struct bc__weight;
+BC__HIDDEN int bc__bnb4_bind(struct bc_model *m, bool *used, const char *name, int64_t rows, int64_t cols,
+                             struct bc__weight *w, bc__err *err);
+BC__HIDDEN int bc__gptq_bind(struct bc_model *m, bool *used, const char *name, int64_t rows, int64_t cols,
+                             struct bc__weight *w, bc__err *err);
+
 /* A weight matrix (rows, cols), row-major, in its stored dtype. Vectors are
  * matrices with one row. */
 typedef struct bc__weight {
@@ -95,7 +131,11 @@ typedef struct bc__weight {
                                          * every other use */
     const struct bc__pack_layout *pack; /* the layout of packed, NULL without */
     void *owned;                        /* NULL, or data when it is a heap copy made at load
-                                         * (bc_model_params.quantize), owned by the model */
+                                         * (bc_model_params.quantize, or a 4-bit checkpoint's
+                                         * blocks), owned by the model */
+    int32_t *perm;                      /* NULL, or (cols) the column order of data: column k
+                                         * of the stored rows multiplies activation perm[k]
+                                         * (GPTQ with desc_act); owned by the model */
 } bc__weight;
 
 typedef struct bc__layer {
@@ -141,6 +181,9 @@ struct bc_model {
     bc_ftype quantized_at_load; /* params.quantize; BC_FTYPE_COUNT when not used */
     uint64_t quantized_bytes;   /* bytes of the copies quantized at load still held (repacked ones are freed) */
     int n_quantized;            /* matrices converted at load */
+    char quantization[256];     /* a 4-bit checkpoint's layout in words, "" for others */
+    uint64_t converted_bytes;   /* bytes of the block copies a 4-bit checkpoint was converted to */
+    int n_converted;            /* matrices converted from a 4-bit checkpoint's layout */
     int dtype_counts[BC_DTYPE_COUNT];
     int n_ignored_tensors;
 };

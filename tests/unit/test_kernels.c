@@ -77,7 +77,7 @@ static double check_case(bc__pool *pool, bc_dtype t, int64_t rows, int64_t cols,
     for (int64_t i = 0; i < n * cols; i++) x[i] = rng_uniform() * (i % 17 == 0 ? 4.0f : 1.0f);
     for (int64_t r = 0; r < rows; r++)
         assert_int_equal(bc__quantize_row(t, wf + r * cols, wq + r * row_bytes, cols), 0);
-    bc__weight w = {wq, t, rows, cols, "test", NULL, NULL, NULL};
+    bc__weight w = {wq, t, rows, cols, "test", NULL, NULL, NULL, NULL};
     if (repack) {
         const bc__pack_layout *l = bc__pack_layout_of(t, bc__kernels_isa());
         assert_int_equal(bc__weight_repack(&w), l != NULL && rows % l->rows == 0);
@@ -213,7 +213,7 @@ static void test_repack_threads(void **state) {
         for (int64_t i = 0; i < rows * cols; i++) wf[i] = rng_uniform();
         for (int64_t i = 0; i < n * cols; i++) x[i] = rng_uniform();
         for (int64_t r = 0; r < rows; r++) bc__quantize_row(types[d], wf + r * cols, wq + r * row_bytes, cols);
-        bc__weight w = {wq, types[d], rows, cols, "test", NULL, NULL, NULL};
+        bc__weight w = {wq, types[d], rows, cols, "test", NULL, NULL, NULL, NULL};
         assert_true(bc__weight_repack(&w));
         for (int threads = 1; threads <= 2; threads++) {
             bc__pool *pool = bc__pool_create(threads);
@@ -260,7 +260,7 @@ static void test_matmul_multi(void **state) {
                     bc__quantize_row(types[p], wf, q[p] + r * row_bytes, cols);
                 }
                 free(wf);
-                w[p] = (bc__weight){q[p], types[p], rows, cols, "test", NULL, NULL, NULL};
+                w[p] = (bc__weight){q[p], types[p], rows, cols, "test", NULL, NULL, NULL, NULL};
                 bc__weight_repack(&w[p]);
                 ws[p] = &w[p];
                 alone[p] = malloc((size_t)(n * rows) * sizeof(float));
@@ -385,7 +385,7 @@ static void test_repack_matches_rowmajor(void **state) {
                     assert_int_equal(bc__quantize_row(t, wf + r * cols, wq + r * row_bytes, cols), 0);
                 for (size_t ni = 0; ni < sizeof n_list / sizeof n_list[0]; ni++) {
                     const int nn = n_list[ni];
-                    bc__weight w = {wq, t, rows, cols, "test", NULL, NULL, NULL};
+                    bc__weight w = {wq, t, rows, cols, "test", NULL, NULL, NULL, NULL};
                     bc__matmul(pool, &w, x, nn, y[0], scratch, 0);
                     assert_true(bc__weight_repack(&w));
                     bc__matmul(pool, &w, x, nn, y[1], scratch, 0);
