@@ -72,6 +72,9 @@ int cmd_info(int argc, char **argv) {
            (double)per_pos / (2.0 * in.n_layer * in.n_embd));
     printf("context:        %.3f GiB for n_ctx %d, 1 sequence, batch 512 (KV pool + scratch)\n", gib(ctx_bytes),
            in.n_ctx_train);
+    if (in.quantization[0] != '\0')
+        printf("quantization:   %s: %d matrices, %.3f GiB of blocks\n", in.quantization, in.n_converted,
+               gib(in.converted_bytes));
     if (in.quantized_at_load != BC_FTYPE_COUNT)
         printf("quantized:      at load as %s: %d matrices, %.3f GiB of heap copies\n",
                bc_ftype_name(in.quantized_at_load), in.n_quantized, gib(in.quantized_bytes));
@@ -81,8 +84,8 @@ int cmd_info(int argc, char **argv) {
                gib(in.repacked_bytes));
     if (in.released_bytes > 0)
         printf("released:       %.3f GiB of mapped pages the copies above replace\n", gib(in.released_bytes));
-    printf("memory total:   %.3f GiB\n",
-           gib(in.weight_bytes - in.released_bytes + in.quantized_bytes + in.repacked_bytes + ctx_bytes));
+    printf("memory total:   %.3f GiB\n", gib(in.weight_bytes - in.released_bytes + in.quantized_bytes +
+                                             in.converted_bytes + in.repacked_bytes + ctx_bytes));
 
     bc_model_free(model);
     return 0;

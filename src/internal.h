@@ -134,9 +134,29 @@ typedef struct bc__tensor {
     const char *foreign_dtype;
 } bc__tensor;
 
+/* The scalar fields of a bitsandbytes 4-bit quant state: the list torch.save
+ * wrote under "<weight>.quant_state" in Baichuan2's 4bits checkpoints (see
+ * bnb4.c for the layout). The torch reader adds its tensors to the table as
+ * "<weight>.quant_state.absmax" (u8 with compressed statistics, else f32)
+ * and, with compressed statistics, ".offset", ".absmax2" and ".code2"; the
+ * code table, when the list has one, as ".code". */
+typedef struct bc__bnb_state {
+    char *weight;                /* "<weight>", owned */
+    const bc__file *file;        /* the checkpoint, for messages */
+    int n_dims;                  /* of the weight before quantization (quant_state[1]) */
+    int64_t shape[BC__MAX_DIMS]; /* its shape */
+    const char *dtype;           /* what was quantized: "float16", "bfloat16" or "float32" (static) */
+    int64_t blocksize;           /* quant_state[3]: weights per absmax */
+    bool nested;                 /* compressed statistics (double quantization) */
+    int64_t blocksize2;          /* absmax values per absmax2, when nested */
+    char quant_type[8];          /* quant_state[5]: "nf4" or "fp4" (checked by the converter) */
+} bc__bnb_state;
+
 typedef struct bc__tensor_table {
     bc__tensor *tensors;
     size_t n_tensors, cap_tensors;
+    bc__bnb_state *bnb; /* bitsandbytes quant states, see above */
+    size_t n_bnb, cap_bnb;
     bc__file **files; /* owned mappings, kept alive with the table */
     size_t n_files, cap_files;
     void **copies; /* owned buffers for data that could not be used in place */
@@ -162,6 +182,10 @@ BC__HIDDEN int bc__table_add_foreign(bc__tensor_table *t, const char *name, cons
                                      bc__err *err);
 
 BC__HIDDEN const bc__tensor *bc__table_find(const bc__tensor_table *t, const char *name);
+/* Adds a copy of state (its weight name duplicated); a weight's second state is an error. */
+BC__HIDDEN int bc__table_add_bnb(bc__tensor_table *t, const bc__bnb_state *state, bc__err *err);
+/* The quant state of weight, or NULL. */
+BC__HIDDEN const bc__bnb_state *bc__table_find_bnb(const bc__tensor_table *t, const char *weight);
 BC__HIDDEN void bc__table_free(bc__tensor_table *t);
 
 /* ------------------------------------------------------------------------ */

@@ -133,7 +133,28 @@ int bc__table_add_foreign(bc__tensor_table *t, const char *name, const char *for
     return 0;
 }
 
+int bc__table_add_bnb(bc__tensor_table *t, const bc__bnb_state *state, bc__err *err) {
+    if (bc__table_find_bnb(t, state->weight) != NULL)
+        return bc__errorf(err, BC_STATUS_ERROR_FORMAT, "%s: '%s.quant_state' appears twice in the checkpoint",
+                          state->file->path, state->weight);
+    if (grow((void **)&t->bnb, &t->cap_bnb, t->n_bnb, sizeof *t->bnb) != 0)
+        return bc__errorf(err, BC_STATUS_ERROR_MEMORY, "out of memory");
+    char *weight = bc__strdup(state->weight);
+    if (weight == NULL) return bc__errorf(err, BC_STATUS_ERROR_MEMORY, "out of memory");
+    t->bnb[t->n_bnb] = *state;
+    t->bnb[t->n_bnb++].weight = weight;
+    return 0;
+}
+
+const bc__bnb_state *bc__table_find_bnb(const bc__tensor_table *t, const char *weight) {
+    for (size_t i = 0; i < t->n_bnb; i++)
+        if (strcmp(t->bnb[i].weight, weight) == 0) return &t->bnb[i];
+    return NULL;
+}
+
 void bc__table_free(bc__tensor_table *t) {
+    for (size_t i = 0; i < t->n_bnb; i++) free(t->bnb[i].weight);
+    free(t->bnb);
     for (size_t i = 0; i < t->n_tensors; i++) free(t->tensors[i].name);
     for (size_t i = 0; i < t->n_files; i++) bc__file_unmap(t->files[i]);
     for (size_t i = 0; i < t->n_copies; i++) free(t->copies[i]);

@@ -20,9 +20,10 @@
  *   machine                stack, marks, memo, errors
  *   opcodes                helpers for the opcodes with arguments
  *   persistent ids         storages: ('storage', type, key, location, numel)
- *   calls                  REDUCE on OrderedDict, _rebuild_tensor_v2, _rebuild_parameter
+ *   calls                  REDUCE on OrderedDict, _rebuild_tensor_v2, _rebuild_parameter, torch.Size
  *   interpreter            the opcode loop
  *   state dict             from the unpickled dict to named, checked tensors
+ *                          (and bitsandbytes 4-bit quant state lists)
  *   entry point            bc__torch_read
  *
  * Opcode facts follow CPython's Lib/pickletools.py; nothing here is copied
@@ -160,6 +161,8 @@ typedef enum global_kind {
     GLOBAL_REBUILD_TENSOR_V2,
     GLOBAL_REBUILD_PARAMETER,
     GLOBAL_STORAGE,
+    GLOBAL_SIZE,  /* torch.Size: REDUCE on a tuple of ints gives the tuple */
+    GLOBAL_DTYPE, /* torch.float16 and kin: a value, never called */
 } global_kind;
 
 /* One name a pickle may refer to with GLOBAL or STACK_GLOBAL. */
@@ -167,7 +170,8 @@ typedef struct known_global {
     const char *module; /* Python module, e.g. "torch._utils". */
     const char *name;   /* Attribute in it, e.g. "_rebuild_tensor_v2". */
     global_kind kind;   /* What the machine does with it. */
-    int supported;      /* For storages: whether tensors of this type can be loaded. */
+    int supported;      /* For storages: whether tensors of this type can be loaded: 1 as
+                         * dtype, 2 as the foreign "U8" (bitsandbytes 4-bit codes). */
     bc_dtype dtype;     /* For supported storages: the element type. */
     unsigned elem_size; /* For storages: bytes per element. */
 } known_global;
@@ -234,10 +238,15 @@ static const known_global known_globals[] = {
     {"torch", "IntStorage", GLOBAL_STORAGE, 0, BC_DTYPE_F32, 4},
     {"torch", "ShortStorage", GLOBAL_STORAGE, 0, BC_DTYPE_F32, 2},
     {"torch", "CharStorage", GLOBAL_STORAGE, 0, BC_DTYPE_F32, 1},
-    {"torch", "ByteStorage", GLOBAL_STORAGE, 0, BC_DTYPE_F32, 1},
+    {"torch", "ByteStorage", GLOBAL_STORAGE, 2, BC_DTYPE_COUNT, 1},
     {"torch", "BoolStorage", GLOBAL_STORAGE, 0, BC_DTYPE_F32, 1},
     {"torch", "ComplexFloatStorage", GLOBAL_STORAGE, 0, BC_DTYPE_F32, 8},
     {"torch", "ComplexDoubleStorage", GLOBAL_STORAGE, 0, BC_DTYPE_F32, 16},
+    /* The scalars of bitsandbytes 4-bit quant states (Baichuan2 4bits). */
+    {"torch", "Size", GLOBAL_SIZE, 0, BC_DTYPE_F32, 0},
+    {"torch", "float16", GLOBAL_DTYPE, 0, BC_DTYPE_F16, 2},
+    {"torch", "bfloat16", GLOBAL_DTYPE, 0, BC_DTYPE_BF16, 2},
+    {"torch", "float32", GLOBAL_DTYPE, 0, BC_DTYPE_F32, 4},
 };
 
 static int str_is(const char *s, size_t len, const char *lit) { return strlen(lit) == len && memcmp(s, lit, len) == 0; }
@@ -674,7 +683,13 @@ static int reduce(vm *m, const pv *callable, const pv *args) {
             return FAIL(m, "REDUCE: torch._utils._rebuild_parameter takes (tensor, requires_grad, "
                            "backward_hooks)");
         return push(m, a[0]);
-    case GLOBAL_STORAGE: break;
+    case GLOBAL_SIZE:
+        /* torch.Size pickles as Size((d0, d1, ...)): the shape is the tuple. */
+        if (n != 1 || !is_int_tuple(a[0]))
+            return FAIL(m, "REDUCE: torch.Size takes one tuple of ints, found %zu arguments", n);
+        return push(m, a[0]);
+    case GLOBAL_STORAGE:
+    case GLOBAL_DTYPE: break;
     }
     return FAIL(m, "REDUCE: calling %s.%s is not supported", g->module, g->name);
 }
@@ -970,6 +985,7 @@ typedef struct tensor_rec {
     int64_t shape[BC__MAX_DIMS]; /* Outermost first. */
     uint64_t file_offset;        /* Absolute offset of the first byte. */
     uint64_t n_bytes;            /* Bytes of the tensor. */
+    const char *foreign;         /* "U8" for ByteStorage (dtype unused), else NULL. */
 } tensor_rec;
 
 /* "[a, b, c]" for messages; truncated to fit. */
@@ -999,7 +1015,7 @@ static int check_tensor(vm *m, const char *name, const pv *t, tensor_rec *rec) {
     if (!type->supported)
         return bc__errorf(m->err, BC_STATUS_ERROR_FORMAT,
                           "%s: tensor '%.*s': unsupported dtype (storage torch.%s; only FloatStorage, "
-                          "HalfStorage and BFloat16Storage can be read)",
+                          "HalfStorage, BFloat16Storage and the ByteStorage of 4-bit codes can be read)",
                           path, STR_ARG(name, strlen(name)), type->name);
     if (size->u.seq.n != stride->u.seq.n)
         return bc__errorf(m->err, BC_STATUS_ERROR_FORMAT, "%s: tensor '%.*s': size %s and stride %s differ in length",
@@ -1047,27 +1063,135 @@ static int check_tensor(vm *m, const char *name, const pv *t, tensor_rec *rec) {
     /* end <= numel of the storage, whose byte count did not overflow. */
     rec->name = name;
     rec->dtype = type->dtype;
+    rec->foreign = type->supported == 2 ? "U8" : NULL;
     rec->n_dims = n_dims;
     rec->file_offset = storage->u.storage.file_offset + (uint64_t)first * type->elem_size;
     rec->n_bytes = numel * type->elem_size;
     return 0;
 }
 
-/* Turns the unpickled state dict into checked tensor records. */
-static int collect_tensors(vm *m, const pv *root, tensor_rec **out, size_t *n_out) {
+/* A NUL-terminated copy of prefix + suffix in the arena. */
+static char *arena_name(vm *m, const char *prefix, size_t len, const char *suffix) {
+    size_t n = strlen(suffix);
+    char *name = vm_alloc(m, len + n + 1);
+    if (name == NULL) return NULL;
+    memcpy(name, prefix, len);
+    memcpy(name + len, suffix, n + 1);
+    return name;
+}
+
+static int ends_with(const char *s, size_t len, const char *suffix) {
+    size_t n = strlen(suffix);
+    return len >= n && memcmp(s + len - n, suffix, n) == 0;
+}
+
+#define QS_SUFFIX ".quant_state"
+
+/* The items of a list or tuple, or NULL. */
+static pv *const *seq_items(const pv *v, size_t *n) {
+    *n = 0;
+    if (v->kind != PV_LIST && v->kind != PV_TUPLE) return NULL;
+    *n = v->u.seq.n;
+    return v->u.seq.items;
+}
+
+/* "<weight>.quant_state" holds a bitsandbytes 4-bit quant state, the list
+ * bitsandbytes 0.40/0.41's quantize_4bit builds (functional.py) and
+ * Baichuan2's quantizer.py hands to Params4bit:
+ *   [absmax, shape, dtype, blocksize, compressed_stats, quant_type(, code)]
+ *   compressed_stats: None, or [offset, state2] with state2 the nested
+ *   8-bit state [absmax2, code2, blocksize2, ...] of quantize_blockwise.
+ * Its tensors become records "<key>.absmax", ".offset", ".absmax2",
+ * ".code2" and ".code"; its scalars fill *st. Shapes and sizes are the
+ * converter's to check (bnb4.c); here only the structure. */
+static int collect_bnb_state(vm *m, const char *key, size_t key_len, const pv *list, tensor_rec *recs, size_t *n_recs,
+                             bc__bnb_state *st) {
+    const char *path = m->path;
+    size_t n = 0, n2 = 0, n3 = 0;
+    pv *const *it = seq_items(list, &n), *const *cs = NULL, *const *s2 = NULL;
+#define BAD(...) bc__errorf(m->err, BC_STATUS_ERROR_FORMAT, __VA_ARGS__)
+    if (n != 6 && n != 7)
+        return BAD("%s: '%.*s' is a list of %zu items; a bitsandbytes 4-bit quant state has 6 or 7 (absmax, "
+                   "shape, dtype, blocksize, compressed statistics, quant type, code)",
+                   path, STR_ARG(key, key_len), n);
+    static const char *const item_names[] = {"absmax",     "shape", "dtype", "blocksize", "compressed statistics",
+                                             "quant type", "code"};
+    static const pv_kind item_kinds[] = {PV_TENSOR, PV_TUPLE, PV_GLOBAL, PV_INT, PV_LIST, PV_STR, PV_TENSOR};
+    for (size_t i = 0; i < n; i++) {
+        pv_kind k = it[i]->kind;
+        bool ok = k == item_kinds[i] || (i == 1 && k == PV_LIST) || (i == 4 && (k == PV_NONE || k == PV_TUPLE));
+        if (i == 2) ok = ok && it[i]->u.global->kind == GLOBAL_DTYPE;
+        if (!ok)
+            return BAD("%s: '%.*s' item %zu (%s) is %s, not %s", path, STR_ARG(key, key_len), i, item_names[i],
+                       kind_name(k), i == 2 ? "a torch dtype" : kind_name(item_kinds[i]));
+    }
+    size_t n_shape = 0;
+    pv *const *shape = seq_items(it[1], &n_shape);
+    if (n_shape == 0 || n_shape > BC__MAX_DIMS)
+        return BAD("%s: '%.*s' shape has %zu dimensions", path, STR_ARG(key, key_len), n_shape);
+    for (size_t i = 0; i < n_shape; i++) {
+        if (shape[i]->kind != PV_INT || shape[i]->u.i < 0)
+            return BAD("%s: '%.*s' shape item %zu is not a non-negative int", path, STR_ARG(key, key_len), i);
+        st->shape[i] = shape[i]->u.i;
+    }
+    st->n_dims = (int)n_shape;
+    st->dtype = it[2]->u.global->name;
+    st->blocksize = it[3]->u.i;
+    if (it[5]->u.str.len >= sizeof st->quant_type || memchr(it[5]->u.str.s, '\0', it[5]->u.str.len) != NULL)
+        return BAD("%s: '%.*s' quant type '%.*s' is neither nf4 nor fp4", path, STR_ARG(key, key_len),
+                   STR_ARG(it[5]->u.str.s, it[5]->u.str.len));
+    memcpy(st->quant_type, it[5]->u.str.s, it[5]->u.str.len);
+    st->quant_type[it[5]->u.str.len] = '\0';
+    st->nested = it[4]->kind != PV_NONE;
+    if (st->nested) {
+        cs = seq_items(it[4], &n2);
+        if (n2 != 2 || cs[0]->kind != PV_TENSOR || (s2 = seq_items(cs[1], &n3)) == NULL || n3 < 3 ||
+            s2[0]->kind != PV_TENSOR || s2[1]->kind != PV_TENSOR || s2[2]->kind != PV_INT)
+            return BAD("%s: '%.*s' compressed statistics must be [offset, [absmax2, code2, blocksize2, ...]]", path,
+                       STR_ARG(key, key_len));
+        st->blocksize2 = s2[2]->u.i;
+    }
+#undef BAD
+    struct {
+        const char *suffix;
+        const pv *tensor;
+    } parts[] = {{".absmax", it[0]},
+                 {".offset", st->nested ? cs[0] : NULL},
+                 {".absmax2", st->nested ? s2[0] : NULL},
+                 {".code2", st->nested ? s2[1] : NULL},
+                 {".code", n == 7 ? it[6] : NULL}};
+    for (size_t i = 0; i < sizeof parts / sizeof parts[0]; i++) {
+        if (parts[i].tensor == NULL) continue;
+        char *name = arena_name(m, key, key_len, parts[i].suffix);
+        if (name == NULL || check_tensor(m, name, parts[i].tensor, &recs[(*n_recs)++]) != 0) return -1;
+    }
+    st->weight = arena_name(m, key, key_len - strlen(QS_SUFFIX), "");
+    return st->weight == NULL ? -1 : 0;
+}
+
+/* Turns the unpickled state dict into checked tensor records (and quant
+ * state records). */
+static int collect_tensors(vm *m, const pv *root, tensor_rec **out, size_t *n_out, bc__bnb_state **states,
+                           size_t *n_states) {
     *out = NULL;
     *n_out = 0;
+    *states = NULL;
+    *n_states = 0;
     if (root->kind != PV_DICT)
         return bc__errorf(m->err, BC_STATUS_ERROR_FORMAT,
                           "%s: the checkpoint holds %s, not a state dict (a dict of name -> tensor)", m->path,
                           kind_name(root->kind));
-    size_t n = root->u.dict.n;
+    size_t n = root->u.dict.n, n_lists = 0;
     if (n > MAX_TENSORS)
         return bc__errorf(m->err, BC_STATUS_ERROR_FORMAT,
                           "%s: the state dict has %zu entries (the limit is %u per file)", m->path, n, MAX_TENSORS);
-    tensor_rec *recs = vm_alloc(m, (n ? n : 1) * sizeof *recs);
-    if (recs == NULL) return -1;
+    for (size_t i = 0; i < n; i++) n_lists += root->u.dict.kv[2 * i + 1]->kind == PV_LIST;
+    /* A quant state adds at most five tensors. */
+    tensor_rec *recs = vm_alloc(m, (n + 4 * n_lists + 1) * sizeof *recs);
+    bc__bnb_state *bnb = vm_alloc(m, (n_lists + 1) * sizeof *bnb);
+    if (recs == NULL || bnb == NULL) return -1;
 
+    size_t n_recs = 0;
     for (size_t i = 0; i < n; i++) {
         const pv *key = root->u.dict.kv[2 * i], *value = root->u.dict.kv[2 * i + 1];
         if (key->kind != PV_STR)
@@ -1076,17 +1200,22 @@ static int collect_tensors(vm *m, const pv *root, tensor_rec **out, size_t *n_ou
         if (memchr(key->u.str.s, '\0', key->u.str.len) != NULL)
             return bc__errorf(m->err, BC_STATUS_ERROR_FORMAT, "%s: state dict key '%.*s' contains a NUL byte", m->path,
                               STR_ARG(key->u.str.s, key->u.str.len));
+        if (value->kind == PV_LIST && ends_with(key->u.str.s, key->u.str.len, QS_SUFFIX)) {
+            bc__bnb_state *st = &bnb[(*n_states)++];
+            memset(st, 0, sizeof *st);
+            if (collect_bnb_state(m, key->u.str.s, key->u.str.len, value, recs, &n_recs, st) != 0) return -1;
+            continue;
+        }
         if (value->kind != PV_TENSOR)
             return bc__errorf(m->err, BC_STATUS_ERROR_FORMAT, "%s: state dict entry '%.*s' is %s, not a tensor",
                               m->path, STR_ARG(key->u.str.s, key->u.str.len), kind_name(value->kind));
-        char *name = vm_alloc(m, key->u.str.len + 1);
+        char *name = arena_name(m, key->u.str.s, key->u.str.len, "");
         if (name == NULL) return -1;
-        memcpy(name, key->u.str.s, key->u.str.len);
-        name[key->u.str.len] = '\0';
-        if (check_tensor(m, name, value, &recs[i]) != 0) return -1;
+        if (check_tensor(m, name, value, &recs[n_recs++]) != 0) return -1;
     }
     *out = recs;
-    *n_out = n;
+    *n_out = n_recs;
+    *states = bnb;
     return 0;
 }
 
@@ -1148,7 +1277,8 @@ int bc__torch_read(bc__tensor_table *t, const char *path, bc__err *err) {
     uint64_t pkl_offset = 0;
     pv *root = NULL;
     tensor_rec *recs = NULL;
-    size_t n_recs = 0;
+    size_t n_recs = 0, n_states = 0;
+    bc__bnb_state *states = NULL;
     int rc = -1;
     memset(&zip, 0, sizeof zip);
     memset(&m, 0, sizeof m);
@@ -1173,7 +1303,7 @@ int bc__torch_read(bc__tensor_table *t, const char *path, bc__err *err) {
     m.no.kind = PV_BOOL;
     m.err = err;
     if (run(&m, &root) != 0) goto cleanup;
-    if (collect_tensors(&m, root, &recs, &n_recs) != 0) goto cleanup;
+    if (collect_tensors(&m, root, &recs, &n_recs, &states, &n_states) != 0) goto cleanup;
 
     /* Every tensor checked: the table takes the mapping (and unmaps it if it cannot). */
     owned = file;
@@ -1181,8 +1311,15 @@ int bc__torch_read(bc__tensor_table *t, const char *path, bc__err *err) {
     if (bc__table_add_file(t, owned, err) != 0) goto cleanup;
     for (size_t i = 0; i < n_recs; i++) {
         const tensor_rec *r = &recs[i];
-        if (bc__table_add(t, r->name, r->dtype, r->n_dims, r->shape, owned, r->file_offset, r->n_bytes, err) != 0)
+        if (r->foreign != NULL
+                ? bc__table_add_foreign(t, r->name, r->foreign, r->n_dims, r->shape, owned, r->file_offset, r->n_bytes,
+                                        err)
+                : bc__table_add(t, r->name, r->dtype, r->n_dims, r->shape, owned, r->file_offset, r->n_bytes, err))
             goto cleanup;
+    }
+    for (size_t i = 0; i < n_states; i++) {
+        states[i].file = owned;
+        if (bc__table_add_bnb(t, &states[i], err) != 0) goto cleanup;
     }
     rc = 0;
 

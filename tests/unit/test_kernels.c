@@ -86,7 +86,8 @@ static double check_case(bc__pool *pool, bc_dtype t, int64_t rows, int64_t cols,
     }
     bc__matmul(pool, &w, x, n, y, scratch, flags);
     bc__weight_repack_free(&w);
-    int kind = bc__act_kind(t), ab = kind == 2 ? 256 : 32;
+    int kind = bc__act_kind(t), ab = kind == 2 ? 256 : kind == BC__ACT_A16 ? 64 : 32;
+    const double qmax = kind == BC__ACT_A16 ? 8191 : 127;
     double worst = 0;
     for (int64_t r = 0; r < rows; r++) {
         bc__dequantize_row(t, wq + r * row_bytes, wd, cols);
@@ -101,15 +102,16 @@ static double check_case(bc__pool *pool, bc_dtype t, int64_t rows, int64_t cols,
                         amax = fmax(amax, fabs(xk[i]));
                         sw += fabs(wd[i]);
                     }
-                    qerr += amax / 127 / 2 * sw;
+                    qerr += amax / qmax / 2 * sw;
                 }
             /* nf4 / fp4: the kernels' int16 codes are within 2^-15 of the
-             * table, times the block's absmax, against activations of at
-             * most |x| + d_a / 2 <= 1.004 |x|max of their block. */
+             * table, times the block's absmax, against activations within
+             * d_a / 2 = amax / 8191 / 2 of x. */
             if (bc__code4_table(t) != NULL)
                 for (int64_t b = 0; b < cols; b += 64) {
-                    double sx = 0;
-                    for (int64_t i = b; i < b + 64; i++) sx += fabs(xk[i]) * 1.004;
+                    double sx = 0, amax = 0;
+                    for (int64_t i = b; i < b + 64; i++) amax = fmax(amax, fabs(xk[i]));
+                    for (int64_t i = b; i < b + 64; i++) sx += fabs(xk[i]) + amax / 8191 / 2;
                     qerr += ((const bc__block_nf4 *)(wq + r * row_bytes))[b / 64].d * 0x1p-15 * sx;
                 }
             /* bf16 weights in a batch on an AVX512_BF16 CPU: activations
