@@ -25,7 +25,18 @@ static const char help[] =
 typedef struct progress {
     bool tty;
     int last_percent;
+    const char *type; /* --type, for the note below */
 } progress;
+
+/* A 4-bit checkpoint is converted through f32: say so. */
+static void say_source(void *user, const bc_model_info *info) {
+    const progress *p = user;
+    if (info->quantization[0] != '\0')
+        fprintf(stderr,
+                "note: the input is a 4-bit checkpoint (%s); its weights are dequantized exactly, then quantized "
+                "to %s\n",
+                info->quantization, p->type);
+}
 
 static void show_progress(void *user, uint64_t done, uint64_t total, const char *tensor) {
     progress *p = user;
@@ -79,11 +90,10 @@ int cmd_quantize(int argc, char **argv) {
                          "q6_k",
                          type);
     qp.model = o.params;
-    progress pr = {isatty(2) != 0, -100};
-    if (!quiet) {
-        qp.progress = show_progress;
-        qp.progress_user = &pr;
-    }
+    progress pr = {isatty(2) != 0, -100, type};
+    if (!quiet) qp.progress = show_progress;
+    qp.progress_user = &pr;
+    qp.loaded = say_source;
     char err[1024];
     struct stat st;
     char sp[4096];

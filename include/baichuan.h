@@ -228,7 +228,11 @@ typedef struct bc_quantize_params {
     bc_ftype ftype;          /* default BC_FTYPE_F16 */
     bc_model_params model;   /* how IN is loaded (variant overrides); default bc_model_default_params() */
     bc_progress_fn progress; /* may be NULL (default) */
-    void *progress_user;     /* passed to progress */
+    void *progress_user;     /* passed to progress and loaded */
+    /* Called once the input is loaded, before anything is written (NULL by
+     * default): e.g. to say that a 4-bit checkpoint's weights (info->
+     * quantization) are dequantized and then quantized to ftype. */
+    void (*loaded)(void *user, const bc_model_info *info);
 } bc_quantize_params;
 
 bc_quantize_params bc_quantize_default_params(void);
@@ -241,7 +245,9 @@ bc_quantize_params bc_quantize_default_params(void);
  * and the vocabulary (tokenizer.ggml.*) from in_path/tokenizer.model or the
  * input GGUF. Streams tensor by tensor: memory stays bounded by a few rows.
  * The file appears at out_path only when complete. BC_STATUS_ERROR_ARGUMENT
- * for a type this build cannot write. */
+ * for a type this build cannot write. A published 4-bit checkpoint
+ * (bitsandbytes NF4/FP4, GPTQ) is dequantized exactly, then quantized to
+ * ftype: its 4-bit codes do not carry over (GGUF has no such blocks). */
 bc_status bc_model_quantize(const char *in_path, const char *out_path, bc_quantize_params params, char *err,
                             size_t err_size);
 

@@ -483,6 +483,11 @@ bc_status bc_model_quantize(const char *in_path, const char *out_path, bc_quanti
     mp.repack = BC_SWITCH_OFF;
     bc_status st = bc_model_load(in_path, mp, &m, err_buf, err_size);
     if (st != BC_STATUS_OK) return st;
+    if (params.loaded != NULL) {
+        bc_model_info info;
+        bc_model_get_info(m, &info);
+        params.loaded(params.progress_user, &info);
+    }
     writer w;
     memset(&w, 0, sizeof w);
     w.m = m;

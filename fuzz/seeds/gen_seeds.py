@@ -50,9 +50,32 @@ def _rebuild_tensor_v2(*args):
 
 _rebuild_tensor_v2.__module__ = "torch._utils"
 utils._rebuild_tensor_v2 = _rebuild_tensor_v2
-for name in ("FloatStorage", "HalfStorage", "BFloat16Storage"):
+for name in ("FloatStorage", "HalfStorage", "BFloat16Storage", "ByteStorage"):
     cls = type(name, (), {"__module__": "torch"})
     setattr(torch, name, cls)
+
+
+class Size(tuple):
+    """torch.Size: pickles as Size((d0, d1, ...))."""
+    __module__ = "torch"
+
+    def __reduce__(self):
+        return (Size, (tuple(self),))
+
+
+class _Dtype:
+    """torch.float16 and kin: pickled by name."""
+    def __init__(self, name):
+        self.name = name
+
+    def __reduce__(self):
+        return self.name
+
+
+_Dtype.__module__ = "torch"
+torch.Size = Size
+for name in ("float16", "float32"):
+    setattr(torch, name, _Dtype(name))
 
 
 class Tensor:
@@ -126,6 +149,19 @@ def main():
     write("fuzz_torch_pickle", "state_dict.pkl", pkl)
     write("fuzz_torch_pickle", "state_dict_p4.pkl", data_pkl(state, protocol=4))
     write("fuzz_torch_pickle", "empty_dict.pkl", data_pkl(collections.OrderedDict()))
+    # A bitsandbytes 4-bit weight as Baichuan2's 4bits checkpoints store it:
+    # "<w>.data" (uint8 codes) and "<w>.quant_state" [absmax, shape, dtype,
+    # blocksize, [offset, [absmax2, code2, blocksize2, nested, dtype, None,
+    # None]], quant type, code] (bitsandbytes 0.41).
+    U = torch.ByteStorage
+    bnb = collections.OrderedDict()
+    bnb["w.data"] = Tensor(U, "1", 0, (32, 1), (1, 1), 64)
+    bnb["w.quant_state"] = [Tensor(U, "1", 32, (1,), (1,), 64), Size((8, 8)), torch.float16, 64,
+                            [Tensor(F, "0", 0, (), (), 64),
+                             [Tensor(F, "0", 1, (1,), (1,), 64), Tensor(F, "0", 2, (16,), (1,), 64), 256, False,
+                              torch.float32, None, None]],
+                            "nf4", Tensor(F, "0", 18, (16,), (1,), 64)]
+    write("fuzz_torch_pickle", "bnb4_state.pkl", data_pkl(bnb, protocol=2))
     write("fuzz_torch_zip", "pytorch_model.bin", torch_zip(pkl, {"0": bytes(256), "1": bytes(64)}))
     one = collections.OrderedDict(x=Tensor(F, "0", 0, (2,), (1,), 2))
     write("fuzz_torch_zip", "one.bin", torch_zip(data_pkl(one), {"0": f32[:8]}))

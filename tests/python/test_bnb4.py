@@ -1,0 +1,263 @@
+#!/usr/bin/python3
+"""test_bnb4.py - bitsandbytes 4-bit checkpoints (the layout of Baichuan2-*-Chat-4bits).
+
+    test_bnb4.py --bin PATH_TO_baichuan
+
+Fixtures are written here by tools/make_bnb4.py: a 7B-like RoPE model and a
+13B-like ALiBi one (both NormHead), NF4 and FP4, with and without double
+quantization, block sizes 64 and 128, quantized by an independent NumPy
+rendering of bitsandbytes and saved with torch.save in the published layout;
+beside each, the same model with the dequantized weights as float32.
+
+Checks:
+  - logits == tools/reference.py (float64) on the dequantized model, within
+    the f16 tolerance (2e-2; measured about 5e-4);
+  - the weights the engine computes with are exactly the NumPy dequantization:
+    `baichuan quantize DIR out.gguf --type f32` writes them, bit for bit;
+  - `info` names the quantization; `quantize --type q4_0` converts too;
+  - corrupt files (truncated state lists, wrong code tables, absmax counts
+    that do not match the shape, ...) give one-line errors naming the tensor.
+"""
+
+import argparse
+import os
+import shutil
+import struct
+import subprocess
+import sys
+import tempfile
+
+import numpy as np
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import bc_testlib  # noqa: E402
+from bc_testlib import Tally, rel_err, token_sequence  # noqa: E402
+
+import make_bnb4  # noqa: E402  (tools/ is on the path through bc_testlib)
+import reference  # noqa: E402
+
+TIMEOUT_S = 300
+TOL = bc_testlib.TOLERANCE["f16"]
+LENGTHS = [1, 17, 40]
+
+# (fixture, quant type, double quantization, block size)
+CASES = [("bnb_7b", "nf4", True, 64), ("bnb_7b", "fp4", True, 64), ("bnb_13b", "nf4", True, 64),
+         ("bnb_13b", "fp4", False, 64), ("bnb_7b", "nf4", True, 128)]
+
+
+def run(binary, *args):
+    return subprocess.run([binary] + list(args), stdin=subprocess.DEVNULL, capture_output=True, timeout=TIMEOUT_S)
+
+
+def engine_logits(binary, model, tokens, work):
+    out = os.path.join(work, "logits.f32")
+    p = run(binary, "logits", "-m", model, "--tokens", " ".join(map(str, tokens)), "-o", out, "--cache-type", "f32")
+    if p.returncode != 0:
+        raise RuntimeError(p.stderr.decode().strip())
+    return np.fromfile(out, dtype="<f4").reshape(len(tokens), -1)
+
+
+def gguf_tensors(path, names):
+    """{name: float32 array} of f32 tensors of a GGUF file (a reader written
+    from the GGUF specification, for this check only)."""
+    blob = open(path, "rb").read()
+    magic, version, n_tensors, n_kv = struct.unpack_from("<4sIQQ", blob, 0)
+    assert magic == b"GGUF"
+    pos, alignment = 24, 32
+    scalar = {0: "B", 1: "b", 2: "H", 3: "h", 4: "I", 5: "i", 6: "f", 7: "?", 10: "Q", 11: "q", 12: "d"}
+
+    def value(pos, vtype):
+        if vtype in scalar:
+            size = struct.calcsize("<" + scalar[vtype])
+            return struct.unpack_from("<" + scalar[vtype], blob, pos)[0], pos + size
+        if vtype == 8:
+            n = struct.unpack_from("<Q", blob, pos)[0]
+            return blob[pos + 8:pos + 8 + n], pos + 8 + n
+        et, n = struct.unpack_from("<IQ", blob, pos)
+        pos += 12
+        for _ in range(n):
+            _, pos = value(pos, et)
+        return None, pos
+
+    for _ in range(n_kv):
+        klen = struct.unpack_from("<Q", blob, pos)[0]
+        key = blob[pos + 8:pos + 8 + klen].decode()
+        vtype = struct.unpack_from("<I", blob, pos + 8 + klen)[0]
+        v, pos = value(pos + 12 + klen, vtype)
+        if key == "general.alignment":
+            alignment = v
+    infos = {}
+    for _ in range(n_tensors):
+        nlen = struct.unpack_from("<Q", blob, pos)[0]
+        name = blob[pos + 8:pos + 8 + nlen].decode()
+        pos += 8 + nlen
+        nd = struct.unpack_from("<I", blob, pos)[0]
+        ne = struct.unpack_from("<%dQ" % nd, blob, pos + 4)
+        pos += 4 + 8 * nd
+        gtype, off = struct.unpack_from("<IQ", blob, pos)
+        pos += 12
+        infos[name] = (gtype, ne, off)
+    data = (pos + alignment - 1) // alignment * alignment
+    out = {}
+    for name in names:
+        gtype, ne, off = infos[name]
+        assert gtype == 0, (name, gtype)
+        count = int(np.prod(ne))
+        out[name] = np.frombuffer(blob, dtype="<f4", count=count, offset=data + off).reshape(tuple(reversed(ne)))
+    return out
+
+
+def exactness_case(t, binary, qdir, rdir, fx, work):
+    """quantize --type f32 writes the engine's dequantized weights: they must
+    equal the NumPy dequantization bit for bit. o_proj, gate, up, down and
+    the V rows of W_pack are written unpermuted (Q and K rows are permuted
+    for llama.cpp's RoPE layout, so they are compared through the logits)."""
+    out = os.path.join(work, "deq.gguf")
+    p = run(binary, "quantize", qdir, out, "--type", "f32")
+    if p.returncode != 0:
+        t.record(False, "%s: quantize --type f32: %s" % (qdir, p.stderr.decode().strip()))
+        return
+    t.record("dequantiz" in p.stderr.decode() + p.stdout.decode(),
+             "%s: quantize says it dequantizes the 4-bit weights: %s" % (os.path.basename(qdir),
+                                                                       p.stderr.decode().strip()[-200:]))
+    ref = reference.load_tensors(rdir)
+    e = fx["n_embd"]
+    pairs = []
+    for i in range(fx["n_layer"]):
+        p_ = "model.layers.%d." % i
+        pairs += [("blk.%d.attn_output.weight" % i, ref[p_ + "self_attn.o_proj.weight"]),
+                  ("blk.%d.ffn_gate.weight" % i, ref[p_ + "mlp.gate_proj.weight"]),
+                  ("blk.%d.ffn_up.weight" % i, ref[p_ + "mlp.up_proj.weight"]),
+                  ("blk.%d.ffn_down.weight" % i, ref[p_ + "mlp.down_proj.weight"]),
+                  ("blk.%d.attn_v.weight" % i, ref[p_ + "self_attn.W_pack.weight"][2 * e:])]
+    got = gguf_tensors(out, [n for n, _ in pairs])
+    bad = [n for n, want in pairs
+           if got[n].shape != want.shape
+           or not np.array_equal(got[n].view(np.uint32), np.asarray(want, dtype=np.float32).view(np.uint32))]
+    t.record(not bad, "%s: dequantized weights equal the NumPy dequantization bit for bit (%d matrices) %s"
+             % (os.path.basename(qdir), len(pairs), bad[:3]))
+
+
+def good_cases(t, binary, work):
+    for fname, qtype, dq, bs in CASES:
+        fx = make_bnb4.FIXTURES[fname]
+        suffix = "%s%s-b%d" % (qtype, "-dq" if dq else "", bs)
+        qdir, rdir = make_bnb4.write_pair(fx, work, qtype, dq, bs, suffix)
+        label = os.path.basename(qdir)
+        model = reference.load_model(rdir)
+        for n in LENGTHS:
+            tokens = token_sequence(label, n, fx["n_vocab"])
+            try:
+                got = engine_logits(binary, qdir, tokens, work)
+            except RuntimeError as e:
+                t.record(False, "%s n_tokens=%d: %s" % (label, n, e))
+                continue
+            err = rel_err(got, model.logits(tokens))
+            t.record(err <= TOL, "%s n_tokens=%d: err %.3g (tol %.0e)" % (label, n, err, TOL))
+        exactness_case(t, binary, qdir, rdir, fx, work)
+        p = run(binary, "info", "-m", qdir)
+        out = p.stdout.decode()
+        want = "quantization:   bitsandbytes %s, blocks of %d, %s" % (
+            qtype, bs, "double quantization" if dq else "float32 absmax")
+        t.record(p.returncode == 0 and want in out and ("%s x%d" % (qtype, 5 * fx["n_layer"])) in out,
+                 "%s: info names the quantization (%r)" % (label, [ln for ln in out.splitlines()
+                                                                   if ln.startswith(("quant", "dtypes"))]))
+        shutil.rmtree(rdir)
+        if (fname, qtype) != ("bnb_7b", "nf4") or bs != 64:
+            shutil.rmtree(qdir)
+
+
+def corrupt_cases(t, binary, work):
+    """Each file differs from a good one in one thing; each gives exit status
+    1 and one line on stderr naming the file and what is wrong."""
+    import torch
+
+    good = os.path.join(work, "bnb_7b-nf4-dq-b64")
+    sd0 = torch.load(os.path.join(good, "pytorch_model.bin"), weights_only=False)
+    w = "model.layers.1.mlp.up_proj.weight"
+
+    def edit_state(i, v):
+        def f(sd):
+            sd[w + ".quant_state"][i] = v
+        return f
+
+    cases = [
+        ("truncated state list", lambda sd: sd.__setitem__(w + ".quant_state", sd[w + ".quant_state"][:5]),
+         "list of 5 items"),
+        ("code table of 15", edit_state(6, sd0[w + ".quant_state"][6][:15].clone()), "16 float32 values"),
+        ("code table of another type", edit_state(6, torch.from_numpy(make_bnb4.FP4.copy())), "not the nf4 table"),
+        ("absmax count", edit_state(0, sd0[w + ".quant_state"][0][:-1].clone()), "holds"),
+        ("quant type", edit_state(5, "int4"), "quant type"),
+        ("state shape", edit_state(1, torch.Size([129, 64])), "expected [128, 64]"),
+        ("blocksize", edit_state(3, 32), "block size 32"),
+        ("missing data", lambda sd: sd.pop(w + ".data"), "is missing"),
+        ("data dtype", lambda sd: sd.__setitem__(w + ".data", sd[w + ".data"].to(torch.float16)), "uint8"),
+        ("nested state", lambda sd: sd[w + ".quant_state"].__setitem__(4, [sd[w + ".quant_state"][4][0]]),
+         "compressed statistics"),
+    ]
+    for label, edit, needle in cases:
+        d = os.path.join(work, "corrupt")
+        if os.path.exists(d):
+            shutil.rmtree(d)
+        shutil.copytree(good, d)
+        sd = torch.load(os.path.join(good, "pytorch_model.bin"), weights_only=False)
+        edit(sd)
+        torch.save(sd, os.path.join(d, "pytorch_model.bin"))
+        p = run(binary, "info", "-m", d)
+        err = p.stderr.decode().strip()
+        t.record(p.returncode == 1 and len(err.splitlines()) == 1 and needle in err and "up_proj" in err,
+                 "corrupt: %s: %s" % (label, err))
+    # config.json and the states disagree on the quant type.
+    d = os.path.join(work, "corrupt")
+    shutil.rmtree(d)
+    shutil.copytree(good, d)
+    cfg = open(os.path.join(d, "config.json")).read().replace('"nf4"', '"fp4"')
+    open(os.path.join(d, "config.json"), "w").write(cfg)
+    p = run(binary, "info", "-m", d)
+    err = p.stderr.decode().strip()
+    t.record(p.returncode == 1 and len(err.splitlines()) == 1 and "config.json" in err,
+             "corrupt: config.json says fp4: %s" % err)
+    # Truncated archive.
+    shutil.rmtree(d)
+    shutil.copytree(good, d)
+    path = os.path.join(d, "pytorch_model.bin")
+    data = open(path, "rb").read()
+    open(path, "wb").write(data[:len(data) // 2])
+    p = run(binary, "info", "-m", d)
+    err = p.stderr.decode().strip()
+    t.record(p.returncode == 1 and len(err.splitlines()) == 1 and "pytorch_model.bin" in err,
+             "corrupt: truncated file: %s" % err)
+    shutil.rmtree(d)
+
+
+def convert_case(t, binary, work):
+    """quantize --type q4_0 from the 4-bit checkpoint: dequantize, then
+    quantize; the GGUF loads and stays near the dequantized model."""
+    good = os.path.join(work, "bnb_7b-nf4-dq-b64")
+    out = os.path.join(work, "q4_0.gguf")
+    p = run(binary, "quantize", good, out, "--type", "q8_0")
+    ok = p.returncode == 0
+    t.record(ok, "quantize a 4-bit checkpoint --type q8_0: %s" % p.stderr.decode().strip()[-300:])
+    if ok:
+        p = run(binary, "info", "-m", out)
+        t.record(p.returncode == 0 and "q8_0 x" in p.stdout.decode(), "the q8_0 GGUF loads")
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--bin", required=True)
+    args = ap.parse_args(argv)
+    binary = os.path.abspath(args.bin)
+    t = Tally()
+    work = tempfile.mkdtemp(prefix="bc_bnb4_")
+    try:
+        good_cases(t, binary, work)
+        corrupt_cases(t, binary, work)
+        convert_case(t, binary, work)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    return t.finish()
+
+
+if __name__ == "__main__":
+    sys.exit(main())
