@@ -38,6 +38,7 @@
 #include "quants_blocks.h"
 
 #include <math.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -93,6 +94,41 @@ static uint64_t release(const bc__tensor *x) {
 
 static void mark_used(bc_model *m, bool *used, const bc__tensor *x) {
     if (x != NULL) used[x - m->table.tensors] = true;
+}
+
+/* The blocks of one matrix, converted by one thread per CPU taking runs of
+ * 4096 blocks. */
+typedef struct convert_job {
+    const uint8_t *src; /* the codes as stored */
+    const float *a;     /* absmax per bitsandbytes block */
+    bc__block_nf4 *blocks;
+    uint64_t n_blocks, blocksize;
+    atomic_uint_fast64_t next;
+} convert_job;
+
+/* Element 2i is the high nibble of stored byte i, 2i+1 the low one; our
+ * block puts weight slot(p) in the low nibble of byte p, 32 + slot(p) in the
+ * high one: byte p takes nibble k(p) of stored bytes i(p) and 16 + i(p). */
+static void *convert_thread(void *p) {
+    convert_job *job = p;
+    uint8_t at[32], shift[32];
+    for (int b = 0; b < 32; b++) {
+        const int s = bc__nf4_slot(b);
+        at[b] = (uint8_t)(s >> 1);
+        shift[b] = (uint8_t)(s & 1 ? 0 : 4);
+    }
+    const uint64_t run = 4096;
+    for (uint64_t b0; (b0 = atomic_fetch_add(&job->next, run)) < job->n_blocks;) {
+        const uint64_t end = b0 + run < job->n_blocks ? b0 + run : job->n_blocks;
+        for (uint64_t b = b0; b < end; b++) {
+            const uint8_t *in = job->src + b * 32;
+            bc__block_nf4 *out = &job->blocks[b];
+            out->d = job->a[b * 64 / job->blocksize];
+            for (int i = 0; i < 32; i++)
+                out->qs[i] = (uint8_t)(((in[at[i]] >> shift[i]) & 0x0F) | ((in[16 + at[i]] >> shift[i]) & 0x0F) << 4);
+        }
+    }
+    return NULL;
 }
 
 int bc__bnb4_bind(bc_model *m, bool *used, const char *name, int64_t rows, int64_t cols, bc__weight *w, bc__err *err) {
@@ -192,20 +228,8 @@ int bc__bnb4_bind(bc_model *m, bool *used, const char *name, int64_t rows, int64
     } else {
         for (uint64_t i = 0; i < n_abs; i++) a[i] = f32_at(absmax, i);
     }
-    /* Element 2i is the high nibble of byte i, 2i+1 the low one; our block
-     * puts weight slot(p) in the low nibble of byte p, 32 + slot(p) in the
-     * high one. */
-    const uint8_t *src = data->data;
-    for (uint64_t b = 0; b < n / 64; b++) {
-        const uint8_t *in = src + b * 32;
-        uint8_t q[64];
-        for (int i = 0; i < 32; i++) {
-            q[2 * i] = in[i] >> 4;
-            q[2 * i + 1] = in[i] & 0x0F;
-        }
-        blocks[b].d = a[b * 64 / (uint64_t)st->blocksize];
-        for (int p = 0; p < 32; p++) blocks[b].qs[p] = (uint8_t)(q[bc__nf4_slot(p)] | q[32 + bc__nf4_slot(p)] << 4);
-    }
+    convert_job job = {data->data, a, blocks, n / 64, (uint64_t)st->blocksize, 0};
+    bc__run_on_all_cpus(convert_thread, &job);
     free(a);
 
     w->data = w->owned = blocks;

@@ -211,10 +211,7 @@ static int matmul_weights(bc_model *m, bc__weight **out) {
     return n;
 }
 
-/* Runs fn(arg) on one thread per CPU (at most 64), the caller's among them;
- * fn takes its work from arg until none is left. Fewer threads if some
- * cannot be started. */
-static void run_on_all_cpus(void *(*fn)(void *), void *arg) {
+void bc__run_on_all_cpus(void *(*fn)(void *), void *arg) {
     long n_cpu = sysconf(_SC_NPROCESSORS_ONLN);
     int n_threads = n_cpu < 1 ? 1 : n_cpu > 64 ? 64 : (int)n_cpu;
     pthread_t threads[64];
@@ -282,7 +279,7 @@ static void repack_weights(bc_model *m, bc_switch repack) {
     atomic_init(&job.next, 0);
     atomic_init(&job.released, 0);
     atomic_init(&job.freed, 0);
-    run_on_all_cpus(repack_thread, &job);
+    bc__run_on_all_cpus(repack_thread, &job);
     for (int i = 0; i < job.n; i++) m->repacked_bytes += bc__repack_bytes(job.ws[i]);
     m->released_bytes += atomic_load(&job.released);
     m->quantized_bytes -= atomic_load(&job.freed);
@@ -436,7 +433,7 @@ static int quantize_at_load(bc_model *m, bc__err *err) {
     job.n_chunks = n > 0 ? job.chunk_end[n - 1] : 0;
     atomic_init(&job.next, 0);
     atomic_init(&job.failed, false);
-    run_on_all_cpus(quant_thread, &job);
+    bc__run_on_all_cpus(quant_thread, &job);
     if (atomic_load(&job.failed)) {
         bc__errorf(err, BC_STATUS_ERROR_MEMORY, "out of memory for a row buffer while quantizing at load");
         goto done;

@@ -102,6 +102,11 @@ BC__HIDDEN int bc__gguf_config_read(const bc__gguf *g, const bc__tensor_table *t
 BC__HIDDEN int bc__checkpoint_read(bc__tensor_table *t, const char *dir, bc_file_format *format, int *n_files,
                                    bc__err *err);
 
+/* Runs fn(arg) on one thread per CPU (at most 64), the caller's among them;
+ * fn takes its work from arg until none is left. Fewer threads if some
+ * cannot be started. For the load-time conversions (model.c). */
+BC__HIDDEN void bc__run_on_all_cpus(void *(*fn)(void *), void *arg);
+
 /* Matrix `name` ("<prefix>.weight") of a published 4-bit checkpoint. When
  * the table holds it in the converter's layout instead of as one tensor,
  * the converter checks it against (rows, cols) and m->hp.quant, converts it

@@ -2,6 +2,7 @@
 """make_bnb4.py - tiny checkpoints in the layout of Baichuan2-*-Chat-4bits (bitsandbytes 4-bit).
 
     make_bnb4.py --out DIR --fixture NAME [--quant-type nf4|fp4] [--no-double-quant] [--blocksize 64]
+    make_bnb4.py --out DIR --random-shape 7b|13b [--quant-type nf4|fp4]   (a benchmark model)
 
 Writes two model directories from one tiny fixture of gen_fixtures.py:
 
@@ -191,14 +192,71 @@ FIXTURES = collections.OrderedDict((f["name"], f) for f in [
 ])
 
 
+SHAPES = {"7b": dict(n_embd=4096, n_ff=11008, n_layer=32, n_head=32, vocab=125696),
+          "13b": dict(n_embd=5120, n_ff=13696, n_layer=40, n_head=40, vocab=125696)}
+
+
+def write_random(out, shape, quant_type="nf4"):
+    """A benchmark model of an official shape in the 4bits layout: random
+    codes, absmax and float16 tensors (the values mean nothing, only the
+    bytes per token matter), written with torch.save like the real ones."""
+    import torch
+
+    sh = SHAPES[shape]
+    e, f, nl, v = sh["n_embd"], sh["n_ff"], sh["n_layer"], sh["vocab"]
+    rng = np.random.Generator(np.random.PCG64(7))
+    code = NF4 if quant_type == "nf4" else FP4
+    code2 = dynamic_map_signed()
+    sd = collections.OrderedDict()
+
+    def half(shape_, std):
+        return torch.from_numpy((rng.standard_normal(shape_, dtype=np.float32) * std).astype(np.float16))
+
+    sd["model.embed_tokens.weight"] = half((v, e), 0.02)
+    for i in range(nl):
+        p = "model.layers.%d." % i
+        for name, (rows, cols) in (("self_attn.W_pack.weight", (3 * e, e)), ("self_attn.o_proj.weight", (e, e)),
+                                   ("mlp.gate_proj.weight", (f, e)), ("mlp.down_proj.weight", (e, f)),
+                                   ("mlp.up_proj.weight", (f, e))):
+            n = rows * cols
+            nb = n // 64
+            sd[p + name + ".data"] = torch.from_numpy(rng.integers(0, 256, (n // 2, 1), dtype=np.uint8))
+            state2 = [torch.from_numpy(np.full((nb + 255) // 256, 0.01, np.float32)), torch.from_numpy(code2.copy()),
+                      256, False, torch.float32, None, None]
+            sd[p + name + ".quant_state"] = [torch.from_numpy(rng.integers(0, 256, nb, dtype=np.uint8)),
+                                             torch.Size([rows, cols]), torch.float16, 64,
+                                             [torch.tensor(0.02, dtype=torch.float32), state2], quant_type,
+                                             torch.from_numpy(code.copy())]
+        sd[p + "input_layernorm.weight"] = torch.ones(e, dtype=torch.float16)
+        sd[p + "post_attention_layernorm.weight"] = torch.ones(e, dtype=torch.float16)
+    sd["model.norm.weight"] = torch.ones(e, dtype=torch.float16)
+    sd["lm_head.weight"] = half((v, e), 0.02)
+    os.makedirs(out, exist_ok=True)
+    torch.save(sd, os.path.join(out, "pytorch_model.bin"))
+    fx = gf._fixture("random", "baichuan2-13b" if shape == "13b" else "baichuan2-7b", "f16", "bin", n_embd=e,
+                     n_head=sh["n_head"], n_ff=f, n_layer=nl, vocab=v)
+    cfg = gf.make_config(fx)
+    cfg["quantization_config"] = {"bnb_4bit_quant_type": quant_type, "bnb_4bit_use_double_quant": True,
+                                  "load_in_4bit": True, "load_in_8bit": False, "quant_method": "bitsandbytes"}
+    gf._write_json(os.path.join(out, "config.json"), cfg)
+
+
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--out", required=True)
-    ap.add_argument("--fixture", required=True, choices=list(FIXTURES))
+    ap.add_argument("--fixture", choices=list(FIXTURES))
+    ap.add_argument("--random-shape", choices=list(SHAPES),
+                    help="instead of a fixture pair: a benchmark model of this shape with random 4-bit codes")
     ap.add_argument("--quant-type", default="nf4", choices=["nf4", "fp4"])
     ap.add_argument("--no-double-quant", action="store_true")
     ap.add_argument("--blocksize", type=int, default=64)
     args = ap.parse_args(argv)
+    if args.random_shape:
+        write_random(args.out, args.random_shape, args.quant_type)
+        print(args.out)
+        return
+    if not args.fixture:
+        ap.error("--fixture or --random-shape is required")
     q, r = write_pair(FIXTURES[args.fixture], args.out, args.quant_type, not args.no_double_quant, args.blocksize)
     print(q)
     print(r)
