@@ -108,6 +108,14 @@ def main():
     write("fuzz_safetensors", "foreign.safetensors",
           safetensors({"i": ("I32", [2], b"\x01\x00\x00\x00" * 2), "z": ("F8_E4M3", [0], b""),
                        "u": ("U8", [3], b"abc")}))
+    # A GPTQ int4 linear in AutoGPTQ's layout (in 32, out 8, one group of
+    # 32): qweight I32 [32/8, 8], qzeros I32 [1, 8/8], scales F16 [1, 8],
+    # g_idx I32 [32].
+    write("fuzz_safetensors", "gptq.safetensors",
+          safetensors({"l.qweight": ("I32", [4, 8], struct.pack("<32I", *[0x76543210 + i for i in range(32)])),
+                       "l.qzeros": ("I32", [1, 1], struct.pack("<I", 0x77777777)),
+                       "l.scales": ("F16", [1, 8], b"\x00\x3c" * 8),
+                       "l.g_idx": ("I32", [32], bytes(128))}, {"format": "pt"}))
 
     index = {"metadata": {"total_size": 24}, "weight_map": {"a": "model-00001-of-00001.safetensors",
                                                             "b": "model-00001-of-00001.safetensors"}}
