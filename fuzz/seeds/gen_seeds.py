@@ -131,6 +131,27 @@ def main():
     write("fuzz_safetensors", "foreign.safetensors",
           safetensors({"i": ("I32", [2], b"\x01\x00\x00\x00" * 2), "z": ("F8_E4M3", [0], b""),
                        "u": ("U8", [3], b"abc")}))
+    # A GPTQ int4 linear in AutoGPTQ's layout (in 32, out 8, one group of
+    # 32): qweight I32 [32/8, 8], qzeros I32 [1, 8/8], scales F16 [1, 8],
+    # g_idx I32 [32].
+    gptq = safetensors({"l.qweight": ("I32", [4, 8], struct.pack("<32I", *[0x76543210 + i for i in range(32)])),
+                        "l.qzeros": ("I32", [1, 1], struct.pack("<I", 0x77777777)),
+                        "l.scales": ("F16", [1, 8], b"\x00\x3c" * 8),
+                        "l.g_idx": ("I32", [32], bytes(128))}, {"format": "pt"})
+    write("fuzz_safetensors", "gptq.safetensors", gptq)
+    # fuzz_gptq: a config byte (group size 32, 64, 128 or -1 by its low two
+    # bits; bit 2 desc_act), then the file. The second seed has 64 inputs in
+    # two groups of 32 dealt out in an interleaved (desc_act) order, and a
+    # zero bias.
+    write("fuzz_gptq", "g32", b"\x00" + gptq)
+    g_idx = [(k * 5) % 64 // 32 for k in range(64)]
+    write("fuzz_gptq", "desc_act",
+          b"\x04" + safetensors({
+              "l.qweight": ("I32", [8, 8], struct.pack("<64I", *[(0x13579bdf * (i + 1)) & 0xFFFFFFFF for i in range(64)])),
+              "l.qzeros": ("I32", [2, 1], struct.pack("<2I", 0x01234567, 0x89abcdef)),
+              "l.scales": ("F16", [2, 8], b"\x00\x38" * 16),
+              "l.g_idx": ("I32", [64], struct.pack("<64i", *g_idx)),
+              "l.bias": ("F16", [8], bytes(16))}))
 
     index = {"metadata": {"total_size": 24}, "weight_map": {"a": "model-00001-of-00001.safetensors",
                                                             "b": "model-00001-of-00001.safetensors"}}

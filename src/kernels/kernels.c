@@ -505,7 +505,8 @@ void bc__weight_repack_free(bc__weight *w) {
 static const int scratch_kinds[] = {1, 2, BC__ACT_BF16, BC__ACT_A16};
 
 size_t bc__matmul_scratch_bytes(int64_t max_cols, int n) {
-    size_t bytes = 0;
+    /* The activations gathered into a weight's column order (bc__weight.perm). */
+    size_t bytes = ((size_t)n * (size_t)max_cols * sizeof(float) + 63) / 64 * 64;
     for (size_t i = 0; i < sizeof scratch_kinds / sizeof scratch_kinds[0]; i++)
         bytes += ((size_t)n * bc__act_row_bytes(scratch_kinds[i], max_cols) + 63) / 64 * 64;
     return bytes + 64;
@@ -629,10 +630,41 @@ static void matmul_worker(void *p, int64_t c, int ith) {
     if (t->flags & BC__MATMUL_SILU_MUL) silu_mul_rows(t, rb, re);
 }
 
+/* Whether two weights' columns are in the same order. */
+static bool same_perm(const bc__weight *a, const bc__weight *b) {
+    if (a->perm == b->perm) return true;
+    return a->perm != NULL && b->perm != NULL && memcmp(a->perm, b->perm, (size_t)a->cols * sizeof *a->perm) == 0;
+}
+
 void bc__matmul_multi(bc__pool *pool, const bc__weight *const *ws, int n_parts, const float *x, int n, float *const *ys,
                       void *scratch, unsigned flags) {
     matmul_task t;
     const bc__isa isa = bc__kernels_isa();
+    char *free_scratch = (char *)(((uintptr_t)scratch + 63) / 64 * 64);
+    /* Columns stored in another order (GPTQ desc_act, bc__weight.perm): the
+     * activations are gathered into that order first, x[:, perm], in the
+     * first region of the scratch. Parts whose orders differ run one at a
+     * time (the fused epilogue then runs over the whole outputs). */
+    for (int i = 1; i < n_parts; i++)
+        if (!same_perm(ws[0], ws[i])) {
+            for (int k = 0; k < n_parts; k++)
+                bc__matmul_multi(pool, &ws[k], 1, x, n, &ys[k], scratch, flags & ~BC__MATMUL_SILU_MUL);
+            if (flags & BC__MATMUL_SILU_MUL)
+                for (int k = 0; k < n; k++)
+                    bc__silu_mul(ys[0] + (size_t)k * (size_t)ws[0]->rows, ys[1] + (size_t)k * (size_t)ws[0]->rows,
+                                 (int)ws[0]->rows);
+            return;
+        }
+    const int32_t *perm = ws[0]->perm;
+    const int64_t cols = ws[0]->cols;
+    if (perm != NULL) {
+        float *gathered = (float *)free_scratch; /* (n, cols) */
+        for (int k = 0; k < n; k++)
+            for (int64_t c = 0; c < cols; c++)
+                gathered[(size_t)k * (size_t)cols + (size_t)c] = x[(size_t)k * (size_t)cols + (size_t)perm[c]];
+        x = gathered;
+    }
+    free_scratch += ((size_t)n * (size_t)cols * sizeof(float) + 63) / 64 * 64;
     t.n_parts = n_parts;
     t.rows = ws[0]->rows;
     t.cols = ws[0]->cols;
@@ -640,7 +672,6 @@ void bc__matmul_multi(bc__pool *pool, const bc__weight *const *ws, int n_parts, 
     t.x = x;
     t.flags = flags;
     t.n_q_kinds = 0;
-    char *free_scratch = (char *)(((uintptr_t)scratch + 63) / 64 * 64);
     for (int i = 0; i < n_parts; i++) {
         matmul_part *p = &t.parts[i];
         const bc__weight *w = ws[i];
@@ -716,7 +747,19 @@ float bc__dot_f32(const float *a, const float *b, int64_t n) {
 void bc__weight_row_f32(const bc__weight *w, int64_t i, float *row) {
     const bc__dtype_traits *tr = bc__dtype_traits_of(w->dtype);
     size_t row_bytes = (size_t)(w->cols / tr->block_elems) * (size_t)tr->block_bytes;
-    bc__dequantize_row(w->dtype, (const char *)w->data + (size_t)i * row_bytes, row, w->cols);
+    const char *src = (const char *)w->data + (size_t)i * row_bytes;
+    if (w->perm == NULL) {
+        bc__dequantize_row(w->dtype, src, row, w->cols);
+        return;
+    }
+    /* Stored column c is input column perm[c]: a block at a time, scattered
+     * back into the input order. */
+    float block[256];
+    for (int64_t c = 0; c < w->cols; c += tr->block_elems) {
+        bc__dequantize_row(w->dtype, src + (size_t)(c / tr->block_elems) * (size_t)tr->block_bytes, block,
+                           tr->block_elems);
+        for (int j = 0; j < tr->block_elems; j++) row[w->perm[c + j]] = block[j];
+    }
 }
 
 /* q . row for the D values of a key row of dtype: eight partial sums over

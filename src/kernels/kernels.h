@@ -42,17 +42,20 @@ BC__HIDDEN const char *bc__isa_name(bc__isa isa);
 /* sum_i a[i] * b[i] */
 BC__HIDDEN float bc__dot_f32(const float *a, const float *b, int64_t n);
 
-/* Row i of w converted to f32 into row (w->cols floats); any dtype. */
+/* Row i of w converted to f32 into row (w->cols floats); any dtype. With
+ * w->perm the values come back in the input order (row[perm[c]] = stored
+ * column c). */
 BC__HIDDEN void bc__weight_row_f32(const bc__weight *w, int64_t i, float *row);
 
 /* Bytes of scratch bc__matmul and bc__matmul_multi need for n activation
- * rows of up to max_cols columns (the 8-bit activation blocks, room for every
- * activation format at once). */
+ * rows of up to max_cols columns (the f32 rows gathered for a weight with a
+ * column order, then the 8-bit activation blocks, room for every activation
+ * format at once). */
 BC__HIDDEN size_t bc__matmul_scratch_bytes(int64_t max_cols, int n);
 
 /* y (n, w->rows) = x (n, w->cols) @ w^T, rows split across the pool's
- * threads. scratch: bc__matmul_scratch_bytes(w->cols, n) bytes, 64-aligned
- * (malloc'd memory is enough: only 4-byte alignment is relied on). */
+ * threads. A weight with a column order (w->perm) multiplies x[:, perm]. scratch: bc__matmul_scratch_bytes(w->cols, n)
+ * bytes, 64-aligned (malloc'd memory is enough: only 4-byte alignment is relied on). */
 /* bc__matmul flags. BC__MATMUL_BF16_ACT: for bf16 weights on an AVX512_BF16
  * CPU, round the activations to bf16 and multiply with vdpbf16ps (about twice
  * the speed in batches, at a relative error of up to 2^-9 per activation);

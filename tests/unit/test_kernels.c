@@ -290,6 +290,79 @@ static void test_matmul_multi(void **state) {
     }
 }
 
+/* A weight with a column order (bc__weight.perm, GPTQ desc_act) multiplies
+ * x[:, perm]: bit for bit what the same weight without it gives on the
+ * activations gathered by hand, alone and as parts of bc__matmul_multi with
+ * different orders (gate and up) under BC__MATMUL_SILU_MUL; and its rows
+ * read back in the input order (row[perm[c]] = stored column c). */
+static void test_matmul_perm(void **state) {
+    (void)state;
+    const int64_t rows = 24, cols = 256;
+    const int n = 3;
+    bc__pool *pool = bc__pool_create(2);
+    uint64_t row_bytes;
+    assert_int_equal(bc__dtype_row_bytes(BC_DTYPE_Q4_GPTQ, (uint64_t)cols, &row_bytes), 0);
+    float *wf = malloc((size_t)cols * sizeof(float)), *row = malloc((size_t)cols * sizeof(float));
+    float *stored = malloc((size_t)cols * sizeof(float));
+    float *x = malloc((size_t)(n * cols) * sizeof(float)), *xg = malloc((size_t)(n * cols) * sizeof(float));
+    float *y[2], *want[2];
+    void *scratch = malloc(bc__matmul_scratch_bytes(cols, n));
+    uint8_t *q[2];
+    int32_t *perm[2];
+    bc__weight w[2], plain[2];
+    for (int64_t i = 0; i < n * cols; i++) x[i] = rng_uniform();
+    for (int p = 0; p < 2; p++) {
+        q[p] = malloc((size_t)rows * row_bytes);
+        for (int64_t r = 0; r < rows; r++) {
+            for (int64_t i = 0; i < cols; i++) wf[i] = rng_uniform();
+            bc__quantize_row(BC_DTYPE_Q4_GPTQ, wf, q[p] + r * row_bytes, cols);
+        }
+        perm[p] = malloc((size_t)cols * sizeof(int32_t)); /* a random order (Fisher-Yates) */
+        for (int64_t i = 0; i < cols; i++) perm[p][i] = (int32_t)i;
+        for (int64_t i = cols - 1; i > 0; i--) {
+            int64_t j = (int64_t)((rng_uniform() + 1.0f) * 0.5f * (float)(i + 1)) % (i + 1);
+            int32_t tmp = perm[p][i];
+            perm[p][i] = perm[p][j];
+            perm[p][j] = tmp;
+        }
+        plain[p] = (bc__weight){q[p], BC_DTYPE_Q4_GPTQ, rows, cols, "test", NULL, NULL, NULL, NULL};
+        w[p] = plain[p];
+        w[p].perm = perm[p];
+        y[p] = malloc((size_t)(n * rows) * sizeof(float));
+        want[p] = malloc((size_t)(n * rows) * sizeof(float));
+        for (int k = 0; k < n; k++)
+            for (int64_t c = 0; c < cols; c++) xg[k * cols + c] = x[k * cols + perm[p][c]];
+        bc__matmul(pool, &plain[p], xg, n, want[p], scratch, 0);
+        bc__matmul(pool, &w[p], x, n, y[p], scratch, 0);
+        assert_memory_equal(y[p], want[p], (size_t)(n * rows) * sizeof(float));
+        for (int64_t r = 0; r < rows; r++) {
+            bc__weight_row_f32(&w[p], r, row);
+            bc__weight_row_f32(&plain[p], r, stored);
+            for (int64_t c = 0; c < cols; c++) assert_true(row[perm[p][c]] == stored[c]);
+        }
+    }
+    const bc__weight *ws[2] = {&w[0], &w[1]};
+    bc__matmul_multi(pool, ws, 2, x, n, y, scratch, BC__MATMUL_SILU_MUL);
+    for (int64_t i = 0; i < n * rows; i++) {
+        float g = want[0][i], expect = g / (1.0f + expf(-g)) * want[1][i];
+        assert_float_equal(y[0][i], expect, 1e-6 * fabs(expect));
+        assert_true(y[1][i] == want[1][i]);
+    }
+    for (int p = 0; p < 2; p++) {
+        free(q[p]);
+        free(perm[p]);
+        free(y[p]);
+        free(want[p]);
+    }
+    free(wf);
+    free(row);
+    free(stored);
+    free(x);
+    free(xg);
+    free(scratch);
+    bc__pool_free(pool);
+}
+
 /* The AVX2 activation quantizer writes exactly the blocks of the C one. */
 static void test_quantize_act(void **state) {
     (void)state;
@@ -691,6 +764,7 @@ int main(void) {
         cmocka_unit_test(test_repack_threads),
         cmocka_unit_test(test_repack_matches_rowmajor),
         cmocka_unit_test(test_matmul_multi),
+        cmocka_unit_test(test_matmul_perm),
         cmocka_unit_test(test_quantize_act),
         cmocka_unit_test(test_attend),
     };
