@@ -73,14 +73,11 @@ int cmd_info(int argc, char **argv) {
     printf("context:        %.3f GiB for n_ctx %d, 1 sequence, batch 512 (KV pool + scratch)\n", gib(ctx_bytes),
            in.n_ctx_train);
     if (in.quantization[0] != '\0')
-        printf("quantization:   %s: %d matrices, %.3f GiB of blocks\n", in.quantization, in.n_converted,
+        printf("quantization:   %s: %d matrices, %.3f GiB of heap copies\n", in.quantization, in.n_converted,
                gib(in.converted_bytes));
     if (in.quantized_at_load != BC_FTYPE_COUNT)
         printf("quantized:      at load as %s: %d matrices, %.3f GiB of heap copies\n",
                bc_ftype_name(in.quantized_at_load), in.n_quantized, gib(in.quantized_bytes));
-    if (in.quantization != NULL && in.quantization[0] != '\0')
-        printf("quantization:   %s: %d matrices, %.3f GiB of heap copies\n", in.quantization, in.n_converted,
-               gib(in.converted_bytes));
     if (in.repacked_bytes > 0)
         printf("repacked:       %.3f GiB, interleaved copies of the quantized matrices for this CPU's kernels "
                "(--no-repack: none)\n",
