@@ -140,7 +140,7 @@ static void attention_block(bc_context *ctx, const bc__layer *L, int il, const b
     bc__prof_end(ctx, BC_PROFILE_OP_ATTN_NORM, t0);
 
     t0 = bc__prof_begin(ctx);
-    if (L->wqkv.data != NULL)
+    if (L->wqkv.rows > 0) /* W_pack (its rows may live in the repacked copy only) */
         bc__matmul(ctx->pool, &L->wqkv, ctx->xn, n, ctx->qkv, ctx->matmul_scratch, ctx->matmul_flags);
     else
         split_qkv(ctx, L, n);

@@ -229,8 +229,9 @@ typedef struct repack_job {
     bc__weight **ws;
     int n;
     atomic_int next;
-    _Atomic uint64_t released; /* bytes of stored pages released */
-    _Atomic uint64_t freed;    /* bytes of heap copies (quantized at load) freed */
+    _Atomic uint64_t released;        /* bytes of stored pages released */
+    _Atomic uint64_t freed;           /* bytes of heap copies (quantized at load) freed */
+    _Atomic uint64_t freed_converted; /* bytes of converted 4-bit blocks freed */
 } repack_job;
 
 /* The whole pages of w's stored bytes, dropped from the process once its
@@ -248,10 +249,10 @@ static uint64_t release_stored_pages(const bc__weight *w) {
     return (uint64_t)(end - begin);
 }
 
-/* A matrix quantized at load lives on the heap, whose pages cannot be
- * dropped and read back like a file's: once repacked, its row-major copy is
- * freed (data NULL), and the matmul reads the repacked copy at any kernel
- * level (kernels/kernels.c). */
+/* A matrix quantized at load (or converted from a 4-bit checkpoint) lives on
+ * the heap, whose pages cannot be dropped and read back like a file's: once
+ * repacked, its row-major copy is freed (data NULL), and the matmul reads the
+ * repacked copy at any kernel level (kernels/kernels.c). */
 static void *repack_thread(void *p) {
     repack_job *job = p;
     for (int i; (i = atomic_fetch_add(&job->next, 1)) < job->n;) {
@@ -262,7 +263,11 @@ static void *repack_thread(void *p) {
             continue;
         }
         const bc__dtype_traits *tr = bc__dtype_traits_of(w->dtype);
-        atomic_fetch_add(&job->freed, (uint64_t)(w->rows * (w->cols / tr->block_elems)) * tr->block_bytes);
+        const uint64_t bytes = (uint64_t)(w->rows * (w->cols / tr->block_elems)) * tr->block_bytes;
+        /* Heap copies are either blocks a 4-bit checkpoint was converted to
+         * (their own dtypes) or matrices quantized at load. */
+        bool converted = w->dtype == BC_DTYPE_NF4 || w->dtype == BC_DTYPE_FP4 || w->dtype == BC_DTYPE_Q4_GPTQ;
+        atomic_fetch_add(converted ? &job->freed_converted : &job->freed, bytes);
         free(w->owned);
         w->owned = NULL;
         w->data = NULL;
@@ -279,10 +284,12 @@ static void repack_weights(bc_model *m, bc_switch repack) {
     atomic_init(&job.next, 0);
     atomic_init(&job.released, 0);
     atomic_init(&job.freed, 0);
+    atomic_init(&job.freed_converted, 0);
     bc__run_on_all_cpus(repack_thread, &job);
     for (int i = 0; i < job.n; i++) m->repacked_bytes += bc__repack_bytes(job.ws[i]);
     m->released_bytes += atomic_load(&job.released);
     m->quantized_bytes -= atomic_load(&job.freed);
+    m->converted_bytes -= atomic_load(&job.freed_converted);
     free(job.ws);
 }
 
