@@ -159,6 +159,9 @@ BC__HIDDEN extern const int16_t bc__fp4_i16[16];
 /* Kernel tables per level, filled by x86.c (NULL entries fall back). */
 BC__HIDDEN extern const bc__dot_fn bc__dot_avx2[BC_DTYPE_COUNT];
 BC__HIDDEN extern const bc__dot_fn bc__dot_avx512[BC_DTYPE_COUNT];
+/* The AVX2 nf4 / fp4 row kernels (avx2_q4x.c, x86-64 builds only). */
+BC__HIDDEN void bc__dot_nf4_avx2(int64_t cols, const void *w, const void *a, size_t a_stride, int na, float *out);
+BC__HIDDEN void bc__dot_fp4_avx2(int64_t cols, const void *w, const void *a, size_t a_stride, int na, float *out);
 
 /* out[r * BC__MAX_NA + k] = dot(weight row r, activation row k) for r < 4 and
  * k < na (1..4), weight row r at (const char *)w + r * w_stride: the same
