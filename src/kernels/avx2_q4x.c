@@ -27,6 +27,8 @@
 
 #include "quants_blocks.h"
 
+#include <string.h>
+
 #if defined(__x86_64__) && defined(__GNUC__)
 
 #include <immintrin.h>
@@ -90,5 +92,106 @@ ATTR_AVX2 void bc__dot_nf4_avx2(int64_t cols, const void *w, const void *a, size
 ATTR_AVX2 void bc__dot_fp4_avx2(int64_t cols, const void *w, const void *a, size_t as, int na, float *out) {
     dot_fp4_avx2_(cols, w, a, as, na, out);
 }
+
+/* ------------------------------------------------------------------------ */
+/* Repacked: 8 rows at once                                                 */
+/* ------------------------------------------------------------------------ */
+
+/* A group is 8 consecutive rows (see kernels.h, "Repacked weights"), stored
+ * by block column: the 64 weights of block b of each of the 8 rows in 288
+ * bytes,
+ *   quants  256 bytes, 8 chunks of 32: chunk c holds weights 8c .. 8c+7 of
+ *           every row, byte 16h + k (h = 0, 1; k = 0..15) those of row
+ *           4h + (k & 7) / 2: for k < 8 weight 8c + k % 2 in the low nibble
+ *           and 8c + 4 + k % 2 in the high one, for k >= 8 weights 8c + 2 +
+ *           k % 2 and 8c + 6 + k % 2
+ *   scales  32 bytes: the 8 rows' f32 absmax
+ * so a group takes what its rows took as blocks (36 bytes a block).
+ *
+ * The table lookups and in-lane unpacks of the row kernel then turn a chunk
+ * into 4 registers of int16, each holding 2 consecutive weights of every
+ * row, a row per 32-bit lane: vpmaddwd against the matching pair of int16
+ * activations, broadcast, gives each row's 2 products summed in its lane,
+ * with no horizontal adds. The activations of the block column are widened
+ * to int16 once per activation row into a small buffer the pairs are
+ * broadcast from (a load, not a shuffle: vpshufb and the unpacks already
+ * keep the shuffle units busy). Per half of a block (one a8 block), the int32
+ * sums of the 8 rows convert to f32 once and are FMA'd with absmax * da; the
+ * integer sums are those of the row kernel, exact. */
+#define CODE4_COL      288
+#define CODE4_QUANTS   256
+#define CODE4_PREFETCH 2048
+
+static size_t group_bytes_code4(int64_t cols) { return (size_t)(cols / 64) * CODE4_COL; }
+
+static void pack_code4(const void *src, size_t row_bytes, int64_t cols, void *dst) {
+    memset(dst, 0, group_bytes_code4(cols));
+    for (int r = 0; r < 8; r++) {
+        const bc__block_nf4 *x = (const bc__block_nf4 *)((const char *)src + (size_t)r * row_bytes);
+        for (int64_t b = 0; b < cols / 64; b++) {
+            uint8_t q[64], *col = (uint8_t *)dst + (size_t)b * CODE4_COL;
+            for (int p = 0; p < 32; p++) {
+                q[bc__nf4_slot(p)] = x[b].qs[p] & 0xF;
+                q[32 + bc__nf4_slot(p)] = x[b].qs[p] >> 4;
+            }
+            memcpy(col + CODE4_QUANTS + 4 * r, &x[b].d, sizeof x[b].d);
+            for (int j = 0; j < 64; j++) {
+                const int c = j / 8, i = j % 8, k = (i & 2 ? 8 : 0) + 2 * (r % 4) + i % 2;
+                col[32 * c + 16 * (r / 4) + k] |= (uint8_t)(q[j] << (i >= 4 ? 4 : 0));
+            }
+        }
+    }
+}
+
+INLINE_AVX2 void packed_code4_avx2(const int16_t *tab, int64_t cols, const void *group, const void *a, size_t as,
+                                   const int na, float *out) {
+    __m256i tlo, thi;
+    code_tables(tab, &tlo, &thi);
+    const __m256i m4 = _mm256_set1_epi8(0x0F);
+    __m256 acc[BC__MAX_NA];
+    int16_t aw[BC__MAX_NA][64] __attribute__((aligned(32)));
+    for (int k = 0; k < na; k++) acc[k] = _mm256_setzero_ps();
+    const uint8_t *col = group;
+    for (int64_t b = 0; b < cols / 64; b++, col += CODE4_COL) {
+        /* Prefetches may pass the group's end: they never fault. */
+        for (int off = 0; off < CODE4_COL; off += 64)
+            _mm_prefetch((const char *)(col + CODE4_PREFETCH + off), _MM_HINT_T0);
+        const bc__block_a8 *y[BC__MAX_NA];
+        for (int k = 0; k < na; k++) {
+            y[k] = (const bc__block_a8 *)((const char *)a + (size_t)k * as) + 2 * b;
+            for (int h = 0; h < 2; h++)
+                for (int i = 0; i < 2; i++)
+                    _mm256_store_si256((__m256i *)(aw[k] + 32 * h + 16 * i),
+                                       _mm256_cvtepi8_epi16(_mm_loadu_si128((const __m128i *)(y[k][h].qs + 16 * i))));
+        }
+        const __m256 dw = _mm256_load_ps((const float *)(col + CODE4_QUANTS));
+        for (int h = 0; h < 2; h++) {
+            __m256i p[BC__MAX_NA];
+            for (int k = 0; k < na; k++) p[k] = _mm256_setzero_si256();
+            for (int c = 4 * h; c < 4 * h + 4; c++) {
+                const __m256i raw = _mm256_load_si256((const __m256i *)(col + 32 * c));
+                __m256i w[4];
+                decode_half(_mm256_and_si256(raw, m4), tlo, thi, w);
+                decode_half(_mm256_and_si256(_mm256_srli_epi16(raw, 4), m4), tlo, thi, w + 2);
+                for (int k = 0; k < na; k++)
+                    for (int i = 0; i < 4; i++) {
+                        int32_t pair;
+                        memcpy(&pair, aw[k] + 8 * c + 2 * i, sizeof pair);
+                        p[k] = _mm256_add_epi32(p[k], _mm256_madd_epi16(w[i], _mm256_set1_epi32(pair)));
+                    }
+            }
+            for (int k = 0; k < na; k++)
+                acc[k] = _mm256_fmadd_ps(_mm256_mul_ps(dw, _mm256_broadcast_ss(&y[k][h].d)), _mm256_cvtepi32_ps(p[k]),
+                                         acc[k]);
+        }
+    }
+    for (int k = 0; k < na; k++) _mm256_storeu_ps(out + 8 * k, _mm256_mul_ps(acc[k], _mm256_set1_ps(0x1p-14f)));
+}
+
+WRAP_NA(ATTR_AVX2, packed_nf4_avx2, packed_code4_avx2, bc__nf4_i16)
+WRAP_NA(ATTR_AVX2, packed_fp4_avx2, packed_code4_avx2, bc__fp4_i16)
+
+const bc__pack_layout bc__layout_nf4_avx2 = {BC__ISA_AVX2, 8, group_bytes_code4, pack_code4, packed_nf4_avx2};
+const bc__pack_layout bc__layout_fp4_avx2 = {BC__ISA_AVX2, 8, group_bytes_code4, pack_code4, packed_fp4_avx2};
 
 #endif

@@ -205,6 +205,7 @@ BC__HIDDEN extern const bc__gemm4_fn bc__gemm4_bf16_act_bf16;
  *   AVX-512 (x86.c, 16 rows)        q4_0, q8_0
  *   AVX2 (avx2_q32.c, 8 rows)       q4_0, q4_1, q5_0, q5_1, q8_0, q4_gptq
  *   AVX2 (avx2_k.c, 8 rows)         q4_K, q5_K, q6_K
+ *   AVX2 (avx2_q4x.c, 8 rows)       nf4, fp4
  * A level without a layout for a dtype uses the layout of the level below
  * (AVX-512 CPUs run the AVX2 K layouts). */
 
@@ -237,6 +238,8 @@ BC__HIDDEN extern const bc__pack_layout bc__layout_q5_0_avx2;
 BC__HIDDEN extern const bc__pack_layout bc__layout_q5_1_avx2;
 BC__HIDDEN extern const bc__pack_layout bc__layout_q8_0_avx2;
 BC__HIDDEN extern const bc__pack_layout bc__layout_q4_gptq_avx2;
+BC__HIDDEN extern const bc__pack_layout bc__layout_nf4_avx2;
+BC__HIDDEN extern const bc__pack_layout bc__layout_fp4_avx2;
 BC__HIDDEN extern const bc__pack_layout bc__layout_q4_K_avx2;
 BC__HIDDEN extern const bc__pack_layout bc__layout_q5_K_avx2;
 BC__HIDDEN extern const bc__pack_layout bc__layout_q6_K_avx2;

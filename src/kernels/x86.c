@@ -529,13 +529,14 @@ const bc__pack_layout *const bc__pack_avx512[BC_DTYPE_COUNT] = {
     [BC_DTYPE_Q8_0] = &layout_q8_0_vnni,
 };
 
-/* The AVX2 layouts (avx2_q32.c, avx2_k.c). */
+/* The AVX2 layouts (avx2_q32.c, avx2_k.c, avx2_q4x.c). */
 const bc__pack_layout *const bc__pack_avx2[BC_DTYPE_COUNT] = {
     [BC_DTYPE_Q4_0] = &bc__layout_q4_0_avx2,       [BC_DTYPE_Q4_1] = &bc__layout_q4_1_avx2,
     [BC_DTYPE_Q5_0] = &bc__layout_q5_0_avx2,       [BC_DTYPE_Q5_1] = &bc__layout_q5_1_avx2,
     [BC_DTYPE_Q8_0] = &bc__layout_q8_0_avx2,       [BC_DTYPE_Q4_K] = &bc__layout_q4_K_avx2,
     [BC_DTYPE_Q5_K] = &bc__layout_q5_K_avx2,       [BC_DTYPE_Q6_K] = &bc__layout_q6_K_avx2,
-    [BC_DTYPE_Q4_GPTQ] = &bc__layout_q4_gptq_avx2,
+    [BC_DTYPE_Q4_GPTQ] = &bc__layout_q4_gptq_avx2, [BC_DTYPE_NF4] = &bc__layout_nf4_avx2,
+    [BC_DTYPE_FP4] = &bc__layout_fp4_avx2,
 };
 
 /* ------------------------------------------------------------------------ */
