@@ -10,6 +10,9 @@
  * on-the-fly quantization of the activations) on random weights and prints
  *   GFLOP/s = 2 * rows * cols * n / time,   GB/s = weight bytes / time
  * (GB/s is the weight stream; at n = 1 it is what memory bandwidth bounds).
+ * Every dtype is covered, the weights quantized by bc__quantize_row (for
+ * nf4, fp4 and q4_gptq, which no file we write holds, its test quantizers:
+ * the same blocks the checkpoint converters produce).
  * A dtype with a repacked layout at a level is timed twice: row-major as
  * stored (level "avx2") and repacked as the model loader does ("avx2rp").
  * Each figure is the best of repeated runs for at least -m seconds (0.3).

@@ -105,18 +105,19 @@ typedef struct bc__block_a8k {
     int8_t qs[256];
 } bc__block_a8k;
 
-/* 16-bit activations for the NF4 / FP4 codes, which the kernels read as
- * int16 (a block of 64, one of theirs): x ~ d * q, d = amax / 8191, q =
- * round-half-even(x / d); 13 bits and a sign keep every int32 lane of the
- * kernels' sums of 8 products under 2^31. Sixty-four times finer than a8:
- * the error these 4-bit formats add stays at the f16 level. */
+/* 16-bit activations for the 4-bit checkpoint formats, whose definition
+ * multiplies f16-precision activations (bitsandbytes and GPTQ compute in
+ * f16): x ~ d * q per 32, d = amax / 8191, q = round-half-even(x / d), 13
+ * bits and a sign, 64 times finer than a8. Against int16 weights of up to
+ * 2^14 the int32 lanes of the kernels' sums stay far below 2^31. */
 typedef struct bc__block_a16 {
     float d;
-    int16_t qs[64];
+    int32_t sum; /* sum of qs, for the zero points of the weights */
+    int16_t qs[32];
 } bc__block_a16;
 
 static_assert(sizeof(bc__block_a8) == 40, "a8 block is 40 bytes");
-static_assert(sizeof(bc__block_a16) == 132, "a16 block is 132 bytes");
+static_assert(sizeof(bc__block_a16) == 72, "a16 block is 72 bytes");
 static_assert(sizeof(bc__block_a8k) == 292, "a8k block is 292 bytes");
 
 /* The 6-bit scale and min of sub-block j (0..7) of a q4_K/q5_K block. */

@@ -1,6 +1,6 @@
 /*
  * avx2_q32.c - repacked layouts and AVX2 kernels of the 32-weight block
- * formats q4_0, q4_1, q5_0, q5_1 and q8_0 (see kernels.h, "Repacked weights",
+ * formats q4_0, q4_1, q5_0, q5_1, q8_0 and q4_gptq (see kernels.h, "Repacked weights",
  * for the idea; quants_blocks.h for the block formats).
  *
  * A group is 8 consecutive weight rows. Its block columns (32 weights of each
@@ -12,11 +12,14 @@
  *              4r + i of a chunk belongs to row r (a row per 32-bit lane)
  *     scales   64 bytes: for column t of the run, the 8 rows' d as f16 at 16t
  *     mins     q4_1, q5_1 only: 64 more bytes, the 8 rows' m at 16t
+ *     zeros    q4_gptq only: 32 more bytes, the 8 rows' zero points z as
+ *              bytes at 8t
  *
  * Register j of a column (j = 0..7) holds weights 4j .. 4j+3 of every row,
  * weight 4j + i in byte i of the row's lane; the chunks store them as
  *
- *   q4_0, q4_1  C = 128: chunk c (0..3) byte 4r + i is qs[4c + i] of row r as
+ *   q4_0, q4_1, q4_gptq
+ *               C = 128: chunk c (0..3) byte 4r + i is qs[4c + i] of row r as
  *               stored: its low nibble is weight 4c + i (register c), its
  *               high nibble weight 16 + 4c + i (register c + 4)
  *   q5_0, q5_1  C = 160: chunk c (0..3) byte 4r + i holds weight 4c + i
@@ -29,7 +32,8 @@
  *   q8_0        C = 256: chunk j byte 4r + i is weight 4j + i of row r
  *
  * so a group takes what its rows took as blocks (18, 20, 22, 24, 34 bytes a
- * block), but for the unused scale slots of a last run shorter than 4.
+ * block; q4_gptq 18 + 1, its zero point a byte), but for the unused scale
+ * slots of a last run shorter than 4.
  *
  * The kernel, per block column: the chunks unpack into 8 registers, a row
  * per 32-bit lane; each activation row broadcasts its matching 4 bytes and
@@ -41,8 +45,8 @@
  *         |q| (at most 128) against sign(q) * qa, and one result of two
  *         products already reaches 2 * 128 * 127 = 32512; every result goes
  *         through vpmaddwd on its own
- * The zero point (q4_0: 8, q5_0: 16) comes off as zp * sum(qa), exactly, in
- * int32; one conversion to f32 per block column and activation row follows,
+ * The zero point (q4_0: 8, q5_0: 16, q4_gptq: each row's z, a lane each)
+ * comes off as zp * sum(qa), exactly, in int32; one conversion to f32 per block column and activation row follows,
  * then dw (8 rows) times it, plus for q4_1/q5_1 the 8 rows' m times sum(qa),
  * FMA'd with da into the row lanes: the sums are exact integers until that
  * conversion, as in the row-major kernels of x86_dot32.h.
@@ -67,6 +71,8 @@
  * run: 4 columns of 8 f16. */
 #define RUN       4
 #define RUN_TABLE 64
+/* Bytes of the zero point table of a q4_gptq run: 4 columns of 8 bytes. */
+#define ZERO_TABLE 32
 
 /* Bytes ahead of the column being read that the group is prefetched: at
  * n = 1 it streams from memory. 2048 measured best (bench_matmul 32768x4096,
@@ -79,14 +85,18 @@
 /* ------------------------------------------------------------------------ */
 
 static inline bool has_min(bc_dtype t) { return t == BC_DTYPE_Q4_1 || t == BC_DTYPE_Q5_1; }
+static inline bool has_zero(bc_dtype t) { return t == BC_DTYPE_Q4_GPTQ; }
+static inline bool is_q4(bc_dtype t) { return t == BC_DTYPE_Q4_0 || t == BC_DTYPE_Q4_1 || t == BC_DTYPE_Q4_GPTQ; }
 
 /* Quant bytes of one block column (8 rows). */
 static inline size_t col_bytes(bc_dtype t) {
     return t == BC_DTYPE_Q8_0 ? 256 : t == BC_DTYPE_Q5_0 || t == BC_DTYPE_Q5_1 ? 160 : 128;
 }
 
-/* Bytes of the scale (and min) tables of a run. */
-static inline size_t run_tables(bc_dtype t) { return has_min(t) ? 2 * RUN_TABLE : RUN_TABLE; }
+/* Bytes of the scale (and min or zero point) tables of a run. */
+static inline size_t run_tables(bc_dtype t) {
+    return has_min(t) ? 2 * RUN_TABLE : has_zero(t) ? RUN_TABLE + ZERO_TABLE : RUN_TABLE;
+}
 
 /* Bytes of a full run. */
 static inline size_t run_bytes(bc_dtype t) { return RUN * col_bytes(t) + run_tables(t); }
@@ -97,7 +107,8 @@ static size_t group_bytes_of(bc_dtype t, int64_t cols) {
 }
 
 /* The 32 weights of block b of a row-major row, as integers (q4/q5: 0..31,
- * q8_0: signed), with its d and (q4_1, q5_1) m as f16 bits. */
+ * q8_0: signed), with its d and (q4_1, q5_1) m as f16 bits, or (q4_gptq)
+ * its zero point in *m. */
 static void block_values(bc_dtype t, const void *row, int64_t b, int q[32], uint16_t *d, uint16_t *m) {
     const uint8_t *qs, *qhp = NULL;
     *m = 0;
@@ -118,6 +129,13 @@ static void block_values(bc_dtype t, const void *row, int64_t b, int q[32], uint
         const bc__block_q4_1 *x = (const bc__block_q4_1 *)row + b;
         *d = x->d;
         *m = x->m;
+        qs = x->qs;
+        break;
+    }
+    case BC_DTYPE_Q4_GPTQ: {
+        const bc__block_q4_gptq *x = (const bc__block_q4_gptq *)row + b;
+        *d = x->d;
+        *m = x->z;
         qs = x->qs;
         break;
     }
@@ -161,13 +179,14 @@ static void pack_group(bc_dtype t, const void *src, size_t row_bytes, int64_t co
             block_values(t, row, b, q, &d, &m);
             memcpy(tables, &d, sizeof d);
             if (has_min(t)) memcpy(tables + RUN_TABLE, &m, sizeof m);
+            if (has_zero(t)) run[(size_t)in_run * cb + RUN_TABLE + 8 * (size_t)(b % RUN) + (size_t)r] = (uint8_t)m;
             for (int i = 0; i < 4; i++)
                 for (int c = 0; c < 4; c++) {
                     const int lo = q[4 * c + i], hi = q[16 + 4 * c + i];
                     if (t == BC_DTYPE_Q8_0) {
                         o[32 * c + i] = (uint8_t)(int8_t)lo;
                         o[32 * (c + 4) + i] = (uint8_t)(int8_t)hi;
-                    } else if (t == BC_DTYPE_Q4_0 || t == BC_DTYPE_Q4_1) {
+                    } else if (is_q4(t)) {
                         o[32 * c + i] = (uint8_t)(lo | hi << 4);
                     } else {
                         o[32 * c + i] = (uint8_t)(lo | (hi & 7) << 5);
@@ -187,7 +206,7 @@ static void pack_group(bc_dtype t, const void *src, size_t row_bytes, int64_t co
 INLINE_AVX2 void unpack_column(const bc_dtype t, const uint8_t *q, __m256i *w) {
     if (t == BC_DTYPE_Q8_0) {
         for (int j = 0; j < 8; j++) w[j] = _mm256_abs_epi8(_mm256_load_si256((const __m256i *)(q + 32 * j)));
-    } else if (t == BC_DTYPE_Q4_0 || t == BC_DTYPE_Q4_1) {
+    } else if (is_q4(t)) {
         const __m256i m4 = _mm256_set1_epi8(0x0F);
         for (int c = 0; c < 4; c++) {
             const __m256i raw = _mm256_load_si256((const __m256i *)(q + 32 * c));
@@ -226,25 +245,29 @@ INLINE_AVX2 __m256i dot_column(const bc_dtype t, const __m256i *w, const uint8_t
     }
     const __m256i s0 = _mm256_add_epi16(_mm256_add_epi16(p[0], p[1]), _mm256_add_epi16(p[2], p[3]));
     const __m256i s1 = _mm256_add_epi16(_mm256_add_epi16(p[4], p[5]), _mm256_add_epi16(p[6], p[7]));
-    if (t == BC_DTYPE_Q4_0 || t == BC_DTYPE_Q4_1) return _mm256_madd_epi16(_mm256_add_epi16(s0, s1), ones);
+    if (is_q4(t)) return _mm256_madd_epi16(_mm256_add_epi16(s0, s1), ones);
     return _mm256_add_epi32(_mm256_madd_epi16(s0, ones), _mm256_madd_epi16(s1, ones));
 }
 
 /* Block column b (quants at q, its scales at sc and for q4_1/q5_1 mins at
- * sc + RUN_TABLE) against na activation rows, into acc[k] (a row per lane). */
-INLINE_AVX2 void column(const bc_dtype t, const uint8_t *q, const uint8_t *sc, int64_t b, const void *a, size_t as,
-                        const int na, __m256 *acc) {
+ * sc + RUN_TABLE; q4_gptq zero points at zs) against na activation rows,
+ * into acc[k] (a row per lane). */
+INLINE_AVX2 void column(const bc_dtype t, const uint8_t *q, const uint8_t *sc, const uint8_t *zs, int64_t b,
+                        const void *a, size_t as, const int na, __m256 *acc) {
     __m256i w[8];
     unpack_column(t, q, w);
     const __m256 dw = _mm256_cvtph_ps(_mm_load_si128((const __m128i *)sc));
     __m256 mw = _mm256_setzero_ps();
     if (has_min(t)) mw = _mm256_cvtph_ps(_mm_load_si128((const __m128i *)(sc + RUN_TABLE)));
     const int zp = t == BC_DTYPE_Q4_0 ? 8 : t == BC_DTYPE_Q5_0 ? 16 : 0;
+    __m256i zv = _mm256_setzero_si256();
+    if (has_zero(t)) zv = _mm256_cvtepu8_epi32(_mm_loadl_epi64((const __m128i *)zs));
     for (int k = 0; k < na; k++) {
         const bc__block_a8 *y = (const bc__block_a8 *)((const char *)a + (size_t)k * as) + b;
         __m256i s = dot_column(t, w, q, y->qs);
         const __m256i sum = _mm256_set1_epi32(y->sum);
         if (zp) s = _mm256_sub_epi32(s, _mm256_slli_epi32(sum, zp == 8 ? 3 : 4));
+        if (has_zero(t)) s = _mm256_sub_epi32(s, _mm256_mullo_epi32(zv, sum));
         __m256 v = _mm256_mul_ps(dw, _mm256_cvtepi32_ps(s));
         if (has_min(t)) v = _mm256_fmadd_ps(mw, _mm256_cvtepi32_ps(sum), v);
         acc[k] = _mm256_fmadd_ps(_mm256_set1_ps(y->d), v, acc[k]);
@@ -266,7 +289,7 @@ INLINE_AVX2 void kernel_(const bc_dtype t, int64_t cols, const void *group, cons
              * too; they may pass the group's end: prefetches never fault. */
             const uint8_t *ahead = run + PREFETCH + (size_t)i * step;
             for (size_t off = 0; off < step; off += 64) _mm_prefetch((const char *)(ahead + off), _MM_HINT_T0);
-            column(t, run + (size_t)i * cb, sc + 16 * i, b0 + i, a, as, na, acc);
+            column(t, run + (size_t)i * cb, sc + 16 * i, sc + RUN_TABLE + 8 * i, b0 + i, a, as, na, acc);
         }
     }
     for (int k = 0; k < na; k++) _mm256_storeu_ps(out + 8 * k, acc[k]);
@@ -288,5 +311,6 @@ LAYOUT(q4_1, BC_DTYPE_Q4_1)
 LAYOUT(q5_0, BC_DTYPE_Q5_0)
 LAYOUT(q5_1, BC_DTYPE_Q5_1)
 LAYOUT(q8_0, BC_DTYPE_Q8_0)
+LAYOUT(q4_gptq, BC_DTYPE_Q4_GPTQ)
 
 #endif

@@ -112,7 +112,7 @@ size_t bc__act_row_bytes(int kind, int64_t cols) {
     case 1: return (size_t)(cols / 32) * sizeof(bc__block_a8);
     case 2: return (size_t)(cols / 256) * sizeof(bc__block_a8k);
     case BC__ACT_BF16: return (size_t)cols * sizeof(uint16_t);
-    case BC__ACT_A16: return (size_t)(cols / 64) * sizeof(bc__block_a16);
+    case BC__ACT_A16: return (size_t)(cols / 32) * sizeof(bc__block_a16);
     default: return (size_t)cols * sizeof(float);
     }
 }
@@ -150,12 +150,14 @@ void bc__quantize_act(int kind, const float *x, void *dst, int64_t cols) {
         }
     } else if (kind == BC__ACT_A16) {
         bc__block_a16 *y = dst;
-        for (int64_t b = 0; b < cols / 64; b++, x += 64) {
+        for (int64_t b = 0; b < cols / 32; b++, x += 32) {
             float amax = 0.0f;
-            for (int i = 0; i < 64; i++) amax = fmaxf(amax, fabsf(x[i]));
+            for (int i = 0; i < 32; i++) amax = fmaxf(amax, fabsf(x[i]));
             const float d = amax / 8191, id = d ? 1.0f / d : 0.0f;
-            for (int i = 0; i < 64; i++) y[b].qs[i] = (int16_t)round_even(x[i] * id);
+            int sum = 0;
+            for (int i = 0; i < 32; i++) sum += y[b].qs[i] = (int16_t)round_even(x[i] * id);
             y[b].d = d;
+            y[b].sum = sum;
         }
     } else if (kind == 1) {
         bc__block_a8 *y = dst;
@@ -310,8 +312,9 @@ const int16_t bc__fp4_i16[16] = {0, 85,  10923,  16384,  5461,  8192,  2731,  40
                                  0, -85, -10923, -16384, -5461, -8192, -2731, -4096};
 
 /* nf4 / fp4 against a16 blocks: per 64-weight block and activation row,
- *   absmax * da * sum(t[q] * qa)   (exact in int32: |t| <= 2^14, |qa| <= 8191)
- * times 2^-14 at the end. */
+ *   absmax * (da_0 * sum_0(t[q] * qa) + da_1 * sum_1(t[q] * qa))
+ * over its two halves of 32 (each one a16 block; the int32 sums are exact:
+ * |t| <= 2^14, |qa| <= 8191), times 2^-14 at the end. */
 static void dot_code4_c(const int16_t *tab, int64_t cols, const void *w, const void *a, size_t as, int na, float *out) {
     float s[BC__MAX_NA] = {0};
     int q[64];
@@ -322,10 +325,13 @@ static void dot_code4_c(const int16_t *tab, int64_t cols, const void *w, const v
             q[32 + bc__nf4_slot(p)] = tab[x->qs[p] >> 4];
         }
         for (int k = 0; k < na; k++) {
-            const bc__block_a16 *y = ACT(bc__block_a16, a, k, as) + b;
-            int isum = 0;
-            for (int j = 0; j < 64; j++) isum += q[j] * y->qs[j];
-            s[k] += x->d * y->d * (float)isum;
+            const bc__block_a16 *y = ACT(bc__block_a16, a, k, as) + 2 * b;
+            int i0 = 0, i1 = 0;
+            for (int j = 0; j < 32; j++) {
+                i0 += q[j] * y[0].qs[j];
+                i1 += q[32 + j] * y[1].qs[j];
+            }
+            s[k] += x->d * (y[0].d * (float)i0 + y[1].d * (float)i1);
         }
     }
     for (int k = 0; k < na; k++) out[k] = s[k] * 0x1p-14f;

@@ -166,6 +166,9 @@ BC__HIDDEN extern const int16_t bc__fp4_i16[16];
 /* Kernel tables per level, filled by x86.c (NULL entries fall back). */
 BC__HIDDEN extern const bc__dot_fn bc__dot_avx2[BC_DTYPE_COUNT];
 BC__HIDDEN extern const bc__dot_fn bc__dot_avx512[BC_DTYPE_COUNT];
+/* The AVX2 nf4 / fp4 row kernels (avx2_q4x.c, x86-64 builds only). */
+BC__HIDDEN void bc__dot_nf4_avx2(int64_t cols, const void *w, const void *a, size_t a_stride, int na, float *out);
+BC__HIDDEN void bc__dot_fp4_avx2(int64_t cols, const void *w, const void *a, size_t a_stride, int na, float *out);
 
 /* out[r * BC__MAX_NA + k] = dot(weight row r, activation row k) for r < 4 and
  * k < na (1..4), weight row r at (const char *)w + r * w_stride: the same
@@ -207,8 +210,9 @@ BC__HIDDEN extern const bc__gemm4_fn bc__gemm4_bf16_act_bf16;
  * Layouts, each with the kernel that reads it (the writer and the kernel sit
  * side by side, the layout described above them):
  *   AVX-512 (x86.c, 16 rows)        q4_0, q8_0
- *   AVX2 (avx2_q32.c, 8 rows)       q4_0, q4_1, q5_0, q5_1, q8_0
+ *   AVX2 (avx2_q32.c, 8 rows)       q4_0, q4_1, q5_0, q5_1, q8_0, q4_gptq
  *   AVX2 (avx2_k.c, 8 rows)         q4_K, q5_K, q6_K
+ *   AVX2 (avx2_q4x.c, 8 rows)       nf4, fp4
  * A level without a layout for a dtype uses the layout of the level below
  * (AVX-512 CPUs run the AVX2 K layouts). */
 
@@ -240,6 +244,9 @@ BC__HIDDEN extern const bc__pack_layout bc__layout_q4_1_avx2;
 BC__HIDDEN extern const bc__pack_layout bc__layout_q5_0_avx2;
 BC__HIDDEN extern const bc__pack_layout bc__layout_q5_1_avx2;
 BC__HIDDEN extern const bc__pack_layout bc__layout_q8_0_avx2;
+BC__HIDDEN extern const bc__pack_layout bc__layout_q4_gptq_avx2;
+BC__HIDDEN extern const bc__pack_layout bc__layout_nf4_avx2;
+BC__HIDDEN extern const bc__pack_layout bc__layout_fp4_avx2;
 BC__HIDDEN extern const bc__pack_layout bc__layout_q4_K_avx2;
 BC__HIDDEN extern const bc__pack_layout bc__layout_q5_K_avx2;
 BC__HIDDEN extern const bc__pack_layout bc__layout_q6_K_avx2;

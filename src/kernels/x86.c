@@ -266,10 +266,11 @@ ATTR_AVX2 void bc__quantize_act_avx2(int kind, const float *x, void *dst, int64_
 }
 
 const bc__dot_fn bc__dot_avx2[BC_DTYPE_COUNT] = {
-    [BC_DTYPE_F32] = dot_f32_avx2,   [BC_DTYPE_F16] = dot_f16_avx2,   [BC_DTYPE_BF16] = dot_bf16_avx2,
-    [BC_DTYPE_Q8_0] = dot_q8_0_avx2, [BC_DTYPE_Q4_0] = dot_q4_0_avx2, [BC_DTYPE_Q4_1] = dot_q4_1_avx2,
-    [BC_DTYPE_Q5_0] = dot_q5_0_avx2, [BC_DTYPE_Q5_1] = dot_q5_1_avx2, [BC_DTYPE_Q4_K] = dot_q4_K_avx2,
-    [BC_DTYPE_Q5_K] = dot_q5_K_avx2, [BC_DTYPE_Q6_K] = dot_q6_K_avx2,
+    [BC_DTYPE_F32] = dot_f32_avx2,     [BC_DTYPE_F16] = dot_f16_avx2,         [BC_DTYPE_BF16] = dot_bf16_avx2,
+    [BC_DTYPE_Q8_0] = dot_q8_0_avx2,   [BC_DTYPE_Q4_0] = dot_q4_0_avx2,       [BC_DTYPE_Q4_1] = dot_q4_1_avx2,
+    [BC_DTYPE_Q5_0] = dot_q5_0_avx2,   [BC_DTYPE_Q5_1] = dot_q5_1_avx2,       [BC_DTYPE_Q4_K] = dot_q4_K_avx2,
+    [BC_DTYPE_Q5_K] = dot_q5_K_avx2,   [BC_DTYPE_Q6_K] = dot_q6_K_avx2,       [BC_DTYPE_NF4] = bc__dot_nf4_avx2,
+    [BC_DTYPE_FP4] = bc__dot_fp4_avx2, [BC_DTYPE_Q4_GPTQ] = dot_q4_gptq_avx2,
 };
 
 /* ------------------------------------------------------------------------ */
@@ -381,9 +382,10 @@ WRAP_NA(ATTR_AVX512, dot_q6_K_vnni, dot_q6k_vnni_, 0)
 /* q4_K and q5_K: the AVX2 kernels (their per-32 scales and mins fit the int16
  * maddubs/madd chain). */
 const bc__dot_fn bc__dot_avx512[BC_DTYPE_COUNT] = {
-    [BC_DTYPE_F32] = dot_f32_avx512, [BC_DTYPE_F16] = dot_f16_avx512, [BC_DTYPE_BF16] = dot_bf16_avx512,
-    [BC_DTYPE_Q8_0] = dot_q8_0_vnni, [BC_DTYPE_Q4_0] = dot_q4_0_vnni, [BC_DTYPE_Q4_1] = dot_q4_1_vnni,
-    [BC_DTYPE_Q5_0] = dot_q5_0_vnni, [BC_DTYPE_Q5_1] = dot_q5_1_vnni, [BC_DTYPE_Q6_K] = dot_q6_K_vnni,
+    [BC_DTYPE_F32] = dot_f32_avx512,       [BC_DTYPE_F16] = dot_f16_avx512, [BC_DTYPE_BF16] = dot_bf16_avx512,
+    [BC_DTYPE_Q8_0] = dot_q8_0_vnni,       [BC_DTYPE_Q4_0] = dot_q4_0_vnni, [BC_DTYPE_Q4_1] = dot_q4_1_vnni,
+    [BC_DTYPE_Q5_0] = dot_q5_0_vnni,       [BC_DTYPE_Q5_1] = dot_q5_1_vnni, [BC_DTYPE_Q6_K] = dot_q6_K_vnni,
+    [BC_DTYPE_Q4_GPTQ] = dot_q4_gptq_vnni,
 };
 
 /* q8_0 has no entry: its four-row kernel measured slower than row by row
@@ -527,12 +529,14 @@ const bc__pack_layout *const bc__pack_avx512[BC_DTYPE_COUNT] = {
     [BC_DTYPE_Q8_0] = &layout_q8_0_vnni,
 };
 
-/* The AVX2 layouts (avx2_q32.c, avx2_k.c). */
+/* The AVX2 layouts (avx2_q32.c, avx2_k.c, avx2_q4x.c). */
 const bc__pack_layout *const bc__pack_avx2[BC_DTYPE_COUNT] = {
-    [BC_DTYPE_Q4_0] = &bc__layout_q4_0_avx2, [BC_DTYPE_Q4_1] = &bc__layout_q4_1_avx2,
-    [BC_DTYPE_Q5_0] = &bc__layout_q5_0_avx2, [BC_DTYPE_Q5_1] = &bc__layout_q5_1_avx2,
-    [BC_DTYPE_Q8_0] = &bc__layout_q8_0_avx2, [BC_DTYPE_Q4_K] = &bc__layout_q4_K_avx2,
-    [BC_DTYPE_Q5_K] = &bc__layout_q5_K_avx2, [BC_DTYPE_Q6_K] = &bc__layout_q6_K_avx2,
+    [BC_DTYPE_Q4_0] = &bc__layout_q4_0_avx2,       [BC_DTYPE_Q4_1] = &bc__layout_q4_1_avx2,
+    [BC_DTYPE_Q5_0] = &bc__layout_q5_0_avx2,       [BC_DTYPE_Q5_1] = &bc__layout_q5_1_avx2,
+    [BC_DTYPE_Q8_0] = &bc__layout_q8_0_avx2,       [BC_DTYPE_Q4_K] = &bc__layout_q4_K_avx2,
+    [BC_DTYPE_Q5_K] = &bc__layout_q5_K_avx2,       [BC_DTYPE_Q6_K] = &bc__layout_q6_K_avx2,
+    [BC_DTYPE_Q4_GPTQ] = &bc__layout_q4_gptq_avx2, [BC_DTYPE_NF4] = &bc__layout_nf4_avx2,
+    [BC_DTYPE_FP4] = &bc__layout_fp4_avx2,
 };
 
 /* ------------------------------------------------------------------------ */

@@ -1,6 +1,6 @@
 /*
  * x86_dot32.h - template for the 32-weight block kernels (q8_0, q4_0,
- * q4_1, q5_0, q5_1 weights against a8 activation blocks), included by
+ * q4_1, q5_0, q5_1, q4_gptq weights against a8 activation blocks), included by
  * x86.c once per instruction set with:
  *   DOT32_TARGET  the target attribute string
  *   DOT32_SFX     the suffix of the generated names
@@ -11,9 +11,10 @@
  * weight order (nibble j of q4/q5 is the low nibble of qs[j] for j < 16 and
  * the high nibble of qs[j-16] otherwise; bit 4 of weight j is bit j of qh),
  * unsigned for q4/q5. The integer dot with the activation bytes starts from
- * -zp * sum(qa) (zero points 8, 16, and 128 for q8_0 under VNNI, whose signed
- * weights are biased to unsigned) so the block total is exact before the
- * single conversion to f32 and the FMA with dw * da.
+ * -zp * sum(qa) (zero points 8, 16, the block's own 0..16 for q4_gptq, and
+ * 128 for q8_0 under VNNI, whose signed weights are biased to unsigned) so
+ * the block total is exact before the single conversion to f32 and the FMA
+ * with dw * da.
  */
 #define DOT32_CAT_(a, b) a##b
 #define DOT32_CAT(a, b)  DOT32_CAT_(a, b)
@@ -73,6 +74,11 @@ DOT32_INLINE void DOT32_FN(block32_)(const bc_dtype t, int64_t b, const void *w,
         dw = F16C(x->d);
         q = DOT32_FN(nibbles_)(x->qs);
         zp = 8;
+    } else if (t == BC_DTYPE_Q4_GPTQ) {
+        const bc__block_q4_gptq *x = (const bc__block_q4_gptq *)w + b;
+        dw = F16C(x->d);
+        q = DOT32_FN(nibbles_)(x->qs);
+        zp = x->z;
     } else if (t == BC_DTYPE_Q4_1) {
         const bc__block_q4_1 *x = (const bc__block_q4_1 *)w + b;
         dw = F16C(x->d);
@@ -218,6 +224,7 @@ DOT32_WRAP(dot_q4_0_, BC_DTYPE_Q4_0)
 DOT32_WRAP(dot_q4_1_, BC_DTYPE_Q4_1)
 DOT32_WRAP(dot_q5_0_, BC_DTYPE_Q5_0)
 DOT32_WRAP(dot_q5_1_, BC_DTYPE_Q5_1)
+DOT32_WRAP(dot_q4_gptq_, BC_DTYPE_Q4_GPTQ)
 
 #undef DOT32_WRAP
 #undef DOT32_INLINE

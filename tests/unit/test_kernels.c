@@ -9,7 +9,9 @@
  * where the dtype has a layout at that level and the rows fill its groups
  * (the others must refuse to repack and keep the row-major kernels). The
  * repacked kernels are also held to the row-major ones at f32 rounding
- * (test_repack_matches_rowmajor).
+ * (test_repack_matches_rowmajor), and every row and repacked kernel must give
+ * a row of a batch the bits it gives that row alone
+ * (test_rows_independent_of_na).
  *
  * Bounds, for y = sum_i w_i x_i with the reference r computed in double
  * from the dequantized weights:
@@ -86,7 +88,7 @@ static double check_case(bc__pool *pool, bc_dtype t, int64_t rows, int64_t cols,
     }
     bc__matmul(pool, &w, x, n, y, scratch, flags);
     bc__weight_repack_free(&w);
-    int kind = bc__act_kind(t), ab = kind == 2 ? 256 : kind == BC__ACT_A16 ? 64 : 32;
+    int kind = bc__act_kind(t), ab = kind == 2 ? 256 : 32;
     const double qmax = kind == BC__ACT_A16 ? 8191 : 127;
     double worst = 0;
     for (int64_t r = 0; r < rows; r++) {
@@ -180,6 +182,60 @@ static void test_code4_tables(void **state) {
         assert_int_equal(bc__nf4_i16[q], (int)lrint((double)bc__nf4_code[q] * 16384));
         assert_int_equal(bc__fp4_i16[q], (int)lrint((double)bc__fp4_code[q] * 16384));
     }
+}
+
+/* A row of a batch gets the bits it gets alone: for every dtype and level,
+ * the row kernel and (where there is one) the repacked kernel against na = 4
+ * activation rows give, for each, exactly what na = 1 gives. */
+static void test_rows_independent_of_na(void **state) {
+    (void)state;
+    const int64_t rows = 8, cols = 4096 + 256;
+    for (int level = 0; level <= (int)bc__kernels_detect(); level++)
+        for (size_t d = 0; d < sizeof dtypes / sizeof dtypes[0]; d++) {
+            const bc_dtype t = dtypes[d];
+            if (cols % bc__dtype_traits_of(t)->block_elems) continue;
+            const int kind = bc__act_kind(t);
+            uint64_t row_bytes;
+            assert_int_equal(bc__dtype_row_bytes(t, (uint64_t)cols, &row_bytes), 0);
+            const size_t as = bc__act_row_bytes(kind, cols);
+            float *wf = malloc((size_t)(rows * cols) * sizeof(float)), *x = malloc((size_t)(4 * cols) * sizeof(float));
+            uint8_t *wq = malloc((size_t)rows * row_bytes), *act = malloc(4 * as);
+            for (int64_t i = 0; i < rows * cols; i++) wf[i] = rng_uniform() * (1.0f + (float)((i / 32) % 3));
+            for (int64_t i = 0; i < 4 * cols; i++) x[i] = rng_uniform() * (i % 17 == 0 ? 4.0f : 1.0f);
+            for (int64_t r = 0; r < rows; r++)
+                assert_int_equal(bc__quantize_row(t, wf + r * cols, wq + r * row_bytes, cols), 0);
+            for (int k = 0; k < 4; k++) {
+                if (kind == 0)
+                    memcpy(act + (size_t)k * as, x + (size_t)k * (size_t)cols, as);
+                else
+                    bc__quantize_act(kind, x + (size_t)k * (size_t)cols, act + (size_t)k * as, cols);
+            }
+            const bc__dot_fn dot = bc__dot_kernel(t, (bc__isa)level);
+            for (int64_t r = 0; r < rows; r++) {
+                float all[BC__MAX_NA], one;
+                dot(cols, wq + r * row_bytes, act, as, 4, all);
+                for (int k = 0; k < 4; k++) {
+                    dot(cols, wq + r * row_bytes, act + (size_t)k * as, as, 1, &one);
+                    assert_memory_equal(&one, &all[k], sizeof one);
+                }
+            }
+            const bc__pack_layout *l = level > 0 ? bc__pack_layout_of(t, (bc__isa)level) : NULL;
+            if (l != NULL && l->isa == (bc__isa)level && l->rows == rows) {
+                void *group = aligned_alloc(64, (l->group_bytes(cols) + 63) / 64 * 64);
+                float all[BC__MAX_NA * BC__PACK_MAX_ROWS], one[BC__PACK_MAX_ROWS];
+                l->pack(wq, row_bytes, cols, group);
+                l->kernel(cols, group, act, as, 4, all);
+                for (int k = 0; k < 4; k++) {
+                    l->kernel(cols, group, act + (size_t)k * as, as, 1, one);
+                    assert_memory_equal(one, all + k * rows, (size_t)rows * sizeof(float));
+                }
+                free(group);
+            }
+            free(wf);
+            free(x);
+            free(wq);
+            free(act);
+        }
 }
 
 /* Forcing above the detected level clamps; -1 restores detection. */
@@ -758,15 +814,11 @@ static void test_attend(void **state) {
 
 int main(void) {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_force),
-        cmocka_unit_test(test_all_paths),
-        cmocka_unit_test(test_code4_tables),
-        cmocka_unit_test(test_repack_threads),
-        cmocka_unit_test(test_repack_matches_rowmajor),
-        cmocka_unit_test(test_matmul_multi),
-        cmocka_unit_test(test_matmul_perm),
-        cmocka_unit_test(test_quantize_act),
-        cmocka_unit_test(test_attend),
+        cmocka_unit_test(test_force),          cmocka_unit_test(test_all_paths),
+        cmocka_unit_test(test_code4_tables),   cmocka_unit_test(test_rows_independent_of_na),
+        cmocka_unit_test(test_repack_threads), cmocka_unit_test(test_repack_matches_rowmajor),
+        cmocka_unit_test(test_matmul_multi),   cmocka_unit_test(test_matmul_perm),
+        cmocka_unit_test(test_quantize_act),   cmocka_unit_test(test_attend),
     };
     return cmocka_run_group_tests(tests, setup, NULL);
 }
