@@ -116,7 +116,19 @@ typedef struct bc__block_a16 {
     int16_t qs[32];
 } bc__block_a16;
 
+/* The same 13-bit activations split into two bytes for the kernels of
+ * unsigned 4-bit weights (q4_gptq), which vpmaddubsw / vpdpbusd multiply
+ * with bytes: q = 128 * hi + lo, lo = q & 127 (0..127), hi = q >> 7
+ * (-64..63). */
+typedef struct bc__block_a16d {
+    float d;
+    int32_t sum; /* sum of q */
+    int8_t hi[32];
+    int8_t lo[32];
+} bc__block_a16d;
+
 static_assert(sizeof(bc__block_a8) == 40, "a8 block is 40 bytes");
+static_assert(sizeof(bc__block_a16d) == 72, "a16d block is 72 bytes");
 static_assert(sizeof(bc__block_a16) == 72, "a16 block is 72 bytes");
 static_assert(sizeof(bc__block_a8k) == 292, "a8k block is 292 bytes");
 

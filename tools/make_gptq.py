@@ -2,6 +2,7 @@
 """make_gptq.py - tiny GPTQ int4 checkpoints in AutoGPTQ's layout, and their dequantized twins.
 
     make_gptq.py --out DIR [--only NAME ...] [--list]
+    make_gptq.py --out DIR --random-shape 7b|13b [--group-size 128]   (a benchmark model)
 
 For each case writes DIR/<name>/ (the GPTQ checkpoint) and DIR/<name>_deq/
 (the same model with every matrix dequantized, as an ordinary f32
@@ -196,12 +197,63 @@ def write_case(fx, out_root):
     return gdir, ddir
 
 
+SHAPES = {"7b": dict(n_embd=4096, n_ff=11008, n_layer=32, n_head=32, vocab=125696),
+          "13b": dict(n_embd=5120, n_ff=13696, n_layer=40, n_head=40, vocab=125696)}
+
+
+def write_random(out, shape, group_size):
+    """A benchmark model of an official shape in AutoGPTQ's layout: random
+    codes, zeros 7 (stored), scales and f16 tensors (the values mean nothing,
+    only the bytes per token matter)."""
+    sh = SHAPES[shape]
+    e, f, nl, v = sh["n_embd"], sh["n_ff"], sh["n_layer"], sh["vocab"]
+    rng = np.random.Generator(np.random.PCG64(11))
+    t = collections.OrderedDict()
+
+    def half(shape_, std):
+        return ("F16", (rng.standard_normal(shape_, dtype=np.float32) * std).astype(np.float16))
+
+    t["model.embed_tokens.weight"] = half((v, e), 0.02)
+    t["lm_head.weight"] = half((v, e), 0.02)
+    t["model.norm.weight"] = ("F16", np.ones(e, np.float16))
+    for i in range(nl):
+        p = "model.layers.%d." % i
+        t[p + "input_layernorm.weight"] = ("F16", np.ones(e, np.float16))
+        t[p + "post_attention_layernorm.weight"] = ("F16", np.ones(e, np.float16))
+        for name, (n, k) in (("self_attn.W_pack", (3 * e, e)), ("self_attn.o_proj", (e, e)),
+                             ("mlp.gate_proj", (f, e)), ("mlp.up_proj", (f, e)), ("mlp.down_proj", (e, f))):
+            g = k // group_size
+            t[p + name + ".qweight"] = ("I32", rng.integers(-2 ** 31, 2 ** 31, (k // 8, n), dtype=np.int64)
+                                        .astype(np.int32))
+            t[p + name + ".qzeros"] = ("I32", np.full((g, n // 8), 0x77777777, np.int32))
+            t[p + name + ".scales"] = ("F16", np.full((g, n), 0.002, np.float16))
+            t[p + name + ".g_idx"] = ("I32", (np.arange(k) // group_size).astype(np.int32))
+    os.makedirs(out, exist_ok=True)
+    write_st(os.path.join(out, "model.safetensors"), t)
+    fx = gen_fixtures._fixture("random", "baichuan2-13b" if shape == "13b" else "baichuan2-7b", "f16", "st",
+                               n_embd=e, n_head=sh["n_head"], n_ff=f, n_layer=nl, vocab=v)
+    cfg = gen_fixtures.make_config(fx)
+    cfg["quantization_config"] = collections.OrderedDict([("bits", 4), ("group_size", group_size),
+                                                          ("desc_act", False), ("sym", True),
+                                                          ("quant_method", "gptq")])
+    write_json(os.path.join(out, "config.json"), cfg)
+
+
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--out", help="directory to write the checkpoints into")
     ap.add_argument("--only", nargs="+", metavar="NAME")
     ap.add_argument("--list", action="store_true")
+    ap.add_argument("--random-shape", choices=list(SHAPES),
+                    help="instead of the cases: a benchmark model of this shape with random codes")
+    ap.add_argument("--group-size", type=int, default=128, help="with --random-shape (default 128)")
     args = ap.parse_args(argv)
+    if args.random_shape:
+        if not args.out:
+            ap.error("--out is required")
+        write_random(args.out, args.random_shape, args.group_size)
+        print(args.out)
+        return 0
     if args.list:
         print("\n".join(CASES))
         return 0

@@ -45,6 +45,9 @@
  *         |q| (at most 128) against sign(q) * qa, and one result of two
  *         products already reaches 2 * 128 * 127 = 32512; every result goes
  *         through vpmaddwd on its own
+ * q4_gptq reads a16d activations (13 bits as two bytes, qa = 128 hi + lo):
+ * two such passes, lo and hi, the second counted 128 times (16 products of
+ * q <= 15 and |hi| <= 64 or lo <= 127 stay within int16 as for a8).
  * The zero point (q4_0: 8, q5_0: 16, q4_gptq: each row's z, a lane each)
  * comes off as zp * sum(qa), exactly, in int32; one conversion to f32 per block column and activation row follows,
  * then dw (8 rows) times it, plus for q4_1/q5_1 the 8 rows' m times sum(qa),
@@ -263,14 +266,25 @@ INLINE_AVX2 void column(const bc_dtype t, const uint8_t *q, const uint8_t *sc, c
     __m256i zv = _mm256_setzero_si256();
     if (has_zero(t)) zv = _mm256_cvtepu8_epi32(_mm_loadl_epi64((const __m128i *)zs));
     for (int k = 0; k < na; k++) {
-        const bc__block_a8 *y = (const bc__block_a8 *)((const char *)a + (size_t)k * as) + b;
-        __m256i s = dot_column(t, w, q, y->qs);
-        const __m256i sum = _mm256_set1_epi32(y->sum);
+        __m256i s, sum;
+        float da;
+        if (has_zero(t)) {
+            /* q4_gptq: 13-bit activations as two bytes, qa = 128 hi + lo. */
+            const bc__block_a16d *y = (const bc__block_a16d *)((const char *)a + (size_t)k * as) + b;
+            s = _mm256_add_epi32(dot_column(t, w, q, y->lo), _mm256_slli_epi32(dot_column(t, w, q, y->hi), 7));
+            sum = _mm256_set1_epi32(y->sum);
+            da = y->d;
+        } else {
+            const bc__block_a8 *y = (const bc__block_a8 *)((const char *)a + (size_t)k * as) + b;
+            s = dot_column(t, w, q, y->qs);
+            sum = _mm256_set1_epi32(y->sum);
+            da = y->d;
+        }
         if (zp) s = _mm256_sub_epi32(s, _mm256_slli_epi32(sum, zp == 8 ? 3 : 4));
         if (has_zero(t)) s = _mm256_sub_epi32(s, _mm256_mullo_epi32(zv, sum));
         __m256 v = _mm256_mul_ps(dw, _mm256_cvtepi32_ps(s));
         if (has_min(t)) v = _mm256_fmadd_ps(mw, _mm256_cvtepi32_ps(sum), v);
-        acc[k] = _mm256_fmadd_ps(_mm256_set1_ps(y->d), v, acc[k]);
+        acc[k] = _mm256_fmadd_ps(_mm256_set1_ps(da), v, acc[k]);
     }
 }
 

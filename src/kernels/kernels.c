@@ -96,8 +96,8 @@ int bc__act_kind(bc_dtype dtype) {
     case BC_DTYPE_Q4_0:
     case BC_DTYPE_Q4_1:
     case BC_DTYPE_Q5_0:
-    case BC_DTYPE_Q5_1:
-    case BC_DTYPE_Q4_GPTQ: return 1;
+    case BC_DTYPE_Q5_1: return 1;
+    case BC_DTYPE_Q4_GPTQ: return BC__ACT_A16D;
     case BC_DTYPE_NF4:
     case BC_DTYPE_FP4: return BC__ACT_A16;
     case BC_DTYPE_Q4_K:
@@ -113,6 +113,7 @@ size_t bc__act_row_bytes(int kind, int64_t cols) {
     case 2: return (size_t)(cols / 256) * sizeof(bc__block_a8k);
     case BC__ACT_BF16: return (size_t)cols * sizeof(uint16_t);
     case BC__ACT_A16: return (size_t)(cols / 32) * sizeof(bc__block_a16);
+    case BC__ACT_A16D: return (size_t)(cols / 32) * sizeof(bc__block_a16d);
     default: return (size_t)cols * sizeof(float);
     }
 }
@@ -148,16 +149,28 @@ void bc__quantize_act(int kind, const float *x, void *dst, int64_t cols) {
             memcpy(&bits, &x[i], sizeof bits);
             y[i] = (uint16_t)((bits + 0x7FFF + ((bits >> 16) & 1)) >> 16); /* finite activations */
         }
-    } else if (kind == BC__ACT_A16) {
-        bc__block_a16 *y = dst;
+    } else if (kind == BC__ACT_A16 || kind == BC__ACT_A16D) {
         for (int64_t b = 0; b < cols / 32; b++, x += 32) {
             float amax = 0.0f;
             for (int i = 0; i < 32; i++) amax = fmaxf(amax, fabsf(x[i]));
             const float d = amax / 8191, id = d ? 1.0f / d : 0.0f;
             int sum = 0;
-            for (int i = 0; i < 32; i++) sum += y[b].qs[i] = (int16_t)round_even(x[i] * id);
-            y[b].d = d;
-            y[b].sum = sum;
+            int16_t q[32];
+            for (int i = 0; i < 32; i++) sum += q[i] = (int16_t)round_even(x[i] * id);
+            if (kind == BC__ACT_A16) {
+                bc__block_a16 *y = (bc__block_a16 *)dst + b;
+                memcpy(y->qs, q, sizeof q);
+                y->d = d;
+                y->sum = sum;
+            } else {
+                bc__block_a16d *y = (bc__block_a16d *)dst + b;
+                for (int i = 0; i < 32; i++) {
+                    y->hi[i] = (int8_t)(q[i] >> 7); /* arithmetic: floor(q / 128) */
+                    y->lo[i] = (int8_t)(q[i] & 127);
+                }
+                y->d = d;
+                y->sum = sum;
+            }
         }
     } else if (kind == 1) {
         bc__block_a8 *y = dst;
@@ -216,7 +229,6 @@ static void dot_bf16_c(int64_t cols, const void *w, const void *a, size_t as, in
  * (unsigned for q4/q5, signed for q8_0), then per activation row
  *   q8_0       dw*da * sum(q*qa)
  *   q4_0/q5_0  dw*da * (sum(q*qa) - zp*sum(qa)),  zp = 8 / 16
- *   q4_gptq    the same with the block's zero point
  *   q4_1/q5_1  dw*da * sum(q*qa) + mw*da*sum(qa) */
 static void dot_32_c(bc_dtype t, int64_t cols, const void *w, const void *a, size_t as, int na, float *out) {
     float s[BC__MAX_NA] = {0};
@@ -232,15 +244,9 @@ static void dot_32_c(bc_dtype t, int64_t cols, const void *w, const void *a, siz
             break;
         }
         case BC_DTYPE_Q4_0:
-        case BC_DTYPE_Q4_1:
-        case BC_DTYPE_Q4_GPTQ: {
+        case BC_DTYPE_Q4_1: {
             const uint8_t *qs;
-            if (t == BC_DTYPE_Q4_GPTQ) {
-                const bc__block_q4_gptq *x = (const bc__block_q4_gptq *)w + b;
-                dw = F16(x->d);
-                zp = x->z;
-                qs = x->qs;
-            } else if (t == BC_DTYPE_Q4_0) {
+            if (t == BC_DTYPE_Q4_0) {
                 const bc__block_q4_0 *x = (const bc__block_q4_0 *)w + b;
                 dw = F16(x->d);
                 zp = 8;
@@ -300,7 +306,27 @@ DOT32_C(dot_q4_0_c, BC_DTYPE_Q4_0)
 DOT32_C(dot_q4_1_c, BC_DTYPE_Q4_1)
 DOT32_C(dot_q5_0_c, BC_DTYPE_Q5_0)
 DOT32_C(dot_q5_1_c, BC_DTYPE_Q5_1)
-DOT32_C(dot_q4_gptq_c, BC_DTYPE_Q4_GPTQ)
+
+/* q4_gptq against a16d blocks: dw*da * (sum(q * (128 hi + lo)) - z*sum(qa)),
+ * exact in int32 (|q * qa| <= 15 * 8191). */
+static void dot_q4_gptq_c(int64_t cols, const void *w, const void *a, size_t as, int na, float *out) {
+    float s[BC__MAX_NA] = {0};
+    for (int64_t b = 0; b < cols / 32; b++) {
+        const bc__block_q4_gptq *x = (const bc__block_q4_gptq *)w + b;
+        int q[32];
+        for (int j = 0; j < 16; j++) {
+            q[j] = x->qs[j] & 0xF;
+            q[j + 16] = x->qs[j] >> 4;
+        }
+        for (int k = 0; k < na; k++) {
+            const bc__block_a16d *y = ACT(bc__block_a16d, a, k, as) + b;
+            int isum = 0;
+            for (int j = 0; j < 32; j++) isum += q[j] * (128 * y->hi[j] + y->lo[j]);
+            s[k] += F16(x->d) * y->d * (float)(isum - x->z * y->sum);
+        }
+    }
+    for (int k = 0; k < na; k++) out[k] = s[k];
+}
 
 /* The NF4 and FP4 code tables as int16: round(code * 2^14), within 2^-15
  * of the code (3e-5 of a block's absmax; bitsandbytes itself rounds the
@@ -508,7 +534,7 @@ void bc__weight_repack_free(bc__weight *w) {
 /* ------------------------------------------------------------------------ */
 
 /* Activation formats a matmul may need at once (f32 rows need no scratch). */
-static const int scratch_kinds[] = {1, 2, BC__ACT_BF16, BC__ACT_A16};
+static const int scratch_kinds[] = {1, 2, BC__ACT_BF16, BC__ACT_A16, BC__ACT_A16D};
 
 size_t bc__matmul_scratch_bytes(int64_t max_cols, int n) {
     /* The activations gathered into a weight's column order (bc__weight.perm). */

@@ -7,7 +7,8 @@
  *                    integer dot products per block, scaled in f32
  *   nf4, fp4         activations quantized per 64 to 13 bits + sign (bc__block_a16),
  *                    against the codes as int16
- *   q4_gptq          as q4_0, with the block's zero point
+ *   q4_gptq          as q4_0 with the block's zero point, against the same 13-bit
+ *                    activations split into two bytes (bc__block_a16d)
  *   q4_K .. q6_K     activations quantized per 256 to 8 bits with per-16 sums
  *                    (bc__block_a8k), integer dot products per sub-block
  *
@@ -150,6 +151,8 @@ BC__HIDDEN bc__dot_fn bc__dot_kernel(bc_dtype dtype, bc__isa isa);
 /* Activation format of a dtype: 0 f32, 1 a8 (per 32), 2 a8k (per 256),
  * BC__ACT_A16 a16 (per 64, nf4 / fp4). */
 #define BC__ACT_A16 4
+/* ... and BC__ACT_A16D, the same values as two bytes (q4_gptq). */
+#define BC__ACT_A16D 5
 BC__HIDDEN int bc__act_kind(bc_dtype dtype);
 /* Bytes of one activation row of cols values for kind. */
 BC__HIDDEN size_t bc__act_row_bytes(int kind, int64_t cols);

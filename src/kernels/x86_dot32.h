@@ -1,6 +1,7 @@
 /*
  * x86_dot32.h - template for the 32-weight block kernels (q8_0, q4_0,
- * q4_1, q5_0, q5_1, q4_gptq weights against a8 activation blocks), included by
+ * q4_1, q5_0, q5_1 weights against a8 activation blocks; q4_gptq against
+ * a16d, two passes of the bytes), included by
  * x86.c once per instruction set with:
  *   DOT32_TARGET  the target attribute string
  *   DOT32_SFX     the suffix of the generated names
@@ -14,7 +15,8 @@
  * -zp * sum(qa) (zero points 8, 16, the block's own 0..16 for q4_gptq, and
  * 128 for q8_0 under VNNI, whose signed weights are biased to unsigned) so
  * the block total is exact before the single conversion to f32 and the FMA
- * with dw * da.
+ * with dw * da. q4_gptq's 13-bit activations come as two bytes, qa = 128 hi
+ * + lo: the weights meet lo and hi, and the hi sums count 128 times.
  */
 #define DOT32_CAT_(a, b) a##b
 #define DOT32_CAT(a, b)  DOT32_CAT_(a, b)
@@ -95,10 +97,29 @@ DOT32_INLINE void DOT32_FN(block32_)(const bc_dtype t, int64_t b, const void *w,
         mw = F16C(x->m);
         q = _mm256_or_si256(DOT32_FN(nibbles_)(x->qs), DOT32_FN(fifth_bits_)(x->qh));
     }
+    const __m256 dwv = _mm256_set1_ps(dw);
+    if (t == BC_DTYPE_Q4_GPTQ) {
+        for (int k = 0; k < na; k++) {
+            const bc__block_a16d *y = (const bc__block_a16d *)((const char *)a + (size_t)k * as) + b;
+            const __m256i lo = _mm256_loadu_si256((const __m256i *)y->lo);
+            const __m256i hi = _mm256_loadu_si256((const __m256i *)y->hi);
+            const __m256i init = _mm256_castsi128_si256(_mm_cvtsi32_si128(-zp * y->sum));
+#if DOT32_VNNI
+            const __m256i p =
+                _mm256_add_epi32(_mm256_dpbusd_epi32(init, q, lo),
+                                 _mm256_slli_epi32(_mm256_dpbusd_epi32(_mm256_setzero_si256(), q, hi), 7));
+#else
+            const __m256i p = _mm256_add_epi32(
+                _mm256_add_epi32(init, _mm256_madd_epi16(_mm256_maddubs_epi16(q, lo), _mm256_set1_epi16(1))),
+                _mm256_madd_epi16(_mm256_maddubs_epi16(q, hi), _mm256_set1_epi16(128)));
+#endif
+            acc[k] = _mm256_fmadd_ps(_mm256_mul_ps(dwv, _mm256_broadcast_ss(&y->d)), _mm256_cvtepi32_ps(p), acc[k]);
+        }
+        return;
+    }
 #if !DOT32_VNNI
     const __m256i qabs = _mm256_sign_epi8(q, q); /* q8_0: |q| against sign(q) * qa */
 #endif
-    const __m256 dwv = _mm256_set1_ps(dw);
     for (int k = 0; k < na; k++) {
         const bc__block_a8 *y = (const bc__block_a8 *)((const char *)a + (size_t)k * as) + b;
         const __m256i yq = _mm256_loadu_si256((const __m256i *)y->qs);

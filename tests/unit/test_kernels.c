@@ -89,7 +89,7 @@ static double check_case(bc__pool *pool, bc_dtype t, int64_t rows, int64_t cols,
     bc__matmul(pool, &w, x, n, y, scratch, flags);
     bc__weight_repack_free(&w);
     int kind = bc__act_kind(t), ab = kind == 2 ? 256 : 32;
-    const double qmax = kind == BC__ACT_A16 ? 8191 : 127;
+    const double qmax = kind == BC__ACT_A16 || kind == BC__ACT_A16D ? 8191 : 127;
     double worst = 0;
     for (int64_t r = 0; r < rows; r++) {
         bc__dequantize_row(t, wq + r * row_bytes, wd, cols);
@@ -173,6 +173,37 @@ static void test_all_paths(void **state) {
         bc__pool_free(pool);
     }
     bc__kernels_force(-1);
+}
+
+/* The 13-bit activations: a16 and a16d hold the same q (128 hi + lo, lo in
+ * 0..127), |q| <= 8191, d = amax / 8191, every value within d / 2, and the
+ * sums of q; an all-zero block gives d = 0 and q = 0. */
+static void test_quantize_act_a16(void **state) {
+    (void)state;
+    const int64_t cols = 256;
+    float x[256];
+    for (int i = 0; i < cols; i++) x[i] = i >= 64 && i < 96 ? 0.0f : rng_uniform() * (i % 7 == 0 ? 9.0f : 1.0f);
+    bc__block_a16 a[8];
+    bc__block_a16d b[8];
+    bc__quantize_act(BC__ACT_A16, x, a, cols);
+    bc__quantize_act(BC__ACT_A16D, x, b, cols);
+    for (int k = 0; k < 8; k++) {
+        float amax = 0;
+        for (int i = 0; i < 32; i++) amax = fmaxf(amax, fabsf(x[32 * k + i]));
+        assert_true(a[k].d == amax / 8191 && b[k].d == a[k].d);
+        int sum = 0;
+        for (int i = 0; i < 32; i++) {
+            const int q = a[k].qs[i];
+            assert_true(q >= -8191 && q <= 8191);
+            assert_int_equal(128 * b[k].hi[i] + b[k].lo[i], q);
+            assert_true(b[k].lo[i] >= 0);
+            assert_true(fabs((double)x[32 * k + i] - (double)a[k].d * q) <= a[k].d / 2 * (1 + 1e-6));
+            sum += q;
+        }
+        assert_int_equal(a[k].sum, sum);
+        assert_int_equal(b[k].sum, sum);
+    }
+    assert_true(a[2].d == 0 && a[2].sum == 0);
 }
 
 /* The kernels' int16 code tables are round(code * 2^14) of the float ones. */
@@ -468,6 +499,19 @@ static double min_offset(bc_dtype t, const uint8_t *row, int64_t i) {
     }
 }
 
+/* Value i of activation block b as the kernels see it (d * q). */
+static float act_value(int kind, const void *act, int64_t b, int i) {
+    switch (kind) {
+    case 2: return ((const bc__block_a8k *)act)[b].d * ((const bc__block_a8k *)act)[b].qs[i];
+    case BC__ACT_A16: return ((const bc__block_a16 *)act)[b].d * ((const bc__block_a16 *)act)[b].qs[i];
+    case BC__ACT_A16D: {
+        const bc__block_a16d *y = (const bc__block_a16d *)act + b;
+        return y->d * (float)(128 * y->hi[i] + y->lo[i]);
+    }
+    default: return ((const bc__block_a8 *)act)[b].d * ((const bc__block_a8 *)act)[b].qs[i];
+    }
+}
+
 /* The repacked kernels against the row-major ones at the AVX2 level, for
  * every dtype with a repacked layout there: both add the same exact integer
  * block sums, scaled in f32, so they may differ by f32 rounding only:
@@ -523,13 +567,8 @@ static void test_repack_matches_rowmajor(void **state) {
                     bc__weight_repack_free(&w);
                     for (int k = 0; k < nn; k++) {
                         bc__quantize_act(kind, x + (size_t)k * (size_t)cols, act, cols);
-                        for (int64_t b = 0; b < cols / ab; b++) {
-                            const float da =
-                                kind == 2 ? ((const bc__block_a8k *)act)[b].d : ((const bc__block_a8 *)act)[b].d;
-                            const int8_t *qa =
-                                kind == 2 ? ((const bc__block_a8k *)act)[b].qs : ((const bc__block_a8 *)act)[b].qs;
-                            for (int i = 0; i < ab; i++) xa[b * ab + i] = da * qa[i];
-                        }
+                        for (int64_t b = 0; b < cols / ab; b++)
+                            for (int i = 0; i < ab; i++) xa[b * ab + i] = act_value(kind, act, b, i);
                         for (int64_t r = 0; r < rows; r++) {
                             const uint8_t *row = wq + r * row_bytes;
                             bc__dequantize_row(t, row, wd, cols);
@@ -818,7 +857,8 @@ int main(void) {
         cmocka_unit_test(test_code4_tables),   cmocka_unit_test(test_rows_independent_of_na),
         cmocka_unit_test(test_repack_threads), cmocka_unit_test(test_repack_matches_rowmajor),
         cmocka_unit_test(test_matmul_multi),   cmocka_unit_test(test_matmul_perm),
-        cmocka_unit_test(test_quantize_act),   cmocka_unit_test(test_attend),
+        cmocka_unit_test(test_quantize_act),   cmocka_unit_test(test_quantize_act_a16),
+        cmocka_unit_test(test_attend),
     };
     return cmocka_run_group_tests(tests, setup, NULL);
 }
