@@ -38,6 +38,7 @@
 #include "quants.h"
 #include "quants_blocks.h"
 
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -153,27 +154,47 @@ static int group_order(const int32_t *g, int64_t K, int64_t G, int32_t **out, bc
 }
 
 /* Writes the (N, K / 32) blocks: block b of row n holds the stored columns
- * 32b .. 32b + 31 (input columns perm[...] with a perm), all of group g. */
-static void convert(const gptq_parts *p, const int32_t *g, const int32_t *perm, int64_t N, int64_t K,
-                    bc__block_q4_gptq *out) {
-    const int64_t nb = K / 32;
+ * 32b .. 32b + 31 (input columns perm[...] with a perm), all of group g.
+ * One thread per CPU, each taking the next 8 block columns. */
+typedef struct convert_job {
+    const gptq_parts *p;
+    const int32_t *g, *perm;
+    int64_t N, K;
+    bc__block_q4_gptq *out;
+    atomic_int_fast64_t next;
+} convert_job;
+
+static void *convert_thread(void *arg) {
+    convert_job *job = arg;
+    const gptq_parts *p = job->p;
+    const int64_t N = job->N, nb = job->K / 32;
     const uint16_t *scales = p->scales->data; /* F16: aligned by the table */
-    for (int64_t b = 0; b < nb; b++) {
-        int32_t cols[32];
-        for (int j = 0; j < 32; j++) cols[j] = perm ? perm[32 * b + j] : (int32_t)(32 * b + j);
-        const int64_t grp = g[cols[0]];
-        for (int64_t n = 0; n < N; n++) {
-            bc__block_q4_gptq *y = &out[n * nb + b];
-            y->d = scales[grp * N + n]; /* the f16 bits, unchanged */
-            y->z = (uint8_t)((((uint32_t)i32_at(p->qzeros, grp * (N / 8) + n / 8) >> (4 * (n % 8))) & 15) + 1);
-            y->zero = 0;
-            uint8_t q[32];
-            for (int j = 0; j < 32; j++)
-                q[j] = (uint8_t)(((uint32_t)i32_at(p->qweight, (int64_t)(cols[j] / 8) * N + n) >> (4 * (cols[j] % 8))) &
-                                 15);
-            for (int j = 0; j < 16; j++) y->qs[j] = (uint8_t)(q[j] | (q[j + 16] << 4));
+    for (int64_t b0; (b0 = atomic_fetch_add(&job->next, 8)) < nb;) {
+        for (int64_t b = b0; b < b0 + 8 && b < nb; b++) {
+            int32_t cols[32];
+            for (int j = 0; j < 32; j++) cols[j] = job->perm ? job->perm[32 * b + j] : (int32_t)(32 * b + j);
+            const int64_t grp = job->g[cols[0]];
+            for (int64_t n = 0; n < N; n++) {
+                bc__block_q4_gptq *y = &job->out[n * nb + b];
+                y->d = scales[grp * N + n]; /* the f16 bits, unchanged */
+                y->z = (uint8_t)((((uint32_t)i32_at(p->qzeros, grp * (N / 8) + n / 8) >> (4 * (n % 8))) & 15) + 1);
+                y->zero = 0;
+                uint8_t q[32];
+                for (int j = 0; j < 32; j++)
+                    q[j] = (uint8_t)(((uint32_t)i32_at(p->qweight, (int64_t)(cols[j] / 8) * N + n) >>
+                                      (4 * (cols[j] % 8))) &
+                                     15);
+                for (int j = 0; j < 16; j++) y->qs[j] = (uint8_t)(q[j] | (q[j + 16] << 4));
+            }
         }
     }
+    return NULL;
+}
+
+static void convert(const gptq_parts *p, const int32_t *g, const int32_t *perm, int64_t N, int64_t K,
+                    bc__block_q4_gptq *out) {
+    convert_job job = {p, g, perm, N, K, out, 0};
+    bc__run_on_all_cpus(convert_thread, &job);
 }
 
 int bc__gptq_bind(bc_model *m, bool *used, const char *name, int64_t rows, int64_t cols, bc__weight *w, bc__err *err) {
