@@ -452,7 +452,8 @@ void bc_context_profile_reset(bc_context *ctx);
 /* ======================================================================== */
 /*
  * A sampler picks the next token from a row of logits with the semantics of
- * Hugging Face `generate`: the repetition penalty over every id seen so far
+ * Hugging Face `generate`: first the logit biases, if any
+ * (bc_sampler_set_logit_bias), then the repetition penalty over every id seen so far
  * (prompt and output; a positive logit is divided by the penalty, a negative
  * one multiplied, once per distinct id), then OpenAI's presence and
  * frequency penalties over the generated ids only (logit -= presence_penalty
@@ -464,7 +465,8 @@ void bc_context_profile_reset(bc_context *ctx);
  * Temperature 0 is greedy: the arg-max of the penalized logits.
  * The draw uses the sampler's own seeded generator (xoshiro256**), so the
  * same seed gives the same tokens on every run, machine and thread count.
- * A sampler belongs to one thread at a time; it allocates only at init.
+ * A sampler belongs to one thread at a time; it allocates only at init
+ * (and in bc_sampler_set_logit_bias).
  */
 
 typedef struct bc_sampler_params {
@@ -497,6 +499,13 @@ typedef struct bc_sampler bc_sampler;
  * (see bc_sampler_params_check), BC_STATUS_ERROR_MEMORY. */
 bc_status bc_sampler_init(bc_sampler_params params, int n_vocab, bc_sampler **out);
 void bc_sampler_free(bc_sampler *s);
+
+/* Adds bias[i] to the logit of ids[i] before everything else (OpenAI's
+ * logit_bias: -100 all but bans an id, +100 all but forces it); replaces
+ * the previous biases, n = 0 removes them. Kept by bc_sampler_reset.
+ * BC_STATUS_ERROR_ARGUMENT for an id outside [0, n_vocab) or a bias that
+ * is not finite (nothing changes then), BC_STATUS_ERROR_MEMORY. */
+bc_status bc_sampler_set_logit_bias(bc_sampler *s, const int32_t *ids, const float *bias, size_t n);
 
 /* Forgets the ids seen and generated and restarts the generator from the seed. */
 void bc_sampler_reset(bc_sampler *s);

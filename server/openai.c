@@ -9,6 +9,7 @@
  */
 #include "server.h"
 
+#include <errno.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -55,6 +56,56 @@ static int get_int(json_t *body, const char *key, long long lo, long long hi, lo
     }
     *out = json_integer_value(v);
     return 1;
+}
+
+/* logit_bias as OpenAI has it: {"<token id>": bias}, ids as decimal strings
+ * inside the vocabulary, biases numbers in [-100, 100], at most
+ * MAX_LOGIT_BIAS entries. Absent or null: *n = 0. */
+#define MAX_LOGIT_BIAS 1024
+static int read_logit_bias(json_t *v, int n_vocab, int32_t **ids, float **bias, size_t *n, srv_error *e) {
+    *ids = NULL;
+    *bias = NULL;
+    *n = 0;
+    if (v == NULL || json_is_null(v)) return 0;
+    if (!json_is_object(v)) {
+        bad(e, "logit_bias", NULL, "%s", "'logit_bias' must be an object of token id -> bias");
+        return -1;
+    }
+    size_t count = json_object_size(v);
+    if (count > MAX_LOGIT_BIAS) {
+        char msg[96];
+        snprintf(msg, sizeof msg, "'logit_bias' has %zu entries (at most %d)", count, MAX_LOGIT_BIAS);
+        bad(e, "logit_bias", NULL, "%s", msg);
+        return -1;
+    }
+    if (count == 0) return 0;
+    *ids = malloc(count * sizeof **ids);
+    *bias = malloc(count * sizeof **bias);
+    if (*ids == NULL || *bias == NULL) {
+        e->status = 500;
+        bad(e, NULL, NULL, "%s", "out of memory");
+        return -1;
+    }
+    const char *key;
+    json_t *b;
+    json_object_foreach(v, key, b) {
+        char msg[200], *end = NULL;
+        errno = 0;
+        long id = strtol(key, &end, 10);
+        if (key[0] < '0' || key[0] > '9' || *end != '\0' || errno != 0 || id >= n_vocab) {
+            snprintf(msg, sizeof msg, "'logit_bias' key '%.32s' is not a token id in [0, %d)", key, n_vocab);
+            bad(e, "logit_bias", NULL, "%s", msg);
+            return -1;
+        }
+        if (!json_is_number(b) || !(json_number_value(b) >= -100 && json_number_value(b) <= 100)) {
+            snprintf(msg, sizeof msg, "'logit_bias' value for token %ld must be a number in [-100, 100]", id);
+            bad(e, "logit_bias", NULL, "%s", msg);
+            return -1;
+        }
+        (*ids)[*n] = (int32_t)id;
+        (*bias)[(*n)++] = (float)json_number_value(b);
+    }
+    return 0;
 }
 
 /* The text of a message's content: a string, or an array of {"type":"text"} parts. */
@@ -233,6 +284,9 @@ srv_request *srv_openai_parse(const srv_model_info *mi, srv_endpoint endpoint, j
     r->created = (long long)srv_wall();
 
     json_t *v;
+    int32_t *bias_ids = NULL; /* logit_bias, handed to the sampler */
+    float *bias = NULL;
+    size_t n_bias = 0;
     long long n = 1;
     if (get_int(body, "n", 1, 1, &n, e) < 0) {
         snprintf(e->message, sizeof e->message, "only n=1 is supported");
@@ -308,6 +362,7 @@ srv_request *srv_openai_parse(const srv_model_info *mi, srv_endpoint endpoint, j
     const char *stops[MAX_STOPS];
     size_t n_stops = 0;
     if (read_stops(json_object_get(body, "stop"), stops, &n_stops, e) != 0) goto fail;
+    if (read_logit_bias(json_object_get(body, "logit_bias"), mi->n_vocab, &bias_ids, &bias, &n_bias, e) != 0) goto fail;
 
     /* The input. */
     if (endpoint == SRV_ENDPOINT_CHAT) {
@@ -359,6 +414,7 @@ srv_request *srv_openai_parse(const srv_model_info *mi, srv_endpoint endpoint, j
 
     char err[256];
     if (bc_sampler_init(sp, mi->n_vocab, &r->sampler) != BC_STATUS_OK ||
+        bc_sampler_set_logit_bias(r->sampler, bias_ids, bias, n_bias) != BC_STATUS_OK ||
         bc_detokenizer_init(mi->tok, &r->detok) != BC_STATUS_OK) {
         bad(e, NULL, NULL, "%s", "the sampling parameters are not usable");
         goto fail;
@@ -367,8 +423,12 @@ srv_request *srv_openai_parse(const srv_model_info *mi, srv_endpoint endpoint, j
         bad(e, "stop", NULL, "stop: %s", err);
         goto fail;
     }
+    free(bias_ids);
+    free(bias);
     return r;
 fail:
+    free(bias_ids);
+    free(bias);
     srv_request_unref(r);
     return NULL;
 }

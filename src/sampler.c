@@ -92,11 +92,14 @@ struct bc_sampler {
     int32_t *counts;      /* (n_vocab) times each id was generated */
     int32_t *counted_ids; /* (n_vocab) the distinct generated ids, in order */
     int n_counted;
-    float *work;   /* (n_vocab) penalized, tempered logits */
-    int32_t *cand; /* (n_vocab) candidate ids */
-    double *prob;  /* (n_vocab) candidate probabilities */
-    int32_t *head; /* (n_vocab) ordered_head's sorted most likely ids */
-    double *hprob; /* (n_vocab) their probabilities */
+    float *work;       /* (n_vocab) penalized, tempered logits */
+    int32_t *cand;     /* (n_vocab) candidate ids */
+    double *prob;      /* (n_vocab) candidate probabilities */
+    int32_t *head;     /* (n_vocab) ordered_head's sorted most likely ids */
+    double *hprob;     /* (n_vocab) their probabilities */
+    int32_t *bias_ids; /* (n_bias) ids with a logit bias, NULL without */
+    float *bias;       /* (n_bias) their biases */
+    int n_bias;
     uint64_t rng[4];
 };
 
@@ -142,7 +145,33 @@ void bc_sampler_free(bc_sampler *s) {
     free(s->prob);
     free(s->head);
     free(s->hprob);
+    free(s->bias_ids);
+    free(s->bias);
     free(s);
+}
+
+bc_status bc_sampler_set_logit_bias(bc_sampler *s, const int32_t *ids, const float *bias, size_t n) {
+    for (size_t i = 0; i < n; i++)
+        if (ids[i] < 0 || ids[i] >= s->n_vocab || !isfinite(bias[i])) return BC_STATUS_ERROR_ARGUMENT;
+    int32_t *new_ids = NULL;
+    float *new_bias = NULL;
+    if (n > 0) {
+        new_ids = malloc(n * sizeof *new_ids);
+        new_bias = malloc(n * sizeof *new_bias);
+        if (new_ids == NULL || new_bias == NULL) {
+            free(new_ids);
+            free(new_bias);
+            return BC_STATUS_ERROR_MEMORY;
+        }
+        memcpy(new_ids, ids, n * sizeof *new_ids);
+        memcpy(new_bias, bias, n * sizeof *new_bias);
+    }
+    free(s->bias_ids);
+    free(s->bias);
+    s->bias_ids = new_ids;
+    s->bias = new_bias;
+    s->n_bias = (int)n;
+    return BC_STATUS_OK;
 }
 
 void bc_sampler_reset(bc_sampler *s) {
@@ -269,8 +298,8 @@ static int ordered_head(bc_sampler *s, const float *w, int n, double max, double
 int32_t bc_sampler_sample(bc_sampler *s, const float *logits) {
     const int V = s->n_vocab;
     float *w = s->work;
-    const bool penalized =
-        s->p.repetition_penalty != 1.0f || s->p.presence_penalty != 0.0f || s->p.frequency_penalty != 0.0f;
+    const bool penalized = s->p.repetition_penalty != 1.0f || s->p.presence_penalty != 0.0f ||
+                           s->p.frequency_penalty != 0.0f || s->n_bias > 0;
     if (s->p.temperature == 0.0f && !penalized) { /* greedy on the raw logits: no copy */
         int32_t best = 0;
         for (int32_t i = 1; i < V; i++)
@@ -278,6 +307,9 @@ int32_t bc_sampler_sample(bc_sampler *s, const float *logits) {
         return best;
     }
     memcpy(w, logits, (size_t)V * sizeof *w);
+
+    /* Logit biases first (OpenAI's logit_bias; a repeated id adds up). */
+    for (int i = 0; i < s->n_bias; i++) w[s->bias_ids[i]] += s->bias[i];
 
     /* Repetition penalty, once per distinct id seen. */
     const float rp = s->p.repetition_penalty;

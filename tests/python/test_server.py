@@ -53,6 +53,16 @@ def check_generation(t, s):
             events[-1]["choices"] == [] and events[-1]["usage"] == full["usage"], events[-1])
     t.check("include_usage: other chunks have usage null", all(e["usage"] is None for e in events[:-1]))
 
+    # logit_bias +100 on one token makes greedy decoding repeat it; the text is
+    # that token's piece, as /detokenize gives it, repeated.
+    x = tok["tokens"][1]
+    st, _, biased = s.post(COMP, {"prompt": prompt, "max_tokens": 5, "temperature": 0,
+                                  "logit_bias": {str(x): 100}})
+    st2, _, want = s.post("/detokenize", {"tokens": [x] * 5})
+    t.check("logit_bias +100 forces the token", st == 200 and st2 == 200
+            and biased["choices"][0]["text"] == want.get("content")
+            and biased["usage"]["completion_tokens"] == 5, (biased, want))
+
     # Token-id prompt gives the same as the text prompt.
     st, _, ids = s.post(COMP, dict(body, prompt=tok["tokens"]))
     t.check("token-id prompt == text prompt", st == 200 and ids["choices"][0]["text"] == text, ids)
@@ -148,6 +158,10 @@ def check_errors(t, s, binary):
     err(400, s.post(COMP, {"prompt": "x", "temperature": "hot"}), param="temperature", name="bad temperature")
     err(400, s.post(COMP, {"prompt": [1, 2, 999999]}), param="prompt", name="token id outside the vocabulary")
     err(400, s.post(COMP, {"prompt": "x", "stop": [1]}), param="stop", name="bad stop")
+    for label, lb in [("not an object", [1]), ("key not a token id", {"abc": 1}),
+                      ("token outside the vocabulary", {"999999": 1}), ("bias over 100", {"5": 101}),
+                      ("bias not a number", {"5": "up"}), ("negative id", {"-1": 1})]:
+        err(400, s.post(COMP, {"prompt": "x", "logit_bias": lb}), param="logit_bias", name="logit_bias " + label)
     long_prompt = list(range(10, 10 + 1100))  # the default model has 1024 positions
     err(400, s.post(COMP, {"prompt": long_prompt}), code="context_length_exceeded", name="prompt over the context")
     err(400, s.post(COMP, {"prompt": "x", "max_tokens": 5000}), code="context_length_exceeded",

@@ -146,6 +146,59 @@ static void test_temperature(void **state) {
     bc_sampler_free(s);
 }
 
+/* logit_bias: added to the logits before everything else. Logits all 0 over
+ * 4 ids with +ln 3 on id 2: p = 3/6 for id 2 and 1/6 for the others; -100
+ * on id 0 then bans it (e^-100 of the mass): 3/5 and 1/5. Greedy follows the
+ * biased arg-max; the penalties act on the biased logits (a repetition
+ * penalty of 2 on a biased logit of 2: 1, so id 1 at 1.5 wins); a bad id or
+ * bias is refused and changes nothing; n = 0 removes the biases. */
+static void test_logit_bias(void **state) {
+    (void)state;
+    bc_sampler *s = make(plain(), 4);
+    const float zeros[4] = {0, 0, 0, 0};
+    const int32_t ids[2] = {2, 0};
+    const float bias[2] = {(float)log(3.0), -100.0f};
+    double f[4];
+    assert_int_equal(bc_sampler_set_logit_bias(s, ids, bias, 1), BC_STATUS_OK);
+    frequencies(s, zeros, 4, f);
+    expect_near(f[2], 0.5, "bias ln 3");
+    for (int i = 0; i < 4; i++)
+        if (i != 2) expect_near(f[i], 1.0 / 6, "unbiased");
+    assert_int_equal(bc_sampler_set_logit_bias(s, ids, bias, 2), BC_STATUS_OK);
+    frequencies(s, zeros, 4, f);
+    assert_true(f[0] == 0);
+    expect_near(f[2], 0.6, "bias ln 3 with id 0 banned");
+    expect_near(f[1], 0.2, "id 1 with id 0 banned");
+    /* Refusals leave the biases as they were. */
+    const int32_t bad_id[1] = {4};
+    const float bad_bias[1] = {NAN};
+    assert_int_equal(bc_sampler_set_logit_bias(s, bad_id, bias, 1), BC_STATUS_ERROR_ARGUMENT);
+    assert_int_equal(bc_sampler_set_logit_bias(s, ids, bad_bias, 1), BC_STATUS_ERROR_ARGUMENT);
+    frequencies(s, zeros, 4, f);
+    assert_true(f[0] == 0);
+    assert_int_equal(bc_sampler_set_logit_bias(s, NULL, NULL, 0), BC_STATUS_OK);
+    frequencies(s, zeros, 4, f);
+    expect_near(f[0], 0.25, "biases removed");
+    bc_sampler_free(s);
+
+    bc_sampler_params p = plain();
+    p.temperature = 0;
+    s = make(p, 4);
+    const float logits[4] = {3, 1.5f, 0, 0};
+    const int32_t one[1] = {0};
+    const float minus[1] = {-1.0f};
+    assert_int_equal(bc_sampler_sample(s, logits), 0);
+    assert_int_equal(bc_sampler_set_logit_bias(s, one, minus, 1), BC_STATUS_OK);
+    assert_int_equal(bc_sampler_sample(s, logits), 0); /* 2 > 1.5 */
+    bc_sampler_free(s);
+    p.repetition_penalty = 2.0f;
+    s = make(p, 4);
+    assert_int_equal(bc_sampler_set_logit_bias(s, one, minus, 1), BC_STATUS_OK);
+    bc_sampler_accept(s, 0);
+    assert_int_equal(bc_sampler_sample(s, logits), 1); /* (3 - 1) / 2 = 1 < 1.5 */
+    bc_sampler_free(s);
+}
+
 static void test_top_k(void **state) {
     (void)state;
     bc_sampler_params p = plain();
@@ -402,6 +455,7 @@ int main(void) {
         cmocka_unit_test(test_greedy_and_penalty),
         cmocka_unit_test(test_presence_frequency),
         cmocka_unit_test(test_temperature),
+        cmocka_unit_test(test_logit_bias),
         cmocka_unit_test(test_top_k),
         cmocka_unit_test(test_top_p),
         cmocka_unit_test(test_top_p_large_vocab),
