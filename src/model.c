@@ -356,12 +356,14 @@ static void *quant_thread(void *p) {
 static int plan_quant(bc_model *m, quant_task *tasks, int *n, const bc__weight *src, int64_t row0, int64_t rows,
                       bc__tensor_kind kind, int il, bc__weight *dst, bc__err *err) {
     bc_ftype ft = m->quantized_at_load;
-    /* Float weights, or a GPTQ checkpoint's q4_gptq blocks (gptq.c): their
-     * rows read back in the input order (bc__weight_row_f32). */
+    /* Float weights, or the blocks a 4-bit checkpoint was converted to
+     * (bnb4.c, gptq.c): their rows read back exactly, in the input order
+     * (bc__weight_row_f32). */
     if (src->dtype != BC_DTYPE_F32 && src->dtype != BC_DTYPE_F16 && src->dtype != BC_DTYPE_BF16 &&
-        src->dtype != BC_DTYPE_Q4_GPTQ)
+        src->dtype != BC_DTYPE_Q4_GPTQ && src->dtype != BC_DTYPE_NF4 && src->dtype != BC_DTYPE_FP4)
         return bc__errorf(err, BC_STATUS_ERROR_ARGUMENT,
-                          "quantize at load works on f32/f16/bf16 weights (and GPTQ int4); %s's tensor '%s' is %s",
+                          "quantize at load works on f32/f16/bf16 weights (and 4-bit checkpoints); %s's tensor '%s' "
+                          "is %s",
                           m->path, src->name, bc_dtype_name(src->dtype));
     quant_task *q = &tasks[*n];
     memset(q, 0, sizeof *q);
@@ -453,7 +455,7 @@ static int quantize_at_load(bc_model *m, bc__err *err) {
     for (int i = 0; i < n; i++) {
         quant_task *q = &tasks[i];
         if (q->release && q->src.owned == NULL) m->released_bytes += release_stored_pages(&q->src);
-        if (q->release && q->src.owned != NULL) { /* a GPTQ matrix's blocks: the copy replaces them */
+        if (q->release && q->src.owned != NULL) { /* a 4-bit checkpoint's blocks: the copy replaces them */
             const bc__dtype_traits *tr = bc__dtype_traits_of(q->src.dtype);
             m->converted_bytes -= (uint64_t)(q->src.rows * (q->src.cols / tr->block_elems)) * tr->block_bytes;
             free(q->src.owned);

@@ -14,7 +14,8 @@ Checks:
     the f16 tolerance (2e-2; measured about 5e-4);
   - the weights the engine computes with are exactly the NumPy dequantization:
     `baichuan quantize DIR out.gguf --type f32` writes them, bit for bit;
-  - `info` names the quantization; `quantize --type q4_0` converts too;
+  - `info` names the quantization; `quantize --type T` converts too, and
+    `-q T` gives bit for bit the logits of that GGUF;
   - corrupt files (truncated state lists, wrong code tables, absmax counts
     that do not match the shape, ...) give one-line errors naming the tensor.
 """
@@ -231,16 +232,32 @@ def corrupt_cases(t, binary, work):
 
 
 def convert_case(t, binary, work):
-    """quantize --type q4_0 from the 4-bit checkpoint: dequantize, then
-    quantize; the GGUF loads and stays near the dequantized model."""
+    """quantize --type T from the 4-bit checkpoint (dequantize, then quantize)
+    writes a GGUF that loads, and -q T on the checkpoint gives bit for bit the
+    logits of that GGUF (the same bytes, made in memory)."""
     good = os.path.join(work, "bnb_7b-nf4-dq-b64")
-    out = os.path.join(work, "q4_0.gguf")
-    p = run(binary, "quantize", good, out, "--type", "q8_0")
-    ok = p.returncode == 0
-    t.record(ok, "quantize a 4-bit checkpoint --type q8_0: %s" % p.stderr.decode().strip()[-300:])
-    if ok:
-        p = run(binary, "info", "-m", out)
-        t.record(p.returncode == 0 and "q8_0 x" in p.stdout.decode(), "the q8_0 GGUF loads")
+    tokens = token_sequence("bnb_convert", 9, make_bnb4.FIXTURES["bnb_7b"]["n_vocab"])
+    for qtype in ("q8_0", "q4_k_m"):
+        out = os.path.join(work, "conv.gguf")
+        p = run(binary, "quantize", good, out, "--type", qtype)
+        ok = p.returncode == 0
+        t.record(ok, "quantize a 4-bit checkpoint --type %s: %s" % (qtype, p.stderr.decode().strip()[-200:]))
+        if not ok:
+            continue
+        try:
+            a = engine_logits(binary, out, tokens, work)
+        except RuntimeError as e:
+            t.record(False, "logits of the %s GGUF: %s" % (qtype, e))
+            continue
+        qout = os.path.join(work, "logits_q.f32")
+        p = run(binary, "logits", "-m", good, "-q", qtype, "--tokens", " ".join(map(str, tokens)), "-o", qout,
+                "--cache-type", "f32")
+        if p.returncode != 0:
+            t.record(False, "-q %s on the 4-bit checkpoint: %s" % (qtype, p.stderr.decode().strip()))
+            continue
+        b = np.fromfile(qout, dtype="<f4").reshape(len(tokens), -1)
+        t.record(np.array_equal(a.view(np.uint32), b.view(np.uint32)),
+                 "-q %s on the 4-bit checkpoint == its %s GGUF, bit for bit" % (qtype, qtype))
 
 
 def main(argv=None):
