@@ -171,7 +171,8 @@ typedef struct known_global {
     const char *name;   /* Attribute in it, e.g. "_rebuild_tensor_v2". */
     global_kind kind;   /* What the machine does with it. */
     int supported;      /* For storages: whether tensors of this type can be loaded: 1 as
-                         * dtype, 2 as the foreign "U8" (bitsandbytes 4-bit codes). */
+                         * dtype, 2 as a foreign dtype (foreign_name: the bitsandbytes
+                         * 4-bit codes, GPTQ's packed int32). */
     bc_dtype dtype;     /* For supported storages: the element type. */
     unsigned elem_size; /* For storages: bytes per element. */
 } known_global;
@@ -235,7 +236,7 @@ static const known_global known_globals[] = {
     {"torch", "BFloat16Storage", GLOBAL_STORAGE, 1, BC_DTYPE_BF16, 2},
     {"torch", "DoubleStorage", GLOBAL_STORAGE, 0, BC_DTYPE_F32, 8},
     {"torch", "LongStorage", GLOBAL_STORAGE, 0, BC_DTYPE_F32, 8},
-    {"torch", "IntStorage", GLOBAL_STORAGE, 0, BC_DTYPE_F32, 4},
+    {"torch", "IntStorage", GLOBAL_STORAGE, 2, BC_DTYPE_COUNT, 4},
     {"torch", "ShortStorage", GLOBAL_STORAGE, 0, BC_DTYPE_F32, 2},
     {"torch", "CharStorage", GLOBAL_STORAGE, 0, BC_DTYPE_F32, 1},
     {"torch", "ByteStorage", GLOBAL_STORAGE, 2, BC_DTYPE_COUNT, 1},
@@ -250,6 +251,9 @@ static const known_global known_globals[] = {
 };
 
 static int str_is(const char *s, size_t len, const char *lit) { return strlen(lit) == len && memcmp(s, lit, len) == 0; }
+
+/* The safetensors name of a storage kept as a foreign dtype (supported 2). */
+static const char *foreign_name(const known_global *g) { return g->elem_size == 1 ? "U8" : "I32"; }
 
 static const known_global *find_global(const char *module, size_t module_len, const char *name, size_t name_len) {
     for (size_t i = 0; i < sizeof known_globals / sizeof known_globals[0]; i++) {
@@ -1015,7 +1019,8 @@ static int check_tensor(vm *m, const char *name, const pv *t, tensor_rec *rec) {
     if (!type->supported)
         return bc__errorf(m->err, BC_STATUS_ERROR_FORMAT,
                           "%s: tensor '%.*s': unsupported dtype (storage torch.%s; only FloatStorage, "
-                          "HalfStorage, BFloat16Storage and the ByteStorage of 4-bit codes can be read)",
+                          "HalfStorage, BFloat16Storage, and the ByteStorage / IntStorage of 4-bit checkpoints "
+                          "can be read)",
                           path, STR_ARG(name, strlen(name)), type->name);
     if (size->u.seq.n != stride->u.seq.n)
         return bc__errorf(m->err, BC_STATUS_ERROR_FORMAT, "%s: tensor '%.*s': size %s and stride %s differ in length",
@@ -1063,7 +1068,7 @@ static int check_tensor(vm *m, const char *name, const pv *t, tensor_rec *rec) {
     /* end <= numel of the storage, whose byte count did not overflow. */
     rec->name = name;
     rec->dtype = type->dtype;
-    rec->foreign = type->supported == 2 ? "U8" : NULL;
+    rec->foreign = type->supported == 2 ? foreign_name(type) : NULL;
     rec->n_dims = n_dims;
     rec->file_offset = storage->u.storage.file_offset + (uint64_t)first * type->elem_size;
     rec->n_bytes = numel * type->elem_size;

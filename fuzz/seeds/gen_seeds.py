@@ -50,7 +50,7 @@ def _rebuild_tensor_v2(*args):
 
 _rebuild_tensor_v2.__module__ = "torch._utils"
 utils._rebuild_tensor_v2 = _rebuild_tensor_v2
-for name in ("FloatStorage", "HalfStorage", "BFloat16Storage", "ByteStorage"):
+for name in ("FloatStorage", "HalfStorage", "BFloat16Storage", "ByteStorage", "IntStorage"):
     cls = type(name, (), {"__module__": "torch"})
     setattr(torch, name, cls)
 
@@ -183,6 +183,14 @@ def main():
                               torch.float32, None, None]],
                             "nf4", Tensor(F, "0", 18, (16,), (1,), 64)]
     write("fuzz_torch_pickle", "bnb4_state.pkl", data_pkl(bnb, protocol=2))
+    # A GPTQ linear saved with torch.save: int32 qweight / qzeros / g_idx, f16 scales.
+    I = torch.IntStorage
+    gptq = collections.OrderedDict()
+    gptq["l.qweight"] = Tensor(I, "0", 0, (4, 8), (8, 1), 64)
+    gptq["l.qzeros"] = Tensor(I, "0", 32, (1, 1), (1, 1), 64)
+    gptq["l.scales"] = Tensor(H, "1", 0, (1, 8), (8, 1), 32)
+    gptq["l.g_idx"] = Tensor(I, "0", 33, (32,), (1,), 64)
+    write("fuzz_torch_pickle", "gptq_int32.pkl", data_pkl(gptq, protocol=2))
     write("fuzz_torch_zip", "pytorch_model.bin", torch_zip(pkl, {"0": bytes(256), "1": bytes(64)}))
     one = collections.OrderedDict(x=Tensor(F, "0", 0, (2,), (1,), 2))
     write("fuzz_torch_zip", "one.bin", torch_zip(data_pkl(one), {"0": f32[:8]}))

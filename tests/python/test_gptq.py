@@ -16,6 +16,8 @@ Prints one line per case and a final `N passed, M failed`.
 """
 
 import argparse
+import collections
+import json
 import os
 import shutil
 import struct
@@ -304,6 +306,49 @@ def corrupt_cases(t, binary, fixtures, work):
 
 
 
+def check_bin(t, binary, gdir, name, work):
+    """The same checkpoint saved with torch.save (qweight, qzeros, g_idx as
+    IntStorage, scales as HalfStorage), as some GPTQ repositories publish it:
+    logits bit-identical to the safetensors copy's."""
+    import torch
+
+    bdir = os.path.join(work, name + "_bin")
+    shutil.rmtree(bdir, ignore_errors=True)
+    os.makedirs(bdir)
+    for f in os.listdir(gdir):
+        if not f.endswith(".safetensors"):
+            shutil.copy(os.path.join(gdir, f), bdir)
+    sd = collections.OrderedDict((n, torch.from_numpy(a.copy()))
+                                 for n, a in safetensors_raw(os.path.join(gdir, "model.safetensors")))
+    torch.save(sd, os.path.join(bdir, "pytorch_model.bin"))
+    tokens = token_sequence(name + "_bin", 7, gen_fixtures_vocab(gdir))
+    outs = []
+    for d in (gdir, bdir):
+        out = os.path.join(work, "logits_%d.f32" % len(outs))
+        p = run([binary, "logits", "-m", d, "--tokens", " ".join(map(str, tokens)), "-o", out, "--cache-type", "f32"])
+        if p.returncode != 0:
+            t.record(False, "%s as torch.save .bin: %s" % (name, p.stderr.decode().strip()))
+            return
+        outs.append(open(out, "rb").read())
+    t.record(outs[0] == outs[1], "%s as torch.save .bin (IntStorage): logits bit-identical to the safetensors copy"
+             % name)
+
+
+def safetensors_raw(path):
+    """(name, array in its stored dtype) of a safetensors file, in file order."""
+    blob = open(path, "rb").read()
+    (n,) = struct.unpack("<Q", blob[:8])
+    header = json.loads(blob[8:8 + n])
+    types = {"I32": "<i4", "F16": "<f2", "F32": "<f4"}
+    items = sorted((v["data_offsets"][0], k, v) for k, v in header.items() if k != "__metadata__")
+    return [(k, np.frombuffer(blob, dtype=types[v["dtype"]], count=int(np.prod(v["shape"], dtype=np.int64)),
+                              offset=8 + n + off).reshape(v["shape"])) for off, k, v in items]
+
+
+def gen_fixtures_vocab(d):
+    return json.load(open(os.path.join(d, "config.json")))["vocab_size"]
+
+
 def main(argv=None):
     ap = argparse.ArgumentParser(description="GPTQ int4 checkpoints against NumPy")
     ap.add_argument("--bin", required=True)
@@ -323,6 +368,7 @@ def main(argv=None):
             check_quantize(t, binary, gdir, fx, work)
             check_info(t, binary, gdir, fx)
             check_quantize_at_load(t, binary, gdir, name, work)
+        check_bin(t, binary, os.path.join(fixtures, "gptq_b2_13b_act"), "gptq_b2_13b_act", work)
         corrupt_cases(t, binary, fixtures, work)
     finally:
         shutil.rmtree(work, ignore_errors=True)
