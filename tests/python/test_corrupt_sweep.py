@@ -8,6 +8,8 @@ says; this test sweeps. For each format the engine reads:
 
   safetensors   model.safetensors of a fixture directory   (baichuan info -m DIR)
   torch zip     pytorch_model.bin of a fixture directory   (baichuan info -m DIR)
+  bitsandbytes  a 4bits-layout pytorch_model.bin (tools/make_bnb4.py; quant state lists)
+  GPTQ          a GPTQ int4 model.safetensors (tools/make_gptq.py; I32 parts, desc_act)
   GGUF          tests/data/tiny.gguf                       (baichuan info -m FILE)
   SentencePiece tests/data/tiny_bpe.model                  (baichuan tokenize -m FILE)
 
@@ -103,6 +105,32 @@ def torch_format(fixtures):
                   in_dir=(d, "pytorch_model.bin"))
 
 
+def bnb4_format(fixtures):
+    """A bitsandbytes 4-bit checkpoint (tools/make_bnb4.py): the pickle holds
+    quant state lists besides tensors."""
+    import make_bnb4
+    root = os.path.join(fixtures, "bnb4")
+    os.makedirs(root, exist_ok=True)
+    d, ref = make_bnb4.write_pair(make_bnb4.FIXTURES["bnb_7b"], root, "nf4", True, 64, "sweep")
+    shutil.rmtree(ref)
+    path = os.path.join(d, "pytorch_model.bin")
+    return Format("bitsandbytes torch zip", open(path, "rb").read(), zip_header_end(path),
+                  lambda p: ["info", "-m", os.path.dirname(p)], in_dir=(d, "pytorch_model.bin"))
+
+
+def gptq_format(fixtures):
+    """A GPTQ int4 checkpoint (tools/make_gptq.py, desc_act): I32 and F16
+    tensors the converter reads."""
+    import make_gptq
+    root = os.path.join(fixtures, "gptq_sweep")
+    os.makedirs(root, exist_ok=True)
+    d, ref = make_gptq.write_case(make_gptq.CASES["gptq_b2_13b_act"], root)
+    shutil.rmtree(ref)
+    good = open(os.path.join(d, "model.safetensors"), "rb").read()
+    return Format("GPTQ safetensors", good, 8 + struct.unpack_from("<Q", good, 0)[0],
+                  lambda p: ["info", "-m", os.path.dirname(p)], in_dir=(d, "model.safetensors"), size_fields=(0,))
+
+
 def gguf_format():
     good = open(os.path.join(DATA, "tiny.gguf"), "rb").read()
     # tiny.gguf's metadata and tensor infos take most of its first 2 KiB.
@@ -122,7 +150,7 @@ def variants(f):
     for cut in sorted(set(list(range(0, min(64, n))) + spread(64, n, 40))):
         yield "truncated", "at %d of %d" % (cut, n), f.good[:cut], True
     flips = sorted(set(spread(0, f.header_end, 60) + spread(f.header_end, n, 8) +
-                       (spread(max(0, n - 200), n, 20) if f.name == "torch zip" else [])))
+                       (spread(max(0, n - 200), n, 20) if f.name.endswith("torch zip") else [])))
     for pos in flips:
         b = bytearray(f.good)
         b[pos] ^= 0xFF
@@ -219,7 +247,8 @@ def main(argv=None):
     binary = os.path.abspath(args.bin)
     bc_testlib.ensure_fixtures(args.fixtures, [ST_FIXTURE, BIN_FIXTURE])
     t = Tally()
-    formats = [safetensors_format(args.fixtures), torch_format(args.fixtures), gguf_format(), spm_format()]
+    formats = [safetensors_format(args.fixtures), torch_format(args.fixtures), bnb4_format(args.fixtures),
+               gptq_format(args.fixtures), gguf_format(), spm_format()]
     slowest = 0.0
     for f in formats:
         work = tempfile.mkdtemp(prefix="bc_sweep_", dir=os.path.dirname(os.path.abspath(args.fixtures)))
