@@ -72,9 +72,13 @@ int cmd_info(int argc, char **argv) {
            (double)per_pos / (2.0 * in.n_layer * in.n_embd));
     printf("context:        %.3f GiB for n_ctx %d, 1 sequence, batch 512 (KV pool + scratch)\n", gib(ctx_bytes),
            in.n_ctx_train);
-    if (in.quantization[0] != '\0')
-        printf("quantization:   %s: %d matrices, %.3f GiB of heap copies\n", in.quantization, in.n_converted,
-               gib(in.converted_bytes));
+    if (in.quantization[0] != '\0') {
+        printf("quantization:   %s: %d matrices", in.quantization, in.n_converted);
+        /* Matrices that got a repacked copy freed their converted one. */
+        if (in.converted_bytes > 0) printf(", %.3f GiB of heap copies", gib(in.converted_bytes));
+        if (in.repacked_bytes > 0) printf("%s held in the repacked copy", in.converted_bytes > 0 ? ", the rest" : ",");
+        printf("\n");
+    }
     if (in.quantized_at_load != BC_FTYPE_COUNT)
         printf("quantized:      at load as %s: %d matrices, %.3f GiB of heap copies\n",
                bc_ftype_name(in.quantized_at_load), in.n_quantized, gib(in.quantized_bytes));
