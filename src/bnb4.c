@@ -42,8 +42,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/mman.h>
-#include <unistd.h>
 
 /* An f32 tensor's value i (the table may hold it unaligned in a copy-free
  * mapping only if aligned; bc__table_add copied it otherwise). */
@@ -80,16 +78,6 @@ static const bc__tensor *state_tensor(const bc_model *m, const bc__bnb_state *st
         return NULL;
     }
     return x;
-}
-
-/* Drops the whole pages of a stored tensor once converted (clean pages of a
- * read-only file mapping, read back from the file if touched again). */
-static uint64_t release(const bc__tensor *x) {
-    const uintptr_t page = (uintptr_t)sysconf(_SC_PAGESIZE);
-    const uintptr_t begin = ((uintptr_t)x->data + page - 1) / page * page;
-    const uintptr_t end = ((uintptr_t)x->data + (uintptr_t)x->n_bytes) / page * page;
-    if (end <= begin || madvise((void *)begin, end - begin, MADV_DONTNEED) != 0) return 0;
-    return (uint64_t)(end - begin);
 }
 
 static void mark_used(bc_model *m, bool *used, const bc__tensor *x) {
@@ -245,7 +233,7 @@ int bc__bnb4_bind(bc_model *m, bool *used, const char *name, int64_t rows, int64
     mark_used(m, used, code);
     m->n_params += rows * cols;
     m->weight_bytes += data->n_bytes + absmax->n_bytes + (absmax2 ? absmax2->n_bytes + code2->n_bytes + 4 : 0);
-    m->released_bytes += release(data);
+    m->released_bytes += bc__tensor_release(data);
     m->dtype_counts[dtype]++;
     m->n_converted++;
     m->converted_bytes += bytes;

@@ -42,8 +42,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/mman.h>
-#include <unistd.h>
 
 /* The parts of one GPTQ linear layer in the table. */
 typedef struct gptq_parts {
@@ -115,19 +113,6 @@ static int check_bias(const bc__tensor *x, int64_t rows, bc__err *err) {
                           "checkpoint with biases cannot be loaded",
                           x->file->path, x->name, (long long)i, (double)bad);
     return 0;
-}
-
-/* Drops the whole pages of a tensor's bytes from the process once they have
- * been converted: clean pages of a read-only file mapping, read again from
- * the file if ever touched (as release_stored_pages in model.c). Bytes the
- * table copied to the heap are left alone. Returns the bytes released. */
-static uint64_t release_pages(const bc__tensor *x) {
-    const uintptr_t p = (uintptr_t)x->data, file = (uintptr_t)x->file->data;
-    if (p < file || p - file > x->file->size || x->n_bytes > x->file->size - (p - file)) return 0;
-    const uintptr_t page = (uintptr_t)sysconf(_SC_PAGESIZE);
-    const uintptr_t begin = (p + page - 1) / page * page, end = (p + (uintptr_t)x->n_bytes) / page * page;
-    if (end <= begin || madvise((void *)begin, end - begin, MADV_DONTNEED) != 0) return 0;
-    return (uint64_t)(end - begin);
 }
 
 /* The stored column order: NULL when the groups already come in runs
@@ -273,7 +258,7 @@ int bc__gptq_bind(bc_model *m, bool *used, const char *name, int64_t rows, int64
         if (parts[i] == NULL) continue;
         used[parts[i] - t->tensors] = true;
         m->weight_bytes += parts[i]->n_bytes;
-        if (parts[i] != p.bias) m->released_bytes += release_pages(parts[i]);
+        if (parts[i] != p.bias) m->released_bytes += bc__tensor_release(parts[i]);
     }
     w->data = w->owned = blocks;
     w->dtype = BC_DTYPE_Q4_GPTQ;

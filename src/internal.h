@@ -112,6 +112,10 @@ typedef struct bc__file {
 /* Maps the whole file at path. An empty file is an error. */
 BC__HIDDEN int bc__file_map(const char *path, bc__file **out, bc__err *err);
 BC__HIDDEN void bc__file_unmap(bc__file *file);
+/* Drops the whole pages inside [p, p + n) of a read-only file mapping from
+ * the process once a copy replaces them: the kernel may reclaim them, and a
+ * later read faults them in again from the file. Returns the bytes dropped. */
+BC__HIDDEN uint64_t bc__release_pages(const void *p, uint64_t n);
 
 /* ------------------------------------------------------------------------ */
 /* Tensor table: the checkpoint readers' output                             */
@@ -182,6 +186,9 @@ BC__HIDDEN int bc__table_add_foreign(bc__tensor_table *t, const char *name, cons
                                      bc__err *err);
 
 BC__HIDDEN const bc__tensor *bc__table_find(const bc__tensor_table *t, const char *name);
+/* bc__release_pages on x's bytes when they lie in its file's mapping (not
+ * on a copy the table made); returns the bytes dropped. */
+BC__HIDDEN uint64_t bc__tensor_release(const bc__tensor *x);
 /* Adds a copy of state (its weight name duplicated); a weight's second state is an error. */
 BC__HIDDEN int bc__table_add_bnb(bc__tensor_table *t, const bc__bnb_state *state, bc__err *err);
 /* The quant state of weight, or NULL. */

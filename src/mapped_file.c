@@ -58,3 +58,10 @@ void bc__file_unmap(bc__file *file) {
     free(file->path);
     free(file);
 }
+
+uint64_t bc__release_pages(const void *p, uint64_t n) {
+    const uintptr_t page = (uintptr_t)sysconf(_SC_PAGESIZE);
+    const uintptr_t begin = ((uintptr_t)p + page - 1) / page * page, end = ((uintptr_t)p + (uintptr_t)n) / page * page;
+    if (end <= begin || madvise((void *)begin, end - begin, MADV_DONTNEED) != 0) return 0;
+    return (uint64_t)(end - begin);
+}

@@ -26,7 +26,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/mman.h>
 #include <unistd.h>
 
 bc_model_params bc_model_default_params(void) {
@@ -241,12 +240,7 @@ typedef struct repack_job {
  * faults them in again from the file. Returns the bytes released. */
 static uint64_t release_stored_pages(const bc__weight *w) {
     const bc__dtype_traits *tr = bc__dtype_traits_of(w->dtype);
-    const uintptr_t page = (uintptr_t)sysconf(_SC_PAGESIZE);
-    const uintptr_t begin = ((uintptr_t)w->data + page - 1) / page * page;
-    const uintptr_t end =
-        ((uintptr_t)w->data + (uintptr_t)(w->rows * (w->cols / tr->block_elems)) * tr->block_bytes) / page * page;
-    if (end <= begin || madvise((void *)begin, end - begin, MADV_DONTNEED) != 0) return 0;
-    return (uint64_t)(end - begin);
+    return bc__release_pages(w->data, (uint64_t)(w->rows * (w->cols / tr->block_elems)) * tr->block_bytes);
 }
 
 /* A matrix quantized at load (or converted from a 4-bit checkpoint) lives on

@@ -133,6 +133,12 @@ int bc__table_add_foreign(bc__tensor_table *t, const char *name, const char *for
     return 0;
 }
 
+uint64_t bc__tensor_release(const bc__tensor *x) {
+    const uintptr_t p = (uintptr_t)x->data, file = (uintptr_t)x->file->data;
+    if (p < file || p - file > x->file->size || x->n_bytes > x->file->size - (p - file)) return 0;
+    return bc__release_pages(x->data, x->n_bytes);
+}
+
 int bc__table_add_bnb(bc__tensor_table *t, const bc__bnb_state *state, bc__err *err) {
     if (bc__table_find_bnb(t, state->weight) != NULL)
         return bc__errorf(err, BC_STATUS_ERROR_FORMAT, "%s: '%s.quant_state' appears twice in the checkpoint",
