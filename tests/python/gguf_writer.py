@@ -141,33 +141,36 @@ def baichuan_kvs(n_embd, n_ff, n_layer, n_head, n_vocab, ctx=4096, eps=1e-6, tok
     return kvs + list(extra)
 
 
-def read_tensor_infos(path):
-    """{name: (ggml_type, ne)} of a GGUF file (header only)."""
-    with open(path, "rb") as fp:
-        blob = fp.read(64 << 20)
-    magic, version, n_tensors, n_kv = struct.unpack_from("<4sIQQ", blob, 0)
-    assert magic == b"GGUF", path
-    pos = 24
+def _read_header(blob):
+    """({name: (ggml_type, ne, offset)}, first data byte) of a GGUF file's
+    bytes, from the specification: header, key/values (general.alignment
+    read, the rest skipped), tensor infos."""
+    magic, _version, n_tensors, n_kv = struct.unpack_from("<4sIQQ", blob, 0)
+    assert magic == b"GGUF"
+    pos, alignment = 24, 32
 
-    def skip(pos, vtype):
+    def value(pos, vtype):
         if vtype in _SCALAR:
-            return pos + struct.calcsize(_SCALAR[vtype])
+            return struct.unpack_from(_SCALAR[vtype], blob, pos)[0], pos + struct.calcsize(_SCALAR[vtype])
         if vtype == STRING:
-            return pos + 8 + struct.unpack_from("<Q", blob, pos)[0]
+            n = struct.unpack_from("<Q", blob, pos)[0]
+            return None, pos + 8 + n
         et, n = struct.unpack_from("<IQ", blob, pos)
         pos += 12
         if et in _SCALAR:
-            return pos + n * struct.calcsize(_SCALAR[et])
+            return None, pos + n * struct.calcsize(_SCALAR[et])
         for _ in range(n):
-            pos = skip(pos, et)
-        return pos
+            _, pos = value(pos, et)
+        return None, pos
 
     for _ in range(n_kv):
         klen = struct.unpack_from("<Q", blob, pos)[0]
-        pos += 8 + klen
-        vtype = struct.unpack_from("<I", blob, pos)[0]
-        pos = skip(pos + 4, vtype)
-    out = {}
+        key = blob[pos + 8:pos + 8 + klen]
+        vtype = struct.unpack_from("<I", blob, pos + 8 + klen)[0]
+        v, pos = value(pos + 12 + klen, vtype)
+        if key == b"general.alignment":
+            alignment = v
+    infos = {}
     for _ in range(n_tensors):
         nlen = struct.unpack_from("<Q", blob, pos)[0]
         name = blob[pos + 8:pos + 8 + nlen].decode()
@@ -175,10 +178,27 @@ def read_tensor_infos(path):
         nd = struct.unpack_from("<I", blob, pos)[0]
         ne = struct.unpack_from("<%dQ" % nd, blob, pos + 4)
         pos += 4 + 8 * nd
-        gtype, _off = struct.unpack_from("<IQ", blob, pos)
+        gtype, off = struct.unpack_from("<IQ", blob, pos)
         pos += 12
-        out[name] = (gtype, list(ne))
-    return out
+        infos[name] = (gtype, list(ne), off)
+    return infos, (pos + alignment - 1) // alignment * alignment
+
+
+def read_tensor_infos(path):
+    """{name: (ggml_type, ne)} of a GGUF file (header only)."""
+    with open(path, "rb") as fp:
+        blob = fp.read(64 << 20)
+    infos, _ = _read_header(blob)
+    return {name: (gtype, ne) for name, (gtype, ne, _off) in infos.items()}
+
+
+def read_f32_tensors(path):
+    """{name: float32 array, outermost dimension first} of the f32 tensors of a GGUF file."""
+    with open(path, "rb") as fp:
+        blob = fp.read()
+    infos, data = _read_header(blob)
+    return {name: np.frombuffer(blob, dtype="<f4", count=int(np.prod(ne)), offset=data + off).reshape(ne[::-1])
+            for name, (gtype, ne, off) in infos.items() if gtype == 0}
 
 
 # ggml type ids and block sizes of the types `baichuan quantize` writes.

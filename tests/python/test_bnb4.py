@@ -23,7 +23,6 @@ Checks:
 import argparse
 import os
 import shutil
-import struct
 import subprocess
 import sys
 import tempfile
@@ -34,6 +33,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import bc_testlib  # noqa: E402
 from bc_testlib import Tally, rel_err, token_sequence  # noqa: E402
 
+import gguf_writer  # noqa: E402
 import make_bnb4  # noqa: E402  (tools/ is on the path through bc_testlib)
 import reference  # noqa: E402
 
@@ -56,56 +56,6 @@ def engine_logits(binary, model, tokens, work):
     if p.returncode != 0:
         raise RuntimeError(p.stderr.decode().strip())
     return np.fromfile(out, dtype="<f4").reshape(len(tokens), -1)
-
-
-def gguf_tensors(path, names):
-    """{name: float32 array} of f32 tensors of a GGUF file (a reader written
-    from the GGUF specification, for this check only)."""
-    blob = open(path, "rb").read()
-    magic, version, n_tensors, n_kv = struct.unpack_from("<4sIQQ", blob, 0)
-    assert magic == b"GGUF"
-    pos, alignment = 24, 32
-    scalar = {0: "B", 1: "b", 2: "H", 3: "h", 4: "I", 5: "i", 6: "f", 7: "?", 10: "Q", 11: "q", 12: "d"}
-
-    def value(pos, vtype):
-        if vtype in scalar:
-            size = struct.calcsize("<" + scalar[vtype])
-            return struct.unpack_from("<" + scalar[vtype], blob, pos)[0], pos + size
-        if vtype == 8:
-            n = struct.unpack_from("<Q", blob, pos)[0]
-            return blob[pos + 8:pos + 8 + n], pos + 8 + n
-        et, n = struct.unpack_from("<IQ", blob, pos)
-        pos += 12
-        for _ in range(n):
-            _, pos = value(pos, et)
-        return None, pos
-
-    for _ in range(n_kv):
-        klen = struct.unpack_from("<Q", blob, pos)[0]
-        key = blob[pos + 8:pos + 8 + klen].decode()
-        vtype = struct.unpack_from("<I", blob, pos + 8 + klen)[0]
-        v, pos = value(pos + 12 + klen, vtype)
-        if key == "general.alignment":
-            alignment = v
-    infos = {}
-    for _ in range(n_tensors):
-        nlen = struct.unpack_from("<Q", blob, pos)[0]
-        name = blob[pos + 8:pos + 8 + nlen].decode()
-        pos += 8 + nlen
-        nd = struct.unpack_from("<I", blob, pos)[0]
-        ne = struct.unpack_from("<%dQ" % nd, blob, pos + 4)
-        pos += 4 + 8 * nd
-        gtype, off = struct.unpack_from("<IQ", blob, pos)
-        pos += 12
-        infos[name] = (gtype, ne, off)
-    data = (pos + alignment - 1) // alignment * alignment
-    out = {}
-    for name in names:
-        gtype, ne, off = infos[name]
-        assert gtype == 0, (name, gtype)
-        count = int(np.prod(ne))
-        out[name] = np.frombuffer(blob, dtype="<f4", count=count, offset=data + off).reshape(tuple(reversed(ne)))
-    return out
 
 
 def exactness_case(t, binary, qdir, rdir, fx, work):
@@ -131,7 +81,7 @@ def exactness_case(t, binary, qdir, rdir, fx, work):
                   ("blk.%d.ffn_up.weight" % i, ref[p_ + "mlp.up_proj.weight"]),
                   ("blk.%d.ffn_down.weight" % i, ref[p_ + "mlp.down_proj.weight"]),
                   ("blk.%d.attn_v.weight" % i, ref[p_ + "self_attn.W_pack.weight"][2 * e:])]
-    got = gguf_tensors(out, [n for n, _ in pairs])
+    got = gguf_writer.read_f32_tensors(out)
     bad = [n for n, want in pairs
            if got[n].shape != want.shape
            or not np.array_equal(got[n].view(np.uint32), np.asarray(want, dtype=np.float32).view(np.uint32))]

@@ -30,6 +30,7 @@ import numpy as np
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import bc_testlib  # noqa: E402,F401  (puts tools/ on sys.path)
 from bc_testlib import Tally, rel_err, token_sequence  # noqa: E402
+import gguf_writer  # noqa: E402
 from gguf_writer import hf_to_gguf_permute  # noqa: E402
 
 import gen_fixtures  # noqa: E402
@@ -51,61 +52,6 @@ A16_TOL = 1e-3
 def run(cmd, timeout=300):
     return subprocess.run(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                           timeout=timeout)
-
-
-# ---------------------------------------------------------------------------
-# A GGUF reader for the f32 tensors `baichuan quantize --type f32` writes
-# ---------------------------------------------------------------------------
-
-_SCALAR = {0: "<B", 1: "<b", 2: "<H", 3: "<h", 4: "<I", 5: "<i", 6: "<f", 7: "<?", 10: "<Q", 11: "<q", 12: "<d"}
-
-
-def read_gguf_f32(path):
-    """{name: float32 array (rows, cols)} of the 2-D f32 tensors of a GGUF file."""
-    with open(path, "rb") as fp:
-        blob = fp.read()
-    magic, _version, n_tensors, n_kv = struct.unpack_from("<4sIQQ", blob, 0)
-    assert magic == b"GGUF"
-    pos, alignment = 24, 32
-
-    def value(pos, vtype):
-        if vtype in _SCALAR:
-            return struct.unpack_from(_SCALAR[vtype], blob, pos)[0], pos + struct.calcsize(_SCALAR[vtype])
-        if vtype == 8:
-            n = struct.unpack_from("<Q", blob, pos)[0]
-            return blob[pos + 8:pos + 8 + n], pos + 8 + n
-        et, n = struct.unpack_from("<IQ", blob, pos)
-        pos += 12
-        for _ in range(n):
-            _, pos = value(pos, et)
-        return None, pos
-
-    for _ in range(n_kv):
-        klen = struct.unpack_from("<Q", blob, pos)[0]
-        key = blob[pos + 8:pos + 8 + klen].decode()
-        vtype = struct.unpack_from("<I", blob, pos + 8 + klen)[0]
-        v, pos = value(pos + 12 + klen, vtype)
-        if key == "general.alignment":
-            alignment = v
-    infos = []
-    for _ in range(n_tensors):
-        nlen = struct.unpack_from("<Q", blob, pos)[0]
-        name = blob[pos + 8:pos + 8 + nlen].decode()
-        pos += 8 + nlen
-        nd = struct.unpack_from("<I", blob, pos)[0]
-        ne = struct.unpack_from("<%dQ" % nd, blob, pos + 4)
-        pos += 4 + 8 * nd
-        gtype, off = struct.unpack_from("<IQ", blob, pos)
-        pos += 12
-        infos.append((name, gtype, ne, off))
-    data = (pos + alignment - 1) // alignment * alignment
-    out = {}
-    for name, gtype, ne, off in infos:
-        if gtype != 0 or len(ne) != 2:
-            continue
-        n = ne[0] * ne[1]
-        out[name] = np.frombuffer(blob, dtype="<f4", count=n, offset=data + off).reshape(ne[1], ne[0])
-    return out
 
 
 # ---------------------------------------------------------------------------
@@ -184,7 +130,7 @@ def check_quantize(t, binary, gdir, fx, work):
     if p.returncode != 0:
         t.record(False, "quantize %s: exit %d: %s" % (fx["name"], p.returncode, p.stderr.decode().strip()))
         return
-    got = read_gguf_f32(out)
+    got = gguf_writer.read_f32_tensors(out)
     _, deq = make_gptq.build(fx)
     E, n_head = fx["n_embd"], fx["n_head"]
     bad = []
