@@ -523,104 +523,6 @@ void bc_sampler_accept_generated(bc_sampler *s, int32_t id);
 int32_t bc_sampler_sample(bc_sampler *s, const float *logits);
 
 /* ------------------------------------------------------------------------ */
-/* Grammars: structured output                                              */
-/* ------------------------------------------------------------------------ */
-/*
- * A grammar constrains generation to the texts it matches. It is written in
- * GBNF, llama.cpp's notation (rules `name ::= alternatives`, "literals",
- * [character classes], `.`, ( groups ), `*` `+` `?` `{m}` `{m,}` `{m,n}`,
- * `#` comments; the start rule is `root`), or made from a JSON Schema. It
- * compiles to a pushdown automaton over bytes (character classes become
- * their UTF-8 byte sequences), bound to one tokenizer: at each step a
- * matcher gives the ids whose decoded bytes keep the output a prefix of
- * some text the grammar matches, and the end-of-sequence id only where the
- * text so far is a whole match. Pieces decode as bc_detokenizer does (byte
- * pieces as their byte, U+2581 as a space, the leading space dropped where
- * the detokenizer drops it); control, unknown and unused pieces are never
- * allowed.
- *
- * A bc_grammar is immutable once made, except for its token-mask cache
- * (guarded by its own lock): any number of matchers in any threads may use
- * it at once. A matcher belongs to one thread at a time. Limits, each
- * refused with a message naming it: 1 MiB of grammar text, 65,536 rule
- * elements after expansion, nesting of groups 64 deep, repetition counts
- * up to 1,000.
- */
-
-typedef struct bc_grammar bc_grammar;
-
-/* Compiles GBNF text (len bytes) for tok (which must outlive the grammar).
- * Errors (BC_STATUS_ERROR_ARGUMENT, message in err naming the line, column
- * and rule): syntax errors, an undefined rule, no `root` rule, left
- * recursion, a grammar that matches nothing, a limit passed;
- * BC_STATUS_ERROR_MEMORY. */
-bc_status bc_grammar_init_gbnf(const bc_tokenizer *tok, const char *gbnf, size_t len, bc_grammar **out, char *err,
-                               size_t err_size);
-
-/* Compiles a JSON Schema (JSON text, len bytes) to a grammar of the JSON
- * texts that validate against it, as bc_json_schema_to_gbnf() writes it.
- * Errors as there and as bc_grammar_init_gbnf(). */
-bc_status bc_grammar_init_json_schema(const bc_tokenizer *tok, const char *schema, size_t len, bc_grammar **out,
-                                      char *err, size_t err_size);
-
-/* Writes the GBNF grammar of a JSON Schema: *gbnf (malloc'd, NUL-terminated;
- * free() it). The subset of OpenAI's structured outputs: type (one or a
- * list), properties, required, additionalProperties (false, true or a
- * schema), enum, const, items, prefixItems, minItems, maxItems, anyOf,
- * oneOf (as anyOf), allOf of one schema, $defs / definitions and local $ref
- * (recursion allowed), string pattern (a regular expression: literals,
- * classes, groups, |, quantifiers, ^ $ anchors), format (date-time, date,
- * time, email, uuid), minLength, maxLength, minimum, maximum,
- * exclusiveMinimum, exclusiveMaximum (integers exactly; numbers by their
- * sign and integer part where that decides), and the annotations title,
- * description, default, examples, $schema, $id, $comment. The schema `{}`
- * or `true` is any JSON value; schema NULL (len 0) is any JSON object
- * (OpenAI's json_object). Whitespace between tokens is at most one
- * newline and 20 spaces or tabs. A keyword outside the subset is
- * BC_STATUS_ERROR_ARGUMENT with a message naming it and its JSON pointer
- * path (e.g. "unsupported keyword 'patternProperties' at
- * /properties/tags"); so are malformed JSON (with its line and column),
- * bad values, dangling $refs and grammars past the limits. */
-bc_status bc_json_schema_to_gbnf(const char *schema, size_t len, char **gbnf, char *err, size_t err_size);
-
-void bc_grammar_free(bc_grammar *g);
-
-/* Whether text (len bytes) is accepted: *prefix is set when it is a prefix
- * of a match, *complete when it is a whole match (either may be NULL). */
-void bc_grammar_match(const bc_grammar *g, const char *text, size_t len, bool *prefix, bool *complete);
-
-/* The state of one generation under a grammar. */
-typedef struct bc_grammar_matcher bc_grammar_matcher;
-
-/* A matcher at the start of the text. g must outlive it.
- * BC_STATUS_ERROR_MEMORY. */
-bc_status bc_grammar_matcher_init(const bc_grammar *g, bc_grammar_matcher **out);
-void bc_grammar_matcher_free(bc_grammar_matcher *m);
-
-/* Back to the start of the text. */
-void bc_grammar_matcher_reset(bc_grammar_matcher *m);
-
-/* The ids allowed next, as a bit set: bit (id % 32) of allowed[id / 32],
- * for ids [0, n_vocab) ((n_vocab + 31) / 32 words written). Ids past the
- * tokenizer's vocabulary are never allowed; the end-of-sequence id is
- * allowed exactly when bc_grammar_matcher_can_end(). BC_STATUS_ERROR_MEMORY. */
-bc_status bc_grammar_matcher_allowed(bc_grammar_matcher *m, uint32_t *allowed, int n_vocab);
-
-/* Advances past id. BC_STATUS_ERROR_ARGUMENT when id is not allowed (the
- * state is unchanged); the end-of-sequence id is accepted when the text
- * may end, and leaves the matcher done. */
-bc_status bc_grammar_matcher_accept(bc_grammar_matcher *m, int32_t id);
-
-/* True when the text so far is a whole match (the end-of-sequence id is
- * allowed). */
-bool bc_grammar_matcher_can_end(const bc_grammar_matcher *m);
-
-/* Constrains s's draws to m (borrowed; NULL removes it): bc_sampler_sample
- * gives every id m does not allow a logit of -inf before the rest of the
- * chain, and bc_sampler_accept_generated advances m. bc_sampler_reset resets m. */
-void bc_sampler_set_grammar(bc_sampler *s, bc_grammar_matcher *m);
-
-/* ------------------------------------------------------------------------ */
 /* Stop strings                                                             */
 /* ------------------------------------------------------------------------ */
 /*
@@ -820,6 +722,104 @@ bc_chat_params bc_chat_default_params(const bc_tokenizer *tok);
 bc_status bc_chat_encode(const bc_tokenizer *tok, const bc_chat_message *messages, size_t n_messages,
                          bc_chat_params params, int32_t *ids, size_t ids_cap, size_t *n_ids, char *err,
                          size_t err_size);
+
+/* ======================================================================== */
+/* Grammars: structured output                                              */
+/* ======================================================================== */
+/*
+ * A grammar constrains generation to the texts it matches. It is written in
+ * GBNF, llama.cpp's notation (rules `name ::= alternatives`, "literals",
+ * [character classes], `.`, ( groups ), `*` `+` `?` `{m}` `{m,}` `{m,n}`,
+ * `#` comments; the start rule is `root`), or made from a JSON Schema. It
+ * compiles to a pushdown automaton over bytes (character classes become
+ * their UTF-8 byte sequences), bound to one tokenizer: at each step a
+ * matcher gives the ids whose decoded bytes keep the output a prefix of
+ * some text the grammar matches, and the end-of-sequence id only where the
+ * text so far is a whole match. Pieces decode as bc_detokenizer does (byte
+ * pieces as their byte, U+2581 as a space, the leading space dropped where
+ * the detokenizer drops it); control, unknown and unused pieces are never
+ * allowed.
+ *
+ * A bc_grammar is immutable once made, except for its token-mask cache
+ * (guarded by its own lock): any number of matchers in any threads may use
+ * it at once. A matcher belongs to one thread at a time. Limits, each
+ * refused with a message naming it: 1 MiB of grammar text, 65,536 rule
+ * elements after expansion, nesting of groups 64 deep, repetition counts
+ * up to 1,000.
+ */
+
+typedef struct bc_grammar bc_grammar;
+
+/* Compiles GBNF text (len bytes) for tok (which must outlive the grammar).
+ * Errors (BC_STATUS_ERROR_ARGUMENT, message in err naming the line, column
+ * and rule): syntax errors, an undefined rule, no `root` rule, left
+ * recursion, a grammar that matches nothing, a limit passed;
+ * BC_STATUS_ERROR_MEMORY. */
+bc_status bc_grammar_init_gbnf(const bc_tokenizer *tok, const char *gbnf, size_t len, bc_grammar **out, char *err,
+                               size_t err_size);
+
+/* Compiles a JSON Schema (JSON text, len bytes) to a grammar of the JSON
+ * texts that validate against it, as bc_json_schema_to_gbnf() writes it.
+ * Errors as there and as bc_grammar_init_gbnf(). */
+bc_status bc_grammar_init_json_schema(const bc_tokenizer *tok, const char *schema, size_t len, bc_grammar **out,
+                                      char *err, size_t err_size);
+
+/* Writes the GBNF grammar of a JSON Schema: *gbnf (malloc'd, NUL-terminated;
+ * free() it). The subset of OpenAI's structured outputs: type (one or a
+ * list), properties, required, additionalProperties (false, true or a
+ * schema), enum, const, items, prefixItems, minItems, maxItems, anyOf,
+ * oneOf (as anyOf), allOf of one schema, $defs / definitions and local $ref
+ * (recursion allowed), string pattern (a regular expression: literals,
+ * classes, groups, |, quantifiers, ^ $ anchors), format (date-time, date,
+ * time, email, uuid), minLength, maxLength, minimum, maximum,
+ * exclusiveMinimum, exclusiveMaximum (integers exactly; numbers by their
+ * sign and integer part where that decides), and the annotations title,
+ * description, default, examples, $schema, $id, $comment. The schema `{}`
+ * or `true` is any JSON value; schema NULL (len 0) is any JSON object
+ * (OpenAI's json_object). Whitespace between tokens is at most one
+ * newline and 20 spaces or tabs. A keyword outside the subset is
+ * BC_STATUS_ERROR_ARGUMENT with a message naming it and its JSON pointer
+ * path (e.g. "unsupported keyword 'patternProperties' at
+ * /properties/tags"); so are malformed JSON (with its line and column),
+ * bad values, dangling $refs and grammars past the limits. */
+bc_status bc_json_schema_to_gbnf(const char *schema, size_t len, char **gbnf, char *err, size_t err_size);
+
+void bc_grammar_free(bc_grammar *g);
+
+/* Whether text (len bytes) is accepted: *prefix is set when it is a prefix
+ * of a match, *complete when it is a whole match (either may be NULL). */
+void bc_grammar_match(const bc_grammar *g, const char *text, size_t len, bool *prefix, bool *complete);
+
+/* The state of one generation under a grammar. */
+typedef struct bc_grammar_matcher bc_grammar_matcher;
+
+/* A matcher at the start of the text. g must outlive it.
+ * BC_STATUS_ERROR_MEMORY. */
+bc_status bc_grammar_matcher_init(const bc_grammar *g, bc_grammar_matcher **out);
+void bc_grammar_matcher_free(bc_grammar_matcher *m);
+
+/* Back to the start of the text. */
+void bc_grammar_matcher_reset(bc_grammar_matcher *m);
+
+/* The ids allowed next, as a bit set: bit (id % 32) of allowed[id / 32],
+ * for ids [0, n_vocab) ((n_vocab + 31) / 32 words written). Ids past the
+ * tokenizer's vocabulary are never allowed; the end-of-sequence id is
+ * allowed exactly when bc_grammar_matcher_can_end(). BC_STATUS_ERROR_MEMORY. */
+bc_status bc_grammar_matcher_allowed(bc_grammar_matcher *m, uint32_t *allowed, int n_vocab);
+
+/* Advances past id. BC_STATUS_ERROR_ARGUMENT when id is not allowed (the
+ * state is unchanged); the end-of-sequence id is accepted when the text
+ * may end, and leaves the matcher done. */
+bc_status bc_grammar_matcher_accept(bc_grammar_matcher *m, int32_t id);
+
+/* True when the text so far is a whole match (the end-of-sequence id is
+ * allowed). */
+bool bc_grammar_matcher_can_end(const bc_grammar_matcher *m);
+
+/* Constrains s's draws to m (borrowed; NULL removes it): bc_sampler_sample
+ * gives every id m does not allow a logit of -inf before the rest of the
+ * chain, and bc_sampler_accept_generated advances m. bc_sampler_reset resets m. */
+void bc_sampler_set_grammar(bc_sampler *s, bc_grammar_matcher *m);
 
 #ifdef __cplusplus
 }
