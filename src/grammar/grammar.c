@@ -14,12 +14,6 @@ bc_status bc_grammar_init_json_schema(const bc_tokenizer *tok, const char *schem
                                       char *err, size_t err_size) {
     return bc_grammar_init_gbnf(tok, schema, len, out, err, err_size);
 }
-bc_status bc_json_schema_to_gbnf(const char *schema, size_t len, char **gbnf, char *err, size_t err_size) {
-    (void)schema, (void)len;
-    *gbnf = NULL;
-    snprintf(err, err_size, "grammars are not implemented yet");
-    return BC_STATUS_ERROR_ARGUMENT;
-}
 void bc_grammar_free(bc_grammar *g) { (void)g; }
 void bc_grammar_match(const bc_grammar *g, const char *text, size_t len, bool *prefix, bool *complete) {
     (void)g, (void)text, (void)len;
