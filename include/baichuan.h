@@ -750,7 +750,8 @@ bc_status bc_chat_encode(const bc_tokenizer *tok, const bc_chat_message *message
 
 typedef struct bc_grammar bc_grammar;
 
-/* Compiles GBNF text (len bytes) for tok (which must outlive the grammar).
+/* Compiles GBNF text (len bytes) for tok (which must outlive the grammar;
+ * NULL makes a grammar that can only bc_grammar_match, without matchers).
  * Errors (BC_STATUS_ERROR_ARGUMENT, message in err naming the line, column
  * and rule): syntax errors, an undefined rule, no `root` rule, left
  * recursion, a grammar that matches nothing, a limit passed;
