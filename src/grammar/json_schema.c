@@ -36,6 +36,8 @@
 enum {
     JS_MAX_DEPTH = 64,        /* schemas nested in schemas (and JSON values in enum/const) */
     JS_MAX_OUTPUT = 1 << 20,  /* bytes of grammar text */
+    JS_MAX_ELEMENTS = 60000,  /* elements the compiled grammar will have, estimated (the engine takes 65,536) */
+    JS_CLASS_ELEMENTS = 64,   /* the estimate for one character class (its UTF-8 byte sequences) */
     JS_MAX_ENUM = 1000,       /* values of one enum */
     JS_MAX_REPEAT = 1000,     /* minLength, maxLength, minItems, maxItems, regex {m,n} */
     JS_MAX_PROPERTIES = 1000, /* properties of one object, items of one prefixItems, branches of one anyOf */
@@ -63,7 +65,13 @@ typedef struct js_conv {
     const json_t *root;
     js_rule *rules;
     size_t n_rules, cap_rules;
-    size_t total;                        /* bytes written to every buffer so far */
+    size_t total; /* bytes written to every buffer so far */
+    /* The compiled grammar's elements, estimated from above: a byte of a
+     * rule's text is at most one, a class JS_CLASS_ELEMENTS, a repetition its
+     * copies. */
+    size_t elements;
+    long string_rules[16][3]; /* rules made for strings of lengths [lo, hi]: {lo, hi, rule} */
+    int n_string_rules;
     uint32_t fixed_used;                 /* bit i: fixed rule i is referenced */
     const json_t *entered[JS_MAX_DEPTH]; /* $ref targets entered since the last token */
     int n_entered;
@@ -94,6 +102,14 @@ static void js_fail_memory(js_conv *c) {
     if (c->status != BC_STATUS_OK) return;
     c->status = BC_STATUS_ERROR_MEMORY;
     if (c->err != NULL && c->err_size > 0) snprintf(c->err, c->err_size, "out of memory writing the grammar");
+}
+
+/* Counts n more elements of the compiled grammar against the limit. */
+static void js_elements(js_conv *c, size_t n) {
+    c->elements += n;
+    if (c->elements > JS_MAX_ELEMENTS)
+        js_fail(c, "the grammar passes the limit of %d elements (its text, classes and repeated copies, as estimated)",
+                JS_MAX_ELEMENTS);
 }
 
 static void js_putn(js_conv *c, js_buf *b, const char *s, size_t n) {
@@ -292,6 +308,7 @@ static void js_rule_set(js_conv *c, long i, js_buf *body, js_buf *out) {
         js_buf_free(body);
         return;
     }
+    js_elements(c, body->n); /* a rule's text, counted once whatever was copied into it */
     c->rules[i].body = *body;
     memset(body, 0, sizeof *body);
     if (out != NULL) {
@@ -623,8 +640,12 @@ static int js_count(js_conv *c, const json_t *s, const char *key, long *out) {
     return 1;
 }
 
-/* Appends a postfix repetition {lo,hi} (hi < 0: unbounded) of the item just written. */
-static void js_put_repeat(js_conv *c, js_buf *b, long lo, long hi) {
+/* Appends a postfix repetition {lo,hi} (hi < 0: unbounded) of the item just
+ * written, which compiles to item_elements elements per copy. */
+static void js_put_repeat(js_conv *c, js_buf *b, long lo, long hi, size_t item_elements) {
+    /* As the engine expands it: lo copies, then a rule of two alternatives
+     * (the item and a reference, or nothing) per optional copy. */
+    js_elements(c, item_elements * (size_t)lo + (item_elements + 3) * (size_t)(hi < 0 ? 1 : hi - lo));
     if (lo == 0 && hi < 0)
         js_put(c, b, "*");
     else if (lo == 1 && hi < 0)
@@ -694,12 +715,23 @@ static void js_string(js_conv *c, const json_t *s, js_buf *out) {
         js_use(c, out, FX_STRING);
         return;
     }
+    for (int i = 0; i < c->n_string_rules; i++)
+        if (c->string_rules[i][0] == lo && c->string_rules[i][1] == hi) {
+            js_put_expr(
+                c, out,
+                &(js_buf){c->rules[c->string_rules[i][2]].name, strlen(c->rules[c->string_rules[i][2]].name), 0});
+            return;
+        }
     js_buf b = {0};
     js_put(c, &b, "\"\\\"\"");
     js_use(c, &b, FX_CHAR);
-    js_put_repeat(c, &b, lo, hi);
+    js_put_repeat(c, &b, lo, hi, 1);
     js_put(c, &b, " \"\\\"\"");
-    js_rule_add(c, "string", &b, out);
+    long r = js_rule_new(c, "string");
+    js_rule_set(c, r, &b, out);
+    if (r >= 0 && c->n_string_rules < 16)
+        c->string_rules[c->n_string_rules][0] = lo, c->string_rules[c->n_string_rules][1] = hi,
+        c->string_rules[c->n_string_rules++][2] = r;
 }
 
 /* ------------------------------------------------------------------------ */
@@ -950,6 +982,7 @@ static void rx_put_set(rx_parser *p, js_buf *b, rx_set *set) {
         if (b->n > 0 && b->p[b->n - 1] != ' ' && b->p[b->n - 1] != '(') js_put(c, b, " ");
         if (n > 1) js_put(c, b, "( ");
         if (raw.n > 0) {
+            js_elements(c, JS_CLASS_ELEMENTS);
             js_put(c, b, "[");
             js_putn(c, b, raw.p, raw.n);
             js_put(c, b, "]");
@@ -1014,7 +1047,8 @@ static void rx_quantifier(rx_parser *p, js_buf *b) {
         rx_fail(p, "a quantifier after a quantifier");
         return;
     }
-    js_put_repeat(p->c, b, lo, hi);
+    /* A group or a class compiles to one reference; a literal to its bytes. */
+    js_put_repeat(p->c, b, lo, hi, b->n > 2 && b->p[0] == '"' ? b->n - 2 : 1);
 }
 
 /* A sequence of quantified atoms up to '|' or ')' or the end. */
@@ -1316,7 +1350,7 @@ static void js_array(js_conv *c, const json_t *s, js_buf *out) {
                 js_use(c, &tail, FX_WS), js_put_literal(c, &tail, ","), js_use(c, &tail, FX_WS);
                 js_put_expr(c, &tail, &rest);
                 js_put(c, &tail, " )");
-                js_put_repeat(c, &tail, t_lo, t_hi);
+                js_put_repeat(c, &tail, t_lo, t_hi, 1);
             }
         }
         /* Going back from the end: element i (i >= 1) after a comma, then
@@ -1403,6 +1437,7 @@ static long js_trie_key(js_conv *c, js_trie *t, long node, size_t n_nodes) {
     }
     /* Any other first character, then anything. */
     if (alts++) js_put(c, &b, " | ");
+    js_elements(c, JS_CLASS_ELEMENTS);
     js_put(c, &b, "[^\"\\\\\\x00-\\x1F");
     if (cls.n > 0) js_putn(c, &b, cls.p, cls.n);
     js_put(c, &b, "]");
@@ -1873,6 +1908,7 @@ bc_status bc_json_schema_to_gbnf(const char *schema, size_t len, char **gbnf, ch
         }
         c.root = root;
         js_schema(&c, root, &body);
+        js_elements(&c, body.n);
     }
     js_buf outb = {0};
     if (c.status == BC_STATUS_OK) {

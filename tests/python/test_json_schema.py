@@ -478,7 +478,23 @@ def check_refusals(binary, tmp, tally):
             "passes the limit of 1048576 bytes", "/enum")
     many = {"type": "object", "properties": {"p%d" % i: {"enum": ["v" * 300 + str(j) for j in range(10)]}
                                              for i in range(900)}}
-    refused(binary, tmp, tally, "many large properties", json.dumps(many), "1048576 bytes")
+    refused(binary, tmp, tally, "many large properties", json.dumps(many), "limit of 60000 elements")
+    lengths = {"type": "object", "properties": {"p%d" % i: {"type": "string", "maxLength": 900 + i} for i in range(30)}}
+    refused(binary, tmp, tally, "repetitions past the engine's element limit", json.dumps(lengths),
+            "limit of 60000 elements", "/properties/p1")
+    # Large schemas inside the limits convert to grammars the engine compiles.
+    for name, schema, text in [
+            ("400 properties", {"type": "object", "properties": {"prop%d" % i: {"type": "integer"} for i in range(400)},
+                                "additionalProperties": False}, '{"prop0": 1, "prop399": 2}'),
+            ("200 properties, extra keys allowed",
+             {"type": "object", "properties": {"prop%d" % i: {"type": "integer"} for i in range(200)}},
+             '{"prop7": 1, "prop": 2, "prop70x": 3}'),
+            ("14 strings of maxLength 900+", {"type": "object", "properties": {
+                "p%d" % i: {"type": "string", "maxLength": 900 + i} for i in range(14)}}, '{"p3": "%s"}' % ("x" * 903)),
+            ("enum of 1000 strings", {"enum": ["v" * 40 + str(i) for i in range(1000)]}, '"%s999"' % ("v" * 40))]:
+        path = write(tmp, "large.json", json.dumps(schema))
+        m = grammar(binary, "--json-schema", path, "--match", stdin=text)
+        tally.check("large schema compiles and matches: %s" % name, m.stdout.strip() == "complete", m.stderr)
     refused(binary, tmp, tally, "dangling $ref", json.dumps({"$ref": "#/$defs/missing"}),
             "'#/$defs/missing' names nothing", "at /")
     refused(binary, tmp, tally, "remote $ref", json.dumps({"$ref": "https://example.com/s.json"}), "not local")
