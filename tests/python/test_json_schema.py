@@ -83,15 +83,15 @@ def valid(schema, instance):
 # ---------------------------------------------------------------------------
 
 PERSON = {
-    "$schema": "https://json-schema.org/draft/2020-12/schema",
+    "$schema": "https://json-schema.org/draft/2020-12/schema", "$id": "https://example.com/person.json",
     "title": "person", "description": "a person", "$comment": "annotations only",
     "type": "object",
     "properties": {
-        "name": {"type": "string", "minLength": 1, "maxLength": 12},
+        "name": {"type": "string", "minLength": 1, "maxLength": 12, "readOnly": True, "writeOnly": False},
         "age": {"type": "integer", "minimum": 0, "maximum": 150, "default": 30, "examples": [1]},
         "email": {"type": "string", "format": "email"},
         "tags": {"type": "array", "items": {"type": "string", "maxLength": 3}, "minItems": 1, "maxItems": 3},
-        "role": {"enum": ["admin", "user", "guest \"q\""]},
+        "role": {"enum": ["admin", "user", "guest \"q\""], "deprecated": True},
     },
     "required": ["name", "age"],
     "additionalProperties": False,
