@@ -796,9 +796,10 @@ bc_status bc_grammar_init_json_schema(const bc_tokenizer *tok, const char *schem
  * $comment, readOnly, writeOnly, deprecated. $ref, anyOf, oneOf and allOf
  * stand alone beside annotations; type beside enum or const keeps the
  * values of that type; keywords of one type do not constrain the others
- * (`{"minimum": 1}` still takes any string). The schema `{}` or `true` is
- * any JSON value; schema NULL (len 0) is any JSON object (OpenAI's
- * json_object).
+ * (`{"minimum": 1}` still takes any string); a string takes one of
+ * pattern, format or lengths; a required name must be in properties. The
+ * schema `{}` or `true` is any JSON value; schema NULL (len 0) is any JSON
+ * object (OpenAI's json_object).
  *
  * What the texts look like: properties come in the order of `properties`
  * (the required ones always, the others optionally), extra keys after them;
@@ -812,8 +813,10 @@ bc_status bc_grammar_init_json_schema(const bc_tokenizer *tok, const char *schem
  * the whole text.
  *
  * Limits, each refused with a message naming the place: schemas nested 64
- * deep, enum of 1,000 values, 1,000 properties (prefixItems, anyOf
- * branches), property names of 1,000 bytes, counts (minLength, maxLength,
+ * deep, enum of 1,000 values, 1,000 properties (and prefixItems), 64
+ * anyOf/oneOf branches and 64 optional properties in a row (the matcher
+ * follows each as a live parse; enum values share one parse per common
+ * prefix), property names of 1,000 bytes, counts (minLength, maxLength,
  * minItems, maxItems, regex {m,n}) up to 1,000, patterns of 1,000 bytes,
  * bounds within +-10^15, 1 MiB of grammar text and 60,000 grammar elements
  * as estimated from above (the compiler's limit is 65,536; a converted

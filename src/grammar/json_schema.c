@@ -40,12 +40,14 @@ enum {
     JS_CLASS_ELEMENTS = 64,   /* the estimate for one character class (its UTF-8 byte sequences) */
     JS_MAX_ENUM = 1000,       /* values of one enum */
     JS_MAX_REPEAT = 1000,     /* minLength, maxLength, minItems, maxItems, regex {m,n} */
-    JS_MAX_PROPERTIES = 1000, /* properties of one object, items of one prefixItems, branches of one anyOf */
+    JS_MAX_PROPERTIES = 1000, /* properties of one object, items of one prefixItems */
+    JS_MAX_BRANCHES = 64,     /* schemas of one anyOf/oneOf: each a live parse for the matcher */
     JS_MAX_PATTERN = 1000,    /* bytes of one pattern */
     JS_MAX_WS = 20,           /* spaces or tabs between two tokens (after at most one newline) */
     JS_MAX_NAME = 80,         /* bytes of a rule name */
     JS_MAX_PATH = 512,        /* bytes of a JSON pointer kept for messages */
     JS_MAX_NAME_BYTES = 1000, /* bytes of a property name */
+    JS_MAX_OPTIONAL_RUN = 64, /* optional properties in a row (the matcher's 256 live parses) */
 };
 /* Bounds of numbers are kept exact in a double up to 10^15. */
 #define JS_MAX_BOUND 1e15
@@ -1179,13 +1181,17 @@ static void js_pattern(js_conv *c, const char *pattern, size_t len, js_buf *out)
 /* ======================================================================== */
 
 /* The shortest decimal that reads back as x, with ".0" on integral values. */
-static void js_put_real(js_conv *c, js_buf *b, double x) {
-    char tmp[40];
+static void js_real_text(double x, char tmp[40]) {
     for (int prec = 1; prec <= 17; prec++) {
-        snprintf(tmp, sizeof tmp, "%.*g", prec, x);
+        snprintf(tmp, 40, "%.*g", prec, x);
         if (strtod(tmp, NULL) == x) break;
     }
     if (strpbrk(tmp, ".eEn") == NULL) strcat(tmp, ".0");
+}
+
+static void js_put_real(js_conv *c, js_buf *b, double x) {
+    char tmp[40];
+    js_real_text(x, tmp);
     js_put_literal(c, b, tmp);
 }
 
@@ -1558,6 +1564,20 @@ static void js_object(js_conv *c, const json_t *s, js_buf *out) {
                 if (strcmp(json_string_value(json_array_get(req, j)), name) == 0) required[i] = 1;
             i++;
         }
+    /* Where a property may be left out, the matcher follows every one that
+     * may come next as a live parse: the runs of optional ones are bounded. */
+    size_t run = 0;
+    i = 0;
+    if (c->status == BC_STATUS_OK) json_object_foreach((json_t *)props, name, sub) {
+            run = required[i++] ? 0 : run + 1;
+            if (run > JS_MAX_OPTIONAL_RUN) {
+                js_fail(c,
+                        "more than %d optional properties in a row (up to '%s'): the matcher follows each as a live "
+                        "parse; make some of them required",
+                        JS_MAX_OPTIONAL_RUN, name);
+                break;
+            }
+        }
 
     /* tail[i]: members i.. after one already written (each after a comma);
      * head[i]: members i.., at least one, none written yet. Built from the end. */
@@ -1664,6 +1684,122 @@ static int js_value_has_type(const json_t *v, int mask) {
     return 0;
 }
 
+/* The JSON text of a scalar as json.dumps writes it (2.0 as 2 when only
+ * integers are allowed). */
+static void js_scalar_text(js_conv *c, const json_t *v, int integer_only, js_buf *t) {
+    char tmp[40];
+    switch (json_typeof(v)) {
+    case JSON_NULL: js_put(c, t, "null"); return;
+    case JSON_TRUE: js_put(c, t, "true"); return;
+    case JSON_FALSE: js_put(c, t, "false"); return;
+    case JSON_INTEGER: js_putf(c, t, "%lld", (long long)json_integer_value(v)); return;
+    case JSON_REAL:
+        if (integer_only)
+            snprintf(tmp, sizeof tmp, "%.0f", json_real_value(v));
+        else
+            js_real_text(json_real_value(v), tmp);
+        js_put(c, t, tmp);
+        return;
+    case JSON_STRING: break;
+    default: return;
+    }
+    const char *s = json_string_value(v);
+    size_t len = json_string_length(v);
+    js_put(c, t, "\"");
+    for (size_t i = 0; i < len; i++) {
+        unsigned char ch = (unsigned char)s[i];
+        static const char *const esc[0x20] = {
+            ['\b'] = "\\b", ['\f'] = "\\f", ['\n'] = "\\n", ['\r'] = "\\r", ['\t'] = "\\t"};
+        if (ch == '"')
+            js_put(c, t, "\\\"");
+        else if (ch == '\\')
+            js_put(c, t, "\\\\");
+        else if (ch < 0x20 && esc[ch] != NULL)
+            js_put(c, t, esc[ch]);
+        else if (ch < 0x20)
+            js_putf(c, t, "\\u%04x", ch);
+        else
+            js_putn(c, t, (const char *)&s[i], 1);
+    }
+    js_put(c, t, "\"");
+}
+
+/* A trie of texts over code points: node 0 is the root. */
+typedef struct js_text_trie {
+    js_trie *nodes;
+    size_t n, cap;
+} js_text_trie;
+
+static void js_text_trie_insert(js_conv *c, js_text_trie *t, const char *text, size_t len) {
+    if (t->n == 0 || t->n + len + 1 > t->cap) {
+        size_t cap = t->cap ? t->cap : 64;
+        while (cap < t->n + len + 2) cap *= 2;
+        js_trie *p = realloc(t->nodes, cap * sizeof *p);
+        if (p == NULL) {
+            js_fail_memory(c);
+            return;
+        }
+        t->nodes = p, t->cap = cap;
+        if (t->n == 0) t->nodes[t->n++] = (js_trie){0, -1, -1, 0};
+    }
+    long node = 0;
+    for (size_t i = 0; i < len;) {
+        uint32_t cp = js_utf8_next(text, len, &i);
+        long ch = t->nodes[node].child;
+        while (ch >= 0 && t->nodes[ch].cp != cp) ch = t->nodes[ch].sibling;
+        if (ch < 0) {
+            ch = (long)t->n++;
+            t->nodes[ch] = (js_trie){cp, -1, t->nodes[node].child, 0};
+            t->nodes[node].child = ch;
+        }
+        node = ch;
+    }
+    t->nodes[node].terminal = 1;
+}
+
+/* Appends the alternatives of node's texts: each child's run of single
+ * characters as one literal, then a rule for where the texts part. */
+static void js_text_trie_emit(js_conv *c, const js_text_trie *t, long node, js_buf *b) {
+    int alts = 0;
+    if (t->nodes[node].terminal) {
+        js_put(c, b, "\"\"");
+        alts++;
+    }
+    for (long ch = t->nodes[node].child; ch >= 0 && c->status == BC_STATUS_OK; ch = t->nodes[ch].sibling) {
+        if (alts++) js_put(c, b, " | ");
+        char run[256];
+        size_t n = 0;
+        long at = ch;
+        for (;;) {
+            uint32_t cp = t->nodes[at].cp;
+            char tmp[5] = {0};
+            size_t k = 0;
+            if (cp < 0x80)
+                tmp[k++] = (char)cp;
+            else if (cp < 0x800)
+                tmp[k++] = (char)(0xC0 | (cp >> 6)), tmp[k++] = (char)(0x80 | (cp & 0x3F));
+            else if (cp < 0x10000)
+                tmp[k++] = (char)(0xE0 | (cp >> 12)), tmp[k++] = (char)(0x80 | ((cp >> 6) & 0x3F)),
+                tmp[k++] = (char)(0x80 | (cp & 0x3F));
+            else
+                tmp[k++] = (char)(0xF0 | (cp >> 18)), tmp[k++] = (char)(0x80 | ((cp >> 12) & 0x3F)),
+                tmp[k++] = (char)(0x80 | ((cp >> 6) & 0x3F)), tmp[k++] = (char)(0x80 | (cp & 0x3F));
+            memcpy(run + n, tmp, k);
+            n += k;
+            const js_trie *x = &t->nodes[at];
+            if (x->terminal || x->child < 0 || t->nodes[x->child].sibling >= 0 || n + 4 >= sizeof run - 1) break;
+            at = x->child;
+        }
+        run[n] = '\0';
+        js_put_literal(c, b, run);
+        const js_trie *x = &t->nodes[at];
+        if (x->child < 0) continue; /* a leaf: the text ends here */
+        js_buf sub = {0};
+        js_text_trie_emit(c, t, at, &sub);
+        js_rule_add(c, "enum-rest", &sub, b);
+    }
+}
+
 static void js_enum(js_conv *c, const json_t *s, js_buf *out) {
     const json_t *list = json_object_get(s, "enum"), *one = json_object_get(s, "const");
     if (list != NULL && one != NULL) {
@@ -1680,25 +1816,37 @@ static void js_enum(js_conv *c, const json_t *s, js_buf *out) {
     }
     int mask = json_object_get(s, "type") ? js_type_mask(c, s) : 0x7F;
     if (c->status != BC_STATUS_OK) return;
+    /* Scalars go into a trie of their texts, so that values sharing a
+     * prefix are one parse until they part; arrays and objects are
+     * alternatives of their own. */
+    js_text_trie trie = {0};
     js_buf b = {0};
     size_t n = list ? json_array_size(list) : 1, kept = 0;
     for (size_t i = 0; i < n && c->status == BC_STATUS_OK; i++) {
         const json_t *v = list ? json_array_get(list, i) : one;
         if (!js_value_has_type(v, mask)) continue;
-        if (json_is_real(v) && (mask & T_NUMBER) == 0) { /* 2.0 under type integer is written 2 */
-            char tmp[40];
-            snprintf(tmp, sizeof tmp, "%.0f", json_real_value(v));
-            if (kept++) js_put(c, &b, " | ");
-            js_put_literal(c, &b, tmp);
-            continue;
-        }
-        if (kept++) js_put(c, &b, " | ");
+        kept++;
         size_t old = list ? js_path_push_index(c, "enum", i) : js_path_push(c, "const");
-        js_value_literal(c, v, &b);
+        if (!json_is_array(v) && !json_is_object(v)) {
+            js_buf text = {0};
+            js_scalar_text(c, v, (mask & T_NUMBER) == 0, &text);
+            if (c->status == BC_STATUS_OK) js_text_trie_insert(c, &trie, text.p, text.n);
+            js_buf_free(&text);
+        } else {
+            if (b.n > 0) js_put(c, &b, " | ");
+            js_value_literal(c, v, &b);
+        }
         js_path_pop(c, old);
     }
     if (kept == 0 && c->status == BC_STATUS_OK)
         js_fail(c, "no value of '%s' has the schema's type", list ? "enum" : "const");
+    if (trie.n > 0 && c->status == BC_STATUS_OK) {
+        if (b.n > 0) js_put(c, &b, " | ");
+        size_t old = js_path_push(c, list ? "enum" : "const");
+        js_text_trie_emit(c, &trie, 0, &b);
+        js_path_pop(c, old);
+    }
+    free(trie.nodes);
     js_rule_add(c, list ? "enum" : "const", &b, out);
 }
 
@@ -1841,8 +1989,9 @@ static void js_schema(js_conv *c, const json_t *s, js_buf *out) {
     else if (combinator != NULL) {
         const json_t *list = json_object_get(s, combinator);
         size_t n = json_is_array(list) ? json_array_size(list) : 0;
-        if (n == 0 || n > JS_MAX_PROPERTIES)
-            js_fail(c, "'%s' must be an array of 1 to %d schemas", combinator, JS_MAX_PROPERTIES);
+        if (n == 0 || n > JS_MAX_BRANCHES)
+            js_fail(c, "'%s' must be an array of 1 to %d schemas (the matcher follows each as a live parse)",
+                    combinator, JS_MAX_BRANCHES);
         else if (strcmp(combinator, "allOf") == 0 && n > 1)
             js_fail(c, "'allOf' of more than one schema is not supported");
         else if (n == 1)

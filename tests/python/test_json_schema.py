@@ -484,17 +484,29 @@ def check_refusals(binary, tmp, tally):
             "limit of 60000 elements", "/properties/p1")
     # Large schemas inside the limits convert to grammars the engine compiles.
     for name, schema, text in [
-            ("400 properties", {"type": "object", "properties": {"prop%d" % i: {"type": "integer"} for i in range(400)},
-                                "additionalProperties": False}, '{"prop0": 1, "prop399": 2}'),
-            ("200 properties, extra keys allowed",
-             {"type": "object", "properties": {"prop%d" % i: {"type": "integer"} for i in range(200)}},
-             '{"prop7": 1, "prop": 2, "prop70x": 3}'),
+            ("400 required properties", {"type": "object", "properties": {
+                "prop%d" % i: {"type": "integer"} for i in range(400)}, "required": ["prop%d" % i for i in range(400)],
+                "additionalProperties": False}, json.dumps({"prop%d" % i: i for i in range(400)})),
+            ("200 properties, every 50th required, extra keys allowed",
+             {"type": "object", "properties": {"prop%d" % i: {"type": "integer"} for i in range(200)},
+              "required": ["prop%d" % i for i in range(0, 200, 50)]},
+             '{"prop0": 1, "prop50": 2, "prop64": 0, "prop100": 3, "prop150": 4, "prop": 2, "prop70x": 3}'),
+            ("64 optional properties and extra keys",
+             {"type": "object", "properties": {"prop%d" % i: {"type": "integer"} for i in range(64)}},
+             json.dumps({"prop0": 1, "prop63": 2, "zz": 3}, indent=20)),
+            ("enum of 1000 numbers", {"type": "array", "items": {"enum": list(range(999)) + [2.5]}},
+             "[1, 998, 100, 2.5, 0, 10]"),
             ("14 strings of maxLength 900+", {"type": "object", "properties": {
                 "p%d" % i: {"type": "string", "maxLength": 900 + i} for i in range(14)}}, '{"p3": "%s"}' % ("x" * 903)),
             ("enum of 1000 strings", {"enum": ["v" * 40 + str(i) for i in range(1000)]}, '"%s999"' % ("v" * 40))]:
         path = write(tmp, "large.json", json.dumps(schema))
         m = grammar(binary, "--json-schema", path, "--match", stdin=text)
         tally.check("large schema compiles and matches: %s" % name, m.stdout.strip() == "complete", m.stderr)
+    refused(binary, tmp, tally, "65 optional properties in a row",
+            json.dumps({"properties": {"x": {"properties": {"p%d" % i: {} for i in range(70)}}}}),
+            "more than 64 optional properties in a row", "'p64'", "/properties/x")
+    refused(binary, tmp, tally, "anyOf of 65 schemas", json.dumps({"items": {"anyOf": [{"const": i} for i in range(65)]}}),
+            "1 to 64 schemas", "/items")
     refused(binary, tmp, tally, "dangling $ref", json.dumps({"$ref": "#/$defs/missing"}),
             "'#/$defs/missing' names nothing", "at /")
     refused(binary, tmp, tally, "remote $ref", json.dumps({"$ref": "https://example.com/s.json"}), "not local")
