@@ -43,7 +43,6 @@ enum {
     JS_MAX_PROPERTIES = 1000, /* properties of one object, items of one prefixItems */
     JS_MAX_BRANCHES = 64,     /* schemas of one anyOf/oneOf: each a live parse for the matcher */
     JS_MAX_PATTERN = 1000,    /* bytes of one pattern */
-    JS_MAX_WS = 20,           /* spaces or tabs between two tokens (after at most one newline) */
     JS_MAX_NAME = 80,         /* bytes of a rule name */
     JS_MAX_PATH = 512,        /* bytes of a JSON pointer kept for messages */
     JS_MAX_NAME_BYTES = 1000, /* bytes of a property name */
@@ -232,6 +231,7 @@ typedef struct js_fixed {
 
 #define B(x) (1u << (x))
 static const js_fixed js_fixed_rules[FX_COUNT] = {
+    /* At most one newline and 20 spaces or tabs between two tokens. */
     [FX_WS] = {"ws", "\"\\n\"? [ \\t]{0,20}", 0},
     [FX_VALUE] = {"value", "object | array | string | number | boolean | null",
                   B(FX_OBJECT) | B(FX_ARRAY) | B(FX_STRING) | B(FX_NUMBER) | B(FX_BOOLEAN) | B(FX_NULL)},
@@ -1400,11 +1400,13 @@ static void js_array(js_conv *c, const json_t *s, js_buf *out) {
 typedef struct js_trie {
     uint32_t cp;         /* the code point on the edge into this node */
     long child, sibling; /* first child and next sibling, -1 for none */
-    int terminal;        /* a declared name ends here */
+    int terminal;        /* a text (a declared name, a value) ends here */
 } js_trie;
 
-static long js_trie_key(js_conv *c, js_trie *t, long node, size_t n_nodes) {
-    /* NK(node): the rest of a key that is not a declared name, given the prefix up to node. */
+/* The rule of the rest of a key that is not a declared name, given the
+ * prefix up to node: the end (unless a name ends here), a child's character
+ * and its rule, or any other character and then anything. */
+static long js_trie_key(js_conv *c, const js_trie *t, long node) {
     js_buf b = {0};
     int alts = 0;
     if (!t[node].terminal) {
@@ -1430,14 +1432,14 @@ static long js_trie_key(js_conv *c, js_trie *t, long node, size_t n_nodes) {
         /* The string literal helper adds quotes; write the character's JSON text as a literal. */
         js_buf lit = {0};
         js_put_string_literal(c, &lit, one, n);
-        /* strip the \" at both ends: lit is "\"X\"" -> "X" */
+        /* The literal of the character's JSON text: "\"X\"" less its quotes. */
         if (lit.n >= 6) {
             js_put(c, &b, "\"");
             js_putn(c, &b, lit.p + 3, lit.n - 6);
             js_put(c, &b, "\"");
         }
         js_buf_free(&lit);
-        long sub = js_trie_key(c, t, ch, n_nodes);
+        long sub = js_trie_key(c, t, ch);
         if (sub >= 0) js_put(c, &b, " "), js_put(c, &b, c->rules[sub].name);
         if (cp >= 0x20 && cp != '"' && cp != '\\') js_put_class_cp(c, &cls, cp);
     }
@@ -1489,7 +1491,7 @@ static void js_extra_key(js_conv *c, const json_t *props, js_buf *out) {
     }
     /* The escapes JSON requires are not followed by the trie: a name with one
      * stays reachable through the escape branch (documented). */
-    long r = js_trie_key(c, t, 0, n);
+    long r = js_trie_key(c, t, 0);
     free(t);
     if (r < 0) return;
     js_buf b = {0};
