@@ -790,8 +790,8 @@ bc_status bc_grammar_init_json_schema(const bc_tokenizer *tok, const char *schem
  * date with the days of each month (29 in February), email as
  * local-part@domain.tld in ASCII, uuid), minLength, maxLength (characters:
  * an escape is one), minimum, maximum, exclusiveMinimum, exclusiveMaximum
- * (integers exactly, non-integral bounds rounded inward; numbers exactly for
- * integral bounds, a fractional bound on a number is refused), and the
+ * (exactly: integers with non-integral bounds rounded inward, numbers
+ * digit by digit against the bounds' decimal forms), and the
  * annotations title, description, default, examples, $schema, $id,
  * $comment, readOnly, writeOnly, deprecated. $ref, anyOf, oneOf and allOf
  * stand alone beside annotations; type beside enum or const keeps the

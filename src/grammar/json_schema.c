@@ -210,8 +210,6 @@ enum {
     FX_BOOLEAN,
     FX_NULL,
     FX_FRACTION,
-    FX_FRACTION_ZERO,
-    FX_FRACTION_NONZERO,
     FX_DATE,
     FX_TIME,
     FX_DATE_TIME,
@@ -246,8 +244,6 @@ static const js_fixed js_fixed_rules[FX_COUNT] = {
     [FX_BOOLEAN] = {"boolean", "\"true\" | \"false\"", 0},
     [FX_NULL] = {"null", "\"null\"", 0},
     [FX_FRACTION] = {"fraction", "( \".\" [0-9]+ )?", 0},
-    [FX_FRACTION_ZERO] = {"fraction-zero", "( \".\" \"0\"+ )?", 0},
-    [FX_FRACTION_NONZERO] = {"fraction-nonzero", "\".\" \"0\"* [1-9] [0-9]*", 0},
     [FX_DATE] = {"date",
                  "[0-9]{4} \"-\" ( ( \"0\" [13578] | \"1\" [02] ) \"-\" ( \"0\" [1-9] | [12] [0-9] | \"3\" [01] )"
                  " | ( \"0\" [469] | \"11\" ) \"-\" ( \"0\" [1-9] | [12] [0-9] | \"30\" )"
@@ -528,27 +524,163 @@ static void js_read_bound(js_conv *c, const json_t *s, const char *incl, const c
     }
 }
 
-/* Numbers written m or m.fff (magnitude m >= 0, no sign, no exponent) in
- * [lo, hi] with exclusive ends where said; integral bounds. Appends
- * alternatives separated by " | "; returns how many. */
-static int js_magnitude(js_conv *c, js_buf *b, int64_t lo, int lo_excl, int has_hi, int64_t hi, int hi_excl) {
+/* A non-negative decimal: integer part and exactly k fraction digits. */
+typedef struct js_dec {
+    int64_t ip;
+    char frac[20];
+} js_dec;
+
+/* The fraction digits x needs to be written exactly (shortest round trip), or -1. */
+static int js_frac_digits(double x) {
+    char tmp[64];
+    for (int k = 0; k <= 17; k++) {
+        snprintf(tmp, sizeof tmp, "%.*f", k, fabs(x));
+        if (strtod(tmp, NULL) == fabs(x)) return k;
+    }
+    return -1;
+}
+
+/* |x| with k fraction digits (k at least js_frac_digits(x)). */
+static void js_dec_of(double x, int k, js_dec *d) {
+    char tmp[64];
+    snprintf(tmp, sizeof tmp, "%.*f", k, fabs(x));
+    d->ip = strtoll(tmp, NULL, 10);
+    const char *dot = strchr(tmp, '.');
+    snprintf(d->frac, sizeof d->frac, "%s", dot ? dot + 1 : "");
+}
+
+/* The fraction's text after the integer part, when the digits so far equal
+ * lo's (lt) and hi's (ht): one state of a digit-by-digit comparison of the
+ * first k fraction digits (missing ones are zeros), then the digits past k
+ * decide only where the value sits exactly on a bound. */
+typedef struct js_frac {
+    const char *lo, *hi; /* k digits each, or NULL: no bound on that side */
+    int lo_excl, hi_excl, k;
+    long memo[20][2][2]; /* rule of each state from digit 1 on: -2 not made, -1 empty */
+} js_frac;
+
+static int js_frac_state(js_conv *c, js_frac *f, js_buf *b, int pos, int lt, int ht, int need_digit);
+
+/* Appends the rule of state (pos, lt, ht), ending allowed, made once; 0 when it matches nothing. */
+static int js_frac_ref(js_conv *c, js_frac *f, js_buf *b, int pos, int lt, int ht) {
+    if (!lt && !ht) { /* no bound left: any digits */
+        js_put(c, b, " [0-9]*");
+        return 1;
+    }
+    long *m = &f->memo[pos][lt][ht];
+    if (*m == -2) {
+        js_buf sub = {0};
+        int n = js_frac_state(c, f, &sub, pos, lt, ht, 0);
+        if (n == 0 || c->status != BC_STATUS_OK) {
+            js_buf_free(&sub);
+            *m = -1;
+        } else {
+            *m = js_rule_new(c, "fraction");
+            js_rule_set(c, *m, &sub, NULL);
+        }
+    }
+    if (*m < 0) return 0;
+    js_put(c, b, " ");
+    js_put(c, b, c->rules[*m].name);
+    return 1;
+}
+
+static int js_frac_state(js_conv *c, js_frac *f, js_buf *b, int pos, int lt, int ht, int need_digit) {
     int alts = 0;
-    int64_t any_lo = lo_excl ? lo + 1 : lo, any_hi = has_hi ? hi - 1 : -1;
-    if (!has_hi || any_lo <= any_hi) { /* m in [any_lo, any_hi] with any fraction */
-        js_range(c, b, any_lo, has_hi ? any_hi : -1);
+    if (pos == f->k) { /* past the compared digits: zero or not is all that counts */
+        int zero_ok = !(lt && f->lo_excl) && !(ht && f->hi_excl), nonzero_ok = !ht;
+        const char *g = NULL;
+        if (zero_ok && nonzero_ok)
+            g = need_digit ? "[0-9]+" : "[0-9]*";
+        else if (nonzero_ok)
+            g = "\"0\"* [1-9] [0-9]*";
+        else if (zero_ok)
+            g = need_digit ? "\"0\"+" : "\"0\"*";
+        if (g != NULL) js_put(c, b, g), alts++;
+        return alts;
+    }
+    /* Ending here: the rest are zeros. */
+    int lo_rest_zero = 1, hi_rest_zero = 1;
+    for (int i = pos; i < f->k; i++) {
+        if (lt && f->lo[i] != '0') lo_rest_zero = 0;
+        if (ht && f->hi[i] != '0') hi_rest_zero = 0;
+    }
+    int end_ok = !need_digit && (!lt || (lo_rest_zero && !f->lo_excl)) && (!ht || !hi_rest_zero || !f->hi_excl);
+    if (end_ok) js_put(c, b, "\"\""), alts++;
+    char d_lo = lt ? f->lo[pos] : '0', d_hi = ht ? f->hi[pos] : '9';
+    if (lt && ht && d_lo == d_hi) {
+        js_buf alt = {0};
+        js_putf(c, &alt, "\"%c\"", d_lo);
+        if (js_frac_ref(c, f, &alt, pos + 1, 1, 1)) {
+            if (alts++) js_put(c, b, " | ");
+            js_put_expr(c, b, &alt);
+        }
+        js_buf_free(&alt);
+        return alts;
+    }
+    char mid_lo = lt ? (char)(d_lo + 1) : '0', mid_hi = ht ? (char)(d_hi - 1) : '9';
+    if (mid_lo <= mid_hi) {
+        if (alts++) js_put(c, b, " | ");
+        js_putf(c, b, "[%c-%c] [0-9]*", mid_lo, mid_hi);
+    }
+    for (int side = 0; side < 2; side++) {
+        if (!(side == 0 ? lt : ht)) continue;
+        js_buf alt = {0};
+        js_putf(c, &alt, "\"%c\"", side == 0 ? d_lo : d_hi);
+        if (js_frac_ref(c, f, &alt, pos + 1, side == 0, side == 1)) {
+            if (alts++) js_put(c, b, " | ");
+            js_put_expr(c, b, &alt);
+        }
+        js_buf_free(&alt);
+    }
+    return alts;
+}
+
+/* After integer part ip: nothing, or "." and the digits of state (0, lt, ht). */
+static int js_fraction(js_conv *c, js_buf *b, int64_t ip, const js_dec *lo, int lo_excl, const js_dec *hi, int hi_excl,
+                       int k) {
+    js_frac f = {lo ? lo->frac : NULL, hi ? hi->frac : NULL, lo_excl, hi_excl, k, {{{0}}}};
+    for (int i = 0; i < 20; i++) f.memo[i][0][0] = f.memo[i][0][1] = f.memo[i][1][0] = f.memo[i][1][1] = -2;
+    js_buf alts = {0}, digits = {0};
+    int n = 0;
+    /* No fraction is the value ip exactly: as ending at digit 0. */
+    int lo_zero = 1, hi_zero = 1;
+    for (int i = 0; i < k; i++) {
+        if (lo && lo->frac[i] != '0') lo_zero = 0;
+        if (hi && hi->frac[i] != '0') hi_zero = 0;
+    }
+    if ((!lo || (lo_zero && !lo_excl)) && (!hi || !hi_zero || !hi_excl)) js_put(c, &alts, "\"\""), n++;
+    if (js_frac_state(c, &f, &digits, 0, lo != NULL, hi != NULL, 1) > 0) {
+        if (n++) js_put(c, &alts, " | ");
+        js_put(c, &alts, "\".\" ( ");
+        js_putn(c, &alts, digits.p, digits.n);
+        js_put(c, &alts, " )");
+    }
+    if (n > 0) {
+        if (b->n > 0 && b->p[b->n - 1] != ' ') js_put(c, b, " | ");
+        js_range(c, b, ip, ip);
+        js_put(c, b, " ( ");
+        js_putn(c, b, alts.p, alts.n);
+        js_put(c, b, " )");
+    }
+    js_buf_free(&alts);
+    js_buf_free(&digits);
+    return n > 0;
+}
+
+/* Numbers written m or m.fff (magnitude m >= 0, no sign, no exponent) in
+ * [lo, hi] (hi NULL: no upper bound) with exclusive ends where said.
+ * Appends alternatives separated by " | "; returns how many. */
+static int js_magnitude(js_conv *c, js_buf *b, const js_dec *lo, int lo_excl, const js_dec *hi, int hi_excl, int k) {
+    if (hi != NULL && (hi->ip < lo->ip || (hi->ip == lo->ip && strcmp(hi->frac, lo->frac) < 0))) return 0;
+    if (hi != NULL && hi->ip == lo->ip) return js_fraction(c, b, lo->ip, lo, lo_excl, hi, hi_excl, k);
+    int alts = js_fraction(c, b, lo->ip, lo, lo_excl, NULL, 0, k);
+    if (hi == NULL || lo->ip + 1 <= hi->ip - 1) { /* integer parts strictly between: any fraction */
+        if (alts++) js_put(c, b, " | ");
+        js_range(c, b, lo->ip + 1, hi ? hi->ip - 1 : -1);
         js_use(c, b, FX_FRACTION);
-        alts++;
     }
-    if (lo_excl && (!has_hi || hi > lo)) { /* just above lo */
-        if (alts++) js_put(c, b, " | ");
-        js_range(c, b, lo, lo);
-        js_use(c, b, FX_FRACTION_NONZERO);
-    }
-    if (has_hi && !hi_excl && (hi > lo || (hi == lo && !lo_excl))) { /* exactly hi */
-        if (alts++) js_put(c, b, " | ");
-        js_range(c, b, hi, hi);
-        js_use(c, b, FX_FRACTION_ZERO);
-    }
+    if (hi != NULL) alts += js_fraction(c, b, hi->ip, NULL, 0, hi, hi_excl, k);
     return alts;
 }
 
@@ -585,25 +717,36 @@ static void js_number(js_conv *c, const json_t *s, int integer, js_buf *out) {
             }
         }
     } else {
-        if ((lo.present && lo.v != floor(lo.v)) || (hi.present && hi.v != floor(hi.v))) {
-            js_fail(c, "a bound that is not an integer (%g) is not supported for type 'number'",
-                    lo.present && lo.v != floor(lo.v) ? lo.v : hi.v);
-            js_buf_free(&b);
-            return;
+        /* Both bounds written with the same k fraction digits. */
+        int k = 0;
+        const js_bound *bounds[2] = {&lo, &hi};
+        for (int i = 0; i < 2; i++) {
+            if (!bounds[i]->present) continue;
+            int d = js_frac_digits(bounds[i]->v);
+            if (d < 0) {
+                js_fail(c, "the bound %.17g has no exact decimal form", bounds[i]->v);
+                js_buf_free(&b);
+                return;
+            }
+            if (d > k) k = d;
         }
-        int64_t L = (int64_t)lo.v, U = (int64_t)hi.v;
-        /* Non-negative side: m = x. */
-        if (!hi.present || U >= 0) {
-            int64_t a = lo.present && L >= 0 ? L : 0;
-            int a_excl = lo.present && L >= 0 && lo.exclusive;
-            alts += js_magnitude(c, &b, a, a_excl, hi.present, U, hi.exclusive);
+        js_dec L, U, zero = {0, ""};
+        memset(zero.frac, '0', (size_t)k);
+        zero.frac[k] = '\0';
+        if (lo.present) js_dec_of(lo.v, k, &L);
+        if (hi.present) js_dec_of(hi.v, k, &U);
+        /* Non-negative side: m = x in [max(lo, 0), hi]. */
+        if (!hi.present || hi.v >= 0) {
+            int from_lo = lo.present && lo.v >= 0;
+            alts += js_magnitude(c, &b, from_lo ? &L : &zero, from_lo && lo.exclusive, hi.present ? &U : NULL,
+                                 hi.exclusive, k);
         }
-        /* Negative side: x = -m. */
-        if (!lo.present || L <= 0) {
-            int64_t a = hi.present && U <= 0 ? -U : 0;
-            int a_excl = hi.present && U <= 0 && hi.exclusive;
+        /* Negative side: x = -m with m in [max(-hi, 0), -lo]. */
+        if (!lo.present || lo.v <= 0) {
+            int from_hi = hi.present && hi.v <= 0;
             js_buf neg = {0};
-            int n = js_magnitude(c, &neg, a, a_excl, lo.present, -L, lo.exclusive);
+            int n = js_magnitude(c, &neg, from_hi ? &U : &zero, from_hi && hi.exclusive, lo.present ? &L : NULL,
+                                 lo.exclusive, k);
             if (n > 0) {
                 if (alts++) js_put(c, &b, " | ");
                 js_put(c, &b, "\"-\" ( ");

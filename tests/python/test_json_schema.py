@@ -71,7 +71,21 @@ for _name, _fn in (("date", is_date), ("time", is_time), ("date-time", is_date_t
 
 TYPES = jsonschema.Draft202012Validator.TYPE_CHECKER.redefine(
     "integer", lambda checker, v: isinstance(v, int) and not isinstance(v, bool))
-Validator = jsonschema.validators.extend(jsonschema.Draft202012Validator, type_checker=TYPES)
+
+
+def ecma_pattern(validator, pattern, instance, schema):
+    """pattern as ECMA 262 reads it where Python's re differs: $ only at the
+    very end (not before a final newline), \\d \\w \\s ASCII (the texts hold no
+    non-ASCII space, no \\r and no U+2028, where . and \\s differ too)."""
+    if not isinstance(instance, str):
+        return
+    p = pattern[:-1] + r"\Z" if pattern.endswith("$") and not pattern.endswith("\\$") else pattern
+    if not re.search(p, instance, re.ASCII):
+        yield jsonschema.ValidationError("%r does not match %r" % (instance, pattern))
+
+
+Validator = jsonschema.validators.extend(jsonschema.Draft202012Validator, type_checker=TYPES,
+                                         validators={"pattern": ecma_pattern})
 
 
 def valid(schema, instance):
@@ -144,6 +158,11 @@ SUITE = [
     ("number_range", {"type": "number", "minimum": -10, "exclusiveMaximum": 20}, {}),
     ("number_exclusive", {"type": "number", "exclusiveMinimum": 0, "maximum": 1}, {}),
     ("number_negative", {"type": "number", "exclusiveMinimum": -100, "exclusiveMaximum": -3}, {}),
+    ("number_fractional", {"type": "number", "minimum": -2.5, "exclusiveMaximum": 3.75}, {}),
+    ("number_fractional_small", {"type": "number", "exclusiveMinimum": 0.05, "maximum": 0.125}, {}),
+    ("number_fractional_min", {"type": ["number", "null"], "minimum": 0.1}, {}),
+    ("number_fractional_max", {"type": "number", "exclusiveMaximum": -0.001, "minimum": -1000}, {}),
+    ("number_one_interval", {"type": "number", "minimum": 7.25, "maximum": 7.5}, {}),
     ("string_lengths", {"type": "string", "minLength": 2, "maxLength": 5}, {}),
     ("string_min", {"type": "string", "minLength": 3}, {}),
     ("formats", {"type": "array", "prefixItems": [
@@ -257,8 +276,10 @@ def gen(rng, root, s, samples, depth=0):
         lo = s.get("minimum", s.get("exclusiveMinimum", -1000))
         hi = s.get("maximum", s.get("exclusiveMaximum", lo + 2000))
         x = rng.randint(int(lo) - 1, int(hi) + 1)
+        if t == "number" and rng.random() < 0.3:  # on or next to a bound
+            return round(rng.choice([lo, hi]) + rng.choice([0, 0, 0.001, -0.001, 0.0001, -0.01]), 4)
         if t == "number" and rng.random() < 0.6:
-            return round(x + rng.choice([0.0, 0.25, 0.5, 0.999]), 3)
+            return round(x + rng.choice([0.0, 0.001, 0.05, 0.1, 0.125, 0.25, 0.5, 0.75, 0.999]), 4)
         return x
     if t == "string":
         if "format" in s:
@@ -397,7 +418,7 @@ def check_suite(binary, tmp, tally, rng, per_schema):
             if len(cases) == per_schema:
                 break
             v = gen(rng, schema, schema, samples)
-            for _ in range(rng.randint(0, 2) if len(cases) % 2 else 0):
+            for _ in range(rng.randint(1, 3) if len(cases) % 2 else 0):
                 v = mutate(rng, v, samples)
             text = rng.choice(STYLES)(v)
             if text not in seen:
@@ -525,8 +546,9 @@ def check_refusals(binary, tmp, tally):
             "over 1000")
     refused(binary, tmp, tally, "maxLength over 1000", json.dumps({"type": "string", "maxLength": 5000}),
             "'maxLength' 5000", "limit of 1000")
-    refused(binary, tmp, tally, "fractional number bound", json.dumps({"type": "number", "minimum": 0.5}),
-            "not an integer", "'number'")
+    refused(binary, tmp, tally, "a bound with no exact decimal form",
+            json.dumps({"properties": {"x": {"type": "number", "minimum": 1e-20}}}), "no exact decimal form",
+            "/properties/x")
     refused(binary, tmp, tally, "empty integer range", json.dumps({"type": "integer", "minimum": 3, "maximum": 2}),
             "no integer")
     refused(binary, tmp, tally, "required but not declared",
