@@ -559,6 +559,16 @@ def check_refusals(binary, tmp, tally):
             "'anyOf' together with 'type'")
     refused(binary, tmp, tally, "false schema", json.dumps({"properties": {"a": False}}), "false",
             "/properties/a")
+    r = grammar(binary)
+    tally.check("no grammar given: exit 1 naming the options", r.returncode == 1 and "--json-schema" in r.stderr,
+                r.stderr)
+    path = write(tmp, "ab.gbnf", 'root ::= "a" b+  # a comment\nb ::= [b-c]\n')
+    for text, want in [("abcb", "complete"), ("a", "prefix"), ("ad", "no")]:
+        m = grammar(binary, "--grammar-file", path, "--match", stdin=text)
+        tally.check("--grammar-file %r: %s" % (text, want), m.stdout.strip() == want, m.stdout + m.stderr)
+    path = write(tmp, "bad.gbnf", 'root ::= "a" (\n')
+    r = grammar(binary, "--grammar-file", path)
+    tally.check("a GBNF syntax error names the file", r.returncode == 1 and path in r.stderr, r.stderr)
     r = grammar(binary, "--json-schema", os.path.join(tmp, "absent.json"), "--print")
     tally.check("a missing file is named", r.returncode == 1 and "absent.json" in r.stderr, r.stderr)
     r = grammar(binary, "--json-schema", write(tmp, "empty.json", ""), "--print")
