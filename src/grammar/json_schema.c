@@ -41,7 +41,7 @@ enum {
     JS_MAX_ENUM = 1000,       /* values of one enum */
     JS_MAX_REPEAT = 1000,     /* minLength, maxLength, minItems, maxItems, regex {m,n} */
     JS_MAX_PROPERTIES = 1000, /* properties of one object, items of one prefixItems */
-    JS_MAX_BRANCHES = 64,     /* schemas of one anyOf/oneOf: each a live parse for the matcher */
+    JS_MAX_BRANCHES = 32,     /* schemas of one anyOf/oneOf: each a live parse for the matcher */
     JS_MAX_PATTERN = 1000,    /* bytes of one pattern */
     JS_MAX_NAME = 80,         /* bytes of a rule name */
     JS_MAX_PATH = 512,        /* bytes of a JSON pointer kept for messages */
