@@ -818,8 +818,8 @@ bc_status bc_grammar_init_json_schema(const bc_tokenizer *tok, const char *schem
  * follows each as a live parse, up to 256 at once: branches that stay
  * alike for long, nested in one another, can still pass that; enum values
  * share one parse per common prefix), property names of 1,000 bytes,
- * counts (minLength, maxLength,
- * minItems, maxItems, regex {m,n}) up to 1,000, patterns of 1,000 bytes,
+ * counts (minLength, maxLength, minItems, maxItems, regex {m,n}) up to
+ * 1,000, patterns of 1,000 bytes,
  * bounds within +-10^15, 1 MiB of grammar text and 60,000 grammar elements
  * as estimated from above (the compiler's limit is 65,536; a converted
  * grammar always compiles). A keyword outside the subset is
