@@ -7,10 +7,10 @@
  *   rules                          named rules, made as the schema is walked; fixed ones on demand
  *   literals                       GBNF literals and classes for JSON text
  *   integers                       digit-range decomposition of [lo, hi]
- *   numbers                        bounded integers and numbers
+ *   numbers                        bounded integers; numbers compared digit by digit with the bounds
  *   strings                        lengths, formats, patterns (a regular-expression subset)
- *   arrays, objects                items/prefixItems chains, property chains, extra keys
- *   enum, const                    JSON values as literals with whitespace between tokens
+ *   arrays, objects                items/prefixItems chains, property chains, extra keys (a trie)
+ *   enum, const                    scalars as a trie of their texts, arrays and objects with whitespace
  *   schemas                        keyword checks, $ref, anyOf, type dispatch
  *   entry point
  *
