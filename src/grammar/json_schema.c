@@ -1694,19 +1694,25 @@ static void js_object(js_conv *c, const json_t *s, js_buf *out) {
 
     /* Each declared member: "name" ws ":" ws value. */
     js_buf *kv = n > 0 ? calloc(n, sizeof *kv) : NULL;
-    int *required = n > 0 ? calloc(n, sizeof *required) : NULL;
+    int *required = n > 0 ? calloc(n, sizeof *required) : NULL; /* 1 required, 0 optional, -1 never (false) */
     if (n > 0 && (kv == NULL || required == NULL)) js_fail_memory(c);
     const char *name;
     const json_t *sub;
     size_t i = 0;
     if (c->status == BC_STATUS_OK) json_object_foreach((json_t *)props, name, sub) {
-            js_put_string_literal(c, &kv[i], name, strlen(name));
-            js_use(c, &kv[i], FX_WS), js_put_literal(c, &kv[i], ":"), js_use(c, &kv[i], FX_WS);
-            size_t old = js_path_push(c, "properties");
-            js_sub_consumed(c, sub, name, -1, &kv[i]);
-            js_path_pop(c, old);
             for (size_t j = 0; req != NULL && j < json_array_size(req); j++)
                 if (strcmp(json_string_value(json_array_get(req, j)), name) == 0) required[i] = 1;
+            size_t old = js_path_push(c, "properties");
+            if (json_is_false(sub)) { /* the key may not appear (nor as an extra one: the trie has its name) */
+                js_path_push(c, name);
+                if (required[i]) js_fail(c, "a required property with the schema false matches nothing");
+                required[i] = -1;
+            } else {
+                js_put_string_literal(c, &kv[i], name, strlen(name));
+                js_use(c, &kv[i], FX_WS), js_put_literal(c, &kv[i], ":"), js_use(c, &kv[i], FX_WS);
+                js_sub_consumed(c, sub, name, -1, &kv[i]);
+            }
+            js_path_pop(c, old);
             i++;
         }
     /* Where a property may be left out, the matcher follows every one that
@@ -1714,7 +1720,9 @@ static void js_object(js_conv *c, const json_t *s, js_buf *out) {
     size_t run = 0;
     i = 0;
     if (c->status == BC_STATUS_OK) json_object_foreach((json_t *)props, name, sub) {
-            run = required[i++] ? 0 : run + 1;
+            int r = required[i++];
+            if (r < 0) continue;
+            run = r ? 0 : run + 1;
             if (run > JS_MAX_OPTIONAL_RUN) {
                 js_fail(c,
                         "more than %d optional properties in a row (up to '%s'): the matcher follows each as a live "
@@ -1740,6 +1748,7 @@ static void js_object(js_conv *c, const json_t *s, js_buf *out) {
         tail = named;
     }
     for (size_t k = n; k-- > 0 && c->status == BC_STATUS_OK;) {
+        if (required[k] < 0) continue; /* never present */
         /* head[k] = kv tail[k+1] (| head[k+1] when optional) */
         js_buf h = {0};
         js_put_expr(c, &h, &kv[k]);

@@ -195,6 +195,8 @@ SUITE = [
     ("one_of", {"oneOf": [{"type": "boolean"}, {"type": "array", "maxItems": 1}]}, {}),
     ("all_of", {"allOf": [{"type": "object", "properties": {"q": {"type": "integer"}}, "required": ["q"]}]}, {}),
     ("untyped_keywords", {"minimum": 5, "maxLength": 2, "required": ["a"], "properties": {"a": {}}}, {}),
+    ("forbidden_property", {"type": "object", "properties": {"a": {"type": "integer"}, "secret": False,
+                                                              "b": {"type": "null"}}, "required": ["b"]}, {}),
     ("keys_escaped", {"type": "object", "properties": {"say \"hi\"": {"type": "integer"}, "tab\tkey": {},
                                                         "\u00fcber": {"type": "boolean"}},
                       "additionalProperties": False}, {}),
@@ -300,6 +302,10 @@ def gen(rng, root, s, samples, depth=0):
     out = {}
     req = s.get("required", [])
     for k, sub in s.get("properties", {}).items():
+        if sub is False:  # forbidden: now and then present all the same
+            if rng.random() < 0.2:
+                out[k] = rand_value(rng)
+            continue
         if k in req or rng.random() < 0.5:
             out[k] = gen(rng, root, sub, samples, depth + 1)
     extra = s.get("additionalProperties", True)
@@ -562,8 +568,10 @@ def check_refusals(binary, tmp, tally):
     refused(binary, tmp, tally, "allOf of two", json.dumps({"allOf": [{}, {}]}), "'allOf' of more than one")
     refused(binary, tmp, tally, "anyOf beside type", json.dumps({"type": "string", "anyOf": [{}, {}]}),
             "'anyOf' together with 'type'")
-    refused(binary, tmp, tally, "false schema", json.dumps({"properties": {"a": False}}), "false",
-            "/properties/a")
+    refused(binary, tmp, tally, "false schema", json.dumps({"anyOf": [{"type": "null"}, False]}), "false",
+            "/anyOf/1")
+    refused(binary, tmp, tally, "a required property with the schema false",
+            json.dumps({"properties": {"a": False}, "required": ["a"]}), "false", "/properties/a")
     r = grammar(binary)
     tally.check("no grammar given: exit 1 naming the options", r.returncode == 1 and "--json-schema" in r.stderr,
                 r.stderr)
