@@ -781,8 +781,9 @@ bc_status bc_grammar_init_json_schema(const bc_tokenizer *tok, const char *schem
  * free() it). The subset of OpenAI's structured outputs: type (one or a
  * list), properties (a property whose schema is false never appears),
  * required, additionalProperties (false, true or a schema), enum, const,
- * items (a schema or false), prefixItems, minItems, maxItems, anyOf, oneOf (as anyOf), allOf of one schema, $defs /
- * definitions and local $ref (a JSON pointer: "#", "#/$defs/x"; recursion
+ * items (a schema or false), prefixItems, minItems, maxItems, anyOf,
+ * oneOf (as anyOf), allOf of one schema, $defs / definitions and local
+ * $ref (a JSON pointer: "#", "#/$defs/x"; recursion
  * allowed once it has consumed text), string pattern (an ECMA 262 regular
  * expression: literals, escapes, classes with \d \w \s, `.`, groups,
  * (?:), |, * + ? {m} {m,} {m,n}, ^ $ at the ends; without ^ or $ it
