@@ -242,6 +242,20 @@ static void walker_free(walker *w) {
  * whole = true) to *unc (ids, indices into list). Prefixes shared with the
  * previous token are not walked again; a prefix no parse survives skips
  * every token that starts with it. Returns -1 when the arena failed. */
+/* The first token after i that does not start with p[0, d) (token i
+ * does), by binary search: the tokens that share a prefix are a run. */
+static int prefix_end(const bc__tok_list *list, int i, const uint8_t *p, int d) {
+    int lo = i + 1, hi = list->n; /* the answer is in [lo, hi] */
+    while (lo < hi) {
+        int mid = lo + (hi - lo) / 2;
+        if (list->len[mid] >= d && memcmp(list->bytes[mid], p, (size_t)d) == 0)
+            lo = mid + 1;
+        else
+            hi = mid;
+    }
+    return lo;
+}
+
 static int walk(walker *w, const bc__tok_list *list, size_t start, bool whole, uint32_t *accepted, int32_t **unc,
                 int *n_unc) {
     enum { MAXLEN = 1024 }; /* longer pieces are left out of the lists */
@@ -275,7 +289,7 @@ static int walk(walker *w, const bc__tok_list *list, size_t start, bool whole, u
         }
         int j = i + 1;
         if (verdict >= 0)
-            while (j < list->n && list->lcp[j] >= d) j++;
+            j = prefix_end(list, i, b, d);
         else
             verdict = set_verdict(w, at[d]);
         valid = d;
