@@ -264,6 +264,23 @@ static int class_rule(parser *ps, const cp_range *r, int n, const char *at) {
     return rule;
 }
 
+/* Appends a class to item: one BYTES element when every character is a
+ * single byte (no rule, so no frame to enter: parses inside `[ \t]*` stay
+ * a frame shallower), else a reference to its rule. */
+static int class_item(parser *ps, const cp_range *r, int n, const char *at, seq *item) {
+    if (r[n - 1].hi < 0x80) {
+        uint64_t set[4] = {0};
+        for (int i = 0; i < n; i++)
+            for (uint32_t c = r[i].lo; c <= r[i].hi; c++) set[c >> 6] |= 1ull << (c & 63);
+        int id = byteset_id(ps, set);
+        if (id < 0 || seq_push(item, BC__G_BYTES, id) != 0) return id < 0 ? -1 : oom(ps);
+        return 0;
+    }
+    int id = class_rule(ps, r, n, at);
+    if (id < 0 || seq_push(item, BC__G_REF, id) != 0) return id < 0 ? -1 : oom(ps);
+    return 0;
+}
+
 /* Sorts and merges ranges, takes the complement when negated, and removes
  * the surrogates. Returns the new count (into out, room for n + 2). */
 static int cmp_range(const void *a, const void *b) {
@@ -445,12 +462,9 @@ static int parse_class(parser *ps, seq *item, const char *at) {
             fail_at(ps, at, "character class matches no character%s", "");
             goto done;
         }
-        int id = class_rule(ps, norm, m, at);
+        int id = class_item(ps, norm, m, at, item);
         free(norm);
-        if (id < 0 || seq_push(item, BC__G_REF, id) != 0) {
-            if (id >= 0) oom(ps);
-            goto done;
-        }
+        if (id < 0) goto done;
     }
     rc = 0;
 done:
@@ -558,10 +572,9 @@ static int parse_sequence(parser *ps, seq *out, bool nested) {
             ps->p++;
             cp_range all = {0, 0x10FFFF}, norm[3];
             int m = normalize_ranges(&all, 1, false, norm);
-            int id = m < 0 ? -1 : class_rule(ps, norm, m, at);
-            if (id < 0 || seq_push(&item, BC__G_REF, id) != 0) {
+            if (m < 0 || class_item(ps, norm, m, at, &item) != 0) {
                 free(item.e);
-                return id < 0 ? -1 : oom(ps);
+                return m < 0 ? oom(ps) : -1;
             }
         } else if (c == '(') {
             ps->p++;

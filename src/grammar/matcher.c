@@ -63,8 +63,19 @@ typedef struct gnode {
     int32_t pos, parent, depth;
 } gnode;
 
+/* The sets a memo walk has met, as states with their transitions. */
+enum { DFA_MAX_STATES = 8192, DFA_SLOTS = 2 * DFA_MAX_STATES };
+typedef struct dfa {
+    size_t *off;    /* (n) where each state's set is in the set arena */
+    int32_t *trans; /* (n x 256) the state a byte leads to, -1 not yet known */
+    int32_t *slots; /* (DFA_SLOTS) states by their sets' contents */
+    size_t n_slots, cap_off, cap_trans;
+    int n;
+} dfa;
+
 typedef struct walker {
     const bc_grammar *g;
+    dfa dfa;
     gnode *nodes;
     size_t n_nodes, cap_nodes;
     int32_t *sets; /* [n, ids...] per set */
@@ -219,7 +230,10 @@ static bool walker_init(walker *w, const bc_grammar *g) {
     w->g = g;
     w->hash = malloc(HASH_SLOTS * sizeof *w->hash);
     w->seen = calloc(SEEN_SLOTS, sizeof *w->seen);
+    w->dfa.n_slots = DFA_SLOTS;
+    w->dfa.slots = malloc(DFA_SLOTS * sizeof *w->dfa.slots);
     w->gen = 1;
+    if (w->dfa.slots == NULL) return false;
     w->work = LONG_MAX;
     if (w->hash == NULL || w->seen == NULL) return false;
     memset(w->hash, 0xFF, HASH_SLOTS * sizeof *w->hash);
@@ -231,6 +245,9 @@ static void walker_free(walker *w) {
     free(w->sets);
     free(w->hash);
     free(w->seen);
+    free(w->dfa.off);
+    free(w->dfa.trans);
+    free(w->dfa.slots);
 }
 
 /* ------------------------------------------------------------------------ */
@@ -256,28 +273,91 @@ static int prefix_end(const bc__tok_list *list, int i, const uint8_t *p, int d) 
     return lo;
 }
 
-static int walk(walker *w, const bc__tok_list *list, size_t start, bool whole, uint32_t *accepted, int32_t **unc,
-                int *n_unc) {
+/* Interns the set just built at the arena's end (offset off) as a state
+ * of w's automaton: an equal set seen before gives its state, and the new
+ * copy is dropped. -1 when the table is full. */
+static int32_t dfa_intern(walker *w, size_t off) {
+    dfa *a = &w->dfa;
+    const int32_t *set = w->sets + off;
+    uint32_t h = 2166136261u;
+    for (int i = 0; i <= set[0]; i++) h = (h ^ (uint32_t)set[i]) * 16777619u;
+    for (size_t k = 0;; k++) {
+        size_t slot = (h + k) & (a->n_slots - 1);
+        int32_t s = a->slots[slot];
+        if (s < 0) {
+            if (a->n >= DFA_MAX_STATES) return -1;
+            if (!grow((void **)&a->off, &a->cap_off, (size_t)a->n + 1, sizeof *a->off) ||
+                !grow((void **)&a->trans, &a->cap_trans, ((size_t)a->n + 1) * 256, sizeof *a->trans))
+                return -1;
+            a->off[a->n] = off;
+            memset(a->trans + (size_t)a->n * 256, 0xFF, 256 * sizeof *a->trans);
+            a->slots[slot] = a->n;
+            return a->n++;
+        }
+        const int32_t *other = w->sets + a->off[s];
+        if (other[0] == set[0] && memcmp(other + 1, set + 1, (size_t)set[0] * sizeof *set) == 0) {
+            w->n_sets = off; /* the copy just built */
+            return s;
+        }
+    }
+}
+
+/* Walks list from the set at `start`: sets bit id in accepted for each
+ * token some parse gets through, and appends the uncertain ones (never with
+ * whole = true) to *unc (indices into list). Prefixes shared with the
+ * previous token are not walked again; a prefix no parse survives skips
+ * every token that starts with it. With memo (for walks over the whole
+ * vocabulary), the sets met are kept as states of an automaton built as
+ * the walk goes: inside a string the set after every character is the
+ * same, so most bytes cost one table lookup instead of a step. Returns -1
+ * when the arena failed. */
+static int walk(walker *w, const bc__tok_list *list, size_t start, bool whole, bool memo, uint32_t *accepted,
+                int32_t **unc, int *n_unc) {
     enum { MAXLEN = 1024 }; /* longer pieces are left out of the lists */
     size_t at[MAXLEN + 1];  /* at[d]: the set after the first d bytes of the current token */
+    int32_t state[MAXLEN + 1];
     size_t mark_sets[MAXLEN + 1], mark_nodes[MAXLEN + 1];
     at[0] = start;
     mark_sets[0] = w->n_sets;
     mark_nodes[0] = w->n_nodes;
+    dfa *a = &w->dfa;
+    if (memo) {
+        a->n = 0;
+        memset(a->slots, 0xFF, a->n_slots * sizeof *a->slots);
+        state[0] = dfa_intern(w, start);
+        memo = state[0] >= 0;
+    }
     int valid = 0, cap_unc = 0; /* at[0 .. valid] belong to the current token's prefix */
     for (int i = 0; i < list->n;) {
         const uint8_t *b = list->bytes[i];
         int len = list->len[i];
         int d = list->lcp[i] < valid ? list->lcp[i] : valid;
-        w->n_sets = mark_sets[d];
-        w->n_nodes = mark_nodes[d];
+        if (!memo) { /* with memo, sets and nodes stay for the whole walk */
+            w->n_sets = mark_sets[d];
+            w->n_nodes = mark_nodes[d];
+        }
         /* A verdict reached before the end holds for every token that
          * starts with these d bytes: none alive (rejected), or only
          * parses that left the known frames (uncertain). */
         int verdict = -1;
         while (d < len) {
-            at[d + 1] = step(w, at[d], b[d], whole);
-            if (w->failed) return -1;
+            int32_t next = memo ? a->trans[(size_t)state[d] * 256 + b[d]] : -1;
+            if (next >= 0) {
+                at[d + 1] = a->off[next];
+            } else {
+                at[d + 1] = step(w, at[d], b[d], whole);
+                if (w->failed) return -1;
+                if (memo) {
+                    next = dfa_intern(w, at[d + 1]);
+                    if (next < 0) {
+                        memo = false; /* the table is full: go on without it */
+                    } else {
+                        a->trans[(size_t)state[d] * 256 + b[d]] = next;
+                        at[d + 1] = a->off[next];
+                    }
+                }
+            }
+            state[d + 1] = next;
             mark_sets[d + 1] = w->n_sets;
             mark_nodes[d + 1] = w->n_nodes;
             d++;
@@ -538,7 +618,7 @@ static const bc__gmask *mask_get(bc_grammar *g, walker *w, const int32_t *key, i
     m->whole = whole;
     size_t mark_sets = w->n_sets, mark_nodes = w->n_nodes;
     size_t start = start_set(w, key, n, -1);
-    if (w->failed || walk(w, all, start, whole, m->accepted, &unc, &n_unc) != 0) goto fail;
+    if (w->failed || walk(w, all, start, whole, true, m->accepted, &unc, &n_unc) != 0) goto fail;
     w->n_sets = mark_sets;
     w->n_nodes = mark_nodes;
     if (list_subset(&m->uncertain, all, unc, n_unc) != 0) goto fail;
@@ -841,8 +921,8 @@ bc_status bc_grammar_matcher_allowed(bc_grammar_matcher *m, uint32_t *allowed, i
     if (strip_now(m)) {
         /* The first piece: pieces with a leading space count without it. */
         uint32_t *tmp = calloc(own, sizeof *tmp);
-        if (tmp == NULL || walk(w, &v->all, 0, true, tmp, NULL, NULL) != 0 ||
-            walk(w, &v->stripped, 0, true, bits, NULL, NULL) != 0) {
+        if (tmp == NULL || walk(w, &v->all, 0, true, true, tmp, NULL, NULL) != 0 ||
+            walk(w, &v->stripped, 0, true, true, bits, NULL, NULL) != 0) {
             st = BC_STATUS_ERROR_MEMORY;
         } else {
             for (int i = 0; i < v->all.n; i++) {
@@ -874,7 +954,8 @@ bc_status bc_grammar_matcher_allowed(bc_grammar_matcher *m, uint32_t *allowed, i
             if (mk->uncertain.n > 0) {
                 size_t at = set_begin(w);
                 emit(w, top);
-                if (w->failed || walk(w, &mk->uncertain, at, true, bits, NULL, NULL) != 0) st = BC_STATUS_ERROR_MEMORY;
+                if (w->failed || walk(w, &mk->uncertain, at, true, false, bits, NULL, NULL) != 0)
+                    st = BC_STATUS_ERROR_MEMORY;
                 rollback(m);
             }
         }
