@@ -195,6 +195,14 @@ char *srv_metrics_render(const srv_engine_stats *e) {
                    "# TYPE baichuan_preemptions_total counter\nbaichuan_preemptions_total %lld\n",
                    e->kv.block_size, e->kv.n_blocks, e->kv.n_free, e->kv.n_cached, e->kv.n_shared,
                    (long long)e->kv.n_evicted, e->prefix_hit_tokens, e->prefix_miss_tokens, e->preemptions);
+    long long compiled, hits;
+    srv_grammar_cache_counts(&compiled, &hits);
+    srv_buf_printf(&b,
+                   "# HELP baichuan_grammar_compilations_total Grammars (GBNF, JSON Schema) compiled for requests.\n"
+                   "# TYPE baichuan_grammar_compilations_total counter\nbaichuan_grammar_compilations_total %lld\n"
+                   "# HELP baichuan_grammar_cache_hits_total Requests whose grammar was found compiled in the cache.\n"
+                   "# TYPE baichuan_grammar_cache_hits_total counter\nbaichuan_grammar_cache_hits_total %lld\n",
+                   compiled, hits);
     put_histogram(&b, "baichuan_time_to_first_token_seconds", "Seconds from a request's arrival to its first token.",
                   &m.ttft, ttft_bounds, N_TTFT);
     put_histogram(&b, "baichuan_time_per_output_token_seconds", "Seconds between consecutive tokens of a request.",

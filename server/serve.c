@@ -332,7 +332,8 @@ cleanup:
         while (srv_http_pending(http) > 0 && srv_now() < until) usleep(10 * 1000);
     }
     srv_http_stop(http);
-    srv_ledger_close(ledger); /* commits whatever is still queued */
+    srv_ledger_close(ledger);  /* commits whatever is still queued */
+    srv_grammar_cache_clear(); /* before the tokenizer the grammars are bound to */
     if (have_tenants) srv_tenants_free(&tenants);
     bc_context_free(ctx);
     bc_tokenizer_free(tok);
