@@ -309,15 +309,17 @@ static int sibling_slot(const srv_scheduler *s, const srv_choice *c, int n_share
 }
 
 /* What sequence i starts with for choice c: the prompt forked from a
- * running sibling, else the prefix cache's longest match. Returns the
- * positions it holds, or -1 when c must wait for its sibling. */
-static int attach_computed(srv_scheduler *s, int i, const srv_choice *c) {
+ * running sibling (*forked set), else the prefix cache's longest match.
+ * Returns the positions it holds, or -1 when c must wait. */
+static int attach_computed(srv_scheduler *s, int i, const srv_choice *c, bool *forked) {
     int n_ids = n_ids_of(c), n_share = c->req->n_prompt < n_ids - 1 ? c->req->n_prompt : n_ids - 1;
     bool wait;
     int j = sibling_slot(s, c, n_share, &wait);
+    *forked = false;
     if (wait) return -1;
     if (j >= 0 && n_share > 0 && bc_context_seq_fork(s->ctx, j, i) == BC_STATUS_OK) {
         bc_context_seq_truncate(s->ctx, i, n_share);
+        *forked = true;
         return n_share;
     }
     if (s->prefix_cache && shares_pending_prefix(s, c)) return -1;
@@ -336,7 +338,8 @@ static void admit(srv_scheduler *s) {
         pthread_mutex_unlock(&s->mu);
         if (c == NULL) return;
         srv_request *r = c->req;
-        int n_ids = n_ids_of(c), reused = attach_computed(s, i, c);
+        bool forked;
+        int n_ids = n_ids_of(c), reused = attach_computed(s, i, c, &forked);
         if (reused < 0) return;
         int need = bc_context_seq_blocks_needed(s->ctx, i, n_ids - reused);
         bc_kv_stats kv;
@@ -351,6 +354,7 @@ static void admit(srv_scheduler *s) {
         s->q_head = (s->q_head + 1) % s->q_ring;
         s->q_len--;
         s->n_active++;
+        if (forked) s->stats.forked_tokens += reused;
         if (!r->admitted) { /* the prompt's first admission: what the cache saved */
             s->stats.prefix_hit_tokens += reused;
             s->stats.prefix_miss_tokens += r->n_prompt - reused;

@@ -249,7 +249,8 @@ typedef struct srv_engine_stats {
     bc_kv_stats kv;
     long long prefix_hit_tokens;  /* prompt tokens found in the prefix cache (first admissions) */
     long long prefix_miss_tokens; /* prompt tokens computed (first admissions) */
-    long long preemptions;        /* requests preempted to free KV blocks */
+    long long preemptions;        /* choices preempted to free KV blocks */
+    long long forked_tokens;      /* prompt positions a choice took from a sibling's sequence (n > 1) */
 } srv_engine_stats;
 
 void srv_scheduler_stats(srv_scheduler *s, srv_engine_stats *out);
