@@ -11,7 +11,8 @@ Structured output: errors name their field; once the grammar engine is in
 the library, every output that ended by EOS (finish_reason "stop") under a
 JSON Schema parses with json.loads and validates with python3-jsonschema,
 json_object outputs are objects, and GBNF outputs match a Python regular
-expression of the grammar's language.
+expression of the grammar's language. The CLI's run and chat take the same constraints
+from files (--json-schema, --grammar-file) or --json.
 
     test_structured_output.py --bin build/baichuan [--work DIR]
 """
@@ -20,6 +21,7 @@ import json
 import os
 import re
 import sqlite3
+import subprocess
 import sys
 import tempfile
 import threading
@@ -232,6 +234,11 @@ SCHEMAS = [
 ]
 
 
+# A small GBNF language and the same language as a Python regular expression.
+GBNF = 'root ::= "<" word ("," word){0,3} ">"\nword ::= [a-z]{1,6} | [0-9]+\n'
+GBNF_LANG = re.compile(r"<([a-z]{1,6}|[0-9]+)(,([a-z]{1,6}|[0-9]+)){0,3}>")
+
+
 def check_structured(t, s):
     import jsonschema
     from jsonschema import FormatChecker
@@ -288,8 +295,7 @@ def check_structured(t, s):
             bad[:5])
 
     # GBNF: a small language checked with a regular expression.
-    gbnf = 'root ::= "<" word ("," word){0,3} ">"\nword ::= [a-z]{1,6} | [0-9]+\n'
-    lang = re.compile(r"<([a-z]{1,6}|[0-9]+)(,([a-z]{1,6}|[0-9]+)){0,3}>")
+    gbnf, lang = GBNF, GBNF_LANG
     bad, n_stopped = [], 0
     for seed in range(8):
         for stream in (False, True):
@@ -314,6 +320,64 @@ def check_structured(t, s):
             m.get("baichuan_grammar_cache_hits_total", 0) > 0, m.get("baichuan_grammar_cache_hits_total"))
 
 
+def run_cli(binary, *args, stdin=None):
+    return subprocess.run([binary, *args], capture_output=True, text=True, timeout=120, input=stdin)
+
+
+def check_cli(t, binary, work, engine):
+    """run and chat: --json-schema FILE, --grammar-file FILE, --json."""
+    schema_path = os.path.join(work, "s.json")
+    with open(schema_path, "w") as f:
+        json.dump(SCHEMAS[1], f)
+    bad_path = os.path.join(work, "bad.json")
+    with open(bad_path, "w") as f:
+        json.dump({"type": "object", "patternProperties": {"x": {}}}, f)
+    gbnf_path = os.path.join(work, "g.gbnf")
+    with open(gbnf_path, "w") as f:
+        f.write(GBNF)
+    for cmd in ("run", "chat"):
+        prompt = ("-p", "x") if cmd == "run" else ()  # chat reads stdin
+        r = run_cli(binary, cmd, "--help")
+        t.check("%s --help lists the three constraint options" % cmd,
+                all(o in r.stdout for o in ("--json-schema FILE", "--grammar-file FILE", "--json ")), r.stdout)
+        r = run_cli(binary, cmd, "--json", "--grammar-file", gbnf_path, *prompt)
+        t.check("%s: two constraints refused, naming both" % cmd,
+                r.returncode == 1 and "--json" in r.stderr and "--grammar-file" in r.stderr, r.stderr)
+        missing = os.path.join(work, "missing.gbnf")
+        r = run_cli(binary, cmd, "--grammar-file", missing, *prompt, stdin="")
+        t.check("%s: a missing grammar file is named" % cmd, r.returncode == 1 and missing in r.stderr, r.stderr)
+        r = run_cli(binary, cmd, "--json-schema", bad_path, *prompt, stdin="")
+        t.check("%s: a schema that does not compile names its file" % cmd,
+                r.returncode == 1 and bad_path in r.stderr and "--json-schema" in r.stderr, r.stderr)
+    if not engine:
+        return
+    n_eos, bad = 0, []
+    import jsonschema
+    for seed in range(6):
+        for args, check in ((("--json-schema", schema_path), lambda v: jsonschema.validate(v, SCHEMAS[1])),
+                            (("--json",), lambda v: isinstance(v, dict) or 1 / 0)):
+            r = run_cli(binary, "run", *args, "-p", PROMPT, "-n", "120", "--seed", str(seed), "--temp", "1")
+            if r.returncode != 0:
+                bad.append(r.stderr)
+            elif r.stderr.rstrip().endswith("end of text"):
+                n_eos += 1
+                try:
+                    check(json.loads(r.stdout))
+                except Exception as e:  # noqa: BLE001
+                    bad.append((r.stdout, str(e)[:200]))
+        r = run_cli(binary, "run", "--grammar-file", gbnf_path, "-p", PROMPT, "-n", "40", "--seed", str(seed))
+        if r.returncode != 0:
+            bad.append(r.stderr)
+        elif r.stderr.rstrip().endswith("end of text"):
+            n_eos += 1
+            if not GBNF_LANG.fullmatch(r.stdout):
+                bad.append(r.stdout)
+    t.check("CLI run: every output ended by EOS parses / validates / matches (%d)" % n_eos,
+            not bad and n_eos > 0, bad[:5])
+    r = run_cli(binary, "chat", "--json", "--seed", "1", "-n", "80", stdin="hi\nagain\n")
+    t.check("CLI chat --json: exit 0", r.returncode == 0, r.stderr)
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--bin", required=True)
@@ -326,13 +390,15 @@ def main():
         try:
             check_n(t, s, ledger)
             check_constraint_errors(t, s)
-            if engine_present(s):
+            engine = engine_present(s)
+            if engine:
                 check_structured(t, s)
             else:
                 print("SKIP structured output checks: the grammar engine is not in the library yet")
         finally:
             t.check("server exits 0 on SIGTERM", s.stop() == 0, "\n".join(s.log[-20:]))
         check_few_slots(t, args.bin)
+        check_cli(t, args.bin, work, engine)
     return t.finish()
 
 
