@@ -529,7 +529,9 @@ void bc_sampler_accept(bc_sampler *s, int32_t id);
  * prompt). Ids outside [0, n_vocab) are ignored. */
 void bc_sampler_accept_generated(bc_sampler *s, int32_t id);
 
-/* Picks the next id from logits (n_vocab values; not modified). */
+/* Picks the next id from logits (n_vocab values; not modified). With a
+ * grammar (bc_sampler_set_grammar), -1 when its matcher fails (out of
+ * memory, a grammar limit passed) or allows nothing. */
 int32_t bc_sampler_sample(bc_sampler *s, const float *logits);
 
 /* ------------------------------------------------------------------------ */

@@ -100,6 +100,8 @@ struct bc_sampler {
     int32_t *bias_ids; /* (n_bias) ids with a logit bias, NULL without */
     float *bias;       /* (n_bias) their biases */
     int n_bias;
+    bc_grammar_matcher *grammar; /* borrowed; NULL without */
+    uint32_t *allowed;           /* ((n_vocab + 31) / 32) the grammar's bits, allocated with the first grammar */
     uint64_t rng[4];
 };
 
@@ -147,6 +149,7 @@ void bc_sampler_free(bc_sampler *s) {
     free(s->hprob);
     free(s->bias_ids);
     free(s->bias);
+    free(s->allowed);
     free(s);
 }
 
@@ -174,7 +177,16 @@ bc_status bc_sampler_set_logit_bias(bc_sampler *s, const int32_t *ids, const flo
     return BC_STATUS_OK;
 }
 
+void bc_sampler_set_grammar(bc_sampler *s, bc_grammar_matcher *m) {
+    if (m != NULL && s->allowed == NULL) {
+        s->allowed = malloc(((size_t)s->n_vocab + 31) / 32 * sizeof *s->allowed);
+        if (s->allowed == NULL) m = NULL; /* bc_sampler_sample then fails rather than ignore the grammar */
+    }
+    s->grammar = m;
+}
+
 void bc_sampler_reset(bc_sampler *s) {
+    if (s->grammar != NULL) bc_grammar_matcher_reset(s->grammar);
     for (int i = 0; i < s->n_seen; i++) s->seen[s->seen_ids[i]] = 0;
     s->n_seen = 0;
     for (int i = 0; i < s->n_counted; i++) s->counts[s->counted_ids[i]] = 0;
@@ -192,6 +204,7 @@ void bc_sampler_accept_generated(bc_sampler *s, int32_t id) {
     if (id < 0 || id >= s->n_vocab) return;
     bc_sampler_accept(s, id);
     if (s->counts[id]++ == 0) s->counted_ids[s->n_counted++] = id;
+    if (s->grammar != NULL) bc_grammar_matcher_accept(s->grammar, id);
 }
 
 /* Restores the min-heap property below node i of heap (n values). */
@@ -299,7 +312,7 @@ int32_t bc_sampler_sample(bc_sampler *s, const float *logits) {
     const int V = s->n_vocab;
     float *w = s->work;
     const bool penalized = s->p.repetition_penalty != 1.0f || s->p.presence_penalty != 0.0f ||
-                           s->p.frequency_penalty != 0.0f || s->n_bias > 0;
+                           s->p.frequency_penalty != 0.0f || s->n_bias > 0 || s->grammar != NULL;
     if (s->p.temperature == 0.0f && !penalized) { /* greedy on the raw logits: no copy */
         int32_t best = 0;
         for (int32_t i = 1; i < V; i++)
@@ -307,6 +320,18 @@ int32_t bc_sampler_sample(bc_sampler *s, const float *logits) {
         return best;
     }
     memcpy(w, logits, (size_t)V * sizeof *w);
+
+    /* The grammar's mask before anything else: what it forbids is -inf. */
+    if (s->grammar != NULL) {
+        if (bc_grammar_matcher_allowed(s->grammar, s->allowed, V) != BC_STATUS_OK) return -1;
+        bool any = false;
+        for (int i = 0; i < V; i++) {
+            bool ok = (s->allowed[i >> 5] >> (i & 31)) & 1;
+            if (!ok) w[i] = -INFINITY;
+            any |= ok;
+        }
+        if (!any) return -1;
+    }
 
     /* Logit biases first (OpenAI's logit_bias; a repeated id adds up). */
     for (int i = 0; i < s->n_bias; i++) w[s->bias_ids[i]] += s->bias[i];
@@ -393,9 +418,11 @@ int32_t bc_sampler_sample(bc_sampler *s, const float *logits) {
     double total = 0;
     for (int i = 0; i < n; i++) total += s->prob[i];
     double u = uniform(s->rng) * total;
+    int last = 0; /* the last candidate that can be drawn (rounding may leave u >= 0) */
     for (int i = 0; i < n; i++) {
+        if (s->prob[i] > 0) last = i;
         u -= s->prob[i];
         if (u < 0) return s->cand[i];
     }
-    return s->cand[n - 1];
+    return s->cand[last];
 }

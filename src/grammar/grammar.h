@@ -1,0 +1,114 @@
+/*
+ * grammar.h - what the grammar engine's files share (gbnf.c compiles,
+ * matcher.c runs). Not part of the public API.
+ *
+ * A compiled grammar is a list of rules; a rule is a list of alternatives;
+ * an alternative is a run of elements in one flat array, closed by an END
+ * element:
+ *
+ *   elems:  [BYTES s0][BYTES s1][END] [REF 3][BYTES s2][END] ...
+ *            ^ alternative 0 of rule 0  ^ alternative 1 ...
+ *
+ * BYTES matches one byte of a 256-bit set; REF enters a rule. Character
+ * classes and `.` are compiled into rules whose alternatives are the UTF-8
+ * byte sequences of their code points, so the automaton sees only bytes.
+ *
+ * A position is an index into elems. The automaton's state is a set of
+ * stacks of positions (every parse still alive); a stack's top is always a
+ * BYTES element (stacks are "expanded": REFs entered, ENDs popped), and an
+ * empty stack means the whole grammar has matched. Entering a REF that is
+ * the last element of its alternative replaces the caller's frame instead
+ * of stacking on it (a tail call), so `x*` (compiled as R ::= x R | "")
+ * runs in constant depth.
+ */
+#ifndef BC_GRAMMAR_H
+#define BC_GRAMMAR_H
+
+#include "../internal.h"
+
+#include <pthread.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+enum { BC__G_END = 0, BC__G_BYTES = 1, BC__G_REF = 2 };
+
+typedef struct bc__gelem {
+    uint8_t kind;
+    int32_t arg; /* BYTES: index into bytesets; REF: rule id */
+} bc__gelem;
+
+/* Limits (documented in baichuan.h). */
+enum {
+    BC__G_MAX_TEXT = 1 << 20,
+    BC__G_MAX_ELEMS = 65536,
+    BC__G_MAX_NESTING = 64,
+    BC__G_MAX_REPEAT = 1000,
+    BC__G_MAX_DEPTH = 2048,     /* frames in one stack: how deep the output may nest */
+    BC__G_MAX_STACKS = 4096,    /* live parses at one byte */
+    BC__G_KEY = 3,              /* top frames that key the token-mask cache */
+    BC__G_MAX_EXPAND = 1 << 20, /* expansions for one byte */
+};
+
+/* A sorted list of token byte strings, walked as a trie: lcp[i] is the
+ * length of the prefix token i shares with token i - 1. */
+typedef struct bc__tok_list {
+    int n;
+    int32_t *ids;
+    const uint8_t **bytes;
+    uint16_t *len;
+    uint16_t *lcp;
+} bc__tok_list;
+
+/* The tokens of a tokenizer as the grammar sees them. */
+typedef struct bc__gvocab {
+    int n_vocab; /* the tokenizer's */
+    int32_t eos_id;
+    bc__tok_list all;      /* every allowed piece, as decoded */
+    bc__tok_list stripped; /* pieces starting with a space, without it (the detokenizer's first piece) */
+    bool strip_first;      /* the detokenizer drops a first piece's leading space */
+    bool strip_repeats;    /* ... of every piece while nothing was written (remove_extra_whitespaces) */
+    uint8_t *kind;         /* (n_vocab) 0 never allowed, 1 text, 2 text with a leading space, 3 a byte piece */
+    const uint8_t **bytes; /* (n_vocab) the decoded bytes */
+    uint16_t *len;         /* (n_vocab) */
+} bc__gvocab;
+
+/* One cached token mask: the tokens allowed from a stack whose top frames
+ * are the key, whatever lies below them, and the ones that depend on what
+ * lies below (walked again per stack). */
+typedef struct bc__gmask {
+    int32_t key[BC__G_KEY];
+    int n_key;              /* frames in the key */
+    bool whole;             /* the key is the whole stack */
+    uint32_t *accepted;     /* ((n_vocab + 31) / 32) bits */
+    bc__tok_list uncertain; /* sorted */
+    struct bc__gmask *next; /* hash chain */
+} bc__gmask;
+
+struct bc_grammar {
+    bc__gelem *elems; /* (n_elems) */
+    int n_elems;
+    int32_t *alt_start; /* (n_alts) the first position of each alternative */
+    int32_t *rule_alts; /* (n_rules + 1) rule r's alternatives: alt_start[rule_alts[r] .. rule_alts[r+1]) */
+    int n_rules;
+    uint64_t (*bytesets)[4]; /* (n_bytesets) 256-bit sets */
+    int n_bytesets;
+    int32_t root;
+
+    const bc_tokenizer *tok; /* NULL: matching only */
+    bc__gvocab vocab;
+
+    pthread_mutex_t mu; /* guards the mask cache */
+    bc__gmask **buckets;
+    size_t n_buckets, n_masks;
+};
+
+/* Parses and compiles GBNF into g (zeroed by the caller): elems, rules,
+ * bytesets, root. err names the line, column and rule. */
+BC__HIDDEN int bc__gbnf_compile(bc_grammar *g, const char *text, size_t len, bc__err *err);
+
+/* Frees what bc__gbnf_compile filled in. */
+BC__HIDDEN void bc__gbnf_free(bc_grammar *g);
+
+static inline bool bc__byteset_has(const uint64_t set[4], uint8_t b) { return (set[b >> 6] >> (b & 63)) & 1; }
+
+#endif /* BC_GRAMMAR_H */
