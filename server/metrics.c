@@ -167,7 +167,7 @@ char *srv_metrics_render(const srv_engine_stats *e) {
         srv_buf_printf(&b, "\"} %llu\n", m.tokens[i].completion);
     }
     srv_buf_printf(&b,
-                   "# HELP baichuan_queue_depth Generation requests waiting for a slot.\n"
+                   "# HELP baichuan_queue_depth Choices of generation requests (n per request) waiting for a slot.\n"
                    "# TYPE baichuan_queue_depth gauge\nbaichuan_queue_depth %d\n"
                    "# HELP baichuan_active_slots Slots running a request.\n"
                    "# TYPE baichuan_active_slots gauge\nbaichuan_active_slots %d\n"

@@ -238,8 +238,10 @@ typedef struct srv_scheduler srv_scheduler;
 
 int srv_scheduler_start(srv_scheduler **out, bc_context *ctx, const bc_model *model, const bc_tokenizer *tok,
                         int max_queue, srv_ledger *ledger, char *err, size_t err_size);
-/* Queues a request (takes a reference). -1: the queue is full. */
+/* Queues a request's choices (takes a reference). -1: the queue is full
+ * (max_queue choices waiting). */
 int srv_scheduler_submit(srv_scheduler *s, srv_request *r);
+/* Choices waiting in the queue, and slots running one. */
 void srv_scheduler_counts(srv_scheduler *s, int *queued, int *active);
 
 /* The engine's state for /metrics: a snapshot the engine thread refreshes
