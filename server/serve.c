@@ -33,7 +33,7 @@ static const char help[] =
     "      --kv-memory SIZE     size the KV pool in bytes instead: 6G, 512M, ... (K/M/G/T = 2^10..)\n"
     "      --no-prefix-cache    do not keep or reuse the blocks of earlier prompts\n"
     "  -b, --batch N            most tokens in one forward pass, prompt chunks included (default 256)\n"
-    "      --queue N            requests waiting for a slot before 503 (default 64)\n"
+    "      --queue N            choices waiting for a slot before 503 (a request brings n; default 64)\n"
     "      --max-body N         largest request body in bytes (default 1048576)\n"
     "      --max-messages N     most messages in a chat request (default 1024)\n"
     "      --tenants FILE       tenants and their keys and limits (JSON); then every endpoint\n"
