@@ -827,6 +827,7 @@ int bc__tokenizer_from_bytes(const uint8_t *data, size_t size, const char *name,
 
 void bc_tokenizer_free(bc_tokenizer *tok) {
     if (tok == NULL) return;
+    bc__gvocab_free(tok->grammar_vocab);
     bc__normalizer_free(&tok->normalizer);
     bc__trie_free(&tok->user_trie);
     bc__sp_model_free(&tok->sp);

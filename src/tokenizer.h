@@ -237,6 +237,10 @@ struct bc_tokenizer {
     bc__gen_config gen;    /* generation_config.json */
     int n_ctx_train;       /* config.json model_max_length, else max_position_embeddings, else 4096 */
     bool from_directory;
+    /* The pieces sorted for grammar token masks (src/grammar/matcher.c),
+     * built by the first grammar made for this tokenizer, under that
+     * file's lock; freed with the tokenizer. */
+    struct bc__gvocab *grammar_vocab;
 };
 
 /* An encoded token, with the normalized bytes it covers (for the self test,
@@ -276,5 +280,8 @@ BC__HIDDEN int bc__tokenizer_from_gguf(bc_tokenizer *tok, const char *path, bc__
  * dir, each optional; ids are checked against n_vocab. */
 BC__HIDDEN int bc__tok_dir_config_read(const char *dir, int n_vocab, bc__tok_config *tok, bc__gen_config *gen,
                                        int *n_ctx_train, bc__err *err);
+
+/* Frees a tokenizer's grammar vocabulary (matcher.c). */
+BC__HIDDEN void bc__gvocab_free(struct bc__gvocab *v);
 
 #endif /* BC_TOKENIZER_H */

@@ -60,7 +60,7 @@ typedef struct bc__tok_list {
 } bc__tok_list;
 
 /* The tokens of a tokenizer as the grammar sees them. */
-typedef struct bc__gvocab {
+struct bc__gvocab {
     int n_vocab; /* the tokenizer's */
     int32_t eos_id;
     bc__tok_list all;      /* every allowed piece, as decoded */
@@ -70,7 +70,8 @@ typedef struct bc__gvocab {
     uint8_t *kind;         /* (n_vocab) 0 never allowed, 1 text, 2 text with a leading space, 3 a byte piece */
     const uint8_t **bytes; /* (n_vocab) the decoded bytes */
     uint16_t *len;         /* (n_vocab) */
-} bc__gvocab;
+};
+typedef struct bc__gvocab bc__gvocab;
 
 /* One cached token mask: the tokens allowed from a stack whose top frames
  * are the key, whatever lies below them, and the ones that depend on what
@@ -95,7 +96,7 @@ struct bc_grammar {
     int32_t root;
 
     const bc_tokenizer *tok; /* NULL: matching only */
-    bc__gvocab vocab;
+    const bc__gvocab *vocab; /* the tokenizer's (built once per tokenizer) */
 
     pthread_mutex_t mu; /* guards the mask cache */
     bc__gmask **buckets;

@@ -34,165 +34,155 @@
 /* ------------------------------------------------------------------------ */
 
 /*
- * A set lives in an int32 arena: [n_stacks] then per stack [len][frames
- * bottom..top]. len 0 is the empty stack: with the whole stack known
- * ("whole" mode) the grammar has matched; with only its top frames known
- * (a cache walk) the frames below take over ("escaped"). len -1 marks a
- * parse that went below the known frames and then read more bytes: its
- * fate is unknown ("uncertain").
+ * Stacks share their tails: a stack is its top node, and a node holds a
+ * position and its parent node (-1 below the bottom frame). Nodes are
+ * hash-consed, so equal stacks are the same node and a set is a list of
+ * distinct node ids; pushing a frame or copying a stack costs one node.
+ * Nodes and sets live in two arenas that a walk rolls back as it backs
+ * out of a token's bytes.
+ *
+ * Two ids are not nodes: STACK_EMPTY, the empty stack (with the whole stack
+ * known, "whole" mode, the grammar has matched; with only its top frames
+ * known, in a cache walk, the frames below take over: "escaped"), and
+ * STACK_UNCERTAIN, a parse that went below the known frames and then read
+ * more bytes, whose fate is unknown.
  */
-typedef struct arena {
-    int32_t *v;
-    size_t n, cap;
-    bool failed; /* out of memory, or a limit passed */
-} arena;
+enum { STACK_EMPTY = -1, STACK_UNCERTAIN = -2, HASH_SLOTS = 1 << 14, HASH_PROBES = 8 };
 
-static int32_t *arena_grow(arena *a, size_t k) {
-    if (a->n + k > a->cap) {
-        size_t cap = a->cap ? a->cap : 4096;
-        while (cap < a->n + k) cap *= 2;
-        int32_t *v = realloc(a->v, cap * sizeof *v);
-        if (v == NULL) {
-            a->failed = true;
-            return NULL;
-        }
-        a->v = v;
-        a->cap = cap;
-    }
-    int32_t *p = a->v + a->n;
-    a->n += k;
-    return p;
-}
+typedef struct gnode {
+    int32_t pos, parent, depth;
+} gnode;
 
 typedef struct walker {
     const bc_grammar *g;
-    arena a;
-    int32_t *frames; /* (BC__G_MAX_DEPTH + n_rules + 2) expansion scratch */
-    size_t set;      /* offset of the set being built */
-    long budget;     /* expansions left in this step (bounds pathological grammars) */
+    gnode *nodes;
+    size_t n_nodes, cap_nodes;
+    int32_t *sets; /* [n, ids...] per set */
+    size_t n_sets, cap_sets;
+    int32_t *hash; /* (HASH_SLOTS) node ids by (pos, parent); checked on use, so stale ids are harmless */
+    size_t set;    /* offset of the set being built */
+    long budget;   /* expansions left for this byte (bounds pathological grammars) */
+    bool failed;   /* out of memory, or a limit passed */
 } walker;
 
-/* Adds frames[0, len) (or a marker, len <= 0) to the set being built,
- * unless it is there already. */
-static void emit(walker *w, const int32_t *frames, int len) {
-    int32_t *set = w->a.v + w->set;
-    int32_t *p = set + 1;
-    for (int i = 0; i < set[0]; i++) {
-        int n = p[0];
-        if (n == len && (n <= 0 || memcmp(p + 1, frames, (size_t)n * sizeof *frames) == 0)) return;
-        p += 1 + (n > 0 ? n : 0);
-    }
-    if (set[0] >= BC__G_MAX_STACKS || len > BC__G_MAX_DEPTH) {
-        w->a.failed = true;
-        return;
-    }
-    int32_t *q = arena_grow(&w->a, 1 + (size_t)(len > 0 ? len : 0));
-    if (q == NULL) return;
-    set = w->a.v + w->set;
-    q[0] = len;
-    if (len > 0) memcpy(q + 1, frames, (size_t)len * sizeof *frames);
-    set[0]++;
+static bool grow(void **p, size_t *cap, size_t need, size_t size) {
+    if (need <= *cap) return true;
+    size_t c = *cap ? *cap : 1024;
+    while (c < need) c *= 2;
+    void *q = realloc(*p, c * size);
+    if (q == NULL) return false;
+    *p = q;
+    *cap = c;
+    return true;
 }
 
-/* Expands frames[0, len) whose top is a position not yet at a BYTES
- * element: enters REFs, pops ENDs, and emits each stack that results.
- * Leaves frames[0, len) as it found them. */
-static void expand(walker *w, int32_t *frames, int len) {
-    if (--w->budget < 0) {
-        w->a.failed = true;
+/* The node (pos, parent), made if new. -1 on failure. */
+static int32_t node_get(walker *w, int32_t pos, int32_t parent) {
+    uint32_t h = ((uint32_t)pos * 0x9E3779B1u) ^ ((uint32_t)parent * 0x85EBCA77u);
+    h ^= h >> 15;
+    size_t slot = h & (HASH_SLOTS - 1), victim = slot;
+    for (int k = 0; k < HASH_PROBES; k++) {
+        size_t i = (slot + (size_t)k) & (HASH_SLOTS - 1);
+        int32_t id = w->hash[i];
+        if (id >= 0 && (size_t)id < w->n_nodes && w->nodes[id].pos == pos && w->nodes[id].parent == parent) return id;
+        if (id < 0 || (size_t)id >= w->n_nodes) victim = i;
+    }
+    int32_t depth = parent >= 0 ? w->nodes[parent].depth + 1 : 1;
+    if (depth > BC__G_MAX_DEPTH || !grow((void **)&w->nodes, &w->cap_nodes, w->n_nodes + 1, sizeof *w->nodes)) {
+        w->failed = true;
+        return -1;
+    }
+    int32_t id = (int32_t)w->n_nodes++;
+    w->nodes[id] = (gnode){pos, parent, depth};
+    w->hash[victim] = id;
+    return id;
+}
+
+/* Adds a stack (a node id or a marker) to the set being built. */
+static void emit(walker *w, int32_t id) {
+    int32_t *set = w->sets + w->set;
+    for (int i = 1; i <= set[0]; i++)
+        if (set[i] == id) return;
+    if (set[0] >= BC__G_MAX_STACKS || !grow((void **)&w->sets, &w->cap_sets, w->n_sets + 1, sizeof *w->sets)) {
+        w->failed = true;
         return;
     }
-    if (len == 0) {
-        emit(w, frames, 0);
+    w->sets[w->n_sets++] = id;
+    w->sets[w->set]++;
+}
+
+/* Expands the stack (pos, parent) whose top is not yet at a BYTES
+ * element: enters REFs, pops ENDs, and emits each stack that results. */
+static void expand(walker *w, int32_t pos, int32_t parent) {
+    if (--w->budget < 0 || w->failed) {
+        w->failed = true;
         return;
     }
     const bc_grammar *g = w->g;
-    int32_t q = frames[len - 1];
-    const bc__gelem e = g->elems[q];
+    const bc__gelem e = g->elems[pos];
     if (e.kind == BC__G_BYTES) {
-        emit(w, frames, len);
+        int32_t id = node_get(w, pos, parent);
+        if (id >= 0) emit(w, id);
     } else if (e.kind == BC__G_END) {
-        expand(w, frames, len - 1); /* the caller's frame already points past its REF */
+        if (parent < 0)
+            emit(w, STACK_EMPTY);
+        else /* the caller's frame already points past its REF */
+            expand(w, w->nodes[parent].pos, w->nodes[parent].parent);
     } else {
-        if (len + 1 > BC__G_MAX_DEPTH) {
-            w->a.failed = true;
-            return;
-        }
-        bool tail = g->elems[q + 1].kind == BC__G_END;
-        int base = tail ? len - 1 : len; /* a tail call replaces the frame */
-        frames[len - 1] = q + 1;
-        for (int a = g->rule_alts[e.arg]; a < g->rule_alts[e.arg + 1]; a++) {
-            int32_t saved = frames[base];
-            frames[base] = g->alt_start[a];
-            expand(w, frames, base + 1);
-            frames[base] = saved;
-        }
-        frames[len - 1] = q;
+        int32_t below = parent; /* a REF that ends its alternative is a tail call: no frame to come back to */
+        if (g->elems[pos + 1].kind != BC__G_END && (below = node_get(w, pos + 1, parent)) < 0) return;
+        for (int a = g->rule_alts[e.arg]; a < g->rule_alts[e.arg + 1]; a++) expand(w, g->alt_start[a], below);
     }
 }
 
 /* Starts a new empty set at the arena's end; returns its offset. */
 static size_t set_begin(walker *w) {
-    size_t off = w->a.n;
-    int32_t *p = arena_grow(&w->a, 1);
-    if (p != NULL) *p = 0;
+    size_t off = w->n_sets;
+    w->budget = BC__G_MAX_EXPAND;
+    if (!grow((void **)&w->sets, &w->cap_sets, w->n_sets + 1, sizeof *w->sets)) {
+        w->failed = true;
+        return 0;
+    }
+    w->sets[w->n_sets++] = 0;
     w->set = off;
     return off;
 }
 
 /* The set reached from the set at `from` by byte b, appended to the arena.
- * Markers: an empty stack escapes (whole = false) or dies (whole = true)
- * on a byte; an uncertain marker stays uncertain. */
+ * An empty stack escapes (whole = false) or dies (whole = true) on a byte;
+ * an uncertain one stays uncertain. */
 static size_t step(walker *w, size_t from, uint8_t b, bool whole) {
     size_t to = set_begin(w);
-    w->budget = BC__G_MAX_EXPAND;
-    if (w->a.failed) return to;
-    int n = w->a.v[from];
-    size_t p = from + 1;
-    for (int i = 0; i < n; i++) {
-        int32_t len = w->a.v[p];
-        if (len <= 0) {
-            if (len < 0 || !whole) {
-                int32_t none = 0;
-                emit(w, &none, -1);
-            }
-            p += 1;
+    if (w->failed) return to;
+    int n = w->sets[from];
+    for (int i = 1; i <= n && !w->failed; i++) {
+        int32_t id = w->sets[from + (size_t)i];
+        if (id < 0) {
+            if (id == STACK_UNCERTAIN || !whole) emit(w, STACK_UNCERTAIN);
             continue;
         }
-        int32_t top = w->a.v[p + (size_t)len];
-        if (bc__byteset_has(w->g->bytesets[w->g->elems[top].arg], b)) {
-            memcpy(w->frames, w->a.v + p + 1, (size_t)len * sizeof *w->frames);
-            w->frames[len - 1] = top + 1;
-            expand(w, w->frames, len);
-        }
-        p += 1 + (size_t)len;
+        gnode nd = w->nodes[id];
+        if (bc__byteset_has(w->g->bytesets[w->g->elems[nd.pos].arg], b)) expand(w, nd.pos + 1, nd.parent);
     }
     return to;
 }
 
-/* The set of a stack given by its frames (top first expanded). */
-static size_t start_set(walker *w, const int32_t *frames, int len) {
+/* A set of one stack: frames[0, n) bottom to top, on top of parent, the
+ * top expanded. */
+static size_t start_set(walker *w, const int32_t *frames, int n, int32_t parent) {
+    for (int i = 0; i < n - 1 && !w->failed; i++) parent = node_get(w, frames[i], parent);
     size_t off = set_begin(w);
-    w->budget = BC__G_MAX_EXPAND;
-    if (len > BC__G_MAX_DEPTH) {
-        w->a.failed = true;
-        return off;
-    }
-    memcpy(w->frames, frames, (size_t)len * sizeof *frames);
-    expand(w, w->frames, len);
+    if (!w->failed && n > 0) expand(w, frames[n - 1], parent);
     return off;
 }
 
 /* What a set says at the end of a token: 2 some parse is alive (or ended
  * exactly there), 1 only uncertain parses, 0 none. */
 static int set_verdict(const walker *w, size_t off) {
-    const int32_t *s = w->a.v + off;
-    int n = s[0], verdict = 0;
-    const int32_t *p = s + 1;
-    for (int i = 0; i < n; i++) {
-        if (p[0] >= 0) return 2;
+    int n = w->sets[off], verdict = 0;
+    for (int i = 1; i <= n; i++) {
+        if (w->sets[off + (size_t)i] != STACK_UNCERTAIN) return 2;
         verdict = 1;
-        p += 1;
     }
     return verdict;
 }
@@ -200,13 +190,16 @@ static int set_verdict(const walker *w, size_t off) {
 static bool walker_init(walker *w, const bc_grammar *g) {
     memset(w, 0, sizeof *w);
     w->g = g;
-    w->frames = malloc((size_t)(BC__G_MAX_DEPTH + g->n_rules + 2) * sizeof *w->frames);
-    return w->frames != NULL;
+    w->hash = malloc(HASH_SLOTS * sizeof *w->hash);
+    if (w->hash == NULL) return false;
+    memset(w->hash, 0xFF, HASH_SLOTS * sizeof *w->hash);
+    return true;
 }
 
 static void walker_free(walker *w) {
-    free(w->a.v);
-    free(w->frames);
+    free(w->nodes);
+    free(w->sets);
+    free(w->hash);
 }
 
 /* ------------------------------------------------------------------------ */
@@ -222,23 +215,26 @@ static int walk(walker *w, const bc__tok_list *list, size_t start, bool whole, u
                 int *n_unc) {
     enum { MAXLEN = 1024 }; /* longer pieces are left out of the lists */
     size_t at[MAXLEN + 1];  /* at[d]: the set after the first d bytes of the current token */
-    size_t mark[MAXLEN + 1];
+    size_t mark_sets[MAXLEN + 1], mark_nodes[MAXLEN + 1];
     at[0] = start;
-    mark[0] = w->a.n;
+    mark_sets[0] = w->n_sets;
+    mark_nodes[0] = w->n_nodes;
     int valid = 0, cap_unc = 0; /* at[0 .. valid] belong to the current token's prefix */
     for (int i = 0; i < list->n;) {
         const uint8_t *b = list->bytes[i];
         int len = list->len[i];
         int d = list->lcp[i] < valid ? list->lcp[i] : valid;
-        w->a.n = mark[d];
+        w->n_sets = mark_sets[d];
+        w->n_nodes = mark_nodes[d];
         /* A verdict reached before the end holds for every token that
          * starts with these d bytes: none alive (rejected), or only
          * parses that left the known frames (uncertain). */
         int verdict = -1;
         while (d < len) {
             at[d + 1] = step(w, at[d], b[d], whole);
-            if (w->a.failed) return -1;
-            mark[d + 1] = w->a.n;
+            if (w->failed) return -1;
+            mark_sets[d + 1] = w->n_sets;
+            mark_nodes[d + 1] = w->n_nodes;
             d++;
             int v = set_verdict(w, at[d]);
             if (v == 0 || (v == 1 && d < len)) {
@@ -268,7 +264,8 @@ static int walk(walker *w, const bc__tok_list *list, size_t start, bool whole, u
         }
         i = j;
     }
-    w->a.n = mark[0];
+    w->n_sets = mark_sets[0];
+    w->n_nodes = mark_nodes[0];
     return 0;
 }
 
@@ -435,12 +432,32 @@ done:
     return rc;
 }
 
-static void vocab_free(bc__gvocab *v) {
+void bc__gvocab_free(bc__gvocab *v) {
+    if (v == NULL) return;
     list_free(&v->all);
     list_free(&v->stripped);
     free(v->kind);
     free(v->bytes);
     free(v->len);
+    free(v);
+}
+
+/* The tokenizer's grammar vocabulary, built by the first caller. */
+static pthread_mutex_t vocab_mu = PTHREAD_MUTEX_INITIALIZER;
+
+static const bc__gvocab *vocab_of(const bc_tokenizer *tok) {
+    pthread_mutex_lock(&vocab_mu);
+    bc__gvocab *v = tok->grammar_vocab;
+    if (v == NULL && (v = calloc(1, sizeof *v)) != NULL) {
+        if (vocab_build(v, tok) == 0) {
+            ((bc_tokenizer *)tok)->grammar_vocab = v; /* a cache: the tokenizer is otherwise unchanged */
+        } else {
+            bc__gvocab_free(v);
+            v = NULL;
+        }
+    }
+    pthread_mutex_unlock(&vocab_mu);
+    return v;
 }
 
 /* ------------------------------------------------------------------------ */
@@ -464,20 +481,21 @@ static const bc__gmask *mask_get(bc_grammar *g, walker *w, const int32_t *key, i
     pthread_mutex_unlock(&g->mu);
     if (m != NULL) return m;
 
-    const bc__tok_list *all = &g->vocab.all;
+    const bc__tok_list *all = &g->vocab->all;
     m = calloc(1, sizeof *m);
     int32_t *unc = NULL;
     int n_unc = 0;
     if (m == NULL) return NULL;
-    m->accepted = calloc((size_t)(g->vocab.n_vocab + 31) / 32, sizeof *m->accepted);
+    m->accepted = calloc((size_t)(g->vocab->n_vocab + 31) / 32, sizeof *m->accepted);
     if (m->accepted == NULL) goto fail;
     memcpy(m->key, key, (size_t)n * sizeof *key);
     m->n_key = n;
     m->whole = whole;
-    size_t mark = w->a.n;
-    size_t start = start_set(w, key, n);
-    if (w->a.failed || walk(w, all, start, whole, m->accepted, &unc, &n_unc) != 0) goto fail;
-    w->a.n = mark;
+    size_t mark_sets = w->n_sets, mark_nodes = w->n_nodes;
+    size_t start = start_set(w, key, n, -1);
+    if (w->failed || walk(w, all, start, whole, m->accepted, &unc, &n_unc) != 0) goto fail;
+    w->n_sets = mark_sets;
+    w->n_nodes = mark_nodes;
     if (list_subset(&m->uncertain, all, unc, n_unc) != 0) goto fail;
     free(unc);
 
@@ -533,69 +551,90 @@ static void masks_free(bc_grammar *g) {
 
 struct bc_grammar_matcher {
     bc_grammar *g;
-    walker w;
-    int32_t *state; /* the current set, as in the arena */
-    size_t n_state, cap_state;
+    walker w; /* its nodes [0, base_nodes) and the set at offset 0 are the state */
+    size_t base_nodes, base_sets;
+    int32_t *map, *ids; /* compaction scratch: (nodes) old id -> new, (stacks) the set */
+    size_t cap_map, cap_ids;
+    gnode *copy; /* (nodes) the compacted nodes */
+    size_t cap_copy;
     bool done; /* the end-of-sequence id was accepted */
     /* The detokenizer's leading-space state (see detokenizer.c). */
     bool is_bos_ws, bos_ws_seen, any_text;
 };
 
-/* Copies the set at off in the walker's arena into the matcher's state. */
+/* Forgets whatever a walk added after the state. */
+static void rollback(bc_grammar_matcher *m) {
+    m->w.n_nodes = m->base_nodes;
+    m->w.n_sets = m->base_sets;
+    m->w.failed = false;
+}
+
+/* Makes the set at off the state: its stacks' nodes are copied to the
+ * front of the node arena (parents first), everything else dropped. */
 static int keep_state(bc_grammar_matcher *m, size_t off) {
-    const int32_t *s = m->w.a.v + off;
-    size_t n = 1;
-    const int32_t *p = s + 1;
-    for (int i = 0; i < s[0]; i++) {
-        size_t k = 1 + (size_t)(p[0] > 0 ? p[0] : 0);
-        n += k;
-        p += k;
+    walker *w = &m->w;
+    int n = w->sets[off];
+    if (!grow((void **)&m->map, &m->cap_map, w->n_nodes + 1, sizeof *m->map) ||
+        !grow((void **)&m->copy, &m->cap_copy, w->n_nodes + 1, sizeof *m->copy) ||
+        !grow((void **)&m->ids, &m->cap_ids, (size_t)n + BC__G_MAX_DEPTH + 1, sizeof *m->ids))
+        return -1;
+    memset(m->map, 0xFF, w->n_nodes * sizeof *m->map);
+    memcpy(m->ids, w->sets + off + 1, (size_t)n * sizeof *m->ids);
+    int32_t *chain = m->ids + n;
+    size_t k = 0;
+    for (int i = 0; i < n; i++) {
+        int depth = 0;
+        for (int32_t c = m->ids[i]; c >= 0 && m->map[c] < 0; c = w->nodes[c].parent) chain[depth++] = c;
+        while (depth > 0) {
+            int32_t c = chain[--depth];
+            gnode nd = w->nodes[c];
+            if (nd.parent >= 0) nd.parent = m->map[nd.parent];
+            m->copy[k] = nd;
+            m->map[c] = (int32_t)k++;
+        }
     }
-    if (n > m->cap_state) {
-        int32_t *t = realloc(m->state, n * sizeof *t);
-        if (t == NULL) return -1;
-        m->state = t;
-        m->cap_state = n;
+    memcpy(w->nodes, m->copy, k * sizeof *w->nodes);
+    w->n_nodes = k;
+    w->sets[0] = n;
+    for (int i = 0; i < n; i++) w->sets[1 + i] = m->ids[i] >= 0 ? m->map[m->ids[i]] : m->ids[i];
+    w->n_sets = 1 + (size_t)n;
+    m->base_nodes = w->n_nodes;
+    m->base_sets = w->n_sets;
+    /* The hash table: only the state's nodes. */
+    memset(w->hash, 0xFF, HASH_SLOTS * sizeof *w->hash);
+    for (size_t i = 0; i < k; i++) {
+        uint32_t h = ((uint32_t)w->nodes[i].pos * 0x9E3779B1u) ^ ((uint32_t)w->nodes[i].parent * 0x85EBCA77u);
+        h ^= h >> 15;
+        for (int p = 0; p < HASH_PROBES; p++) {
+            size_t slot = (h + (uint32_t)p) & (HASH_SLOTS - 1);
+            if (w->hash[slot] < 0) {
+                w->hash[slot] = (int32_t)i;
+                break;
+            }
+        }
     }
-    memcpy(m->state, s, n * sizeof *s);
-    m->n_state = n;
     return 0;
 }
 
-/* The state's set, copied to the arena's end; returns its offset. */
-static size_t load_state(bc_grammar_matcher *m) {
-    size_t off = m->w.a.n;
-    int32_t *p = arena_grow(&m->w.a, m->n_state);
-    if (p != NULL) memcpy(p, m->state, m->n_state * sizeof *p);
-    return off;
-}
-
-static bool state_can_end(const int32_t *s) {
-    const int32_t *p = s + 1;
-    for (int i = 0; i < s[0]; i++) {
-        if (p[0] == 0) return true;
-        p += 1 + (p[0] > 0 ? p[0] : 0);
-    }
+static bool state_can_end(const bc_grammar_matcher *m) {
+    for (int i = 1; i <= m->w.sets[0]; i++)
+        if (m->w.sets[i] == STACK_EMPTY) return true;
     return false;
 }
 
 /* Whether the detokenizer would drop a leading space of the next piece. */
 static bool strip_now(const bc_grammar_matcher *m) {
-    return m->g->vocab.strip_first && m->is_bos_ws && !m->bos_ws_seen && !m->any_text;
+    return m->g->vocab->strip_first && m->is_bos_ws && !m->bos_ws_seen && !m->any_text;
 }
 
 static int initial_state(bc_grammar_matcher *m) {
     const bc_grammar *g = m->g;
-    m->w.a.n = 0;
-    m->w.a.failed = false;
+    m->base_nodes = m->base_sets = 0;
+    rollback(m);
     size_t off = set_begin(&m->w);
-    m->w.budget = BC__G_MAX_EXPAND;
-    for (int a = g->rule_alts[g->root]; a < g->rule_alts[g->root + 1] && !m->w.a.failed; a++) {
-        m->w.frames[0] = g->alt_start[a];
-        expand(&m->w, m->w.frames, 1);
-    }
-    if (m->w.a.failed || keep_state(m, off) != 0) return -1;
-    m->w.a.n = 0;
+    for (int a = g->rule_alts[g->root]; a < g->rule_alts[g->root + 1] && !m->w.failed; a++)
+        expand(&m->w, g->alt_start[a], -1);
+    if (m->w.failed || keep_state(m, off) != 0) return -1;
     m->done = false;
     m->is_bos_ws = true;
     m->bos_ws_seen = m->any_text = false;
@@ -605,15 +644,23 @@ static int initial_state(bc_grammar_matcher *m) {
 /* Runs bytes through the state; false (state unchanged) when no parse
  * survives them. */
 static bool advance(bc_grammar_matcher *m, const uint8_t *bytes, size_t n) {
-    m->w.a.n = 0;
-    m->w.a.failed = false;
-    size_t at = load_state(m);
-    for (size_t i = 0; i < n && !m->w.a.failed; i++) {
+    rollback(m);
+    size_t at = 0;
+    for (size_t i = 0; i < n; i++) {
         at = step(&m->w, at, bytes[i], true);
-        if (m->w.a.v[at] == 0) return false;
+        if (m->w.failed || m->w.sets[at] == 0) {
+            bool failed = m->w.failed;
+            rollback(m);
+            m->w.failed = failed;
+            return false;
+        }
     }
-    if (m->w.a.failed) return false;
-    return keep_state(m, at) == 0;
+    if (keep_state(m, at) != 0) {
+        rollback(m);
+        m->w.failed = true;
+        return false;
+    }
+    return true;
 }
 
 /* ------------------------------------------------------------------------ */
@@ -623,7 +670,7 @@ static bool advance(bc_grammar_matcher *m, const uint8_t *bytes, size_t n) {
 static bc_status grammar_finish(const bc_tokenizer *tok, bc_grammar *g, bc__err *err) {
     pthread_mutex_init(&g->mu, NULL);
     g->tok = tok;
-    if (tok != NULL && vocab_build(&g->vocab, tok) != 0)
+    if (tok != NULL && (g->vocab = vocab_of(tok)) == NULL)
         return bc__errorf(err, BC_STATUS_ERROR_MEMORY, "grammar: out of memory"), BC_STATUS_ERROR_MEMORY;
     return BC_STATUS_OK;
 }
@@ -664,7 +711,6 @@ bc_status bc_grammar_init_json_schema(const bc_tokenizer *tok, const char *schem
 void bc_grammar_free(bc_grammar *g) {
     if (g == NULL) return;
     bc__gbnf_free(g);
-    vocab_free(&g->vocab);
     masks_free(g);
     pthread_mutex_destroy(&g->mu);
     free(g);
@@ -678,7 +724,7 @@ void bc_grammar_match(const bc_grammar *g, const char *text, size_t len, bool *p
     if (bc_grammar_matcher_init(g, &m) != BC_STATUS_OK) return;
     if (advance(m, (const uint8_t *)text, len)) {
         if (prefix) *prefix = true;
-        if (complete) *complete = state_can_end(m->state);
+        if (complete) *complete = state_can_end(m);
     }
     bc_grammar_matcher_free(m);
 }
@@ -701,7 +747,9 @@ bc_status bc_grammar_matcher_init(const bc_grammar *g, bc_grammar_matcher **out)
 void bc_grammar_matcher_free(bc_grammar_matcher *m) {
     if (m == NULL) return;
     walker_free(&m->w);
-    free(m->state);
+    free(m->map);
+    free(m->ids);
+    free(m->copy);
     free(m);
 }
 
@@ -709,14 +757,12 @@ void bc_grammar_matcher_reset(bc_grammar_matcher *m) {
     if (m != NULL) initial_state(m);
 }
 
-bool bc_grammar_matcher_can_end(const bc_grammar_matcher *m) {
-    return m != NULL && !m->done && state_can_end(m->state);
-}
+bool bc_grammar_matcher_can_end(const bc_grammar_matcher *m) { return m != NULL && !m->done && state_can_end(m); }
 
 bc_status bc_grammar_matcher_allowed(bc_grammar_matcher *m, uint32_t *allowed, int n_vocab) {
     if (m == NULL || allowed == NULL || n_vocab < 0 || m->g->tok == NULL) return BC_STATUS_ERROR_ARGUMENT;
     bc_grammar *g = m->g;
-    const bc__gvocab *v = &g->vocab;
+    const bc__gvocab *v = g->vocab;
     size_t words = ((size_t)n_vocab + 31) / 32, own = ((size_t)v->n_vocab + 31) / 32;
     uint32_t *bits = allowed;
     memset(bits, 0, words * sizeof *bits);
@@ -728,15 +774,13 @@ bc_status bc_grammar_matcher_allowed(bc_grammar_matcher *m, uint32_t *allowed, i
         bits = scratch;
     }
     walker *w = &m->w;
-    w->a.n = 0;
-    w->a.failed = false;
+    rollback(m);
     bc_status st = BC_STATUS_OK;
     if (strip_now(m)) {
         /* The first piece: pieces with a leading space count without it. */
         uint32_t *tmp = calloc(own, sizeof *tmp);
-        size_t at = load_state(m);
-        if (tmp == NULL || walk(w, &v->all, at, true, tmp, NULL, NULL) != 0 ||
-            walk(w, &v->stripped, at, true, bits, NULL, NULL) != 0) {
+        if (tmp == NULL || walk(w, &v->all, 0, true, tmp, NULL, NULL) != 0 ||
+            walk(w, &v->stripped, 0, true, bits, NULL, NULL) != 0) {
             st = BC_STATUS_ERROR_MEMORY;
         } else {
             for (int i = 0; i < v->all.n; i++) {
@@ -746,25 +790,31 @@ bc_status bc_grammar_matcher_allowed(bc_grammar_matcher *m, uint32_t *allowed, i
         }
         free(tmp);
     } else {
-        const int32_t *p = m->state + 1;
-        for (int i = 0; i < m->state[0] && st == BC_STATUS_OK; i++) {
-            int len = p[0];
-            if (len > 0) {
-                int k = len < BC__G_KEY ? len : BC__G_KEY;
-                const bc__gmask *mk = mask_get(g, w, p + 1 + len - k, k, k == len);
-                if (mk == NULL) {
-                    st = BC_STATUS_ERROR_MEMORY;
-                    break;
-                }
-                for (size_t j = 0; j < own; j++) bits[j] |= mk->accepted[j];
-                if (mk->uncertain.n > 0) {
-                    w->a.n = 0;
-                    size_t at = start_set(w, p + 1, len);
-                    if (w->a.failed || walk(w, &mk->uncertain, at, true, bits, NULL, NULL) != 0)
-                        st = BC_STATUS_ERROR_MEMORY;
-                }
+        int n_stacks = w->sets[0];
+        for (int i = 1; i <= n_stacks && st == BC_STATUS_OK; i++) {
+            int32_t top = w->sets[i];
+            if (top < 0) continue;
+            /* The key: the top frames, bottom to top. */
+            int32_t key[BC__G_KEY];
+            int k = 0;
+            int32_t c = top;
+            for (; c >= 0 && k < BC__G_KEY; c = w->nodes[c].parent) k++;
+            bool whole = c < 0;
+            c = top;
+            for (int j = k - 1; j >= 0; j--, c = w->nodes[c].parent) key[j] = w->nodes[c].pos;
+            const bc__gmask *mk = mask_get(g, w, key, k, whole);
+            rollback(m);
+            if (mk == NULL) {
+                st = BC_STATUS_ERROR_MEMORY;
+                break;
             }
-            p += 1 + (len > 0 ? len : 0);
+            for (size_t j = 0; j < own; j++) bits[j] |= mk->accepted[j];
+            if (mk->uncertain.n > 0) {
+                size_t at = set_begin(w);
+                emit(w, top);
+                if (w->failed || walk(w, &mk->uncertain, at, true, bits, NULL, NULL) != 0) st = BC_STATUS_ERROR_MEMORY;
+                rollback(m);
+            }
         }
     }
     if (bc_grammar_matcher_can_end(m) && v->eos_id >= 0) bits[v->eos_id >> 5] |= 1u << (v->eos_id & 31);
@@ -778,7 +828,7 @@ bc_status bc_grammar_matcher_allowed(bc_grammar_matcher *m, uint32_t *allowed, i
 
 bc_status bc_grammar_matcher_accept(bc_grammar_matcher *m, int32_t id) {
     if (m == NULL || m->g->tok == NULL || m->done) return BC_STATUS_ERROR_ARGUMENT;
-    const bc__gvocab *v = &m->g->vocab;
+    const bc__gvocab *v = m->g->vocab;
     if (id == v->eos_id && id >= 0) {
         if (!bc_grammar_matcher_can_end(m)) return BC_STATUS_ERROR_ARGUMENT;
         m->done = true;
@@ -793,7 +843,7 @@ bc_status bc_grammar_matcher_accept(bc_grammar_matcher *m, int32_t id) {
         n--;
     }
     if (n == 0 && !strip) return BC_STATUS_ERROR_ARGUMENT;
-    if (!advance(m, b, n)) return m->w.a.failed ? BC_STATUS_ERROR_MEMORY : BC_STATUS_ERROR_ARGUMENT;
+    if (!advance(m, b, n)) return m->w.failed ? BC_STATUS_ERROR_MEMORY : BC_STATUS_ERROR_ARGUMENT;
     /* The detokenizer's leading-space bookkeeping, as in detokenizer.c. */
     if (v->kind[id] == 3) {
         m->any_text = true;
