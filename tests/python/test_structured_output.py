@@ -168,6 +168,32 @@ def check_few_slots(t, binary):
         s.stop()
 
 
+def check_quota(t, binary, work):
+    """A tenant's daily tokens are charged the prompt once plus every choice's
+    completion tokens: a request with n=4 that uses up the quota refuses the
+    next, as its usage says it must."""
+    tenants = os.path.join(work, "tenants.json")
+    key = "key-gamma-0123456789abcdef"
+    with open(tenants, "w") as f:
+        json.dump({"tenants": [{"name": "gamma", "keys": [key], "tokens_per_day": 20}]}, f)
+    s = Server(binary, "--tenants", tenants, "--parallel", "4")
+    auth = {"Authorization": "Bearer " + key}
+    try:
+        body = {"prompt": "秋", "max_tokens": 8, "seed": 2, "temperature": 1.0, "frequency_penalty": -2.0}
+        st, _, r = s.post(COMP, dict(body, n=4), headers=auth)
+        used = r["usage"]["total_tokens"] if st == 200 else None
+        n1 = r["usage"]["prompt_tokens"] + body["max_tokens"] if st == 200 else 0  # what n=1 could use
+        st2, _, r2 = s.post(COMP, body, headers=auth)
+        t.check("quota of 20: n=4 used %s tokens (one choice alone at most %d); the next request is %s" %
+                (used, n1, st2), st == 200 and used >= 20 and n1 < 20 and st2 == 429, (st, r, st2, r2))
+        _, m = s.metrics(headers=auth)
+        t.check("quota: /metrics counts the summed completion tokens",
+                m.get('baichuan_completion_tokens_total{tenant="gamma"}') == r["usage"]["completion_tokens"],
+                (m.get('baichuan_completion_tokens_total{tenant="gamma"}'), r["usage"]))
+    finally:
+        s.stop()
+
+
 def err_param(s, body, path=COMP):
     st, _, e = s.post(path, body)
     return (st, e["error"]["param"]) if st == 400 else (st, e)
@@ -417,6 +443,7 @@ def main():
         finally:
             t.check("server exits 0 on SIGTERM", s.stop() == 0, "\n".join(s.log[-20:]))
         check_few_slots(t, args.bin)
+        check_quota(t, args.bin, work)
         check_cli(t, args.bin, work, engine)
     return t.finish()
 
