@@ -44,6 +44,20 @@ static void unref_locked(srv_grammar *g) {
     free(g);
 }
 
+/* Under g_mu: the entry of key (key_len bytes), with one more reference
+ * and marked as just used, or NULL. */
+static srv_grammar *find_locked(const char *key, size_t key_len) {
+    for (int i = 0; i < CACHE_SIZE; i++) {
+        srv_grammar *g = g_cache[i];
+        if (g != NULL && g->key_len == key_len && memcmp(g->key, key, key_len) == 0) {
+            g->refs++;
+            g->last_use = ++g_clock;
+            return g;
+        }
+    }
+    return NULL;
+}
+
 srv_grammar *srv_grammar_get(const bc_tokenizer *tok, srv_grammar_kind kind, const char *text, size_t len, char *err,
                              size_t err_size) {
     char *key = malloc(len + 2);
@@ -55,22 +69,17 @@ srv_grammar *srv_grammar_get(const bc_tokenizer *tok, srv_grammar_kind kind, con
     if (len > 0) memcpy(key + 1, text, len);
     key[len + 1] = '\0';
 
-    /* The HTTP thread is the only caller: compiling under the lock holds up
-     * no other request's parsing, only the engine's releases. */
     pthread_mutex_lock(&g_mu);
-    srv_grammar *hit = NULL;
-    for (int i = 0; i < CACHE_SIZE && hit == NULL; i++)
-        if (g_cache[i] != NULL && g_cache[i]->key_len == len + 1 && memcmp(g_cache[i]->key, key, len + 1) == 0)
-            hit = g_cache[i];
+    srv_grammar *hit = find_locked(key, len + 1);
+    if (hit != NULL) g_hits++;
+    pthread_mutex_unlock(&g_mu);
     if (hit != NULL) {
-        hit->refs++;
-        hit->last_use = ++g_clock;
-        g_hits++;
-        pthread_mutex_unlock(&g_mu);
         free(key);
         return hit;
     }
 
+    /* Compiled outside the lock: the engine thread releases grammars as
+     * requests end and must not wait for a compilation. */
     bc_grammar *compiled = NULL;
     bc_status st = kind == SRV_GRAMMAR_GBNF
                        ? bc_grammar_init_gbnf(tok, text, len, &compiled, err, err_size)
@@ -78,13 +87,22 @@ srv_grammar *srv_grammar_get(const bc_tokenizer *tok, srv_grammar_kind kind, con
     srv_grammar *g = st == BC_STATUS_OK ? calloc(1, sizeof *g) : NULL;
     if (g == NULL) {
         if (st == BC_STATUS_OK) snprintf(err, err_size, "out of memory");
-        pthread_mutex_unlock(&g_mu);
         bc_grammar_free(compiled);
         free(key);
         return NULL;
     }
+    *g = (srv_grammar){.key = key, .key_len = len + 1, .grammar = compiled, .refs = 2};
+
+    pthread_mutex_lock(&g_mu);
     g_compiled++;
-    *g = (srv_grammar){.key = key, .key_len = len + 1, .grammar = compiled, .refs = 2, .last_use = ++g_clock};
+    if ((hit = find_locked(key, len + 1)) != NULL) { /* another thread compiled it meanwhile */
+        pthread_mutex_unlock(&g_mu);
+        bc_grammar_free(g->grammar);
+        free(g->key);
+        free(g);
+        return hit;
+    }
+    g->last_use = ++g_clock;
     int victim = 0; /* an empty entry, else the least recently used */
     for (int i = 0; i < CACHE_SIZE; i++) {
         if (g_cache[i] == NULL) {

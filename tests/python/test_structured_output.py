@@ -328,9 +328,18 @@ def check_schemas(t, s):
                 bad.append(text_of(c))
     t.check("json_object: every output ended by EOS is a JSON object (%d)" % n_stopped, not bad and n_stopped > 0,
             bad[:5])
-    _, m = s.metrics()
-    t.check("grammar cache: a schema sent again is found compiled",
-            m.get("baichuan_grammar_cache_hits_total", 0) > 0, m.get("baichuan_grammar_cache_hits_total"))
+    # The cache's key is the schema's sorted compact dump: the first schema
+    # sent again with its keys in reverse order and other spacing is found.
+    _, before = s.metrics()
+    reordered = json.dumps(SCHEMAS[0], indent=3)
+    reordered = json.loads(reordered, object_pairs_hook=lambda kv: dict(reversed(kv)))
+    body = json.dumps({"prompt": "x", "max_tokens": 2, "json_schema": reordered}, indent=1)
+    st, _, r = s.request("POST", COMP, raw=body.encode(), headers={"Content-Type": "application/json"})
+    _, after = s.metrics()
+    compiled = after["baichuan_grammar_compilations_total"] - before["baichuan_grammar_compilations_total"]
+    hits = after["baichuan_grammar_cache_hits_total"] - before["baichuan_grammar_cache_hits_total"]
+    t.check("grammar cache: a schema sent again in another key order is found compiled",
+            st == 200 and compiled == 0 and hits == 1, (st, compiled, hits))
 
 
 def check_gbnf(t, s):
