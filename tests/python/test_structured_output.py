@@ -17,6 +17,7 @@ from files (--json-schema, --grammar-file) or --json.
     test_structured_output.py --bin build/baichuan [--work DIR]
 """
 import argparse
+import http.client
 import json
 import os
 import re
@@ -27,7 +28,7 @@ import tempfile
 import threading
 
 import bc_testlib
-from server_util import Server, wait_for
+from server_util import Server, parse_sse, wait_for
 
 CHAT = "/v1/chat/completions"
 COMP = "/v1/completions"
@@ -280,6 +281,38 @@ def outputs(s, path, body):
     return st, [(text_of(c), c["finish_reason"]) for c in r.get("choices", [])] if st == 200 else []
 
 
+def check_cache_eviction(t, s):
+    """The cache keeps the 32 most recently used grammars; one evicted while
+    a request still uses it lives until that request ends."""
+    held = 'root ::= [a-z]{900}'  # long: the request is still running when its grammar is evicted
+    c = http.client.HTTPConnection("127.0.0.1", s.port, timeout=120)
+    c.request("POST", COMP, json.dumps({"prompt": PROMPT, "max_tokens": 1000, "seed": 3, "grammar": held,
+                                        "stream": True}), {"Content-Type": "application/json"})
+    resp = c.getresponse()
+    first = resp.readline()  # the stream has started: the request holds its grammar
+    _, before = s.metrics()
+    codes = [s.post(COMP, {"prompt": "x", "max_tokens": 1, "grammar": 'root ::= "e%d"' % i})[0] for i in range(33)]
+    _, during = s.metrics()
+    rest = resp.read()
+    c.close()
+    events, done = parse_sse(first + rest)
+    text = "".join(ch.get("text") or "" for e in events for ch in e.get("choices", []))
+    finish = [ch["finish_reason"] for e in events for ch in e.get("choices", []) if ch.get("finish_reason")]
+    t.check("cache: a grammar evicted while its request runs still constrains it to the end",
+            all(code == 200 for code in codes) and during["baichuan_active_slots"] >= 1 and done and
+            re.fullmatch(r"[a-z]{900}" if finish == ["stop"] else r"[a-z]{0,900}", text) is not None,
+            (codes, during["baichuan_active_slots"], finish, len(text)))
+    again = [s.post(COMP, {"prompt": "x", "max_tokens": 1, "grammar": g})[0]
+             for g in ('root ::= "e0"', 'root ::= "e32"', held)]
+    _, after = s.metrics()
+    compiled = after["baichuan_grammar_compilations_total"] - before["baichuan_grammar_compilations_total"]
+    hits = after["baichuan_grammar_cache_hits_total"] - before["baichuan_grammar_cache_hits_total"]
+    # 33 new grammars (e0 evicted by e32), then e0 compiled again, e32 found,
+    # and the held grammar compiled again (evicted long before).
+    t.check("cache: the 32 most recent are kept (compiled %d, hits %d)" % (compiled, hits),
+            again == [200] * 3 and compiled == 35 and hits == 1, (again, compiled, hits))
+
+
 def check_schemas(t, s):
     import jsonschema
     from jsonschema import FormatChecker
@@ -443,6 +476,7 @@ def main():
             engine = engines_present(s)
             if engine[0]:
                 check_gbnf(t, s)
+                check_cache_eviction(t, s)
             else:
                 print("SKIP GBNF output checks: the grammar engine is not in the library yet")
             if engine[1]:
