@@ -757,7 +757,17 @@ bc_status bc_chat_encode(const bc_tokenizer *tok, const bc_chat_message *message
  * it at once. A matcher belongs to one thread at a time. Limits, each
  * refused with a message naming it: 1 MiB of grammar text, 65,536 rule
  * elements after expansion, nesting of groups 64 deep, repetition counts
- * up to 1,000.
+ * up to 1,000. While matching: at most 16,384 parses alive at once (each
+ * string of an enum is one at its start) and 2,048 rules open inside each
+ * other (how deep the output may nest); a token mask may take at most 400
+ * expansions per vocabulary piece. Passing one of these makes the call
+ * fail (BC_STATUS_ERROR_MEMORY) rather than stall.
+ *
+ * Speed: the allowed ids are cached per grammar by the top three frames of
+ * each parse (rules' positions), with the pieces whose fate depends on
+ * what lies below walked again at each step; the first mask of each such
+ * state walks the whole vocabulary once (milliseconds), later ones take a
+ * fraction of a millisecond on 125,696 pieces (bench/bench_grammar).
  */
 
 typedef struct bc_grammar bc_grammar;

@@ -820,7 +820,7 @@ int bc__gbnf_compile(bc_grammar *g, const char *text, size_t len, bc__err *err) 
         for (int a = 0; a < ps.rules[r].n_alts; a++) {
             g->alt_start[k++] = n;
             const seq *s = &ps.rules[r].alts[a];
-            memcpy(g->elems + n, s->e, (size_t)s->n * sizeof *s->e);
+            if (s->n > 0) memcpy(g->elems + n, s->e, (size_t)s->n * sizeof *s->e);
             n += s->n;
             g->elems[n++] = (bc__gelem){BC__G_END, 0};
         }

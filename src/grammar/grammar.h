@@ -44,7 +44,8 @@ enum {
     BC__G_MAX_NESTING = 64,
     BC__G_MAX_REPEAT = 1000,
     BC__G_MAX_DEPTH = 2048,     /* frames in one stack: how deep the output may nest */
-    BC__G_MAX_STACKS = 4096,    /* live parses at one byte */
+    BC__G_MAX_STACKS = 16384,   /* live parses at one byte (an enum of n strings starts with n) */
+    BC__G_WORK_PER_PIECE = 400, /* expansions one token mask may take, per piece of the vocabulary */
     BC__G_KEY = 3,              /* top frames that key the token-mask cache */
     BC__G_MAX_EXPAND = 1 << 20, /* expansions for one byte */
 };

@@ -335,6 +335,22 @@ static void test_masks_text(void **state) {
     bc_tokenizer_free(tok);
 }
 
+/* An enum: hundreds of parses alive at the start. */
+static void test_masks_enum(void **state) {
+    (void)state;
+    bc_tokenizer *tok = load_tok();
+    size_t cap = 64 * 1024, len = 0;
+    char *gbnf = malloc(cap);
+    len += (size_t)snprintf(gbnf + len, cap - len, "root ::= \"\\\"\" (");
+    for (int i = 0; i < 400; i++)
+        len +=
+            (size_t)snprintf(gbnf + len, cap - len, "%s\"%c%c%d\"", i ? " | " : "", 'a' + i % 26, 'a' + i / 26 % 26, i);
+    snprintf(gbnf + len, cap - len, ") \"\\\"\"");
+    check_masks(gbnf, tok, 1, 3);
+    free(gbnf);
+    bc_tokenizer_free(tok);
+}
+
 /* The sampler, greedy and sampling, only draws allowed ids and stops at
  * the end-of-sequence id only where the text matches. */
 static void test_sampler(void **state) {
@@ -385,9 +401,9 @@ static void test_sampler(void **state) {
 int main(int argc, char **argv) {
     if (argc > 1) g_model_dir = argv[1];
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_errors),  cmocka_unit_test(test_against_regex), cmocka_unit_test(test_balanced),
-        cmocka_unit_test(test_utf8),    cmocka_unit_test(test_masks_json),    cmocka_unit_test(test_masks_text),
-        cmocka_unit_test(test_sampler),
+        cmocka_unit_test(test_errors),     cmocka_unit_test(test_against_regex), cmocka_unit_test(test_balanced),
+        cmocka_unit_test(test_utf8),       cmocka_unit_test(test_masks_json),    cmocka_unit_test(test_masks_text),
+        cmocka_unit_test(test_masks_enum), cmocka_unit_test(test_sampler),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
