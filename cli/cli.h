@@ -63,6 +63,7 @@ int cmd_chat(int argc, char **argv);
 int cmd_quantize(int argc, char **argv);
 int cmd_bench(int argc, char **argv);
 int cmd_perplexity(int argc, char **argv);
+int cmd_grammar(int argc, char **argv);
 /* server/: the HTTP server and its ledger report */
 int cmd_serve(int argc, char **argv);
 int cmd_usage(int argc, char **argv);

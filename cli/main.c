@@ -22,6 +22,7 @@ static const command commands[] = {
     {"quantize", cmd_quantize, "write a model as a llama.cpp-compatible GGUF (f16, bf16, q8_0, q4_k_m, ...)"},
     {"bench", cmd_bench, "prompt and generation speed in tokens/s (like llama-bench)"},
     {"perplexity", cmd_perplexity, "perplexity of a text, and KL divergence from a base model (like llama-perplexity)"},
+    {"grammar", cmd_grammar, "a JSON Schema's GBNF grammar, and whether a text on stdin matches a grammar"},
     {"serve", cmd_serve, "OpenAI-compatible HTTP server with continuous batching, tenants, ledger"},
     {"usage", cmd_usage, "per-tenant totals from a serve --ledger database"},
 };

@@ -789,22 +789,56 @@ bc_status bc_grammar_init_json_schema(const bc_tokenizer *tok, const char *schem
 
 /* Writes the GBNF grammar of a JSON Schema: *gbnf (malloc'd, NUL-terminated;
  * free() it). The subset of OpenAI's structured outputs: type (one or a
- * list), properties, required, additionalProperties (false, true or a
- * schema), enum, const, items, prefixItems, minItems, maxItems, anyOf,
- * oneOf (as anyOf), allOf of one schema, $defs / definitions and local $ref
- * (recursion allowed), string pattern (a regular expression: literals,
- * classes, groups, |, quantifiers, ^ $ anchors), format (date-time, date,
- * time, email, uuid), minLength, maxLength, minimum, maximum,
- * exclusiveMinimum, exclusiveMaximum (integers exactly; numbers by their
- * sign and integer part where that decides), and the annotations title,
- * description, default, examples, $schema, $id, $comment. The schema `{}`
- * or `true` is any JSON value; schema NULL (len 0) is any JSON object
- * (OpenAI's json_object). Whitespace between tokens is at most one
- * newline and 20 spaces or tabs. A keyword outside the subset is
+ * list), properties (a property whose schema is false never appears),
+ * required, additionalProperties (false, true or a schema), enum, const,
+ * items (a schema or false), prefixItems, minItems, maxItems, anyOf,
+ * oneOf (as anyOf), allOf of one schema, $defs / definitions and local
+ * $ref (a JSON pointer: "#", "#/$defs/x"; recursion
+ * allowed once it has consumed text), string pattern (an ECMA 262 regular
+ * expression: literals, escapes, classes with \d \w \s, `.`, groups,
+ * (?:), |, * + ? {m} {m,} {m,n}, ^ $ at the ends; without ^ or $ it
+ * searches, as JSON Schema says), format (date-time and time per RFC 3339,
+ * date with the days of each month (29 in February), email as
+ * local-part@domain.tld in ASCII, uuid), minLength, maxLength (characters:
+ * an escape is one), minimum, maximum, exclusiveMinimum, exclusiveMaximum
+ * (exactly: integers with non-integral bounds rounded inward, numbers
+ * digit by digit against the bounds' decimal forms), and the
+ * annotations title, description, default, examples, $schema, $id,
+ * $comment, readOnly, writeOnly, deprecated. $ref, anyOf, oneOf and allOf
+ * stand alone beside annotations; type beside enum or const keeps the
+ * values of that type; keywords of one type do not constrain the others
+ * (`{"minimum": 1}` still takes any string); a string takes one of
+ * pattern, format or lengths; a required name must be in properties. The
+ * schema `{}` or `true` is any JSON value; schema NULL (len 0) is any JSON
+ * object (OpenAI's json_object).
+ *
+ * What the texts look like: properties come in the order of `properties`
+ * (the required ones always, the others optionally), extra keys after them;
+ * an extra key is any string but a declared name as json.dumps writes it
+ * (one spelled with other escapes is not caught). An integer is written
+ * without fraction or exponent, a bounded number without exponent; strings
+ * of const, enum and property names as json.dumps(ensure_ascii=False)
+ * writes them (escapes \" \\ \b \f \n \r \t, other controls \u00xx),
+ * numbers there in their shortest form (2.5, 1.0). Whitespace between
+ * tokens is at most one newline and 20 spaces or tabs; none before or after
+ * the whole text.
+ *
+ * Limits, each refused with a message naming the place: schemas nested 64
+ * deep, enum of 1,000 values, 1,000 properties (and prefixItems), 32
+ * anyOf/oneOf branches and 64 optional properties in a row (the matcher
+ * follows each as a live parse, up to 256 at once: branches that stay
+ * alike for long, nested in one another, can still pass that; enum values
+ * share one parse per common prefix), property names of 1,000 bytes,
+ * counts (minLength, maxLength, minItems, maxItems, regex {m,n}) up to
+ * 1,000, patterns of 1,000 bytes,
+ * bounds within +-10^15, 1 MiB of grammar text and 60,000 grammar elements
+ * as estimated from above (the compiler's limit is 65,536; a converted
+ * grammar always compiles). A keyword outside the subset is
  * BC_STATUS_ERROR_ARGUMENT with a message naming it and its JSON pointer
  * path (e.g. "unsupported keyword 'patternProperties' at
  * /properties/tags"); so are malformed JSON (with its line and column),
- * bad values, dangling $refs and grammars past the limits. */
+ * bad values, dangling $refs, a $ref cycle that consumes nothing, and
+ * grammars past the limits. BC_STATUS_ERROR_MEMORY. */
 bc_status bc_json_schema_to_gbnf(const char *schema, size_t len, char **gbnf, char *err, size_t err_size);
 
 void bc_grammar_free(bc_grammar *g);

@@ -236,6 +236,7 @@ def main():
                                                                   {"name": "b", "keys": ["12345678"]}]}))
 
     http_seeds(chat)
+    json_schema_seeds()
 
 
 def http_request(method, path, body=None, key="sk-fuzz-open", headers=(), chunked=False, version="1.1"):
@@ -278,6 +279,18 @@ def http_seeds(chat):
     write("fuzz_http", "too_large", http_request("POST", "/v1/completions", b"{" + b" " * 5000 + b"}"))
     write("fuzz_http", "pipelined", http_request("GET", "/health", key=None) +
           http_request("POST", "/tokenize", {"content": "x"}) + http_request("GET", "/metrics"))
+
+
+def json_schema_seeds():
+    """The JSON Schema test's suite (tests/python/test_json_schema.py), a few of
+    its schemas each on one line."""
+    sys.path.insert(0, os.path.join(HERE, "..", "..", "tests", "python"))
+    import test_json_schema  # noqa: E402  (the suite lives beside the test that uses it)
+    pick = {"person", "tree", "linked_list", "recursive_root", "open_object", "integer_range", "number_range",
+            "formats", "pattern_classes", "enum_mixed", "prefix_min", "any_of", "keys_escaped"}
+    for name, schema, _ in test_json_schema.SUITE:
+        if name in pick:
+            write("fuzz_json_schema", name + ".json", json.dumps(schema, ensure_ascii=False) + "\n")
 
 
 if __name__ == "__main__":

@@ -1,0 +1,142 @@
+/*
+ * cmd_grammar.c - baichuan grammar: a JSON Schema's GBNF, and whether a text
+ * on stdin matches a grammar (no model needed).
+ */
+#include "cli.h"
+
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+
+static const char help[] =
+    "usage: baichuan grammar (--json-schema FILE | --grammar-file FILE | --json) [--print] [--match]\n"
+    "\n"
+    "Compiles a grammar: a JSON Schema (converted to GBNF), a GBNF file, or any\n"
+    "JSON object (--json, what response_format json_object asks for).\n"
+    "\n"
+    "options:\n"
+    "      --json-schema FILE   a JSON Schema (the subset baichuan.h lists)\n"
+    "      --grammar-file FILE  a grammar in GBNF (llama.cpp's notation, start rule root)\n"
+    "      --json               any JSON object\n"
+    "      --print              write the grammar's GBNF to stdout\n"
+    "      --match              read a text from stdin and print whether the grammar matches it:\n"
+    "                           'complete' (a whole match, exit 0), 'prefix' (the start of one,\n"
+    "                           exit 0) or 'no' (exit 1)\n"
+    "\n"
+    "--print alone only converts; --match (or neither option) also compiles the\n"
+    "grammar. Errors go to stderr naming the file; the exit status is then 1.\n";
+
+/* Reads all of f into a malloc'd buffer (NUL-terminated); NULL on error (errno set). */
+static char *read_all(FILE *f, size_t *len) {
+    size_t cap = 4096, n = 0;
+    char *buf = malloc(cap);
+    if (buf == NULL) return NULL;
+    for (;;) {
+        if (n + 1 == cap) {
+            char *p = cap < ((size_t)1 << 30) ? realloc(buf, cap * 2) : NULL;
+            if (p == NULL) {
+                free(buf);
+                errno = ENOMEM;
+                return NULL;
+            }
+            buf = p, cap *= 2;
+        }
+        size_t k = fread(buf + n, 1, cap - 1 - n, f);
+        n += k;
+        if (k == 0) break;
+    }
+    if (ferror(f)) {
+        free(buf);
+        errno = EIO;
+        return NULL;
+    }
+    buf[n] = '\0';
+    *len = n;
+    return buf;
+}
+
+static char *read_file(const char *path, size_t *len) {
+    FILE *f = fopen(path, "rb");
+    if (f == NULL) {
+        cli_error("%s: %s", path, strerror(errno));
+        return NULL;
+    }
+    char *text = read_all(f, len);
+    if (text == NULL) cli_error("%s: %s", path, strerror(errno));
+    fclose(f);
+    return text;
+}
+
+int cmd_grammar(int argc, char **argv) {
+    const char *schema_path = NULL, *gbnf_path = NULL;
+    int any_object = 0, print = 0, match = 0;
+    for (int i = 1; i < argc; i++) {
+        const char *a = argv[i];
+        if (cli_is_help(a)) {
+            fputs(help, stdout);
+            return 0;
+        } else if (strcmp(a, "--json-schema") == 0) {
+            if ((schema_path = cli_value(argc, argv, &i)) == NULL) return 1;
+        } else if (strcmp(a, "--grammar-file") == 0) {
+            if ((gbnf_path = cli_value(argc, argv, &i)) == NULL) return 1;
+        } else if (strcmp(a, "--json") == 0) {
+            any_object = 1;
+        } else if (strcmp(a, "--print") == 0) {
+            print = 1;
+        } else if (strcmp(a, "--match") == 0) {
+            match = 1;
+        } else
+            return cli_error("grammar: unknown option '%s' (see 'baichuan grammar --help')", a);
+    }
+    if ((schema_path != NULL) + (gbnf_path != NULL) + any_object != 1)
+        return cli_error("grammar: give one of --json-schema FILE, --grammar-file FILE or --json");
+
+    char err[1024] = "";
+    char *gbnf = NULL;
+    size_t gbnf_len = 0;
+    const char *source = schema_path ? schema_path : gbnf_path ? gbnf_path : "--json";
+    if (gbnf_path != NULL) {
+        if ((gbnf = read_file(gbnf_path, &gbnf_len)) == NULL) return 1;
+    } else {
+        size_t len = 0;
+        char *schema = NULL;
+        if (schema_path != NULL && (schema = read_file(schema_path, &len)) == NULL) return 1;
+        /* An empty file is not "no schema": only --json is any object. */
+        bc_status st = bc_json_schema_to_gbnf(schema ? schema : "", schema ? len : 0, &gbnf, err, sizeof err);
+        if (schema != NULL && len == 0 && st == BC_STATUS_OK) {
+            free(gbnf);
+            gbnf = NULL;
+            snprintf(err, sizeof err, "the file is empty");
+            st = BC_STATUS_ERROR_ARGUMENT;
+        }
+        free(schema);
+        if (st != BC_STATUS_OK) return cli_error("%s: %s", source, err);
+        gbnf_len = strlen(gbnf);
+    }
+    if (print) fwrite(gbnf, 1, gbnf_len, stdout);
+    if (print && !match) {
+        free(gbnf);
+        return 0;
+    }
+
+    bc_grammar *g = NULL;
+    bc_status st = bc_grammar_init_gbnf(NULL, gbnf, gbnf_len, &g, err, sizeof err);
+    free(gbnf);
+    if (st != BC_STATUS_OK) return cli_error("%s: %s", source, err);
+    int rc = 0;
+    if (match) {
+        size_t len = 0;
+        char *text = read_all(stdin, &len);
+        if (text == NULL) {
+            bc_grammar_free(g);
+            return cli_error("stdin: %s", strerror(errno));
+        }
+        bool prefix = false, complete = false;
+        bc_grammar_match(g, text, len, &prefix, &complete);
+        free(text);
+        puts(complete ? "complete" : prefix ? "prefix" : "no");
+        rc = complete || prefix ? 0 : 1;
+    }
+    bc_grammar_free(g);
+    return rc;
+}
