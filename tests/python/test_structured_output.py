@@ -248,18 +248,20 @@ SCHEMAS = [
     {"type": "object", "properties": {"name": {"type": "string"}, "age": {"type": "integer"}},
      "required": ["name"], "additionalProperties": False},
     {"type": "object", "properties": {"color": {"enum": ["red", "green", "blue"]}, "ok": {"type": "boolean"}},
-     "required": ["color", "ok"]},
+     "required": ["color", "ok"], "additionalProperties": False},
     {"type": "object", "properties": {"tags": {"type": "array", "items": {"type": "string", "maxLength": 5},
                                                "minItems": 1, "maxItems": 3}},
      "required": ["tags"], "additionalProperties": False},
     {"type": "object", "properties": {"inner": {"type": "object", "properties": {
-        "x": {"type": "number"}, "y": {"type": "null"}}, "required": ["x"]}}, "required": ["inner"]},
+        "x": {"type": "number"}, "y": {"type": "null"}}, "required": ["x"], "additionalProperties": False}},
+     "required": ["inner"], "additionalProperties": False},
     {"type": "object", "properties": {"v": {"anyOf": [{"type": "integer"}, {"type": "string", "maxLength": 4}]}},
-     "required": ["v"]},
-    {"type": "object", "properties": {"n": {"type": "integer", "minimum": -5, "maximum": 42}}, "required": ["n"]},
+     "required": ["v"], "additionalProperties": False},
+    {"type": "object", "properties": {"n": {"type": "integer", "minimum": -5, "maximum": 42}}, "required": ["n"],
+     "additionalProperties": False},
     {"type": "object", "properties": {"code": {"type": "string", "pattern": "^[A-Z]{2}-[0-9]{3}$"},
                                       "day": {"type": "string", "format": "date"}},
-     "required": ["code", "day"]},
+     "required": ["code", "day"], "additionalProperties": False},
     {"type": "array", "items": {"type": "integer", "minimum": 0, "maximum": 9}, "minItems": 2, "maxItems": 4},
 ]
 
@@ -319,6 +321,7 @@ def check_schemas(t, s):
     from jsonschema import FormatChecker
 
     n_checked = n_stopped = 0
+    per_schema = [0] * len(SCHEMAS)  # outputs ended by EOS, per schema
     bad = []
     for k, schema in enumerate(SCHEMAS):
         for path in (COMP, CHAT):
@@ -329,7 +332,9 @@ def check_schemas(t, s):
                                                "json_schema": {"name": "s%d" % k, "schema": schema, "strict": True}}
                 else:
                     base["json_schema"] = schema
-                body = dict(base, max_tokens=120, seed=100 + k, temperature=1.0, n=3, stream=stream)
+                # A seed of its own for each request (its choices take seed .. seed + 2).
+                seed = 1000 + 40 * k + 10 * (path == CHAT) + 5 * stream
+                body = dict(base, max_tokens=120, seed=seed, temperature=1.0, n=3, stream=stream)
                 st, outs = outputs(s, path, body)
                 if st != 200 or len(outs) != 3:
                     bad.append((k, path, stream, st))
@@ -339,18 +344,20 @@ def check_schemas(t, s):
                     if finish != "stop":
                         continue
                     n_stopped += 1
+                    per_schema[k] += 1
                     try:
                         jsonschema.validate(json.loads(text), schema, format_checker=FormatChecker())
                     except Exception as e:  # noqa: BLE001 - any failure is reported with its text
                         bad.append((k, path, stream, text, str(e)[:200]))
     t.check("JSON Schemas: every output ended by EOS parses and validates (%d of %d outputs ended by EOS)" %
             (n_stopped, n_checked), not bad and n_stopped > 0, bad[:5])
+    t.check("JSON Schemas: each schema has outputs ended by EOS (%s)" % per_schema, min(per_schema) > 0, per_schema)
 
     # json_object: objects.
     bad, n_stopped = [], 0
-    for seed in range(6):
-        st, _, r = s.post(CHAT, {"messages": [{"role": "user", "content": "JSON"}], "max_tokens": 80, "seed": seed,
-                                 "temperature": 1.0, "n": 2, "response_format": {"type": "json_object"}})
+    for seed in range(0, 30, 3):
+        st, _, r = s.post(CHAT, {"messages": [{"role": "user", "content": "JSON"}], "max_tokens": 160, "seed": seed,
+                                 "temperature": 1.0, "n": 3, "response_format": {"type": "json_object"}})
         for c in r.get("choices", []):
             if c["finish_reason"] != "stop":
                 continue
