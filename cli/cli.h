@@ -39,6 +39,10 @@ int cli_parse_int(const char *s, long lo, long hi, const char *opt, int *out);
 
 int cli_is_help(const char *a);
 
+/* A whole file as a NUL-terminated malloc'd buffer of *len bytes; NULL after
+ * printing an error naming the file. */
+char *cli_read_file(const char *path, size_t *len);
+
 /* The chat-template command's input (chat_input.c): a JSON array of
  * {"role": "system"|"user"|"assistant", "content": "..."} into *out
  * (malloc'd, *n_out messages whose text points into root). 0, or 1 after

@@ -26,35 +26,6 @@ static void on_sigint(int sig) {
     interrupted = 1;
 }
 
-/* Reads a whole file into a NUL-terminated malloc'd buffer. */
-static char *read_file(const char *path, size_t *len) {
-    FILE *f = fopen(path, "rb");
-    if (f == NULL) {
-        cli_error("%s: cannot open: %s", path, strerror(errno));
-        return NULL;
-    }
-    size_t cap = 4096, n = 0;
-    char *buf = malloc(cap);
-    for (size_t got; buf != NULL && (got = fread(buf + n, 1, cap - n - 1, f)) > 0;) {
-        n += got;
-        if (cap - n - 1 == 0) {
-            char *p = realloc(buf, cap *= 2);
-            if (p == NULL) free(buf);
-            buf = p;
-        }
-    }
-    int bad = ferror(f);
-    fclose(f);
-    if (buf == NULL || bad) {
-        free(buf);
-        cli_error("%s: %s", path, bad ? "read error" : "out of memory");
-        return NULL;
-    }
-    buf[n] = '\0';
-    *len = n;
-    return buf;
-}
-
 int cmd_run(int argc, char **argv) {
     cli_gen_opts o;
     cli_gen_opts_init(&o);
@@ -86,7 +57,7 @@ int cmd_run(int argc, char **argv) {
 
     char *file_text = NULL;
     size_t prompt_len = prompt ? strlen(prompt) : 0;
-    if (prompt_file != NULL && (prompt = file_text = read_file(prompt_file, &prompt_len)) == NULL) return 1;
+    if (prompt_file != NULL && (prompt = file_text = cli_read_file(prompt_file, &prompt_len)) == NULL) return 1;
 
     int rc = 1;
     int32_t *ids = NULL;

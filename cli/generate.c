@@ -26,7 +26,12 @@ const char *const cli_gen_opts_help =
     "      --min-p P            drop tokens below P x the most likely; 0 = off (default 0)\n"
     "      --repeat-penalty R   HF repetition penalty; 1 = off (default: generation_config.json, else 1.0)\n"
     "      --seed S             random seed (default 0x5eed): same seed, same text\n"
-    "      --stop STR           stop before STR (repeatable, up to 16)\n";
+    "      --stop STR           stop before STR (repeatable, up to 16)\n"
+    "      --json-schema FILE   constrain the output to JSON valid against the JSON Schema in FILE\n"
+    "      --grammar-file FILE  constrain the output to the GBNF grammar in FILE (llama.cpp's notation)\n"
+    "      --json               constrain the output to a JSON object\n"
+    "                           (at most one of the three; the text ends where the grammar allows,\n"
+    "                           or at -n, where it may be cut short)\n";
 
 void cli_gen_opts_init(cli_gen_opts *o) {
     memset(o, 0, sizeof *o);
@@ -49,7 +54,7 @@ static int parse_float(const char *s, const char *opt, float *out) {
 int cli_gen_opt(int argc, char **argv, int *i, cli_gen_opts *o) {
     int r = cli_model_opt(argc, argv, i, &o->model);
     if (r != 0) return r;
-    const char *a = argv[*i], *v;
+    const char *a = argv[*i], *v = NULL;
     bc_sampler_params *p = &o->sampler;
 #define VALUE()                                                                                                        \
     do {                                                                                                               \
@@ -109,7 +114,44 @@ int cli_gen_opt(int argc, char **argv, int *i, cli_gen_opts *o) {
         o->stops[o->n_stops++] = v;
         return 1;
     }
+    if (strcmp(a, "--json-schema") == 0 || strcmp(a, "--grammar-file") == 0 || strcmp(a, "--json") == 0) {
+        if (o->constraint_opt != NULL) {
+            cli_error("%s: %s was given already; at most one of --json-schema, --grammar-file and --json", a,
+                      o->constraint_opt);
+            return -1;
+        }
+        if (strcmp(a, "--json") != 0) VALUE();
+        o->constraint_opt = a;
+        o->constraint_file = strcmp(a, "--json") != 0 ? v : NULL;
+        return 1;
+    }
 #undef VALUE
+    return 0;
+}
+
+/* Compiles the constraint of o, if any, for g's tokenizer and attaches a
+ * matcher to g's sampler. 0, or 1 after printing an error naming the file. */
+static int init_constraint(cli_gen *g, const cli_gen_opts *o) {
+    if (o->constraint_opt == NULL) return 0;
+    char err[1024];
+    bc_status st;
+    if (o->constraint_file == NULL) {
+        st = bc_grammar_init_json_schema(g->tok, NULL, 0, &g->grammar, err, sizeof err);
+    } else {
+        size_t len = 0;
+        char *text = cli_read_file(o->constraint_file, &len);
+        if (text == NULL) return 1;
+        if (strcmp(o->constraint_opt, "--grammar-file") == 0)
+            st = bc_grammar_init_gbnf(g->tok, text, len, &g->grammar, err, sizeof err);
+        else
+            st = bc_grammar_init_json_schema(g->tok, text, len, &g->grammar, err, sizeof err);
+        free(text);
+    }
+    if (st != BC_STATUS_OK)
+        return o->constraint_file ? cli_error("%s %s: %s", o->constraint_opt, o->constraint_file, err)
+                                  : cli_error("%s: %s", o->constraint_opt, err);
+    if (bc_grammar_matcher_init(g->grammar, &g->matcher) != BC_STATUS_OK) return cli_error("out of memory");
+    bc_sampler_set_grammar(g->sampler, g->matcher);
     return 0;
 }
 
@@ -142,6 +184,7 @@ int cli_gen_init(cli_gen *g, const cli_gen_opts *o) {
     if (bc_detokenizer_init(g->tok, &g->detok) != BC_STATUS_OK) return cli_error("out of memory");
     if (bc_stop_matcher_init(o->stops, o->n_stops, &g->stop, err, sizeof err) != BC_STATUS_OK)
         return cli_error("--stop: %s", err);
+    if (init_constraint(g, o) != 0) return 1;
 
     bc_context_params cp = bc_context_default_params();
     cp.n_ctx = o->n_ctx ? o->n_ctx : g->info.n_ctx_train;
@@ -161,6 +204,8 @@ void cli_gen_free(cli_gen *g) {
     bc_stop_matcher_free(g->stop);
     bc_detokenizer_free(g->detok);
     bc_sampler_free(g->sampler);
+    bc_grammar_matcher_free(g->matcher);
+    bc_grammar_free(g->grammar);
     bc_context_free(g->ctx);
     bc_tokenizer_free(g->tok);
     bc_model_free(g->model);
@@ -249,7 +294,7 @@ int cli_gen_run(cli_gen *g, const int32_t *input, int n_input, int n_max, FILE *
             break;
         }
         g->n_generated++;
-        bc_sampler_accept(g->sampler, id);
+        bc_sampler_accept_generated(g->sampler, id); /* advances the grammar's matcher, if any */
         if (bc_detokenizer_push(g->detok, id, &text, &len) != BC_STATUS_OK)
             return cli_error("token %d has no piece in the tokenizer", (int)id);
         const char *shown;

@@ -19,6 +19,10 @@ typedef struct cli_gen_opts {
     int n_batch;           /* -b; default 512 */
     const char *stops[16]; /* --stop, in order */
     size_t n_stops;
+    /* The output constraint: at most one of --json-schema FILE,
+     * --grammar-file FILE.gbnf, --json (any JSON object). */
+    const char *constraint_opt;  /* the option given, for errors; NULL: none */
+    const char *constraint_file; /* its file (NULL for --json) */
 } cli_gen_opts;
 
 void cli_gen_opts_init(cli_gen_opts *o);
@@ -43,6 +47,8 @@ typedef struct cli_gen {
     bc_sampler *sampler;
     bc_detokenizer *detok;
     bc_stop_matcher *stop;
+    bc_grammar *grammar;         /* the output constraint, or NULL */
+    bc_grammar_matcher *matcher; /* its state, advanced by the sampler */
     bc_model_info info;
     int n_vocab; /* ids the sampler may pick: min(model, tokenizer) */
     int eos_id;

@@ -366,6 +366,16 @@ bc_status bc_context_seq_truncate(bc_context *ctx, int seq, int pos);
  * logits. */
 int bc_context_seq_reuse(bc_context *ctx, int seq, const int32_t *tokens, int n_tokens, int max_reuse);
 
+/* Forks sequence src into the empty sequence dst: dst then holds the same
+ * positions as src, sharing src's blocks (nothing is copied and no block is
+ * taken now; blocks src reserved past its positions stay src's). Both may
+ * go on decoding on their own: the first write of either into a shared
+ * block (the partial last one) copies it first, so neither sees the other's
+ * later positions. Used to compute a prompt once
+ * for several continuations. BC_STATUS_ERROR_ARGUMENT (nothing changes)
+ * when src or dst is out of range, src == dst, or dst holds positions. */
+bc_status bc_context_seq_fork(bc_context *ctx, int src, int dst);
+
 /* Makes positions [len, len + n_positions) of sequence seq writable ahead of
  * decoding them (len = bc_context_seq_len): takes the blocks they need from
  * the pool, and copies a shared block they start in. Decoding them later

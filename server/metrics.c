@@ -167,34 +167,46 @@ char *srv_metrics_render(const srv_engine_stats *e) {
         srv_buf_printf(&b, "\"} %llu\n", m.tokens[i].completion);
     }
     srv_buf_printf(&b,
-                   "# HELP baichuan_queue_depth Generation requests waiting for a slot.\n"
+                   "# HELP baichuan_queue_depth Choices of generation requests (n per request) waiting for a slot.\n"
                    "# TYPE baichuan_queue_depth gauge\nbaichuan_queue_depth %d\n"
                    "# HELP baichuan_active_slots Slots running a request.\n"
                    "# TYPE baichuan_active_slots gauge\nbaichuan_active_slots %d\n"
                    "# HELP baichuan_slots Slots (--parallel).\n"
                    "# TYPE baichuan_slots gauge\nbaichuan_slots %d\n",
                    e->queued, e->active, e->n_slots);
+    srv_buf_printf(
+        &b,
+        "# HELP baichuan_kv_blocks Blocks of the KV pool (%d positions each).\n"
+        "# TYPE baichuan_kv_blocks gauge\nbaichuan_kv_blocks %d\n"
+        "# HELP baichuan_kv_blocks_free Blocks a request can take now (unused, or cached and unused).\n"
+        "# TYPE baichuan_kv_blocks_free gauge\nbaichuan_kv_blocks_free %d\n"
+        "# HELP baichuan_kv_blocks_cached Unused blocks the prefix cache keeps (evicted on demand).\n"
+        "# TYPE baichuan_kv_blocks_cached gauge\nbaichuan_kv_blocks_cached %d\n"
+        "# HELP baichuan_kv_blocks_shared Blocks used by more than one request.\n"
+        "# TYPE baichuan_kv_blocks_shared gauge\nbaichuan_kv_blocks_shared %d\n"
+        "# HELP baichuan_kv_blocks_evicted_total Cached blocks evicted to make room.\n"
+        "# TYPE baichuan_kv_blocks_evicted_total counter\nbaichuan_kv_blocks_evicted_total %lld\n"
+        "# HELP baichuan_prefix_cache_hit_tokens_total Prompt tokens found in the prefix cache.\n"
+        "# TYPE baichuan_prefix_cache_hit_tokens_total counter\nbaichuan_prefix_cache_hit_tokens_total "
+        "%lld\n"
+        "# HELP baichuan_prefix_cache_miss_tokens_total Prompt tokens computed.\n"
+        "# TYPE baichuan_prefix_cache_miss_tokens_total counter\nbaichuan_prefix_cache_miss_tokens_total "
+        "%lld\n"
+        "# HELP baichuan_preemptions_total Choices of requests preempted (recomputed later) to free KV blocks.\n"
+        "# TYPE baichuan_preemptions_total counter\nbaichuan_preemptions_total %lld\n"
+        "# HELP baichuan_forked_prompt_tokens_total Prompt positions a choice (n > 1) shared with a "
+        "sibling's instead of computing them.\n"
+        "# TYPE baichuan_forked_prompt_tokens_total counter\nbaichuan_forked_prompt_tokens_total %lld\n",
+        e->kv.block_size, e->kv.n_blocks, e->kv.n_free, e->kv.n_cached, e->kv.n_shared, (long long)e->kv.n_evicted,
+        e->prefix_hit_tokens, e->prefix_miss_tokens, e->preemptions, e->forked_tokens);
+    long long compiled, hits;
+    srv_grammar_cache_counts(&compiled, &hits);
     srv_buf_printf(&b,
-                   "# HELP baichuan_kv_blocks Blocks of the KV pool (%d positions each).\n"
-                   "# TYPE baichuan_kv_blocks gauge\nbaichuan_kv_blocks %d\n"
-                   "# HELP baichuan_kv_blocks_free Blocks a request can take now (unused, or cached and unused).\n"
-                   "# TYPE baichuan_kv_blocks_free gauge\nbaichuan_kv_blocks_free %d\n"
-                   "# HELP baichuan_kv_blocks_cached Unused blocks the prefix cache keeps (evicted on demand).\n"
-                   "# TYPE baichuan_kv_blocks_cached gauge\nbaichuan_kv_blocks_cached %d\n"
-                   "# HELP baichuan_kv_blocks_shared Blocks used by more than one request.\n"
-                   "# TYPE baichuan_kv_blocks_shared gauge\nbaichuan_kv_blocks_shared %d\n"
-                   "# HELP baichuan_kv_blocks_evicted_total Cached blocks evicted to make room.\n"
-                   "# TYPE baichuan_kv_blocks_evicted_total counter\nbaichuan_kv_blocks_evicted_total %lld\n"
-                   "# HELP baichuan_prefix_cache_hit_tokens_total Prompt tokens found in the prefix cache.\n"
-                   "# TYPE baichuan_prefix_cache_hit_tokens_total counter\nbaichuan_prefix_cache_hit_tokens_total "
-                   "%lld\n"
-                   "# HELP baichuan_prefix_cache_miss_tokens_total Prompt tokens computed.\n"
-                   "# TYPE baichuan_prefix_cache_miss_tokens_total counter\nbaichuan_prefix_cache_miss_tokens_total "
-                   "%lld\n"
-                   "# HELP baichuan_preemptions_total Requests preempted (recomputed later) to free KV blocks.\n"
-                   "# TYPE baichuan_preemptions_total counter\nbaichuan_preemptions_total %lld\n",
-                   e->kv.block_size, e->kv.n_blocks, e->kv.n_free, e->kv.n_cached, e->kv.n_shared,
-                   (long long)e->kv.n_evicted, e->prefix_hit_tokens, e->prefix_miss_tokens, e->preemptions);
+                   "# HELP baichuan_grammar_compilations_total Grammars (GBNF, JSON Schema) compiled for requests.\n"
+                   "# TYPE baichuan_grammar_compilations_total counter\nbaichuan_grammar_compilations_total %lld\n"
+                   "# HELP baichuan_grammar_cache_hits_total Requests whose grammar was found compiled in the cache.\n"
+                   "# TYPE baichuan_grammar_cache_hits_total counter\nbaichuan_grammar_cache_hits_total %lld\n",
+                   compiled, hits);
     put_histogram(&b, "baichuan_time_to_first_token_seconds", "Seconds from a request's arrival to its first token.",
                   &m.ttft, ttft_bounds, N_TTFT);
     put_histogram(&b, "baichuan_time_per_output_token_seconds", "Seconds between consecutive tokens of a request.",

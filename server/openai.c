@@ -250,17 +250,115 @@ static int read_stops(json_t *stop, const char **stops, size_t *n_stops, srv_err
     return 0;
 }
 
+/* A constraint's field name and its compiled grammar. */
+typedef struct constraint {
+    const char *param; /* the field that gave it, for errors; NULL: none */
+    srv_grammar_kind kind;
+    char *text; /* malloc'd: the GBNF, or the schema's sorted compact dump (NULL: any object) */
+    size_t len;
+} constraint;
+
+/* Sets *c from one constraint field; -1 (with *e) when it is malformed or a
+ * second constraint. */
+static int set_constraint(constraint *c, const char *param, srv_grammar_kind kind, const json_t *value, srv_error *e) {
+    if (c->param != NULL) {
+        char msg[200];
+        snprintf(msg, sizeof msg,
+                 "'%s' and '%s' both constrain the output: give at most one of response_format "
+                 "(json_object or json_schema), grammar and json_schema",
+                 c->param, param);
+        bad(e, param, NULL, "%s", msg);
+        return -1;
+    }
+    c->param = param;
+    c->kind = kind;
+    if (value == NULL) return 0;
+    if (json_is_string(value)) {
+        c->len = json_string_length(value);
+        c->text = malloc(c->len + 1);
+        if (c->text != NULL) memcpy(c->text, json_string_value(value), c->len + 1);
+    } else {
+        c->text = json_dumps(value, JSON_SORT_KEYS | JSON_COMPACT | JSON_ENCODE_ANY);
+        c->len = c->text ? strlen(c->text) : 0;
+    }
+    if (c->text == NULL) {
+        bad(e, NULL, NULL, "%s", "out of memory");
+        e->status = 500;
+        return -1;
+    }
+    return 0;
+}
+
+/* The output constraint: OpenAI's response_format, or llama.cpp's top-level
+ * grammar (GBNF) and json_schema; at most one. */
+static int read_constraint(json_t *body, constraint *c, srv_error *e) {
+    json_t *rf = json_object_get(body, "response_format"), *v;
+    if (rf != NULL && !json_is_null(rf)) {
+        const char *type = json_string_value(json_object_get(rf, "type"));
+        if (!json_is_object(rf) || type == NULL)
+            return bad(e, "response_format", NULL, "%s",
+                       "'response_format' must be an object with a string 'type' (text, json_object or json_schema)"),
+                   -1;
+        if (strcmp(type, "json_object") == 0) {
+            if (set_constraint(c, "response_format", SRV_GRAMMAR_JSON_SCHEMA, NULL, e) != 0) return -1;
+        } else if (strcmp(type, "json_schema") == 0) {
+            json_t *js = json_object_get(rf, "json_schema");
+            if (!json_is_object(js))
+                return bad(e, "response_format.json_schema", NULL, "%s",
+                           "'response_format.json_schema' must be an object with 'name' and 'schema'"),
+                       -1;
+            if ((v = json_object_get(js, "name")) != NULL && !json_is_string(v))
+                return bad(e, "response_format.json_schema.name", NULL, "%s",
+                           "'response_format.json_schema.name' must be a string"),
+                       -1;
+            if ((v = json_object_get(js, "strict")) != NULL && !json_is_boolean(v) && !json_is_null(v))
+                return bad(e, "response_format.json_schema.strict", NULL, "%s",
+                           "'response_format.json_schema.strict' must be a boolean"),
+                       -1;
+            v = json_object_get(js, "schema");
+            if (!json_is_object(v))
+                return bad(e, "response_format.json_schema.schema", NULL, "%s",
+                           "'response_format.json_schema.schema' must be a JSON Schema object"),
+                       -1;
+            if (set_constraint(c, "response_format.json_schema.schema", SRV_GRAMMAR_JSON_SCHEMA, v, e) != 0) return -1;
+        } else if (strcmp(type, "text") != 0) {
+            bad(e, "response_format.type", NULL, "%s", "");
+            snprintf(e->message, sizeof e->message,
+                     "'response_format.type' '%.64s' is not supported (text, json_object or json_schema)", type);
+            return -1;
+        }
+    }
+    if ((v = json_object_get(body, "grammar")) != NULL && !json_is_null(v)) {
+        if (!json_is_string(v) || json_string_length(v) == 0)
+            return bad(e, "grammar", NULL, "%s", "'grammar' must be a non-empty string of GBNF"), -1;
+        if (set_constraint(c, "grammar", SRV_GRAMMAR_GBNF, v, e) != 0) return -1;
+    }
+    if ((v = json_object_get(body, "json_schema")) != NULL && !json_is_null(v)) {
+        if (!json_is_object(v))
+            return bad(e, "json_schema", NULL, "%s", "'json_schema' must be a JSON Schema object"), -1;
+        if (set_constraint(c, "json_schema", SRV_GRAMMAR_JSON_SCHEMA, v, e) != 0) return -1;
+    }
+    return 0;
+}
+
 /* Requests are made here and freed by their last holder (the HTTP
  * connection, the scheduler or the ledger). */
 void srv_request_unref(srv_request *r) {
     if (r == NULL || atomic_fetch_sub(&r->refs, 1) != 1) return;
+    for (int i = 0; r->choices != NULL && i < r->n_choices; i++) {
+        srv_choice *c = &r->choices[i];
+        free(c->ids);
+        bc_sampler_free(c->sampler);
+        bc_grammar_matcher_free(c->matcher);
+        bc_stop_matcher_free(c->stop);
+        bc_detokenizer_free(c->detok);
+        srv_buf_free(&c->text);
+        json_decref(c->lp_content);
+    }
+    free(r->choices);
+    srv_grammar_release(r->grammar);
     free(r->prompt);
-    bc_sampler_free(r->sampler);
-    bc_stop_matcher_free(r->stop);
-    bc_detokenizer_free(r->detok);
-    srv_buf_free(&r->text);
     srv_buf_free(&r->out);
-    json_decref(r->lp_content);
     pthread_mutex_destroy(&r->mu);
     free(r);
 }
@@ -287,11 +385,9 @@ srv_request *srv_openai_parse(const srv_model_info *mi, srv_endpoint endpoint, j
     int32_t *bias_ids = NULL; /* logit_bias, handed to the sampler */
     float *bias = NULL;
     size_t n_bias = 0;
+    constraint con = {0};
     long long n = 1;
-    if (get_int(body, "n", 1, 1, &n, e) < 0) {
-        snprintf(e->message, sizeof e->message, "only n=1 is supported");
-        goto fail;
-    }
+    if (get_int(body, "n", 1, SRV_MAX_N, &n, e) < 0) goto fail;
     if ((v = json_object_get(body, "stream")) != NULL && !json_is_null(v)) {
         if (!json_is_boolean(v)) {
             bad(e, "stream", NULL, "%s", "'stream' must be a boolean");
@@ -363,6 +459,7 @@ srv_request *srv_openai_parse(const srv_model_info *mi, srv_endpoint endpoint, j
     size_t n_stops = 0;
     if (read_stops(json_object_get(body, "stop"), stops, &n_stops, e) != 0) goto fail;
     if (read_logit_bias(json_object_get(body, "logit_bias"), mi->n_vocab, &bias_ids, &bias, &n_bias, e) != 0) goto fail;
+    if (read_constraint(body, &con, e) != 0) goto fail;
 
     /* The input. */
     if (endpoint == SRV_ENDPOINT_CHAT) {
@@ -403,30 +500,54 @@ srv_request *srv_openai_parse(const srv_model_info *mi, srv_endpoint endpoint, j
     if (max_tokens < 0) max_tokens = endpoint == SRV_ENDPOINT_COMPLETIONS ? 16 : mi->n_ctx - r->n_prompt;
     if (max_tokens > mi->n_ctx - r->n_prompt) max_tokens = mi->n_ctx - r->n_prompt;
     r->max_tokens = (int)max_tokens;
-    /* Room for the generated ids after the prompt's (see srv_request.prompt). */
-    int32_t *ids = realloc(r->prompt, ((size_t)r->n_prompt + (size_t)r->max_tokens + 1) * sizeof *ids);
-    if (ids == NULL) {
-        e->status = 500;
-        bad(e, NULL, NULL, "%s", "out of memory");
-        goto fail;
-    }
-    r->prompt = ids;
 
-    char err[256];
-    if (bc_sampler_init(sp, mi->n_vocab, &r->sampler) != BC_STATUS_OK ||
-        bc_sampler_set_logit_bias(r->sampler, bias_ids, bias, n_bias) != BC_STATUS_OK ||
-        bc_detokenizer_init(mi->tok, &r->detok) != BC_STATUS_OK) {
-        bad(e, NULL, NULL, "%s", "the sampling parameters are not usable");
-        goto fail;
+    char err[512];
+    if (con.param != NULL) {
+        r->grammar = srv_grammar_get(mi->tok, con.kind, con.text, con.len, err, sizeof err);
+        if (r->grammar == NULL) {
+            bad(e, con.param, NULL, "%s: ", con.param);
+            size_t at = strlen(e->message);
+            snprintf(e->message + at, sizeof e->message - at, "%s", err);
+            goto fail;
+        }
     }
-    if (bc_stop_matcher_init(stops, n_stops, &r->stop, err, sizeof err) != BC_STATUS_OK) {
-        bad(e, "stop", NULL, "stop: %s", err);
-        goto fail;
+    r->n_choices = (int)n;
+    r->choices = calloc((size_t)n, sizeof *r->choices);
+    if (r->choices == NULL) goto oom;
+    for (int i = 0; i < r->n_choices; i++) {
+        srv_choice *c = &r->choices[i];
+        c->req = r;
+        c->index = i;
+        /* Room for the generated ids after the prompt's (see srv_choice.ids). */
+        c->ids = malloc(((size_t)r->n_prompt + (size_t)r->max_tokens + 1) * sizeof *c->ids);
+        if (c->ids == NULL) goto oom;
+        memcpy(c->ids, r->prompt, (size_t)r->n_prompt * sizeof *c->ids);
+        bc_sampler_params csp = sp;
+        csp.seed = sp.seed + (uint64_t)i; /* the same seed gives the same n choices */
+        if (bc_sampler_init(csp, mi->n_vocab, &c->sampler) != BC_STATUS_OK ||
+            bc_sampler_set_logit_bias(c->sampler, bias_ids, bias, n_bias) != BC_STATUS_OK ||
+            bc_detokenizer_init(mi->tok, &c->detok) != BC_STATUS_OK) {
+            bad(e, NULL, NULL, "%s", "the sampling parameters are not usable");
+            goto fail;
+        }
+        if (r->grammar != NULL) {
+            if (bc_grammar_matcher_init(srv_grammar_compiled(r->grammar), &c->matcher) != BC_STATUS_OK) goto oom;
+            bc_sampler_set_grammar(c->sampler, c->matcher);
+        }
+        if (bc_stop_matcher_init(stops, n_stops, &c->stop, err, sizeof err) != BC_STATUS_OK) {
+            bad(e, "stop", NULL, "stop: %.400s", err);
+            goto fail;
+        }
     }
+    free(con.text);
     free(bias_ids);
     free(bias);
     return r;
+oom:
+    bad(e, NULL, NULL, "%s", "out of memory");
+    e->status = 500;
 fail:
+    free(con.text);
     free(bias_ids);
     free(bias);
     srv_request_unref(r);
@@ -469,7 +590,8 @@ static json_t *token_entry(const bc_tokenizer *tok, int32_t id, double logprob) 
     return o;
 }
 
-json_t *srv_openai_logprobs(srv_request *r, const float *logits, int n_vocab, int32_t id, size_t text_offset) {
+json_t *srv_openai_logprobs(const srv_choice *c, const float *logits, int n_vocab, int32_t id, size_t text_offset) {
+    const srv_request *r = c->req;
     if (r->logprobs < 0) return NULL;
     double max = logits[0], sum = 0;
     for (int i = 1; i < n_vocab; i++)
@@ -531,8 +653,10 @@ static json_t *chat_logprobs(json_t *entries) {
 /* Chunks and bodies                                                        */
 /* ------------------------------------------------------------------------ */
 
-/* OpenAI's usage object: prompt_tokens counts every prompt token, of which
- * prompt_tokens_details.cached_tokens were found in the prefix cache. */
+/* OpenAI's usage object: prompt_tokens counts every prompt token (once,
+ * however many choices share it), of which
+ * prompt_tokens_details.cached_tokens were found in the prefix cache;
+ * completion_tokens is summed over the choices. */
 static json_t *usage_json(const srv_request *r) {
     return json_pack("{s:i, s:i, s:i, s:{s:i}}", "prompt_tokens", r->n_prompt, "completion_tokens", r->n_generated,
                      "total_tokens", r->n_prompt + r->n_generated, "prompt_tokens_details", "cached_tokens",
@@ -560,63 +684,83 @@ static void send_event(srv_request *r, json_t *o, srv_buf *into) {
     json_decref(o);
 }
 
-static json_t *chat_choice(json_t *delta, json_t *logprobs, const char *finish) {
-    return json_pack("{s:i, s:o, s:o, s:o}", "index", 0, "delta", delta, "logprobs", logprobs ? logprobs : json_null(),
-                     "finish_reason", finish ? json_string(finish) : json_null());
-}
-
-static void send_role_chunk(srv_request *r, srv_buf *into) {
+/* A chunk of one choice: chat's delta, or completions' text. */
+static json_t *choice_chunk(const srv_choice *c, json_t *delta_or_text, json_t *logprobs, const char *finish) {
+    const srv_request *r = c->req;
     json_t *o = chunk_base(r);
-    json_object_set_new(
-        o, "choices",
-        json_pack("[o]", chat_choice(json_pack("{s:s, s:s}", "role", "assistant", "content", ""), NULL, NULL)));
-    send_event(r, o, into);
-    r->role_sent = true;
+    const char *key = r->endpoint == SRV_ENDPOINT_CHAT ? "delta" : "text";
+    json_object_set_new(o, "choices",
+                        json_pack("[{s:i, s:o, s:o, s:o}]", "index", c->index, key, delta_or_text, "logprobs",
+                                  logprobs ? logprobs : json_null(), "finish_reason",
+                                  finish ? json_string(finish) : json_null()));
+    return o;
 }
 
-void srv_openai_emit_text(srv_request *r, const char *text, size_t len, json_t *lp) {
+static void send_role_chunk(srv_choice *c, srv_buf *into) {
+    send_event(c->req, choice_chunk(c, json_pack("{s:s, s:s}", "role", "assistant", "content", ""), NULL, NULL), into);
+    c->role_sent = true;
+}
+
+void srv_openai_emit_text(srv_choice *c, const char *text, size_t len, json_t *lp) {
+    srv_request *r = c->req;
     if (!r->stream) {
-        srv_buf_append(&r->text, text, len);
+        srv_buf_append(&c->text, text, len);
         if (lp != NULL) {
-            if (r->lp_content == NULL) r->lp_content = json_array();
-            json_array_append(r->lp_content, lp);
+            if (c->lp_content == NULL) c->lp_content = json_array();
+            json_array_append(c->lp_content, lp);
         }
         json_decref(lp);
         return;
     }
-    if (r->endpoint == SRV_ENDPOINT_CHAT && !r->role_sent) send_role_chunk(r, NULL);
+    if (r->endpoint == SRV_ENDPOINT_CHAT && !c->role_sent) send_role_chunk(c, NULL);
     if (len == 0 && lp == NULL) return;
     json_t *entries = NULL;
     if (lp != NULL) entries = json_pack("[o]", lp);
-    json_t *o = chunk_base(r);
-    if (r->endpoint == SRV_ENDPOINT_CHAT) {
-        json_object_set_new(o, "choices",
-                            json_pack("[o]", chat_choice(json_pack("{s:s%}", "content", text ? text : "", len),
-                                                         entries ? chat_logprobs(entries) : NULL, NULL)));
-    } else {
-        json_object_set_new(o, "choices",
-                            json_pack("[{s:s%, s:i, s:o, s:n}]", "text", text ? text : "", len, "index", 0, "logprobs",
-                                      entries ? legacy_logprobs(entries) : json_null(), "finish_reason"));
-    }
+    json_t *o;
+    if (r->endpoint == SRV_ENDPOINT_CHAT)
+        o = choice_chunk(c, json_pack("{s:s%}", "content", text ? text : "", len),
+                         entries ? chat_logprobs(entries) : NULL, NULL);
+    else
+        o = choice_chunk(c, json_stringn(text ? text : "", len), entries ? legacy_logprobs(entries) : NULL, NULL);
     json_decref(entries);
     send_event(r, o, NULL);
 }
 
+/* The stream's last chunk of a choice: an empty delta or text with its
+ * finish_reason. */
+static void send_finish_chunk(srv_choice *c, srv_buf *into) {
+    if (c->finish_sent) return;
+    if (c->req->endpoint == SRV_ENDPOINT_CHAT && !c->role_sent) send_role_chunk(c, into);
+    const char *finish = c->finish_reason ? c->finish_reason : "stop";
+    send_event(c->req,
+               choice_chunk(c, c->req->endpoint == SRV_ENDPOINT_CHAT ? json_object() : json_string(""), NULL, finish),
+               into);
+    c->finish_sent = true;
+}
+
+void srv_openai_choice_done(srv_choice *c) {
+    if (c->req->stream) send_finish_chunk(c, NULL);
+}
+
+/* A choice of the non-streamed body. */
+static json_t *body_choice(srv_choice *c) {
+    const srv_request *r = c->req;
+    const char *finish = c->finish_reason ? c->finish_reason : "stop";
+    const char *text = c->text.data ? c->text.data : "";
+    if (r->logprobs >= 0 && c->lp_content == NULL) c->lp_content = json_array();
+    if (r->endpoint == SRV_ENDPOINT_CHAT)
+        return json_pack("{s:i, s:{s:s, s:s%}, s:o, s:s}", "index", c->index, "message", "role", "assistant", "content",
+                         text, c->text.len, "logprobs", r->logprobs >= 0 ? chat_logprobs(c->lp_content) : json_null(),
+                         "finish_reason", finish);
+    return json_pack("{s:s%, s:i, s:o, s:s}", "text", text, c->text.len, "index", c->index, "logprobs",
+                     r->logprobs >= 0 ? legacy_logprobs(c->lp_content) : json_null(), "finish_reason", finish);
+}
+
 void srv_openai_finish(srv_request *r, srv_buf *tail) {
-    const char *finish = r->finish_reason ? r->finish_reason : "stop";
-    if (r->logprobs >= 0 && r->lp_content == NULL) r->lp_content = json_array();
     if (r->stream) {
-        if (r->endpoint == SRV_ENDPOINT_CHAT && !r->role_sent) send_role_chunk(r, tail);
-        json_t *o = chunk_base(r);
-        if (r->endpoint == SRV_ENDPOINT_CHAT)
-            json_object_set_new(o, "choices", json_pack("[o]", chat_choice(json_object(), NULL, finish)));
-        else
-            json_object_set_new(
-                o, "choices",
-                json_pack("[{s:s, s:i, s:n, s:s}]", "text", "", "index", 0, "logprobs", "finish_reason", finish));
-        send_event(r, o, tail);
+        for (int i = 0; i < r->n_choices; i++) send_finish_chunk(&r->choices[i], tail);
         if (r->include_usage) {
-            o = chunk_base(r);
+            json_t *o = chunk_base(r);
             json_object_set_new(o, "choices", json_array());
             json_object_set_new(o, "usage", usage_json(r));
             send_event(r, o, tail);
@@ -624,18 +768,11 @@ void srv_openai_finish(srv_request *r, srv_buf *tail) {
         srv_buf_puts(tail, "data: [DONE]\n\n");
         return;
     }
-    const char *text = r->text.data ? r->text.data : "";
-    json_t *choice;
-    if (r->endpoint == SRV_ENDPOINT_CHAT)
-        choice = json_pack("{s:i, s:{s:s, s:s%}, s:o, s:s}", "index", 0, "message", "role", "assistant", "content",
-                           text, r->text.len, "logprobs", r->logprobs >= 0 ? chat_logprobs(r->lp_content) : json_null(),
-                           "finish_reason", finish);
-    else
-        choice = json_pack("{s:s%, s:i, s:o, s:s}", "text", text, r->text.len, "index", 0, "logprobs",
-                           r->logprobs >= 0 ? legacy_logprobs(r->lp_content) : json_null(), "finish_reason", finish);
-    json_t *o = json_pack("{s:s, s:s, s:I, s:s, s:[o], s:o}", "id", r->id, "object",
+    json_t *choices = json_array();
+    for (int i = 0; i < r->n_choices; i++) json_array_append_new(choices, body_choice(&r->choices[i]));
+    json_t *o = json_pack("{s:s, s:s, s:I, s:s, s:o, s:o}", "id", r->id, "object",
                           r->endpoint == SRV_ENDPOINT_CHAT ? "chat.completion" : "text_completion", "created",
-                          (json_int_t)r->created, "model", r->model, "choices", choice, "usage", usage_json(r));
+                          (json_int_t)r->created, "model", r->model, "choices", choices, "usage", usage_json(r));
     char *s = srv_json_dump(o);
     if (s != NULL) srv_buf_puts(tail, s);
     free(s);

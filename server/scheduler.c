@@ -2,27 +2,50 @@
  * scheduler.c - continuous batching on one engine thread, over the paged KV
  * pool of the context.
  *
- * Each slot (--parallel) is one sequence of the context. A request waits in
- * a FIFO queue until a slot is free and the pool can hold its prompt: then
- * the longest prefix of its ids found in the prefix cache is attached to the
- * slot's sequence (computed once, shared by every request that starts with
- * it), and the blocks for the rest of the prompt are reserved, so a request
- * once admitted is never short of memory for its prompt.
+ * The unit of scheduling is a choice: a request with n choices ("n", 1..8)
+ * puts its n choices in a FIFO queue, in index order, and each running
+ * choice holds one slot (--parallel), which is one sequence of the context.
+ * A choice at the head of the queue is admitted when a slot is free and the
+ * pool can hold its prompt. Its sequence first gets what is already
+ * computed: when a sibling choice (same request, same prompt) holds a slot,
+ * the prompt positions are forked from the sibling's sequence
+ * (bc_context_seq_fork: the blocks are shared, the partial last one copied
+ * on the first write), less the last prompt id, which the choice feeds for
+ * its own logits; otherwise the longest prefix found in the prefix cache
+ * (computed once, shared by every request that starts with it). The blocks
+ * for the rest are reserved, so a choice once admitted is never short of
+ * memory for its prompt. A choice whose sibling is still computing the
+ * prompt waits at the head (so the prompt is computed once), as does one
+ * whose ids start with whole blocks a running slot is computing.
+ *
+ * So choice 0 computes the prompt, and choices 1..n-1 are forked from it
+ * once it is done, as slots free up. With fewer slots than choices, the
+ * later choices wait in the queue for the earlier ones to end; a choice
+ * admitted after every sibling has ended takes the prompt's whole blocks
+ * from the prefix cache (and computes everything again without one).
  *
  * Each step builds one batch: the next token of every slot that is
  * generating, then chunks of the prompts still being computed, round-robin,
  * up to n_batch entries; runs one bc_context_decode; and samples a token for
- * every slot whose logits came out. A generating slot whose next position
- * starts a new block takes one from the pool; when none is free the newest
- * running request is preempted (as vLLM does): its blocks go back to the
- * pool (its full ones into the prefix cache), it returns to the head of the
- * queue, and when admitted again its ids so far (prompt and generated) are
- * computed again, mostly found in the prefix cache, and generation goes on
- * where it stopped. The client only sees a pause.
+ * every slot whose logits came out, with that choice's own sampler (seeded
+ * with the request's seed + index, and constrained by the choice's grammar
+ * matcher when the request has one). A generating slot whose next position
+ * starts a new block (or must copy a shared one) takes one from the pool;
+ * when none is free the newest running choice (the newest request's highest
+ * index) is preempted (as vLLM does): its blocks go back to the pool (its
+ * full ones into the prefix cache), it returns to the head of the queue, and
+ * when admitted again its ids so far (prompt and generated) are computed
+ * again, the prompt forked from a running sibling or found in the prefix
+ * cache, and generation goes on where it stopped. The client only sees a
+ * pause.
+ *
+ * A request ends when its last choice ends: then its usage (completion
+ * tokens summed over the choices), quota charge and one ledger row go out.
+ * A streamed choice that ends earlier sends its finish chunk at once.
  *
  * Output goes into the requests' own buffers (srv_request_publish): the
  * engine never blocks on a client. A client that has gone is dropped at the
- * next step, its slot freed.
+ * next step, all its choices with it, their slots freed.
  */
 #include "server.h"
 
@@ -31,9 +54,9 @@
 #include <string.h>
 
 typedef struct slot {
-    srv_request *req; /* NULL when free */
-    int n_step;       /* entries of this slot in the current batch */
-    int logit_row;    /* the batch entry whose logits are this slot's, or -1 */
+    srv_choice *ch; /* NULL when free */
+    int n_step;     /* entries of this slot in the current batch */
+    int logit_row;  /* the batch entry whose logits are this slot's, or -1 */
 } slot;
 
 struct srv_scheduler {
@@ -46,34 +69,44 @@ struct srv_scheduler {
     slot *slots;
     bc_batch_entry *batch; /* (n_batch) */
     int rr;                /* the slot whose prompt goes first in the next batch */
-    int watermark;         /* blocks left free at admission, for the running requests to grow into */
+    int watermark;         /* blocks left free at admission, for the running choices to grow into */
     bool prefix_cache;     /* the context keeps and reuses blocks */
 
     pthread_mutex_t mu; /* guards the queue, n_active, stopping, cancel_all, stats */
     pthread_cond_t cv;
-    srv_request **queue; /* (q_cap + n_slots) a ring; preempted requests go back in at the head */
+    /* (q_cap + SRV_MAX_N - 1 + n_slots) a ring of choices; preempted ones go
+     * back in at the head. A request is queued while fewer than q_cap
+     * choices wait, so the ring always has room for its n and for the
+     * n_slots that preemption may put back. */
+    srv_choice **queue;
     int q_head, q_len, q_cap, q_ring;
-    int n_active;
+    int n_active; /* slots in use */
     uint64_t n_arrived;
     bool stopping, cancel_all;
     srv_engine_stats stats;
     pthread_t thread;
 };
 
-/* Ids the sequence of slot i must hold: the prompt and the tokens generated. */
-static int n_ids_of(const srv_request *r) { return r->n_prompt + r->n_generated; }
+/* Ids the choice's sequence must hold: the prompt and the tokens generated. */
+static int n_ids_of(const srv_choice *c) { return c->req->n_prompt + c->n_generated; }
 
 /* ------------------------------------------------------------------------ */
-/* Ending requests                                                          */
+/* Ending choices and requests                                              */
 /* ------------------------------------------------------------------------ */
 
-/* Accounts the request, records its ledger row and sends its final bytes
- * (after the row is committed). Takes over the scheduler's reference. */
-static void end_request(srv_scheduler *s, srv_request *r, int status) {
+/* Accounts the request, records its one ledger row and sends its final
+ * bytes (after the row is committed). Takes over the scheduler's
+ * reference. */
+static void end_request(srv_scheduler *s, srv_request *r) {
     bool gone = atomic_load(&r->cancelled);
+    int status = r->http_status;
     if (gone) {
         status = 499; /* client closed the request */
         r->finish_reason = "cancelled";
+    } else if (status == 200) {
+        r->finish_reason = r->choices[0].finish_reason;
+    } else {
+        r->finish_reason = "error";
     }
     r->http_status = status;
     srv_account(r, status);
@@ -113,6 +146,23 @@ static void end_request(srv_scheduler *s, srv_request *r, int status) {
     srv_buf_free(&tail);
 }
 
+/* Ends choice c with finish_reason (already set when NULL) and status (200,
+ * 499 gone, 500 failed); the request ends with its last choice. c holds no
+ * slot and is in no queue. */
+static void end_choice(srv_scheduler *s, srv_choice *c, const char *finish_reason, int status) {
+    srv_request *r = c->req;
+    if (finish_reason != NULL) c->finish_reason = finish_reason;
+    if (status > r->http_status) r->http_status = status;
+    bc_sampler_set_grammar(c->sampler, NULL); /* the matcher is done with */
+    bc_grammar_matcher_free(c->matcher);
+    c->matcher = NULL;
+    if (++r->n_ended < r->n_choices) {
+        if (status == 200 && !atomic_load(&r->cancelled)) srv_openai_choice_done(c);
+        return;
+    }
+    end_request(s, r);
+}
+
 /* Gives the slot's blocks back to the pool (full ones stay in the prefix
  * cache) and frees the slot. */
 static void free_slot(srv_scheduler *s, slot *sl) {
@@ -123,19 +173,24 @@ static void free_slot(srv_scheduler *s, slot *sl) {
     pthread_mutex_unlock(&s->mu);
 }
 
-/* Frees the newest running request's slot and puts the request back at the
+/* True when running choice a is newer than b: a later request, or the same
+ * request's higher index. */
+static bool newer(const srv_choice *a, const srv_choice *b) {
+    return a->req->order != b->req->order ? a->req->order > b->req->order : a->index > b->index;
+}
+
+/* Frees the newest running choice's slot and puts the choice back at the
  * head of the queue (which always has room for n_slots of them). */
 static void preempt_newest(srv_scheduler *s) {
     slot *newest = NULL;
     for (int i = 0; i < s->n_slots; i++)
-        if (s->slots[i].req != NULL && (newest == NULL || s->slots[i].req->order > newest->req->order))
-            newest = &s->slots[i];
+        if (s->slots[i].ch != NULL && (newest == NULL || newer(s->slots[i].ch, newest->ch))) newest = &s->slots[i];
     if (newest == NULL) return;
-    srv_request *r = newest->req;
+    srv_choice *c = newest->ch;
     free_slot(s, newest);
     pthread_mutex_lock(&s->mu);
     s->q_head = (s->q_head + s->q_ring - 1) % s->q_ring;
-    s->queue[s->q_head] = r;
+    s->queue[s->q_head] = c;
     s->q_len++;
     s->stats.preemptions++;
     pthread_mutex_unlock(&s->mu);
@@ -145,58 +200,62 @@ static void preempt_newest(srv_scheduler *s) {
 /* One generated token                                                      */
 /* ------------------------------------------------------------------------ */
 
-static void emit(srv_request *r, const char *text, size_t len, json_t *lp) {
-    if (len > 0 || lp != NULL) srv_openai_emit_text(r, text, len, lp);
+static void emit(srv_choice *c, const char *text, size_t len, json_t *lp) {
+    if (len > 0 || lp != NULL) srv_openai_emit_text(c, text, len, lp);
 }
 
-/* Samples from logits for the slot; ends the request when it is done.
- * Returns true when the slot was freed. */
+/* Samples from logits for the slot's choice; ends the choice when it is
+ * done. Returns true when the slot was freed. */
 static bool take_token(srv_scheduler *s, slot *sl, const float *logits) {
-    srv_request *r = sl->req;
+    srv_choice *c = sl->ch;
+    srv_request *r = c->req;
     double now = srv_now();
-    if (r->n_generated == 0) {
-        srv_metrics_ttft(now - r->t_arrival);
-        if (r->endpoint == SRV_ENDPOINT_CHAT) srv_openai_emit_text(r, "", 0, NULL); /* the role chunk */
+    if (c->n_generated == 0) {
+        if (!r->ttft_seen) srv_metrics_ttft(now - r->t_arrival);
+        r->ttft_seen = true;
+        if (r->endpoint == SRV_ENDPOINT_CHAT) srv_openai_emit_text(c, "", 0, NULL); /* the role chunk */
     } else {
-        srv_metrics_token_latency(now - r->t_last_token);
+        srv_metrics_token_latency(now - c->t_last_token);
     }
-    r->t_last_token = now;
+    c->t_last_token = now;
 
-    int32_t id = bc_sampler_sample(r->sampler, logits);
+    /* With a grammar the sampler draws only ids it allows, EOS only where
+     * the text is a whole match, and advances it on accept_generated. */
+    int32_t id = bc_sampler_sample(c->sampler, logits);
     const char *text = NULL, *shown = NULL;
     size_t len = 0, shown_len = 0;
     bool stopped = false;
     if (id == s->eos) {
-        r->finish_reason = "stop";
+        c->finish_reason = "stop";
     } else {
+        c->n_generated++;
         r->n_generated++;
-        bc_sampler_accept_generated(r->sampler, id);
-        json_t *lp = srv_openai_logprobs(r, logits, s->n_vocab, id, r->text_offset);
-        if (bc_detokenizer_push(r->detok, id, &text, &len) != BC_STATUS_OK) len = 0;
-        stopped = bc_stop_matcher_push(r->stop, text, len, &shown, &shown_len);
-        r->text_offset += shown_len;
-        emit(r, shown, shown_len, lp);
-        r->prompt[n_ids_of(r) - 1] = id;
+        bc_sampler_accept_generated(c->sampler, id);
+        json_t *lp = srv_openai_logprobs(c, logits, s->n_vocab, id, c->text_offset);
+        if (bc_detokenizer_push(c->detok, id, &text, &len) != BC_STATUS_OK) len = 0;
+        stopped = bc_stop_matcher_push(c->stop, text, len, &shown, &shown_len);
+        c->text_offset += shown_len;
+        emit(c, shown, shown_len, lp);
+        c->ids[n_ids_of(c) - 1] = id;
         if (stopped)
-            r->finish_reason = "stop";
-        else if (r->n_generated >= r->max_tokens || n_ids_of(r) >= s->n_ctx)
-            r->finish_reason = "length";
+            c->finish_reason = "stop";
+        else if (c->n_generated >= r->max_tokens || n_ids_of(c) >= s->n_ctx)
+            c->finish_reason = "length";
     }
-    if (r->finish_reason == NULL) return false;
+    if (c->finish_reason == NULL) return false;
     if (!stopped) { /* release what the detokenizer and the stop matcher still hold */
-        bc_detokenizer_flush(r->detok, &text, &len);
-        if (bc_stop_matcher_push(r->stop, text, len, &shown, &shown_len)) {
-            r->finish_reason = "stop";
-            emit(r, shown, shown_len, NULL);
+        bc_detokenizer_flush(c->detok, &text, &len);
+        if (bc_stop_matcher_push(c->stop, text, len, &shown, &shown_len)) {
+            c->finish_reason = "stop";
+            emit(c, shown, shown_len, NULL);
         } else {
-            emit(r, shown, shown_len, NULL);
-            bc_stop_matcher_flush(r->stop, &shown, &shown_len);
-            emit(r, shown, shown_len, NULL);
+            emit(c, shown, shown_len, NULL);
+            bc_stop_matcher_flush(c->stop, &shown, &shown_len);
+            emit(c, shown, shown_len, NULL);
         }
     }
-    sl->req = NULL;
     free_slot(s, sl);
-    end_request(s, r, 200);
+    end_choice(s, c, NULL, 200);
     return true;
 }
 
@@ -204,50 +263,84 @@ static bool take_token(srv_scheduler *s, slot *sl, const float *logits) {
 /* The engine thread                                                        */
 /* ------------------------------------------------------------------------ */
 
-/* Under s->mu: drops cancelled requests from the queue. Requests to end are
- * put in *gone (the caller ends them outside the lock). */
-static void drop_cancelled(srv_scheduler *s, srv_request **gone, int *n_gone) {
+/* Under s->mu: drops the choices of cancelled requests from the queue.
+ * Choices to end are put in *gone (the caller ends them outside the lock). */
+static void drop_cancelled(srv_scheduler *s, srv_choice **gone, int *n_gone) {
     int kept = 0;
     for (int i = 0; i < s->q_len; i++) {
-        srv_request *r = s->queue[(s->q_head + i) % s->q_ring];
-        if (s->cancel_all) atomic_store(&r->cancelled, true);
-        srv_request_check_gone(r);
-        if (atomic_load(&r->cancelled))
-            gone[(*n_gone)++] = r;
+        srv_choice *c = s->queue[(s->q_head + i) % s->q_ring];
+        if (s->cancel_all) atomic_store(&c->req->cancelled, true);
+        srv_request_check_gone(c->req);
+        if (atomic_load(&c->req->cancelled))
+            gone[(*n_gone)++] = c;
         else
-            s->queue[(s->q_head + kept++) % s->q_ring] = r;
+            s->queue[(s->q_head + kept++) % s->q_ring] = c;
     }
     s->q_len = kept;
 }
 
-/* True when a running slot is still computing whole blocks that r's ids
- * start with: admitted once they are done, r takes them from the prefix
+/* True when a running slot is still computing whole blocks that c's ids
+ * start with: admitted once they are done, c takes them from the prefix
  * cache instead of computing them a second time (a system prompt that many
  * requests arriving together share is computed once). */
-static bool shares_pending_prefix(const srv_scheduler *s, const srv_request *r) {
+static bool shares_pending_prefix(const srv_scheduler *s, const srv_choice *c) {
     for (int j = 0; j < s->n_slots; j++) {
-        const srv_request *q = s->slots[j].req;
+        const srv_choice *q = s->slots[j].ch;
         if (q == NULL) continue;
-        int n = n_ids_of(q) < n_ids_of(r) - 1 ? n_ids_of(q) : n_ids_of(r) - 1, common = 0;
-        while (common < n && q->prompt[common] == r->prompt[common]) common++;
+        int n = n_ids_of(q) < n_ids_of(c) - 1 ? n_ids_of(q) : n_ids_of(c) - 1, common = 0;
+        while (common < n && q->ids[common] == c->ids[common]) common++;
         if (common / BC_KV_BLOCK * BC_KV_BLOCK > bc_context_seq_len(s->ctx, j)) return true;
     }
     return false;
 }
 
+/* The slot of a running sibling of c (same request) to fork the prompt
+ * from, or -1. *wait is set when the sibling is still computing the prompt
+ * positions c would take from it. */
+static int sibling_slot(const srv_scheduler *s, const srv_choice *c, int n_share, bool *wait) {
+    *wait = false;
+    for (int j = 0; j < s->n_slots; j++) {
+        const srv_choice *q = s->slots[j].ch;
+        if (q == NULL || q->req != c->req) continue;
+        if (bc_context_seq_len(s->ctx, j) < n_share) *wait = true;
+        return j;
+    }
+    return -1;
+}
+
+/* What sequence i starts with for choice c: the prompt forked from a
+ * running sibling (*forked set), else the prefix cache's longest match.
+ * Returns the positions it holds, or -1 when c must wait. */
+static int attach_computed(srv_scheduler *s, int i, const srv_choice *c, bool *forked) {
+    int n_ids = n_ids_of(c), n_share = c->req->n_prompt < n_ids - 1 ? c->req->n_prompt : n_ids - 1;
+    bool wait;
+    int j = sibling_slot(s, c, n_share, &wait);
+    *forked = false;
+    if (wait) return -1;
+    if (j >= 0 && n_share > 0 && bc_context_seq_fork(s->ctx, j, i) == BC_STATUS_OK) {
+        bc_context_seq_truncate(s->ctx, i, n_share);
+        *forked = true;
+        return n_share;
+    }
+    if (s->prefix_cache && shares_pending_prefix(s, c)) return -1;
+    return bc_context_seq_reuse(s->ctx, i, c->ids, n_ids, n_ids - 1);
+}
+
 /* Fills free slots from the head of the queue while the pool can hold the
- * head request's prompt (what the prefix cache does not have) and still
- * keep the watermark free. In arrival order: a request that does not fit
- * waits, and the ones behind it wait too. */
+ * head choice's prompt (what is not forked or found in the prefix cache)
+ * and still keep the watermark free. In arrival order: a choice that does
+ * not fit waits, and the ones behind it wait too. */
 static void admit(srv_scheduler *s) {
     for (int i = 0; i < s->n_slots; i++) {
-        if (s->slots[i].req != NULL) continue;
+        if (s->slots[i].ch != NULL) continue;
         pthread_mutex_lock(&s->mu);
-        srv_request *r = s->q_len > 0 ? s->queue[s->q_head] : NULL;
+        srv_choice *c = s->q_len > 0 ? s->queue[s->q_head] : NULL;
         pthread_mutex_unlock(&s->mu);
-        if (r == NULL || (s->prefix_cache && shares_pending_prefix(s, r))) return;
-        int n_ids = n_ids_of(r);
-        int reused = bc_context_seq_reuse(s->ctx, i, r->prompt, n_ids, n_ids - 1);
+        if (c == NULL) return;
+        srv_request *r = c->req;
+        bool forked;
+        int n_ids = n_ids_of(c), reused = attach_computed(s, i, c, &forked);
+        if (reused < 0) return;
         int need = bc_context_seq_blocks_needed(s->ctx, i, n_ids - reused);
         bc_kv_stats kv;
         bc_context_kv_stats(s->ctx, &kv);
@@ -261,7 +354,8 @@ static void admit(srv_scheduler *s) {
         s->q_head = (s->q_head + 1) % s->q_ring;
         s->q_len--;
         s->n_active++;
-        if (!r->admitted) {
+        if (forked) s->stats.forked_tokens += reused;
+        if (!r->admitted) { /* the prompt's first admission: what the cache saved */
             s->stats.prefix_hit_tokens += reused;
             s->stats.prefix_miss_tokens += r->n_prompt - reused;
         }
@@ -269,36 +363,40 @@ static void admit(srv_scheduler *s) {
         if (!r->admitted) {
             r->admitted = true;
             r->n_cached_prompt = reused;
-            for (int k = 0; k < r->n_prompt; k++) bc_sampler_accept(r->sampler, r->prompt[k]);
+        }
+        if (!c->admitted) {
+            c->admitted = true;
+            for (int k = 0; k < r->n_prompt; k++) bc_sampler_accept(c->sampler, r->prompt[k]);
         }
         memset(&s->slots[i], 0, sizeof s->slots[i]);
-        s->slots[i].req = r;
+        s->slots[i].ch = c;
     }
 }
 
-/* Ends the requests of slots whose clients have gone. */
+/* Ends the choices of slots whose clients have gone. */
 static void drop_gone_slots(srv_scheduler *s, bool cancel_all) {
     for (int i = 0; i < s->n_slots; i++) {
         slot *sl = &s->slots[i];
-        if (sl->req == NULL) continue;
-        if (cancel_all) atomic_store(&sl->req->cancelled, true);
-        srv_request_check_gone(sl->req);
-        if (atomic_load(&sl->req->cancelled)) {
-            srv_request *r = sl->req;
+        if (sl->ch == NULL) continue;
+        srv_request *r = sl->ch->req;
+        if (cancel_all) atomic_store(&r->cancelled, true);
+        srv_request_check_gone(r);
+        if (atomic_load(&r->cancelled)) {
+            srv_choice *c = sl->ch;
             free_slot(s, sl);
-            end_request(s, r, 499);
+            end_choice(s, c, "cancelled", 499);
         }
     }
 }
 
 /* A block for every running slot whose next position needs one, preempting
- * the newest requests until there are enough (one request alone always
- * fits: the pool holds at least n_ctx positions). */
+ * the newest choices until there are enough (one choice alone always fits:
+ * the pool holds at least n_ctx positions). */
 static void make_room(srv_scheduler *s) {
     for (;;) {
         int need = 0;
         for (int i = 0; i < s->n_slots; i++)
-            if (s->slots[i].req != NULL) need += bc_context_seq_blocks_needed(s->ctx, i, 1);
+            if (s->slots[i].ch != NULL) need += bc_context_seq_blocks_needed(s->ctx, i, 1);
         bc_kv_stats kv;
         bc_context_kv_stats(s->ctx, &kv);
         if (need <= kv.n_free || s->n_active <= 1) return;
@@ -314,23 +412,23 @@ static int build_batch(srv_scheduler *s) {
         slot *sl = &s->slots[i];
         sl->n_step = 0;
         sl->logit_row = -1;
-        if (sl->req == NULL) continue;
+        if (sl->ch == NULL) continue;
         int pos = bc_context_seq_len(s->ctx, i);
-        if (n_ids_of(sl->req) - pos != 1) continue;
-        s->batch[n] = (bc_batch_entry){i, pos, sl->req->prompt[pos], true};
+        if (n_ids_of(sl->ch) - pos != 1) continue;
+        s->batch[n] = (bc_batch_entry){i, pos, sl->ch->ids[pos], true};
         sl->logit_row = n++;
         sl->n_step = 1;
     }
     for (int k = 0; k < s->n_slots && n < s->n_batch; k++) {
         int i = (s->rr + k) % s->n_slots;
         slot *sl = &s->slots[i];
-        if (sl->req == NULL || sl->n_step > 0) continue;
-        int pos = bc_context_seq_len(s->ctx, i), n_ids = n_ids_of(sl->req);
+        if (sl->ch == NULL || sl->n_step > 0) continue;
+        int pos = bc_context_seq_len(s->ctx, i), n_ids = n_ids_of(sl->ch);
         int take = n_ids - pos;
         if (take > s->n_batch - n) take = s->n_batch - n;
         for (int j = 0; j < take; j++) {
             bool last = pos + j == n_ids - 1;
-            s->batch[n] = (bc_batch_entry){i, pos + j, sl->req->prompt[pos + j], last};
+            s->batch[n] = (bc_batch_entry){i, pos + j, sl->ch->ids[pos + j], last};
             if (last) sl->logit_row = n;
             n++;
         }
@@ -338,6 +436,18 @@ static int build_batch(srv_scheduler *s) {
     }
     s->rr = (s->rr + 1) % s->n_slots;
     return n;
+}
+
+/* The forward pass failed: every choice in the batch ends with an error. */
+static void fail_batch(srv_scheduler *s) {
+    fprintf(stderr, "baichuan serve: forward pass failed: %s\n", bc_context_error(s->ctx));
+    for (int i = 0; i < s->n_slots; i++) {
+        slot *sl = &s->slots[i];
+        if (sl->ch == NULL || sl->n_step == 0) continue;
+        srv_choice *c = sl->ch;
+        free_slot(s, sl);
+        end_choice(s, c, "error", 500);
+    }
 }
 
 static void publish_stats(srv_scheduler *s) {
@@ -350,7 +460,7 @@ static void publish_stats(srv_scheduler *s) {
 
 static void *engine_main(void *arg) {
     srv_scheduler *s = arg;
-    srv_request **gone = malloc((size_t)s->q_ring * sizeof *gone);
+    srv_choice **gone = malloc((size_t)s->q_ring * sizeof *gone);
     for (;;) {
         int n_gone = 0;
         pthread_mutex_lock(&s->mu);
@@ -362,7 +472,7 @@ static void *engine_main(void *arg) {
         drop_cancelled(s, gone, &n_gone);
         bool cancel_all = s->cancel_all;
         pthread_mutex_unlock(&s->mu);
-        for (int i = 0; i < n_gone; i++) end_request(s, gone[i], 499);
+        for (int i = 0; i < n_gone; i++) end_choice(s, gone[i], "cancelled", 499);
 
         drop_gone_slots(s, cancel_all);
         admit(s);
@@ -373,20 +483,12 @@ static void *engine_main(void *arg) {
             continue;
         }
         if (bc_context_decode(s->ctx, s->batch, n) != BC_STATUS_OK) {
-            fprintf(stderr, "baichuan serve: forward pass failed: %s\n", bc_context_error(s->ctx));
-            for (int i = 0; i < s->n_slots; i++) {
-                slot *sl = &s->slots[i];
-                if (sl->req == NULL || sl->n_step == 0) continue;
-                srv_request *r = sl->req;
-                r->finish_reason = "error";
-                free_slot(s, sl);
-                end_request(s, r, 500);
-            }
+            fail_batch(s);
             continue;
         }
         for (int i = 0; i < s->n_slots; i++) {
             slot *sl = &s->slots[i];
-            if (sl->req == NULL || sl->logit_row < 0) continue;
+            if (sl->ch == NULL || sl->logit_row < 0) continue;
             take_token(s, sl, bc_context_logits(s->ctx, sl->logit_row));
         }
         publish_stats(s);
@@ -418,7 +520,7 @@ int srv_scheduler_start(srv_scheduler **out, bc_context *ctx, const bc_model *mo
     s->n_vocab = ti.n_vocab < info.n_vocab ? ti.n_vocab : info.n_vocab;
     s->eos = info.eos_token_id;
     s->q_cap = max_queue > 0 ? max_queue : 1;
-    s->q_ring = s->q_cap + s->n_slots;
+    s->q_ring = s->q_cap + SRV_MAX_N - 1 + s->n_slots;
     s->stats.n_slots = s->n_slots;
     bc_kv_stats kv;
     bc_context_kv_stats(ctx, &kv);
@@ -457,7 +559,8 @@ int srv_scheduler_submit(srv_scheduler *s, srv_request *r) {
     }
     atomic_fetch_add(&r->refs, 1);
     r->order = s->n_arrived++;
-    s->queue[(s->q_head + s->q_len++) % s->q_ring] = r;
+    r->http_status = 200;
+    for (int i = 0; i < r->n_choices; i++) s->queue[(s->q_head + s->q_len++) % s->q_ring] = &r->choices[i];
     pthread_cond_signal(&s->cv);
     pthread_mutex_unlock(&s->mu);
     return 0;

@@ -33,7 +33,7 @@ static const char help[] =
     "      --kv-memory SIZE     size the KV pool in bytes instead: 6G, 512M, ... (K/M/G/T = 2^10..)\n"
     "      --no-prefix-cache    do not keep or reuse the blocks of earlier prompts\n"
     "  -b, --batch N            most tokens in one forward pass, prompt chunks included (default 256)\n"
-    "      --queue N            requests waiting for a slot before 503 (default 64)\n"
+    "      --queue N            choices waiting for a slot before 503 (a request brings n; default 64)\n"
     "      --max-body N         largest request body in bytes (default 1048576)\n"
     "      --max-messages N     most messages in a chat request (default 1024)\n"
     "      --tenants FILE       tenants and their keys and limits (JSON); then every endpoint\n"
@@ -332,7 +332,8 @@ cleanup:
         while (srv_http_pending(http) > 0 && srv_now() < until) usleep(10 * 1000);
     }
     srv_http_stop(http);
-    srv_ledger_close(ledger); /* commits whatever is still queued */
+    srv_ledger_close(ledger);  /* commits whatever is still queued */
+    srv_grammar_cache_clear(); /* before the tokenizer the grammars are bound to */
     if (have_tenants) srv_tenants_free(&tenants);
     bc_context_free(ctx);
     bc_tokenizer_free(tok);

@@ -118,41 +118,65 @@ typedef enum srv_endpoint {
 
 const char *srv_endpoint_path(srv_endpoint e);
 
-typedef struct srv_request {
+#define SRV_MAX_N 8 /* most choices per request (the request's "n") */
+
+typedef struct srv_request srv_request;
+typedef struct srv_grammar srv_grammar;
+
+/* One of the request's n continuations of its prompt: its own sequence
+ * (slot), sampler, detokenizer, stop matcher, output and finish reason. */
+typedef struct srv_choice {
+    srv_request *req;
+    int index; /* the "index" of the choice in the response */
+    /* (n_prompt + max_tokens + 1) the prompt's ids, then the generated ids:
+     * ids[0 .. n_prompt + n_generated) is what the choice's sequence holds
+     * (or must hold again after a preemption). */
+    int32_t *ids;
+    bc_sampler *sampler;         /* seeded with the request's seed + index */
+    bc_grammar_matcher *matcher; /* NULL without a grammar; the sampler advances it */
+    bc_stop_matcher *stop;
+    bc_detokenizer *detok;
+
+    /* Engine thread only. */
+    int n_generated;
+    bool admitted;             /* has been admitted once (a preempted choice is admitted again) */
+    size_t text_offset;        /* bytes of text emitted (logprobs text_offset) */
+    const char *finish_reason; /* "stop", "length", "cancelled", "error"; NULL while running */
+    bool role_sent;            /* chat stream: the first delta (role) went out */
+    bool finish_sent;          /* stream: the chunk with the finish_reason went out */
+    double t_last_token;
+    srv_buf text;       /* non-streaming: the reply text so far */
+    json_t *lp_content; /* non-streaming logprobs: chat content[] or completions arrays */
+} srv_choice;
+
+struct srv_request {
     /* Set by the HTTP thread before the request is submitted; read-only after. */
     srv_endpoint endpoint;
     bool stream;
     bool include_usage; /* stream_options.include_usage */
-    /* (n_prompt + max_tokens + 1) the input ids; the engine appends the
-     * generated ids after them, so prompt[0 .. n_prompt + n_generated) is
-     * what the request's sequence holds (or must hold again after a
-     * preemption). */
-    int32_t *prompt;
+    int32_t *prompt;    /* (n_prompt) the input ids */
     int n_prompt;
-    int max_tokens;      /* most tokens to generate */
-    int logprobs;        /* -1 off; else how many top alternatives (0..20) */
-    bc_sampler *sampler; /* this request's sampling chain */
-    bc_stop_matcher *stop;
-    bc_detokenizer *detok;
-    char id[64];        /* "chatcmpl-..." / "cmpl-..." */
-    long long created;  /* unix seconds */
-    const char *model;  /* the served model's name (lives as long as the server) */
-    srv_tenant *tenant; /* NULL without a tenants file */
-    double t_arrival;   /* srv_now() when the request arrived */
+    int max_tokens;       /* most tokens to generate, per choice */
+    int logprobs;         /* -1 off; else how many top alternatives (0..20) */
+    int n_choices;        /* the request's "n", 1..SRV_MAX_N */
+    srv_choice *choices;  /* (n_choices) */
+    srv_grammar *grammar; /* the compiled constraint (a reference), or NULL */
+    char id[64];          /* "chatcmpl-..." / "cmpl-..." */
+    long long created;    /* unix seconds */
+    const char *model;    /* the served model's name (lives as long as the server) */
+    srv_tenant *tenant;   /* NULL without a tenants file */
+    double t_arrival;     /* srv_now() when the request arrived */
     const bc_tokenizer *tok;
 
     /* Engine thread only, while the request is active. */
-    int n_generated;
+    int n_generated;           /* summed over the choices: usage, quotas, the ledger */
+    int n_ended;               /* choices that have finished */
     int n_cached_prompt;       /* prompt ids found in the prefix cache at the first admission */
-    bool admitted;             /* has been admitted once (a preempted request is admitted again) */
+    bool admitted;             /* one of its choices has been admitted */
     uint64_t order;            /* arrival order: preemption takes the newest */
-    size_t text_offset;        /* bytes of text emitted (logprobs text_offset) */
-    const char *finish_reason; /* "stop", "length", "cancelled", "error" */
-    bool role_sent;            /* chat stream: the first delta (role) went out */
-    double t_last_token;
-    srv_buf text;       /* non-streaming: the reply text so far */
-    json_t *lp_content; /* non-streaming logprobs: chat content[] or completions arrays */
-    int http_status;    /* the status the ledger records */
+    const char *finish_reason; /* the ledger's: choice 0's, or "cancelled" / "error" */
+    bool ttft_seen;            /* the first token of any choice was timed */
+    int http_status;           /* the status the ledger records */
 
     /* Shared between the HTTP thread and the engine/ledger threads, under mu. */
     pthread_mutex_t mu;
@@ -165,7 +189,7 @@ typedef struct srv_request {
 
     atomic_bool cancelled; /* the client is gone: stop generating */
     atomic_int refs;       /* the HTTP connection, the scheduler/ledger */
-} srv_request;
+};
 
 void srv_request_unref(srv_request *r);
 
@@ -214,8 +238,10 @@ typedef struct srv_scheduler srv_scheduler;
 
 int srv_scheduler_start(srv_scheduler **out, bc_context *ctx, const bc_model *model, const bc_tokenizer *tok,
                         int max_queue, srv_ledger *ledger, char *err, size_t err_size);
-/* Queues a request (takes a reference). -1: the queue is full. */
+/* Queues a request's choices (takes a reference). -1: the queue is full
+ * (max_queue choices waiting). */
 int srv_scheduler_submit(srv_scheduler *s, srv_request *r);
+/* Choices waiting in the queue, and slots running one. */
 void srv_scheduler_counts(srv_scheduler *s, int *queued, int *active);
 
 /* The engine's state for /metrics: a snapshot the engine thread refreshes
@@ -225,7 +251,8 @@ typedef struct srv_engine_stats {
     bc_kv_stats kv;
     long long prefix_hit_tokens;  /* prompt tokens found in the prefix cache (first admissions) */
     long long prefix_miss_tokens; /* prompt tokens computed (first admissions) */
-    long long preemptions;        /* requests preempted to free KV blocks */
+    long long preemptions;        /* choices preempted to free KV blocks */
+    long long forked_tokens;      /* prompt positions a choice took from a sibling's sequence (n > 1) */
 } srv_engine_stats;
 
 void srv_scheduler_stats(srv_scheduler *s, srv_engine_stats *out);
@@ -287,12 +314,38 @@ typedef struct srv_error {
 /* Builds a request from a parsed body. NULL with *e filled on a bad request. */
 srv_request *srv_openai_parse(const srv_model_info *mi, srv_endpoint endpoint, json_t *body, srv_error *e);
 
-/* The SSE event or body pieces the engine emits. */
-void srv_openai_emit_text(srv_request *r, const char *text, size_t len, json_t *lp);
-/* The logprobs entry of one generated token (NULL when r wants none). */
-json_t *srv_openai_logprobs(srv_request *r, const float *logits, int n_vocab, int32_t id, size_t text_offset);
-/* The final bytes (last chunks and [DONE], or the whole body). */
+/* The SSE event or body pieces the engine emits for choice c. */
+void srv_openai_emit_text(srv_choice *c, const char *text, size_t len, json_t *lp);
+/* The logprobs entry of one generated token (NULL when the request wants none). */
+json_t *srv_openai_logprobs(const srv_choice *c, const float *logits, int n_vocab, int32_t id, size_t text_offset);
+/* A streamed choice that ended before the request's last: its finish chunk
+ * goes out now (no-op without streaming). */
+void srv_openai_choice_done(srv_choice *c);
+/* The final bytes (the finish chunks not sent yet, usage and [DONE], or the
+ * whole body with every choice in index order). */
 void srv_openai_finish(srv_request *r, srv_buf *tail);
+
+/* ------------------------------------------------------------------------ */
+/* Compiled grammars, cached (grammars.c)                                   */
+/* ------------------------------------------------------------------------ */
+
+typedef enum srv_grammar_kind {
+    SRV_GRAMMAR_GBNF = 0,        /* text is GBNF */
+    SRV_GRAMMAR_JSON_SCHEMA = 1, /* text is a JSON Schema (len 0: any JSON object) */
+} srv_grammar_kind;
+
+/* The grammar of (kind, text) for tok, compiled or found in the cache (the
+ * 32 most recently used, by their exact text). A new reference: give it
+ * back with srv_grammar_release. NULL with the library's message in err
+ * when it does not compile. Thread-safe. */
+srv_grammar *srv_grammar_get(const bc_tokenizer *tok, srv_grammar_kind kind, const char *text, size_t len, char *err,
+                             size_t err_size);
+const bc_grammar *srv_grammar_compiled(const srv_grammar *g);
+void srv_grammar_release(srv_grammar *g);
+/* Empties the cache (at shutdown; grammars still referenced live on). */
+void srv_grammar_cache_clear(void);
+/* Compilations and cache hits so far (for tests through /metrics). */
+void srv_grammar_cache_counts(long long *compiled, long long *hits);
 
 /* ------------------------------------------------------------------------ */
 /* HTTP (http.c), the web page (web_page.c, generated)                       */

@@ -413,6 +413,27 @@ int bc_context_seq_reuse(bc_context *ctx, int seq, const int32_t *tokens, int n_
     return ctx->seq_len[seq];
 }
 
+bc_status bc_context_seq_fork(bc_context *ctx, int src, int dst) {
+    if (src < 0 || src >= ctx->n_seq || dst < 0 || dst >= ctx->n_seq || src == dst)
+        return fail(ctx, BC_STATUS_ERROR_ARGUMENT, "fork: sequences %d -> %d out of range (%d sequences)", src, dst,
+                    ctx->n_seq);
+    if (ctx->seq_n_blocks[dst] != 0 || ctx->seq_len[dst] != 0)
+        return fail(ctx, BC_STATUS_ERROR_ARGUMENT, "fork: sequence %d is not empty (%d positions)", dst,
+                    ctx->seq_len[dst]);
+    /* Only the blocks holding src's positions: blocks src reserved past them
+     * stay its own, as decoding writes a held block past the first in place. */
+    const int32_t *from = table_of(ctx, src);
+    int32_t *to = table_of(ctx, dst);
+    int n_blocks = (ctx->seq_len[src] + BC_KV_BLOCK - 1) / BC_KV_BLOCK;
+    for (int bi = 0; bi < n_blocks; bi++) {
+        bc__kv_pool_ref(&ctx->kv, from[bi]);
+        to[bi] = from[bi];
+    }
+    ctx->seq_n_blocks[dst] = n_blocks;
+    ctx->seq_len[dst] = ctx->seq_len[src];
+    return BC_STATUS_OK;
+}
+
 bc_status bc_context_seq_reserve(bc_context *ctx, int seq, int n_positions) {
     if (seq < 0 || seq >= ctx->n_seq || n_positions < 0)
         return fail(ctx, BC_STATUS_ERROR_ARGUMENT, "reserve: sequence %d / %d positions out of range", seq,

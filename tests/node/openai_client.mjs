@@ -51,12 +51,22 @@ for await (const chunk of cstream) {
 check("completions streamed == non-streamed", ctext === cfull.choices[0].text, [ctext, cfull.choices[0].text]);
 check("completions finish_reason", cfinish === cfull.choices[0].finish_reason, [cfinish, cfull.choices[0].finish_reason]);
 
+// n=2: two choices, and the client's stream gives each index its own text.
+const nReq = { model, messages: [{ role: "user", content: "写一首诗" }], max_tokens: 10, seed: 9, n: 2 };
+const nfull = await client.chat.completions.create(nReq);
+check("n=2: two choices, indices 0 and 1", nfull.choices.map((c) => c.index).join() === "0,1", nfull.choices);
+const nstream = await client.chat.completions.create({ ...nReq, stream: true });
+const ntext = ["", ""];
+for await (const chunk of nstream) for (const c of chunk.choices) ntext[c.index] += c.delta?.content ?? "";
+check("n=2 streamed == non-streamed, per index", ntext.join("\u0000") ===
+      nfull.choices.map((c) => c.message.content).join("\u0000"), [ntext, nfull.choices]);
+
 // Errors come back as the client's APIError with the OpenAI fields.
 try {
-  await client.chat.completions.create({ model, messages: [{ role: "user", content: "x" }], n: 2 });
-  check("n=2 rejected", false, "no error");
+  await client.chat.completions.create({ model, messages: [{ role: "user", content: "x" }], n: 9 });
+  check("n=9 rejected", false, "no error");
 } catch (e) {
-  check("n=2 rejected as a 400 APIError", e instanceof OpenAI.APIError && e.status === 400 && e.param === "n" &&
+  check("n=9 rejected as a 400 APIError", e instanceof OpenAI.APIError && e.status === 400 && e.param === "n" &&
         typeof e.message === "string", { status: e.status, param: e.param, message: e.message });
 }
 try {

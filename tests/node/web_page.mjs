@@ -2,7 +2,8 @@
 // and see the streamed reply shown. The page's request is checked to ask for
 // a stream and get text/event-stream back; a seed is added to it on the way
 // (page.route) so that the text shown can be compared with the same request
-// made non-streamed.
+// made non-streamed. Then the JSON toggle: the request carries
+// response_format json_object, and the reply is a JSON object.
 //   node web_page.mjs URL   (playwright-core installed beside this file)
 import { chromium } from "playwright-core";
 
@@ -12,6 +13,10 @@ function check(name, ok, detail) {
   console.log(`${ok ? "PASS" : "FAIL"} page: ${name}${ok ? "" : " " + JSON.stringify(detail)}`);
   ok ? passed++ : failed++;
 }
+
+// The seed added to the page's requests: 6 for the JSON one (with the
+// default model its reply ends by EOS, so the parse check has a reply to parse).
+const seedOf = (body) => (body.response_format ? 6 : 1);
 
 const browser = await chromium.launch({
   executablePath: process.env.BC_CHROMIUM || "/usr/bin/chromium",
@@ -28,7 +33,7 @@ try {
   await page.route("**/v1/chat/completions", async (route) => {
     const body = JSON.parse(route.request().postData());
     sent.push(body);
-    await route.continue({ postData: JSON.stringify({ ...body, seed: 1 }) });
+    await route.continue({ postData: JSON.stringify({ ...body, seed: seedOf(body) }) });
   });
   page.on("response", (r) => { if (r.url().endsWith("/v1/chat/completions")) types.push(r.headers()["content-type"]); });
   await page.goto(url);
@@ -60,6 +65,41 @@ try {
   check("the reply shown == the same request non-streamed", reply.length > 0 &&
         reply === want.choices[0].message.content, [reply, want]);
   check("the reply element was updated as it streamed", updates >= 1, updates);
+
+  // The JSON toggle: a new chat with it on asks for response_format
+  // json_object. The reply shown is the same request's non-streamed reply,
+  // and one that ended by EOS parses as a JSON object. Without the grammar
+  // engine in the library the server refuses it (400) and the page says so.
+  await page.click("#clear");
+  await page.check("#json");
+  await page.fill("#max", "200");
+  await page.fill("#input", "JSON");
+  await page.click("#send");
+  await page.waitForSelector('.msg.assistant[data-done="1"], .msg.error', { timeout: 120000 });
+  const jsonSent = sent[1] || {};
+  check("JSON on: the request carries response_format json_object", sent.length === 2 &&
+        JSON.stringify(jsonSent.response_format) === JSON.stringify({ type: "json_object" }), sent[1]);
+  const resp = await fetch(new URL("/v1/chat/completions", url), {
+    method: "POST", headers: { "Content-Type": "application/json" },
+    body: JSON.stringify({ ...jsonSent, stream: false, seed: seedOf(jsonSent) }),
+  });
+  const jsonWant = await resp.json();
+  const shown = await page.textContent("#log .msg:last-child");
+  if (resp.status === 200) {
+    const choice = jsonWant.choices[0];
+    check("JSON on: the reply shown == the same request non-streamed", shown === choice.message.content,
+          [shown, jsonWant]);
+    let parsed = null;
+    try { parsed = JSON.parse(shown); } catch (e) { parsed = e; }
+    check("JSON on: a reply ended by EOS is a JSON object", choice.finish_reason !== "stop" ||
+          (parsed !== null && typeof parsed === "object" && !Array.isArray(parsed) && !(parsed instanceof Error)),
+          [shown, choice.finish_reason]);
+    console.log(`JSON reply (${choice.finish_reason}): ${JSON.stringify(shown)}`);
+  } else {
+    check("JSON on: the server's refusal is shown", resp.status === 400 &&
+          shown === "Error: " + jsonWant.error.message, [resp.status, shown, jsonWant]);
+  }
+  await page.uncheck("#json");
   check("no page errors", errors.length === 0, errors);
   check("no requests outside the server (no CDN)", external.length === 0, external);
 } finally {

@@ -4,6 +4,7 @@
  *   - incremental decoding (prompt, then one token at a time) == one full pass
  *   - thread counts give identical logits
  *   - bad batches are refused without touching the caches
+ *   - a forked sequence goes on as the whole sequence decoded alone
  *   - the per-op profile: same logits with it on, figures that add up to a
  *     total no larger than the caller's own clock, counts, reset
  * Runs on the fixture checkpoints made by tools/gen_fixtures.py (BC_FIXTURES).
@@ -537,6 +538,81 @@ static void test_prefix_reuse(void **state) {
     bc_model_free(model);
 }
 
+/* Forking: a prompt decoded once on seq 0, forked into seqs 1 and 2, each
+ * continued with its own tokens; every continuation's logits are those of
+ * its whole sequence decoded alone (bit for bit, f32 cache), and seq 0's
+ * positions survive the writes of its forks. */
+static void test_fork(void **state) {
+    (void)state;
+    bc_model *model = load_fixture("b2_7b_f32_st");
+    int V = n_vocab_of(model);
+    const int n_prompt = 21, n_more = 14; /* the prompt ends inside its second block */
+    bc_context *ctx = new_context_kv(model, 64, 4, 64, 2, BC_DTYPE_F32, 0);
+    decode_run(ctx, 0, 9, 0, n_prompt, V);
+
+    /* Errors leave everything as it was. */
+    assert_int_equal(bc_context_seq_fork(ctx, 0, 0), BC_STATUS_ERROR_ARGUMENT);
+    assert_int_equal(bc_context_seq_fork(ctx, 0, 4), BC_STATUS_ERROR_ARGUMENT);
+    assert_int_equal(bc_context_seq_fork(ctx, -1, 1), BC_STATUS_ERROR_ARGUMENT);
+    assert_int_equal(bc_context_seq_fork(ctx, 1, 0), BC_STATUS_ERROR_ARGUMENT); /* seq 0 is not empty */
+    assert_non_null(strstr(bc_context_error(ctx), "not empty"));
+    assert_int_equal(bc_context_seq_len(ctx, 0), n_prompt);
+
+    bc_kv_stats st;
+    bc_context_kv_stats(ctx, &st);
+    int free_before = st.n_free;
+    assert_int_equal(bc_context_seq_fork(ctx, 0, 1), BC_STATUS_OK);
+    assert_int_equal(bc_context_seq_fork(ctx, 0, 2), BC_STATUS_OK);
+    assert_int_equal(bc_context_seq_len(ctx, 1), n_prompt);
+    bc_context_kv_stats(ctx, &st);
+    assert_int_equal(st.n_free, free_before); /* shared, not copied */
+    assert_int_equal(st.n_shared, 2);
+    /* The first write copies the partial block: one for it, one past it. */
+    assert_int_equal(bc_context_seq_blocks_needed(ctx, 1, n_more), 2);
+
+    /* Continuations: seq 1 goes on with tag 9's own tokens (the prompt's
+     * sequence), seq 2 with tag 9's tokens but one changed at n_prompt. */
+    float *whole = decode_alone_kv(model, 9, n_prompt + n_more, 2, BC_DTYPE_F32);
+    decode_run(ctx, 1, 9, n_prompt, n_prompt + n_more, V);
+    for (int i = n_prompt; i < n_prompt + n_more; i++)
+        assert_memory_equal(bc_context_logits(ctx, i - n_prompt), whole + (size_t)i * (size_t)V,
+                            (size_t)V * sizeof(float));
+
+    bc_batch_entry b = {2, n_prompt, token_at(9, n_prompt, V) == 3 ? 4 : 3, true};
+    assert_int_equal(bc_context_decode(ctx, &b, 1), BC_STATUS_OK);
+    float *differs = malloc((size_t)V * sizeof(float));
+    memcpy(differs, bc_context_logits(ctx, 0), (size_t)V * sizeof(float));
+    /* Expected for seq 2: a fresh sequence with the same ids, decoded alone. */
+    bc_context *fresh = new_context_kv(model, 64, 1, 64, 2, BC_DTYPE_F32, 0);
+    bc_batch_entry fb[64];
+    for (int i = 0; i < n_prompt; i++) fb[i] = (bc_batch_entry){0, i, token_at(9, i, V), false};
+    fb[n_prompt] = (bc_batch_entry){0, n_prompt, b.token, true};
+    assert_int_equal(bc_context_decode(fresh, fb, n_prompt + 1), BC_STATUS_OK);
+    assert_memory_equal(differs, bc_context_logits(fresh, n_prompt), (size_t)V * sizeof(float));
+    bc_context_free(fresh);
+
+    /* Seq 0 is untouched by its forks' writes: it goes on exactly as the
+     * whole sequence does. */
+    decode_run(ctx, 0, 9, n_prompt, n_prompt + 3, V);
+    for (int i = n_prompt; i < n_prompt + 3; i++)
+        assert_memory_equal(bc_context_logits(ctx, i - n_prompt), whole + (size_t)i * (size_t)V,
+                            (size_t)V * sizeof(float));
+
+    /* Reserved blocks past src's positions are not shared. */
+    assert_int_equal(bc_context_seq_truncate(ctx, 2, 0), BC_STATUS_OK);
+    assert_int_equal(bc_context_seq_reserve(ctx, 0, 20), BC_STATUS_OK);
+    assert_int_equal(bc_context_seq_fork(ctx, 0, 3), BC_STATUS_OK);
+    /* Both must copy the shared partial block (positions 16..31); only seq 3
+     * needs a block for positions 32..43, which seq 0 reserved. */
+    assert_int_equal(bc_context_seq_len(ctx, 3), n_prompt + 3);
+    assert_int_equal(bc_context_seq_blocks_needed(ctx, 0, 20), 1);
+    assert_int_equal(bc_context_seq_blocks_needed(ctx, 3, 20), 2);
+    free(differs);
+    free(whole);
+    bc_context_free(ctx);
+    bc_model_free(model);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_batched_equals_alone),
@@ -547,6 +623,7 @@ int main(void) {
         cmocka_unit_test(test_cache_types),
         cmocka_unit_test(test_paged_pool),
         cmocka_unit_test(test_prefix_reuse),
+        cmocka_unit_test(test_fork),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
