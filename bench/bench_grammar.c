@@ -34,9 +34,11 @@ static int cmp_double(const void *a, const void *b) {
 
 static void report(const char *what, double *t, int n) {
     if (n == 0) return;
+    double sum = 0;
+    for (int i = 0; i < n; i++) sum += t[i];
     qsort(t, (size_t)n, sizeof *t, cmp_double);
-    printf("%-28s %6d tokens  median %.3f ms  p99 %.3f ms  max %.3f ms\n", what, n, 1e3 * t[n / 2],
-           1e3 * t[(int)(0.99 * (n - 1))], 1e3 * t[n - 1]);
+    printf("%-28s %6d tokens  median %.3f ms  p99 %.3f ms  max %.3f ms  mean %.3f ms\n", what, n, 1e3 * t[n / 2],
+           1e3 * t[(int)(0.99 * (n - 1))], 1e3 * t[n - 1], 1e3 * sum / n);
 }
 
 static char *read_file(const char *path, size_t *len) {
