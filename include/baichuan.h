@@ -763,7 +763,7 @@ bc_status bc_chat_encode(const bc_tokenizer *tok, const bc_chat_message *message
  * expansions per vocabulary piece. Passing one of these makes the call
  * fail (BC_STATUS_ERROR_MEMORY) rather than stall.
  *
- * Speed: the allowed ids are cached per grammar by the top three frames of
+ * Speed: the allowed ids are cached per grammar by the top four frames of
  * each parse (rules' positions), with the pieces whose fate depends on
  * what lies below walked again at each step; the first mask of each such
  * state walks the whole vocabulary once (milliseconds), later ones take a
@@ -826,9 +826,9 @@ bc_status bc_grammar_init_json_schema(const bc_tokenizer *tok, const char *schem
  * Limits, each refused with a message naming the place: schemas nested 64
  * deep, enum of 1,000 values, 1,000 properties (and prefixItems), 32
  * anyOf/oneOf branches and 64 optional properties in a row (the matcher
- * follows each as a live parse, up to 256 at once: branches that stay
- * alike for long, nested in one another, can still pass that; enum values
- * share one parse per common prefix), property names of 1,000 bytes,
+ * follows each as a live parse, up to 16,384 at once: branches that stay
+ * alike for long, nested in one another, multiply; enum values share one
+ * parse per common prefix), property names of 1,000 bytes,
  * counts (minLength, maxLength, minItems, maxItems, regex {m,n}) up to
  * 1,000, patterns of 1,000 bytes,
  * bounds within +-10^15, 1 MiB of grammar text and 60,000 grammar elements
@@ -844,7 +844,8 @@ bc_status bc_json_schema_to_gbnf(const char *schema, size_t len, char **gbnf, ch
 void bc_grammar_free(bc_grammar *g);
 
 /* Whether text (len bytes) is accepted: *prefix is set when it is a prefix
- * of a match, *complete when it is a whole match (either may be NULL). */
+ * of a match, *complete when it is a whole match (either may be NULL). A
+ * text that passes a matching limit (see above) gives false for both. */
 void bc_grammar_match(const bc_grammar *g, const char *text, size_t len, bool *prefix, bool *complete);
 
 /* The state of one generation under a grammar. */
