@@ -28,8 +28,10 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/random.h>
 #include <sys/socket.h>
 #include <arpa/inet.h>
+#include <unistd.h>
 
 struct srv_http {
     struct MHD_Daemon *daemon;
@@ -37,6 +39,7 @@ struct srv_http {
     const srv_model_info *mi;
     srv_scheduler *sched;
     srv_tenant_store *tenants; /* NULL: no authentication */
+    uint32_t id_salt;          /* random, drawn at start: part of every response id */
     srv_ledger *ledger;        /* may be NULL */
     atomic_int n_pending;      /* generation requests whose connection is still open */
 };
@@ -300,8 +303,10 @@ static enum MHD_Result do_generate(struct MHD_Connection *c, conn_state *cs) {
     json_decref(body);
     if (r == NULL) return send_error(c, cs, (unsigned)e.status, e.message, e.type, e.param, e.code, NULL, NULL);
     static atomic_ullong counter;
-    snprintf(r->id, sizeof r->id, "%s-%llx%06llx", cs->route == ROUTE_CHAT ? "chatcmpl" : "cmpl",
-             (unsigned long long)r->created, (unsigned long long)atomic_fetch_add(&counter, 1) & 0xffffff);
+    /* The process's random salt keeps ids of replicas sharing a ledger apart. */
+    snprintf(r->id, sizeof r->id, "%s-%llx%08x%06llx", cs->route == ROUTE_CHAT ? "chatcmpl" : "cmpl",
+             (unsigned long long)r->created, (unsigned)g_http->id_salt,
+             (unsigned long long)atomic_fetch_add(&counter, 1) & 0xffffff);
     r->tenant = cs->tenant;
     r->t_arrival = cs->t0;
     r->conn = c;
@@ -527,6 +532,8 @@ int srv_http_start(srv_http **out, const srv_config *cfg, const srv_model_info *
     h->mi = mi;
     h->sched = sched;
     h->tenants = tenants;
+    if (getrandom(&h->id_salt, sizeof h->id_salt, 0) != (ssize_t)sizeof h->id_salt)
+        h->id_salt = (uint32_t)srv_wall() ^ (uint32_t)getpid() << 16;
     h->ledger = ledger;
     g_http = h;
     struct sockaddr_in addr;

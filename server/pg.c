@@ -55,7 +55,8 @@ static void first_line(const char *msg, char *out, size_t cap) {
 static int connect_now(srv_pg *p, char *err, size_t err_size) {
     static const char *const keys[] = {"dbname",           "connect_timeout",  "options",
                                        "tcp_user_timeout", "application_name", NULL};
-    const char *const values[] = {p->url, "3", "-c statement_timeout=5000", "5000", "baichuan", NULL};
+    const char *const values[] = {p->url, "3",        "-c statement_timeout=5000 -c client_min_messages=warning",
+                                  "5000", "baichuan", NULL};
     if (p->conn != NULL) PQfinish(p->conn);
     p->conn = PQconnectdbParams(keys, values, 1);
     if (p->conn != NULL && PQstatus(p->conn) == CONNECTION_OK) return 0;

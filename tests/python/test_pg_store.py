@@ -1,0 +1,273 @@
+#!/usr/bin/python3
+"""Shared state in PostgreSQL: `baichuan tenants` on a JSON file and on a
+database, two `serve` replicas sharing --tenants and --ledger postgresql://
+(a per-minute quota counted across both, ledger rows against the responses
+the client saw, `usage` totals against its tally, revocation on both, no key
+in any log), the database stopped and restarted under them (503s, then
+service again), and an unreachable database at start (exit 1, the password
+masked).
+
+The test runs a throw-away PostgreSQL 15 cluster in a temporary directory
+on a free loopback port (as an unprivileged user when run as root, since
+PostgreSQL refuses root). When no cluster can be started the test fails.
+
+    test_pg_store.py --bin build/baichuan --work DIR
+"""
+import argparse
+import json
+import os
+import pwd
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+
+import bc_testlib
+from server_util import Server
+
+PG_BIN = "/usr/lib/postgresql/15/bin"
+COMP = "/v1/completions"
+PASSWORD = "hunter2-secret-pw"
+
+
+def bearer(key):
+    return {"Authorization": "Bearer " + key}
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class Cluster:
+    """initdb + pg_ctl in a temporary directory, owned by an unprivileged user
+    when this runs as root."""
+
+    def __init__(self):
+        self.dir = tempfile.mkdtemp(prefix="bc-pg-")
+        self.data = os.path.join(self.dir, "data")
+        self.log = os.path.join(self.dir, "postgres.log")
+        self.port = free_port()
+        self.as_user = []
+        if os.geteuid() == 0:
+            user = "bcpgtest"
+            try:
+                pwd.getpwnam(user)
+            except KeyError:
+                subprocess.run(["useradd", "--system", "--no-create-home", "--shell", "/usr/sbin/nologin", user],
+                               check=True, capture_output=True)
+            uid = pwd.getpwnam(user).pw_uid
+            os.chown(self.dir, uid, -1)
+            self.as_user = ["runuser", "-u", user, "--"]
+        self.url = "postgresql://bc:%s@127.0.0.1:%d/postgres" % (PASSWORD, self.port)
+
+    def run(self, *cmd, timeout=120):
+        return subprocess.run([*self.as_user, *cmd], capture_output=True, timeout=timeout)
+
+    def init(self):
+        r = self.run(os.path.join(PG_BIN, "initdb"), "-D", self.data, "-U", "bc", "-A", "trust", "--no-locale", "-E",
+                     "UTF8")
+        if r.returncode != 0:
+            raise RuntimeError("initdb failed: %s" % r.stderr.decode(errors="replace"))
+        self.start()
+
+    def start(self):
+        opts = "-p %d -k %s -c listen_addresses=127.0.0.1 -c fsync=off" % (self.port, self.dir)
+        r = self.run(os.path.join(PG_BIN, "pg_ctl"), "-D", self.data, "-l", self.log, "-w", "-t", "60", "-o", opts,
+                     "start")
+        if r.returncode != 0:
+            log = open(self.log, errors="replace").read() if os.path.exists(self.log) else ""
+            raise RuntimeError("pg_ctl start failed: %s %s" % (r.stderr.decode(errors="replace"), log[-2000:]))
+
+    def stop(self, mode="fast"):
+        return self.run(os.path.join(PG_BIN, "pg_ctl"), "-D", self.data, "-m", mode, "-w", "stop").returncode == 0
+
+    def sql(self, query):
+        r = subprocess.run(["psql", self.url, "-At", "-c", query], capture_output=True, timeout=60)
+        if r.returncode != 0:
+            raise RuntimeError("psql: %s" % r.stderr.decode(errors="replace"))
+        return [line.split("|") for line in r.stdout.decode().splitlines() if line]
+
+    def destroy(self):
+        if os.path.exists(os.path.join(self.data, "postmaster.pid")):
+            self.stop("immediate")
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+
+def tenants(binary, store, *args):
+    return subprocess.run([binary, "tenants", "--store", store, *args], capture_output=True, timeout=60)
+
+
+def check_tenants_cli(t, binary, store, label, secrets):
+    """add, key-create, list, list --json (never a key), key-revoke; returns
+    (rpm-limited key, open key) in the store."""
+    ok = tenants(binary, store, "add", "limited", "--rpm", "3").returncode == 0
+    ok &= tenants(binary, store, "add", "open", "--admin").returncode == 0
+    r = tenants(binary, store, "add", "open")
+    t.check("%s: add of an existing tenant: exit 1, one line naming it" % label,
+            r.returncode == 1 and len(r.stderr.decode().strip().splitlines()) == 1 and b"'open'" in r.stderr, r)
+    keys = []
+    for name in ("limited", "open", "open"):
+        r = tenants(binary, store, "key-create", name)
+        key = r.stdout.decode().strip()
+        ok &= r.returncode == 0 and key.startswith("sk-") and len(key) > 20
+        keys.append(key)
+    secrets.extend(keys)
+    t.check("%s: add, key-create print a new key each" % label, ok and len(set(keys)) == 3, keys)
+    r = tenants(binary, store, "key-create", "nobody-here")
+    t.check("%s: key-create for an unknown tenant: exit 1" % label,
+            r.returncode == 1 and b"nobody-here" in r.stderr and r.stdout == b"", r)
+    r = tenants(binary, store, "key-revoke", keys[2])
+    t.check("%s: key-revoke" % label, r.returncode == 0, r)
+    r = tenants(binary, store, "key-revoke", keys[2])
+    t.check("%s: key-revoke of a revoked key: exit 1" % label, r.returncode == 1, r)
+    r = tenants(binary, store, "list")
+    t.check("%s: list (a table, no keys)" % label,
+            r.returncode == 0 and b"limited" in r.stdout and not any(k.encode() in r.stdout for k in keys), r)
+    r = tenants(binary, store, "list", "--json")
+    doc = json.loads(r.stdout) if r.returncode == 0 else {}
+    by_name = {x["name"]: x for x in doc.get("tenants", [])}
+    t.check("%s: list --json: limits, key counts, never a key" % label,
+            by_name.get("limited", {}).get("requests_per_minute") == 3 and by_name["limited"]["keys"] == 1
+            and by_name["open"]["keys"] == 1 and by_name["open"]["revoked_keys"] == 1 and by_name["open"]["admin"]
+            and not any(k in r.stdout.decode() for k in keys), r.stdout)
+    r = subprocess.run([binary, "tenants", "--help"], capture_output=True, timeout=60)
+    t.check("%s: tenants --help" % label, r.returncode == 0 and b"key-create" in r.stdout, r)
+    return keys[0], keys[1], keys[2]
+
+
+def check_json_store(t, binary, work, secrets):
+    store = os.path.join(work, "tenants.json")
+    limited, open_key, revoked = check_tenants_cli(t, binary, store, "json", secrets)
+    text = open(store).read()
+    t.check("json: the file holds sha256 digests only", "sha256:" in text and all(k not in text for k in secrets),
+            text)
+    s = Server(binary, "--tenants", store)
+    try:
+        st1, _, _ = s.post(COMP, {"prompt": "x", "max_tokens": 1}, headers=bearer(open_key))
+        st2, _, _ = s.post(COMP, {"prompt": "x", "max_tokens": 1}, headers=bearer(revoked))
+        t.check("json: a created key works (sha256 entry), a revoked one gets 401", (st1, st2) == (200, 401),
+                (st1, st2))
+    finally:
+        s.stop()
+
+
+def wait_window_start(t):
+    """Sleeps so that a burst of requests fits in one calendar minute."""
+    sec = time.time() % 60
+    if sec > 45:
+        time.sleep(61 - sec)
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--bin", required=True)
+    ap.add_argument("--work", required=True)
+    args = ap.parse_args()
+    shutil.rmtree(args.work, ignore_errors=True)
+    os.makedirs(args.work)
+    t = bc_testlib.Tally()
+    secrets = []
+    check_json_store(t, args.bin, args.work, secrets)
+
+    pg = Cluster()
+    servers = []
+    try:
+        try:
+            pg.init()
+        except Exception as e:  # noqa: BLE001 - any failure to start PostgreSQL fails the test
+            t.check("a throw-away PostgreSQL cluster starts (needs postgresql-15)", False, e)
+            return t.finish()
+        t.check("a throw-away PostgreSQL cluster starts", True)
+        limited, open_key, _ = check_tenants_cli(t, args.bin, pg.url, "postgresql", secrets)
+        r = tenants(args.bin, pg.url, "key-create", "open")
+        open2 = r.stdout.decode().strip()
+        secrets.append(open2)
+
+        servers = [Server(args.bin, "--tenants", pg.url, "--ledger", pg.url) for _ in range(2)]
+        seen = {}  # request id -> (tenant, prompt tokens, completion tokens)
+
+        def call(s, key, tenant):
+            st, _, body = s.post(COMP, {"prompt": "hello", "max_tokens": 2}, headers=bearer(key))
+            if st == 200:
+                seen[body["id"]] = (tenant, body["usage"]["prompt_tokens"], body["usage"]["completion_tokens"])
+            return st
+
+        wait_window_start(t)
+        statuses = [call(servers[i % 2], limited, "limited") for i in range(8)]
+        t.check("requests_per_minute 3 across two replicas: 3 accepted, the rest 429",
+                statuses.count(200) == 3 and statuses.count(429) == 5, statuses)
+        statuses = [call(servers[i % 2], open_key, "open") for i in range(6)]
+        t.check("an unlimited tenant on both replicas: all 200", statuses == [200] * 6, statuses)
+
+        rows = pg.sql("SELECT request_id FROM requests WHERE request_id IS NOT NULL")
+        t.check("ledger rows in PostgreSQL == the completions the client saw (by id)",
+                sorted(r[0] for r in rows) == sorted(seen), (len(rows), len(seen)))
+        n_429 = pg.sql("SELECT count(*) FROM requests WHERE status = 429")[0][0]
+        t.check("the refused requests have rows too (status 429)", n_429 == "5", n_429)
+
+        r = subprocess.run([args.bin, "usage", "--ledger", pg.url, "--json"], capture_output=True, timeout=60)
+        got = {x["tenant"]: x for x in json.loads(r.stdout)["tenants"]} if r.returncode == 0 else {}
+        ok = r.returncode == 0
+        for name in ("limited", "open"):
+            mine = [v for v in seen.values() if v[0] == name]
+            x = got.get(name, {})
+            ok &= x.get("succeeded") == len(mine) and x.get("prompt_tokens") == sum(v[1] for v in mine) and \
+                x.get("completion_tokens") == sum(v[2] for v in mine)
+        t.check("usage --ledger postgresql:// totals == the client's tally", ok, (r.stderr, got))
+
+        r = tenants(args.bin, pg.url, "key-revoke", open_key)
+        st = [s.post(COMP, {"prompt": "x", "max_tokens": 1}, headers=bearer(open_key))[0] for s in servers]
+        t.check("a revoked key fails on both replicas at once (401)", r.returncode == 0 and st == [401, 401], st)
+        st = [s.request("GET", "/v1/models", headers=bearer(open2))[0] for s in servers]
+        t.check("another key of the tenant still works on both", st == [200, 200], st)
+
+        # The database goes away: 503 quickly; it comes back: service again.
+        t.check("PostgreSQL stopped", pg.stop("fast"))
+        t0 = time.time()
+        st = [s.post(COMP, {"prompt": "x", "max_tokens": 1}, headers=bearer(open2), timeout=30)[0] for s in servers]
+        took = time.time() - t0
+        t.check("database down: 503 on both replicas within 10 s", st == [503, 503] and took < 10, (st, took))
+        pg.start()
+        deadline = time.time() + 30
+        st = []
+        while time.time() < deadline:
+            st = [s.post(COMP, {"prompt": "x", "max_tokens": 1}, headers=bearer(open2))[0] for s in servers]
+            if st == [200, 200]:
+                break
+            time.sleep(0.5)
+        t.check("database back: both replicas serve again (reconnected)", st == [200, 200], st)
+        n = pg.sql("SELECT count(*) FROM requests WHERE tenant = 'open' AND status = 200")[0][0]
+        t.check("the rows after the restart are in the ledger", int(n) >= 8, n)
+
+        for s in servers:
+            s.stop()
+        logs = "\n".join("\n".join(s.log) for s in servers)
+        t.check("no key and no password in the servers' logs",
+                all(k not in logs for k in secrets) and PASSWORD not in logs, logs[-2000:])
+        servers = []
+
+        # Unreachable at start: exit 1, one line, the password masked.
+        dead = "postgresql://bc:%s@127.0.0.1:%d/postgres" % (PASSWORD, free_port())
+        for what, cmd in (("serve --tenants", [args.bin, "serve", "--tenants", dead, "--port", "0"]),
+                          ("tenants --store", [args.bin, "tenants", "--store", dead, "list"]),
+                          ("usage --ledger", [args.bin, "usage", "--ledger", dead])):
+            t0 = time.time()
+            r = subprocess.run(cmd, capture_output=True, timeout=120)
+            err = r.stderr.decode()
+            lines = [x for x in err.splitlines() if x.strip()]
+            t.check("%s on an unreachable database: exit 1, one line, password masked" % what,
+                    r.returncode == 1 and len(lines) == 1 and "postgresql://bc:***@127.0.0.1" in err
+                    and PASSWORD not in err and time.time() - t0 < 30, err)
+    finally:
+        for s in servers:
+            s.kill()
+        pg.destroy()
+    return t.finish()
+
+
+if __name__ == "__main__":
+    sys.exit(main())
