@@ -8,7 +8,9 @@
  * final SSE events or the whole JSON body) are released to its client only
  * after its row is committed: a client that saw a request complete finds
  * its row. A batch that fails is rolled back whole (no half-written rows),
- * reported, and tried once more; the client gets its reply either way.
+ * reported, and tried once more; when that fails too, its requests' replies
+ * are withheld: each client gets a 503 (a non-streamed request) or an error
+ * event ending its stream, so no client sees a completion the ledger lacks.
  */
 #include "server.h"
 #include "store.h"
@@ -63,6 +65,28 @@ static int write_batch(srv_ledger *l, item *list) {
     return rc;
 }
 
+/* The reply of a request whose row could not be committed: an error in
+ * place of its final bytes (a 503 when nothing was sent yet). */
+static void publish_unrecorded(srv_request *r) {
+    json_t *e = srv_error_json("The usage ledger could not record this request, so its result is withheld; retry "
+                               "shortly.",
+                               "server_error", NULL, "ledger_unavailable");
+    char *text = e ? srv_json_dump(e) : NULL;
+    srv_buf b = {0};
+    if (r->stream) {
+        srv_buf_printf(&b, "data: %s\n\n", text ? text : "{}");
+    } else {
+        srv_buf_puts(&b, text ? text : "{}");
+        pthread_mutex_lock(&r->mu); /* read by the HTTP thread once the reply is done */
+        r->http_status = 503;
+        pthread_mutex_unlock(&r->mu);
+    }
+    srv_request_publish(r, b.data ? b.data : "", b.len, true);
+    srv_buf_free(&b);
+    free(text);
+    json_decref(e);
+}
+
 static void *ledger_main(void *arg) {
     srv_ledger *l = arg;
     pthread_mutex_lock(&l->mu);
@@ -72,13 +96,16 @@ static void *ledger_main(void *arg) {
         item *list = l->head;
         l->head = l->tail = NULL;
         pthread_mutex_unlock(&l->mu);
-        /* A failed write is reported and retried once; the client gets its
-         * reply either way (the ledger must not hold a response hostage). */
-        if (write_batch(l, list) != 0) write_batch(l, list);
+        /* A failed write is reported and retried once; a batch that is not
+         * committed then has its replies withheld. */
+        bool committed = write_batch(l, list) == 0 || write_batch(l, list) == 0;
         while (list != NULL) {
             item *next = list->next;
             if (list->req != NULL) {
-                srv_request_publish(list->req, list->tail, list->tail_len, true);
+                if (committed)
+                    srv_request_publish(list->req, list->tail, list->tail_len, true);
+                else
+                    publish_unrecorded(list->req);
                 srv_request_unref(list->req);
             }
             free_item(list);

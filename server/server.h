@@ -183,7 +183,7 @@ struct srv_request {
     uint64_t order;            /* arrival order: preemption takes the newest */
     const char *finish_reason; /* the ledger's: choice 0's, or "cancelled" / "error" */
     bool ttft_seen;            /* the first token of any choice was timed */
-    int http_status;           /* the status the ledger records */
+    int http_status;           /* the status the ledger records (set to 503, under mu, by a ledger that failed) */
 
     /* Shared between the HTTP thread and the engine/ledger threads, under mu. */
     pthread_mutex_t mu;

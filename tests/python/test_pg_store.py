@@ -226,9 +226,18 @@ def main():
         t.check("another key of the tenant still works on both", st == [200, 200], st)
 
         # The database goes away: 503 quickly; it comes back: service again.
+        # A third server keeps only its ledger there (no tenants).
+        servers.append(Server(args.bin, "--ledger", pg.url))
         t.check("PostgreSQL stopped", pg.stop("fast"))
         t0 = time.time()
-        st = [s.post(COMP, {"prompt": "x", "max_tokens": 1}, headers=bearer(open2), timeout=30)[0] for s in servers]
+        st, _, body = servers[2].post(COMP, {"prompt": "x", "max_tokens": 1}, timeout=30)
+        events = servers[2].stream(COMP, {"prompt": "x", "max_tokens": 1, "stream": True}, timeout=30)
+        took = time.time() - t0
+        t.check("ledger down: a reply it cannot record is withheld (503; a stream ends with an error event)",
+                st == 503 and "ledger" in body["error"]["message"] and took < 20
+                and "ledger_unavailable" in json.dumps(events), (st, body, events, took))
+        t0 = time.time()
+        st = [s.post(COMP, {"prompt": "x", "max_tokens": 1}, headers=bearer(open2), timeout=30)[0] for s in servers[:2]]
         took = time.time() - t0
         t.check("database down: 503 on both replicas within 10 s", st == [503, 503] and took < 10, (st, took))
         pg.start()
@@ -236,10 +245,10 @@ def main():
         st = []
         while time.time() < deadline:
             st = [s.post(COMP, {"prompt": "x", "max_tokens": 1}, headers=bearer(open2))[0] for s in servers]
-            if st == [200, 200]:
+            if st == [200, 200, 200]:
                 break
             time.sleep(0.5)
-        t.check("database back: both replicas serve again (reconnected)", st == [200, 200], st)
+        t.check("database back: the replicas serve again (reconnected)", st == [200, 200, 200], st)
         n = pg.sql("SELECT count(*) FROM requests WHERE tenant = 'open' AND status = 200")[0][0]
         t.check("the rows after the restart are in the ledger", int(n) >= 8, n)
 
