@@ -21,7 +21,8 @@ static const char help[] = "usage: baichuan tenants --store STORE COMMAND [args]
                            "  add NAME [--rpm N] [--tokens-per-day N] [--admin]\n"
                            "                      a new tenant; limits default to 0 (unlimited)\n"
                            "  key-create NAME     a new random key for tenant NAME, printed once on stdout\n"
-                           "  key-revoke KEY      revokes KEY (found by its digest) on every server using STORE\n"
+                           "  key-revoke KEY      revokes KEY (found by its digest) on every server using STORE;\n"
+                           "                      KEY '-' reads it from stdin (keeps it out of the process list)\n"
                            "  list [--json]       tenants, their limits and how many keys they have\n"
                            "\n"
                            "options:\n"
@@ -43,6 +44,23 @@ static int new_key(char out[52]) {
     memcpy(out, "sk-", 3);
     for (size_t i = 0; i < sizeof bytes; i++) snprintf(out + 3 + 2 * i, 3, "%02x", bytes[i]);
     return 0;
+}
+
+/* A tenant name: 1 to 128 printable ASCII characters, no quote or backslash. */
+static bool valid_name(const char *name) {
+    size_t n = strlen(name);
+    if (n == 0 || n > 128) return false;
+    for (size_t i = 0; i < n; i++)
+        if (name[i] < 0x21 || name[i] > 0x7e || name[i] == '"' || name[i] == '\\') return false;
+    return true;
+}
+
+/* KEY, or a line of stdin for "-" (in buf). */
+static const char *key_arg(const char *arg, char *buf, size_t cap) {
+    if (strcmp(arg, "-") != 0) return arg;
+    if (fgets(buf, (int)cap, stdin) == NULL) return NULL;
+    buf[strcspn(buf, "\r\n")] = '\0';
+    return buf;
 }
 
 static void print_list(json_t *list, bool as_json) {
@@ -70,7 +88,7 @@ static void print_list(json_t *list, bool as_json) {
 int cmd_tenants(int argc, char **argv) {
     const char *store = NULL, *command = NULL, *arg = NULL;
     long long rpm = 0, tpd = 0;
-    bool admin = false, as_json = false;
+    bool admin = false, as_json = false, limits_given = false;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
         if (cli_is_help(a)) {
@@ -81,11 +99,13 @@ int cmd_tenants(int argc, char **argv) {
         } else if (strcmp(a, "--rpm") == 0) {
             const char *v = cli_value(argc, argv, &i);
             if (v == NULL || parse_ll(v, 1000000, "--rpm", &rpm) != 0) return 1;
+            limits_given = true;
         } else if (strcmp(a, "--tokens-per-day") == 0) {
             const char *v = cli_value(argc, argv, &i);
             if (v == NULL || parse_ll(v, (long long)1 << 50, "--tokens-per-day", &tpd) != 0) return 1;
+            limits_given = true;
         } else if (strcmp(a, "--admin") == 0) {
-            admin = true;
+            admin = limits_given = true;
         } else if (strcmp(a, "--json") == 0) {
             as_json = true;
         } else if (a[0] == '-' && a[1] != '\0') {
@@ -107,6 +127,12 @@ int cmd_tenants(int argc, char **argv) {
     if (is_list && arg != NULL) return cli_error("tenants: list takes no argument ('%s')", arg);
     if (!is_list && (arg == NULL || arg[0] == '\0'))
         return cli_error("tenants: %s needs %s", command, strcmp(command, "key-revoke") == 0 ? "KEY" : "NAME");
+    if (limits_given && strcmp(command, "add") != 0)
+        return cli_error("tenants: --rpm, --tokens-per-day and --admin go with add, not %s", command);
+    if (as_json && !is_list) return cli_error("tenants: --json goes with list, not %s", command);
+    if (strcmp(command, "add") == 0 && !valid_name(arg))
+        return cli_error("tenants: '%.200s' is not a tenant name (1 to 128 printable ASCII characters, no quotes)",
+                         arg);
 
     char err[1024];
     srv_tenant_store *s = NULL;
@@ -125,8 +151,9 @@ int cmd_tenants(int argc, char **argv) {
         printf("%s\n", key); /* the only time the key is shown */
         fflush(stdout);
     } else if (strcmp(command, "key-revoke") == 0) {
-        char digest[65];
-        if (srv_tenants_key_digest(arg, strlen(arg), digest) != 0) {
+        char digest[65], line[1024];
+        const char *key = key_arg(arg, line, sizeof line);
+        if (key == NULL || srv_tenants_key_digest(key, strlen(key), digest) != 0) {
             snprintf(err, sizeof err, "key-revoke: not a key (at least 8 characters, or sha256:<64 hex>)");
             goto fail;
         }

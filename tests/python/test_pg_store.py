@@ -134,6 +134,11 @@ def check_tenants_cli(t, binary, store, label, secrets):
             by_name.get("limited", {}).get("requests_per_minute") == 3 and by_name["limited"]["keys"] == 1
             and by_name["open"]["keys"] == 1 and by_name["open"]["revoked_keys"] == 1 and by_name["open"]["admin"]
             and not any(k in r.stdout.decode() for k in keys), r.stdout)
+    for bad in (["add", ""], ["add", "a b"], ["list", "--rpm", "3"], ["add", "x", "--rpm", "-1"], ["frobnicate"],
+                ["key-revoke", "short"]):
+        r = tenants(binary, store, *bad)
+        t.check("%s: tenants %s: exit 1, one line" % (label, " ".join(bad)),
+                r.returncode == 1 and len(r.stderr.decode().strip().splitlines()) == 1, r)
     r = subprocess.run([binary, "tenants", "--help"], capture_output=True, timeout=60)
     t.check("%s: tenants --help" % label, r.returncode == 0 and b"key-create" in r.stdout, r)
     return keys[0], keys[1], keys[2]
@@ -219,9 +224,10 @@ def main():
                 x.get("completion_tokens") == sum(v[2] for v in mine)
         t.check("usage --ledger postgresql:// totals == the client's tally", ok, (r.stderr, got))
 
-        r = tenants(args.bin, pg.url, "key-revoke", open_key)
+        r = subprocess.run([args.bin, "tenants", "--store", pg.url, "key-revoke", "-"], input=open_key.encode(),
+                           capture_output=True, timeout=60)
         st = [s.post(COMP, {"prompt": "x", "max_tokens": 1}, headers=bearer(open_key))[0] for s in servers]
-        t.check("a revoked key fails on both replicas at once (401)", r.returncode == 0 and st == [401, 401], st)
+        t.check("a revoked key (key-revoke - reads it from stdin) fails on both replicas at once (401)", r.returncode == 0 and st == [401, 401], st)
         st = [s.request("GET", "/v1/models", headers=bearer(open2))[0] for s in servers]
         t.check("another key of the tenant still works on both", st == [200, 200], st)
 
