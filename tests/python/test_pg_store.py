@@ -46,7 +46,8 @@ class Cluster:
     """initdb + pg_ctl in a temporary directory, owned by an unprivileged user
     when this runs as root."""
 
-    def __init__(self):
+    def __init__(self, fsync=False):
+        self.fsync = fsync  # off by default: the test needs no durability across a power loss
         self.dir = tempfile.mkdtemp(prefix="bc-pg-")
         self.data = os.path.join(self.dir, "data")
         self.log = os.path.join(self.dir, "postgres.log")
@@ -75,7 +76,8 @@ class Cluster:
         self.start()
 
     def start(self):
-        opts = "-p %d -k %s -c listen_addresses=127.0.0.1 -c fsync=off" % (self.port, self.dir)
+        opts = "-p %d -k %s -c listen_addresses=127.0.0.1 -c fsync=%s" % (self.port, self.dir,
+                                                                         "on" if self.fsync else "off")
         r = self.run(os.path.join(PG_BIN, "pg_ctl"), "-D", self.data, "-l", self.log, "-w", "-t", "60", "-o", opts,
                      "start")
         if r.returncode != 0:
