@@ -225,6 +225,27 @@ def main():
             ok &= x.get("succeeded") == len(mine) and x.get("prompt_tokens") == sum(v[1] for v in mine) and \
                 x.get("completion_tokens") == sum(v[2] for v in mine)
         t.check("usage --ledger postgresql:// totals == the client's tally", ok, (r.stderr, got))
+        r1 = subprocess.run([args.bin, "usage", "--ledger", pg.url, "--since", "2000-01-01", "--json"],
+                            capture_output=True, timeout=60)
+        r2 = subprocess.run([args.bin, "usage", "--ledger", pg.url, "--since", "2999-01-01T00:00:00", "--json"],
+                            capture_output=True, timeout=60)
+        t.check("usage --since on PostgreSQL", r1.returncode == 0 and json.loads(r1.stdout)["tenants"] ==
+                json.loads(r.stdout)["tenants"] and r2.returncode == 0 and json.loads(r2.stdout)["tenants"] == [],
+                (r1, r2))
+
+        # tokens_per_day is shared too: charged by one replica, refused by the other.
+        tenants(args.bin, pg.url, "add", "daily", "--tokens-per-day", "4")
+        daily = tenants(args.bin, pg.url, "key-create", "daily").stdout.decode().strip()
+        secrets.append(daily)
+        first = call(servers[0], daily, "daily")
+        deadline, st, body = time.time() + 10, None, None
+        while time.time() < deadline:
+            st, _, body = servers[1].post(COMP, {"prompt": "x", "max_tokens": 1}, headers=bearer(daily))
+            if st == 429:
+                break
+            time.sleep(0.2)
+        t.check("tokens_per_day: charged on one replica, refused (429) on the other",
+                first == 200 and st == 429 and "tokens_per_day" in body["error"]["message"], (first, st, body))
 
         r = subprocess.run([args.bin, "tenants", "--store", pg.url, "key-revoke", "-"], input=open_key.encode(),
                            capture_output=True, timeout=60)
