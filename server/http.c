@@ -385,7 +385,11 @@ static enum MHD_Result authenticate(struct MHD_Connection *c, conn_state *cs, bo
         return MHD_YES;
     }
     if (st == SRV_AUTH_UNAVAILABLE) {
-        fprintf(stderr, "baichuan serve: tenants: %s\n", err); /* err masks the password */
+        static double last_logged; /* one line a second at most while the store is down */
+        if (srv_now() - last_logged >= 1.0) {
+            last_logged = srv_now();
+            fprintf(stderr, "baichuan serve: tenants: %s\n", err); /* err masks the password */
+        }
         return send_error(c, cs, 503, "The tenant store is unavailable; retry shortly.", "server_error", NULL,
                           "store_unavailable", MHD_HTTP_HEADER_RETRY_AFTER, "1");
     }

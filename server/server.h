@@ -1,6 +1,8 @@
 /*
- * server.h - the pieces of `baichuan serve` and `baichuan usage`, shared by
- * the files in server/. The server uses the engine only through baichuan.h.
+ * server.h - the pieces of `baichuan serve`, `baichuan usage` and `baichuan
+ * tenants`, shared by the files in server/. The server uses the engine only
+ * through baichuan.h, and its ledger and tenants only through the storage
+ * interfaces of store.h.
  *
  * Threads:
  *   - the HTTP thread (libmicrohttpd, poll, internal): parses requests,
@@ -12,7 +14,10 @@
  *     waiting client is still there;
  *   - the ledger thread (ledger.c): commits one row per finished request,
  *     several per transaction, and only then releases the response's last
- *     bytes, so a client that saw a request complete finds its row.
+ *     bytes, so a client that saw a request complete finds its row;
+ *   - with a PostgreSQL tenant store, its quota thread (tenants_pg.c):
+ *     charges finished requests' tokens, off the engine thread. Each thread
+ *     that talks to PostgreSQL has a connection of its own.
  *   - the main thread waits for SIGTERM/SIGINT and runs the shutdown.
  *
  * Lock order: scheduler lock -> request lock; metrics, tenants and ledger
