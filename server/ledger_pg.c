@@ -164,7 +164,7 @@ static const srv_ledger_backend_ops pg_ops = {
     .close = pg_close,
 };
 
-int srv_ledger_pg_open(srv_ledger_backend **out, const char *url, char *err, size_t err_size) {
+int srv_ledger_pg_open(srv_ledger_backend **out, const char *url, bool create, char *err, size_t err_size) {
     *out = NULL;
     pg_ledger *l = calloc(1, sizeof *l);
     if (l == NULL) {
@@ -177,7 +177,7 @@ int srv_ledger_pg_open(srv_ledger_backend **out, const char *url, char *err, siz
         return -1;
     }
     char why[400];
-    if (srv_pg_run(&l->pg, schema, why, sizeof why) != 0) {
+    if (create && srv_pg_run(&l->pg, schema, why, sizeof why) != 0) {
         snprintf(err, err_size, "cannot create the ledger table: %s", why);
         pg_close(&l->base);
         return -1;

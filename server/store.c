@@ -10,7 +10,7 @@ bool srv_store_is_pg(const char *store) {
 }
 
 int srv_ledger_backend_open(srv_ledger_backend **out, const char *store, bool create, char *err, size_t err_size) {
-    if (srv_store_is_pg(store)) return srv_ledger_pg_open(out, store, err, err_size);
+    if (srv_store_is_pg(store)) return srv_ledger_pg_open(out, store, create, err, err_size);
     return srv_ledger_sqlite_open(out, store, create, err, err_size);
 }
 

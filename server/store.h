@@ -55,10 +55,11 @@ struct srv_ledger_backend {
     const srv_ledger_backend_ops *ops;
 };
 
-/* Opens the ledger at store (creating its table if needed). */
+/* Opens the ledger at store; with create, makes the file and its table if
+ * needed (without, a reader such as `baichuan usage` changes nothing). */
 int srv_ledger_backend_open(srv_ledger_backend **out, const char *store, bool create, char *err, size_t err_size);
 int srv_ledger_sqlite_open(srv_ledger_backend **out, const char *path, bool create, char *err, size_t err_size);
-int srv_ledger_pg_open(srv_ledger_backend **out, const char *url, char *err, size_t err_size);
+int srv_ledger_pg_open(srv_ledger_backend **out, const char *url, bool create, char *err, size_t err_size);
 
 /* ------------------------------------------------------------------------ */
 /* Tenant stores                                                            */
