@@ -159,7 +159,8 @@ def check_json_store(t, binary, work, secrets):
         t.check("json: a created key works (sha256 entry), a revoked one gets 401", (st1, st2) == (200, 401),
                 (st1, st2))
     finally:
-        s.stop()
+        code = s.stop()
+    t.check("json: the server stops cleanly (exit 0)", code == 0, "\n".join(s.log[-20:]))
 
 
 def wait_window_start(t):
@@ -281,8 +282,8 @@ def main():
         n = pg.sql("SELECT count(*) FROM requests WHERE tenant = 'open' AND status = 200")[0][0]
         t.check("the rows after the restart are in the ledger", int(n) >= 8, n)
 
-        for s in servers:
-            s.stop()
+        codes = [s.stop() for s in servers]
+        t.check("the replicas stop cleanly on SIGTERM (exit 0)", codes == [0, 0, 0], codes)
         logs = "\n".join("\n".join(s.log) for s in servers)
         t.check("no key and no password in the servers' logs",
                 all(k not in logs for k in secrets) and PASSWORD not in logs, logs[-2000:])
