@@ -6,6 +6,8 @@
 #include "server.h"
 #include "store.h"
 
+#include <errno.h>
+#include <poll.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -89,9 +91,62 @@ void srv_pg_close(srv_pg *p) {
     memset(p, 0, sizeof *p);
 }
 
+/* Whether a result is a success. */
+static bool result_ok(const PGresult *r) {
+    ExecStatusType st = PQresultStatus(r);
+    return st == PGRES_TUPLES_OK || st == PGRES_COMMAND_OK;
+}
+
+/* Waits until a result can be read without blocking: 0; -1 on a broken
+ * connection; -2 past the deadline. */
+static int wait_readable(PGconn *conn, double deadline) {
+    while (PQisBusy(conn)) {
+        double left = deadline - srv_now();
+        if (left <= 0) return -2;
+        struct pollfd pfd = {.fd = PQsocket(conn), .events = POLLIN};
+        int n = poll(&pfd, 1, (int)(left * 1000.0) + 1);
+        if (n < 0 && errno != EINTR) return -1;
+        if (n > 0 && !PQconsumeInput(conn)) return -1;
+    }
+    return 0;
+}
+
+/* Sends sql and collects its results before a deadline, so a database that
+ * accepts bytes but never answers (frozen, or a half-open connection) cannot
+ * hold the caller: the first failed result, else the last one; NULL when the
+ * statement could not be sent or the connection broke, with *timed_out when
+ * no answer came in time. */
+static PGresult *exec_bounded(srv_pg *p, const char *sql, int n_params, const char *const *params, bool *timed_out) {
+    *timed_out = false;
+    /* Without parameters, the simple protocol (several statements may share
+     * one round trip). */
+    int sent = n_params == 0 ? PQsendQuery(p->conn, sql)
+                             : PQsendQueryParams(p->conn, sql, n_params, NULL, params, NULL, NULL, 0);
+    if (!sent) return NULL;
+    double deadline = srv_now() + SRV_PG_ANSWER_SECONDS;
+    PGresult *keep = NULL;
+    for (;;) {
+        int w = wait_readable(p->conn, deadline);
+        if (w != 0) {
+            *timed_out = w == -2;
+            PQclear(keep);
+            return NULL;
+        }
+        PGresult *r = PQgetResult(p->conn);
+        if (r == NULL) break;
+        if (keep == NULL || result_ok(keep)) {
+            PQclear(keep);
+            keep = r;
+        } else {
+            PQclear(r);
+        }
+    }
+    return keep;
+}
+
 PGresult *srv_pg_exec(srv_pg *p, const char *sql, int n_params, const char *const *params, char *err, size_t err_size) {
     for (int attempt = 0; attempt < 2; attempt++) {
-        bool fresh = false;
+        bool fresh = false, timed_out;
         if (p->conn == NULL || PQstatus(p->conn) != CONNECTION_OK) {
             if (p->in_transaction) {
                 snprintf(err, err_size, "%s: the connection was lost in a transaction", p->masked);
@@ -104,12 +159,15 @@ PGresult *srv_pg_exec(srv_pg *p, const char *sql, int n_params, const char *cons
             if (connect_now(p, err, err_size) != 0) return NULL;
             fresh = true;
         }
-        /* Without parameters, the simple protocol (several statements may
-         * share one round trip). */
-        PGresult *res =
-            n_params == 0 ? PQexec(p->conn, sql) : PQexecParams(p->conn, sql, n_params, NULL, params, NULL, NULL, 0);
-        ExecStatusType st = res ? PQresultStatus(res) : PGRES_FATAL_ERROR;
-        if (st == PGRES_TUPLES_OK || st == PGRES_COMMAND_OK) return res;
+        PGresult *res = exec_bounded(p, sql, n_params, params, &timed_out);
+        if (timed_out) { /* drop the connection: its state is unknown */
+            snprintf(err, err_size, "%s: no answer within %.0f s", p->masked, SRV_PG_ANSWER_SECONDS);
+            PQfinish(p->conn);
+            p->conn = NULL;
+            p->retry_after = srv_now() + 1.0;
+            return NULL;
+        }
+        if (res != NULL && result_ok(res)) return res;
         char why[256];
         first_line(res ? PQresultErrorMessage(res) : PQerrorMessage(p->conn), why, sizeof why);
         snprintf(err, err_size, "%s: %s", p->masked, why[0] ? why : "the statement failed");

@@ -2,10 +2,12 @@
  * pg.h - one libpq connection of a PostgreSQL back-end (pg.c): connected
  * with bounded timeouts, reconnected by itself after the database returns.
  *
- * Bounds: connect_timeout 3 s, statement_timeout 5 s, tcp_user_timeout 5 s,
- * so no call waits much longer than that; after a failed connection, no new
- * attempt is made for 1 s (calls fail at once meanwhile). A connection
- * belongs to one thread at a time.
+ * Bounds: connect_timeout 3 s (the whole handshake), statement_timeout 5 s
+ * (the server cancels), and the client waits SRV_PG_ANSWER_SECONDS at most
+ * for a statement's answer, then drops the connection (a frozen server or a
+ * half-open connection cannot hold a caller); tcp_user_timeout 5 s. After a
+ * failed or dropped connection no new attempt is made for 1 s (calls fail
+ * at once meanwhile). A connection belongs to one thread at a time.
  */
 #ifndef BC_PG_H
 #define BC_PG_H
@@ -13,6 +15,8 @@
 #include <libpq-fe.h>
 #include <stdbool.h>
 #include <stddef.h>
+
+#define SRV_PG_ANSWER_SECONDS 6.0 /* statement_timeout (5 s) and a second for the reply */
 
 typedef struct srv_pg {
     char *url;

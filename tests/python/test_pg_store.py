@@ -18,6 +18,7 @@ import json
 import os
 import pwd
 import shutil
+import signal
 import socket
 import subprocess
 import sys
@@ -86,6 +87,13 @@ class Cluster:
 
     def stop(self, mode="fast"):
         return self.run(os.path.join(PG_BIN, "pg_ctl"), "-D", self.data, "-m", mode, "-w", "stop").returncode == 0
+
+    def pids(self):
+        """The postmaster and its children (this cluster's processes only)."""
+        with open(os.path.join(self.data, "postmaster.pid")) as f:
+            master = int(f.readline())
+        r = subprocess.run(["ps", "-o", "pid=", "--ppid", str(master)], capture_output=True, timeout=30)
+        return [master] + [int(x) for x in r.stdout.split()]
 
     def sql(self, query):
         r = subprocess.run(["psql", self.url, "-At", "-c", query], capture_output=True, timeout=60)
@@ -254,6 +262,29 @@ def main():
         t.check("a revoked key (key-revoke - reads it from stdin) fails on both replicas at once (401)", r.returncode == 0 and st == [401, 401], st)
         st = [s.request("GET", "/v1/models", headers=bearer(open2))[0] for s in servers]
         t.check("another key of the tenant still works on both", st == [200, 200], st)
+
+        # The database freezes (accepts bytes, never answers): 503 within the
+        # client's bound (6 s), not a hang; it thaws: service again.
+        frozen = pg.pids()
+        for pid in frozen:
+            os.kill(pid, signal.SIGSTOP)
+        try:
+            t0 = time.time()
+            st = [s.post(COMP, {"prompt": "x", "max_tokens": 1}, headers=bearer(open2), timeout=60)[0]
+                  for s in servers]
+            took = time.time() - t0
+        finally:
+            for pid in frozen:
+                os.kill(pid, signal.SIGCONT)
+        t.check("database frozen: 503 on both replicas within the bound (< 9 s each)",
+                st == [503, 503] and took < 18, (st, took))
+        deadline = time.time() + 30
+        while time.time() < deadline:
+            st = [s.post(COMP, {"prompt": "x", "max_tokens": 1}, headers=bearer(open2))[0] for s in servers]
+            if st == [200, 200]:
+                break
+            time.sleep(0.5)
+        t.check("database thawed: both replicas serve again", st == [200, 200], st)
 
         # The database goes away: 503 quickly; it comes back: service again.
         # A third server keeps only its ledger there (no tenants).
