@@ -93,8 +93,17 @@ class Cluster:
         """The postmaster and its children (this cluster's processes only)."""
         with open(os.path.join(self.data, "postmaster.pid")) as f:
             master = int(f.readline())
-        r = subprocess.run(["ps", "-o", "pid=", "--ppid", str(master)], capture_output=True, timeout=30)
-        return [master] + [int(x) for x in r.stdout.split()]
+        children = []
+        for entry in os.listdir("/proc"):
+            try:
+                with open("/proc/%s/stat" % entry) as f:
+                    stat = f.read()
+            except (OSError, ValueError):
+                continue  # not a process, or one that has just ended
+            # pid (comm) state ppid ...: comm may hold spaces, so split after ')'
+            if int(stat[stat.rindex(")") + 2:].split()[1]) == master:
+                children.append(int(entry))
+        return [master] + children
 
     def sql(self, query):
         r = subprocess.run(["psql", self.url, "-At", "-c", query], capture_output=True, timeout=60)
