@@ -77,7 +77,8 @@ typedef struct srv_tenant_store srv_tenant_store;
 typedef struct srv_tenant_store_ops {
     const char *name; /* "json", "postgresql" */
 
-    /* The server's side. */
+    /* The server's side (a store opened for_server). authenticate is called
+     * from one thread at a time (the HTTP thread); charge from any. */
 
     /* The tenant owning key; with admit, also counts one request against
      * its limits. The tenant stays valid while the store is open. */
@@ -89,7 +90,8 @@ typedef struct srv_tenant_store_ops {
      * ledger's (NULL: the store keeps its own counts). */
     void (*seed)(srv_tenant_store *s, long long (*tokens_today)(void *ctx, const char *tenant), void *ctx);
 
-    /* The administrator's side (baichuan tenants). */
+    /* The administrator's side (baichuan tenants; a store not opened
+     * for_server). Each call is one change, written before it returns. */
 
     int (*add)(srv_tenant_store *s, const char *name, long rpm, long long tokens_per_day, bool admin, char *err,
                size_t err_size);
@@ -98,7 +100,8 @@ typedef struct srv_tenant_store_ops {
     /* Revokes the key with this digest: 0, or -1 (not found, or err). */
     int (*key_revoke)(srv_tenant_store *s, const char *digest, char *err, size_t err_size);
     /* A JSON array of {name, requests_per_minute, tokens_per_day, admin,
-     * keys (live), revoked_keys} in name order; never a key. */
+     * keys (live), revoked_keys}, in the file's order or by name; never a
+     * key. */
     int (*list)(srv_tenant_store *s, json_t **out, char *err, size_t err_size);
 
     void (*close)(srv_tenant_store *s);
