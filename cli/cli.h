@@ -67,6 +67,7 @@ int cmd_grammar(int argc, char **argv);
 /* server/: the HTTP server and its ledger report */
 int cmd_serve(int argc, char **argv);
 int cmd_usage(int argc, char **argv);
+int cmd_tenants(int argc, char **argv);
 
 /* The model used when a command that generates gets no -m: $BAICHUAN_MODEL,
  * else the embedded default model (models/default of the source tree). */

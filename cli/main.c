@@ -25,6 +25,7 @@ static const command commands[] = {
     {"grammar", cmd_grammar, "a JSON Schema's GBNF grammar, and whether a text on stdin matches a grammar"},
     {"serve", cmd_serve, "OpenAI-compatible HTTP server with continuous batching, tenants, ledger"},
     {"usage", cmd_usage, "per-tenant totals from a serve --ledger database"},
+    {"tenants", cmd_tenants, "add tenants, create and revoke keys, list them (JSON file or PostgreSQL)"},
 };
 
 static void usage(FILE *f) {

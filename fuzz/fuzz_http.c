@@ -42,7 +42,7 @@ static struct {
     bc_model *model;
     bc_tokenizer *tok;
     bc_context *ctx;
-    srv_tenants tenants;
+    srv_tenant_store *tenants;
     srv_config cfg;
     srv_model_info mi;
     srv_scheduler *sched;
@@ -75,7 +75,7 @@ static void stop_server(void) {
     srv_scheduler_stop(S.sched);
     srv_http_stop(S.http);
     srv_metrics_free();
-    srv_tenants_free(&S.tenants);
+    S.tenants->ops->close(S.tenants);
     bc_context_free(S.ctx);
     bc_tokenizer_free(S.tok);
     bc_model_free(S.model);
@@ -90,7 +90,7 @@ static void start_server(void) {
     signal(SIGPIPE, SIG_IGN);
     fuzz_path(S.tenants_path, sizeof S.tenants_path, "tenants.json");
     if (fuzz_write(S.tenants_path, tenants, sizeof tenants - 1) != 0) fail(S.tenants_path, "cannot write");
-    if (srv_tenants_load(&S.tenants, S.tenants_path, err, sizeof err) != 0) fail("tenants", err);
+    if (srv_tenant_store_json_open(&S.tenants, S.tenants_path, true, err, sizeof err) != 0) fail("tenants", err);
     if (bc_model_load(BC_SOURCE_DIR "/tests/data/tiny.gguf", bc_model_default_params(), &S.model, err, sizeof err) !=
             BC_STATUS_OK ||
         bc_tokenizer_load(BC_SOURCE_DIR "/tests/data/tiny_bpe.model", &S.tok, err, sizeof err) != BC_STATUS_OK)
@@ -126,7 +126,7 @@ static void start_server(void) {
                             .max_messages = S.cfg.max_messages};
     srv_metrics_init();
     if (srv_scheduler_start(&S.sched, S.ctx, S.model, S.tok, S.cfg.max_queue, NULL, err, sizeof err) != 0 ||
-        srv_http_start(&S.http, &S.cfg, &S.mi, S.sched, &S.tenants, NULL, err, sizeof err) != 0)
+        srv_http_start(&S.http, &S.cfg, &S.mi, S.sched, S.tenants, NULL, err, sizeof err) != 0)
         fail("server", err);
     S.port = srv_http_port(S.http);
     atexit(stop_server);

@@ -2,12 +2,13 @@
 # Installs the Debian packages a make target needs, if any are missing.
 #   scripts/deps.sh build   compiler, cmake, libraries
 #   scripts/deps.sh test    the above plus what the tests use (python3-torch, sentencepiece, cmocka, valgrind,
-#                           and for the server tests curl, node + npm, chromium)
+#                           and for the server tests curl, node + npm, chromium, and PostgreSQL 15 for
+#                           test_pg_store, which runs a throw-away cluster)
 #   scripts/deps.sh fuzz    the build packages plus clang (libFuzzer and the sanitizers) and time
 set -eu
 
-build_pkgs="gcc libc6-dev make cmake pkg-config libjansson-dev libmicrohttpd-dev libsqlite3-dev"
-test_pkgs="$build_pkgs libcmocka-dev python3 python3-numpy python3-torch python3-sentencepiece python3-jsonschema sentencepiece curl valgrind nodejs npm chromium"
+build_pkgs="gcc libc6-dev make cmake pkg-config libjansson-dev libmicrohttpd-dev libsqlite3-dev libpq-dev libssl-dev"
+test_pkgs="$build_pkgs libcmocka-dev python3 python3-numpy python3-torch python3-sentencepiece python3-jsonschema sentencepiece curl valgrind nodejs npm chromium postgresql-15"
 
 case "${1:-build}" in
 build) pkgs=$build_pkgs ;;

@@ -28,17 +28,20 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/random.h>
 #include <sys/socket.h>
 #include <arpa/inet.h>
+#include <unistd.h>
 
 struct srv_http {
     struct MHD_Daemon *daemon;
     const srv_config *cfg;
     const srv_model_info *mi;
     srv_scheduler *sched;
-    srv_tenants *tenants; /* NULL: no authentication */
-    srv_ledger *ledger;   /* may be NULL */
-    atomic_int n_pending; /* generation requests whose connection is still open */
+    srv_tenant_store *tenants; /* NULL: no authentication */
+    uint32_t id_salt;          /* random, drawn at start: part of every response id */
+    srv_ledger *ledger;        /* may be NULL */
+    atomic_int n_pending;      /* generation requests whose connection is still open */
 };
 
 /* The one server of this process (for srv_account). */
@@ -121,7 +124,7 @@ void srv_account(const srv_request *r, int status) {
     srv_metrics_request(tenant, srv_endpoint_path(r->endpoint), status);
     srv_metrics_tokens(tenant, r->n_prompt, r->n_generated);
     if (r->tenant != NULL && g_http != NULL && g_http->tenants != NULL)
-        srv_tenants_charge(g_http->tenants, r->tenant, (long long)r->n_prompt + r->n_generated);
+        g_http->tenants->ops->charge(g_http->tenants, r->tenant, (long long)r->n_prompt + r->n_generated);
 }
 
 /* ------------------------------------------------------------------------ */
@@ -300,8 +303,10 @@ static enum MHD_Result do_generate(struct MHD_Connection *c, conn_state *cs) {
     json_decref(body);
     if (r == NULL) return send_error(c, cs, (unsigned)e.status, e.message, e.type, e.param, e.code, NULL, NULL);
     static atomic_ullong counter;
-    snprintf(r->id, sizeof r->id, "%s-%llx%06llx", cs->route == ROUTE_CHAT ? "chatcmpl" : "cmpl",
-             (unsigned long long)r->created, (unsigned long long)atomic_fetch_add(&counter, 1) & 0xffffff);
+    /* The process's random salt keeps ids of replicas sharing a ledger apart. */
+    snprintf(r->id, sizeof r->id, "%s-%llx%08x%06llx", cs->route == ROUTE_CHAT ? "chatcmpl" : "cmpl",
+             (unsigned long long)r->created, (unsigned)g_http->id_salt,
+             (unsigned long long)atomic_fetch_add(&counter, 1) & 0xffffff);
     r->tenant = cs->tenant;
     r->t_arrival = cs->t0;
     r->conn = c;
@@ -353,13 +358,54 @@ static enum MHD_Result finish_generate(struct MHD_Connection *c, conn_state *cs)
 /* The access handler                                                       */
 /* ------------------------------------------------------------------------ */
 
-static srv_tenant *authenticate(struct MHD_Connection *c, bool *present) {
+/* The Bearer key of the request, or NULL. */
+static const char *bearer_key(struct MHD_Connection *c, bool *present) {
     const char *h = MHD_lookup_connection_value(c, MHD_HEADER_KIND, MHD_HTTP_HEADER_AUTHORIZATION);
     *present = h != NULL;
     if (h == NULL || strncasecmp(h, "Bearer ", 7) != 0) return NULL;
     h += 7;
     while (*h == ' ') h++;
-    return srv_tenants_find(g_http->tenants, h);
+    return h;
+}
+
+/* The key's tenant through the tenant store, admitting a generation request
+ * against its limits; an error reply otherwise. */
+static enum MHD_Result authenticate(struct MHD_Connection *c, conn_state *cs, bool *ok) {
+    bool present, admit = cs->route == ROUTE_COMPLETIONS || cs->route == ROUTE_CHAT;
+    const char *key = bearer_key(c, &present), *which = NULL;
+    long wait = 0;
+    char err[512] = "";
+    srv_auth_status st = SRV_AUTH_UNKNOWN_KEY;
+    *ok = false;
+    if (key != NULL)
+        st = g_http->tenants->ops->authenticate(g_http->tenants, key, admit, &cs->tenant, &which, &wait, err,
+                                                sizeof err);
+    if (st == SRV_AUTH_OK) {
+        *ok = true;
+        return MHD_YES;
+    }
+    if (st == SRV_AUTH_UNAVAILABLE) {
+        static double last_logged; /* one line a second at most while the store is down */
+        if (srv_now() - last_logged >= 1.0) {
+            last_logged = srv_now();
+            fprintf(stderr, "baichuan serve: tenants: %s\n", err); /* err masks the password */
+        }
+        return send_error(c, cs, 503, "The tenant store is unavailable; retry shortly.", "server_error", NULL,
+                          "store_unavailable", MHD_HTTP_HEADER_RETRY_AFTER, "1");
+    }
+    if (st == SRV_AUTH_LIMITED) {
+        char msg[200], after[32];
+        snprintf(msg, sizeof msg, "Rate limit reached for tenant '%s' on %s; retry after %ld s.", cs->tenant->name,
+                 which, wait);
+        snprintf(after, sizeof after, "%ld", wait);
+        return send_error(c, cs, 429, msg, "rate_limit_error", NULL, "rate_limit_exceeded", MHD_HTTP_HEADER_RETRY_AFTER,
+                          after);
+    }
+    cs->tenant = NULL;
+    return send_error(c, cs, 401,
+                      present ? "Incorrect API key provided."
+                              : "You didn't provide an API key: send 'Authorization: Bearer KEY'.",
+                      "invalid_request_error", NULL, "invalid_api_key", MHD_HTTP_HEADER_WWW_AUTHENTICATE, "Bearer");
 }
 
 static enum MHD_Result first_call(struct MHD_Connection *c, conn_state *cs, const char *url, const char *method) {
@@ -385,26 +431,9 @@ static enum MHD_Result first_call(struct MHD_Connection *c, conn_state *cs, cons
     /* Every endpoint but /health (and the static page, whose API calls carry
      * the key) needs a tenant's key when a tenants file is in use. */
     if (g_http->tenants != NULL && cs->route != ROUTE_HEALTH && cs->route != ROUTE_PAGE) {
-        bool present;
-        cs->tenant = authenticate(c, &present);
-        if (cs->tenant == NULL)
-            return send_error(c, cs, 401,
-                              present ? "Incorrect API key provided."
-                                      : "You didn't provide an API key: send 'Authorization: Bearer KEY'.",
-                              "invalid_request_error", NULL, "invalid_api_key", MHD_HTTP_HEADER_WWW_AUTHENTICATE,
-                              "Bearer");
-        if (cs->route == ROUTE_COMPLETIONS || cs->route == ROUTE_CHAT) {
-            const char *which = NULL;
-            long wait = srv_tenants_admit(g_http->tenants, cs->tenant, &which);
-            if (wait > 0) {
-                char msg[200], after[32];
-                snprintf(msg, sizeof msg, "Rate limit reached for tenant '%s' on %s; retry after %ld s.",
-                         cs->tenant->name, which, wait);
-                snprintf(after, sizeof after, "%ld", wait);
-                return send_error(c, cs, 429, msg, "rate_limit_error", NULL, "rate_limit_exceeded",
-                                  MHD_HTTP_HEADER_RETRY_AFTER, after);
-            }
-        }
+        bool ok;
+        enum MHD_Result r = authenticate(c, cs, &ok);
+        if (!ok) return r;
     }
     const char *cl = MHD_lookup_connection_value(c, MHD_HEADER_KIND, MHD_HTTP_HEADER_CONTENT_LENGTH);
     if (cl != NULL && strtoull(cl, NULL, 10) > g_http->cfg->max_body) cs->too_large = true;
@@ -496,7 +525,7 @@ static void completed(void *cls, struct MHD_Connection *c, void **con_cls, enum 
 /* ------------------------------------------------------------------------ */
 
 int srv_http_start(srv_http **out, const srv_config *cfg, const srv_model_info *mi, srv_scheduler *sched,
-                   srv_tenants *tenants, srv_ledger *ledger, char *err, size_t err_size) {
+                   srv_tenant_store *tenants, srv_ledger *ledger, char *err, size_t err_size) {
     *out = NULL;
     srv_http *h = calloc(1, sizeof *h);
     if (h == NULL) {
@@ -507,6 +536,8 @@ int srv_http_start(srv_http **out, const srv_config *cfg, const srv_model_info *
     h->mi = mi;
     h->sched = sched;
     h->tenants = tenants;
+    if (getrandom(&h->id_salt, sizeof h->id_salt, 0) != (ssize_t)sizeof h->id_salt)
+        h->id_salt = (uint32_t)srv_wall() ^ (uint32_t)getpid() << 16;
     h->ledger = ledger;
     g_http = h;
     struct sockaddr_in addr;

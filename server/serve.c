@@ -36,9 +36,11 @@ static const char help[] =
     "      --queue N            choices waiting for a slot before 503 (a request brings n; default 64)\n"
     "      --max-body N         largest request body in bytes (default 1048576)\n"
     "      --max-messages N     most messages in a chat request (default 1024)\n"
-    "      --tenants FILE       tenants and their keys and limits (JSON); then every endpoint\n"
-    "                           but /health and / needs 'Authorization: Bearer KEY'\n"
-    "      --ledger FILE        record every generation request in this SQLite database\n"
+    "      --tenants STORE      tenants and their keys and limits: a JSON file, or a postgresql://\n"
+    "                           URL whose tables replicas share (quotas counted in the database);\n"
+    "                           then every endpoint but /health and / needs 'Authorization: Bearer KEY'\n"
+    "      --ledger STORE       record every generation request in this SQLite file, or in the\n"
+    "                           PostgreSQL database of a postgresql:// URL\n"
     "      --tokenizer PATH     tokenizer directory or tokenizer.model (default: the model's; needed\n"
     "                           for a GGUF model, whose vocabulary is not read)\n"
     "      --alias NAME         the model name reported (default: the model path's last part)\n"
@@ -102,6 +104,11 @@ static unsigned long long mem_available(void) {
 }
 
 static double gib(unsigned long long b) { return (double)b / (1024.0 * 1024 * 1024); }
+
+/* The seed of a tenant store's daily counts. */
+static long long ledger_tokens_today(void *ledger, const char *tenant) {
+    return srv_ledger_tokens_today(ledger, tenant);
+}
 
 int cmd_serve(int argc, char **argv) {
     cli_model_opts mo;
@@ -185,8 +192,7 @@ int cmd_serve(int argc, char **argv) {
     bc_model *model = NULL;
     bc_tokenizer *tok = NULL;
     bc_context *ctx = NULL;
-    srv_tenants tenants;
-    bool have_tenants = false;
+    srv_tenant_store *tenants = NULL;
     srv_ledger *ledger = NULL;
     srv_scheduler *sched = NULL;
     srv_http *http = NULL;
@@ -201,11 +207,10 @@ int cmd_serve(int argc, char **argv) {
     signal(SIGPIPE, SIG_IGN);
 
     if (cfg.tenants_path != NULL) {
-        if (srv_tenants_load(&tenants, cfg.tenants_path, err, sizeof err) != 0) {
+        if (srv_tenant_store_open(&tenants, cfg.tenants_path, true, err, sizeof err) != 0) {
             cli_error("%s", err);
             goto cleanup;
         }
-        have_tenants = true;
     }
     if ((model = cli_load_model(&mo)) == NULL) goto cleanup;
     if (bc_tokenizer_load(tokenizer_path ? tokenizer_path : mo.model, &tok, err, sizeof err) != BC_STATUS_OK) {
@@ -280,14 +285,11 @@ int cmd_serve(int argc, char **argv) {
             cli_error("%s", err);
             goto cleanup;
         }
-        for (size_t i = 0; have_tenants && i < tenants.n; i++) {
-            srv_tenant *t = &tenants.tenants[i];
-            srv_tenants_charge(&tenants, t, srv_ledger_tokens_today(ledger, t->name));
-        }
+        if (tenants != NULL && tenants->ops->seed != NULL) tenants->ops->seed(tenants, ledger_tokens_today, ledger);
     }
     srv_metrics_init();
     if (srv_scheduler_start(&sched, ctx, model, tok, cfg.max_queue, ledger, err, sizeof err) != 0 ||
-        srv_http_start(&http, &cfg, &mi, sched, have_tenants ? &tenants : NULL, ledger, err, sizeof err) != 0) {
+        srv_http_start(&http, &cfg, &mi, sched, tenants, ledger, err, sizeof err) != 0) {
         cli_error("%s", err);
         goto cleanup;
     }
@@ -334,7 +336,7 @@ cleanup:
     srv_http_stop(http);
     srv_ledger_close(ledger);  /* commits whatever is still queued */
     srv_grammar_cache_clear(); /* before the tokenizer the grammars are bound to */
-    if (have_tenants) srv_tenants_free(&tenants);
+    if (tenants != NULL) tenants->ops->close(tenants);
     bc_context_free(ctx);
     bc_tokenizer_free(tok);
     bc_model_free(model);

@@ -1,6 +1,8 @@
 /*
- * server.h - the pieces of `baichuan serve` and `baichuan usage`, shared by
- * the files in server/. The server uses the engine only through baichuan.h.
+ * server.h - the pieces of `baichuan serve`, `baichuan usage` and `baichuan
+ * tenants`, shared by the files in server/. The server uses the engine only
+ * through baichuan.h, and its ledger and tenants only through the storage
+ * interfaces of store.h.
  *
  * Threads:
  *   - the HTTP thread (libmicrohttpd, poll, internal): parses requests,
@@ -12,7 +14,10 @@
  *     waiting client is still there;
  *   - the ledger thread (ledger.c): commits one row per finished request,
  *     several per transaction, and only then releases the response's last
- *     bytes, so a client that saw a request complete finds its row.
+ *     bytes, so a client that saw a request complete finds its row;
+ *   - with a PostgreSQL tenant store, its quota thread (tenants_pg.c):
+ *     charges finished requests' tokens, off the engine thread. Each thread
+ *     that talks to PostgreSQL has a connection of its own.
  *   - the main thread waits for SIGTERM/SIGINT and runs the shutdown.
  *
  * Lock order: scheduler lock -> request lock; metrics, tenants and ledger
@@ -22,6 +27,7 @@
 #define BC_SERVER_H
 
 #include "baichuan.h"
+#include "store.h"
 
 #include <jansson.h>
 #include <pthread.h>
@@ -31,7 +37,6 @@
 #include <stdint.h>
 
 struct MHD_Connection;
-typedef struct srv_ledger srv_ledger;
 
 /* ------------------------------------------------------------------------ */
 /* Small utilities (util.c)                                                 */
@@ -51,6 +56,8 @@ void srv_buf_free(srv_buf *b);
 /* Monotonic seconds, and wall-clock seconds since the epoch. */
 double srv_now(void);
 double srv_wall(void);
+/* t (wall-clock seconds) as ISO 8601 UTC with milliseconds: 2024-05-01T12:00:00.000Z */
+void srv_iso_time(double t, char *out, size_t cap);
 
 /* The compact UTF-8 JSON text of v (malloc'd; NULL out of memory). */
 char *srv_json_dump(const json_t *v);
@@ -64,17 +71,19 @@ json_t *srv_error_json(const char *message, const char *type, const char *param,
 
 typedef struct srv_tenant {
     char *name;
-    char **keys;
+    char (*digests)[65]; /* (n_keys) lowercase hex SHA-256 of each key: keys are not kept */
     size_t n_keys;
     long requests_per_minute; /* 0 = unlimited */
     long long tokens_per_day; /* 0 = unlimited */
-    /* Limiter state, under the tenants' lock. */
+    bool admin;
+    /* Limiter state of the JSON store, under the tenants' lock. */
     double *recent; /* (requests_per_minute) start times of the latest requests, a ring */
     long n_recent, recent_head;
     long long day;          /* days since the epoch of tokens_today */
     long long tokens_today; /* prompt + completion tokens counted today (UTC) */
 } srv_tenant;
 
+/* The tenants of a JSON file, as the server reads it (tenants.c). */
 typedef struct srv_tenants {
     srv_tenant *tenants;
     size_t n;
@@ -84,7 +93,10 @@ typedef struct srv_tenants {
 /* Reads a tenants file; on failure writes "FILE: field: problem" to err. */
 int srv_tenants_load(srv_tenants *t, const char *path, char *err, size_t err_size);
 void srv_tenants_free(srv_tenants *t);
-/* The tenant that owns key (compared in constant time), or NULL. */
+/* The digest (64 hex) of a tenants file's key entry: the key itself, or
+ * "sha256:" and its digest. 0, or -1 when entry is neither. */
+int srv_tenants_key_digest(const char *entry, size_t len, char out[65]);
+/* The tenant that owns key (its digest compared in constant time), or NULL. */
 srv_tenant *srv_tenants_find(srv_tenants *t, const char *key);
 /* Admits one request of tenant now: 0, or the seconds to wait (> 0) and the
  * limit that refused it in *which ("requests_per_minute"/"tokens_per_day"). */
@@ -176,7 +188,7 @@ struct srv_request {
     uint64_t order;            /* arrival order: preemption takes the newest */
     const char *finish_reason; /* the ledger's: choice 0's, or "cancelled" / "error" */
     bool ttft_seen;            /* the first token of any choice was timed */
-    int http_status;           /* the status the ledger records */
+    int http_status;           /* the status the ledger records (set to 503, under mu, by a ledger that failed) */
 
     /* Shared between the HTTP thread and the engine/ledger threads, under mu. */
     pthread_mutex_t mu;
@@ -265,7 +277,7 @@ void srv_scheduler_stop(srv_scheduler *s);
 /* Ledger (ledger.c)                                                        */
 /* ------------------------------------------------------------------------ */
 
-typedef struct srv_ledger_row {
+struct srv_ledger_row {
     double time;            /* wall-clock seconds when the request ended */
     const char *request_id; /* the response's "id" (NULL for requests refused before one was made) */
     const char *tenant;
@@ -275,9 +287,10 @@ typedef struct srv_ledger_row {
     const char *finish_reason;
     int status;
     double latency; /* seconds from arrival to the end */
-} srv_ledger_row;
+};
 
-/* Opens (creating if needed) the ledger database and starts its thread. */
+/* Opens (creating if needed) the ledger at path (a SQLite file or a
+ * postgresql:// URL, see store.h) and starts its thread. */
 int srv_ledger_open(srv_ledger **out, const char *path, char *err, size_t err_size);
 /* Records a row. With r, the ledger publishes tail (final bytes, copied) to r
  * once the row is committed, and drops the reference it takes on r. */
@@ -357,7 +370,7 @@ extern const size_t srv_web_page_len;
 typedef struct srv_http srv_http;
 
 int srv_http_start(srv_http **out, const srv_config *cfg, const srv_model_info *mi, srv_scheduler *sched,
-                   srv_tenants *tenants, srv_ledger *ledger, char *err, size_t err_size);
+                   srv_tenant_store *tenants, srv_ledger *ledger, char *err, size_t err_size);
 /* Stops accepting new connections. */
 void srv_http_quiesce(srv_http *h);
 /* The port listened on (useful with --port 0). */

@@ -62,6 +62,15 @@ double srv_wall(void) {
     return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
 }
 
+void srv_iso_time(double t, char *out, size_t cap) {
+    time_t s = (time_t)t;
+    struct tm tm;
+    gmtime_r(&s, &tm);
+    char base[32];
+    strftime(base, sizeof base, "%Y-%m-%dT%H:%M:%S", &tm);
+    snprintf(out, cap, "%s.%03dZ", base, (int)((t - (double)s) * 1000.0));
+}
+
 char *srv_json_dump(const json_t *v) { return json_dumps(v, JSON_COMPACT); }
 
 /* The length of the well-formed UTF-8 sequence that starts s (n bytes

@@ -1,0 +1,128 @@
+/*
+ * store.h - the server's shared state behind two interfaces, each a struct
+ * of function pointers (as SQLite's VFS): the usage ledger and the tenant
+ * store. The server calls these interfaces, never a back-end.
+ *
+ *   ledger:  SQLite file (ledger_sqlite.c) or PostgreSQL (ledger_pg.c)
+ *   tenants: JSON file (tenants.c)          or PostgreSQL (tenants_pg.c)
+ *
+ * A STORE argument that starts with postgresql:// or postgres:// names a
+ * PostgreSQL database (a libpq URL); anything else is a file path.
+ *
+ * Keys: a back-end keeps only SHA-256 digests of keys (the JSON file may
+ * also hold plain keys, digested when it is read). Nothing here prints a
+ * key or a password: URLs in messages have their password masked.
+ */
+#ifndef BC_STORE_H
+#define BC_STORE_H
+
+#include <jansson.h>
+#include <stdbool.h>
+#include <stddef.h>
+
+typedef struct srv_tenant srv_tenant;
+typedef struct srv_ledger srv_ledger;
+typedef struct srv_ledger_row srv_ledger_row;
+
+/* True when store names a PostgreSQL database. */
+bool srv_store_is_pg(const char *store);
+
+/* The lowercase hex SHA-256 of key (OpenSSL's EVP), in out[65]. 0, or -1. */
+int srv_sha256_hex(const char *key, size_t len, char out[65]);
+
+/* ------------------------------------------------------------------------ */
+/* Ledger back-ends                                                         */
+/* ------------------------------------------------------------------------ */
+
+typedef struct srv_ledger_backend srv_ledger_backend;
+
+typedef struct srv_ledger_backend_ops {
+    const char *name; /* "sqlite", "postgresql" */
+    /* Writes rows[0..n) in one transaction: 0 once committed; -1 with a
+     * message in err (nothing of the batch is kept). */
+    int (*write)(srv_ledger_backend *b, const srv_ledger_row *rows, size_t n, char *err, size_t err_size);
+    /* Tokens of tenant since the start of today (UTC); 0 when unknown. */
+    long long (*tokens_today)(srv_ledger_backend *b, const char *tenant);
+    /* Per-tenant totals of requests ending at or after since ("" = all), as
+     * a JSON array of {tenant, requests, succeeded, prompt_tokens,
+     * completion_tokens} in tenant order. 0, or -1 with err. */
+    int (*totals)(srv_ledger_backend *b, const char *since, json_t **out, char *err, size_t err_size);
+    void (*close)(srv_ledger_backend *b);
+} srv_ledger_backend_ops;
+
+/* Every back-end's handle starts with this. */
+struct srv_ledger_backend {
+    const srv_ledger_backend_ops *ops;
+};
+
+/* Opens the ledger at store; with create, makes the file and its table if
+ * needed (without, a reader such as `baichuan usage` changes nothing). */
+int srv_ledger_backend_open(srv_ledger_backend **out, const char *store, bool create, char *err, size_t err_size);
+int srv_ledger_sqlite_open(srv_ledger_backend **out, const char *path, bool create, char *err, size_t err_size);
+int srv_ledger_pg_open(srv_ledger_backend **out, const char *url, bool create, char *err, size_t err_size);
+
+/* ------------------------------------------------------------------------ */
+/* Tenant stores                                                            */
+/* ------------------------------------------------------------------------ */
+
+typedef enum srv_auth_status {
+    SRV_AUTH_OK = 0,          /* the key's tenant in *tenant (and admitted, if asked) */
+    SRV_AUTH_UNKNOWN_KEY = 1, /* no tenant owns the key, or it was revoked */
+    SRV_AUTH_LIMITED = 2,     /* over a limit: *which names it, *wait the seconds to wait */
+    SRV_AUTH_UNAVAILABLE = 3, /* the store cannot answer now (err says why) */
+} srv_auth_status;
+
+typedef struct srv_tenant_store srv_tenant_store;
+
+typedef struct srv_tenant_store_ops {
+    const char *name; /* "json", "postgresql" */
+
+    /* The server's side (a store opened for_server). authenticate is called
+     * from one thread at a time (the HTTP thread); charge from any. */
+
+    /* The tenant owning key; with admit, also counts one request against
+     * its limits. The tenant stays valid while the store is open. */
+    srv_auth_status (*authenticate)(srv_tenant_store *s, const char *key, bool admit, srv_tenant **tenant,
+                                    const char **which, long *wait, char *err, size_t err_size);
+    /* Counts tokens against tenant's daily quota (may be queued). */
+    void (*charge)(srv_tenant_store *s, srv_tenant *tenant, long long tokens);
+    /* Seeds the daily counts at start from tokens_today(ctx, tenant), the
+     * ledger's (NULL: the store keeps its own counts). */
+    void (*seed)(srv_tenant_store *s, long long (*tokens_today)(void *ctx, const char *tenant), void *ctx);
+
+    /* The administrator's side (baichuan tenants; a store not opened
+     * for_server). Each call is one change, written before it returns. */
+
+    int (*add)(srv_tenant_store *s, const char *name, long rpm, long long tokens_per_day, bool admin, char *err,
+               size_t err_size);
+    /* Adds a key, by its digest (64 hex), to tenant name. */
+    int (*key_add)(srv_tenant_store *s, const char *name, const char *digest, char *err, size_t err_size);
+    /* Revokes the key with this digest: 0, or -1 (not found, or err). */
+    int (*key_revoke)(srv_tenant_store *s, const char *digest, char *err, size_t err_size);
+    /* A JSON array of {name, requests_per_minute, tokens_per_day, admin,
+     * keys (live), revoked_keys}, in the file's order or by name; never a
+     * key. */
+    int (*list)(srv_tenant_store *s, json_t **out, char *err, size_t err_size);
+
+    void (*close)(srv_tenant_store *s);
+} srv_tenant_store_ops;
+
+struct srv_tenant_store {
+    const srv_tenant_store_ops *ops;
+};
+
+/* Opens the tenant store at store. for_server: load what the server needs
+ * (the JSON file must then be valid and hold a tenant); otherwise an
+ * absent JSON file is an empty store the administrator may write. */
+int srv_tenant_store_open(srv_tenant_store **out, const char *store, bool for_server, char *err, size_t err_size);
+int srv_tenant_store_json_open(srv_tenant_store **out, const char *path, bool for_server, char *err, size_t err_size);
+int srv_tenant_store_pg_open(srv_tenant_store **out, const char *url, bool for_server, char *err, size_t err_size);
+
+/* ------------------------------------------------------------------------ */
+/* PostgreSQL helpers (pg.c)                                                */
+/* ------------------------------------------------------------------------ */
+
+/* url with its password replaced by *** (in out). */
+void srv_pg_mask(const char *url, char *out, size_t cap);
+
+#endif /* BC_STORE_H */
