@@ -8,7 +8,7 @@
 set -eu
 
 build_pkgs="gcc libc6-dev make cmake pkg-config libjansson-dev libmicrohttpd-dev libsqlite3-dev libpq-dev libssl-dev"
-test_pkgs="$build_pkgs libcmocka-dev python3 python3-numpy python3-torch python3-sentencepiece python3-jsonschema sentencepiece curl valgrind nodejs npm chromium postgresql-15"
+test_pkgs="$build_pkgs libcmocka-dev python3 python3-numpy python3-torch python3-sentencepiece python3-jsonschema sentencepiece curl valgrind nodejs npm chromium postgresql-15 nginx"
 
 case "${1:-build}" in
 build) pkgs=$build_pkgs ;;

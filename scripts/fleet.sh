@@ -14,14 +14,15 @@
 # refuses to run as root: as root, the cluster runs as the `postgres` user
 # (or `nobody`). Needs build/baichuan, PostgreSQL 15 and nginx
 # (scripts/deps.sh test installs them). Ports: $FLEET_PORT for nginx
-# (default: a free one), printed at the end.
+# (default: a free one), printed at the end. $BAICHUAN_BIN: the program
+# (default build/baichuan).
 set -eu
 
 cd "$(dirname "$0")/.."
 root=$(pwd)
 dir=${FLEET_DIR:-/tmp/baichuan-fleet}
 pgbin=/usr/lib/postgresql/15/bin
-bin="$root/build/baichuan"
+bin=${BAICHUAN_BIN:-$root/build/baichuan}
 
 free_port() {
     /usr/bin/python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
@@ -64,16 +65,22 @@ up() {
     if [ "$(id -u)" -eq 0 ]; then
         if id postgres >/dev/null 2>&1; then echo postgres >"$dir/pg.user"; else echo nobody >"$dir/pg.user"; fi
         chown "$(cat "$dir/pg.user")" "$dir/pg"
+        as_pg test -w "$dir/pg" || {
+            echo "error: user $(cat "$dir/pg.user") cannot enter $dir: put FLEET_DIR in a directory every user can enter" >&2
+            exit 1
+        }
     fi
     pgport=$(free_port)
-    as_pg "$pgbin/initdb" -D "$dir/pg/data" -U baichuan --auth=trust -E UTF8 >"$dir/pg/initdb.log" 2>&1
-    as_pg "$pgbin/pg_ctl" -D "$dir/pg/data" -l "$dir/pg/postgres.log" -w -o "-p $pgport -k $dir/pg -c listen_addresses=127.0.0.1" start >/dev/null
+    as_pg "$pgbin/initdb" -D "$dir/pg/data" -U baichuan --auth=trust -E UTF8 >"$dir/pg/initdb.log" 2>&1 ||
+        { echo "error: initdb failed:" >&2; tail -3 "$dir/pg/initdb.log" >&2; exit 1; }
+    as_pg "$pgbin/pg_ctl" -D "$dir/pg/data" -l "$dir/pg/postgres.log" -w -o "-p $pgport -k $dir/pg -c listen_addresses=127.0.0.1" start >/dev/null ||
+        { echo "error: PostgreSQL did not start:" >&2; tail -3 "$dir/pg/postgres.log" >&2; exit 1; }
     echo "$pgport" >"$dir/pg.port"
     as_pg "$pgbin/createdb" -h 127.0.0.1 -p "$pgport" -U baichuan baichuan
     db="postgresql://baichuan@127.0.0.1:$pgport/baichuan"
     echo "$db" >"$dir/db.url"
 
-    "$bin" tenants --store "$db" add demo --rpm 60 --tokens-per-day 1000000 >/dev/null
+    "$bin" tenants --store "$db" add demo --rpm 60 --tokens-per-day 1000000 >/dev/null 2>&1
     "$bin" tenants --store "$db" key-create demo >"$dir/demo.key"
 
     # The replicas.
@@ -94,9 +101,9 @@ up() {
     # nginx, with the deploy configuration's upstream and server blocks.
     lport=${FLEET_PORT:-$(free_port)}
     awk -v replicas="$dir/replicas" -v lport="$lport" '
-        /@REPLICA@/ { if (!done) { while ((getline line < replicas) > 0) { split(line, f, " ");
+        /^ *server .*@REPLICA@/ { if (!done) { while ((getline line < replicas) > 0) { split(line, f, " ");
                           printf "    server 127.0.0.1:%s max_fails=1 fail_timeout=10s;\n", f[2] } done = 1 } next }
-        /@LISTEN@/ { printf "    listen 127.0.0.1:%s;\n", lport; next }
+        /^ *listen .*@LISTEN@/ { printf "    listen 127.0.0.1:%s;\n", lport; next }
         { print }' deploy/nginx/baichuan.conf >"$dir/nginx/baichuan.conf"
     user_line=""
     [ "$(id -u)" -eq 0 ] && user_line="user nobody nogroup;"
