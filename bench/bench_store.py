@@ -23,6 +23,7 @@ import statistics
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "tests", "python"))
@@ -46,6 +47,36 @@ def measure(server, key, n):
     return statistics.median(times), times[min(len(times) - 1, int(len(times) * 0.99))]
 
 
+def throughput(server, key, n, clients):
+    """Requests per second with `clients` clients each sending one request
+    after another (n in all)."""
+    headers = {"Authorization": "Bearer " + key} if key else {}
+    body = {"prompt": "", "max_tokens": 1}
+    left = [n]
+    lock = threading.Lock()
+    failed = []
+
+    def client():
+        while True:
+            with lock:
+                if left[0] == 0:
+                    return
+                left[0] -= 1
+            st, _, _ = server.post("/v1/completions", body, headers=headers)
+            if st != 200:
+                failed.append(st)
+
+    t0 = time.perf_counter()
+    threads = [threading.Thread(target=client) for _ in range(clients)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    if failed:
+        raise RuntimeError("statuses %s" % sorted(set(failed)))
+    return n / (time.perf_counter() - t0)
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--bin", required=True)
@@ -55,7 +86,7 @@ def main():
     rows = []
     s = Server(args.bin)
     try:
-        rows.append(("none",) + measure(s, None, args.requests))
+        rows.append(("none",) + measure(s, None, args.requests) + (throughput(s, None, args.requests, 16),))
     finally:
         s.stop()
     key = "sk-bench-store-0123456789"
@@ -64,7 +95,7 @@ def main():
         json.dump({"tenants": [{"name": "bench", "keys": [key]}]}, f)
     s = Server(args.bin, "--tenants", tenants, "--ledger", os.path.join(work, "ledger.sqlite"))
     try:
-        rows.append(("sqlite",) + measure(s, key, args.requests))
+        rows.append(("sqlite",) + measure(s, key, args.requests) + (throughput(s, key, args.requests, 16),))
     finally:
         s.stop()
     pg = Cluster(fsync=True)  # commits as durable as SQLite's synchronous=FULL
@@ -76,15 +107,16 @@ def main():
         pg_key = run("key-create", "bench")
         s = Server(args.bin, "--tenants", pg.url, "--ledger", pg.url)
         try:
-            rows.append(("postgresql",) + measure(s, pg_key, args.requests))
+            rows.append(("postgresql",) + measure(s, pg_key, args.requests) + (throughput(s, pg_key, args.requests, 16),))
         finally:
             s.stop()
     finally:
         pg.destroy()
-    print("%-12s %12s %12s   (empty prompt, max_tokens 1, %d requests one at a time)" %
-          ("store", "median ms", "p99 ms", args.requests))
-    for name, med, p99 in rows:
-        print("%-12s %12.2f %12.2f" % (name, med, p99))
+    print("%-12s %12s %12s %14s   (empty prompt, max_tokens 1; latency: %d requests one at a time; "
+          "throughput: %d requests from 16 clients)" % ("store", "median ms", "p99 ms", "requests/s", args.requests,
+                                                        args.requests))
+    for name, med, p99, rps in rows:
+        print("%-12s %12.2f %12.2f %14.1f" % (name, med, p99, rps))
 
 
 if __name__ == "__main__":
