@@ -1,12 +1,16 @@
 // The operator's usage page (/admin) in headless Chromium: enter the admin
 // key, show a range, and read back what the page drew. Every bar of both
 // charts (its data-value) and every table row must equal /admin/usage's
-// JSON, fetched here with the same key; a non-admin key shows the 403.
-//   node admin_page.mjs URL ADMIN_KEY OTHER_KEY FROM TO
+// JSON, fetched here with the same key, and the table's per-tenant totals
+// and the bars' sums must equal LEDGER, the ledger's rows counted by the
+// caller ({tenant: [requests, prompt_tokens, completion_tokens]}); a
+// non-admin key shows the 403.
+//   node admin_page.mjs URL ADMIN_KEY OTHER_KEY FROM TO LEDGER_JSON
 //   (playwright-core installed beside this file)
 import { chromium } from "playwright-core";
 
-const [url, adminKey, otherKey, from, to] = process.argv.slice(2);
+const [url, adminKey, otherKey, from, to, ledgerJson] = process.argv.slice(2);
+const ledger = JSON.parse(ledgerJson);
 let passed = 0, failed = 0;
 function check(name, ok, detail) {
   console.log(`${ok ? "PASS" : "FAIL"} admin page: ${name}${ok ? "" : " " + JSON.stringify(detail)}`);
@@ -69,6 +73,19 @@ function compare(label, want, got) {
   wantRows.push({ tenant: "*", bucket: "total", ...counts(want.totals) });
   check(`${label}: table == /admin/usage (${wantRows.length} rows)`,
         JSON.stringify(got.rows) === JSON.stringify(wantRows), { got: got.rows, want: wantRows });
+  // Against the ledger itself: the table's tenant totals and the bars' sums.
+  const fromTable = {}, fromBars = {};
+  for (const r of got.rows)
+    if (r.bucket === "total" && r.tenant !== "*")
+      fromTable[r.tenant] = [r.requests, r.prompt_tokens, r.completion_tokens];
+  for (const [tenant, byBucket] of Object.entries(got.bars.requests || {}))
+    fromBars[tenant] = [Object.values(byBucket).reduce((a, b) => a + b, 0),
+                        Object.values(got.bars.tokens[tenant]).reduce((a, b) => a + b, 0)];
+  const sorted = (o) => JSON.stringify(Object.keys(o).sort().map((k) => [k, o[k]]));
+  const ledgerBars = Object.fromEntries(Object.entries(ledger).map(([k, v]) => [k, [v[0], v[1] + v[2]]]));
+  check(`${label}: table totals == the ledger's rows`, sorted(fromTable) === sorted(ledger), [fromTable, ledger]);
+  check(`${label}: bars summed per tenant == the ledger's rows`, sorted(fromBars) === sorted(ledgerBars),
+        [fromBars, ledgerBars]);
   check(`${label}: a legend entry per tenant, and axes`,
         JSON.stringify(got.legend) === JSON.stringify(want.tenants.map((t) => t.tenant)) && got.axes >= 2, got.legend);
 }

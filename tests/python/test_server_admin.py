@@ -177,7 +177,7 @@ def main():
 
         if t.check("npm install openai playwright-core", install(args.work)):
             run_node(t, args.work, "admin_page.mjs", "http://127.0.0.1:%d/" % s.port, KEYS["root"], KEYS["alice"],
-                     yesterday, today.isoformat())
+                     yesterday, today.isoformat(), json.dumps(ledger_counts(db)))
     finally:
         t.check("server exits 0", s.stop() == 0, "\n".join(s.log[-10:]))
     return t.finish()
