@@ -31,6 +31,7 @@
 #include <sys/random.h>
 #include <sys/socket.h>
 #include <arpa/inet.h>
+#include <time.h>
 #include <unistd.h>
 
 struct srv_http {
@@ -57,6 +58,8 @@ typedef enum route {
     ROUTE_DETOKENIZE,
     ROUTE_COMPLETIONS,
     ROUTE_CHAT,
+    ROUTE_ADMIN_PAGE,
+    ROUTE_ADMIN_USAGE,
 } route;
 
 static const struct {
@@ -72,6 +75,8 @@ static const struct {
     {"/detokenize", "POST", ROUTE_DETOKENIZE},
     {"/v1/completions", "POST", ROUTE_COMPLETIONS},
     {"/v1/chat/completions", "POST", ROUTE_CHAT},
+    {"/admin", "GET", ROUTE_ADMIN_PAGE},
+    {"/admin/usage", "GET", ROUTE_ADMIN_USAGE},
 };
 
 /* Per-connection request state (libmicrohttpd's con_cls). */
@@ -342,6 +347,123 @@ static enum MHD_Result do_generate(struct MHD_Connection *c, conn_state *cs) {
     return MHD_YES;
 }
 
+/* ------------------------------------------------------------------------ */
+/* The operator's usage report (/admin/usage)                               */
+/* ------------------------------------------------------------------------ */
+
+#define ADMIN_MAX_DAYS  366 /* the longest range with bucket=day */
+#define ADMIN_MAX_HOURS 31  /* ... in days, with bucket=hour (744 buckets) */
+
+/* A strict YYYY-MM-DD that names a real day: its 00:00 UTC in *t. */
+static bool parse_day(const char *s, time_t *t) {
+    int y, m, d, n = 0;
+    if (strlen(s) != 10 || sscanf(s, "%4d-%2d-%2d%n", &y, &m, &d, &n) != 3 || n != 10 || s[4] != '-' || s[7] != '-')
+        return false;
+    for (int i = 0; i < 10; i++)
+        if (i != 4 && i != 7 && (s[i] < '0' || s[i] > '9')) return false;
+    struct tm tm = {.tm_year = y - 1900, .tm_mon = m - 1, .tm_mday = d};
+    *t = timegm(&tm);
+    struct tm back;
+    gmtime_r(t, &back); /* 2026-02-30 normalizes to March: refused */
+    return y >= 1970 && back.tm_year == y - 1900 && back.tm_mon == m - 1 && back.tm_mday == d;
+}
+
+static void format_time(time_t t, const char *fmt, char *out, size_t cap) {
+    struct tm tm;
+    gmtime_r(&t, &tm);
+    strftime(out, cap, fmt, &tm);
+}
+
+/* The sums of one usage row into totals (an object of integers). */
+static void add_counts(json_t *totals, const json_t *row) {
+    static const char *const fields[] = {"requests", "succeeded", "prompt_tokens", "completion_tokens"};
+    for (size_t k = 0; k < sizeof fields / sizeof fields[0]; k++) {
+        json_t *v = json_object_get(totals, fields[k]);
+        json_int_t sum = json_integer_value(v) + json_integer_value(json_object_get(row, fields[k]));
+        json_object_set_new(totals, fields[k], json_integer(sum));
+    }
+}
+
+static json_t *zero_counts(void) {
+    return json_pack("{s:I, s:I, s:I, s:I}", "requests", (json_int_t)0, "succeeded", (json_int_t)0, "prompt_tokens",
+                     (json_int_t)0, "completion_tokens", (json_int_t)0);
+}
+
+/* GET /admin/usage?from=YYYY-MM-DD&to=YYYY-MM-DD&bucket=day|hour: the
+ * ledger's requests and tokens per tenant and bucket, days inclusive (UTC).
+ * {from, to, bucket, buckets: [every bucket of the range], tenants:
+ * [{tenant, totals, buckets: [{bucket, requests, ...} non-empty only]}],
+ * totals}. */
+static enum MHD_Result do_admin_usage(struct MHD_Connection *c, conn_state *cs) {
+    if (g_http->ledger == NULL)
+        return send_error(c, cs, 404, "This server keeps no ledger (start it with --ledger STORE).",
+                          "invalid_request_error", NULL, "no_ledger", NULL, NULL);
+    const char *from_s = MHD_lookup_connection_value(c, MHD_GET_ARGUMENT_KIND, "from");
+    const char *to_s = MHD_lookup_connection_value(c, MHD_GET_ARGUMENT_KIND, "to");
+    const char *bucket = MHD_lookup_connection_value(c, MHD_GET_ARGUMENT_KIND, "bucket");
+    time_t from, to, today = (time_t)(srv_wall() / 86400.0) * 86400;
+    if (bucket == NULL) bucket = "day";
+    bool hourly = strcmp(bucket, "hour") == 0;
+    if (!hourly && strcmp(bucket, "day") != 0)
+        return send_error(c, cs, 400, "'bucket' must be 'day' or 'hour'", "invalid_request_error", "bucket",
+                          "invalid_parameter", NULL, NULL);
+    if (to_s != NULL && !parse_day(to_s, &to))
+        return send_error(c, cs, 400, "'to' must be a date, YYYY-MM-DD (UTC, inclusive)", "invalid_request_error", "to",
+                          "invalid_parameter", NULL, NULL);
+    if (to_s == NULL) to = today;
+    if (from_s != NULL && !parse_day(from_s, &from))
+        return send_error(c, cs, 400, "'from' must be a date, YYYY-MM-DD (UTC, inclusive)", "invalid_request_error",
+                          "from", "invalid_parameter", NULL, NULL);
+    if (from_s == NULL) from = to - 6 * 86400; /* the last 7 days */
+    if (from > to)
+        return send_error(c, cs, 400, "'from' must not be after 'to'", "invalid_request_error", "from",
+                          "invalid_parameter", NULL, NULL);
+    long days = (long)((to - from) / 86400) + 1, max_days = hourly ? ADMIN_MAX_HOURS : ADMIN_MAX_DAYS;
+    if (days > max_days) {
+        char msg[160];
+        snprintf(msg, sizeof msg, "the range from 'from' to 'to' spans %ld days; at most %ld with bucket=%s", days,
+                 max_days, bucket);
+        return send_error(c, cs, 400, msg, "invalid_request_error", "from", "invalid_parameter", NULL, NULL);
+    }
+    char lo[32], hi[32], from_day[16], to_day[16];
+    format_time(from, "%Y-%m-%dT%H:%M:%S", lo, sizeof lo);
+    format_time(to + 86400, "%Y-%m-%dT%H:%M:%S", hi, sizeof hi);
+    format_time(from, "%Y-%m-%d", from_day, sizeof from_day);
+    format_time(to, "%Y-%m-%d", to_day, sizeof to_day);
+    json_t *rows = NULL;
+    char err[512] = "";
+    if (srv_ledger_usage(g_http->ledger, lo, hi, hourly, &rows, err, sizeof err) != 0) {
+        fprintf(stderr, "baichuan serve: ledger: /admin/usage: %s\n", err); /* err masks the password */
+        return send_error(c, cs, 503, "The ledger is unavailable; retry shortly.", "server_error", NULL,
+                          "ledger_unavailable", MHD_HTTP_HEADER_RETRY_AFTER, "1");
+    }
+    json_t *buckets = json_array(), *tenants = json_array(), *totals = zero_counts(), *current = NULL;
+    for (time_t t = from; t < to + 86400; t += hourly ? 3600 : 86400) {
+        char b[24];
+        format_time(t, hourly ? "%Y-%m-%dT%H:00" : "%Y-%m-%d", b, sizeof b);
+        json_array_append_new(buckets, json_string(b));
+    }
+    size_t i;
+    json_t *row;
+    json_array_foreach(rows, i, row) { /* ordered by tenant: one entry per run */
+        const char *name = json_string_value(json_object_get(row, "tenant"));
+        if (current == NULL || strcmp(json_string_value(json_object_get(current, "tenant")), name) != 0) {
+            current = json_pack("{s:s, s:o, s:[]}", "tenant", name, "totals", zero_counts(), "buckets");
+            json_array_append_new(tenants, current);
+        }
+        add_counts(json_object_get(current, "totals"), row);
+        add_counts(totals, row);
+        json_t *entry = json_deep_copy(row);
+        json_object_del(entry, "tenant");
+        json_array_append_new(json_object_get(current, "buckets"), entry);
+    }
+    json_decref(rows);
+    return send_json(c, cs, 200,
+                     json_pack("{s:s, s:s, s:s, s:o, s:o, s:o}", "from", from_day, "to", to_day, "bucket",
+                               hourly ? "hour" : "day", "buckets", buckets, "tenants", tenants, "totals", totals),
+                     NULL, NULL);
+}
+
 /* The non-streamed reply once the engine has finished (or the client left). */
 static enum MHD_Result finish_generate(struct MHD_Connection *c, conn_state *cs) {
     srv_request *r = cs->req;
@@ -428,12 +550,27 @@ static enum MHD_Result first_call(struct MHD_Connection *c, conn_state *cs, cons
         snprintf(msg, sizeof msg, "Unknown request URL: %s %.200s", method, url);
         return send_error(c, cs, 404, msg, "invalid_request_error", NULL, "unknown_url", NULL, NULL);
     }
-    /* Every endpoint but /health (and the static page, whose API calls carry
+    /* The admin endpoints exist only with a tenant store: without one there
+     * is no key, so no admin, and nothing to show to anyone. */
+    bool admin_route = cs->route == ROUTE_ADMIN_PAGE || cs->route == ROUTE_ADMIN_USAGE;
+    if (admin_route && g_http->tenants == NULL)
+        return send_error(c, cs, 404,
+                          "The admin endpoints need a tenant store (start the server with --tenants STORE) and the "
+                          "key of a tenant marked admin.",
+                          "invalid_request_error", NULL, "unknown_url", NULL, NULL);
+    /* Every endpoint but /health (and the static pages, whose API calls carry
      * the key) needs a tenant's key when a tenants file is in use. */
-    if (g_http->tenants != NULL && cs->route != ROUTE_HEALTH && cs->route != ROUTE_PAGE) {
+    if (g_http->tenants != NULL && cs->route != ROUTE_HEALTH && cs->route != ROUTE_PAGE &&
+        cs->route != ROUTE_ADMIN_PAGE) {
         bool ok;
         enum MHD_Result r = authenticate(c, cs, &ok);
         if (!ok) return r;
+    }
+    if (cs->route == ROUTE_ADMIN_USAGE && !cs->tenant->admin) {
+        char msg[200];
+        snprintf(msg, sizeof msg, "Tenant '%.100s' is not an admin (baichuan tenants add NAME --admin).",
+                 cs->tenant->name);
+        return send_error(c, cs, 403, msg, "permission_error", NULL, "not_admin", NULL, NULL);
     }
     const char *cl = MHD_lookup_connection_value(c, MHD_HEADER_KIND, MHD_HTTP_HEADER_CONTENT_LENGTH);
     if (cl != NULL && strtoull(cl, NULL, 10) > g_http->cfg->max_body) cs->too_large = true;
@@ -487,6 +624,10 @@ static enum MHD_Result handler(void *cls, struct MHD_Connection *c, const char *
     case ROUTE_PAGE:
         srv_metrics_request(NULL, cs->path, 200);
         return send_bytes(c, 200, "text/html; charset=utf-8", srv_web_page, srv_web_page_len, NULL, NULL);
+    case ROUTE_ADMIN_PAGE:
+        srv_metrics_request(NULL, cs->path, 200);
+        return send_bytes(c, 200, "text/html; charset=utf-8", srv_admin_page, srv_admin_page_len, NULL, NULL);
+    case ROUTE_ADMIN_USAGE: return do_admin_usage(c, cs);
     case ROUTE_HEALTH: return send_json(c, cs, 200, json_pack("{s:s}", "status", "ok"), NULL, NULL);
     case ROUTE_MODELS: return do_models(c, cs);
     case ROUTE_METRICS: return do_metrics(c, cs);

@@ -28,7 +28,12 @@ typedef struct item {
 } item;
 
 struct srv_ledger {
-    srv_ledger_backend *backend;
+    srv_ledger_backend *backend; /* the ledger thread's */
+    char *path;
+    /* A second connection for the HTTP thread's reads (/admin/usage), opened
+     * on first use, so that a read never waits on the writer's connection. */
+    srv_ledger_backend *reader;
+    pthread_mutex_t reader_mu;
     pthread_t thread;
     pthread_mutex_t mu;
     pthread_cond_t cv;
@@ -124,17 +129,26 @@ int srv_ledger_open(srv_ledger **out, const char *path, char *err, size_t err_si
         snprintf(err, err_size, "out of memory");
         return -1;
     }
-    if (srv_ledger_backend_open(&l->backend, path, true, err, err_size) != 0) {
+    if ((l->path = strdup(path)) == NULL) {
+        snprintf(err, err_size, "out of memory");
         free(l);
         return -1;
     }
+    if (srv_ledger_backend_open(&l->backend, path, true, err, err_size) != 0) {
+        free(l->path);
+        free(l);
+        return -1;
+    }
+    pthread_mutex_init(&l->reader_mu, NULL);
     pthread_mutex_init(&l->mu, NULL);
     pthread_cond_init(&l->cv, NULL);
     if (pthread_create(&l->thread, NULL, ledger_main, l) != 0) {
         snprintf(err, err_size, "cannot start the ledger thread");
         l->backend->ops->close(l->backend);
         pthread_mutex_destroy(&l->mu);
+        pthread_mutex_destroy(&l->reader_mu);
         pthread_cond_destroy(&l->cv);
+        free(l->path);
         free(l);
         return -1;
     }
@@ -182,6 +196,17 @@ long long srv_ledger_tokens_today(srv_ledger *l, const char *tenant) {
     return l->backend->ops->tokens_today(l->backend, tenant);
 }
 
+int srv_ledger_usage(srv_ledger *l, const char *from, const char *to, bool hourly, json_t **out, char *err,
+                     size_t err_size) {
+    *out = NULL;
+    pthread_mutex_lock(&l->reader_mu);
+    int rc = -1;
+    if (l->reader != NULL || srv_ledger_backend_open(&l->reader, l->path, false, err, err_size) == 0)
+        rc = l->reader->ops->usage(l->reader, from, to, hourly, out, err, err_size);
+    pthread_mutex_unlock(&l->reader_mu);
+    return rc;
+}
+
 void srv_ledger_close(srv_ledger *l) {
     if (l == NULL) return;
     pthread_mutex_lock(&l->mu);
@@ -190,7 +215,10 @@ void srv_ledger_close(srv_ledger *l) {
     pthread_mutex_unlock(&l->mu);
     pthread_join(l->thread, NULL);
     l->backend->ops->close(l->backend);
+    if (l->reader != NULL) l->reader->ops->close(l->reader);
     pthread_mutex_destroy(&l->mu);
+    pthread_mutex_destroy(&l->reader_mu);
     pthread_cond_destroy(&l->cv);
+    free(l->path);
     free(l);
 }

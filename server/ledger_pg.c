@@ -149,6 +149,33 @@ static int pg_totals(srv_ledger_backend *b, const char *since, json_t **out, cha
     return 0;
 }
 
+static int pg_usage(srv_ledger_backend *b, const char *from, const char *to, bool hourly, json_t **out, char *err,
+                    size_t err_size) {
+    pg_ledger *l = (pg_ledger *)b;
+    const char *params[] = {from, to, hourly ? "YYYY-MM-DD\"T\"HH24:00" : "YYYY-MM-DD"};
+    *out = NULL;
+    PGresult *r = srv_pg_exec(&l->pg,
+                              "SELECT COALESCE(tenant, ''), to_char(time AT TIME ZONE 'UTC', $3), COUNT(*),"
+                              " COUNT(*) FILTER (WHERE status = 200), COALESCE(SUM(prompt_tokens), 0),"
+                              " COALESCE(SUM(completion_tokens), 0) FROM requests"
+                              " WHERE time >= ($1::timestamp AT TIME ZONE 'UTC')"
+                              " AND time < ($2::timestamp AT TIME ZONE 'UTC')"
+                              " GROUP BY 1, 2 ORDER BY 1, 2",
+                              3, params, err, err_size);
+    if (r == NULL) return -1;
+    json_t *rows = json_array();
+    for (int i = 0; i < PQntuples(r); i++)
+        json_array_append_new(rows, json_pack("{s:s, s:s, s:I, s:I, s:I, s:I}", "tenant", PQgetvalue(r, i, 0), "bucket",
+                                              PQgetvalue(r, i, 1), "requests",
+                                              (json_int_t)strtoll(PQgetvalue(r, i, 2), NULL, 10), "succeeded",
+                                              (json_int_t)strtoll(PQgetvalue(r, i, 3), NULL, 10), "prompt_tokens",
+                                              (json_int_t)strtoll(PQgetvalue(r, i, 4), NULL, 10), "completion_tokens",
+                                              (json_int_t)strtoll(PQgetvalue(r, i, 5), NULL, 10)));
+    PQclear(r);
+    *out = rows;
+    return 0;
+}
+
 static void pg_close(srv_ledger_backend *b) {
     pg_ledger *l = (pg_ledger *)b;
     if (l == NULL) return;
@@ -161,6 +188,7 @@ static const srv_ledger_backend_ops pg_ops = {
     .write = pg_write,
     .tokens_today = pg_tokens_today,
     .totals = pg_totals,
+    .usage = pg_usage,
     .close = pg_close,
 };
 

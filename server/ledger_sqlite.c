@@ -131,6 +131,46 @@ static int sqlite_totals(srv_ledger_backend *b, const char *since, json_t **out,
     return 0;
 }
 
+static int sqlite_usage(srv_ledger_backend *b, const char *from, const char *to, bool hourly, json_t **out, char *err,
+                        size_t err_size) {
+    sqlite_ledger *l = (sqlite_ledger *)b;
+    sqlite3_stmt *st = NULL;
+    *out = NULL;
+    /* time is ISO 8601 text (YYYY-MM-DDTHH:MM:SS.mmmZ): its prefix is the bucket. */
+    const char *sql = hourly ? "SELECT COALESCE(tenant, ''), substr(time, 1, 13) || ':00', COUNT(*), SUM(status = 200),"
+                               " SUM(prompt_tokens), SUM(completion_tokens) FROM requests"
+                               " WHERE time >= ? AND time < ? GROUP BY 1, 2 ORDER BY 1, 2"
+                             : "SELECT COALESCE(tenant, ''), substr(time, 1, 10), COUNT(*), SUM(status = 200),"
+                               " SUM(prompt_tokens), SUM(completion_tokens) FROM requests"
+                               " WHERE time >= ? AND time < ? GROUP BY 1, 2 ORDER BY 1, 2";
+    if (sqlite3_prepare_v2(l->db, sql, -1, &st, NULL) != SQLITE_OK) {
+        snprintf(err, err_size, "%s: not a ledger (table 'requests'): %s", l->path, sqlite3_errmsg(l->db));
+        return -1;
+    }
+    sqlite3_bind_text(st, 1, from, -1, SQLITE_STATIC);
+    sqlite3_bind_text(st, 2, to, -1, SQLITE_STATIC);
+    json_t *rows = json_array();
+    int step;
+    while ((step = sqlite3_step(st)) == SQLITE_ROW) {
+        json_array_append_new(rows, json_pack("{s:s, s:s, s:I, s:I, s:I, s:I}", "tenant",
+                                              (const char *)sqlite3_column_text(st, 0), "bucket",
+                                              (const char *)sqlite3_column_text(st, 1), "requests",
+                                              (json_int_t)sqlite3_column_int64(st, 2), "succeeded",
+                                              (json_int_t)sqlite3_column_int64(st, 3), "prompt_tokens",
+                                              (json_int_t)sqlite3_column_int64(st, 4), "completion_tokens",
+                                              (json_int_t)sqlite3_column_int64(st, 5)));
+    }
+    if (step != SQLITE_DONE) {
+        snprintf(err, err_size, "%s: reading the ledger failed: %s", l->path, sqlite3_errmsg(l->db));
+        json_decref(rows);
+        sqlite3_finalize(st);
+        return -1;
+    }
+    sqlite3_finalize(st);
+    *out = rows;
+    return 0;
+}
+
 static void sqlite_close(srv_ledger_backend *b) {
     sqlite_ledger *l = (sqlite_ledger *)b;
     if (l == NULL) return;
@@ -145,6 +185,7 @@ static const srv_ledger_backend_ops sqlite_ops = {
     .write = sqlite_write,
     .tokens_today = sqlite_tokens_today,
     .totals = sqlite_totals,
+    .usage = sqlite_usage,
     .close = sqlite_close,
 };
 

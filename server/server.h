@@ -297,6 +297,10 @@ int srv_ledger_open(srv_ledger **out, const char *path, char *err, size_t err_si
 void srv_ledger_submit(srv_ledger *l, const srv_ledger_row *row, srv_request *r, const char *tail, size_t tail_len);
 /* Tokens per tenant since the start of today (UTC), to seed the quotas. */
 long long srv_ledger_tokens_today(srv_ledger *l, const char *tenant);
+/* The back-end's usage() (store.h) over [from, to), on a second connection
+ * of the ledger's own (the HTTP thread's; serialized by a lock). */
+int srv_ledger_usage(srv_ledger *l, const char *from, const char *to, bool hourly, json_t **out, char *err,
+                     size_t err_size);
 /* Commits what is queued, stops the thread, closes the database. */
 void srv_ledger_close(srv_ledger *l);
 
@@ -366,6 +370,9 @@ void srv_grammar_cache_counts(long long *compiled, long long *hits);
 
 extern const char srv_web_page[];
 extern const size_t srv_web_page_len;
+/* The operator's usage page, web/admin.html (embedded the same way). */
+extern const char srv_admin_page[];
+extern const size_t srv_admin_page_len;
 
 typedef struct srv_http srv_http;
 

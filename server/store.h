@@ -47,6 +47,13 @@ typedef struct srv_ledger_backend_ops {
      * a JSON array of {tenant, requests, succeeded, prompt_tokens,
      * completion_tokens} in tenant order. 0, or -1 with err. */
     int (*totals)(srv_ledger_backend *b, const char *since, json_t **out, char *err, size_t err_size);
+    /* Requests ending in [from, to) (UTC, YYYY-MM-DDTHH:MM:SS) grouped by
+     * tenant and by hour (hourly) or day, as a JSON array of {tenant ("" for
+     * none), bucket ("YYYY-MM-DD" or "YYYY-MM-DDTHH:00"), requests,
+     * succeeded, prompt_tokens, completion_tokens} ordered by tenant, then
+     * bucket; empty buckets are absent. 0, or -1 with err. */
+    int (*usage)(srv_ledger_backend *b, const char *from, const char *to, bool hourly, json_t **out, char *err,
+                 size_t err_size);
     void (*close)(srv_ledger_backend *b);
 } srv_ledger_backend_ops;
 

@@ -20,6 +20,7 @@ static const char help[] = "usage: baichuan tenants --store STORE COMMAND [args]
                            "commands:\n"
                            "  add NAME [--rpm N] [--tokens-per-day N] [--admin]\n"
                            "                      a new tenant; limits default to 0 (unlimited)\n"
+                           "                      --admin: its keys may read GET /admin/usage\n"
                            "  key-create NAME     a new random key for tenant NAME, printed once on stdout\n"
                            "  key-revoke KEY      revokes KEY (found by its digest) on every server using STORE;\n"
                            "                      KEY '-' reads it from stdin (keeps it out of the process list)\n"

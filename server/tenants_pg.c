@@ -60,10 +60,10 @@ static const char schema[] =
     "COMMIT;";
 
 /* $1 the key's digest, $2 whether to admit. One row when the key is live:
- * name, rpm, tokens_per_day, epoch seconds now, tokens used today, and the
- * minute's count after this request (NULL when not counted). */
+ * name, rpm, tokens_per_day, epoch seconds now, tokens used today, the
+ * minute's count after this request (NULL when not counted), and admin. */
 static const char admit_sql[] =
-    "WITH k AS (SELECT t.name, t.requests_per_minute AS rpm, t.tokens_per_day AS tpd,"
+    "WITH k AS (SELECT t.name, t.requests_per_minute AS rpm, t.tokens_per_day AS tpd, t.admin,"
     "                  floor(extract(epoch FROM clock_timestamp()))::bigint AS now"
     "           FROM keys JOIN tenants t ON t.name = keys.tenant"
     "           WHERE keys.digest = $1 AND NOT keys.revoked),"
@@ -77,7 +77,7 @@ static const char admit_sql[] =
     "       SET count = CASE WHEN q.window_start >= EXCLUDED.window_start THEN q.count + 1 ELSE 1 END,"
     "           window_start = GREATEST(q.window_start, EXCLUDED.window_start)"
     "       RETURNING q.count)"
-    " SELECT k.name, k.rpm, k.tpd, k.now, d.used, (SELECT count FROM m) FROM k, d";
+    " SELECT k.name, k.rpm, k.tpd, k.now, d.used, (SELECT count FROM m), k.admin FROM k, d";
 
 static const char charge_sql[] =
     "INSERT INTO quota_counters AS q (tenant, kind, window_start, count)"
@@ -112,8 +112,9 @@ typedef struct pg_store {
     bool stopping;
 } pg_store;
 
-/* The tenant object for name (made on first sight), with its limits. */
-static srv_tenant *known_tenant(pg_store *s, const char *name, long rpm, long long tpd) {
+/* The tenant object for name (made on first sight), with its limits and
+ * admin flag as the database has them now. */
+static srv_tenant *known_tenant(pg_store *s, const char *name, long rpm, long long tpd, bool admin) {
     pthread_mutex_lock(&s->mu);
     known *k = s->tenants;
     while (k != NULL && strcmp(k->tenant.name, name) != 0) k = k->next;
@@ -129,6 +130,7 @@ static srv_tenant *known_tenant(pg_store *s, const char *name, long rpm, long lo
     if (k != NULL) {
         k->tenant.requests_per_minute = rpm;
         k->tenant.tokens_per_day = tpd;
+        k->tenant.admin = admin;
     }
     pthread_mutex_unlock(&s->mu);
     return k ? &k->tenant : NULL;
@@ -155,7 +157,7 @@ static srv_auth_status pg_authenticate(srv_tenant_store *base, const char *key, 
         bool counted = !PQgetisnull(r, 0, 5);
         long long count = counted ? strtoll(PQgetvalue(r, 0, 5), NULL, 10) : 0;
         st = SRV_AUTH_OK;
-        if ((*tenant = known_tenant(s, PQgetvalue(r, 0, 0), rpm, tpd)) == NULL) {
+        if ((*tenant = known_tenant(s, PQgetvalue(r, 0, 0), rpm, tpd, PQgetvalue(r, 0, 6)[0] == 't')) == NULL) {
             snprintf(err, err_size, "out of memory");
             st = SRV_AUTH_UNAVAILABLE;
         } else if (admit && tpd > 0 && used >= tpd) {

@@ -262,6 +262,8 @@ def http_seeds(chat):
     write("fuzz_http", "page_head", http_request("HEAD", "/", key=None, version="1.0"))
     write("fuzz_http", "models", http_request("GET", "/v1/models"))
     write("fuzz_http", "metrics", http_request("GET", "/metrics"))
+    write("fuzz_http", "admin_page", http_request("GET", "/admin", key=None))
+    write("fuzz_http", "admin_usage", http_request("GET", "/admin/usage?from=2026-02-30&to=2026-03-01&bucket=hour"))
     write("fuzz_http", "tokenize", http_request("POST", "/tokenize", {"content": "Hello 你好", "add_special": True}))
     write("fuzz_http", "detokenize", http_request("POST", "/detokenize", {"tokens": [1, 5, 9, 12]}))
     write("fuzz_http", "completion", http_request("POST", "/v1/completions",

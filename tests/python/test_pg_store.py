@@ -14,6 +14,7 @@ PostgreSQL refuses root). When no cluster can be started the test fails.
     test_pg_store.py --bin build/baichuan --work DIR
 """
 import argparse
+import datetime
 import json
 import os
 import pwd
@@ -189,6 +190,26 @@ def check_json_store(t, binary, work, secrets):
     t.check("json: the server stops cleanly (exit 0)", code == 0, "\n".join(s.log[-20:]))
 
 
+def check_admin_usage(t, pg, servers, admin_key, other_key):
+    """GET /admin/usage on the PostgreSQL ledger, the admin flag read from
+    the PostgreSQL tenant store: per tenant and per hour == the rows counted
+    in the database itself."""
+    today = datetime.datetime.now(datetime.timezone.utc).date()
+    query = "/admin/usage?from=%s&to=%s&bucket=hour" % ((today - datetime.timedelta(days=1)).isoformat(),
+                                                        today.isoformat())
+    want = {(r[0], r[1]): [int(r[2]), int(r[3]), int(r[4])] for r in pg.sql(
+        "SELECT COALESCE(tenant, ''), to_char(time AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:00'), count(*),"
+        " sum(prompt_tokens), sum(completion_tokens) FROM requests GROUP BY 1, 2")}
+    for i, s in enumerate(servers):
+        st, _, doc = s.request("GET", query, headers=bearer(admin_key))
+        got = {(x["tenant"], b["bucket"]): [b["requests"], b["prompt_tokens"], b["completion_tokens"]]
+               for x in doc.get("tenants", []) for b in x["buckets"]} if st == 200 else {}
+        t.check("replica %d: /admin/usage?bucket=hour on PostgreSQL == the rows in the database" % i,
+                st == 200 and got == want and len(doc["buckets"]) == 48, (st, got, want))
+    st, _, doc = servers[0].request("GET", "/admin/usage", headers=bearer(other_key))
+    t.check("/admin/usage with a non-admin tenant's key (PostgreSQL store): 403", st == 403, (st, doc))
+
+
 def wait_window_start(t):
     """Sleeps so that a burst of requests fits in one calendar minute."""
     sec = time.time() % 60
@@ -274,6 +295,8 @@ def main():
         t.check("usage --since on PostgreSQL", r1.returncode == 0 and json.loads(r1.stdout)["tenants"] ==
                 json.loads(r.stdout)["tenants"] and r2.returncode == 0 and json.loads(r2.stdout)["tenants"] == [],
                 (r1, r2))
+
+        check_admin_usage(t, pg, servers, open_key, limited)
 
         # tokens_per_day is shared too: charged by one replica, refused by the other.
         tenants(args.bin, pg.url, "add", "daily", "--tokens-per-day", "4")
