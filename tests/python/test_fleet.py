@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """The fleet under faults: scripts/fleet.sh starts a throw-away PostgreSQL,
 three replicas of the default model and nginx; 24 concurrent clients of
-three tenants with tight limits send a bounded number of requests through
+three tenants with tight limits (requests a minute, tokens a day) send a bounded number of requests through
 nginx while one replica is killed (SIGKILL) and started again and
 PostgreSQL is restarted. Then, from the database itself (psql, not the
 server) and from what the clients saw:
@@ -35,7 +35,7 @@ import bc_testlib
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 FLEET = os.path.join(ROOT, "scripts", "fleet.sh")
 BIN = os.path.join(ROOT, "build", "baichuan")
-LIMITS = {"t1": 4, "t2": 6, "t3": 9}  # requests_per_minute
+LIMITS = {"t1": (4, 0), "t2": (6, 0), "t3": (0, 20)}  # (requests_per_minute, tokens_per_day); 0: unlimited
 CLIENTS, PER_CLIENT = 24, 10
 
 
@@ -46,7 +46,10 @@ def post(port, key, body, timeout=60):
         with urllib.request.urlopen(req, timeout=timeout) as r:
             return r.status, json.loads(r.read())
     except urllib.error.HTTPError as e:
-        return e.code, None
+        try:
+            return e.code, json.loads(e.read())
+        except (ValueError, OSError):
+            return e.code, None
     except (urllib.error.URLError, ConnectionError, TimeoutError, json.JSONDecodeError):
         return 0, None
 
@@ -81,9 +84,9 @@ def main():
                                    "-At", "-F", "|", "-c", sql], capture_output=True, text=True, check=True).stdout
 
         keys = {}
-        for name, rpm in LIMITS.items():
-            subprocess.run([binary, "tenants", "--store", db, "add", name, "--rpm", str(rpm)], check=True,
-                           capture_output=True)
+        for name, (rpm, tpd) in LIMITS.items():
+            subprocess.run([binary, "tenants", "--store", db, "add", name, "--rpm", str(rpm), "--tokens-per-day",
+                            str(tpd)], check=True, capture_output=True)
             keys[name] = subprocess.run([binary, "tenants", "--store", db, "key-create", name], check=True,
                                         capture_output=True, text=True).stdout.strip()
         doomed = subprocess.run([binary, "tenants", "--store", db, "key-create", "t3"], check=True,
@@ -92,6 +95,7 @@ def main():
 
         seen = []  # (tenant, id, prompt_tokens, completion_tokens)
         statuses = collections.Counter()
+        refused_by = collections.Counter()  # (tenant, the limit a 429 names)
         lock = threading.Lock()
 
         def client(i):
@@ -100,6 +104,9 @@ def main():
                 st, body = post(nport, keys[name], {"prompt": "床前明月光", "max_tokens": 4, "seed": i * 10 + j})
                 with lock:
                     statuses[st] += 1
+                    if st == 429 and body:
+                        msg = body.get("error", {}).get("message", "")
+                        refused_by[(name, "tokens_per_day" if "tokens_per_day" in msg else "requests_per_minute")] += 1
                     if st == 200:
                         u = body["usage"]
                         seen.append((name, body["id"], u["prompt_tokens"], u["completion_tokens"]))
@@ -139,8 +146,19 @@ def main():
         ledger = [r.split("|") for r in rows.splitlines() if r]
         ok_rows = [r for r in ledger if r[4] == "200"]
         per_minute = collections.Counter((r[0], r[5]) for r in ok_rows)
-        over = {k: v for k, v in per_minute.items() if v > LIMITS[k[0]]}
+        over = {k: v for k, v in per_minute.items() if LIMITS[k[0]][0] and v > LIMITS[k[0]][0]}
         check(not over, "no tenant over its requests_per_minute in any minute", over)
+        # tokens_per_day: admission refuses once the day's tokens reach the limit; requests admitted before the
+        # charges of the ones in flight landed may pass it, at most one per client of the tenant.
+        t3 = [r for r in ok_rows if r[0] == "t3"]
+        t3_tokens = sum(int(r[2]) + int(r[3]) for r in t3)
+        per_request = max((int(r[2]) + int(r[3]) for r in t3), default=0)
+        bound = LIMITS["t3"][1] + (CLIENTS // 3) * per_request
+        print("t3:", len(t3), "completions,", t3_tokens, "tokens; 429s by limit:", dict(refused_by))
+        check(0 < t3_tokens <= bound, "t3's tokens stay within tokens_per_day plus one request per client in flight",
+              (t3_tokens, bound))
+        check(refused_by[("t3", "tokens_per_day")] > 0 and refused_by[("t1", "requests_per_minute")] > 0,
+              "429s name the limit that refused them", dict(refused_by))
         check(per_minute, "rows recorded", per_minute)
 
         # Completions seen == rows, by id.
