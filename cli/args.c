@@ -138,12 +138,7 @@ const char *cli_default_model(void) {
     return env != NULL && env[0] != '\0' ? env : BC_DEFAULT_MODEL_DIR;
 }
 
-char *cli_read_file(const char *path, size_t *len) {
-    FILE *f = fopen(path, "rb");
-    if (f == NULL) {
-        cli_error("%s: cannot open: %s", path, strerror(errno));
-        return NULL;
-    }
+char *cli_read_stream(FILE *f, const char *name, size_t *len) {
     size_t cap = 4096, n = 0;
     char *buf = malloc(cap);
     for (size_t got; buf != NULL && (got = fread(buf + n, 1, cap - n - 1, f)) > 0;) {
@@ -155,13 +150,23 @@ char *cli_read_file(const char *path, size_t *len) {
         }
     }
     int bad = ferror(f);
-    fclose(f);
     if (buf == NULL || bad) {
         free(buf);
-        cli_error("%s: %s", path, bad ? "read error" : "out of memory");
+        cli_error("%s: %s", name, bad ? "read error" : "out of memory");
         return NULL;
     }
     buf[n] = '\0';
     *len = n;
+    return buf;
+}
+
+char *cli_read_file(const char *path, size_t *len) {
+    FILE *f = fopen(path, "rb");
+    if (f == NULL) {
+        cli_error("%s: cannot open: %s", path, strerror(errno));
+        return NULL;
+    }
+    char *buf = cli_read_stream(f, path, len);
+    fclose(f);
     return buf;
 }

@@ -43,6 +43,9 @@ int cli_is_help(const char *a);
  * printing an error naming the file. */
 char *cli_read_file(const char *path, size_t *len);
 
+/* The same for an open stream (stdin); name is used in the error. */
+char *cli_read_stream(FILE *f, const char *name, size_t *len);
+
 /* The chat-template command's input (chat_input.c): a JSON array of
  * {"role": "system"|"user"|"assistant", "content": "..."} into *out
  * (malloc'd, *n_out messages whose text points into root). 0, or 1 after

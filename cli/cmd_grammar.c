@@ -26,47 +26,6 @@ static const char help[] =
     "--print alone only converts; --match (or neither option) also compiles the\n"
     "grammar. Errors go to stderr naming the file; the exit status is then 1.\n";
 
-/* Reads all of f into a malloc'd buffer (NUL-terminated); NULL on error (errno set). */
-static char *read_all(FILE *f, size_t *len) {
-    size_t cap = 4096, n = 0;
-    char *buf = malloc(cap);
-    if (buf == NULL) return NULL;
-    for (;;) {
-        if (n + 1 == cap) {
-            char *p = cap < ((size_t)1 << 30) ? realloc(buf, cap * 2) : NULL;
-            if (p == NULL) {
-                free(buf);
-                errno = ENOMEM;
-                return NULL;
-            }
-            buf = p, cap *= 2;
-        }
-        size_t k = fread(buf + n, 1, cap - 1 - n, f);
-        n += k;
-        if (k == 0) break;
-    }
-    if (ferror(f)) {
-        free(buf);
-        errno = EIO;
-        return NULL;
-    }
-    buf[n] = '\0';
-    *len = n;
-    return buf;
-}
-
-static char *read_file(const char *path, size_t *len) {
-    FILE *f = fopen(path, "rb");
-    if (f == NULL) {
-        cli_error("%s: %s", path, strerror(errno));
-        return NULL;
-    }
-    char *text = read_all(f, len);
-    if (text == NULL) cli_error("%s: %s", path, strerror(errno));
-    fclose(f);
-    return text;
-}
-
 int cmd_grammar(int argc, char **argv) {
     const char *schema_path = NULL, *gbnf_path = NULL;
     int any_object = 0, print = 0, match = 0;
@@ -96,11 +55,11 @@ int cmd_grammar(int argc, char **argv) {
     size_t gbnf_len = 0;
     const char *source = schema_path ? schema_path : gbnf_path ? gbnf_path : "--json";
     if (gbnf_path != NULL) {
-        if ((gbnf = read_file(gbnf_path, &gbnf_len)) == NULL) return 1;
+        if ((gbnf = cli_read_file(gbnf_path, &gbnf_len)) == NULL) return 1;
     } else {
         size_t len = 0;
         char *schema = NULL;
-        if (schema_path != NULL && (schema = read_file(schema_path, &len)) == NULL) return 1;
+        if (schema_path != NULL && (schema = cli_read_file(schema_path, &len)) == NULL) return 1;
         /* An empty file is not "no schema": only --json is any object. */
         bc_status st = bc_json_schema_to_gbnf(schema ? schema : "", schema ? len : 0, &gbnf, err, sizeof err);
         if (schema != NULL && len == 0 && st == BC_STATUS_OK) {
@@ -126,10 +85,10 @@ int cmd_grammar(int argc, char **argv) {
     int rc = 0;
     if (match) {
         size_t len = 0;
-        char *text = read_all(stdin, &len);
+        char *text = cli_read_stream(stdin, "stdin", &len);
         if (text == NULL) {
             bc_grammar_free(g);
-            return cli_error("stdin: %s", strerror(errno));
+            return 1;
         }
         bool prefix = false, complete = false;
         bc_grammar_match(g, text, len, &prefix, &complete);

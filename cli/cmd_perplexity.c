@@ -75,34 +75,6 @@ typedef struct ppl_opts {
 #define KLD_VERSION 1u
 #define KLD_HEADER  32 /* bytes before the ids */
 
-/* Reads a whole file into a malloc'd buffer; NULL after printing an error. */
-static char *read_text(const char *path, size_t *len) {
-    FILE *f = fopen(path, "rb");
-    if (f == NULL) {
-        cli_error("%s: cannot open: %s", path, strerror(errno));
-        return NULL;
-    }
-    size_t cap = 1 << 16, n = 0;
-    char *buf = malloc(cap);
-    for (size_t got; buf != NULL && (got = fread(buf + n, 1, cap - n, f)) > 0;) {
-        n += got;
-        if (n == cap) {
-            char *p = realloc(buf, cap *= 2);
-            if (p == NULL) free(buf);
-            buf = p;
-        }
-    }
-    int bad = ferror(f);
-    fclose(f);
-    if (buf == NULL || bad) {
-        free(buf);
-        cli_error("%s: %s", path, bad ? "read error" : "out of memory");
-        return NULL;
-    }
-    *len = n;
-    return buf;
-}
-
 /* Tokenizes the text file with the model's tokenizer (BOS first when the
  * tokenizer adds one). *bos_id: the BOS id when the tokenizer adds one,
  * else -1. 0, or 1 after printing an error. */
@@ -119,7 +91,7 @@ static int tokenize_file(const ppl_opts *o, int32_t **ids_out, int *n_out, int32
     }
     bc_tokenizer_info ti;
     bc_tokenizer_get_info(tok, &ti);
-    if ((text = read_text(o->text_path, &len)) == NULL) goto done;
+    if ((text = cli_read_file(o->text_path, &len)) == NULL) goto done;
     if (len == 0) {
         cli_error("%s: the file is empty: there is no text to score", o->text_path);
         goto done;
