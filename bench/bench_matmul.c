@@ -29,7 +29,7 @@
  * D = 128 take 1 MiB in f32: they fit L2 on most CPUs).
  */
 #include "kernels/kernels.h"
-#include "quants.h"
+#include "quant/quants.h"
 
 #include <math.h>
 #include <stdio.h>

@@ -7,7 +7,7 @@
 #ifndef BC_FUZZ_CHECKS_H
 #define BC_FUZZ_CHECKS_H
 
-#include "internal.h"
+#include "formats/tensor_table.h"
 
 #include <stdlib.h>
 

@@ -11,8 +11,9 @@
  * then build-fuzz/fuzz_config CORPUS_DIR fuzz/seeds/fuzz_config
  */
 #include "fuzz_files.h"
-#include "model.h"
-#include "tokenizer.h"
+#include "formats/checkpoint.h"
+#include "formats/config.h"
+#include "tokenizer/tokenizer.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 

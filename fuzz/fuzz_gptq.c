@@ -12,8 +12,9 @@
  */
 #include "fuzz_checks.h"
 #include "fuzz_files.h"
+#include "formats/checkpoint.h"
 #include "kernels/kernels.h"
-#include "model.h"
+#include "model/model.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 

@@ -10,7 +10,7 @@
  */
 #include "fuzz_checks.h"
 #include "fuzz_files.h"
-#include "internal.h"
+#include "formats/checkpoint.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 

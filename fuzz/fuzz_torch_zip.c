@@ -10,7 +10,8 @@
  */
 #include "fuzz_checks.h"
 #include "fuzz_files.h"
-#include "torch_zip.h"
+#include "formats/checkpoint.h"
+#include "formats/torch_zip.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 

@@ -24,7 +24,7 @@
 #ifndef BC_GRAMMAR_H
 #define BC_GRAMMAR_H
 
-#include "../internal.h"
+#include "base/base.h"
 
 #include <pthread.h>
 #include <stdbool.h>

@@ -20,9 +20,9 @@
  * what follows, e.g. `",`). Each step then ORs the accepted bits and walks
  * only the uncertain tokens against the real stack.
  */
-#include "grammar.h"
+#include "grammar/grammar.h"
 
-#include "../tokenizer.h"
+#include "tokenizer/tokenizer.h"
 
 #include <limits.h>
 #include <math.h>

@@ -14,9 +14,9 @@
  * The positions are walked a block at a time (bc__kv_run) and nothing in the
  * arithmetic depends on where a block starts or ends.
  */
-#include "kernels.h"
+#include "kernels/kernels.h"
 
-#include "quants_blocks.h"
+#include "quant/blocks.h"
 
 #include <math.h>
 #include <string.h>
@@ -25,7 +25,7 @@
 
 #include <immintrin.h>
 
-#include "x86_common.h"
+#include "kernels/x86_common.h"
 
 /* Values i .. i + 31 (i % 32 == 0) of a row of dtype as f32, in x[0..3]. */
 INLINE_AVX2 void load32(const bc_dtype dtype, const uint8_t *row, int i, __m256 x[4]) {

@@ -26,13 +26,13 @@
  * streams from memory once, and it did so at 15 GB/s instead of 13
  * (f16 11008x4096, one thread, timed by its CPU time).
  */
-#include "kernels.h"
+#include "kernels/kernels.h"
 
 #if defined(__x86_64__) && defined(__GNUC__)
 
 #include <immintrin.h>
 
-#include "x86_common.h"
+#include "kernels/x86_common.h"
 
 /* Columns per chunk: 4 activation rows of it take 8 KB of the 32 KB L1. */
 #define CHUNK 512

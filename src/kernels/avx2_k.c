@@ -69,9 +69,9 @@
  * and one conversion and FMA per column and activation row (two for the
  * mins) finish it.
  */
-#include "kernels.h"
+#include "kernels/kernels.h"
 
-#include "quants_blocks.h"
+#include "quant/blocks.h"
 
 #include <string.h>
 
@@ -79,7 +79,7 @@
 
 #include <immintrin.h>
 
-#include "x86_common.h"
+#include "kernels/x86_common.h"
 
 /* Column offsets and sizes (see the map above). */
 #define K45_D      0

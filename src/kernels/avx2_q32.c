@@ -58,9 +58,9 @@
  * from two 128-bit loads and vpshufd, and the activation rows looped inside
  * the weight registers (unpacking each register on demand).
  */
-#include "kernels.h"
+#include "kernels/kernels.h"
 
-#include "quants_blocks.h"
+#include "quant/blocks.h"
 
 #include <string.h>
 
@@ -68,7 +68,7 @@
 
 #include <immintrin.h>
 
-#include "x86_common.h"
+#include "kernels/x86_common.h"
 
 /* Block columns per run, and the bytes of one scale (or min) table closing a
  * run: 4 columns of 8 f16. */

@@ -23,9 +23,9 @@
  * row's arithmetic is the same whatever na is, so a row of a batch gives
  * the bits it gives alone.
  */
-#include "kernels.h"
+#include "kernels/kernels.h"
 
-#include "quants_blocks.h"
+#include "quant/blocks.h"
 
 #include <string.h>
 
@@ -33,7 +33,7 @@
 
 #include <immintrin.h>
 
-#include "x86_common.h"
+#include "kernels/x86_common.h"
 
 /* The low (*lo) and high (*hi) bytes of the 16 int16 values of tab, in both
  * 128-bit lanes: vpshufb tables indexed by the 4-bit code. */

@@ -9,10 +9,10 @@
  *   matmul            row split across threads, tiles of rows x activation rows
  *   small kernels     dot_f32, weight_row_f32, attention over the paged KV pool, rmsnorm
  */
-#include "kernels.h"
+#include "kernels/kernels.h"
 
-#include "quants.h"
-#include "quants_blocks.h"
+#include "quant/quants.h"
+#include "quant/blocks.h"
 
 #include <math.h>
 #include <stdatomic.h>

@@ -19,8 +19,8 @@
 #ifndef BC_KERNELS_H
 #define BC_KERNELS_H
 
-#include "model.h"
-#include "threadpool.h"
+#include "base/threadpool.h"
+#include "kernels/weight.h"
 
 /* Instruction-set levels of the kernels, each including the ones below. */
 typedef enum bc__isa {

@@ -4,16 +4,16 @@
  * it: the same rounding, so both paths store the same bits), q8_0 by the
  * reference quantizer of quants.c (llama.cpp's quantize_row_q8_0_ref).
  */
-#include "kernels.h"
+#include "kernels/kernels.h"
 
-#include "quants.h"
+#include "quant/quants.h"
 
 #include <string.h>
 
 #if defined(__x86_64__) && defined(__GNUC__)
 #include <immintrin.h>
 
-#include "x86_common.h"
+#include "kernels/x86_common.h"
 
 ATTR_AVX2 static void store_f16_avx2(const float *src, uint16_t *dst, int64_t n) {
     int64_t i = 0;

@@ -12,9 +12,9 @@
  * Every function carries a target attribute, so the file builds without any
  * -m flag and the code only runs after kernels.c has checked the CPU.
  */
-#include "kernels.h"
+#include "kernels/kernels.h"
 
-#include "quants_blocks.h"
+#include "quant/blocks.h"
 
 #include <string.h>
 
@@ -22,7 +22,7 @@
 
 #include <immintrin.h>
 
-#include "x86_common.h"
+#include "kernels/x86_common.h"
 
 #define F16(h) bc__f16_to_f32(h)
 
@@ -78,7 +78,7 @@ WRAP_NA(ATTR_AVX2, dot_bf16_avx2, dot_float_avx2, 2)
 #define DOT32_TARGET T_AVX2
 #define DOT32_SFX    avx2
 #define DOT32_VNNI   0
-#include "x86_dot32.h"
+#include "kernels/x86_dot32.h"
 #undef DOT32_TARGET
 #undef DOT32_SFX
 #undef DOT32_VNNI
@@ -318,7 +318,7 @@ WRAP_NA(ATTR_AVX512, dot_bf16_avx512, dot_float_avx512, 2)
 #define DOT32_TARGET T_AVX512
 #define DOT32_SFX    vnni
 #define DOT32_VNNI   1
-#include "x86_dot32.h"
+#include "kernels/x86_dot32.h"
 #undef DOT32_TARGET
 #undef DOT32_SFX
 #undef DOT32_VNNI

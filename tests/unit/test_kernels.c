@@ -37,8 +37,8 @@
 #include <string.h>
 
 #include "kernels/kernels.h"
-#include "quants.h"
-#include "quants_blocks.h"
+#include "quant/quants.h"
+#include "quant/blocks.h"
 
 static uint64_t rng_state = 1;
 static float rng_uniform(void) {

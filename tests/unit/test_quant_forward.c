@@ -28,9 +28,9 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "context.h"
+#include "engine/context.h"
 #include "kernels/kernels.h"
-#include "quants.h"
+#include "quant/quants.h"
 
 #define N_TOK 8
 

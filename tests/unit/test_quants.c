@@ -29,8 +29,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "quants.h"
-#include "quants_blocks.h"
+#include "quant/quants.h"
+#include "quant/blocks.h"
 
 /* A fixed pseudo-random sequence (xorshift64*), uniform in [-1, 1). */
 static uint64_t rng_state;

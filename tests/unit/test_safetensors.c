@@ -14,7 +14,7 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "internal.h"
+#include "formats/checkpoint.h"
 
 static char tmp_path[64];
 

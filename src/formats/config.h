@@ -1,0 +1,106 @@
+/*
+ * config.h - a model's configuration as its files state it: hyper-parameters
+ * and variant, the published quantization layout, generation and tokenizer
+ * settings. Read from a Hugging Face directory's JSON files (hf_config.c)
+ * or a GGUF file's metadata (gguf_config.c).
+ */
+#ifndef BC_CONFIG_H
+#define BC_CONFIG_H
+
+#include "formats/gguf.h"
+#include "formats/tensor_table.h"
+
+#include <stdbool.h>
+
+/* How the weights of a published quantized checkpoint are stored, from
+ * config.json's quantization_config (or AutoGPTQ's quantize_config.json). */
+typedef enum bc__quant_method {
+    BC__QUANT_NONE = 0,
+    BC__QUANT_BNB4, /* bitsandbytes 4-bit (Baichuan2-*-Chat-4bits) */
+    BC__QUANT_GPTQ, /* GPTQ int4 (AutoGPTQ layout) */
+} bc__quant_method;
+
+typedef struct bc__quant_config {
+    bc__quant_method method;
+    const char *source;     /* "config.json" or "quantize_config.json", for messages */
+    char bnb_quant_type[8]; /* bnb_4bit_quant_type: "nf4" or "fp4" ("" when absent) */
+    bool bnb_double_quant;  /* bnb_4bit_use_double_quant */
+    int gptq_bits;          /* bits: only 4 is accepted */
+    int gptq_group_size;    /* group_size; -1 = one group per column */
+    bool gptq_desc_act;     /* desc_act: groups in activation order, through g_idx */
+    bool gptq_sym;          /* sym */
+} bc__quant_config;
+
+/* Hyper-parameters and variant, from config.json (and the load params). */
+typedef struct bc__hparams {
+    char architecture[64]; /* architectures[0], "" if absent */
+    int n_vocab;           /* vocab_size */
+    int n_embd;            /* hidden_size */
+    int n_ff;              /* intermediate_size */
+    int n_layer;           /* num_hidden_layers */
+    int n_head;            /* num_attention_heads */
+    int head_dim;          /* n_embd / n_head */
+    int n_ctx_train;       /* model_max_length, else max_position_embeddings, else 4096 */
+    bool has_max_position_embeddings;
+    float norm_eps;                               /* rms_norm_eps, default 1e-6 */
+    float rope_theta;                             /* rope_theta, default 10000 */
+    int bos_token_id, eos_token_id, pad_token_id; /* defaults 1, 2, 0 */
+    bc_pos_encoding pos_encoding;                 /* ROPE or ALIBI, never AUTO after loading */
+    bool pos_encoding_explicit;                   /* from a config key or a load param */
+    bool norm_head;
+    bool norm_head_explicit;
+    bc__quant_config quant; /* a published quantized checkpoint's layout */
+} bc__hparams;
+
+/* generation_config.json, when present. */
+typedef struct bc__gen_config {
+    bool present;
+    int user_token_id;        /* default 195 */
+    int assistant_token_id;   /* default 196 */
+    int max_new_tokens;       /* default 2048 */
+    float temperature;        /* default 0.3 */
+    int top_k;                /* default 5 */
+    float top_p;              /* default 0.85 */
+    float repetition_penalty; /* default 1.05 */
+    bool do_sample;           /* default true */
+} bc__gen_config;
+
+/* tokenizer_config.json, when present. */
+typedef struct bc__tok_config {
+    bool present;
+    bool add_bos_token; /* default false */
+    bool add_eos_token; /* default false */
+} bc__tok_config;
+
+/* Reads config.json, then the optional generation_config.json and
+ * tokenizer_config.json, from dir. Applies the variant rules of DESIGN.md with
+ * params' explicit settings winning. */
+BC__HIDDEN int bc__config_read(const char *dir, bc_model_params params, bc__hparams *hp, bc__gen_config *gen,
+                               bc__tok_config *tok, bc__err *err);
+
+/* The largest JSON file of a model directory read (config.json, the shard
+ * index, ...): the real ones hold kilobytes; a larger file is refused before
+ * it is parsed. */
+#define BC__JSON_FILE_MAX ((long long)16 << 20)
+
+/* Parses the JSON file at path (duplicate keys refused) into *out, which the
+ * caller frees with json_decref. Refuses a file over BC__JSON_FILE_MAX bytes;
+ * every error names the file (and the line and column of a syntax error). */
+struct json_t;
+BC__HIDDEN int bc__json_file_load(const char *path, struct json_t **out, bc__err *err);
+
+/* The defaults of an absent generation_config.json (the official Chat ones). */
+BC__HIDDEN void bc__gen_config_defaults(bc__gen_config *gen);
+
+/* Hyper-parameters and variant from a GGUF file's metadata (gguf_config.c):
+ * baichuan.* keys, with our explicit baichuan.position_encoding and
+ * baichuan.norm_head winning over llama.cpp's rules, and params over both. */
+BC__HIDDEN int bc__gguf_config_read(const bc__gguf *g, const bc__tensor_table *t, bc_model_params params,
+                                    bc__hparams *hp, bc__err *err);
+
+/* Reads tokenizer_config.json, generation_config.json and config.json from
+ * dir, each optional; ids are checked against n_vocab. */
+BC__HIDDEN int bc__tok_dir_config_read(const char *dir, int n_vocab, bc__tok_config *tok, bc__gen_config *gen,
+                                       int *n_ctx_train, bc__err *err);
+
+#endif /* BC_CONFIG_H */

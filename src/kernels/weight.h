@@ -1,0 +1,31 @@
+/*
+ * weight.h - a weight matrix as the kernels read it: rows in the stored
+ * dtype, an optional repacked copy for this CPU's kernels, an optional
+ * column order.
+ */
+#ifndef BC_WEIGHT_H
+#define BC_WEIGHT_H
+
+#include "base/base.h"
+
+/* A weight matrix (rows, cols), row-major, in its stored dtype. Vectors are
+ * matrices with one row. */
+typedef struct bc__weight {
+    const void *data;
+    bc_dtype dtype;
+    int64_t rows, cols;
+    const char *name;                   /* the checkpoint's tensor name (owned by the table) */
+    void *packed;                       /* NULL, or the same rows interleaved in layout `pack` by
+                                         * bc__weight_repack (kernels/kernels.h), owned by the
+                                         * weight's owner; data stays the row-major original for
+                                         * every other use */
+    const struct bc__pack_layout *pack; /* the layout of packed, NULL without */
+    void *owned;                        /* NULL, or data when it is a heap copy made at load
+                                         * (bc_model_params.quantize, or a 4-bit checkpoint's
+                                         * blocks), owned by the model */
+    int32_t *perm;                      /* NULL, or (cols) the column order of data: column k
+                                         * of the stored rows multiplies activation perm[k]
+                                         * (GPTQ with desc_act); owned by the model */
+} bc__weight;
+
+#endif /* BC_WEIGHT_H */
