@@ -6,7 +6,7 @@
 
 #include "kernels/kernels.h"
 #include "model/model.h"
-#include "engine/kv_cache.h"
+#include "engine/kv_pool.h"
 
 #include <time.h>
 
