@@ -1,8 +1,7 @@
 /*
- * context.c - context lifecycle; sequences as block tables into the KV pool
- * (taking, copying-on-write and giving back blocks, prefix reuse, indexing
- * full blocks in the prefix cache); the checks a batch must pass before the
- * forward pass runs; and the per-op profile's figures.
+ * context.c - context lifecycle; the checks a batch must pass before the
+ * forward pass runs; the public sequence calls (positions counted here, the
+ * blocks that hold them in kv_seq.c); and the per-op profile's figures.
  */
 #include "engine/context.h"
 
@@ -136,17 +135,15 @@ bc_status bc_context_init(const bc_model *model, bc_context_params params, bc_co
     c->n_ctx = params.n_ctx;
     c->n_seq = params.n_seq;
     c->n_batch = params.n_batch;
-    c->max_seq_blocks = sz.max_seq_blocks;
     size_t nb = (size_t)params.n_batch, nt = (size_t)params.n_threads;
     size_t E = (size_t)hp->n_embd, F = (size_t)hp->n_ff, half = (size_t)hp->head_dim / 2;
     size_t row_max = F > E ? F : E;
     c->seq_len = calloc((size_t)c->n_seq, sizeof *c->seq_len);
     c->seq_next = calloc((size_t)c->n_seq, sizeof *c->seq_next);
-    c->seq_blocks = malloc((size_t)c->n_seq * (size_t)c->max_seq_blocks * sizeof *c->seq_blocks);
-    c->seq_n_blocks = calloc((size_t)c->n_seq, sizeof *c->seq_n_blocks);
     c->seq_touched = calloc((size_t)c->n_seq, 1);
     if (bc__kv_pool_init(&c->kv, sz.n_blocks, hp->n_layer, params.cache_type,
-                         bc__kv_row_bytes(params.cache_type, hp->n_embd), params.prefix_cache) != 0)
+                         bc__kv_row_bytes(params.cache_type, hp->n_embd), params.prefix_cache) != 0 ||
+        bc__kv_seqs_init(&c->seqs, &c->kv, c->n_seq, sz.max_seq_blocks) != 0)
         goto oom;
     c->x = malloc(nb * E * sizeof(float));
     c->xn = malloc(nb * E * sizeof(float));
@@ -164,9 +161,9 @@ bc_status bc_context_init(const bc_model *model, bc_context_params params, bc_co
     c->matmul_flags = params.bf16_activations ? BC__MATMUL_BF16_ACT : 0;
     c->profiling = params.profile;
     c->pool = bc__pool_create(params.n_threads);
-    if (!c->seq_len || !c->seq_next || !c->seq_blocks || !c->seq_n_blocks || !c->seq_touched || !c->x || !c->xn ||
-        !c->qkv || !c->qkv_split || !c->attn || !c->ff_gate || !c->ff_up || !c->rope_cos || !c->rope_sin ||
-        !c->logits || !c->logit_row || !c->matmul_scratch || !c->att_scratch || !c->pool)
+    if (!c->seq_len || !c->seq_next || !c->seq_touched || !c->x || !c->xn || !c->qkv || !c->qkv_split || !c->attn ||
+        !c->ff_gate || !c->ff_up || !c->rope_cos || !c->rope_sin || !c->logits || !c->logit_row || !c->matmul_scratch ||
+        !c->att_scratch || !c->pool)
         goto oom;
     *out = c;
     return BC_STATUS_OK;
@@ -184,9 +181,8 @@ void bc_context_free(bc_context *c) {
     bc__pool_free(c->pool);
     free(c->seq_len);
     free(c->seq_next);
-    free(c->seq_blocks);
-    free(c->seq_n_blocks);
     free(c->seq_touched);
+    bc__kv_seqs_free(&c->seqs);
     bc__kv_pool_free(&c->kv);
     free(c->x);
     free(c->xn);
@@ -214,79 +210,6 @@ static bc_status fail(bc_context *ctx, bc_status status, const char *fmt, ...) {
     vsnprintf(ctx->err.msg, sizeof ctx->err.msg, fmt, ap);
     va_end(ap);
     return status;
-}
-
-/* ------------------------------------------------------------------------ */
-/* Block tables                                                             */
-/* ------------------------------------------------------------------------ */
-
-static int32_t *table_of(const bc_context *ctx, int seq) {
-    return ctx->seq_blocks + (size_t)seq * (size_t)ctx->max_seq_blocks;
-}
-
-/* Blocks that making positions [from, to) of seq writable takes: a new one
- * for each block index past the table, and a copy of a held block that may
- * not be written in place (only the one holding `from` can be such). */
-static int blocks_needed(const bc_context *ctx, int seq, int from, int to) {
-    if (to <= from) return 0;
-    int first = from / BC_KV_BLOCK, end = (to + BC_KV_BLOCK - 1) / BC_KV_BLOCK, held = ctx->seq_n_blocks[seq];
-    int need = end > held ? end - (first > held ? first : held) : 0;
-    if (first < held && !bc__kv_pool_writable(&ctx->kv, table_of(ctx, seq)[first])) need++;
-    return need;
-}
-
-/* Makes positions [from, to) of seq writable; the caller has checked that
- * the pool has blocks_needed() of them. */
-static void make_writable(bc_context *ctx, int seq, int from, int to) {
-    if (to <= from) return;
-    int32_t *table = table_of(ctx, seq);
-    int first = from / BC_KV_BLOCK, end = (to + BC_KV_BLOCK - 1) / BC_KV_BLOCK;
-    if (first < ctx->seq_n_blocks[seq] && !bc__kv_pool_writable(&ctx->kv, table[first])) {
-        int32_t b = bc__kv_pool_take(&ctx->kv); /* copy-on-write */
-        bc__kv_pool_copy(&ctx->kv, b, table[first]);
-        bc__kv_pool_drop(&ctx->kv, table[first]);
-        table[first] = b;
-    }
-    while (ctx->seq_n_blocks[seq] < end) table[ctx->seq_n_blocks[seq]++] = bc__kv_pool_take(&ctx->kv);
-}
-
-/* Gives back the blocks of seq from table index keep on (the last first, so
- * that of a sequence's cached blocks the later ones are evicted first). */
-static void release_blocks(bc_context *ctx, int seq, int keep) {
-    int32_t *table = table_of(ctx, seq);
-    while (ctx->seq_n_blocks[seq] > keep) bc__kv_pool_drop(&ctx->kv, table[--ctx->seq_n_blocks[seq]]);
-}
-
-/* Indexes the blocks of seq that positions [from, to) completed, in order,
- * each after the one before it. A block whose twin (same ids after the same
- * parent) is already indexed is swapped for the twin and freed: the two hold
- * the same keys and values, so concurrent requests with one system prompt
- * end up sharing one copy. */
-static void index_full_blocks(bc_context *ctx, int seq, int from, int to) {
-    bc__prefix_cache *pc = ctx->kv.pc;
-    if (pc == NULL) return;
-    int32_t *table = table_of(ctx, seq);
-    for (int bi = from / BC_KV_BLOCK; bi < to / BC_KV_BLOCK; bi++) {
-        int32_t b = table[bi];
-        if (pc->id[b] != 0) continue; /* indexed already (reused, never written) */
-        uint64_t parent_id = 0, parent_hash = 0;
-        if (bi > 0) {
-            int32_t prev = table[bi - 1];
-            if (pc->id[prev] == 0) return; /* the chain is broken: nothing after it can be found */
-            parent_id = pc->id[prev];
-            parent_hash = pc->hash[prev];
-        }
-        const int32_t *ids = ctx->kv.tokens + (size_t)b * BC_KV_BLOCK;
-        uint64_t h = bc__prefix_hash(parent_hash, ids);
-        int32_t twin = bc__prefix_find(pc, ctx->kv.tokens, h, parent_id, ids);
-        if (twin >= 0) {
-            bc__kv_pool_ref(&ctx->kv, twin);
-            bc__kv_pool_drop(&ctx->kv, b);
-            table[bi] = twin;
-        } else {
-            bc__prefix_insert(pc, b, h, parent_id);
-        }
-    }
 }
 
 /* ------------------------------------------------------------------------ */
@@ -331,7 +254,7 @@ bc_status bc_context_decode(bc_context *ctx, const bc_batch_entry *entries, int 
         int s = entries[i].seq;
         if (ctx->seq_touched[s]) continue;
         ctx->seq_touched[s] = 1;
-        need += blocks_needed(ctx, s, ctx->seq_len[s], ctx->seq_next[s]);
+        need += bc__kv_seq_blocks_needed(&ctx->seqs, s, ctx->seq_len[s], ctx->seq_next[s]);
     }
     int have = bc__kv_pool_available(&ctx->kv);
     if (need > have) {
@@ -344,12 +267,11 @@ bc_status bc_context_decode(bc_context *ctx, const bc_batch_entry *entries, int 
     for (int i = 0; i < n; i++) {
         int s = entries[i].seq;
         if (!ctx->seq_touched[s]) continue;
-        make_writable(ctx, s, ctx->seq_len[s], ctx->seq_next[s]);
+        bc__kv_seq_make_writable(&ctx->seqs, s, ctx->seq_len[s], ctx->seq_next[s]);
     }
     for (int i = 0; i < n; i++) {
         const bc_batch_entry *e = &entries[i];
-        int32_t b = table_of(ctx, e->seq)[e->pos / BC_KV_BLOCK];
-        ctx->kv.tokens[(size_t)b * BC_KV_BLOCK + (size_t)(e->pos % BC_KV_BLOCK)] = e->token;
+        bc__kv_seq_set_token(&ctx->seqs, e->seq, e->pos, e->token);
         ctx->logit_row[i] = e->logits ? ctx->n_logit_rows++ : -1;
     }
 
@@ -359,7 +281,7 @@ bc_status bc_context_decode(bc_context *ctx, const bc_batch_entry *entries, int 
         int s = entries[i].seq;
         if (!ctx->seq_touched[s]) continue;
         ctx->seq_touched[s] = 0;
-        index_full_blocks(ctx, s, ctx->seq_len[s], ctx->seq_next[s]);
+        bc__kv_seq_index(&ctx->seqs, s, ctx->seq_len[s], ctx->seq_next[s]);
         ctx->seq_len[s] = ctx->seq_next[s];
     }
     ctx->n_entries = n;
@@ -386,30 +308,18 @@ bc_status bc_context_seq_truncate(bc_context *ctx, int seq, int pos) {
     if (seq < 0 || seq >= ctx->n_seq || pos < 0)
         return fail(ctx, BC_STATUS_ERROR_ARGUMENT, "truncate: sequence %d / position %d out of range", seq, pos);
     if (pos < ctx->seq_len[seq]) ctx->seq_len[seq] = pos;
-    release_blocks(ctx, seq, (ctx->seq_len[seq] + BC_KV_BLOCK - 1) / BC_KV_BLOCK);
+    bc__kv_seq_keep(&ctx->seqs, seq, ctx->seq_len[seq]);
     return BC_STATUS_OK;
 }
 
 int bc_context_seq_reuse(bc_context *ctx, int seq, const int32_t *tokens, int n_tokens, int max_reuse) {
-    bc__prefix_cache *pc = ctx->kv.pc;
-    if (pc == NULL || seq < 0 || seq >= ctx->n_seq || ctx->seq_n_blocks[seq] != 0 || tokens == NULL) return 0;
+    if (ctx->kv.pc == NULL || seq < 0 || seq >= ctx->n_seq || ctx->seqs.n_blocks[seq] != 0 || tokens == NULL) return 0;
     if (n_tokens > ctx->n_ctx) n_tokens = ctx->n_ctx;
     if (max_reuse > n_tokens) max_reuse = n_tokens;
     if (max_reuse <= 0) return 0;
-    int32_t *table = table_of(ctx, seq);
-    uint64_t parent_id = 0, hash = 0;
-    for (int bi = 0; (bi + 1) * BC_KV_BLOCK <= n_tokens; bi++) {
-        const int32_t *ids = tokens + (size_t)bi * BC_KV_BLOCK;
-        hash = bc__prefix_hash(hash, ids);
-        int32_t b = bc__prefix_find(pc, ctx->kv.tokens, hash, parent_id, ids);
-        if (b < 0) break;
-        bc__kv_pool_ref(&ctx->kv, b);
-        table[ctx->seq_n_blocks[seq]++] = b;
-        parent_id = pc->id[b];
-    }
-    int got = ctx->seq_n_blocks[seq] * BC_KV_BLOCK;
+    int got = bc__kv_seq_reuse(&ctx->seqs, seq, tokens, n_tokens);
     ctx->seq_len[seq] = got < max_reuse ? got : max_reuse;
-    release_blocks(ctx, seq, (ctx->seq_len[seq] + BC_KV_BLOCK - 1) / BC_KV_BLOCK);
+    bc__kv_seq_keep(&ctx->seqs, seq, ctx->seq_len[seq]);
     return ctx->seq_len[seq];
 }
 
@@ -417,19 +327,10 @@ bc_status bc_context_seq_fork(bc_context *ctx, int src, int dst) {
     if (src < 0 || src >= ctx->n_seq || dst < 0 || dst >= ctx->n_seq || src == dst)
         return fail(ctx, BC_STATUS_ERROR_ARGUMENT, "fork: sequences %d -> %d out of range (%d sequences)", src, dst,
                     ctx->n_seq);
-    if (ctx->seq_n_blocks[dst] != 0 || ctx->seq_len[dst] != 0)
+    if (ctx->seqs.n_blocks[dst] != 0 || ctx->seq_len[dst] != 0)
         return fail(ctx, BC_STATUS_ERROR_ARGUMENT, "fork: sequence %d is not empty (%d positions)", dst,
                     ctx->seq_len[dst]);
-    /* Only the blocks holding src's positions: blocks src reserved past them
-     * stay its own, as decoding writes a held block past the first in place. */
-    const int32_t *from = table_of(ctx, src);
-    int32_t *to = table_of(ctx, dst);
-    int n_blocks = (ctx->seq_len[src] + BC_KV_BLOCK - 1) / BC_KV_BLOCK;
-    for (int bi = 0; bi < n_blocks; bi++) {
-        bc__kv_pool_ref(&ctx->kv, from[bi]);
-        to[bi] = from[bi];
-    }
-    ctx->seq_n_blocks[dst] = n_blocks;
+    bc__kv_seq_fork(&ctx->seqs, src, dst, ctx->seq_len[src]);
     ctx->seq_len[dst] = ctx->seq_len[src];
     return BC_STATUS_OK;
 }
@@ -443,12 +344,13 @@ bc_status bc_context_seq_reserve(bc_context *ctx, int seq, int n_positions) {
         return fail(ctx, BC_STATUS_ERROR_CONTEXT_FULL,
                     "reserve: sequence %d holds %d positions; %d more pass the context size %d", seq, from, n_positions,
                     ctx->n_ctx);
-    int need = blocks_needed(ctx, seq, from, from + n_positions), have = bc__kv_pool_available(&ctx->kv);
+    int need = bc__kv_seq_blocks_needed(&ctx->seqs, seq, from, from + n_positions),
+        have = bc__kv_pool_available(&ctx->kv);
     if (need > have)
         return fail(ctx, BC_STATUS_ERROR_KV_FULL,
                     "the KV pool is full: sequence %d needs %d more blocks of %d positions and %d are free", seq, need,
                     BC_KV_BLOCK, have);
-    make_writable(ctx, seq, from, from + n_positions);
+    bc__kv_seq_make_writable(&ctx->seqs, seq, from, from + n_positions);
     return BC_STATUS_OK;
 }
 
@@ -456,7 +358,7 @@ int bc_context_seq_blocks_needed(const bc_context *ctx, int seq, int n_positions
     if (seq < 0 || seq >= ctx->n_seq || n_positions <= 0) return 0;
     int from = ctx->seq_len[seq];
     int64_t to = (int64_t)from + n_positions;
-    return blocks_needed(ctx, seq, from, to > ctx->n_ctx ? ctx->n_ctx : (int)to);
+    return bc__kv_seq_blocks_needed(&ctx->seqs, seq, from, to > ctx->n_ctx ? ctx->n_ctx : (int)to);
 }
 
 void bc_context_kv_stats(const bc_context *ctx, bc_kv_stats *out) {

@@ -6,7 +6,7 @@
 
 #include "kernels/kernels.h"
 #include "model/model.h"
-#include "engine/kv_pool.h"
+#include "engine/kv_seq.h"
 
 #include <time.h>
 
@@ -21,14 +21,12 @@ struct bc_context {
     int *seq_len;  /* (n_seq) cached positions per sequence */
     int *seq_next; /* (n_seq) decode's running position per sequence */
 
-    /* The KV cache: a pool of blocks (keys after RoPE), and per sequence a
-     * block table: position p of sequence s is in block
-     * seq_blocks[s * max_seq_blocks + p / BC_KV_BLOCK]. */
-    bc__kv_pool kv;
-    int max_seq_blocks;   /* ceil(n_ctx / BC_KV_BLOCK) */
-    int32_t *seq_blocks;  /* (n_seq, max_seq_blocks) */
-    int *seq_n_blocks;    /* (n_seq) blocks held (the table's used length) */
     uint8_t *seq_touched; /* (n_seq) scratch of decode: sequence has entries in the batch */
+
+    /* The KV cache: a pool of blocks (keys after RoPE), and per sequence a
+     * block table into it (kv_seq.h). */
+    bc__kv_pool kv;
+    bc__kv_seqs seqs;
 
     /* Scratch for one decode, (n_batch, ...) each. */
     float *x;         /* (n_batch, n_embd) residual stream */

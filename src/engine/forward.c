@@ -69,7 +69,7 @@ static bc__kv_rows kv_rows(const bc_context *ctx, const uint8_t *pool, int seq, 
     const bc__kv_pool *kv = &ctx->kv;
     const size_t head_bytes = bc__kv_row_bytes(kv->type, ctx->model->hp.head_dim);
     return (bc__kv_rows){pool + (size_t)il * BC_KV_BLOCK * kv->row_bytes + (size_t)h * head_bytes,
-                         ctx->seq_blocks + (size_t)seq * (size_t)ctx->max_seq_blocks,
+                         ctx->seqs.blocks + (size_t)seq * (size_t)ctx->seqs.max_blocks,
                          kv->block_bytes,
                          kv->row_bytes,
                          BC__KV_BLOCK_SHIFT,
@@ -162,7 +162,7 @@ static void attention_block(bc_context *ctx, const bc__layer *L, int il, const b
     for (int e = 0; e < n; e++) {
         const float *k = ctx->qkv + (size_t)e * 3 * E + E, *v = k + E;
         const int pos = entries[e].pos;
-        const int32_t b = ctx->seq_blocks[(size_t)entries[e].seq * (size_t)ctx->max_seq_blocks + pos / BC_KV_BLOCK];
+        const int32_t b = ctx->seqs.blocks[(size_t)entries[e].seq * (size_t)ctx->seqs.max_blocks + pos / BC_KV_BLOCK];
         const size_t off = (size_t)b * kv->block_bytes + ((size_t)il * BC_KV_BLOCK + pos % BC_KV_BLOCK) * kv->row_bytes;
         bc__kv_store_row(kv->type, k, kv->k + off, hp->n_embd);
         bc__kv_store_row(kv->type, v, kv->v + off, hp->n_embd);

@@ -2,8 +2,8 @@
  * kv_pool.h - the paged KV pool (kv_pool.c): n_blocks blocks of BC_KV_BLOCK
  * positions for every layer's keys and values, allocated once. A block is
  * free, held by one or more sequences (refs), or unused but kept by the
- * prefix cache (prefix_cache.h) until it is evicted. The context
- * (context.c) gives each sequence a block table into the pool.
+ * prefix cache (prefix_cache.h) until it is evicted. The block tables that
+ * give each sequence its blocks are in kv_seq.h.
  *
  * A block may be written only while exactly one sequence holds it and it is
  * not indexed; otherwise the writer copies it first (copy-on-write).
