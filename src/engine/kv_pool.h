@@ -17,10 +17,6 @@
 #include <stdbool.h>
 #include <stdint.h>
 
-/* log2(BC_KV_BLOCK): positions to block index and offset by shift and mask. */
-#define BC__KV_BLOCK_SHIFT 4
-_Static_assert(1 << BC__KV_BLOCK_SHIFT == BC_KV_BLOCK, "BC__KV_BLOCK_SHIFT must match BC_KV_BLOCK");
-
 typedef struct bc__kv_pool {
     int n_blocks;
     int n_layer;
