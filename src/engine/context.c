@@ -1,16 +1,47 @@
 /*
- * context.c - context lifecycle; sequences as block tables into the KV pool
- * (taking, copying-on-write and giving back blocks, prefix reuse, indexing
- * full blocks in the prefix cache); the checks a batch must pass before the
- * forward pass runs; and the per-op profile's figures.
+ * context.c - a context: one thread's use of a model. It owns the KV pool
+ * (kv_pool.h), the sequences' block tables into it (kv_seq.h), the forward
+ * pass's workspace (forward.h), the thread pool and the profile. This file
+ * holds its life cycle and exact size, the checks a batch must pass before
+ * the pass runs, the public sequence calls (positions counted here, blocks
+ * in kv_seq.c), and the per-op profile's figures.
  */
-#include "engine/context.h"
+#include "engine/forward.h"
+#include "engine/kv_pool.h"
+#include "engine/kv_seq.h"
+#include "engine/profile.h"
 
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
 #include <unistd.h>
+
+struct bc_context {
+    const bc_model *model;
+    int n_ctx;   /* most positions of one sequence */
+    int n_seq;   /* sequences */
+    int n_batch; /* most entries per decode */
+    bc__pool *pool;
+    bc__err err; /* the last failed call's message */
+
+    int *seq_len;         /* (n_seq) cached positions per sequence */
+    int *seq_next;        /* (n_seq) decode's running position per sequence */
+    uint8_t *seq_touched; /* (n_seq) scratch of decode: sequence has entries in the batch */
+
+    /* The KV cache: a pool of blocks (keys after RoPE), a block table per
+     * sequence into it, and the view of both that the pass reads. */
+    bc__kv_pool kv;
+    bc__kv_seqs seqs;
+    bc__kv_view kv_view;
+
+    bc__workspace ws;      /* the pass's scratch and the last decode's logits */
+    int n_entries;         /* entries of the last successful decode */
+    unsigned matmul_flags; /* BC__MATMUL_* from the params */
+
+    bool profiling;  /* bc_context_params.profile */
+    bc_profile prof; /* summed since init or the last reset; OTHER filled on reading */
+};
 
 bc_context_params bc_context_default_params(void) {
     bc_context_params p;
@@ -66,13 +97,14 @@ static int resolve_params(const bc__hparams *hp, bc_context_params *p, bc__err *
     return 0;
 }
 
-/* Sizes of everything a context allocates, in bytes. */
+/* Sizes of everything a context allocates, in bytes: each part's size comes
+ * from the module that allocates it. */
 typedef struct context_sizes {
     int n_blocks;
     int max_seq_blocks;
-    uint64_t kv_bytes;      /* the pool with its metadata */
-    uint64_t table_bytes;   /* block tables and per-sequence counters */
-    uint64_t scratch_bytes; /* all per-batch and per-thread scratch */
+    uint64_t kv_bytes;        /* the pool with its metadata and prefix index */
+    uint64_t seq_bytes;       /* block tables and per-sequence counters */
+    uint64_t workspace_bytes; /* the pass's scratch and logits */
     uint64_t total_bytes;
 } context_sizes;
 
@@ -81,23 +113,15 @@ static int sizes_of(const bc__hparams *hp, const bc_context_params *p, context_s
     s->max_seq_blocks = (p->n_ctx + BC_KV_BLOCK - 1) / BC_KV_BLOCK;
     s->kv_bytes =
         bc__kv_pool_bytes(s->n_blocks, hp->n_layer, bc__kv_row_bytes(p->cache_type, hp->n_embd), p->prefix_cache);
-    uint64_t nb = (uint64_t)p->n_batch;
-    uint64_t per_entry = 4ull * (uint64_t)hp->n_embd * 4   /* x, xn, attn + slack */
-                         + 6ull * (uint64_t)hp->n_embd * 4 /* qkv, qkv_split */
-                         + 2ull * (uint64_t)hp->n_ff * 4   /* gate, up */
-                         + (uint64_t)hp->head_dim * 8      /* rope cos, sin */
-                         + (uint64_t)hp->n_vocab * 4 + 4   /* logits, logit_row */
-                         + (uint64_t)(hp->n_ff > hp->n_embd ? hp->n_ff : hp->n_embd) * 5 / 4 +
-                         1; /* 8-bit activations */
-    uint64_t per_thread = (uint64_t)p->n_ctx * 4;
-    uint64_t scratch, threads, tables, total;
-    if (s->kv_bytes == UINT64_MAX || bc__mul_u64(nb, per_entry, &scratch) ||
-        bc__mul_u64((uint64_t)p->n_threads, per_thread, &threads) || bc__add_u64(scratch, threads, &scratch) ||
-        bc__mul_u64((uint64_t)p->n_seq, (uint64_t)s->max_seq_blocks * 4 + 16, &tables) ||
-        bc__add_u64(s->kv_bytes, scratch, &total) || bc__add_u64(total, tables, &total))
+    s->workspace_bytes = bc__workspace_bytes(hp, p->n_batch, p->n_threads, p->n_ctx);
+    const uint64_t tables = bc__kv_seqs_bytes(p->n_seq, s->max_seq_blocks);
+    /* seq_len, seq_next and seq_touched */
+    const uint64_t counters = (uint64_t)p->n_seq * (2 * sizeof(int) + sizeof(uint8_t));
+    uint64_t total;
+    if (s->kv_bytes == UINT64_MAX || s->workspace_bytes == UINT64_MAX || tables == UINT64_MAX ||
+        bc__add_u64(tables, counters, &s->seq_bytes) || bc__add_u64(s->kv_bytes, s->seq_bytes, &total) ||
+        bc__add_u64(total, s->workspace_bytes, &total))
         return -1;
-    s->table_bytes = tables;
-    s->scratch_bytes = scratch;
     s->total_bytes = total;
     return 0;
 }
@@ -136,38 +160,26 @@ bc_status bc_context_init(const bc_model *model, bc_context_params params, bc_co
     c->n_ctx = params.n_ctx;
     c->n_seq = params.n_seq;
     c->n_batch = params.n_batch;
-    c->max_seq_blocks = sz.max_seq_blocks;
-    size_t nb = (size_t)params.n_batch, nt = (size_t)params.n_threads;
-    size_t E = (size_t)hp->n_embd, F = (size_t)hp->n_ff, half = (size_t)hp->head_dim / 2;
-    size_t row_max = F > E ? F : E;
     c->seq_len = calloc((size_t)c->n_seq, sizeof *c->seq_len);
     c->seq_next = calloc((size_t)c->n_seq, sizeof *c->seq_next);
-    c->seq_blocks = malloc((size_t)c->n_seq * (size_t)c->max_seq_blocks * sizeof *c->seq_blocks);
-    c->seq_n_blocks = calloc((size_t)c->n_seq, sizeof *c->seq_n_blocks);
     c->seq_touched = calloc((size_t)c->n_seq, 1);
     if (bc__kv_pool_init(&c->kv, sz.n_blocks, hp->n_layer, params.cache_type,
-                         bc__kv_row_bytes(params.cache_type, hp->n_embd), params.prefix_cache) != 0)
+                         bc__kv_row_bytes(params.cache_type, hp->n_embd), params.prefix_cache) != 0 ||
+        bc__kv_seqs_init(&c->seqs, &c->kv, c->n_seq, sz.max_seq_blocks) != 0 ||
+        bc__workspace_init(&c->ws, hp, params.n_batch, params.n_threads, params.n_ctx) != 0)
         goto oom;
-    c->x = malloc(nb * E * sizeof(float));
-    c->xn = malloc(nb * E * sizeof(float));
-    c->qkv = malloc(nb * 3 * E * sizeof(float));
-    c->qkv_split = malloc(nb * 3 * E * sizeof(float));
-    c->attn = malloc(nb * E * sizeof(float));
-    c->ff_gate = malloc(nb * F * sizeof(float));
-    c->ff_up = malloc(nb * F * sizeof(float));
-    c->rope_cos = malloc((nb * half + 1) * sizeof(double));
-    c->rope_sin = malloc((nb * half + 1) * sizeof(double));
-    c->logits = malloc(nb * (size_t)hp->n_vocab * sizeof(float));
-    c->logit_row = malloc(nb * sizeof(int));
-    c->matmul_scratch = malloc(bc__matmul_scratch_bytes((int64_t)row_max, params.n_batch));
-    c->att_scratch = malloc(nt * (size_t)c->n_ctx * sizeof(float));
+    c->kv_view = (bc__kv_view){.k = c->kv.k,
+                               .v = c->kv.v,
+                               .tables = c->seqs.blocks,
+                               .table_stride = (size_t)c->seqs.max_blocks,
+                               .type = c->kv.type,
+                               .row_bytes = c->kv.row_bytes,
+                               .head_bytes = bc__kv_row_bytes(c->kv.type, hp->head_dim),
+                               .block_bytes = c->kv.block_bytes};
     c->matmul_flags = params.bf16_activations ? BC__MATMUL_BF16_ACT : 0;
     c->profiling = params.profile;
     c->pool = bc__pool_create(params.n_threads);
-    if (!c->seq_len || !c->seq_next || !c->seq_blocks || !c->seq_n_blocks || !c->seq_touched || !c->x || !c->xn ||
-        !c->qkv || !c->qkv_split || !c->attn || !c->ff_gate || !c->ff_up || !c->rope_cos || !c->rope_sin ||
-        !c->logits || !c->logit_row || !c->matmul_scratch || !c->att_scratch || !c->pool)
-        goto oom;
+    if (!c->seq_len || !c->seq_next || !c->seq_touched || !c->pool) goto oom;
     *out = c;
     return BC_STATUS_OK;
 oom:
@@ -184,23 +196,10 @@ void bc_context_free(bc_context *c) {
     bc__pool_free(c->pool);
     free(c->seq_len);
     free(c->seq_next);
-    free(c->seq_blocks);
-    free(c->seq_n_blocks);
     free(c->seq_touched);
+    bc__kv_seqs_free(&c->seqs);
     bc__kv_pool_free(&c->kv);
-    free(c->x);
-    free(c->xn);
-    free(c->qkv);
-    free(c->qkv_split);
-    free(c->attn);
-    free(c->ff_gate);
-    free(c->ff_up);
-    free(c->rope_cos);
-    free(c->rope_sin);
-    free(c->logits);
-    free(c->logit_row);
-    free(c->matmul_scratch);
-    free(c->att_scratch);
+    bc__workspace_free(&c->ws);
     free(c);
 }
 
@@ -217,87 +216,14 @@ static bc_status fail(bc_context *ctx, bc_status status, const char *fmt, ...) {
 }
 
 /* ------------------------------------------------------------------------ */
-/* Block tables                                                             */
-/* ------------------------------------------------------------------------ */
-
-static int32_t *table_of(const bc_context *ctx, int seq) {
-    return ctx->seq_blocks + (size_t)seq * (size_t)ctx->max_seq_blocks;
-}
-
-/* Blocks that making positions [from, to) of seq writable takes: a new one
- * for each block index past the table, and a copy of a held block that may
- * not be written in place (only the one holding `from` can be such). */
-static int blocks_needed(const bc_context *ctx, int seq, int from, int to) {
-    if (to <= from) return 0;
-    int first = from / BC_KV_BLOCK, end = (to + BC_KV_BLOCK - 1) / BC_KV_BLOCK, held = ctx->seq_n_blocks[seq];
-    int need = end > held ? end - (first > held ? first : held) : 0;
-    if (first < held && !bc__kv_pool_writable(&ctx->kv, table_of(ctx, seq)[first])) need++;
-    return need;
-}
-
-/* Makes positions [from, to) of seq writable; the caller has checked that
- * the pool has blocks_needed() of them. */
-static void make_writable(bc_context *ctx, int seq, int from, int to) {
-    if (to <= from) return;
-    int32_t *table = table_of(ctx, seq);
-    int first = from / BC_KV_BLOCK, end = (to + BC_KV_BLOCK - 1) / BC_KV_BLOCK;
-    if (first < ctx->seq_n_blocks[seq] && !bc__kv_pool_writable(&ctx->kv, table[first])) {
-        int32_t b = bc__kv_pool_take(&ctx->kv); /* copy-on-write */
-        bc__kv_pool_copy(&ctx->kv, b, table[first]);
-        bc__kv_pool_drop(&ctx->kv, table[first]);
-        table[first] = b;
-    }
-    while (ctx->seq_n_blocks[seq] < end) table[ctx->seq_n_blocks[seq]++] = bc__kv_pool_take(&ctx->kv);
-}
-
-/* Gives back the blocks of seq from table index keep on (the last first, so
- * that of a sequence's cached blocks the later ones are evicted first). */
-static void release_blocks(bc_context *ctx, int seq, int keep) {
-    int32_t *table = table_of(ctx, seq);
-    while (ctx->seq_n_blocks[seq] > keep) bc__kv_pool_drop(&ctx->kv, table[--ctx->seq_n_blocks[seq]]);
-}
-
-/* Indexes the blocks of seq that positions [from, to) completed, in order,
- * each after the one before it. A block whose twin (same ids after the same
- * parent) is already indexed is swapped for the twin and freed: the two hold
- * the same keys and values, so concurrent requests with one system prompt
- * end up sharing one copy. */
-static void index_full_blocks(bc_context *ctx, int seq, int from, int to) {
-    bc__prefix_cache *pc = ctx->kv.pc;
-    if (pc == NULL) return;
-    int32_t *table = table_of(ctx, seq);
-    for (int bi = from / BC_KV_BLOCK; bi < to / BC_KV_BLOCK; bi++) {
-        int32_t b = table[bi];
-        if (pc->id[b] != 0) continue; /* indexed already (reused, never written) */
-        uint64_t parent_id = 0, parent_hash = 0;
-        if (bi > 0) {
-            int32_t prev = table[bi - 1];
-            if (pc->id[prev] == 0) return; /* the chain is broken: nothing after it can be found */
-            parent_id = pc->id[prev];
-            parent_hash = pc->hash[prev];
-        }
-        const int32_t *ids = ctx->kv.tokens + (size_t)b * BC_KV_BLOCK;
-        uint64_t h = bc__prefix_hash(parent_hash, ids);
-        int32_t twin = bc__prefix_find(pc, ctx->kv.tokens, h, parent_id, ids);
-        if (twin >= 0) {
-            bc__kv_pool_ref(&ctx->kv, twin);
-            bc__kv_pool_drop(&ctx->kv, b);
-            table[bi] = twin;
-        } else {
-            bc__prefix_insert(pc, b, h, parent_id);
-        }
-    }
-}
-
-/* ------------------------------------------------------------------------ */
 /* Decoding                                                                 */
 /* ------------------------------------------------------------------------ */
 
 bc_status bc_context_decode(bc_context *ctx, const bc_batch_entry *entries, int n) {
-    double t0 = bc__prof_begin(ctx);
+    bc_profile *prof = ctx->profiling ? &ctx->prof : NULL;
+    double t0 = bc__prof_begin(prof);
     ctx->err.status = BC_STATUS_OK;
     ctx->err.msg[0] = '\0';
-    ctx->n_logit_rows = 0;
     ctx->n_entries = 0;
     if (entries == NULL || n < 1 || n > ctx->n_batch)
         return fail(ctx, BC_STATUS_ERROR_ARGUMENT, "batch of %d entries (must be 1..%d)", n, ctx->n_batch);
@@ -331,7 +257,7 @@ bc_status bc_context_decode(bc_context *ctx, const bc_batch_entry *entries, int 
         int s = entries[i].seq;
         if (ctx->seq_touched[s]) continue;
         ctx->seq_touched[s] = 1;
-        need += blocks_needed(ctx, s, ctx->seq_len[s], ctx->seq_next[s]);
+        need += bc__kv_seq_blocks_needed(&ctx->seqs, s, ctx->seq_len[s], ctx->seq_next[s]);
     }
     int have = bc__kv_pool_available(&ctx->kv);
     if (need > have) {
@@ -344,36 +270,31 @@ bc_status bc_context_decode(bc_context *ctx, const bc_batch_entry *entries, int 
     for (int i = 0; i < n; i++) {
         int s = entries[i].seq;
         if (!ctx->seq_touched[s]) continue;
-        make_writable(ctx, s, ctx->seq_len[s], ctx->seq_next[s]);
+        bc__kv_seq_make_writable(&ctx->seqs, s, ctx->seq_len[s], ctx->seq_next[s]);
     }
-    for (int i = 0; i < n; i++) {
-        const bc_batch_entry *e = &entries[i];
-        int32_t b = table_of(ctx, e->seq)[e->pos / BC_KV_BLOCK];
-        ctx->kv.tokens[(size_t)b * BC_KV_BLOCK + (size_t)(e->pos % BC_KV_BLOCK)] = e->token;
-        ctx->logit_row[i] = e->logits ? ctx->n_logit_rows++ : -1;
-    }
+    for (int i = 0; i < n; i++) bc__kv_seq_set_token(&ctx->seqs, entries[i].seq, entries[i].pos, entries[i].token);
 
-    bc__forward(ctx, entries, n);
+    bc__forward(ctx->model, &ctx->ws, &ctx->kv_view, ctx->pool, ctx->matmul_flags, prof, entries, n);
 
     for (int i = 0; i < n; i++) {
         int s = entries[i].seq;
         if (!ctx->seq_touched[s]) continue;
         ctx->seq_touched[s] = 0;
-        index_full_blocks(ctx, s, ctx->seq_len[s], ctx->seq_next[s]);
+        bc__kv_seq_index(&ctx->seqs, s, ctx->seq_len[s], ctx->seq_next[s]);
         ctx->seq_len[s] = ctx->seq_next[s];
     }
     ctx->n_entries = n;
-    if (ctx->profiling) {
-        ctx->prof.total_seconds += bc__prof_now() - t0;
-        ctx->prof.n_decodes++;
-        ctx->prof.n_tokens += n;
+    if (prof) {
+        prof->total_seconds += bc__prof_now() - t0;
+        prof->n_decodes++;
+        prof->n_tokens += n;
     }
     return BC_STATUS_OK;
 }
 
 const float *bc_context_logits(const bc_context *ctx, int i) {
-    if (i < 0 || i >= ctx->n_entries || ctx->logit_row[i] < 0) return NULL;
-    return ctx->logits + (size_t)ctx->logit_row[i] * (size_t)ctx->model->hp.n_vocab;
+    if (i < 0 || i >= ctx->n_entries || ctx->ws.logit_row[i] < 0) return NULL;
+    return ctx->ws.logits + (size_t)ctx->ws.logit_row[i] * (size_t)ctx->model->hp.n_vocab;
 }
 
 /* ------------------------------------------------------------------------ */
@@ -386,30 +307,18 @@ bc_status bc_context_seq_truncate(bc_context *ctx, int seq, int pos) {
     if (seq < 0 || seq >= ctx->n_seq || pos < 0)
         return fail(ctx, BC_STATUS_ERROR_ARGUMENT, "truncate: sequence %d / position %d out of range", seq, pos);
     if (pos < ctx->seq_len[seq]) ctx->seq_len[seq] = pos;
-    release_blocks(ctx, seq, (ctx->seq_len[seq] + BC_KV_BLOCK - 1) / BC_KV_BLOCK);
+    bc__kv_seq_keep(&ctx->seqs, seq, ctx->seq_len[seq]);
     return BC_STATUS_OK;
 }
 
 int bc_context_seq_reuse(bc_context *ctx, int seq, const int32_t *tokens, int n_tokens, int max_reuse) {
-    bc__prefix_cache *pc = ctx->kv.pc;
-    if (pc == NULL || seq < 0 || seq >= ctx->n_seq || ctx->seq_n_blocks[seq] != 0 || tokens == NULL) return 0;
+    if (ctx->kv.pc == NULL || seq < 0 || seq >= ctx->n_seq || ctx->seqs.n_blocks[seq] != 0 || tokens == NULL) return 0;
     if (n_tokens > ctx->n_ctx) n_tokens = ctx->n_ctx;
     if (max_reuse > n_tokens) max_reuse = n_tokens;
     if (max_reuse <= 0) return 0;
-    int32_t *table = table_of(ctx, seq);
-    uint64_t parent_id = 0, hash = 0;
-    for (int bi = 0; (bi + 1) * BC_KV_BLOCK <= n_tokens; bi++) {
-        const int32_t *ids = tokens + (size_t)bi * BC_KV_BLOCK;
-        hash = bc__prefix_hash(hash, ids);
-        int32_t b = bc__prefix_find(pc, ctx->kv.tokens, hash, parent_id, ids);
-        if (b < 0) break;
-        bc__kv_pool_ref(&ctx->kv, b);
-        table[ctx->seq_n_blocks[seq]++] = b;
-        parent_id = pc->id[b];
-    }
-    int got = ctx->seq_n_blocks[seq] * BC_KV_BLOCK;
+    int got = bc__kv_seq_reuse(&ctx->seqs, seq, tokens, n_tokens);
     ctx->seq_len[seq] = got < max_reuse ? got : max_reuse;
-    release_blocks(ctx, seq, (ctx->seq_len[seq] + BC_KV_BLOCK - 1) / BC_KV_BLOCK);
+    bc__kv_seq_keep(&ctx->seqs, seq, ctx->seq_len[seq]);
     return ctx->seq_len[seq];
 }
 
@@ -417,19 +326,10 @@ bc_status bc_context_seq_fork(bc_context *ctx, int src, int dst) {
     if (src < 0 || src >= ctx->n_seq || dst < 0 || dst >= ctx->n_seq || src == dst)
         return fail(ctx, BC_STATUS_ERROR_ARGUMENT, "fork: sequences %d -> %d out of range (%d sequences)", src, dst,
                     ctx->n_seq);
-    if (ctx->seq_n_blocks[dst] != 0 || ctx->seq_len[dst] != 0)
+    if (ctx->seqs.n_blocks[dst] != 0 || ctx->seq_len[dst] != 0)
         return fail(ctx, BC_STATUS_ERROR_ARGUMENT, "fork: sequence %d is not empty (%d positions)", dst,
                     ctx->seq_len[dst]);
-    /* Only the blocks holding src's positions: blocks src reserved past them
-     * stay its own, as decoding writes a held block past the first in place. */
-    const int32_t *from = table_of(ctx, src);
-    int32_t *to = table_of(ctx, dst);
-    int n_blocks = (ctx->seq_len[src] + BC_KV_BLOCK - 1) / BC_KV_BLOCK;
-    for (int bi = 0; bi < n_blocks; bi++) {
-        bc__kv_pool_ref(&ctx->kv, from[bi]);
-        to[bi] = from[bi];
-    }
-    ctx->seq_n_blocks[dst] = n_blocks;
+    bc__kv_seq_fork(&ctx->seqs, src, dst, ctx->seq_len[src]);
     ctx->seq_len[dst] = ctx->seq_len[src];
     return BC_STATUS_OK;
 }
@@ -443,12 +343,13 @@ bc_status bc_context_seq_reserve(bc_context *ctx, int seq, int n_positions) {
         return fail(ctx, BC_STATUS_ERROR_CONTEXT_FULL,
                     "reserve: sequence %d holds %d positions; %d more pass the context size %d", seq, from, n_positions,
                     ctx->n_ctx);
-    int need = blocks_needed(ctx, seq, from, from + n_positions), have = bc__kv_pool_available(&ctx->kv);
+    int need = bc__kv_seq_blocks_needed(&ctx->seqs, seq, from, from + n_positions),
+        have = bc__kv_pool_available(&ctx->kv);
     if (need > have)
         return fail(ctx, BC_STATUS_ERROR_KV_FULL,
                     "the KV pool is full: sequence %d needs %d more blocks of %d positions and %d are free", seq, need,
                     BC_KV_BLOCK, have);
-    make_writable(ctx, seq, from, from + n_positions);
+    bc__kv_seq_make_writable(&ctx->seqs, seq, from, from + n_positions);
     return BC_STATUS_OK;
 }
 
@@ -456,7 +357,7 @@ int bc_context_seq_blocks_needed(const bc_context *ctx, int seq, int n_positions
     if (seq < 0 || seq >= ctx->n_seq || n_positions <= 0) return 0;
     int from = ctx->seq_len[seq];
     int64_t to = (int64_t)from + n_positions;
-    return blocks_needed(ctx, seq, from, to > ctx->n_ctx ? ctx->n_ctx : (int)to);
+    return bc__kv_seq_blocks_needed(&ctx->seqs, seq, from, to > ctx->n_ctx ? ctx->n_ctx : (int)to);
 }
 
 void bc_context_kv_stats(const bc_context *ctx, bc_kv_stats *out) {

@@ -16,27 +16,127 @@
  * then model.norm and lm_head (times the NormHead row scales) for the entries
  * that asked for logits.
  *
- * With bc_context_params.profile each step is bracketed by bc__prof_begin /
- * bc__prof_end (context.h), which add its wall time to one bc_profile_op.
+ * With a profile accumulator each step is bracketed by bc__prof_begin /
+ * bc__prof_end (profile.h), which add its wall time to one bc_profile_op.
+ *
+ * The workspace's buffers are laid out here, in one allocation: the sizes
+ * bc__workspace_init allocates and those bc__workspace_bytes reports (in
+ * bc_model_context_bytes) come from the one function below.
  */
-#include "engine/context.h"
+#include "engine/forward.h"
+#include "engine/profile.h"
 
 #include <math.h>
+#include <stdlib.h>
 #include <string.h>
+
+/* ------------------------------------------------------------------------ */
+/* The workspace                                                            */
+/* ------------------------------------------------------------------------ */
+
+/* Under AddressSanitizer each piece is followed by a poisoned gap, so that
+ * running off the end of one buffer is caught as with separate allocations. */
+#if defined(__SANITIZE_ADDRESS__)
+#define WS_ASAN 1
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer)
+#define WS_ASAN 1
+#endif
+#endif
+#ifdef WS_ASAN
+#include <sanitizer/asan_interface.h>
+#define WS_GAP 64
+#else
+#define WS_GAP                          0
+#define ASAN_POISON_MEMORY_REGION(p, n) ((void)(p), (void)(n))
+#endif
+
+/* Hands out 64-byte aligned pieces of one allocation (of mem, or only counts
+ * the bytes when mem is NULL). */
+typedef struct carver {
+    uint8_t *mem;
+    uint64_t used;
+    bool overflow;
+} carver;
+
+static void *carve(carver *c, uint64_t count, uint64_t size) {
+    uint64_t bytes, span, end;
+    if (bc__mul_u64(count, size, &bytes) || bc__add_u64(bytes, 63 + WS_GAP, &span) ||
+        bc__add_u64(c->used, span / 64 * 64, &end)) {
+        c->overflow = true;
+        return NULL;
+    }
+    uint8_t *p = NULL;
+    if (c->mem) {
+        p = c->mem + c->used;
+        ASAN_POISON_MEMORY_REGION(p + bytes, (size_t)(end - c->used - bytes));
+    }
+    c->used = end;
+    return p;
+}
+
+/* Points ws's buffers into mem (or NULL) and returns the bytes they take,
+ * UINT64_MAX on overflow: the one place the workspace's sizes are written. */
+static uint64_t lay_out(bc__workspace *ws, const bc__hparams *hp, int n_batch, int n_threads, int n_ctx, uint8_t *mem) {
+    const uint64_t nb = (uint64_t)n_batch, E = (uint64_t)hp->n_embd, F = (uint64_t)hp->n_ff;
+    const uint64_t half = (uint64_t)hp->head_dim / 2, V = (uint64_t)hp->n_vocab;
+    const int64_t row_max = hp->n_ff > hp->n_embd ? hp->n_ff : hp->n_embd;
+    carver c = {mem, 0, false};
+    ws->n_batch = n_batch;
+    ws->n_ctx = n_ctx;
+    ws->x = carve(&c, nb * E, sizeof(float));
+    ws->xn = carve(&c, nb * E, sizeof(float));
+    ws->qkv = carve(&c, nb * 3 * E, sizeof(float));
+    ws->qkv_split = carve(&c, nb * 3 * E, sizeof(float));
+    ws->attn = carve(&c, nb * E, sizeof(float));
+    ws->ff_gate = carve(&c, nb * F, sizeof(float));
+    ws->ff_up = carve(&c, nb * F, sizeof(float));
+    ws->rope_cos = carve(&c, nb * half, sizeof(double));
+    ws->rope_sin = carve(&c, nb * half, sizeof(double));
+    ws->matmul_scratch = carve(&c, bc__matmul_scratch_bytes(row_max, n_batch), 1);
+    ws->att_scratch = carve(&c, (uint64_t)n_threads * (uint64_t)n_ctx, sizeof(float));
+    ws->logits = carve(&c, nb * V, sizeof(float));
+    ws->logit_row = carve(&c, nb, sizeof(int));
+    ws->n_logit_rows = 0;
+    ws->mem = mem;
+    return c.overflow ? UINT64_MAX : c.used;
+}
+
+uint64_t bc__workspace_bytes(const bc__hparams *hp, int n_batch, int n_threads, int n_ctx) {
+    bc__workspace ws;
+    return lay_out(&ws, hp, n_batch, n_threads, n_ctx, NULL);
+}
+
+int bc__workspace_init(bc__workspace *ws, const bc__hparams *hp, int n_batch, int n_threads, int n_ctx) {
+    memset(ws, 0, sizeof *ws);
+    uint64_t bytes = lay_out(ws, hp, n_batch, n_threads, n_ctx, NULL);
+    /* bytes is a whole number of 64-byte pieces, as aligned_alloc wants. */
+    uint8_t *mem = bytes != UINT64_MAX && bytes <= (uint64_t)SIZE_MAX ? aligned_alloc(64, (size_t)bytes) : NULL;
+    if (mem == NULL) {
+        memset(ws, 0, sizeof *ws);
+        return -1;
+    }
+    lay_out(ws, hp, n_batch, n_threads, n_ctx, mem);
+    return 0;
+}
+
+void bc__workspace_free(bc__workspace *ws) {
+    free(ws->mem);
+    memset(ws, 0, sizeof *ws);
+}
 
 /* ------------------------------------------------------------------------ */
 /* Rotary position embedding                                                */
 /* ------------------------------------------------------------------------ */
 
 /* cos/sin of pos * inv_freq[i] for each entry, shared by all layers. */
-static void rope_prepare(bc_context *ctx, const bc_batch_entry *entries, int n) {
-    const bc_model *m = ctx->model;
+static void rope_prepare(const bc_model *m, bc__workspace *ws, const bc_batch_entry *entries, int n) {
     int half = m->hp.head_dim / 2;
     for (int e = 0; e < n; e++)
         for (int i = 0; i < half; i++) {
             double angle = (double)entries[e].pos * m->rope_inv_freq[i];
-            ctx->rope_cos[(size_t)e * (size_t)half + (size_t)i] = cos(angle);
-            ctx->rope_sin[(size_t)e * (size_t)half + (size_t)i] = sin(angle);
+            ws->rope_cos[(size_t)e * (size_t)half + (size_t)i] = cos(angle);
+            ws->rope_sin[(size_t)e * (size_t)half + (size_t)i] = sin(angle);
         }
 }
 
@@ -54,69 +154,77 @@ static void rope_apply(float *v, int n_head, int head_dim, const double *cs, con
 }
 
 /* ------------------------------------------------------------------------ */
+/* The pass's state                                                         */
+/* ------------------------------------------------------------------------ */
+
+/* What one call of bc__forward works over. */
+typedef struct pass {
+    const bc_model *m;
+    bc__workspace *ws;
+    const bc__kv_view *kv;
+    bc__pool *pool;
+    unsigned matmul_flags;
+    bc_profile *prof; /* NULL: not profiling */
+    const bc_batch_entry *entries;
+    int n;
+} pass;
+
+/* ------------------------------------------------------------------------ */
 /* Attention                                                                */
 /* ------------------------------------------------------------------------ */
 
+/* One layer's attention over the batch, as the workers see it. */
 typedef struct attention_task {
-    bc_context *ctx;
+    const bc__kv_view *kv;
     const bc_batch_entry *entries;
-    int n;
+    const float *qkv;          /* (n, 3*n_embd) */
+    float *attn;               /* (n, n_embd) */
+    float *att_scratch;        /* (n_threads, n_ctx) */
+    const float *alibi_slopes; /* (n_head) with ALiBi, else NULL */
+    int n_embd, n_head, head_dim, n_ctx;
     int layer;
 } attention_task;
-
-/* The rows of head h of layer il for sequence seq in the K (or V) pool. */
-static bc__kv_rows kv_rows(const bc_context *ctx, const uint8_t *pool, int seq, int il, int h) {
-    const bc__kv_pool *kv = &ctx->kv;
-    const size_t head_bytes = bc__kv_row_bytes(kv->type, ctx->model->hp.head_dim);
-    return (bc__kv_rows){pool + (size_t)il * BC_KV_BLOCK * kv->row_bytes + (size_t)h * head_bytes,
-                         ctx->seq_blocks + (size_t)seq * (size_t)ctx->max_seq_blocks,
-                         kv->block_bytes,
-                         kv->row_bytes,
-                         BC__KV_BLOCK_SHIFT,
-                         kv->type};
-}
 
 /* One (entry, head) pair: causal attention over the entry's sequence up to
  * and including its own position. */
 static void attend(const attention_task *t, int e, int h, float *scores) {
-    bc_context *ctx = t->ctx;
-    const bc_model *m = ctx->model;
-    const int E = m->hp.n_embd, D = m->hp.head_dim;
+    const int E = t->n_embd, D = t->head_dim;
     const bc_batch_entry *en = &t->entries[e];
-    const float *q = ctx->qkv + (size_t)e * 3 * (size_t)E + (size_t)h * (size_t)D;
-    const bc__kv_rows k = kv_rows(ctx, ctx->kv.k, en->seq, t->layer, h);
-    const bc__kv_rows v = kv_rows(ctx, ctx->kv.v, en->seq, t->layer, h);
-    const float *slope = m->alibi_slopes ? &m->alibi_slopes[h] : NULL;
-    float *out = ctx->attn + (size_t)e * (size_t)E + (size_t)h * (size_t)D;
+    const float *q = t->qkv + (size_t)e * 3 * (size_t)E + (size_t)h * (size_t)D;
+    const bc__kv_rows k = bc__kv_view_keys(t->kv, en->seq, t->layer, h);
+    const bc__kv_rows v = bc__kv_view_values(t->kv, en->seq, t->layer, h);
+    const float *slope = t->alibi_slopes ? &t->alibi_slopes[h] : NULL;
+    float *out = t->attn + (size_t)e * (size_t)E + (size_t)h * (size_t)D;
     bc__attend(q, &k, &v, en->pos + 1, D, 1.0f / sqrtf((float)D), slope, en->pos, scores, out);
 }
 
 /* Chunk k is the (entry, head) pair (k / n_head, k % n_head). */
-static void attention_worker(void *p, int64_t k, int ith) {
-    const attention_task *t = p;
-    int n_head = t->ctx->model->hp.n_head;
-    float *scores = t->ctx->att_scratch + (size_t)ith * (size_t)t->ctx->n_ctx;
-    attend(t, (int)(k / n_head), (int)(k % n_head), scores);
+static void attention_worker(void *arg, int64_t k, int ith) {
+    const attention_task *t = arg;
+    float *scores = t->att_scratch + (size_t)ith * (size_t)t->n_ctx;
+    attend(t, (int)(k / t->n_head), (int)(k % t->n_head), scores);
 }
 
 /* ------------------------------------------------------------------------ */
 /* The pass                                                                 */
 /* ------------------------------------------------------------------------ */
 
-/* Q, K, V from split weights (GGUF) into the fused layout of ctx->qkv. The Q
+/* Q, K, V from split weights (GGUF) into the fused layout of ws->qkv. The Q
  * and K rows of a llama.cpp GGUF are in its interleaved-pair RoPE order: row
  * h*D + 2i + j holds what W_pack row h*D + j*D/2 + i holds (j = 0, 1). The
  * permutation is undone on the outputs, which costs O(n * n_embd) beside the
  * O(n * n_embd^2) products and keeps the weights where the file put them. */
-static void split_qkv(bc_context *ctx, const bc__layer *L, int n) {
-    const bc__hparams *hp = &ctx->model->hp;
+static void split_qkv(const pass *p, const bc__layer *L) {
+    const bc__hparams *hp = &p->m->hp;
+    bc__workspace *ws = p->ws;
+    const int n = p->n;
     const size_t E = (size_t)hp->n_embd, D = (size_t)hp->head_dim, half = D / 2;
-    float *q = ctx->qkv_split, *k = q + (size_t)n * E, *v = k + (size_t)n * E;
-    const bc__weight *ws[3] = {&L->wq, &L->wk, &L->wv};
+    float *q = ws->qkv_split, *k = q + (size_t)n * E, *v = k + (size_t)n * E;
+    const bc__weight *ws3[3] = {&L->wq, &L->wk, &L->wv};
     float *ys[3] = {q, k, v};
-    bc__matmul_multi(ctx->pool, ws, 3, ctx->xn, n, ys, ctx->matmul_scratch, ctx->matmul_flags);
+    bc__matmul_multi(p->pool, ws3, 3, ws->xn, n, ys, ws->matmul_scratch, p->matmul_flags);
     for (int e = 0; e < n; e++) {
-        float *dst = ctx->qkv + (size_t)e * 3 * E;
+        float *dst = ws->qkv + (size_t)e * 3 * E;
         const float *qe = q + (size_t)e * E, *ke = k + (size_t)e * E;
         for (size_t h = 0; h < E; h += D)
             for (size_t i = 0; i < half; i++) {
@@ -129,128 +237,137 @@ static void split_qkv(bc_context *ctx, const bc__layer *L, int n) {
     }
 }
 
-static void attention_block(bc_context *ctx, const bc__layer *L, int il, const bc_batch_entry *entries, int n) {
-    const bc_model *m = ctx->model;
+static void attention_block(const pass *p, const bc__layer *L, int il) {
+    const bc_model *m = p->m;
     const bc__hparams *hp = &m->hp;
+    bc__workspace *ws = p->ws;
+    const bc_batch_entry *entries = p->entries;
+    const int n = p->n;
     const size_t E = (size_t)hp->n_embd;
     const int half = hp->head_dim / 2;
 
-    double t0 = bc__prof_begin(ctx);
-    for (int e = 0; e < n; e++) bc__rmsnorm(ctx->x + e * E, L->attn_norm, hp->n_embd, hp->norm_eps, ctx->xn + e * E);
-    bc__prof_end(ctx, BC_PROFILE_OP_ATTN_NORM, t0);
+    double t0 = bc__prof_begin(p->prof);
+    for (int e = 0; e < n; e++) bc__rmsnorm(ws->x + e * E, L->attn_norm, hp->n_embd, hp->norm_eps, ws->xn + e * E);
+    bc__prof_end(p->prof, BC_PROFILE_OP_ATTN_NORM, t0);
 
-    t0 = bc__prof_begin(ctx);
+    t0 = bc__prof_begin(p->prof);
     if (L->wqkv.rows > 0) /* W_pack (its rows may live in the repacked copy only) */
-        bc__matmul(ctx->pool, &L->wqkv, ctx->xn, n, ctx->qkv, ctx->matmul_scratch, ctx->matmul_flags);
+        bc__matmul(p->pool, &L->wqkv, ws->xn, n, ws->qkv, ws->matmul_scratch, p->matmul_flags);
     else
-        split_qkv(ctx, L, n);
-    bc__prof_end(ctx, BC_PROFILE_OP_QKV, t0);
+        split_qkv(p, L);
+    bc__prof_end(p->prof, BC_PROFILE_OP_QKV, t0);
 
     if (hp->pos_encoding == BC_POS_ENCODING_ROPE) {
-        t0 = bc__prof_begin(ctx);
+        t0 = bc__prof_begin(p->prof);
         for (int e = 0; e < n; e++) {
-            float *q = ctx->qkv + (size_t)e * 3 * E, *k = q + E;
-            const double *cs = ctx->rope_cos + (size_t)e * (size_t)half, *sn = ctx->rope_sin + (size_t)e * (size_t)half;
+            float *q = ws->qkv + (size_t)e * 3 * E, *k = q + E;
+            const double *cs = ws->rope_cos + (size_t)e * (size_t)half, *sn = ws->rope_sin + (size_t)e * (size_t)half;
             rope_apply(q, hp->n_head, hp->head_dim, cs, sn);
             rope_apply(k, hp->n_head, hp->head_dim, cs, sn);
         }
-        bc__prof_end(ctx, BC_PROFILE_OP_ROPE, t0);
+        bc__prof_end(p->prof, BC_PROFILE_OP_ROPE, t0);
     }
 
-    t0 = bc__prof_begin(ctx);
-    const bc__kv_pool *kv = &ctx->kv;
+    t0 = bc__prof_begin(p->prof);
+    const bc__kv_view *kv = p->kv;
     for (int e = 0; e < n; e++) {
-        const float *k = ctx->qkv + (size_t)e * 3 * E + E, *v = k + E;
-        const int pos = entries[e].pos;
-        const int32_t b = ctx->seq_blocks[(size_t)entries[e].seq * (size_t)ctx->max_seq_blocks + pos / BC_KV_BLOCK];
-        const size_t off = (size_t)b * kv->block_bytes + ((size_t)il * BC_KV_BLOCK + pos % BC_KV_BLOCK) * kv->row_bytes;
+        const float *k = ws->qkv + (size_t)e * 3 * E + E, *v = k + E;
+        const size_t off = bc__kv_view_row(kv, entries[e].seq, il, entries[e].pos);
         bc__kv_store_row(kv->type, k, kv->k + off, hp->n_embd);
         bc__kv_store_row(kv->type, v, kv->v + off, hp->n_embd);
     }
-    bc__prof_end(ctx, BC_PROFILE_OP_KV_STORE, t0);
+    bc__prof_end(p->prof, BC_PROFILE_OP_KV_STORE, t0);
 
-    t0 = bc__prof_begin(ctx);
-    attention_task t = {ctx, entries, n, il};
-    bc__pool_run(ctx->pool, attention_worker, &t, (int64_t)n * hp->n_head);
-    bc__prof_end(ctx, BC_PROFILE_OP_ATTENTION, t0);
+    t0 = bc__prof_begin(p->prof);
+    attention_task t = {kv,         entries,      ws->qkv,   ws->attn, ws->att_scratch, m->alibi_slopes, hp->n_embd,
+                        hp->n_head, hp->head_dim, ws->n_ctx, il};
+    bc__pool_run(p->pool, attention_worker, &t, (int64_t)n * hp->n_head);
+    bc__prof_end(p->prof, BC_PROFILE_OP_ATTENTION, t0);
 
-    t0 = bc__prof_begin(ctx);
-    bc__matmul(ctx->pool, &L->wo, ctx->attn, n, ctx->xn, ctx->matmul_scratch, ctx->matmul_flags);
-    bc__prof_end(ctx, BC_PROFILE_OP_O_PROJ, t0);
+    t0 = bc__prof_begin(p->prof);
+    bc__matmul(p->pool, &L->wo, ws->attn, n, ws->xn, ws->matmul_scratch, p->matmul_flags);
+    bc__prof_end(p->prof, BC_PROFILE_OP_O_PROJ, t0);
 
-    t0 = bc__prof_begin(ctx);
-    for (size_t i = 0; i < (size_t)n * E; i++) ctx->x[i] += ctx->xn[i];
-    bc__prof_end(ctx, BC_PROFILE_OP_RESIDUAL, t0);
+    t0 = bc__prof_begin(p->prof);
+    for (size_t i = 0; i < (size_t)n * E; i++) ws->x[i] += ws->xn[i];
+    bc__prof_end(p->prof, BC_PROFILE_OP_RESIDUAL, t0);
 }
 
-static void mlp_block(bc_context *ctx, const bc__layer *L, int n) {
-    const bc__hparams *hp = &ctx->model->hp;
+static void mlp_block(const pass *p, const bc__layer *L) {
+    const bc__hparams *hp = &p->m->hp;
+    bc__workspace *ws = p->ws;
+    const int n = p->n;
     const size_t E = (size_t)hp->n_embd;
-    double t0 = bc__prof_begin(ctx);
-    for (int e = 0; e < n; e++) bc__rmsnorm(ctx->x + e * E, L->ffn_norm, hp->n_embd, hp->norm_eps, ctx->xn + e * E);
-    bc__prof_end(ctx, BC_PROFILE_OP_FFN_NORM, t0);
+    double t0 = bc__prof_begin(p->prof);
+    for (int e = 0; e < n; e++) bc__rmsnorm(ws->x + e * E, L->ffn_norm, hp->n_embd, hp->norm_eps, ws->xn + e * E);
+    bc__prof_end(p->prof, BC_PROFILE_OP_FFN_NORM, t0);
 
     /* gate and up in one pass, silu(gate) * up applied by each thread to the
      * rows it computed (timed as gate_up) */
-    t0 = bc__prof_begin(ctx);
-    const bc__weight *ws[2] = {&L->w_gate, &L->w_up};
-    float *ys[2] = {ctx->ff_gate, ctx->ff_up};
-    bc__matmul_multi(ctx->pool, ws, 2, ctx->xn, n, ys, ctx->matmul_scratch, ctx->matmul_flags | BC__MATMUL_SILU_MUL);
-    bc__prof_end(ctx, BC_PROFILE_OP_GATE_UP, t0);
+    t0 = bc__prof_begin(p->prof);
+    const bc__weight *wgu[2] = {&L->w_gate, &L->w_up};
+    float *ys[2] = {ws->ff_gate, ws->ff_up};
+    bc__matmul_multi(p->pool, wgu, 2, ws->xn, n, ys, ws->matmul_scratch, p->matmul_flags | BC__MATMUL_SILU_MUL);
+    bc__prof_end(p->prof, BC_PROFILE_OP_GATE_UP, t0);
 
-    t0 = bc__prof_begin(ctx);
-    bc__matmul(ctx->pool, &L->w_down, ctx->ff_gate, n, ctx->xn, ctx->matmul_scratch, ctx->matmul_flags);
-    bc__prof_end(ctx, BC_PROFILE_OP_DOWN, t0);
+    t0 = bc__prof_begin(p->prof);
+    bc__matmul(p->pool, &L->w_down, ws->ff_gate, n, ws->xn, ws->matmul_scratch, p->matmul_flags);
+    bc__prof_end(p->prof, BC_PROFILE_OP_DOWN, t0);
 
-    t0 = bc__prof_begin(ctx);
-    for (size_t i = 0; i < (size_t)n * E; i++) ctx->x[i] += ctx->xn[i];
-    bc__prof_end(ctx, BC_PROFILE_OP_RESIDUAL, t0);
+    t0 = bc__prof_begin(p->prof);
+    for (size_t i = 0; i < (size_t)n * E; i++) ws->x[i] += ws->xn[i];
+    bc__prof_end(p->prof, BC_PROFILE_OP_RESIDUAL, t0);
 }
 
-static void output_block(bc_context *ctx, int n) {
-    const bc_model *m = ctx->model;
+static void output_block(const pass *p) {
+    const bc_model *m = p->m;
     const bc__hparams *hp = &m->hp;
+    bc__workspace *ws = p->ws;
     const size_t E = (size_t)hp->n_embd, V = (size_t)hp->n_vocab;
     /* Gather the normed rows of the entries that want logits, in order. */
-    double t0 = bc__prof_begin(ctx);
-    for (int e = 0; e < n; e++) {
-        int r = ctx->logit_row[e];
-        if (r >= 0) bc__rmsnorm(ctx->x + (size_t)e * E, m->out_norm, hp->n_embd, hp->norm_eps, ctx->xn + (size_t)r * E);
+    double t0 = bc__prof_begin(p->prof);
+    for (int e = 0; e < p->n; e++) {
+        int r = ws->logit_row[e];
+        if (r >= 0) bc__rmsnorm(ws->x + (size_t)e * E, m->out_norm, hp->n_embd, hp->norm_eps, ws->xn + (size_t)r * E);
     }
-    bc__prof_end(ctx, BC_PROFILE_OP_OUTPUT_NORM, t0);
-    int rows = ctx->n_logit_rows;
+    bc__prof_end(p->prof, BC_PROFILE_OP_OUTPUT_NORM, t0);
+    int rows = ws->n_logit_rows;
     if (rows == 0) return;
 
-    t0 = bc__prof_begin(ctx);
-    bc__matmul(ctx->pool, &m->lm_head, ctx->xn, rows, ctx->logits, ctx->matmul_scratch, ctx->matmul_flags);
-    bc__prof_end(ctx, BC_PROFILE_OP_LM_HEAD, t0);
+    t0 = bc__prof_begin(p->prof);
+    bc__matmul(p->pool, &m->lm_head, ws->xn, rows, ws->logits, ws->matmul_scratch, p->matmul_flags);
+    bc__prof_end(p->prof, BC_PROFILE_OP_LM_HEAD, t0);
 
     if (m->lm_head_scale) {
-        t0 = bc__prof_begin(ctx);
+        t0 = bc__prof_begin(p->prof);
         for (int r = 0; r < rows; r++)
-            for (size_t v = 0; v < V; v++) ctx->logits[(size_t)r * V + v] *= m->lm_head_scale[v];
-        bc__prof_end(ctx, BC_PROFILE_OP_NORM_HEAD, t0);
+            for (size_t v = 0; v < V; v++) ws->logits[(size_t)r * V + v] *= m->lm_head_scale[v];
+        bc__prof_end(p->prof, BC_PROFILE_OP_NORM_HEAD, t0);
     }
 }
 
-void bc__forward(bc_context *ctx, const bc_batch_entry *entries, int n) {
-    const bc_model *m = ctx->model;
-    const bc__hparams *hp = &m->hp;
+void bc__forward(const bc_model *model, bc__workspace *ws, const bc__kv_view *kv, bc__pool *pool, unsigned matmul_flags,
+                 bc_profile *prof, const bc_batch_entry *entries, int n) {
+    const pass p = {model, ws, kv, pool, matmul_flags, prof, entries, n};
+    const bc__hparams *hp = &model->hp;
     const size_t E = (size_t)hp->n_embd;
 
-    double t0 = bc__prof_begin(ctx);
-    for (int e = 0; e < n; e++) bc__weight_row_f32(&m->tok_embd, entries[e].token, ctx->x + (size_t)e * E);
-    bc__prof_end(ctx, BC_PROFILE_OP_EMBEDDING, t0);
+    ws->n_logit_rows = 0;
+    for (int e = 0; e < n; e++) ws->logit_row[e] = entries[e].logits ? ws->n_logit_rows++ : -1;
+
+    double t0 = bc__prof_begin(prof);
+    for (int e = 0; e < n; e++) bc__weight_row_f32(&model->tok_embd, entries[e].token, ws->x + (size_t)e * E);
+    bc__prof_end(prof, BC_PROFILE_OP_EMBEDDING, t0);
 
     if (hp->pos_encoding == BC_POS_ENCODING_ROPE) {
-        t0 = bc__prof_begin(ctx);
-        rope_prepare(ctx, entries, n);
-        bc__prof_end(ctx, BC_PROFILE_OP_ROPE, t0);
+        t0 = bc__prof_begin(prof);
+        rope_prepare(model, ws, entries, n);
+        bc__prof_end(prof, BC_PROFILE_OP_ROPE, t0);
     }
 
     for (int il = 0; il < hp->n_layer; il++) {
-        attention_block(ctx, &m->layers[il], il, entries, n);
-        mlp_block(ctx, &m->layers[il], n);
+        attention_block(&p, &model->layers[il], il);
+        mlp_block(&p, &model->layers[il]);
     }
-    output_block(ctx, n);
+    output_block(&p);
 }

@@ -2,9 +2,9 @@
  * kv_pool.c - the paged KV pool: blocks of BC_KV_BLOCK positions for every
  * layer's keys and values, allocated once, handed to sequences and taken
  * back, with reference counts so that sequences (and the prefix cache) can
- * share a block. See kv_cache.h.
+ * share a block. See kv_pool.h.
  */
-#include "engine/kv_cache.h"
+#include "engine/kv_pool.h"
 
 #include <stdlib.h>
 #include <string.h>

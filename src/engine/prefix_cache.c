@@ -2,7 +2,7 @@
  * prefix_cache.c - full KV blocks indexed by the token ids from the start of
  * their sequence, so that a later sequence starting with the same ids (a
  * shared system prompt, the history of a conversation) takes the blocks
- * instead of computing them again. See kv_cache.h.
+ * instead of computing them again. See prefix_cache.h.
  *
  * A block's key is a chain hash: hash(parent's hash, the block's ids). A
  * lookup hashes the prompt block by block and accepts a candidate only when
@@ -10,7 +10,7 @@
  * just before (by identity: a number given once per indexing, never reused),
  * so the accepted chain holds exactly the prompt's ids from position 0.
  */
-#include "engine/kv_cache.h"
+#include "engine/prefix_cache.h"
 
 #include <stdlib.h>
 #include <string.h>

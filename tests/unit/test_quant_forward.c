@@ -28,7 +28,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "engine/context.h"
+#include "model/model.h"
 #include "kernels/kernels.h"
 #include "quant/quants.h"
 
