@@ -129,8 +129,8 @@ int cli_gen_opt(int argc, char **argv, int *i, cli_gen_opts *o) {
     return 0;
 }
 
-/* Compiles the constraint of o, if any, for g's tokenizer and attaches a
- * matcher to g's sampler. 0, or 1 after printing an error naming the file. */
+/* Compiles the constraint of o, if any, for g's tokenizer into g->grammar.
+ * 0, or 1 after printing an error naming the file. */
 static int init_constraint(cli_gen *g, const cli_gen_opts *o) {
     if (o->constraint_opt == NULL) return 0;
     char err[1024];
@@ -150,8 +150,6 @@ static int init_constraint(cli_gen *g, const cli_gen_opts *o) {
     if (st != BC_STATUS_OK)
         return o->constraint_file ? cli_error("%s %s: %s", o->constraint_opt, o->constraint_file, err)
                                   : cli_error("%s: %s", o->constraint_opt, err);
-    if (bc_grammar_matcher_init(g->grammar, &g->matcher) != BC_STATUS_OK) return cli_error("out of memory");
-    bc_sampler_set_grammar(g->sampler, g->matcher);
     return 0;
 }
 
@@ -165,13 +163,10 @@ int cli_gen_init(cli_gen *g, const cli_gen_opts *o) {
     if ((g->model = cli_load_model(&o->model)) == NULL) return 1;
     bc_model_get_info(g->model, &g->info);
     if (bc_tokenizer_load(o->model.model, &g->tok, err, sizeof err) != BC_STATUS_OK) return cli_error("%s", err);
-    bc_tokenizer_info ti;
-    bc_tokenizer_get_info(g->tok, &ti);
-    g->n_vocab = ti.n_vocab < g->info.n_vocab ? ti.n_vocab : g->info.n_vocab;
-    g->eos_id = g->info.eos_token_id;
 
     /* Sampling: generation_config.json, then the flags that were given. */
-    bc_sampler_params sp = bc_model_sampler_params(g->model);
+    bc_generator_params gp = bc_model_generator_params(g->model, g->tok);
+    bc_sampler_params sp = gp.sampler;
     if (o->set_temp) sp.temperature = o->sampler.temperature;
     if (o->set_top_k) sp.top_k = o->sampler.top_k;
     if (o->set_top_p) sp.top_p = o->sampler.top_p;
@@ -180,11 +175,16 @@ int cli_gen_init(cli_gen *g, const cli_gen_opts *o) {
     if (o->set_seed) sp.seed = o->sampler.seed;
     const char *bad = bc_sampler_params_check(sp);
     if (bad != NULL) return cli_error("sampling: %s", bad);
-    if (bc_sampler_init(sp, g->n_vocab, &g->sampler) != BC_STATUS_OK) return cli_error("out of memory");
-    if (bc_detokenizer_init(g->tok, &g->detok) != BC_STATUS_OK) return cli_error("out of memory");
-    if (bc_stop_matcher_init(o->stops, o->n_stops, &g->stop, err, sizeof err) != BC_STATUS_OK)
-        return cli_error("--stop: %s", err);
     if (init_constraint(g, o) != 0) return 1;
+    gp.sampler = sp;
+    gp.stops = o->stops;
+    gp.n_stops = o->n_stops;
+    gp.grammar = g->grammar;
+    /* The sampling parameters were checked and the grammar is g's
+     * tokenizer's: what is left to refuse is a stop string. */
+    bc_status st = bc_generator_init(g->tok, gp, &g->gen, err, sizeof err);
+    if (st == BC_STATUS_ERROR_MEMORY) return cli_error("out of memory");
+    if (st != BC_STATUS_OK) return cli_error("--stop: %s", err);
 
     bc_context_params cp = bc_context_default_params();
     cp.n_ctx = o->n_ctx ? o->n_ctx : g->info.n_ctx_train;
@@ -201,10 +201,7 @@ int cli_gen_init(cli_gen *g, const cli_gen_opts *o) {
 void cli_gen_free(cli_gen *g) {
     free(g->cached);
     free(g->batch);
-    bc_stop_matcher_free(g->stop);
-    bc_detokenizer_free(g->detok);
-    bc_sampler_free(g->sampler);
-    bc_grammar_matcher_free(g->matcher);
+    bc_generator_free(g->gen); /* before the grammar its matcher follows */
     bc_grammar_free(g->grammar);
     bc_context_free(g->ctx);
     bc_tokenizer_free(g->tok);
@@ -249,6 +246,16 @@ static int emit(FILE *out, char **reply, size_t *reply_len, const char *text, si
     return 0;
 }
 
+/* The CLI's names of the generator's endings. */
+static cli_finish cli_finish_of(bc_finish f) {
+    switch (f) {
+    case BC_FINISH_EOS: return CLI_FINISH_EOS;
+    case BC_FINISH_STOP: return CLI_FINISH_STOP;
+    case BC_FINISH_ENDED: return CLI_FINISH_INTERRUPTED;
+    default: return CLI_FINISH_LENGTH;
+    }
+}
+
 int cli_gen_run(cli_gen *g, const int32_t *input, int n_input, int n_max, FILE *out, char **reply,
                 volatile sig_atomic_t *interrupted, cli_finish *finish) {
     int n_ctx = bc_context_n_ctx(g->ctx);
@@ -273,53 +280,40 @@ int cli_gen_run(cli_gen *g, const int32_t *input, int n_input, int n_max, FILE *
     if (feed(g, input + keep, n_input - keep) != 0) return 1;
     g->t_prompt = cli_now() - t0;
 
-    bc_sampler_reset(g->sampler);
-    for (int i = 0; i < n_input; i++) bc_sampler_accept(g->sampler, input[i]);
-    bc_detokenizer_reset(g->detok);
-    bc_stop_matcher_reset(g->stop);
+    /* The limit: n_max ids, or fewer when the context fills first. The last
+     * id generated is never fed, so the text may go on until n_input + k - 1
+     * ids fill the n_ctx positions: k = n_ctx - n_input + 1. */
+    bc_generator_reset(g->gen);
+    bc_generator_accept_prompt(g->gen, input, (size_t)n_input);
+    int room = n_ctx - n_input + 1;
+    bc_generator_set_max_tokens(g->gen, n_max < room ? n_max : room);
 
     t0 = cli_now();
     const float *logits = bc_context_logits(g->ctx, (n_input - keep - 1) % bc_context_n_batch(g->ctx));
-    *finish = CLI_FINISH_LENGTH;
-    const char *text;
-    size_t len;
-    while (g->n_generated < n_max) {
-        if (interrupted != NULL && *interrupted) {
-            *finish = CLI_FINISH_INTERRUPTED;
+    for (;;) {
+        /* Ctrl-C is looked at before each draw, unless the limit is 0 (then
+         * the text ends at the limit, before any draw). */
+        if (interrupted != NULL && *interrupted && n_max > 0) {
+            const char *tail;
+            size_t tail_len;
+            *finish = cli_finish_of(bc_generator_end(g->gen, &tail, &tail_len));
+            if (emit(out, reply, &reply_len, tail, tail_len) != 0) return 1;
             break;
         }
-        int32_t id = bc_sampler_sample(g->sampler, logits);
-        if (id == g->eos_id) {
-            *finish = CLI_FINISH_EOS;
+        bc_generated next;
+        if (bc_generator_step(g->gen, logits, &next) != BC_STATUS_OK)
+            return cli_error("%s", bc_generator_error(g->gen));
+        if (emit(out, reply, &reply_len, next.text, next.text_len) != 0 ||
+            emit(out, reply, &reply_len, next.tail, next.tail_len) != 0)
+            return 1;
+        if (next.finish != BC_FINISH_NONE) {
+            *finish = cli_finish_of(next.finish);
             break;
         }
-        g->n_generated++;
-        bc_sampler_accept_generated(g->sampler, id); /* advances the grammar's matcher, if any */
-        if (bc_detokenizer_push(g->detok, id, &text, &len) != BC_STATUS_OK)
-            return cli_error("token %d has no piece in the tokenizer", (int)id);
-        const char *shown;
-        size_t shown_len;
-        bool stopped = bc_stop_matcher_push(g->stop, text, len, &shown, &shown_len);
-        if (emit(out, reply, &reply_len, shown, shown_len) != 0) return 1;
-        if (stopped) {
-            *finish = CLI_FINISH_STOP;
-            break;
-        }
-        if (g->n_generated == n_max || g->n_cached >= n_ctx) break;
-        if (feed(g, &id, 1) != 0) return 1;
+        if (feed(g, &next.id, 1) != 0) return 1;
         logits = bc_context_logits(g->ctx, 0);
     }
-    if (*finish != CLI_FINISH_STOP) {
-        bc_detokenizer_flush(g->detok, &text, &len);
-        const char *shown;
-        size_t shown_len;
-        if (bc_stop_matcher_push(g->stop, text, len, &shown, &shown_len)) *finish = CLI_FINISH_STOP;
-        if (emit(out, reply, &reply_len, shown, shown_len) != 0) return 1;
-        if (*finish != CLI_FINISH_STOP) {
-            bc_stop_matcher_flush(g->stop, &shown, &shown_len);
-            if (emit(out, reply, &reply_len, shown, shown_len) != 0) return 1;
-        }
-    }
+    g->n_generated = bc_generator_n_generated(g->gen);
     g->t_generate = cli_now() - t0;
     if (reply != NULL && *reply == NULL && append(reply, &reply_len, "", 0) != 0) return cli_error("out of memory");
     return 0;

@@ -1,7 +1,9 @@
 /*
  * generate.h - one sequence of text generation for the CLI (run, chat):
- * feed the input ids (reusing what the KV cache already holds), then sample,
- * detokenize and stream until eos, a stop string, the token limit or Ctrl-C.
+ * feed the input ids (reusing what the KV cache already holds), then step
+ * the library's bc_generator (sampling, detokenizing, stop strings, the
+ * limit) on each row of logits and print its text as it comes, until eos,
+ * a stop string, the token limit or Ctrl-C.
  */
 #ifndef BC_CLI_GENERATE_H
 #define BC_CLI_GENERATE_H
@@ -44,14 +46,9 @@ typedef struct cli_gen {
     bc_model *model;
     bc_tokenizer *tok;
     bc_context *ctx;
-    bc_sampler *sampler;
-    bc_detokenizer *detok;
-    bc_stop_matcher *stop;
-    bc_grammar *grammar;         /* the output constraint, or NULL */
-    bc_grammar_matcher *matcher; /* its state, advanced by the sampler */
+    bc_grammar *grammar; /* the output constraint, or NULL */
+    bc_generator *gen;   /* sampling, the constraint's matcher, detokenizing, stop strings */
     bc_model_info info;
-    int n_vocab; /* ids the sampler may pick: min(model, tokenizer) */
-    int eos_id;
     int32_t *cached; /* (n_ctx) the ids whose keys and values are cached */
     int n_cached;
     bc_batch_entry *batch; /* (n_batch) */

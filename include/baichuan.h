@@ -879,6 +879,194 @@ bool bc_grammar_matcher_can_end(const bc_grammar_matcher *m);
  * chain, and bc_sampler_accept_generated advances m. bc_sampler_reset resets m. */
 void bc_sampler_set_grammar(bc_sampler *s, bc_grammar_matcher *m);
 
+/* ======================================================================== */
+/* Generation: one sequence's continuation                                  */
+/* ======================================================================== */
+/*
+ * A generator is the state of generating one continuation: a sampler (with
+ * its logit biases), a grammar matcher when the output is constrained, a
+ * streaming detokenizer, a stop-string matcher, the count of generated ids
+ * and a token limit. Each step takes the logits the model gave for the last
+ * id and returns the next id to feed it, the text that id makes safe to
+ * show, and whether the text has ended. The model itself stays with the
+ * caller: a generator never decodes, so one context may serve any number of
+ * generators (a request's n choices, each with its own seed), and a
+ * generator keeps its state while its sequence is dropped and computed
+ * again (a preemption).
+ *
+ * One step, in this order:
+ *   1. the limit: when max_tokens ids were generated already (a limit of 0)
+ *      the text ends (BC_FINISH_LENGTH) before anything is drawn;
+ *   2. the draw (the sampler's chain, under the grammar's mask);
+ *   3. the eos id ends the text (BC_FINISH_EOS); it is not counted, not
+ *      recorded and adds no text;
+ *   4. any other id is counted and recorded (repetition, presence and
+ *      frequency penalties; the grammar's matcher advances past it), its
+ *      log-probabilities are taken if asked for, and its text goes through
+ *      the detokenizer and the stop matcher;
+ *   5. a completed stop string ends the text (BC_FINISH_STOP: the text stops
+ *      before it), else reaching max_tokens ends it (BC_FINISH_LENGTH);
+ *   6. an ending other than a stop string releases what is held: the
+ *      detokenizer's unfinished character (as U+FFFD per byte) goes through
+ *      the stop matcher, and the stop matcher's held tail follows; a stop
+ *      string completed by that release makes the ending BC_FINISH_STOP
+ *      (the tail then stops before it).
+ * Concatenated, every step's text and tail (and bc_generator_end's tail)
+ * are bc_tokenizer_decode() of the generated ids (eos excluded), cut
+ * before the first occurrence of any stop string.
+ *
+ * Errors: fallible calls return a bc_status; the message of the last failed
+ * call is readable with bc_generator_error(). A failed step leaves the
+ * generator failed: the held text is dropped, and later steps return the
+ * same status until bc_generator_reset().
+ *
+ * A generator belongs to one thread at a time; the tokenizer and the
+ * grammar it uses may be shared. It allocates at init, and afterwards only
+ * when a text buffer must grow (and once on a grammar's error path).
+ */
+
+/* Most top log-probabilities one step gives (OpenAI's top_logprobs <= 20). */
+#define BC_MAX_TOP_LOGPROBS 20
+
+/* How a generated text ended. */
+typedef enum bc_finish {
+    BC_FINISH_NONE = 0,   /* still generating */
+    BC_FINISH_EOS = 1,    /* the end-of-sequence id was drawn */
+    BC_FINISH_STOP = 2,   /* a stop string was completed (the text stops before it) */
+    BC_FINISH_LENGTH = 3, /* max_tokens ids were generated */
+    BC_FINISH_ENDED = 4,  /* the caller ended it (bc_generator_end) */
+} bc_finish;
+
+typedef struct bc_generator_params {
+    bc_sampler_params sampler; /* default bc_sampler_default_params() */
+    /* The ids that may be drawn are [0, n_vocab), at most the tokenizer's
+     * vocabulary (a model's logits may have more rows than its tokenizer has
+     * pieces, or fewer); 0 (default) = the tokenizer's. */
+    int n_vocab;
+    int32_t eos_id; /* the id that ends the text; -1 (default): none */
+    /* Most ids to generate (the eos id is not counted); -1 (default): no
+     * limit (the caller ends the text, e.g. at its context's end). Changed
+     * later with bc_generator_set_max_tokens(). */
+    int max_tokens;
+    /* -1 (default): no log-probabilities; 0..BC_MAX_TOP_LOGPROBS: each
+     * generated id's log-probability, and those of the `logprobs` most
+     * likely ids (bc_generated.logprob, .top). */
+    int logprobs;
+    /* OpenAI's logit_bias (see bc_sampler_set_logit_bias): n_bias ids and
+     * their biases, copied at init. Default none. */
+    const int32_t *bias_ids;
+    const float *bias;
+    size_t n_bias;
+    /* Stop strings (see bc_stop_matcher_init): n_stops non-empty UTF-8
+     * strings, copied at init. Default none. */
+    const char *const *stops;
+    size_t n_stops;
+    /* The output constraint, or NULL (default): the generator makes its own
+     * matcher of it. Borrowed: it must outlive the generator. */
+    const bc_grammar *grammar;
+} bc_generator_params;
+
+/* The defaults above. */
+bc_generator_params bc_generator_default_params(void);
+
+/* The defaults for generating with model and tok: the sampler's from the
+ * model's generation_config.json (bc_model_sampler_params), n_vocab the
+ * smaller of the model's and the tokenizer's vocabularies, and eos_id the
+ * model's eos_token_id; the rest as bc_generator_default_params(). */
+bc_generator_params bc_model_generator_params(const bc_model *model, const bc_tokenizer *tok);
+
+typedef struct bc_generator bc_generator;
+
+/* A generator for tok (which must outlive it, as must params.grammar),
+ * ready for its first step. On failure *out is NULL and err (err_size
+ * bytes, may be 0) says what was wrong: BC_STATUS_ERROR_ARGUMENT for bad
+ * sampler params (bc_sampler_params_check's message), n_vocab outside
+ * [0, the tokenizer's n_vocab], logprobs outside [-1, BC_MAX_TOP_LOGPROBS],
+ * a bias id outside [0, n_vocab) or a bias that is not finite, an empty or
+ * malformed stop string (the stop matcher's message: "stop string 2 is
+ * empty"), or a grammar compiled for another tokenizer (or none);
+ * BC_STATUS_ERROR_MEMORY. */
+bc_status bc_generator_init(const bc_tokenizer *tok, bc_generator_params params, bc_generator **out, char *err,
+                            size_t err_size);
+
+void bc_generator_free(bc_generator *g);
+
+/* Starts a new text, as if freshly made: forgets the ids recorded and
+ * generated, restarts the sampler's generator from the seed, the grammar
+ * from its start, and drops what the detokenizer and the stop matcher
+ * hold. Keeps the params (and the limit last set). */
+void bc_generator_reset(bc_generator *g);
+
+/* Records n input ids (the prompt) for the repetition penalty; call it once
+ * per text, before the first step (after a preemption the generator
+ * remembers them: do not record them again). Ids outside [0, n_vocab) are
+ * ignored. */
+void bc_generator_accept_prompt(bc_generator *g, const int32_t *ids, size_t n);
+
+/* Sets the token limit (-1: none) for the steps that follow. */
+void bc_generator_set_max_tokens(bc_generator *g, int max_tokens);
+
+/* One id's log-probability. */
+typedef struct bc_token_logprob {
+    int32_t id;
+    double logprob;
+} bc_token_logprob;
+
+/* What one step gave. */
+typedef struct bc_generated {
+    /* The id drawn: feed it to the model for the next step's logits while
+     * finish is BC_FINISH_NONE. The eos id with BC_FINISH_EOS; -1 when the
+     * limit ended the text before a draw. */
+    int32_t id;
+    bc_finish finish; /* BC_FINISH_NONE while the text goes on */
+    /* The text this id makes safe to show (complete UTF-8 characters, a
+     * possible start of a stop string held back), text_len bytes; then,
+     * when the step ended the text, the tail that ending released. Both
+     * are valid until the next call on the generator; the tail is empty
+     * while finish is BC_FINISH_NONE. */
+    const char *text;
+    size_t text_len;
+    const char *tail;
+    size_t tail_len;
+    /* With params.logprobs >= 0, for a generated id (not the eos id, not
+     * -1): the log-softmax of the raw logits (before biases, penalties,
+     * temperature and the grammar), in double: max + log(sum of
+     * exp(logit - max)) subtracted from the logit. logprob is id's; top
+     * holds the n_top = min(logprobs, n_vocab) most likely ids, most likely
+     * first, ties by ascending id. Otherwise logprob is 0 and n_top 0. */
+    double logprob;
+    int n_top;
+    bc_token_logprob top[BC_MAX_TOP_LOGPROBS];
+} bc_generated;
+
+/* One step (see the order above) from logits (n_vocab values, the model's
+ * last row for this sequence; not modified; not read when the limit ends
+ * the text first). Returns BC_STATUS_OK with *out filled. Errors, which
+ * leave the generator failed (*out has id -1 and no text):
+ * BC_STATUS_ERROR_MEMORY when the grammar's matcher fails (out of memory,
+ * or a matching limit passed: see "Grammars") or the text buffer cannot
+ * grow; BC_STATUS_ERROR_ARGUMENT when the grammar allows no id at all (not
+ * even the end). A step on a text that has ended is refused with
+ * BC_STATUS_ERROR_ARGUMENT and changes nothing (reset first). */
+bc_status bc_generator_step(bc_generator *g, const float *logits, bc_generated *out);
+
+/* Ends the text now, for a caller that stops it (Ctrl-C; a context that is
+ * full): releases what the detokenizer and the stop matcher hold into
+ * *tail (*tail_len bytes, valid until the next call on g), as step 6 of
+ * the order above does. Returns BC_FINISH_STOP when that release completed
+ * a stop string (the tail stops before it), else BC_FINISH_ENDED. On a
+ * text that has ended already (or a failed generator) it releases nothing
+ * and returns the ending it had (BC_FINISH_NONE when failed). A cancelled
+ * text needs no end: reset or free the generator. */
+bc_finish bc_generator_end(bc_generator *g, const char **tail, size_t *tail_len);
+
+/* Ids generated since the last reset (the eos id not counted). */
+int bc_generator_n_generated(const bc_generator *g);
+
+/* The message of the last failed call on g ("" if none), valid until the
+ * next call on g. */
+const char *bc_generator_error(const bc_generator *g);
+
 #ifdef __cplusplus
 }
 #endif
