@@ -20,7 +20,9 @@
 
 #include "formats/checkpoint.h"
 #include "kernels/kernels.h"
+#include "quant/bnb4.h"
 #include "quant/ftype.h"
+#include "quant/gptq.h"
 #include "quant/quants.h"
 
 #include <math.h>
@@ -105,14 +107,40 @@ static const bc__tensor *find_checked(binder *b, const char *name, int64_t rows,
     return x;
 }
 
+/* Binds the blocks a 4-bit checkpoint's matrix was converted to, and adds
+ * the converter's figures to the model's. */
+static void bind_converted(binder *b, bc__converted *c, int64_t rows, int64_t cols, bc__weight *w) {
+    bc_model *m = b->model;
+    w->data = w->owned = c->blocks;
+    w->dtype = c->dtype;
+    w->rows = rows;
+    w->cols = cols;
+    w->name = c->name;
+    w->perm = c->perm;
+    for (int i = 0; i < c->n_used; i++) b->used[c->used[i] - m->table.tensors] = true;
+    m->n_params += c->n_params;
+    m->weight_bytes += c->stored_bytes;
+    m->released_bytes += c->released_bytes;
+    m->dtype_counts[c->dtype]++;
+    m->n_converted++;
+    m->converted_bytes += c->converted_bytes;
+    /* The first matrix converted names the checkpoint's layout. */
+    if (m->quantization[0] == '\0') snprintf(m->quantization, sizeof m->quantization, "%s", c->layout);
+}
+
 static int bind_matrix(binder *b, const char *name, int64_t rows, int64_t cols, bc__weight *w) {
     /* A published 4-bit checkpoint stores the matrix as several tensors. */
-    if (!b->model->is_gguf && b->model->hp.quant.method != BC__QUANT_NONE &&
-        bc__table_find(&b->model->table, name) == NULL) {
-        int rc = b->model->hp.quant.method == BC__QUANT_BNB4
-                     ? bc__bnb4_bind(b->model, b->used, name, rows, cols, w, b->err)
-                     : bc__gptq_bind(b->model, b->used, name, rows, cols, w, b->err);
-        if (rc != 0) return rc < 0 ? -1 : 0;
+    bc_model *m = b->model;
+    if (!m->is_gguf && m->hp.quant.method != BC__QUANT_NONE && bc__table_find(&m->table, name) == NULL) {
+        bc__converted c;
+        int rc = m->hp.quant.method == BC__QUANT_BNB4
+                     ? bc__bnb4_convert(&m->table, &m->hp.quant, name, rows, cols, &c, b->err)
+                     : bc__gptq_convert(&m->table, &m->hp.quant, m->path, name, rows, cols, &c, b->err);
+        if (rc < 0) return -1;
+        if (rc > 0) {
+            bind_converted(b, &c, rows, cols, w);
+            return 0;
+        }
     }
     const bc__tensor *x = find_checked(b, name, rows, cols);
     if (x == NULL) return -1;

@@ -11,22 +11,6 @@
 
 #include <stdbool.h>
 
-/* Matrix `name` ("<prefix>.weight") of a published 4-bit checkpoint. When
- * the table holds it in the converter's layout instead of as one tensor,
- * the converter checks it against (rows, cols) and m->hp.quant, converts it
- * into an owned copy of our blocks at w (w->owned == w->data, perm for GPTQ
- * desc_act), sets used[] for the tensors it read, adds to m's counts
- * (n_params, weight_bytes as stored, dtype_counts, n_converted,
- * converted_bytes, quantization), and returns 1; returns 0 when the table
- * holds none of its tensors; -1 with err naming the file and tensor.
- *   bc__bnb4_bind  "<name>.data" + "<name>.quant_state.*"   (bnb4.c)
- *   bc__gptq_bind  "<prefix>.qweight", ".qzeros", ".scales", ".g_idx"  (gptq.c) */
-struct bc__weight;
-BC__HIDDEN int bc__bnb4_bind(struct bc_model *m, bool *used, const char *name, int64_t rows, int64_t cols,
-                             struct bc__weight *w, bc__err *err);
-BC__HIDDEN int bc__gptq_bind(struct bc_model *m, bool *used, const char *name, int64_t rows, int64_t cols,
-                             struct bc__weight *w, bc__err *err);
-
 typedef struct bc__layer {
     const float *attn_norm; /* (n_embd) input_layernorm, as f32 */
     bc__weight wqkv;        /* (3*n_embd, n_embd) W_pack: Q rows, then K, then V;
