@@ -1,7 +1,9 @@
 /*
  * model.h - the loaded model: hyper-parameters, variant, and weights bound to
- * the tensors of the checkpoint. Shared by the loader, the context and the
- * forward pass; not part of the public API.
+ * the tensors of the checkpoint. Header-only: the type that the loader
+ * (load.c) and its parts (quantize_at_load.c, repack.c, derived.c,
+ * matrices.c) build, and the context, the forward pass and the GGUF writer
+ * read; not part of the public API.
  */
 #ifndef BC_MODEL_H
 #define BC_MODEL_H
