@@ -1,7 +1,9 @@
 /*
  * model.h - the loaded model: hyper-parameters, variant, and weights bound to
- * the tensors of the checkpoint. Shared by the loader, the context and the
- * forward pass; not part of the public API.
+ * the tensors of the checkpoint. Header-only: the type that the loader
+ * (load.c) and its parts (quantize_at_load.c, repack.c, derived.c,
+ * matrices.c) build, and the context, the forward pass and the GGUF writer
+ * read; not part of the public API.
  */
 #ifndef BC_MODEL_H
 #define BC_MODEL_H
@@ -10,22 +12,6 @@
 #include "kernels/weight.h"
 
 #include <stdbool.h>
-
-/* Matrix `name` ("<prefix>.weight") of a published 4-bit checkpoint. When
- * the table holds it in the converter's layout instead of as one tensor,
- * the converter checks it against (rows, cols) and m->hp.quant, converts it
- * into an owned copy of our blocks at w (w->owned == w->data, perm for GPTQ
- * desc_act), sets used[] for the tensors it read, adds to m's counts
- * (n_params, weight_bytes as stored, dtype_counts, n_converted,
- * converted_bytes, quantization), and returns 1; returns 0 when the table
- * holds none of its tensors; -1 with err naming the file and tensor.
- *   bc__bnb4_bind  "<name>.data" + "<name>.quant_state.*"   (bnb4.c)
- *   bc__gptq_bind  "<prefix>.qweight", ".qzeros", ".scales", ".g_idx"  (gptq.c) */
-struct bc__weight;
-BC__HIDDEN int bc__bnb4_bind(struct bc_model *m, bool *used, const char *name, int64_t rows, int64_t cols,
-                             struct bc__weight *w, bc__err *err);
-BC__HIDDEN int bc__gptq_bind(struct bc_model *m, bool *used, const char *name, int64_t rows, int64_t cols,
-                             struct bc__weight *w, bc__err *err);
 
 typedef struct bc__layer {
     const float *attn_norm; /* (n_embd) input_layernorm, as f32 */

@@ -1,5 +1,5 @@
 /*
- * gguf_write.c - write a loaded model as a llama.cpp-compatible GGUF v3
+ * write_gguf.c - write a loaded model as a llama.cpp-compatible GGUF v3
  * (bc_model_quantize).
  *
  *   types      bc_quantize_default_params (the type of each tensor comes from
@@ -9,6 +9,7 @@
  *              vocabulary (tokenizer.ggml.*)
  *   rows       a source row as f32 (Q/K permuted as llama.cpp's converter
  *              does, the head normalized with NormHead), encoded to its type
+ *              by quant/quants.c (bc__quantize_row)
  *   write      header, padding, then tensor by tensor, row by row, into
  *              OUT.tmp, renamed to OUT when complete
  *
@@ -22,9 +23,9 @@
 #include "formats/sp_model.h"
 #include "kernels/kernels.h"
 #include "quant/ftype.h"
+#include "quant/quants.h"
 
 #include <errno.h>
-#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -43,70 +44,6 @@ bc_quantize_params bc_quantize_default_params(void) {
     p.ftype = BC_FTYPE_F16;
     p.model = bc_model_default_params();
     return p;
-}
-
-/* ------------------------------------------------------------------------ */
-/* Row encoding                                                             */
-/* ------------------------------------------------------------------------ */
-
-/* f32 -> IEEE half, round to nearest even. */
-static uint16_t f32_to_f16(float f) {
-    uint32_t x;
-    memcpy(&x, &f, 4);
-    uint32_t sign = (x >> 16) & 0x8000u, ax = x & 0x7fffffffu;
-    if (ax >= 0x7f800000u) return (uint16_t)(sign | 0x7c00u | (ax > 0x7f800000u ? 0x200u : 0u));
-    if (ax >= 0x477ff000u) return (uint16_t)(sign | 0x7c00u); /* rounds past 65504 */
-    if (ax < 0x38800000u) {                                   /* below 2^-14: subnormal or zero */
-        float a;
-        memcpy(&a, &ax, 4);
-        return (uint16_t)(sign | (uint32_t)lrintf(a * 16777216.0f)); /* exact scaling, then RNE */
-    }
-    uint32_t h = (((ax >> 23) - 112u) << 10) | ((ax & 0x7fffffu) >> 13), rem = ax & 0x1fffu;
-    if (rem > 0x1000u || (rem == 0x1000u && (h & 1u))) h++;
-    return (uint16_t)(sign | h);
-}
-
-/* f32 -> bfloat16, round to nearest even; NaN stays a quiet NaN. */
-static uint16_t f32_to_bf16(float f) {
-    uint32_t x;
-    memcpy(&x, &f, 4);
-    if ((x & 0x7fffffffu) > 0x7f800000u) return (uint16_t)((x >> 16) | 0x40u);
-    return (uint16_t)((x + 0x7fffu + ((x >> 16) & 1u)) >> 16);
-}
-
-/* The block formats come from src/quants.c (bc__quantize_row, llama.cpp's
- * reference quantizers); a build without it writes f32, f16 and bf16 only,
- * and can_encode() refuses the rest before anything is written. */
-#if defined(__has_include)
-#if __has_include("quants.h")
-#include "quant/quants.h"
-#define HAVE_QUANTS 1
-#endif
-#endif
-
-static bool can_encode(bc_dtype t) {
-#ifdef HAVE_QUANTS
-    return bc__dtype_traits_of(t) != NULL;
-#else
-    return t == BC_DTYPE_F32 || t == BC_DTYPE_F16 || t == BC_DTYPE_BF16;
-#endif
-}
-
-/* n floats of src as dtype t into dst (a type can_encode() accepts). */
-static void encode_row(bc_dtype t, const float *src, void *dst, int64_t n) {
-    if (t == BC_DTYPE_F32) {
-        memcpy(dst, src, (size_t)n * sizeof(float));
-    } else if (t == BC_DTYPE_F16) {
-        uint16_t *d = dst;
-        for (int64_t i = 0; i < n; i++) d[i] = f32_to_f16(src[i]);
-    } else if (t == BC_DTYPE_BF16) {
-        uint16_t *d = dst;
-        for (int64_t i = 0; i < n; i++) d[i] = f32_to_bf16(src[i]);
-    } else {
-#ifdef HAVE_QUANTS
-        bc__quantize_row(t, src, dst, n);
-#endif
-    }
 }
 
 /* ------------------------------------------------------------------------ */
@@ -149,11 +86,6 @@ static int plan_one(writer *w, bc__tensor_kind kind, int il, const char *name, i
                           bc__dtype_traits_of(bc__ftype_base(w->params.ftype))->block_elems,
                           bc_ftype_name(w->params.ftype));
     }
-    if (!can_encode(p->type))
-        return bc__errorf(w->err, BC_STATUS_ERROR_ARGUMENT,
-                          "--type %s needs %s for tensor '%s', and the quantized formats are not available in this "
-                          "build yet (f32, f16 and bf16 are)",
-                          bc_ftype_name(w->params.ftype), bc_dtype_name(p->type), name);
     uint64_t row_bytes;
     if (bc__dtype_row_bytes(p->type, (uint64_t)cols, &row_bytes) != 0 ||
         bc__mul_u64(row_bytes, (uint64_t)rows, &p->n_bytes) != 0)
@@ -440,7 +372,7 @@ static int write_all(writer *w, const char *in_path, const char *out_path) {
         uint64_t row_bytes = p->n_bytes / (uint64_t)p->rows;
         for (int64_t r = 0; r < p->rows; r++) {
             source_row(w, p, r, row);
-            encode_row(p->type, row, enc, p->cols);
+            bc__quantize_row(p->type, row, enc, p->cols); /* p->cols is whole blocks (plan_one) */
             if (fwrite(enc, 1, (size_t)row_bytes, f) != row_bytes) goto write_error;
         }
         pos += p->n_bytes;

@@ -1,7 +1,8 @@
 /*
- * quants_blocks.h - the block structs of the quantized formats (ggml's
+ * blocks.h - the block structs of the quantized formats (ggml's
  * layouts, see quants.h) and of the 8-bit activation blocks the integer
- * kernels multiply them with. Shared by quants.c and the kernels only.
+ * kernels multiply them with. Shared by quants.c, the 4-bit converters
+ * (bnb4.c, gptq.c) and the kernels only.
  */
 #ifndef BC_QUANTS_BLOCKS_H
 #define BC_QUANTS_BLOCKS_H
@@ -132,7 +133,20 @@ static_assert(sizeof(bc__block_a16d) == 72, "a16d block is 72 bytes");
 static_assert(sizeof(bc__block_a16) == 72, "a16 block is 72 bytes");
 static_assert(sizeof(bc__block_a8k) == 292, "a8k block is 292 bytes");
 
-/* The 6-bit scale and min of sub-block j (0..7) of a q4_K/q5_K block. */
-BC__HIDDEN void bc__k_scale_min(int j, const uint8_t *scales, uint8_t *sc, uint8_t *m);
+/* The 6-bit scale and min of sub-block j (0..7) of a q4_K/q5_K block from
+ * its 12 packed bytes (ggml's get_scale_min_k4): j < 4: low 6 bits of
+ * scales[j] and scales[j+4]; j >= 4: a nibble of scales[j+4] plus the top two
+ * bits of scales[j-4] (scale) and scales[j] (min). Inline, so that this
+ * header declares no function of another file: the quantizers (quants.c)
+ * and the kernels share it. */
+static inline void bc__k_scale_min(int j, const uint8_t *scales, uint8_t *sc, uint8_t *m) {
+    if (j < 4) {
+        *sc = scales[j] & 63;
+        *m = scales[j + 4] & 63;
+    } else {
+        *sc = (uint8_t)((scales[j + 4] & 0xF) | ((scales[j - 4] >> 6) << 4));
+        *m = (uint8_t)((scales[j + 4] >> 4) | ((scales[j - 0] >> 6) << 4));
+    }
+}
 
 #endif /* BC_QUANTS_BLOCKS_H */

@@ -33,10 +33,11 @@
  * 4096, 5120, 11008 and 13696 columns) and blocksize a multiple of 64 (bnb
  * uses 64; larger ones give several of our blocks the same a).
  */
+#include "quant/bnb4.h"
+
 #include "base/threadpool.h"
-#include "model/model.h"
-#include "quant/quants.h"
 #include "quant/blocks.h"
+#include "quant/quants.h"
 
 #include <math.h>
 #include <stdatomic.h>
@@ -56,11 +57,11 @@ static uint64_t numel(const bc__tensor *x) {
 
 /* The state's tensor "<weight>.quant_state<suffix>": f32 (or the foreign u8
  * with want_u8) of n elements; NULL with err set otherwise. */
-static const bc__tensor *state_tensor(const bc_model *m, const bc__bnb_state *st, const char *suffix, bool want_u8,
-                                      uint64_t n, bc__err *err) {
+static const bc__tensor *state_tensor(const bc__tensor_table *t, const bc__bnb_state *st, const char *suffix,
+                                      bool want_u8, uint64_t n, bc__err *err) {
     char name[512];
     snprintf(name, sizeof name, "%s.quant_state%s", st->weight, suffix);
-    const bc__tensor *x = bc__table_find(&m->table, name);
+    const bc__tensor *x = bc__table_find(t, name);
     if (x == NULL) {
         bc__errorf(err, BC_STATUS_ERROR_MODEL, "%s: '%s' has no %s", st->file->path, name, suffix + 1);
         return NULL;
@@ -81,8 +82,9 @@ static const bc__tensor *state_tensor(const bc_model *m, const bc__bnb_state *st
     return x;
 }
 
-static void mark_used(bc_model *m, bool *used, const bc__tensor *x) {
-    if (x != NULL) used[x - m->table.tensors] = true;
+/* Adds x (if any) to the table entries out was made from. */
+static void add_used(bc__converted *out, const bc__tensor *x) {
+    if (x != NULL) out->used[out->n_used++] = x;
 }
 
 /* The blocks of one matrix, converted by one thread per CPU taking runs of
@@ -120,11 +122,13 @@ static void *convert_thread(void *p) {
     return NULL;
 }
 
-int bc__bnb4_bind(bc_model *m, bool *used, const char *name, int64_t rows, int64_t cols, bc__weight *w, bc__err *err) {
-    const bc__bnb_state *st = bc__table_find_bnb(&m->table, name);
+int bc__bnb4_convert(const bc__tensor_table *t, const bc__quant_config *qc, const char *name, int64_t rows,
+                     int64_t cols, bc__converted *out, bc__err *err) {
+    memset(out, 0, sizeof *out);
+    const bc__bnb_state *st = bc__table_find_bnb(t, name);
     char data_name[512];
     snprintf(data_name, sizeof data_name, "%s.data", name);
-    const bc__tensor *data = bc__table_find(&m->table, data_name);
+    const bc__tensor *data = bc__table_find(t, data_name);
     if (st == NULL && data == NULL) return 0;
     const char *path = st ? st->file->path : data->file->path;
     if (st == NULL || data == NULL)
@@ -138,7 +142,7 @@ int bc__bnb4_bind(bc_model *m, bool *used, const char *name, int64_t rows, int64
     if (dtype == BC_DTYPE_COUNT)
         return bc__errorf(err, BC_STATUS_ERROR_MODEL, "%s: '%s.quant_state' has quant type '%s', not nf4 or fp4", path,
                           name, st->quant_type);
-    const char *cfg_type = m->hp.quant.bnb_quant_type;
+    const char *cfg_type = qc->bnb_quant_type;
     if (cfg_type[0] != '\0' && strcmp(cfg_type, st->quant_type) != 0)
         return bc__errorf(err, BC_STATUS_ERROR_MODEL,
                           "%s: '%s.quant_state' has quant type %s, but config.json's quantization_config says %s", path,
@@ -167,7 +171,7 @@ int bc__bnb4_bind(bc_model *m, bool *used, const char *name, int64_t rows, int64
                           path, data_name, (unsigned long long)(n / 2), (long long)rows, (long long)cols,
                           (unsigned long long)data->n_bytes,
                           data->foreign_dtype ? data->foreign_dtype : bc_dtype_name(data->dtype));
-    const bc__tensor *absmax = state_tensor(m, st, ".absmax", st->nested, n_abs, err), *offset = NULL, *absmax2 = NULL,
+    const bc__tensor *absmax = state_tensor(t, st, ".absmax", st->nested, n_abs, err), *offset = NULL, *absmax2 = NULL,
                      *code2 = NULL;
     if (absmax == NULL) return -1;
     if (st->nested) {
@@ -175,9 +179,9 @@ int bc__bnb4_bind(bc_model *m, bool *used, const char *name, int64_t rows, int64
             return bc__errorf(err, BC_STATUS_ERROR_MODEL, "%s: '%s.quant_state' has nested block size %lld", path, name,
                               (long long)st->blocksize2);
         const uint64_t n_abs2 = (n_abs + (uint64_t)st->blocksize2 - 1) / (uint64_t)st->blocksize2;
-        if ((offset = state_tensor(m, st, ".offset", false, 1, err)) == NULL ||
-            (absmax2 = state_tensor(m, st, ".absmax2", false, n_abs2, err)) == NULL ||
-            (code2 = state_tensor(m, st, ".code2", false, 256, err)) == NULL)
+        if ((offset = state_tensor(t, st, ".offset", false, 1, err)) == NULL ||
+            (absmax2 = state_tensor(t, st, ".absmax2", false, n_abs2, err)) == NULL ||
+            (code2 = state_tensor(t, st, ".code2", false, 256, err)) == NULL)
             return -1;
     }
     /* The code table, when the state carries one, must be the quant type's
@@ -185,7 +189,7 @@ int bc__bnb4_bind(bc_model *m, bool *used, const char *name, int64_t rows, int64
     const float *table = bc__code4_table(dtype);
     char code_name[512];
     snprintf(code_name, sizeof code_name, "%s.quant_state.code", name);
-    const bc__tensor *code = bc__table_find(&m->table, code_name);
+    const bc__tensor *code = bc__table_find(t, code_name);
     if (code != NULL) {
         if (code->dtype != BC_DTYPE_F32 || numel(code) != 16)
             return bc__errorf(err, BC_STATUS_ERROR_MODEL, "%s: '%s' must be 16 float32 values, found %llu of %s", path,
@@ -221,33 +225,27 @@ int bc__bnb4_bind(bc_model *m, bool *used, const char *name, int64_t rows, int64
     bc__run_on_all_cpus(convert_thread, &job);
     free(a);
 
-    w->data = w->owned = blocks;
-    w->dtype = dtype;
-    w->rows = rows;
-    w->cols = cols;
-    w->name = data->name;
-    mark_used(m, used, data);
-    mark_used(m, used, absmax);
-    mark_used(m, used, offset);
-    mark_used(m, used, absmax2);
-    mark_used(m, used, code2);
-    mark_used(m, used, code);
-    m->n_params += rows * cols;
-    m->weight_bytes += data->n_bytes + absmax->n_bytes + (absmax2 ? absmax2->n_bytes + code2->n_bytes + 4 : 0);
-    m->released_bytes += bc__tensor_release(data);
-    m->dtype_counts[dtype]++;
-    m->n_converted++;
-    m->converted_bytes += bytes;
-    if (m->quantization[0] == '\0') {
-        if (st->nested)
-            snprintf(m->quantization, sizeof m->quantization,
-                     "bitsandbytes %s, blocks of %lld, double quantization (8-bit absmax in blocks of %lld); "
-                     "converted at load to %s blocks of 64",
-                     st->quant_type, (long long)st->blocksize, (long long)st->blocksize2, bc_dtype_name(dtype));
-        else
-            snprintf(m->quantization, sizeof m->quantization,
-                     "bitsandbytes %s, blocks of %lld, float32 absmax; converted at load to %s blocks of 64",
-                     st->quant_type, (long long)st->blocksize, bc_dtype_name(dtype));
-    }
+    out->blocks = blocks;
+    out->dtype = dtype;
+    out->name = data->name;
+    add_used(out, data);
+    add_used(out, absmax);
+    add_used(out, offset);
+    add_used(out, absmax2);
+    add_used(out, code2);
+    add_used(out, code);
+    out->n_params = rows * cols;
+    out->stored_bytes = data->n_bytes + absmax->n_bytes + (absmax2 ? absmax2->n_bytes + code2->n_bytes + 4 : 0);
+    out->released_bytes = bc__tensor_release(data);
+    out->converted_bytes = bytes;
+    if (st->nested)
+        snprintf(out->layout, sizeof out->layout,
+                 "bitsandbytes %s, blocks of %lld, double quantization (8-bit absmax in blocks of %lld); "
+                 "converted at load to %s blocks of 64",
+                 st->quant_type, (long long)st->blocksize, (long long)st->blocksize2, bc_dtype_name(dtype));
+    else
+        snprintf(out->layout, sizeof out->layout,
+                 "bitsandbytes %s, blocks of %lld, float32 absmax; converted at load to %s blocks of 64",
+                 st->quant_type, (long long)st->blocksize, bc_dtype_name(dtype));
     return 1;
 }

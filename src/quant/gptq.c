@@ -1,7 +1,7 @@
 /*
  * gptq.c - GPTQ int4 checkpoints (AutoGPTQ layout): qweight, qzeros,
  * scales and g_idx of each linear layer, converted at load into q4_gptq
- * blocks (quants_blocks.h).
+ * blocks (quant/blocks.h).
  *
  * The layout, as AutoGPTQ's QuantLinear (nn_modules/qlinear/
  * qlinear_cuda_old.py: the buffers in __init__, pack(), and the
@@ -34,10 +34,11 @@
  * every run of 32 columns in that order must then lie in one group, which
  * any group size that is a multiple of 32 gives.
  */
+#include "quant/gptq.h"
+
 #include "base/threadpool.h"
-#include "model/model.h"
-#include "quant/quants.h"
 #include "quant/blocks.h"
+#include "quant/quants.h"
 
 #include <stdatomic.h>
 #include <stdio.h>
@@ -183,9 +184,9 @@ static void convert(const gptq_parts *p, const int32_t *g, const int32_t *perm, 
     bc__run_on_all_cpus(convert_thread, &job);
 }
 
-int bc__gptq_bind(bc_model *m, bool *used, const char *name, int64_t rows, int64_t cols, bc__weight *w, bc__err *err) {
-    const bc__tensor_table *t = &m->table;
-    const bc__quant_config *qc = &m->hp.quant;
+int bc__gptq_convert(const bc__tensor_table *t, const bc__quant_config *qc, const char *path, const char *name,
+                     int64_t rows, int64_t cols, bc__converted *out, bc__err *err) {
+    memset(out, 0, sizeof *out);
     const int64_t N = rows, K = cols;
     char nq[256], nz[256], ns[256], ng[256], nbias[256];
     part_name(name, "qweight", nq, sizeof nq);
@@ -198,8 +199,8 @@ int bc__gptq_bind(bc_model *m, bool *used, const char *name, int64_t rows, int64
     if (p.qweight == NULL && p.qzeros == NULL && p.scales == NULL) return 0; /* not stored as GPTQ */
     const char *missing = p.qweight == NULL ? nq : p.qzeros == NULL ? nz : p.scales == NULL ? ns : NULL;
     if (missing != NULL)
-        return bc__errorf(err, BC_STATUS_ERROR_MODEL, "%s: GPTQ tensor '%s' is missing (%s says GPTQ)", m->path,
-                          missing, qc->source);
+        return bc__errorf(err, BC_STATUS_ERROR_MODEL, "%s: GPTQ tensor '%s' is missing (%s says GPTQ)", path, missing,
+                          qc->source);
     const char *file = p.qweight->file->path;
     if (N % 8 != 0 || K % 32 != 0)
         return bc__errorf(err, BC_STATUS_ERROR_MODEL,
@@ -257,23 +258,19 @@ int bc__gptq_bind(bc_model *m, bool *used, const char *name, int64_t rows, int64
     const bc__tensor *parts[] = {p.qweight, p.qzeros, p.scales, p.g_idx, p.bias};
     for (size_t i = 0; i < sizeof parts / sizeof parts[0]; i++) {
         if (parts[i] == NULL) continue;
-        used[parts[i] - t->tensors] = true;
-        m->weight_bytes += parts[i]->n_bytes;
-        if (parts[i] != p.bias) m->released_bytes += bc__tensor_release(parts[i]);
+        out->used[out->n_used++] = parts[i];
+        out->stored_bytes += parts[i]->n_bytes;
+        if (parts[i] != p.bias) out->released_bytes += bc__tensor_release(parts[i]);
     }
-    w->data = w->owned = blocks;
-    w->dtype = BC_DTYPE_Q4_GPTQ;
-    w->rows = N;
-    w->cols = K;
-    w->name = p.qweight->name;
-    w->perm = perm;
+    out->blocks = blocks;
+    out->dtype = BC_DTYPE_Q4_GPTQ;
+    out->perm = perm;
+    out->name = p.qweight->name;
     blocks = NULL;
     perm = NULL;
-    m->n_params += N * K;
-    m->dtype_counts[BC_DTYPE_Q4_GPTQ]++;
-    m->n_converted++;
-    m->converted_bytes += bytes;
-    snprintf(m->quantization, sizeof m->quantization,
+    out->n_params = N * K;
+    out->converted_bytes = bytes;
+    snprintf(out->layout, sizeof out->layout,
              "GPTQ int4 (%s), %s%s, %s (AutoGPTQ zero + 1); converted at load to q4_gptq blocks of 32", qc->source,
              groups, qc->gptq_desc_act ? ", desc_act" : "", qc->gptq_sym ? "symmetric" : "asymmetric");
     rc = 1;

@@ -354,21 +354,6 @@ static float make_qkx2_quants(int n, int nmax, const float *x, const float *weig
     return scale;
 }
 
-/* The 6-bit scale and min of sub-block j (0..7) from the 12 packed bytes:
- * j < 4: low 6 bits of q[j] and q[j+4]; j >= 4: a nibble of q[j+4] plus the
- * top two bits of q[j-4] (scale) and q[j] (min). */
-static inline void get_scale_min_k4(int j, const uint8_t *q, uint8_t *d, uint8_t *m) {
-    if (j < 4) {
-        *d = q[j] & 63;
-        *m = q[j + 4] & 63;
-    } else {
-        *d = (uint8_t)((q[j + 4] & 0xF) | ((q[j - 4] >> 6) << 4));
-        *m = (uint8_t)((q[j + 4] >> 4) | ((q[j - 0] >> 6) << 4));
-    }
-}
-
-void bc__k_scale_min(int j, const uint8_t *scales, uint8_t *sc, uint8_t *m) { get_scale_min_k4(j, scales, sc, m); }
-
 /* Shared by q4_K and q5_K: per 32-weight sub-block the qkx2 search, then the
  * 8 scales and mins quantized to 6 bits against d = max_scale/63 and
  * dmin = max_min/63, and the weights re-quantized against the stored scales.
@@ -408,7 +393,7 @@ static void quantize_k_scales(const float *x, int nmax, float rmin, int nstep, u
     *dmin_out = bc__f32_to_f16(max_min / 63.f);
     for (int j = 0; j < 8; ++j) {
         uint8_t sc, m;
-        get_scale_min_k4(j, scales_out, &sc, &m);
+        bc__k_scale_min(j, scales_out, &sc, &m);
         const float d = F16(*d_out) * sc;
         if (!d) continue;
         const float dm = F16(*dmin_out) * m;
@@ -437,9 +422,9 @@ static void dequantize_q4_K(const bc__block_q4_K *x, float *y, int64_t nb) {
         const float d = F16(x[i].d), min = F16(x[i].dmin);
         for (int j = 0, is = 0; j < 256; j += 64, q += 32, is += 2) {
             uint8_t sc, m;
-            get_scale_min_k4(is + 0, x[i].scales, &sc, &m);
+            bc__k_scale_min(is + 0, x[i].scales, &sc, &m);
             const float d1 = d * sc, m1 = min * m;
-            get_scale_min_k4(is + 1, x[i].scales, &sc, &m);
+            bc__k_scale_min(is + 1, x[i].scales, &sc, &m);
             const float d2 = d * sc, m2 = min * m;
             for (int l = 0; l < 32; ++l) *y++ = d1 * (q[l] & 0xF) - m1;
             for (int l = 0; l < 32; ++l) *y++ = d2 * (q[l] >> 4) - m2;
@@ -482,9 +467,9 @@ static void dequantize_q5_K(const bc__block_q5_K *x, float *y, int64_t nb) {
         unsigned u1 = 1, u2 = 2;
         for (int j = 0, is = 0; j < 256; j += 64, ql += 32, is += 2, u1 <<= 2, u2 <<= 2) {
             uint8_t sc, m;
-            get_scale_min_k4(is + 0, x[i].scales, &sc, &m);
+            bc__k_scale_min(is + 0, x[i].scales, &sc, &m);
             const float d1 = d * sc, m1 = min * m;
-            get_scale_min_k4(is + 1, x[i].scales, &sc, &m);
+            bc__k_scale_min(is + 1, x[i].scales, &sc, &m);
             const float d2 = d * sc, m2 = min * m;
             for (int l = 0; l < 32; ++l) *y++ = d1 * ((ql[l] & 0xF) + (qh[l] & u1 ? 16 : 0)) - m1;
             for (int l = 0; l < 32; ++l) *y++ = d2 * ((ql[l] >> 4) + (qh[l] & u2 ? 16 : 0)) - m2;

@@ -22,7 +22,7 @@
  *
  *   nf4    64 weights, 36 bytes: f32 d, u8 qs[32]   w = d * nf4[q]
  *   fp4    64 weights, 36 bytes: f32 d, u8 qs[32]   w = d * fp4[q]
- *          (the order of the codes is in quants_blocks.h)
+ *          (the order of the codes is in blocks.h)
  *   q4_gptq 32 weights, 20 bytes: f16 d, u8 z, u8 0, u8 qs[16] (q4_0's
  *          nibble order)                             w = d * (q - z)
  *
