@@ -28,6 +28,7 @@
  * per level; prints ns per key (the keys and values of 2048 positions at
  * D = 128 take 1 MiB in f32: they fit L2 on most CPUs).
  */
+#include "kernels/isa.h"
 #include "kernels/kernels.h"
 #include "quant/quants.h"
 

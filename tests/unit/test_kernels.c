@@ -36,6 +36,11 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "kernels/act.h"
+#include "kernels/avx2_attend.h"
+#include "kernels/code4.h"
+#include "kernels/dispatch.h"
+#include "kernels/isa.h"
 #include "kernels/kernels.h"
 #include "quant/quants.h"
 #include "quant/blocks.h"

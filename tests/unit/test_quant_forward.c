@@ -29,6 +29,8 @@
 #include <string.h>
 
 #include "engine/context.h"
+#include "kernels/dispatch.h"
+#include "kernels/isa.h"
 #include "kernels/kernels.h"
 #include "quant/quants.h"
 
