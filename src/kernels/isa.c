@@ -9,7 +9,9 @@
 static atomic_int forced_isa = -1;
 
 bc__isa bc__kernels_detect(void) {
-#if (defined(__x86_64__) || defined(__i386__)) && defined(__GNUC__)
+    /* Only where the x86 kernels are built (x86.c): a level reported is a
+     * level whose kernels run. */
+#if defined(__x86_64__) && defined(__GNUC__)
     __builtin_cpu_init();
     if (!__builtin_cpu_supports("avx2") || !__builtin_cpu_supports("fma")) return BC__ISA_C;
     /* F16C has no __builtin_cpu_supports name in older compilers; every AVX2
@@ -49,7 +51,7 @@ const char *bc__isa_name(bc__isa isa) {
 }
 
 bool bc__cpu_has_avx512_bf16(void) {
-#if (defined(__x86_64__) || defined(__i386__)) && defined(__GNUC__)
+#if defined(__x86_64__) && defined(__GNUC__)
     /* CPUID leaf 7 sub-leaf 1, EAX bit 5: AVX512_BF16 (no __builtin_cpu_supports
      * name for it in gcc 12). Asked once: CPUID traps to the hypervisor. */
     static atomic_int has = -1;
