@@ -28,6 +28,7 @@
  * per level; prints ns per key (the keys and values of 2048 positions at
  * D = 128 take 1 MiB in f32: they fit L2 on most CPUs).
  */
+#include "kernels/isa.h"
 #include "kernels/kernels.h"
 #include "quant/quants.h"
 
@@ -128,7 +129,15 @@ int main(int argc, char **argv) {
     double min_time = 0.3;
     unsigned flags = 0;
     int cpu_time = 0, attend_keys = 0, attend_dim = 128;
-    for (int i = 1; i + 1 < argc; i += 2) {
+    static const char usage[] = "usage: %s [-t THREADS] [-d DTYPE,...] [-l LEVEL,...] [-n N,...] [-s RxC,...] "
+                                "[-m SEC] [-b 0|1] [-c 0|1] [-a KEYS [-D DIM]]\n";
+    for (int i = 1; i < argc; i += 2) {
+        /* --help, or a last option without its value: the usage, not a run of every case */
+        const int help = strcmp(argv[i], "-h") == 0 || strcmp(argv[i], "--help") == 0;
+        if (help || i + 1 == argc) {
+            fprintf(help ? stdout : stderr, usage, argv[0]);
+            return help ? 0 : 2;
+        }
         if (strcmp(argv[i], "-t") == 0)
             threads = atoi(argv[i + 1]);
         else if (strcmp(argv[i], "-d") == 0)
@@ -150,10 +159,7 @@ int main(int argc, char **argv) {
         else if (strcmp(argv[i], "-D") == 0)
             attend_dim = atoi(argv[i + 1]);
         else {
-            fprintf(stderr,
-                    "usage: %s [-t THREADS] [-d DTYPE,...] [-l LEVEL,...] [-n N,...] [-s RxC,...] [-m SEC] [-b 0|1] "
-                    "[-c 0|1] [-a KEYS [-D DIM]]\n",
-                    argv[0]);
+            fprintf(stderr, usage, argv[0]);
             return 2;
         }
     }

@@ -1,6 +1,6 @@
 /*
  * avx2_attend.c - AVX2 attention of one head over the paged KV pool
- * (bc__attend_avx2, see kernels.h), keys and values in f32, f16 or q8_0.
+ * (bc__attend_avx2, see attend.h), keys and values in f32, f16 or q8_0.
  *
  * Rows are read 32 values at a time, converted to f32 exactly (f16 with
  * vcvtph2ps; q8_0 as int8 -> int32 -> f32 times the block's d, a product of
@@ -14,7 +14,7 @@
  * The positions are walked a block at a time (bc__kv_run) and nothing in the
  * arithmetic depends on where a block starts or ends.
  */
-#include "kernels/kernels.h"
+#include "kernels/avx2_attend.h"
 
 #include "quant/blocks.h"
 

@@ -26,7 +26,7 @@
  * streams from memory once, and it did so at 15 GB/s instead of 13
  * (f16 11008x4096, one thread, timed by its CPU time).
  */
-#include "kernels/kernels.h"
+#include "kernels/avx2_half.h"
 
 #if defined(__x86_64__) && defined(__GNUC__)
 

@@ -1,7 +1,7 @@
 /*
  * avx2_k.c - repacked layouts and AVX2 kernels of the K formats q4_K, q5_K
- * and q6_K (see kernels.h, "Repacked weights", for the idea; quants.h for
- * the block formats; dot_k45_c and dot_q6_K_c in kernels.c for the
+ * and q6_K (see kernel_types.h, "Repacked weights", for the idea; quants.h for
+ * the block formats; dot_k45_c and dot_q6_K_c in ref.c for the
  * arithmetic they must match).
  *
  * A group is 8 consecutive weight rows, stored as one column per super-block
@@ -69,7 +69,7 @@
  * and one conversion and FMA per column and activation row (two for the
  * mins) finish it.
  */
-#include "kernels/kernels.h"
+#include "kernels/avx2_k.h"
 
 #include "quant/blocks.h"
 

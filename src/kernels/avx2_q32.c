@@ -1,6 +1,6 @@
 /*
  * avx2_q32.c - repacked layouts and AVX2 kernels of the 32-weight block
- * formats q4_0, q4_1, q5_0, q5_1, q8_0 and q4_gptq (see kernels.h, "Repacked weights",
+ * formats q4_0, q4_1, q5_0, q5_1, q8_0 and q4_gptq (see kernel_types.h, "Repacked weights",
  * for the idea; quants_blocks.h for the block formats).
  *
  * A group is 8 consecutive weight rows. Its block columns (32 weights of each
@@ -58,7 +58,7 @@
  * from two 128-bit loads and vpshufd, and the activation rows looped inside
  * the weight registers (unpacking each register on demand).
  */
-#include "kernels/kernels.h"
+#include "kernels/avx2_q32.h"
 
 #include "quant/blocks.h"
 

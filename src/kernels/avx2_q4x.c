@@ -1,7 +1,7 @@
 /*
  * avx2_q4x.c - AVX2 kernels of the 4-bit code formats of the published
  * checkpoints: nf4 and fp4 (bitsandbytes), row-major, against a16 activation
- * blocks (see kernels.c, dot_code4_c, for the arithmetic they follow and
+ * blocks (see ref.c, dot_code4_c, for the arithmetic they follow and
  * quants_blocks.h for the block). q4_gptq, a 32-weight block with a zero
  * point, goes through the template of x86_dot32.h with q4_0.
  *
@@ -23,8 +23,9 @@
  * row's arithmetic is the same whatever na is, so a row of a batch gives
  * the bits it gives alone.
  */
-#include "kernels/kernels.h"
+#include "kernels/avx2_q4x.h"
 
+#include "kernels/code4.h"
 #include "quant/blocks.h"
 
 #include <string.h>
@@ -96,7 +97,7 @@ ATTR_AVX2 void bc__dot_fp4_avx2(int64_t cols, const void *w, const void *a, size
 /* Repacked: 8 rows at once                                                 */
 /* ------------------------------------------------------------------------ */
 
-/* A group is 8 consecutive rows (see kernels.h, "Repacked weights"), stored
+/* A group is 8 consecutive rows (see kernel_types.h, "Repacked weights"), stored
  * by block column: the 64 weights of block b of each of the 8 rows in 288
  * bytes,
  *   quants  256 bytes, 8 chunks of 32: chunk c holds weights 8c .. 8c+7 of

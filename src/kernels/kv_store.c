@@ -4,8 +4,9 @@
  * it: the same rounding, so both paths store the same bits), q8_0 by the
  * reference quantizer of quants.c (llama.cpp's quantize_row_q8_0_ref).
  */
-#include "kernels/kernels.h"
+#include "kernels/kv_store.h"
 
+#include "kernels/isa.h"
 #include "quant/quants.h"
 
 #include <string.h>

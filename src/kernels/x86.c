@@ -1,6 +1,7 @@
 /*
- * x86.c - AVX2 and AVX-512 kernels (see kernels.h for the contract
- * of a bc__dot_fn and kernels.c for the portable versions they must match).
+ * x86.c - AVX2 and AVX-512 kernels (see kernel_types.h for the contract
+ * of a bc__dot_fn and ref.c for the portable versions they must match), and
+ * the tables per level that dispatch.c picks from (x86.h).
  *
  *   f32 / f16 / bf16   weights widened to f32 in registers (F16C for f16, a
  *                      16-bit shift for bf16: both exact), FMA into two
@@ -10,10 +11,13 @@
  *   repacked q4_0/q8_0 16 rows at once, a row per 32-bit lane (AVX-512 VNNI)
  *
  * Every function carries a target attribute, so the file builds without any
- * -m flag and the code only runs after kernels.c has checked the CPU.
+ * -m flag and the code only runs after isa.c has checked the CPU.
  */
-#include "kernels/kernels.h"
+#include "kernels/x86.h"
 
+#include "kernels/avx2_k.h"
+#include "kernels/avx2_q32.h"
+#include "kernels/avx2_q4x.h"
 #include "quant/blocks.h"
 
 #include <string.h>
@@ -246,7 +250,7 @@ INLINE_AVX2 void round_block_avx2(const float *x, int n, float id, int8_t *q, in
 }
 
 ATTR_AVX2 void bc__quantize_act_avx2(int kind, const float *x, void *dst, int64_t cols) {
-    if (kind == 1) {
+    if (kind == BC__ACT_A8) {
         bc__block_a8 *y = dst;
         for (int64_t b = 0; b < cols / 32; b++, x += 32) {
             const float amax = amax_avx2(x, 32), d = amax / 127, id = d ? 1.0f / d : 0.0f;

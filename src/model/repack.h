@@ -2,8 +2,8 @@
  * repack.h - repacked copies of the model's matrices in the interleaved
  * layouts of this CPU's kernels (kernels/kernels.h), made once at load.
  */
-#ifndef BC_REPACK_H
-#define BC_REPACK_H
+#ifndef BC_MODEL_REPACK_H
+#define BC_MODEL_REPACK_H
 
 #include "model/model.h"
 
@@ -15,4 +15,4 @@
  * matrix left without a copy is read row-major. */
 BC__HIDDEN void bc__model_repack(bc_model *m, bc_switch repack);
 
-#endif /* BC_REPACK_H */
+#endif /* BC_MODEL_REPACK_H */

@@ -28,6 +28,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "kernels/dispatch.h"
+#include "kernels/isa.h"
 #include "model/model.h"
 #include "kernels/kernels.h"
 #include "quant/quants.h"

@@ -1,0 +1,53 @@
+/*
+ * repack.c - a matrix's repacked copy for this CPU's kernels (see repack.h;
+ * the layouts are data, kernel_types.h): made at load, freed with the model.
+ */
+#include "kernels/repack.h"
+
+#include "kernels/dispatch.h"
+#include "kernels/isa.h"
+
+#include <stdint.h>
+#include <stdlib.h>
+#include <sys/mman.h>
+
+bool bc__pack_supported(const bc__weight *w) {
+    const bc__pack_layout *l = bc__pack_layout_of(w->dtype, bc__kernels_isa());
+    const int64_t block = bc__dtype_traits_of(w->dtype)->block_elems;
+    return l != NULL && w->rows > 0 && w->rows % l->rows == 0 && w->cols > 0 && w->cols % block == 0;
+}
+
+static size_t repack_bytes_of(const bc__pack_layout *l, const bc__weight *w) {
+    return (size_t)(w->rows / l->rows) * l->group_bytes(w->cols);
+}
+
+size_t bc__repack_bytes(const bc__weight *w) { return w->pack != NULL ? repack_bytes_of(w->pack, w) : 0; }
+
+bool bc__weight_repack(bc__weight *w) {
+    if (!bc__pack_supported(w)) return false;
+    const bc__pack_layout *l = bc__pack_layout_of(w->dtype, bc__kernels_isa());
+    const size_t bytes = repack_bytes_of(l, w), group_bytes = l->group_bytes(w->cols);
+    const bc__dtype_traits *tr = bc__dtype_traits_of(w->dtype);
+    const size_t row_bytes = (size_t)(w->cols / tr->block_elems) * (size_t)tr->block_bytes;
+    /* Big copies on 2 MiB boundaries and advised as huge pages: a matrix
+     * streamed once per token then costs a TLB miss per 2 MiB, not per 4 KiB,
+     * and the load takes fewer page faults. */
+    size_t align = bytes >= ((size_t)2 << 20) ? (size_t)2 << 20 : 64;
+    void *p = aligned_alloc(align, (bytes + align - 1) / align * align);
+    if (p == NULL) return false;
+#ifdef MADV_HUGEPAGE
+    if (align > 64) madvise(p, bytes, MADV_HUGEPAGE);
+#endif
+    for (int64_t g = 0; g < w->rows / l->rows; g++)
+        l->pack((const char *)w->data + (size_t)g * (size_t)l->rows * row_bytes, row_bytes, w->cols,
+                (char *)p + (size_t)g * group_bytes);
+    w->packed = p;
+    w->pack = l;
+    return true;
+}
+
+void bc__weight_repack_free(bc__weight *w) {
+    free(w->packed);
+    w->packed = NULL;
+    w->pack = NULL;
+}
