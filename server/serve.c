@@ -1,16 +1,16 @@
 /*
- * serve.c - `baichuan serve`: options, set-up, and the shutdown on SIGTERM
- * (stop accepting, let running requests finish within --shutdown-wait
+ * serve.c - `baichuan serve`: its options, the tenant store, the model and
+ * the tokenizer, then the server (server.h), which runs until
+ * SIGTERM or SIGINT (let running requests finish within --shutdown-wait
  * seconds, flush the ledger, exit 0).
  */
 #include "../cli/cli.h"
 #include "server.h"
+#include "store_open.h"
 
 #include <errno.h>
-#include <signal.h>
 #include <stdlib.h>
 #include <string.h>
-#include <unistd.h>
 
 static const char help[] =
     "usage: baichuan serve -m MODEL [options]\n"
@@ -91,29 +91,10 @@ static long long parse_size(const char *s) {
     return (long long)(v * unit);
 }
 
-/* MemAvailable of /proc/meminfo in bytes, or 0 where it cannot be read. */
-static unsigned long long mem_available(void) {
-    FILE *f = fopen("/proc/meminfo", "r");
-    if (f == NULL) return 0;
-    char line[256];
-    unsigned long long kb = 0;
-    while (fgets(line, sizeof line, f))
-        if (sscanf(line, "MemAvailable: %llu kB", &kb) == 1) break;
-    fclose(f);
-    return kb * 1024;
-}
-
-static double gib(unsigned long long b) { return (double)b / (1024.0 * 1024 * 1024); }
-
-/* The seed of a tenant store's daily counts. */
-static long long ledger_tokens_today(void *ledger, const char *tenant) {
-    return srv_ledger_tokens_today(ledger, tenant);
-}
-
 int cmd_serve(int argc, char **argv) {
     cli_model_opts mo;
     cli_model_opts_init(&mo);
-    const char *tokenizer_path = NULL;
+    const char *tokenizer_path = NULL, *tenants_path = NULL, *alias = NULL;
     srv_config cfg = {.host = "127.0.0.1",
                       .port = 8080,
                       .n_parallel = 4,
@@ -156,11 +137,11 @@ int cmd_serve(int argc, char **argv) {
         if (strcmp(a, "--host") == 0)
             str_opt = &cfg.host;
         else if (strcmp(a, "--tenants") == 0)
-            str_opt = &cfg.tenants_path;
+            str_opt = &tenants_path;
         else if (strcmp(a, "--ledger") == 0)
             str_opt = &cfg.ledger_path;
         else if (strcmp(a, "--alias") == 0)
-            str_opt = &cfg.alias;
+            str_opt = &alias;
         else if (strcmp(a, "--tokenizer") == 0)
             str_opt = &tokenizer_path;
         if (str_opt != NULL) {
@@ -186,158 +167,32 @@ int cmd_serve(int argc, char **argv) {
         return cli_error("serve: unknown option '%s' (see 'baichuan serve --help')", a);
     }
     if (mo.model == NULL) mo.model = cli_default_model();
+    cfg.n_threads = mo.n_threads;
+    cfg.cache_type = mo.cache_type;
+    cfg.model_name = alias ? alias : base_name(mo.model);
 
     int rc = 1;
     char err[1024];
     bc_model *model = NULL;
     bc_tokenizer *tok = NULL;
-    bc_context *ctx = NULL;
     srv_tenant_store *tenants = NULL;
-    srv_ledger *ledger = NULL;
-    srv_scheduler *sched = NULL;
-    srv_http *http = NULL;
-
-    /* Signals are taken by sigwait in this thread only: block them before
-     * any thread starts (threads inherit the mask). */
-    sigset_t sigs;
-    sigemptyset(&sigs);
-    sigaddset(&sigs, SIGTERM);
-    sigaddset(&sigs, SIGINT);
-    pthread_sigmask(SIG_BLOCK, &sigs, NULL);
-    signal(SIGPIPE, SIG_IGN);
-
-    if (cfg.tenants_path != NULL) {
-        if (srv_tenant_store_open(&tenants, cfg.tenants_path, true, err, sizeof err) != 0) {
-            cli_error("%s", err);
-            goto cleanup;
-        }
+    srv_signals_block(); /* before any thread starts: threads inherit the mask */
+    if (tenants_path != NULL && srv_tenant_store_open(&tenants, tenants_path, true, err, sizeof err) != 0) {
+        cli_error("%s", err);
+        goto cleanup;
     }
     if ((model = cli_load_model(&mo)) == NULL) goto cleanup;
     if (bc_tokenizer_load(tokenizer_path ? tokenizer_path : mo.model, &tok, err, sizeof err) != BC_STATUS_OK) {
         cli_error("%s", err);
         goto cleanup;
     }
-    bc_model_info info;
-    bc_model_get_info(model, &info);
-    bc_tokenizer_info ti;
-    bc_tokenizer_get_info(tok, &ti);
-    /* The pool: -c positions, or --kv-memory bytes, or by default every
-     * slot's full context where half the available memory holds it. */
-    bc_context_params cp = bc_context_default_params();
-    cp.n_seq = cfg.n_parallel;
-    cp.n_batch = cfg.n_batch < cfg.n_parallel ? cfg.n_parallel : cfg.n_batch;
-    cp.n_threads = mo.n_threads;
-    cp.cache_type = mo.cache_type;
-    cp.prefix_cache = !cfg.no_prefix_cache;
-    const uint64_t per_pos = bc_model_kv_bytes_per_position(model, cp.cache_type);
-    const uint64_t resident = info.weight_bytes - info.released_bytes + info.repacked_bytes;
-    if (per_pos == 0) {
-        cli_error("--cache-type %s: not a KV cache type", bc_dtype_name(cp.cache_type));
-        goto cleanup;
-    }
-    long long n_kv = cfg.n_ctx;
-    if (cfg.kv_memory > 0) {
-        if (cfg.n_ctx > 0) {
-            cli_error("give -c (positions) or --kv-memory (bytes), not both");
-            goto cleanup;
-        }
-        n_kv = cfg.kv_memory / (long long)per_pos;
-    } else if (n_kv == 0) {
-        n_kv = (long long)cfg.n_parallel * info.n_ctx_train;
-        unsigned long long avail = mem_available();
-        if (avail > resident) {
-            long long fit = (long long)((avail - resident) / 2 / per_pos);
-            if (fit < n_kv) n_kv = fit > info.n_ctx_train ? fit : info.n_ctx_train;
-        }
-    }
-    if (n_kv < 16 || n_kv > (1 << 28)) {
-        cli_error("a KV pool of %lld positions (%.2f GiB of %s cache at %.0f KiB per position) is %s; give -c or "
-                  "--kv-memory",
-                  n_kv, gib((unsigned long long)n_kv * per_pos), bc_dtype_name(cp.cache_type), (double)per_pos / 1024,
-                  n_kv < 16 ? "less than one block of 16" : "too large");
-        goto cleanup;
-    }
-    cp.n_kv = (int)(n_kv / 16 * 16);
-    cp.n_ctx = info.n_ctx_train < n_kv ? info.n_ctx_train : (int)n_kv;
-    const uint64_t ctx_bytes = bc_model_context_bytes(model, cp);
-    const unsigned long long avail = mem_available();
-    if (avail > 0 && ctx_bytes > avail) {
-        cli_error("the KV pool and scratch need %.2f GiB and only %.2f GiB are available: a smaller -c or "
-                  "--kv-memory, or --cache-type q8_0",
-                  gib(ctx_bytes), gib(avail));
-        goto cleanup;
-    }
-    if (bc_context_init(model, cp, &ctx, err, sizeof err) != BC_STATUS_OK) {
+    if (srv_run(&cfg, model, tok, tenants, err, sizeof err) != 0) {
         cli_error("%s", err);
         goto cleanup;
-    }
-    cfg.n_ctx = cp.n_ctx;
-    srv_model_info mi = {.name = cfg.alias ? cfg.alias : base_name(mo.model),
-                         .model = model,
-                         .tok = tok,
-                         .defaults = bc_model_sampler_params(model),
-                         .chat = bc_chat_default_params(tok),
-                         .n_vocab = ti.n_vocab < info.n_vocab ? ti.n_vocab : info.n_vocab,
-                         .n_ctx = cp.n_ctx,
-                         .max_messages = cfg.max_messages};
-    if (cfg.ledger_path != NULL) {
-        if (srv_ledger_open(&ledger, cfg.ledger_path, err, sizeof err) != 0) {
-            cli_error("%s", err);
-            goto cleanup;
-        }
-        if (tenants != NULL && tenants->ops->seed != NULL) tenants->ops->seed(tenants, ledger_tokens_today, ledger);
-    }
-    srv_metrics_init();
-    if (srv_scheduler_start(&sched, ctx, model, tok, cfg.max_queue, ledger, err, sizeof err) != 0 ||
-        srv_http_start(&http, &cfg, &mi, sched, tenants, ledger, err, sizeof err) != 0) {
-        cli_error("%s", err);
-        goto cleanup;
-    }
-    bc_kv_stats kv;
-    bc_context_kv_stats(ctx, &kv);
-    fprintf(stderr,
-            "baichuan serve: memory bound %.2f GiB = weights %.2f GiB + KV pool %.2f GiB (%d blocks x %d "
-            "positions x %.0f KiB, %s) + scratch and tables %.2f GiB; plus request buffers (at most %d requests "
-            "of %zu-byte bodies)\n",
-            gib(resident + ctx_bytes), gib(resident), gib(kv.bytes), kv.n_blocks, kv.block_size, (double)per_pos / 1024,
-            bc_dtype_name(cp.cache_type), gib(ctx_bytes - kv.bytes), cfg.max_queue + cfg.n_parallel, cfg.max_body);
-    fprintf(stderr,
-            "baichuan serve: %s on http://%s:%d (%d sequences sharing %d KV positions, up to %d each; prefix cache "
-            "%s; batch %d, %d threads)\n",
-            mi.name, cfg.host, srv_http_port(http), cfg.n_parallel, bc_context_n_kv(ctx), cp.n_ctx,
-            cp.prefix_cache ? "on" : "off", cp.n_batch, bc_context_n_threads(ctx));
-
-    int sig = 0;
-    sigwait(&sigs, &sig);
-    fprintf(stderr, "baichuan serve: %s: no new connections; finishing running requests (at most %d s)\n",
-            sig == SIGTERM ? "SIGTERM" : "SIGINT", cfg.shutdown_wait);
-    srv_http_quiesce(http);
-    double deadline = srv_now() + cfg.shutdown_wait;
-    for (;;) {
-        int queued, active;
-        srv_scheduler_counts(sched, &queued, &active);
-        if (queued + active == 0 && srv_http_pending(http) == 0) break;
-        if (srv_now() > deadline) {
-            fprintf(stderr, "baichuan serve: %d requests still running: cancelling them\n", queued + active);
-            srv_scheduler_cancel_all(sched);
-            break;
-        }
-        usleep(20 * 1000);
     }
     rc = 0;
 cleanup:
-    /* The engine ends first (every request finished or cancelled, so no
-     * connection stays suspended), then the HTTP side, then the ledger. */
-    srv_scheduler_stop(sched);
-    if (http != NULL) { /* the ledger thread releases the last replies meanwhile */
-        double until = srv_now() + 5;
-        while (srv_http_pending(http) > 0 && srv_now() < until) usleep(10 * 1000);
-    }
-    srv_http_stop(http);
-    srv_ledger_close(ledger);  /* commits whatever is still queued */
-    srv_grammar_cache_clear(); /* before the tokenizer the grammars are bound to */
     if (tenants != NULL) tenants->ops->close(tenants);
-    bc_context_free(ctx);
     bc_tokenizer_free(tok);
     bc_model_free(model);
     if (rc == 0) fprintf(stderr, "baichuan serve: stopped\n");

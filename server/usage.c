@@ -1,8 +1,13 @@
 /*
- * usage.c - `baichuan usage`: totals per tenant from a server's ledger.
+ * usage.c - `baichuan usage`: totals per tenant from a server's ledger,
+ * read through the ledger back-end interface (store.h).
  */
 #include "../cli/cli.h"
-#include "server.h"
+#include "store.h"
+#include "store_open.h"
+
+#include <jansson.h>
+#include <stdbool.h>
 
 #include <stdio.h>
 #include <stdlib.h>
