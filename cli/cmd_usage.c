@@ -1,10 +1,11 @@
 /*
- * usage.c - `baichuan usage`: totals per tenant from a server's ledger,
- * read through the ledger back-end interface (store.h).
+ * cmd_usage.c - `baichuan usage`: totals per tenant from a server's ledger,
+ * read through the ledger back-end interface (server/store.h).
  */
-#include "../cli/cli.h"
-#include "store.h"
-#include "store_open.h"
+#include "cli.h"
+
+#include "../server/store.h"
+#include "../server/store_open.h"
 
 #include <jansson.h>
 #include <stdbool.h>

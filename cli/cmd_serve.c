@@ -1,12 +1,13 @@
 /*
- * serve.c - `baichuan serve`: its options, the tenant store, the model and
- * the tokenizer, then the server (server.h), which runs until
+ * cmd_serve.c - `baichuan serve`: its options, the tenant store, the model
+ * and the tokenizer, then the server (server/server.h), which runs until
  * SIGTERM or SIGINT (let running requests finish within --shutdown-wait
  * seconds, flush the ledger, exit 0).
  */
-#include "../cli/cli.h"
-#include "server.h"
-#include "store_open.h"
+#include "cli.h"
+
+#include "../server/server.h"
+#include "../server/store_open.h"
 
 #include <errno.h>
 #include <stdlib.h>
