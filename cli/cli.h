@@ -67,7 +67,7 @@ int cmd_quantize(int argc, char **argv);
 int cmd_bench(int argc, char **argv);
 int cmd_perplexity(int argc, char **argv);
 int cmd_grammar(int argc, char **argv);
-/* server/: the HTTP server and its ledger report */
+/* The server's commands (their work is in server/) */
 int cmd_serve(int argc, char **argv);
 int cmd_usage(int argc, char **argv);
 int cmd_tenants(int argc, char **argv);

@@ -22,6 +22,7 @@
  */
 #include "fuzz_files.h"
 #include "server.h"
+#include "tenants.h"
 
 #include <arpa/inet.h>
 #include <errno.h>
@@ -43,10 +44,7 @@ static struct {
     bc_tokenizer *tok;
     bc_context *ctx;
     srv_tenant_store *tenants;
-    srv_config cfg;
-    srv_model_info mi;
-    srv_scheduler *sched;
-    srv_http *http;
+    srv_server *server;
     char tenants_path[128];
     int port;
 } S;
@@ -71,10 +69,8 @@ static void fail(const char *what, const char *err) {
 }
 
 static void stop_server(void) {
-    srv_scheduler_cancel_all(S.sched);
-    srv_scheduler_stop(S.sched);
-    srv_http_stop(S.http);
-    srv_metrics_free();
+    srv_server_cancel_all(S.server);
+    srv_server_stop(S.server);
     S.tenants->ops->close(S.tenants);
     bc_context_free(S.ctx);
     bc_tokenizer_free(S.tok);
@@ -95,40 +91,26 @@ static void start_server(void) {
             BC_STATUS_OK ||
         bc_tokenizer_load(BC_SOURCE_DIR "/tests/data/tiny_bpe.model", &S.tok, err, sizeof err) != BC_STATUS_OK)
         fail("model", err);
-    S.cfg = (srv_config){.host = "127.0.0.1",
-                         .port = 0,
-                         .n_parallel = 2,
-                         .n_ctx = 64,
-                         .n_batch = 32,
-                         .n_threads = 1,
-                         .max_queue = 4,
-                         .max_body = 4096,
-                         .max_messages = 16,
-                         .shutdown_wait = 1};
+    const srv_config cfg = {.host = "127.0.0.1",
+                            .port = 0,
+                            .n_parallel = 2,
+                            .n_ctx = 64,
+                            .n_batch = 32,
+                            .n_threads = 1,
+                            .max_queue = 4,
+                            .max_body = 4096,
+                            .max_messages = 16,
+                            .shutdown_wait = 1,
+                            .model_name = "tiny"};
     bc_context_params cp = bc_context_default_params();
-    cp.n_ctx = S.cfg.n_ctx;
-    cp.n_seq = S.cfg.n_parallel;
+    cp.n_ctx = cfg.n_ctx;
+    cp.n_seq = cfg.n_parallel;
     cp.n_kv = 96; /* less than 2 x 64: the preemption paths run too */
-    cp.n_batch = S.cfg.n_batch;
-    cp.n_threads = S.cfg.n_threads;
+    cp.n_batch = cfg.n_batch;
+    cp.n_threads = cfg.n_threads;
     if (bc_context_init(S.model, cp, &S.ctx, err, sizeof err) != BC_STATUS_OK) fail("context", err);
-    bc_model_info info;
-    bc_model_get_info(S.model, &info);
-    bc_tokenizer_info ti;
-    bc_tokenizer_get_info(S.tok, &ti);
-    S.mi = (srv_model_info){.name = "tiny",
-                            .model = S.model,
-                            .tok = S.tok,
-                            .defaults = bc_model_sampler_params(S.model),
-                            .chat = bc_chat_default_params(S.tok),
-                            .n_vocab = ti.n_vocab < info.n_vocab ? ti.n_vocab : info.n_vocab,
-                            .n_ctx = S.cfg.n_ctx,
-                            .max_messages = S.cfg.max_messages};
-    srv_metrics_init();
-    if (srv_scheduler_start(&S.sched, S.ctx, S.model, S.tok, S.cfg.max_queue, NULL, err, sizeof err) != 0 ||
-        srv_http_start(&S.http, &S.cfg, &S.mi, S.sched, S.tenants, NULL, err, sizeof err) != 0)
-        fail("server", err);
-    S.port = srv_http_port(S.http);
+    if (srv_server_start(&S.server, &cfg, S.model, S.tok, S.ctx, S.tenants, err, sizeof err) != 0) fail("server", err);
+    S.port = srv_server_port(S.server);
     atexit(stop_server);
 }
 
@@ -144,7 +126,7 @@ static void send_all(int fd, const uint8_t *data, size_t size) {
 }
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
-    if (S.http == NULL) start_server();
+    if (S.server == NULL) start_server();
     int fd = socket(AF_INET, SOCK_STREAM, 0);
     if (fd < 0) fail("socket", strerror(errno));
     struct sockaddr_in addr = {.sin_family = AF_INET, .sin_port = htons((uint16_t)S.port)};

@@ -10,7 +10,7 @@
  * Build with clang: cmake -B build-fuzz -DCMAKE_C_COMPILER=clang -DBC_FUZZ=ON
  * then build-fuzz/fuzz_openai CORPUS_DIR fuzz/seeds/fuzz_openai
  */
-#include "server.h"
+#include "openai.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -21,15 +21,6 @@
 #endif
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
-
-/* The parser never publishes output; this stands in for http.c's. */
-void srv_request_publish(srv_request *r, const char *p, size_t n, bool final) {
-    (void)r;
-    (void)p;
-    (void)n;
-    (void) final;
-    abort();
-}
 
 static srv_model_info mi;
 
@@ -70,6 +61,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     srv_request *r = srv_openai_parse(&mi, endpoint, body, &e);
     if (r != NULL) {
         if (r->n_prompt < 1 || r->max_tokens < 1 || r->n_prompt + r->max_tokens > mi.n_ctx) abort();
+        if (r->out.len != 0 || r->done) abort(); /* the parser never publishes output */
         for (int i = 0; i < r->n_prompt; i++)
             if (r->prompt[i] < 0 || r->prompt[i] >= mi.n_vocab) abort(); /* the forward pass would refuse it */
         srv_request_unref(r);

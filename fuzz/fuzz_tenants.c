@@ -7,7 +7,7 @@
  * then build-fuzz/fuzz_tenants CORPUS_DIR fuzz/seeds/fuzz_tenants
  */
 #include "fuzz_files.h"
-#include "server.h"
+#include "tenants.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 

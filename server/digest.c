@@ -1,7 +1,7 @@
 /*
  * digest.c - SHA-256 of keys, through OpenSSL's EVP interface (libcrypto).
  */
-#include "store.h"
+#include "digest.h"
 
 #include <openssl/evp.h>
 #include <stdio.h>

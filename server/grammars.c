@@ -14,7 +14,7 @@
  * schema as openai.c dumps it (sorted keys, compact), so that the same
  * schema written with other spacing or key order is one entry.
  */
-#include "server.h"
+#include "grammars.h"
 
 #include <pthread.h>
 #include <stdio.h>

@@ -19,11 +19,16 @@
  * Level-triggered poll sees every end of stream; fuzz_http checks it. The
  * connections are bounded (1000), so poll's cost per wake is small.
  */
-#include "server.h"
+#include "http.h"
+
+#include "admin_page.h"
+#include "metrics.h"
+#include "request.h"
+#include "util.h"
+#include "web_page.h"
 
 #include <microhttpd.h>
 
-#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -36,7 +41,7 @@
 
 struct srv_http {
     struct MHD_Daemon *daemon;
-    const srv_config *cfg;
+    const srv_http_config *cfg;
     const srv_model_info *mi;
     srv_scheduler *sched;
     srv_tenant_store *tenants; /* NULL: no authentication */
@@ -44,9 +49,6 @@ struct srv_http {
     srv_ledger *ledger;        /* may be NULL */
     atomic_int n_pending;      /* generation requests whose connection is still open */
 };
-
-/* The one server of this process (for srv_account). */
-static srv_http *g_http;
 
 typedef enum route {
     ROUTE_NONE = 0,
@@ -81,6 +83,7 @@ static const struct {
 
 /* Per-connection request state (libmicrohttpd's con_cls). */
 typedef struct conn_state {
+    srv_http *h; /* the server it came to */
     route route;
     const char *path; /* the route's path (static) */
     srv_buf body;
@@ -91,46 +94,6 @@ typedef struct conn_state {
     srv_request *req; /* a generation request handed to the scheduler */
     double t0;
 } conn_state;
-
-/* ------------------------------------------------------------------------ */
-/* Requests shared with the engine                                          */
-/* ------------------------------------------------------------------------ */
-
-void srv_request_publish(srv_request *r, const char *p, size_t n, bool final) {
-    pthread_mutex_lock(&r->mu);
-    if (n > 0 && srv_buf_append(&r->out, p, n) != 0) atomic_store(&r->cancelled, true);
-    if (final) r->done = true;
-    if (r->suspended) {
-        r->suspended = false;
-        MHD_resume_connection(r->conn);
-    }
-    pthread_mutex_unlock(&r->mu);
-}
-
-bool srv_request_check_gone(srv_request *r) {
-    bool gone = false;
-    pthread_mutex_lock(&r->mu);
-    if (r->suspended && r->fd >= 0) {
-        char c;
-        ssize_t k = recv(r->fd, &c, 1, MSG_PEEK | MSG_DONTWAIT);
-        if (k == 0 || (k < 0 && errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR)) {
-            gone = true;
-            atomic_store(&r->cancelled, true);
-            r->suspended = false;
-            MHD_resume_connection(r->conn);
-        }
-    }
-    pthread_mutex_unlock(&r->mu);
-    return gone;
-}
-
-void srv_account(const srv_request *r, int status) {
-    const char *tenant = r->tenant ? r->tenant->name : NULL;
-    srv_metrics_request(tenant, srv_endpoint_path(r->endpoint), status);
-    srv_metrics_tokens(tenant, r->n_prompt, r->n_generated);
-    if (r->tenant != NULL && g_http != NULL && g_http->tenants != NULL)
-        g_http->tenants->ops->charge(g_http->tenants, r->tenant, (long long)r->n_prompt + r->n_generated);
-}
 
 /* ------------------------------------------------------------------------ */
 /* Responses                                                                */
@@ -162,14 +125,15 @@ static enum MHD_Result send_json(struct MHD_Connection *c, conn_state *cs, unsig
 static enum MHD_Result send_error(struct MHD_Connection *c, conn_state *cs, unsigned status, const char *message,
                                   const char *type, const char *param, const char *code, const char *extra_header,
                                   const char *extra_value) {
-    if (g_http->ledger != NULL && (cs->route == ROUTE_COMPLETIONS || cs->route == ROUTE_CHAT)) {
+    srv_http *h = cs->h;
+    if (h->ledger != NULL && (cs->route == ROUTE_COMPLETIONS || cs->route == ROUTE_CHAT)) {
         srv_ledger_row row = {.time = srv_wall(),
                               .tenant = cs->tenant ? cs->tenant->name : NULL,
                               .endpoint = cs->path,
-                              .model = g_http->mi->name,
+                              .model = h->mi->name,
                               .status = (int)status,
                               .latency = srv_now() - cs->t0};
-        srv_ledger_submit(g_http->ledger, &row, NULL, NULL, 0);
+        srv_ledger_submit(h->ledger, &row, NULL, NULL, 0);
     }
     cs->answered = true;
     return send_json(c, cs, status, srv_error_json(message, type, param, code), extra_header, extra_value);
@@ -226,6 +190,7 @@ static json_t *parse_body(struct MHD_Connection *c, conn_state *cs, enum MHD_Res
 }
 
 static enum MHD_Result do_tokenize(struct MHD_Connection *c, conn_state *cs) {
+    srv_http *h = cs->h;
     enum MHD_Result ret;
     json_t *body = parse_body(c, cs, &ret);
     if (body == NULL) return ret;
@@ -237,7 +202,7 @@ static enum MHD_Result do_tokenize(struct MHD_Connection *c, conn_state *cs) {
     }
     bc_switch special = json_is_true(json_object_get(body, "add_special")) ? BC_SWITCH_AUTO : BC_SWITCH_OFF;
     size_t n = 0;
-    const bc_tokenizer *tok = g_http->mi->tok;
+    const bc_tokenizer *tok = h->mi->tok;
     bc_tokenizer_encode(tok, json_string_value(content), json_string_length(content), special, special, NULL, 0, &n);
     int32_t *ids = malloc((n ? n : 1) * sizeof *ids);
     json_t *arr = json_array();
@@ -250,6 +215,7 @@ static enum MHD_Result do_tokenize(struct MHD_Connection *c, conn_state *cs) {
 }
 
 static enum MHD_Result do_detokenize(struct MHD_Connection *c, conn_state *cs) {
+    srv_http *h = cs->h;
     enum MHD_Result ret;
     json_t *body = parse_body(c, cs, &ret);
     if (body == NULL) return ret;
@@ -259,7 +225,7 @@ static enum MHD_Result do_detokenize(struct MHD_Connection *c, conn_state *cs) {
     bool ok = json_is_array(tokens) && ids != NULL;
     for (size_t i = 0; ok && i < n; i++) {
         json_t *v = json_array_get(tokens, i);
-        ok = json_is_integer(v) && json_integer_value(v) >= 0 && json_integer_value(v) < g_http->mi->n_vocab;
+        ok = json_is_integer(v) && json_integer_value(v) >= 0 && json_integer_value(v) < h->mi->n_vocab;
         if (ok) ids[i] = (int32_t)json_integer_value(v);
     }
     json_decref(body);
@@ -269,9 +235,9 @@ static enum MHD_Result do_detokenize(struct MHD_Connection *c, conn_state *cs) {
                           "invalid_request_error", "tokens", NULL, NULL, NULL);
     }
     size_t len = 0;
-    bc_tokenizer_decode(g_http->mi->tok, ids, n, NULL, 0, &len);
+    bc_tokenizer_decode(h->mi->tok, ids, n, NULL, 0, &len);
     char *text = malloc(len + 1);
-    if (text == NULL || bc_tokenizer_decode(g_http->mi->tok, ids, n, text, len + 1, &len) != BC_STATUS_OK) len = 0;
+    if (text == NULL || bc_tokenizer_decode(h->mi->tok, ids, n, text, len + 1, &len) != BC_STATUS_OK) len = 0;
     json_t *out = json_pack("{s:s%}", "content", text ? text : "", len);
     free(text);
     free(ids);
@@ -279,7 +245,8 @@ static enum MHD_Result do_detokenize(struct MHD_Connection *c, conn_state *cs) {
 }
 
 static enum MHD_Result do_models(struct MHD_Connection *c, conn_state *cs) {
-    const srv_model_info *mi = g_http->mi;
+    srv_http *h = cs->h;
+    const srv_model_info *mi = h->mi;
     return send_json(c, cs, 200,
                      json_pack("{s:s, s:[{s:s, s:s, s:I, s:s, s:i}]}", "object", "list", "data", "id", mi->name,
                                "object", "model", "created", (json_int_t)0, "owned_by", "baichuan.c", "context_length",
@@ -288,8 +255,9 @@ static enum MHD_Result do_models(struct MHD_Connection *c, conn_state *cs) {
 }
 
 static enum MHD_Result do_metrics(struct MHD_Connection *c, conn_state *cs) {
+    srv_http *h = cs->h;
     srv_engine_stats st;
-    srv_scheduler_stats(g_http->sched, &st);
+    srv_scheduler_stats(h->sched, &st);
     srv_metrics_request(cs->tenant ? cs->tenant->name : NULL, cs->path, 200); /* counted before rendering */
     char *text = srv_metrics_render(&st);
     if (text == NULL) return MHD_NO;
@@ -299,31 +267,32 @@ static enum MHD_Result do_metrics(struct MHD_Connection *c, conn_state *cs) {
 }
 
 static enum MHD_Result do_generate(struct MHD_Connection *c, conn_state *cs) {
+    srv_http *h = cs->h;
     enum MHD_Result ret;
     json_t *body = parse_body(c, cs, &ret);
     if (body == NULL) return ret;
     srv_error e;
     srv_request *r =
-        srv_openai_parse(g_http->mi, cs->route == ROUTE_CHAT ? SRV_ENDPOINT_CHAT : SRV_ENDPOINT_COMPLETIONS, body, &e);
+        srv_openai_parse(h->mi, cs->route == ROUTE_CHAT ? SRV_ENDPOINT_CHAT : SRV_ENDPOINT_COMPLETIONS, body, &e);
     json_decref(body);
     if (r == NULL) return send_error(c, cs, (unsigned)e.status, e.message, e.type, e.param, e.code, NULL, NULL);
     static atomic_ullong counter;
     /* The process's random salt keeps ids of replicas sharing a ledger apart. */
     snprintf(r->id, sizeof r->id, "%s-%llx%08x%06llx", cs->route == ROUTE_CHAT ? "chatcmpl" : "cmpl",
-             (unsigned long long)r->created, (unsigned)g_http->id_salt,
+             (unsigned long long)r->created, (unsigned)h->id_salt,
              (unsigned long long)atomic_fetch_add(&counter, 1) & 0xffffff);
     r->tenant = cs->tenant;
     r->t_arrival = cs->t0;
     r->conn = c;
     const union MHD_ConnectionInfo *ci = MHD_get_connection_info(c, MHD_CONNECTION_INFO_CONNECTION_FD);
     r->fd = ci ? ci->connect_fd : -1;
-    if (srv_scheduler_submit(g_http->sched, r) != 0) {
+    if (srv_scheduler_submit(h->sched, r) != 0) {
         srv_request_unref(r);
         return send_error(c, cs, 503, "the server is busy: every slot is in use and the queue is full; retry later",
                           "server_error", NULL, "queue_full", MHD_HTTP_HEADER_RETRY_AFTER, "1");
     }
     cs->req = r;
-    atomic_fetch_add(&g_http->n_pending, 1);
+    atomic_fetch_add(&h->n_pending, 1);
     if (r->stream) {
         struct MHD_Response *resp =
             MHD_create_response_from_callback(MHD_SIZE_UNKNOWN, 16384, stream_reader, r, stream_free);
@@ -331,7 +300,7 @@ static enum MHD_Result do_generate(struct MHD_Connection *c, conn_state *cs) {
             atomic_store(&r->cancelled, true);
             return MHD_NO;
         }
-        atomic_fetch_add(&r->refs, 1); /* the response's */
+        srv_request_ref(r); /* the response's */
         MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_TYPE, "text/event-stream; charset=utf-8");
         MHD_add_response_header(resp, MHD_HTTP_HEADER_CACHE_CONTROL, "no-cache");
         ret = MHD_queue_response(c, 200, resp);
@@ -395,7 +364,8 @@ static json_t *zero_counts(void) {
  * [{tenant, totals, buckets: [{bucket, requests, ...} non-empty only]}],
  * totals}. */
 static enum MHD_Result do_admin_usage(struct MHD_Connection *c, conn_state *cs) {
-    if (g_http->ledger == NULL)
+    srv_http *h = cs->h;
+    if (h->ledger == NULL)
         return send_error(c, cs, 404, "This server keeps no ledger (start it with --ledger STORE).",
                           "invalid_request_error", NULL, "no_ledger", NULL, NULL);
     const char *from_s = MHD_lookup_connection_value(c, MHD_GET_ARGUMENT_KIND, "from");
@@ -432,7 +402,7 @@ static enum MHD_Result do_admin_usage(struct MHD_Connection *c, conn_state *cs) 
     format_time(to, "%Y-%m-%d", to_day, sizeof to_day);
     json_t *rows = NULL;
     char err[512] = "";
-    if (srv_ledger_usage(g_http->ledger, lo, hi, hourly, &rows, err, sizeof err) != 0) {
+    if (srv_ledger_usage(h->ledger, lo, hi, hourly, &rows, err, sizeof err) != 0) {
         fprintf(stderr, "baichuan serve: ledger: /admin/usage: %s\n", err); /* err masks the password */
         return send_error(c, cs, 503, "The ledger is unavailable; retry shortly.", "server_error", NULL,
                           "ledger_unavailable", MHD_HTTP_HEADER_RETRY_AFTER, "1");
@@ -493,6 +463,7 @@ static const char *bearer_key(struct MHD_Connection *c, bool *present) {
 /* The key's tenant through the tenant store, admitting a generation request
  * against its limits; an error reply otherwise. */
 static enum MHD_Result authenticate(struct MHD_Connection *c, conn_state *cs, bool *ok) {
+    srv_http *h = cs->h;
     bool present, admit = cs->route == ROUTE_COMPLETIONS || cs->route == ROUTE_CHAT;
     const char *key = bearer_key(c, &present), *which = NULL;
     long wait = 0;
@@ -500,8 +471,7 @@ static enum MHD_Result authenticate(struct MHD_Connection *c, conn_state *cs, bo
     srv_auth_status st = SRV_AUTH_UNKNOWN_KEY;
     *ok = false;
     if (key != NULL)
-        st = g_http->tenants->ops->authenticate(g_http->tenants, key, admit, &cs->tenant, &which, &wait, err,
-                                                sizeof err);
+        st = h->tenants->ops->authenticate(h->tenants, key, admit, &cs->tenant, &which, &wait, err, sizeof err);
     if (st == SRV_AUTH_OK) {
         *ok = true;
         return MHD_YES;
@@ -531,6 +501,7 @@ static enum MHD_Result authenticate(struct MHD_Connection *c, conn_state *cs, bo
 }
 
 static enum MHD_Result first_call(struct MHD_Connection *c, conn_state *cs, const char *url, const char *method) {
+    srv_http *h = cs->h;
     bool path_known = false;
     for (size_t i = 0; i < sizeof routes / sizeof routes[0]; i++) {
         if (strcmp(url, routes[i].path) != 0) continue;
@@ -553,15 +524,14 @@ static enum MHD_Result first_call(struct MHD_Connection *c, conn_state *cs, cons
     /* The admin endpoints exist only with a tenant store: without one there
      * is no key, so no admin, and nothing to show to anyone. */
     bool admin_route = cs->route == ROUTE_ADMIN_PAGE || cs->route == ROUTE_ADMIN_USAGE;
-    if (admin_route && g_http->tenants == NULL)
+    if (admin_route && h->tenants == NULL)
         return send_error(c, cs, 404,
                           "The admin endpoints need a tenant store (start the server with --tenants STORE) and the "
                           "key of a tenant marked admin.",
                           "invalid_request_error", NULL, "unknown_url", NULL, NULL);
     /* Every endpoint but /health (and the static pages, whose API calls carry
      * the key) needs a tenant's key when a tenants file is in use. */
-    if (g_http->tenants != NULL && cs->route != ROUTE_HEALTH && cs->route != ROUTE_PAGE &&
-        cs->route != ROUTE_ADMIN_PAGE) {
+    if (h->tenants != NULL && cs->route != ROUTE_HEALTH && cs->route != ROUTE_PAGE && cs->route != ROUTE_ADMIN_PAGE) {
         bool ok;
         enum MHD_Result r = authenticate(c, cs, &ok);
         if (!ok) return r;
@@ -573,23 +543,25 @@ static enum MHD_Result first_call(struct MHD_Connection *c, conn_state *cs, cons
         return send_error(c, cs, 403, msg, "permission_error", NULL, "not_admin", NULL, NULL);
     }
     const char *cl = MHD_lookup_connection_value(c, MHD_HEADER_KIND, MHD_HTTP_HEADER_CONTENT_LENGTH);
-    if (cl != NULL && strtoull(cl, NULL, 10) > g_http->cfg->max_body) cs->too_large = true;
+    if (cl != NULL && strtoull(cl, NULL, 10) > h->cfg->max_body) cs->too_large = true;
     return MHD_YES;
 }
 
 static enum MHD_Result too_large(struct MHD_Connection *c, conn_state *cs) {
+    srv_http *h = cs->h;
     char msg[160];
-    snprintf(msg, sizeof msg, "the request body is larger than %zu bytes (--max-body)", g_http->cfg->max_body);
+    snprintf(msg, sizeof msg, "the request body is larger than %zu bytes (--max-body)", h->cfg->max_body);
     return send_error(c, cs, 413, msg, "invalid_request_error", NULL, "request_too_large", NULL, NULL);
 }
 
 static enum MHD_Result handler(void *cls, struct MHD_Connection *c, const char *url, const char *method,
                                const char *version, const char *upload_data, size_t *upload_data_size, void **con_cls) {
-    (void)cls;
     (void)version;
+    srv_http *h = cls;
     conn_state *cs = *con_cls;
     if (cs == NULL) {
         if ((cs = calloc(1, sizeof *cs)) == NULL) return MHD_NO;
+        cs->h = h;
         cs->t0 = srv_now();
         *con_cls = cs;
         enum MHD_Result r = first_call(c, cs, url, method);
@@ -601,7 +573,7 @@ static enum MHD_Result handler(void *cls, struct MHD_Connection *c, const char *
         return MHD_YES;
     }
     if (*upload_data_size != 0) {
-        if (!cs->too_large && cs->body.len + *upload_data_size > g_http->cfg->max_body) {
+        if (!cs->too_large && cs->body.len + *upload_data_size > h->cfg->max_body) {
             cs->too_large = true;
             srv_buf_free(&cs->body);
         }
@@ -611,7 +583,7 @@ static enum MHD_Result handler(void *cls, struct MHD_Connection *c, const char *
              * before the upload ends, so one that goes on past twice the
              * limit is cut (the connection closes without an answer). */
             cs->discarded += *upload_data_size;
-            if (cs->discarded > g_http->cfg->max_body) return MHD_NO;
+            if (cs->discarded > h->cfg->max_body) return MHD_NO;
         } else if (srv_buf_append(&cs->body, upload_data, *upload_data_size) != 0) {
             return MHD_NO;
         }
@@ -641,8 +613,8 @@ static enum MHD_Result handler(void *cls, struct MHD_Connection *c, const char *
 }
 
 static void completed(void *cls, struct MHD_Connection *c, void **con_cls, enum MHD_RequestTerminationCode toe) {
-    (void)cls;
     (void)c;
+    srv_http *h = cls;
     conn_state *cs = *con_cls;
     if (cs == NULL) return;
     if (cs->req != NULL) {
@@ -654,7 +626,7 @@ static void completed(void *cls, struct MHD_Connection *c, void **con_cls, enum 
         r->fd = -1;
         pthread_mutex_unlock(&r->mu);
         srv_request_unref(r);
-        atomic_fetch_sub(&g_http->n_pending, 1);
+        atomic_fetch_sub(&h->n_pending, 1);
     }
     srv_buf_free(&cs->body);
     free(cs);
@@ -665,7 +637,7 @@ static void completed(void *cls, struct MHD_Connection *c, void **con_cls, enum 
 /* Start and stop                                                           */
 /* ------------------------------------------------------------------------ */
 
-int srv_http_start(srv_http **out, const srv_config *cfg, const srv_model_info *mi, srv_scheduler *sched,
+int srv_http_start(srv_http **out, const srv_http_config *cfg, const srv_model_info *mi, srv_scheduler *sched,
                    srv_tenant_store *tenants, srv_ledger *ledger, char *err, size_t err_size) {
     *out = NULL;
     srv_http *h = calloc(1, sizeof *h);
@@ -680,7 +652,6 @@ int srv_http_start(srv_http **out, const srv_config *cfg, const srv_model_info *
     if (getrandom(&h->id_salt, sizeof h->id_salt, 0) != (ssize_t)sizeof h->id_salt)
         h->id_salt = (uint32_t)srv_wall() ^ (uint32_t)getpid() << 16;
     h->ledger = ledger;
-    g_http = h;
     struct sockaddr_in addr;
     memset(&addr, 0, sizeof addr);
     addr.sin_family = AF_INET;
@@ -701,7 +672,6 @@ int srv_http_start(srv_http **out, const srv_config *cfg, const srv_model_info *
     *out = h;
     return 0;
 fail:
-    g_http = NULL;
     free(h);
     return -1;
 }
@@ -721,6 +691,5 @@ int srv_http_pending(srv_http *h) { return atomic_load(&h->n_pending); }
 void srv_http_stop(srv_http *h) {
     if (h == NULL) return;
     MHD_stop_daemon(h->daemon);
-    g_http = NULL;
     free(h);
 }

@@ -12,9 +12,12 @@
  * are withheld: each client gets a 503 (a non-streamed request) or an error
  * event ending its stream, so no client sees a completion the ledger lacks.
  */
-#include "server.h"
-#include "store.h"
+#include "ledger.h"
 
+#include "store_open.h"
+#include "util.h"
+
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>

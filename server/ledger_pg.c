@@ -8,9 +8,10 @@
  * between BEGIN and COMMIT. A commit is durable when it returns (the
  * server's synchronous_commit, on by default).
  */
+#include "ledger_pg.h"
+
 #include "pg.h"
-#include "server.h"
-#include "store.h"
+#include "util.h"
 
 #include <stdio.h>
 #include <stdlib.h>

@@ -8,8 +8,9 @@
  * is in the kernel's page cache, but could lose the latest rows on power
  * loss.)
  */
-#include "server.h"
-#include "store.h"
+#include "ledger_sqlite.h"
+
+#include "util.h"
 
 #include <sqlite3.h>
 #include <stdio.h>

@@ -3,8 +3,12 @@
  * text exposition format (HELP/TYPE lines; histograms as cumulative
  * _bucket{le=...} series with _sum and _count).
  */
-#include "server.h"
+#include "metrics.h"
 
+#include "grammars.h"
+#include "util.h"
+
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>

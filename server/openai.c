@@ -7,7 +7,9 @@
  * raw logits (before penalties, temperature and truncation): the model's own
  * distribution, as OpenAI reports it.
  */
-#include "server.h"
+#include "openai.h"
+
+#include "grammars.h"
 
 #include <errno.h>
 #include <math.h>
@@ -17,10 +19,6 @@
 
 #define MAX_STOPS        16
 #define MAX_TOP_LOGPROBS 20
-
-const char *srv_endpoint_path(srv_endpoint e) {
-    return e == SRV_ENDPOINT_CHAT ? "/v1/chat/completions" : "/v1/completions";
-}
 
 static srv_request *bad(srv_error *e, const char *param, const char *code, const char *fmt, const char *arg) {
     e->status = 400;
@@ -341,42 +339,16 @@ static int read_constraint(json_t *body, constraint *c, srv_error *e) {
     return 0;
 }
 
-/* Requests are made here and freed by their last holder (the HTTP
- * connection, the scheduler or the ledger). */
-void srv_request_unref(srv_request *r) {
-    if (r == NULL || atomic_fetch_sub(&r->refs, 1) != 1) return;
-    for (int i = 0; r->choices != NULL && i < r->n_choices; i++) {
-        srv_choice *c = &r->choices[i];
-        free(c->ids);
-        bc_sampler_free(c->sampler);
-        bc_grammar_matcher_free(c->matcher);
-        bc_stop_matcher_free(c->stop);
-        bc_detokenizer_free(c->detok);
-        srv_buf_free(&c->text);
-        json_decref(c->lp_content);
-    }
-    free(r->choices);
-    srv_grammar_release(r->grammar);
-    free(r->prompt);
-    srv_buf_free(&r->out);
-    pthread_mutex_destroy(&r->mu);
-    free(r);
-}
-
 srv_request *srv_openai_parse(const srv_model_info *mi, srv_endpoint endpoint, json_t *body, srv_error *e) {
     memset(e, 0, sizeof *e);
     if (!json_is_object(body)) return bad(e, NULL, NULL, "%s", "the request body must be a JSON object");
-    srv_request *r = calloc(1, sizeof *r);
+    srv_request *r = srv_request_new(); /* freed by its last holder: the connection, the scheduler, the ledger */
     if (r == NULL) {
         e->status = 500;
         return bad(e, NULL, NULL, "%s", "out of memory");
     }
-    pthread_mutex_init(&r->mu, NULL);
-    atomic_init(&r->refs, 1);
-    atomic_init(&r->cancelled, false);
     r->endpoint = endpoint;
     r->logprobs = -1;
-    r->fd = -1;
     r->tok = mi->tok;
     r->model = mi->name;
     r->created = (long long)srv_wall();

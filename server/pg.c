@@ -3,8 +3,8 @@
  * their passwords masked. No message here carries a password.
  */
 #include "pg.h"
-#include "server.h"
-#include "store.h"
+
+#include "util.h"
 
 #include <errno.h>
 #include <poll.h>

@@ -39,4 +39,7 @@ PGresult *srv_pg_exec(srv_pg *p, const char *sql, int n_params, const char *cons
 /* Runs a statement whose result is not needed: 0, or -1 with err. */
 int srv_pg_run(srv_pg *p, const char *sql, char *err, size_t err_size);
 
+/* url with its password replaced by *** (in out). */
+void srv_pg_mask(const char *url, char *out, size_t cap);
+
 #endif /* BC_PG_H */

@@ -40,15 +40,21 @@
  * pause.
  *
  * A request ends when its last choice ends: then its usage (completion
- * tokens summed over the choices), quota charge and one ledger row go out.
- * A streamed choice that ends earlier sends its finish chunk at once.
+ * tokens summed over the choices) goes out, and the caller's hooks count it
+ * (metrics, the tenant's quota) and record its one ledger row, which
+ * releases its last bytes. A streamed choice that ends earlier sends its
+ * finish chunk at once.
  *
  * Output goes into the requests' own buffers (srv_request_publish): the
  * engine never blocks on a client. A client that has gone is dropped at the
  * next step, all its choices with it, their slots freed.
  */
-#include "server.h"
+#include "scheduler.h"
 
+#include "openai.h"
+#include "util.h"
+
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -63,7 +69,7 @@ struct srv_scheduler {
     bc_context *ctx;
     const bc_model *model;
     const bc_tokenizer *tok;
-    srv_ledger *ledger;
+    srv_scheduler_hooks hooks; /* what becomes of a request that ended */
     int n_slots, n_ctx, n_batch, n_vocab;
     int32_t eos;
     slot *slots;
@@ -109,7 +115,7 @@ static void end_request(srv_scheduler *s, srv_request *r) {
         r->finish_reason = "error";
     }
     r->http_status = status;
-    srv_account(r, status);
+    if (s->hooks.account != NULL) s->hooks.account(s->hooks.ctx, r, status);
     srv_buf tail = {0};
     if (gone) srv_request_publish(r, NULL, 0, true); /* wakes a suspended connection to close it */
     if (!gone) {
@@ -137,8 +143,8 @@ static void end_request(srv_scheduler *s, srv_request *r) {
                           .finish_reason = r->finish_reason,
                           .status = status,
                           .latency = now - r->t_arrival};
-    if (s->ledger != NULL) {
-        srv_ledger_submit(s->ledger, &row, r, tail.data, tail.len);
+    if (s->hooks.record != NULL) {
+        s->hooks.record(s->hooks.ctx, &row, r, tail.data, tail.len);
     } else {
         srv_request_publish(r, tail.data, tail.len, true);
         srv_request_unref(r);
@@ -502,14 +508,14 @@ static void *engine_main(void *arg) {
 /* ------------------------------------------------------------------------ */
 
 int srv_scheduler_start(srv_scheduler **out, bc_context *ctx, const bc_model *model, const bc_tokenizer *tok,
-                        int max_queue, srv_ledger *ledger, char *err, size_t err_size) {
+                        int max_queue, const srv_scheduler_hooks *hooks, char *err, size_t err_size) {
     *out = NULL;
     srv_scheduler *s = calloc(1, sizeof *s);
     if (s == NULL) goto oom;
     s->ctx = ctx;
     s->model = model;
     s->tok = tok;
-    s->ledger = ledger;
+    if (hooks != NULL) s->hooks = *hooks;
     s->n_slots = bc_context_n_seq(ctx);
     s->n_ctx = bc_context_n_ctx(ctx);
     s->n_batch = bc_context_n_batch(ctx);
@@ -557,7 +563,7 @@ int srv_scheduler_submit(srv_scheduler *s, srv_request *r) {
         pthread_mutex_unlock(&s->mu);
         return -1;
     }
-    atomic_fetch_add(&r->refs, 1);
+    srv_request_ref(r);
     r->order = s->n_arrived++;
     r->http_status = 200;
     for (int i = 0; i < r->n_choices; i++) s->queue[(s->q_head + s->q_len++) % s->q_ring] = &r->choices[i];

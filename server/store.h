@@ -1,17 +1,18 @@
 /*
  * store.h - the server's shared state behind two interfaces, each a struct
  * of function pointers (as SQLite's VFS): the usage ledger and the tenant
- * store. The server calls these interfaces, never a back-end.
+ * store. The server calls these interfaces, never a back-end; a back-end is
+ * chosen once, when it is opened (store_open.h).
  *
  *   ledger:  SQLite file (ledger_sqlite.c) or PostgreSQL (ledger_pg.c)
  *   tenants: JSON file (tenants.c)          or PostgreSQL (tenants_pg.c)
  *
- * A STORE argument that starts with postgresql:// or postgres:// names a
- * PostgreSQL database (a libpq URL); anything else is a file path.
- *
  * Keys: a back-end keeps only SHA-256 digests of keys (the JSON file may
  * also hold plain keys, digested when it is read). Nothing here prints a
  * key or a password: URLs in messages have their password masked.
+ *
+ * This header holds types only: each back-end declares its opening in its
+ * own header.
  */
 #ifndef BC_STORE_H
 #define BC_STORE_H
@@ -20,15 +21,35 @@
 #include <stdbool.h>
 #include <stddef.h>
 
-typedef struct srv_tenant srv_tenant;
-typedef struct srv_ledger srv_ledger;
-typedef struct srv_ledger_row srv_ledger_row;
+/* A tenant as a tenant store hands it out, valid while the store is open:
+ * its name, limits and admin flag. The JSON store (tenants.c) also keeps
+ * the tenant's key digests and its limiter here. */
+typedef struct srv_tenant {
+    char *name;
+    long requests_per_minute; /* 0 = unlimited */
+    long long tokens_per_day; /* 0 = unlimited */
+    bool admin;
+    /* The JSON store's: the keys, and the limiter under the tenants' lock. */
+    char (*digests)[65]; /* (n_keys) lowercase hex SHA-256 of each key: keys are not kept */
+    size_t n_keys;
+    double *recent; /* (requests_per_minute) start times of the latest requests, a ring */
+    long n_recent, recent_head;
+    long long day;          /* days since the epoch of tokens_today */
+    long long tokens_today; /* prompt + completion tokens counted today (UTC) */
+} srv_tenant;
 
-/* True when store names a PostgreSQL database. */
-bool srv_store_is_pg(const char *store);
-
-/* The lowercase hex SHA-256 of key (OpenSSL's EVP), in out[65]. 0, or -1. */
-int srv_sha256_hex(const char *key, size_t len, char out[65]);
+/* One finished (or refused) generation request, as the ledger records it. */
+typedef struct srv_ledger_row {
+    double time;            /* wall-clock seconds when the request ended */
+    const char *request_id; /* the response's "id" (NULL for requests refused before one was made) */
+    const char *tenant;
+    const char *endpoint;
+    const char *model;
+    long prompt_tokens, completion_tokens;
+    const char *finish_reason;
+    int status;
+    double latency; /* seconds from arrival to the end */
+} srv_ledger_row;
 
 /* ------------------------------------------------------------------------ */
 /* Ledger back-ends                                                         */
@@ -61,12 +82,6 @@ typedef struct srv_ledger_backend_ops {
 struct srv_ledger_backend {
     const srv_ledger_backend_ops *ops;
 };
-
-/* Opens the ledger at store; with create, makes the file and its table if
- * needed (without, a reader such as `baichuan usage` changes nothing). */
-int srv_ledger_backend_open(srv_ledger_backend **out, const char *store, bool create, char *err, size_t err_size);
-int srv_ledger_sqlite_open(srv_ledger_backend **out, const char *path, bool create, char *err, size_t err_size);
-int srv_ledger_pg_open(srv_ledger_backend **out, const char *url, bool create, char *err, size_t err_size);
 
 /* ------------------------------------------------------------------------ */
 /* Tenant stores                                                            */
@@ -117,19 +132,5 @@ typedef struct srv_tenant_store_ops {
 struct srv_tenant_store {
     const srv_tenant_store_ops *ops;
 };
-
-/* Opens the tenant store at store. for_server: load what the server needs
- * (the JSON file must then be valid and hold a tenant); otherwise an
- * absent JSON file is an empty store the administrator may write. */
-int srv_tenant_store_open(srv_tenant_store **out, const char *store, bool for_server, char *err, size_t err_size);
-int srv_tenant_store_json_open(srv_tenant_store **out, const char *path, bool for_server, char *err, size_t err_size);
-int srv_tenant_store_pg_open(srv_tenant_store **out, const char *url, bool for_server, char *err, size_t err_size);
-
-/* ------------------------------------------------------------------------ */
-/* PostgreSQL helpers (pg.c)                                                */
-/* ------------------------------------------------------------------------ */
-
-/* url with its password replaced by *** (in out). */
-void srv_pg_mask(const char *url, char *out, size_t cap);
 
 #endif /* BC_STORE_H */

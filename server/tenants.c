@@ -19,7 +19,10 @@
  * interface (store.h) over it, then the administrator's side (baichuan
  * tenants), which edits the file's JSON and writes it back atomically.
  */
-#include "server.h"
+#include "tenants.h"
+
+#include "digest.h"
+#include "util.h"
 
 #include <ctype.h>
 #include <errno.h>

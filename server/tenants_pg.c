@@ -29,10 +29,12 @@
  *
  * The clock is the database's (clock_timestamp()), one for all replicas.
  */
-#include "pg.h"
-#include "server.h"
-#include "store.h"
+#include "tenants_pg.h"
 
+#include "digest.h"
+#include "pg.h"
+
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>

@@ -1,7 +1,7 @@
 /*
  * util.c - byte buffers, clocks and JSON helpers for the server.
  */
-#include "server.h"
+#include "util.h"
 
 #include <stdarg.h>
 #include <stdint.h>

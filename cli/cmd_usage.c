@@ -1,8 +1,14 @@
 /*
- * usage.c - `baichuan usage`: totals per tenant from a server's ledger.
+ * cmd_usage.c - `baichuan usage`: totals per tenant from a server's ledger,
+ * read through the ledger back-end interface (server/store.h).
  */
-#include "../cli/cli.h"
-#include "server.h"
+#include "cli.h"
+
+#include "../server/store.h"
+#include "../server/store_open.h"
+
+#include <jansson.h>
+#include <stdbool.h>
 
 #include <stdio.h>
 #include <stdlib.h>

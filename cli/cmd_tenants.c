@@ -1,10 +1,18 @@
 /*
- * tenants_cmd.c - `baichuan tenants`: add tenants, create and revoke keys,
- * and list them, in a tenants JSON file or a PostgreSQL tenant store.
- * A new key is printed once, on stdout; only its SHA-256 digest is stored.
+ * cmd_tenants.c - `baichuan tenants`: add tenants, create and revoke keys,
+ * and list them, in a tenants JSON file or a PostgreSQL tenant store (the
+ * tenant store interface of server/store.h). A new key is printed once, on
+ * stdout; only its SHA-256 digest is stored.
  */
-#include "../cli/cli.h"
-#include "server.h"
+#include "cli.h"
+
+#include "../server/digest.h"
+#include "../server/store.h"
+#include "../server/store_open.h"
+#include "../server/tenants.h"
+
+#include <jansson.h>
+#include <stdbool.h>
 
 #include <openssl/rand.h>
 #include <stdio.h>

@@ -1,7 +1,12 @@
 /*
- * store.c - which back-end a STORE argument names (store.h).
+ * store_open.c - which back-end a STORE argument names (store_open.h).
  */
-#include "store.h"
+#include "store_open.h"
+
+#include "ledger_pg.h"
+#include "ledger_sqlite.h"
+#include "tenants.h"
+#include "tenants_pg.h"
 
 #include <string.h>
 

@@ -1,0 +1,201 @@
+/*
+ * cmd_serve.c - `baichuan serve`: its options, the tenant store, the model
+ * and the tokenizer, then the server (server/server.h), which runs until
+ * SIGTERM or SIGINT (let running requests finish within --shutdown-wait
+ * seconds, flush the ledger, exit 0).
+ */
+#include "cli.h"
+
+#include "../server/server.h"
+#include "../server/store_open.h"
+
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+
+static const char help[] =
+    "usage: baichuan serve -m MODEL [options]\n"
+    "\n"
+    "An OpenAI-compatible HTTP server: POST /v1/chat/completions, /v1/completions,\n"
+    "/tokenize, /detokenize; GET /v1/models, /health, /metrics, and a web chat page at /.\n"
+    "Up to --parallel requests are decoded together in one batched forward pass per step.\n"
+    "Their keys and values live in one paged KV pool (blocks of 16 positions) that they share,\n"
+    "with a prefix cache: a prompt that starts like an earlier one (a system prompt, a chat's\n"
+    "history) reuses its blocks. A request is admitted when the pool can hold its prompt; when\n"
+    "the pool runs out, the newest request is paused and recomputed later, never failed.\n"
+    "\n"
+    "options:\n"
+    "      --host ADDR          IPv4 address to listen on (default 127.0.0.1)\n"
+    "      --port N             TCP port (default 8080)\n"
+    "      --parallel N         requests decoded together (sequences; default 4)\n"
+    "  -c, --ctx-size N         positions of the KV pool, shared by all requests (default: --parallel\n"
+    "                           x the model's context, less if that does not fit in half the\n"
+    "                           available memory); one request may grow to min(N, model context)\n"
+    "      --kv-memory SIZE     size the KV pool in bytes instead: 6G, 512M, ... (K/M/G/T = 2^10..)\n"
+    "      --no-prefix-cache    do not keep or reuse the blocks of earlier prompts\n"
+    "  -b, --batch N            most tokens in one forward pass, prompt chunks included (default 256)\n"
+    "      --queue N            choices waiting for a slot before 503 (a request brings n; default 64)\n"
+    "      --max-body N         largest request body in bytes (default 1048576)\n"
+    "      --max-messages N     most messages in a chat request (default 1024)\n"
+    "      --tenants STORE      tenants and their keys and limits: a JSON file, or a postgresql://\n"
+    "                           URL whose tables replicas share (quotas counted in the database);\n"
+    "                           then every endpoint but /health and / needs 'Authorization: Bearer KEY'\n"
+    "      --ledger STORE       record every generation request in this SQLite file, or in the\n"
+    "                           PostgreSQL database of a postgresql:// URL\n"
+    "      --tokenizer PATH     tokenizer directory or tokenizer.model (default: the model's; needed\n"
+    "                           for a GGUF model, whose vocabulary is not read)\n"
+    "      --alias NAME         the model name reported (default: the model path's last part)\n"
+    "      --shutdown-wait S    seconds SIGTERM lets running requests finish (default 30)\n";
+
+static const char *base_name(const char *path) {
+    size_t n = strlen(path);
+    while (n > 1 && path[n - 1] == '/') n--;
+    static char buf[256];
+    size_t start = n;
+    while (start > 0 && path[start - 1] != '/') start--;
+    snprintf(buf, sizeof buf, "%.*s", (int)(n - start), path + start);
+    return buf;
+}
+
+/* "6G", "512M", "64k", "1073741824": bytes (powers of 1024), or -1. */
+static long long parse_size(const char *s) {
+    char *end;
+    errno = 0;
+    double v = strtod(s, &end);
+    if (errno != 0 || end == s || !(v > 0)) return -1;
+    double unit = 1;
+    switch (*end) {
+    case 'k':
+    case 'K':
+        unit = 1024.0;
+        end++;
+        break;
+    case 'm':
+    case 'M':
+        unit = 1024.0 * 1024;
+        end++;
+        break;
+    case 'g':
+    case 'G':
+        unit = 1024.0 * 1024 * 1024;
+        end++;
+        break;
+    case 't':
+    case 'T':
+        unit = 1024.0 * 1024 * 1024 * 1024;
+        end++;
+        break;
+    default: break;
+    }
+    if (*end == 'i' || *end == 'B') end += *end == 'i' ? (end[1] == 'B' ? 2 : 1) : 1;
+    if (*end != '\0' || v * unit > 9e18) return -1;
+    return (long long)(v * unit);
+}
+
+int cmd_serve(int argc, char **argv) {
+    cli_model_opts mo;
+    cli_model_opts_init(&mo);
+    const char *tokenizer_path = NULL, *tenants_path = NULL, *alias = NULL;
+    srv_config cfg = {.host = "127.0.0.1",
+                      .port = 8080,
+                      .n_parallel = 4,
+                      .n_batch = 256,
+                      .max_queue = 64,
+                      .max_body = 1 << 20,
+                      .max_messages = 1024,
+                      .shutdown_wait = 30};
+    for (int i = 1; i < argc; i++) {
+        const char *a = argv[i], *v;
+        int r = cli_model_opt(argc, argv, &i, &mo);
+        if (r < 0) return 1;
+        if (r > 0) continue;
+        if (cli_is_help(a)) {
+            fputs(help, stdout);
+            fputs(cli_model_opts_help, stdout);
+            return 0;
+        }
+        int *int_opt = NULL;
+        long lo = 1, hi = 1 << 20;
+        if (strcmp(a, "--port") == 0)
+            int_opt = &cfg.port, lo = 0, hi = 65535;
+        else if (strcmp(a, "--parallel") == 0)
+            int_opt = &cfg.n_parallel, hi = 256;
+        else if (strcmp(a, "-c") == 0 || strcmp(a, "--ctx-size") == 0)
+            int_opt = &cfg.n_ctx, hi = 1 << 24;
+        else if (strcmp(a, "-b") == 0 || strcmp(a, "--batch") == 0)
+            int_opt = &cfg.n_batch, hi = 1 << 16;
+        else if (strcmp(a, "--queue") == 0)
+            int_opt = &cfg.max_queue, hi = 1 << 16;
+        else if (strcmp(a, "--max-messages") == 0)
+            int_opt = &cfg.max_messages;
+        else if (strcmp(a, "--shutdown-wait") == 0)
+            int_opt = &cfg.shutdown_wait, lo = 0, hi = 3600;
+        if (int_opt != NULL) {
+            if ((v = cli_value(argc, argv, &i)) == NULL || cli_parse_int(v, lo, hi, a, int_opt) != 0) return 1;
+            continue;
+        }
+        const char **str_opt = NULL;
+        if (strcmp(a, "--host") == 0)
+            str_opt = &cfg.host;
+        else if (strcmp(a, "--tenants") == 0)
+            str_opt = &tenants_path;
+        else if (strcmp(a, "--ledger") == 0)
+            str_opt = &cfg.ledger_path;
+        else if (strcmp(a, "--alias") == 0)
+            str_opt = &alias;
+        else if (strcmp(a, "--tokenizer") == 0)
+            str_opt = &tokenizer_path;
+        if (str_opt != NULL) {
+            if ((*str_opt = cli_value(argc, argv, &i)) == NULL) return 1;
+            continue;
+        }
+        if (strcmp(a, "--kv-memory") == 0) {
+            if ((v = cli_value(argc, argv, &i)) == NULL) return 1;
+            if ((cfg.kv_memory = parse_size(v)) <= 0)
+                return cli_error("--kv-memory: '%s' is not a size such as 6G, 512M or 1073741824", v);
+            continue;
+        }
+        if (strcmp(a, "--no-prefix-cache") == 0) {
+            cfg.no_prefix_cache = true;
+            continue;
+        }
+        if (strcmp(a, "--max-body") == 0) {
+            int kb;
+            if ((v = cli_value(argc, argv, &i)) == NULL || cli_parse_int(v, 64, 1 << 30, a, &kb) != 0) return 1;
+            cfg.max_body = (size_t)kb;
+            continue;
+        }
+        return cli_error("serve: unknown option '%s' (see 'baichuan serve --help')", a);
+    }
+    if (mo.model == NULL) mo.model = cli_default_model();
+    cfg.n_threads = mo.n_threads;
+    cfg.cache_type = mo.cache_type;
+    cfg.model_name = alias ? alias : base_name(mo.model);
+
+    int rc = 1;
+    char err[1024];
+    bc_model *model = NULL;
+    bc_tokenizer *tok = NULL;
+    srv_tenant_store *tenants = NULL;
+    srv_signals_block(); /* before any thread starts: threads inherit the mask */
+    if (tenants_path != NULL && srv_tenant_store_open(&tenants, tenants_path, true, err, sizeof err) != 0) {
+        cli_error("%s", err);
+        goto cleanup;
+    }
+    if ((model = cli_load_model(&mo)) == NULL) goto cleanup;
+    if (bc_tokenizer_load(tokenizer_path ? tokenizer_path : mo.model, &tok, err, sizeof err) != BC_STATUS_OK) {
+        cli_error("%s", err);
+        goto cleanup;
+    }
+    if (srv_run(&cfg, model, tok, tenants, err, sizeof err) != 0) {
+        cli_error("%s", err);
+        goto cleanup;
+    }
+    rc = 0;
+cleanup:
+    if (tenants != NULL) tenants->ops->close(tenants);
+    bc_tokenizer_free(tok);
+    bc_model_free(model);
+    if (rc == 0) fprintf(stderr, "baichuan serve: stopped\n");
+    return rc;
+}
