@@ -5,20 +5,18 @@
  *
  * Unknown fields are ignored. Logprobs are the log-softmax of the model's
  * raw logits (before penalties, temperature and truncation): the model's own
- * distribution, as OpenAI reports it.
+ * distribution, as OpenAI reports it; each choice's generator computes them.
  */
 #include "openai.h"
 
 #include "grammars.h"
 
 #include <errno.h>
-#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
-#define MAX_STOPS        16
-#define MAX_TOP_LOGPROBS 20
+#define MAX_STOPS 16
 
 static srv_request *bad(srv_error *e, const char *param, const char *code, const char *fmt, const char *arg) {
     e->status = 400;
@@ -354,7 +352,7 @@ srv_request *srv_openai_parse(const srv_model_info *mi, srv_endpoint endpoint, j
     r->created = (long long)srv_wall();
 
     json_t *v;
-    int32_t *bias_ids = NULL; /* logit_bias, handed to the sampler */
+    int32_t *bias_ids = NULL; /* logit_bias, handed to the choices' generators */
     float *bias = NULL;
     size_t n_bias = 0;
     constraint con = {0};
@@ -409,7 +407,7 @@ srv_request *srv_openai_parse(const srv_model_info *mi, srv_endpoint endpoint, j
 
     /* Logprobs: completions take a count; chat takes a flag and top_logprobs. */
     if (endpoint == SRV_ENDPOINT_COMPLETIONS) {
-        if ((got = get_int(body, "logprobs", 0, MAX_TOP_LOGPROBS, &iv, e)) < 0) goto fail;
+        if ((got = get_int(body, "logprobs", 0, BC_MAX_TOP_LOGPROBS, &iv, e)) < 0) goto fail;
         if (got) r->logprobs = (int)iv;
     } else {
         v = json_object_get(body, "logprobs");
@@ -418,7 +416,7 @@ srv_request *srv_openai_parse(const srv_model_info *mi, srv_endpoint endpoint, j
             goto fail;
         }
         long long top = 0;
-        if (get_int(body, "top_logprobs", 0, MAX_TOP_LOGPROBS, &top, e) < 0) goto fail;
+        if (get_int(body, "top_logprobs", 0, BC_MAX_TOP_LOGPROBS, &top, e) < 0) goto fail;
         if (json_is_true(v))
             r->logprobs = (int)top;
         else if (top > 0) {
@@ -483,6 +481,20 @@ srv_request *srv_openai_parse(const srv_model_info *mi, srv_endpoint endpoint, j
             goto fail;
         }
     }
+    /* Each choice's generator: the sampling parameters with the request's
+     * seed + index (the same seed gives the same n choices), the logit
+     * biases, the stop strings, the constraint, max_tokens (fitted to the
+     * context above: the scheduler has no other limit) and logprobs. */
+    bc_generator_params gp = bc_model_generator_params(mi->model, mi->tok);
+    gp.n_vocab = mi->n_vocab;
+    gp.max_tokens = r->max_tokens;
+    gp.logprobs = r->logprobs;
+    gp.bias_ids = bias_ids;
+    gp.bias = bias;
+    gp.n_bias = n_bias;
+    gp.stops = stops;
+    gp.n_stops = n_stops;
+    gp.grammar = r->grammar != NULL ? srv_grammar_compiled(r->grammar) : NULL;
     r->n_choices = (int)n;
     r->choices = calloc((size_t)n, sizeof *r->choices);
     if (r->choices == NULL) goto oom;
@@ -494,20 +506,18 @@ srv_request *srv_openai_parse(const srv_model_info *mi, srv_endpoint endpoint, j
         c->ids = malloc(((size_t)r->n_prompt + (size_t)r->max_tokens + 1) * sizeof *c->ids);
         if (c->ids == NULL) goto oom;
         memcpy(c->ids, r->prompt, (size_t)r->n_prompt * sizeof *c->ids);
-        bc_sampler_params csp = sp;
-        csp.seed = sp.seed + (uint64_t)i; /* the same seed gives the same n choices */
-        if (bc_sampler_init(csp, mi->n_vocab, &c->sampler) != BC_STATUS_OK ||
-            bc_sampler_set_logit_bias(c->sampler, bias_ids, bias, n_bias) != BC_STATUS_OK ||
-            bc_detokenizer_init(mi->tok, &c->detok) != BC_STATUS_OK) {
-            bad(e, NULL, NULL, "%s", "the sampling parameters are not usable");
-            goto fail;
-        }
-        if (r->grammar != NULL) {
-            if (bc_grammar_matcher_init(srv_grammar_compiled(r->grammar), &c->matcher) != BC_STATUS_OK) goto oom;
-            bc_sampler_set_grammar(c->sampler, c->matcher);
-        }
-        if (bc_stop_matcher_init(stops, n_stops, &c->stop, err, sizeof err) != BC_STATUS_OK) {
-            bad(e, "stop", NULL, "stop: %.400s", err);
+        gp.sampler = sp;
+        gp.sampler.seed = sp.seed + (uint64_t)i;
+        bc_status st = bc_generator_init(mi->tok, gp, &c->gen, err, sizeof err);
+        if (st == BC_STATUS_ERROR_MEMORY) goto oom;
+        if (st != BC_STATUS_OK) {
+            /* The biases were checked above and the grammar is mi->tok's:
+             * what is left to refuse is the sampling parameters or a stop
+             * string. */
+            if (bc_sampler_params_check(gp.sampler) != NULL)
+                bad(e, NULL, NULL, "%s", "the sampling parameters are not usable");
+            else
+                bad(e, "stop", NULL, "stop: %.400s", err);
             goto fail;
         }
     }
@@ -562,28 +572,13 @@ static json_t *token_entry(const bc_tokenizer *tok, int32_t id, double logprob) 
     return o;
 }
 
-json_t *srv_openai_logprobs(const srv_choice *c, const float *logits, int n_vocab, int32_t id, size_t text_offset) {
+json_t *srv_openai_logprobs(const srv_choice *c, const bc_generated *step, size_t text_offset) {
     const srv_request *r = c->req;
     if (r->logprobs < 0) return NULL;
-    double max = logits[0], sum = 0;
-    for (int i = 1; i < n_vocab; i++)
-        if (logits[i] > max) max = logits[i];
-    for (int i = 0; i < n_vocab; i++) sum += exp((double)logits[i] - max);
-    double lse = max + log(sum);
-    json_t *entry = token_entry(r->tok, id, (double)logits[id] - lse);
+    json_t *entry = token_entry(r->tok, step->id, step->logprob);
     json_t *top = json_array();
-    /* The k most likely ids, by repeated selection (k <= 20). */
-    int picked[MAX_TOP_LOGPROBS];
-    for (int k = 0; k < r->logprobs && k < n_vocab; k++) {
-        int best = -1;
-        for (int i = 0; i < n_vocab; i++) {
-            bool used = false;
-            for (int j = 0; j < k; j++) used |= picked[j] == i;
-            if (!used && (best < 0 || logits[i] > logits[best])) best = i;
-        }
-        picked[k] = best;
-        json_array_append_new(top, token_entry(r->tok, best, (double)logits[best] - lse));
-    }
+    for (int k = 0; k < step->n_top; k++)
+        json_array_append_new(top, token_entry(r->tok, step->top[k].id, step->top[k].logprob));
     json_object_set_new(entry, "top_logprobs", top);
     json_object_set_new(entry, "text_offset", json_integer((json_int_t)text_offset));
     return entry;

@@ -40,8 +40,11 @@ srv_request *srv_openai_parse(const srv_model_info *mi, srv_endpoint endpoint, j
 
 /* The SSE event or body pieces the engine emits for choice c. */
 void srv_openai_emit_text(srv_choice *c, const char *text, size_t len, json_t *lp);
-/* The logprobs entry of one generated token (NULL when the request wants none). */
-json_t *srv_openai_logprobs(const srv_choice *c, const float *logits, int n_vocab, int32_t id, size_t text_offset);
+/* The logprobs entry of the token a step generated (not the eos id): its
+ * log-probability and its top ids' (the generator's, as the request's
+ * logprobs asked), and text_offset, the bytes of text before it. NULL when
+ * the request wants none. */
+json_t *srv_openai_logprobs(const srv_choice *c, const bc_generated *step, size_t text_offset);
 /* A streamed choice that ended before the request's last: its finish chunk
  * goes out now (no-op without streaming). */
 void srv_openai_choice_done(srv_choice *c);

@@ -32,10 +32,7 @@ void srv_request_unref(srv_request *r) {
     for (int i = 0; r->choices != NULL && i < r->n_choices; i++) {
         srv_choice *c = &r->choices[i];
         free(c->ids);
-        bc_sampler_free(c->sampler);
-        bc_grammar_matcher_free(c->matcher);
-        bc_stop_matcher_free(c->stop);
-        bc_detokenizer_free(c->detok);
+        bc_generator_free(c->gen); /* before the grammar its matcher follows */
         srv_buf_free(&c->text);
         json_decref(c->lp_content);
     }

@@ -42,21 +42,21 @@ const char *srv_endpoint_path(srv_endpoint e);
 typedef struct srv_request srv_request;
 
 /* One of the request's n continuations of its prompt: its own sequence
- * (slot), sampler, detokenizer, stop matcher, output and finish reason. */
+ * (slot), generator, output and finish reason. */
 typedef struct srv_choice {
     srv_request *req;
     int index; /* the "index" of the choice in the response */
     /* (n_prompt + max_tokens + 1) the prompt's ids, then the generated ids:
-     * ids[0 .. n_prompt + n_generated) is what the choice's sequence holds
-     * (or must hold again after a preemption). */
+     * ids[0 .. n_prompt + the generator's count) is what the choice's
+     * sequence holds (or must hold again after a preemption). */
     int32_t *ids;
-    bc_sampler *sampler;         /* seeded with the request's seed + index */
-    bc_grammar_matcher *matcher; /* NULL without a grammar; the sampler advances it */
-    bc_stop_matcher *stop;
-    bc_detokenizer *detok;
+    /* The generation step (bc_generator): the sampler seeded with the
+     * request's seed + index and its logit biases, the grammar's matcher,
+     * the detokenizer, the stop strings, max_tokens and logprobs. It keeps
+     * its state while the choice is preempted. Freed when the choice ends. */
+    bc_generator *gen;
 
     /* Engine thread only. */
-    int n_generated;
     bool admitted;             /* has been admitted once (a preempted choice is admitted again) */
     size_t text_offset;        /* bytes of text emitted (logprobs text_offset) */
     const char *finish_reason; /* "stop", "length", "cancelled", "error"; NULL while running */
@@ -74,7 +74,7 @@ struct srv_request {
     bool include_usage; /* stream_options.include_usage */
     int32_t *prompt;    /* (n_prompt) the input ids */
     int n_prompt;
-    int max_tokens;       /* most tokens to generate, per choice */
+    int max_tokens;       /* most tokens to generate, per choice (the context has room for them after the prompt) */
     int logprobs;         /* -1 off; else how many top alternatives (0..20) */
     int n_choices;        /* the request's "n", 1..SRV_MAX_N */
     srv_choice *choices;  /* (n_choices) */

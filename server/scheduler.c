@@ -26,18 +26,19 @@
  *
  * Each step builds one batch: the next token of every slot that is
  * generating, then chunks of the prompts still being computed, round-robin,
- * up to n_batch entries; runs one bc_context_decode; and samples a token for
- * every slot whose logits came out, with that choice's own sampler (seeded
- * with the request's seed + index, and constrained by the choice's grammar
- * matcher when the request has one). A generating slot whose next position
- * starts a new block (or must copy a shared one) takes one from the pool;
- * when none is free the newest running choice (the newest request's highest
- * index) is preempted (as vLLM does): its blocks go back to the pool (its
- * full ones into the prefix cache), it returns to the head of the queue, and
- * when admitted again its ids so far (prompt and generated) are computed
- * again, the prompt forked from a running sibling or found in the prefix
- * cache, and generation goes on where it stopped. The client only sees a
- * pause.
+ * up to n_batch entries; runs one bc_context_decode; and takes one
+ * generation step for every slot whose logits came out, with that choice's
+ * own bc_generator (its sampler seeded with the request's seed + index, the
+ * grammar's matcher when the request has one, its stop strings, and
+ * max_tokens, which the parser fitted to the context). A generating slot
+ * whose next position starts a new block (or must copy a shared one) takes
+ * one from the pool; when none is free the newest running choice (the
+ * newest request's highest index) is preempted (as vLLM does): its blocks
+ * go back to the pool (its full ones into the prefix cache), it returns to
+ * the head of the queue, and when admitted again its ids so far (prompt and
+ * generated) are computed again, the prompt forked from a running sibling
+ * or found in the prefix cache, and generation goes on where it stopped
+ * (the generator kept its state). The client only sees a pause.
  *
  * A request ends when its last choice ends: then its usage (completion
  * tokens summed over the choices) goes out, and the caller's hooks count it
@@ -67,11 +68,8 @@ typedef struct slot {
 
 struct srv_scheduler {
     bc_context *ctx;
-    const bc_model *model;
-    const bc_tokenizer *tok;
     srv_scheduler_hooks hooks; /* what becomes of a request that ended */
-    int n_slots, n_ctx, n_batch, n_vocab;
-    int32_t eos;
+    int n_slots, n_batch;
     slot *slots;
     bc_batch_entry *batch; /* (n_batch) */
     int rr;                /* the slot whose prompt goes first in the next batch */
@@ -94,7 +92,7 @@ struct srv_scheduler {
 };
 
 /* Ids the choice's sequence must hold: the prompt and the tokens generated. */
-static int n_ids_of(const srv_choice *c) { return c->req->n_prompt + c->n_generated; }
+static int n_ids_of(const srv_choice *c) { return c->req->n_prompt + bc_generator_n_generated(c->gen); }
 
 /* ------------------------------------------------------------------------ */
 /* Ending choices and requests                                              */
@@ -159,9 +157,8 @@ static void end_choice(srv_scheduler *s, srv_choice *c, const char *finish_reaso
     srv_request *r = c->req;
     if (finish_reason != NULL) c->finish_reason = finish_reason;
     if (status > r->http_status) r->http_status = status;
-    bc_sampler_set_grammar(c->sampler, NULL); /* the matcher is done with */
-    bc_grammar_matcher_free(c->matcher);
-    c->matcher = NULL;
+    bc_generator_free(c->gen); /* done with: its memory goes now, not with the request */
+    c->gen = NULL;
     if (++r->n_ended < r->n_choices) {
         if (status == 200 && !atomic_load(&r->cancelled)) srv_openai_choice_done(c);
         return;
@@ -203,20 +200,28 @@ static void preempt_newest(srv_scheduler *s) {
 }
 
 /* ------------------------------------------------------------------------ */
-/* One generated token                                                      */
+/* One generation step                                                      */
 /* ------------------------------------------------------------------------ */
 
+/* Text for the choice, with its logprobs entry; nothing when there is
+ * neither. */
 static void emit(srv_choice *c, const char *text, size_t len, json_t *lp) {
     if (len > 0 || lp != NULL) srv_openai_emit_text(c, text, len, lp);
 }
 
-/* Samples from logits for the slot's choice; ends the choice when it is
- * done. Returns true when the slot was freed. */
+/* The finish_reason of a generator's ending: the eos id and a stop string
+ * are both "stop". */
+static const char *finish_reason_of(bc_finish finish) { return finish == BC_FINISH_LENGTH ? "length" : "stop"; }
+
+/* One generation step from logits for the slot's choice; ends the choice
+ * when its text ended, or with an error when the step failed (as a failed
+ * forward pass does). Returns true when the slot was freed. */
 static bool take_token(srv_scheduler *s, slot *sl, const float *logits) {
     srv_choice *c = sl->ch;
     srv_request *r = c->req;
+    int n_generated = bc_generator_n_generated(c->gen);
     double now = srv_now();
-    if (c->n_generated == 0) {
+    if (n_generated == 0) {
         if (!r->ttft_seen) srv_metrics_ttft(now - r->t_arrival);
         r->ttft_seen = true;
         if (r->endpoint == SRV_ENDPOINT_CHAT) srv_openai_emit_text(c, "", 0, NULL); /* the role chunk */
@@ -225,43 +230,24 @@ static bool take_token(srv_scheduler *s, slot *sl, const float *logits) {
     }
     c->t_last_token = now;
 
-    /* With a grammar the sampler draws only ids it allows, EOS only where
-     * the text is a whole match, and advances it on accept_generated. */
-    int32_t id = bc_sampler_sample(c->sampler, logits);
-    const char *text = NULL, *shown = NULL;
-    size_t len = 0, shown_len = 0;
-    bool stopped = false;
-    if (id == s->eos) {
-        c->finish_reason = "stop";
-    } else {
-        c->n_generated++;
+    bc_generated step;
+    if (bc_generator_step(c->gen, logits, &step) != BC_STATUS_OK) {
+        fprintf(stderr, "baichuan serve: generation failed (%s, choice %d): %s\n", r->id, c->index,
+                bc_generator_error(c->gen));
+        free_slot(s, sl);
+        end_choice(s, c, "error", 500);
+        return true;
+    }
+    if (bc_generator_n_generated(c->gen) > n_generated) { /* not the eos id: the id joins the sequence */
         r->n_generated++;
-        bc_sampler_accept_generated(c->sampler, id);
-        json_t *lp = srv_openai_logprobs(c, logits, s->n_vocab, id, c->text_offset);
-        if (bc_detokenizer_push(c->detok, id, &text, &len) != BC_STATUS_OK) len = 0;
-        stopped = bc_stop_matcher_push(c->stop, text, len, &shown, &shown_len);
-        c->text_offset += shown_len;
-        emit(c, shown, shown_len, lp);
-        c->ids[n_ids_of(c) - 1] = id;
-        if (stopped)
-            c->finish_reason = "stop";
-        else if (c->n_generated >= r->max_tokens || n_ids_of(c) >= s->n_ctx)
-            c->finish_reason = "length";
+        c->ids[n_ids_of(c) - 1] = step.id;
+        emit(c, step.text, step.text_len, srv_openai_logprobs(c, &step, c->text_offset));
+        c->text_offset += step.text_len;
     }
-    if (c->finish_reason == NULL) return false;
-    if (!stopped) { /* release what the detokenizer and the stop matcher still hold */
-        bc_detokenizer_flush(c->detok, &text, &len);
-        if (bc_stop_matcher_push(c->stop, text, len, &shown, &shown_len)) {
-            c->finish_reason = "stop";
-            emit(c, shown, shown_len, NULL);
-        } else {
-            emit(c, shown, shown_len, NULL);
-            bc_stop_matcher_flush(c->stop, &shown, &shown_len);
-            emit(c, shown, shown_len, NULL);
-        }
-    }
+    if (step.finish == BC_FINISH_NONE) return false;
+    emit(c, step.tail, step.tail_len, NULL); /* what the ending released, as a chunk of its own */
     free_slot(s, sl);
-    end_choice(s, c, NULL, 200);
+    end_choice(s, c, finish_reason_of(step.finish), 200);
     return true;
 }
 
@@ -370,9 +356,9 @@ static void admit(srv_scheduler *s) {
             r->admitted = true;
             r->n_cached_prompt = reused;
         }
-        if (!c->admitted) {
+        if (!c->admitted) { /* the generator keeps the prompt through preemptions */
             c->admitted = true;
-            for (int k = 0; k < r->n_prompt; k++) bc_sampler_accept(c->sampler, r->prompt[k]);
+            bc_generator_accept_prompt(c->gen, r->prompt, (size_t)r->n_prompt);
         }
         memset(&s->slots[i], 0, sizeof s->slots[i]);
         s->slots[i].ch = c;
@@ -507,24 +493,15 @@ static void *engine_main(void *arg) {
 /* Interface                                                                */
 /* ------------------------------------------------------------------------ */
 
-int srv_scheduler_start(srv_scheduler **out, bc_context *ctx, const bc_model *model, const bc_tokenizer *tok,
-                        int max_queue, const srv_scheduler_hooks *hooks, char *err, size_t err_size) {
+int srv_scheduler_start(srv_scheduler **out, bc_context *ctx, int max_queue, const srv_scheduler_hooks *hooks,
+                        char *err, size_t err_size) {
     *out = NULL;
     srv_scheduler *s = calloc(1, sizeof *s);
     if (s == NULL) goto oom;
     s->ctx = ctx;
-    s->model = model;
-    s->tok = tok;
     if (hooks != NULL) s->hooks = *hooks;
     s->n_slots = bc_context_n_seq(ctx);
-    s->n_ctx = bc_context_n_ctx(ctx);
     s->n_batch = bc_context_n_batch(ctx);
-    bc_model_info info;
-    bc_model_get_info(model, &info);
-    bc_tokenizer_info ti;
-    bc_tokenizer_get_info(tok, &ti);
-    s->n_vocab = ti.n_vocab < info.n_vocab ? ti.n_vocab : info.n_vocab;
-    s->eos = info.eos_token_id;
     s->q_cap = max_queue > 0 ? max_queue : 1;
     s->q_ring = s->q_cap + SRV_MAX_N - 1 + s->n_slots;
     s->stats.n_slots = s->n_slots;

@@ -34,8 +34,8 @@ typedef struct srv_scheduler_hooks {
 
 /* Starts the engine thread on ctx (its sequences are the slots). At most
  * max_queue choices wait for a slot. */
-int srv_scheduler_start(srv_scheduler **out, bc_context *ctx, const bc_model *model, const bc_tokenizer *tok,
-                        int max_queue, const srv_scheduler_hooks *hooks, char *err, size_t err_size);
+int srv_scheduler_start(srv_scheduler **out, bc_context *ctx, int max_queue, const srv_scheduler_hooks *hooks,
+                        char *err, size_t err_size);
 /* Queues a request's choices (takes a reference). -1: the queue is full
  * (max_queue choices waiting), or the scheduler is stopping. */
 int srv_scheduler_submit(srv_scheduler *s, srv_request *r);

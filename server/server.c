@@ -114,7 +114,7 @@ int srv_server_start(srv_server **out, const srv_config *cfg, const bc_model *mo
     }
     srv_metrics_init();
     srv_scheduler_hooks hooks = {.ctx = s, .account = account, .record = s->ledger != NULL ? record : NULL};
-    if (srv_scheduler_start(&s->sched, ctx, model, tok, cfg->max_queue, &hooks, err, err_size) != 0 ||
+    if (srv_scheduler_start(&s->sched, ctx, cfg->max_queue, &hooks, err, err_size) != 0 ||
         srv_http_start(&s->http, &s->http_cfg, &s->mi, s->sched, tenants, s->ledger, err, err_size) != 0)
         goto fail;
     *out = s;

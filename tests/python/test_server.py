@@ -9,6 +9,7 @@ strings against the unstopped text, logprobs against their own top lists.
     test_server.py --bin build/baichuan [--fixtures DIR]
 """
 import argparse
+import http.client
 import json
 import math
 import os
@@ -21,7 +22,7 @@ import threading
 import time
 
 import bc_testlib
-from server_util import Server, parse_sse, stream_text
+from server_util import Server, parse_sse, stream_text, wait_for
 
 CHAT = "/v1/chat/completions"
 COMP = "/v1/completions"
@@ -237,6 +238,34 @@ def check_sigterm(t, binary, work):
         t.check("SIGTERM: port closed", so.connect_ex(("127.0.0.1", s.port)) != 0)
 
 
+def check_grammar_allowing_nothing(t, s):
+    """On the 40 ids of tests/data/tiny.gguf (bytes up to 0x24 of
+    tiny_bpe.model's byte fallback) a grammar that wants "a" allows no id at
+    the start and may not end there: the step fails, and that request alone
+    ends with an error, while a request generating in the same batches runs
+    on to its end."""
+    nothing = {"prompt": [1, 5, 9], "max_tokens": 4, "grammar": 'root ::= "a"'}
+    c = http.client.HTTPConnection("127.0.0.1", s.port, timeout=120)
+    c.request("POST", COMP, json.dumps({"prompt": [1, 5, 9], "max_tokens": 4000, "temperature": 0,
+                                        "logit_bias": {"2": -100}, "stream": True}),
+              {"Content-Type": "application/json"})
+    resp = c.getresponse()
+    first = resp.readline()  # generating: the requests below share its batches
+    st, _, body = s.post(COMP, dict(nothing, n=2, logprobs=2))
+    t.check("a grammar that allows nothing: 500 server_error",
+            st == 500 and body.get("error", {}).get("type") == "server_error", (st, body))
+    st, events, done = s.stream(COMP, dict(nothing, stream=True))
+    t.check("a grammar that allows nothing, streamed: the stream ends with an error event",
+            st == 200 and events and "error" in events[-1] and not done, (st, events, done))
+    events, done = parse_sse(first + resp.read())
+    c.close()
+    text, finish = stream_text(events)
+    t.check("a grammar that allows nothing: the request beside it runs to its end",
+            done and finish == "length" and len(text) > 0, (done, finish, events[-1:]))
+    t.check("a grammar that allows nothing: the log names the grammar",
+            wait_for(lambda: any("the grammar allows no token" in line for line in s.log), timeout=10), s.log[-5:])
+
+
 def check_mismatched_tokenizer(t, binary):
     """A tokenizer larger than the model's vocabulary (tests/data: a 40-token
     GGUF, a BPE model of several hundred pieces): a prompt that encodes past
@@ -251,6 +280,7 @@ def check_mismatched_tokenizer(t, binary):
                 (st, body))
         st, _, body = s.post(COMP, {"prompt": [1, 5, 9], "max_tokens": 2, "temperature": 0})
         t.check("tokenizer larger than the model: in-vocabulary ids still generate", st == 200, (st, body))
+        check_grammar_allowing_nothing(t, s)
         t.check("tokenizer larger than the model: no failed forward pass logged",
                 not any("forward pass failed" in line for line in s.log), s.log[-5:])
     finally:
