@@ -20,6 +20,7 @@
 #include "tokenizer/tokenizer.h"
 
 #include "formats/gguf.h"
+#include "formats/hf_config.h"
 
 #include <math.h>
 #include <stdio.h>
