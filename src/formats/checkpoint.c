@@ -11,6 +11,8 @@
 #include "formats/checkpoint.h"
 
 #include "formats/json_file.h"
+#include "formats/safetensors.h"
+#include "formats/torch.h"
 
 #include <stdlib.h>
 #include <string.h>

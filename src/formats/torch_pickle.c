@@ -29,7 +29,7 @@
  * Opcode facts follow CPython's Lib/pickletools.py; nothing here is copied
  * from an unpickler.
  */
-#include "formats/checkpoint.h"
+#include "formats/torch.h"
 #include "formats/torch_zip.h"
 
 #include <stdarg.h>
