@@ -752,7 +752,7 @@ int bc__tokenizer_build(bc_tokenizer *tok, bc__err *err) {
 
 void bc_tokenizer_free(bc_tokenizer *tok) {
     if (tok == NULL) return;
-    bc__gvocab_free(tok->grammar_vocab);
+    if (tok->grammar_vocab.destroy != NULL) tok->grammar_vocab.destroy(tok->grammar_vocab.data);
     bc__normalizer_free(&tok->normalizer);
     bc__trie_free(&tok->user_trie);
     bc__sp_model_free(&tok->sp);

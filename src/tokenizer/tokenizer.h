@@ -33,6 +33,14 @@ typedef struct bc__piece_map {
     size_t mask;     /* n_slots - 1 */
 } bc__piece_map;
 
+/* What a higher layer caches on a tokenizer (the grammar, its view of the
+ * pieces): the tokenizer never looks inside it, and calls destroy(data),
+ * when set, as it is freed. */
+typedef struct bc__tok_attachment {
+    void *data;
+    void (*destroy)(void *data);
+} bc__tok_attachment;
+
 struct bc_tokenizer {
     char *path;          /* tokenizer.model as opened */
     uint8_t *file_bytes; /* the whole file; pieces point into it */
@@ -94,10 +102,10 @@ struct bc_tokenizer {
     bc__gen_config gen;    /* generation_config.json */
     int n_ctx_train;       /* config.json model_max_length, else max_position_embeddings, else 4096 */
     bool from_directory;
-    /* The pieces sorted for grammar token masks (src/grammar/matcher.c),
-     * built by the first grammar made for this tokenizer, under that
-     * file's lock; freed with the tokenizer. */
-    struct bc__gvocab *grammar_vocab;
+    /* The pieces as the grammar sees them (src/grammar/vocab.c), built by
+     * the first grammar made for this tokenizer and set under that file's
+     * lock; freed with the tokenizer. */
+    bc__tok_attachment grammar_vocab;
 };
 
 /* An encoded token, with the normalized bytes it covers (for the self test,
@@ -123,8 +131,5 @@ BC__HIDDEN int bc__tokenizer_encode(const bc_tokenizer *tok, const char *text, s
  * the directory settings to their defaults. tok->path names the source in
  * messages. */
 BC__HIDDEN int bc__tokenizer_build(bc_tokenizer *tok, bc__err *err);
-
-/* Frees a tokenizer's grammar vocabulary (matcher.c). */
-BC__HIDDEN void bc__gvocab_free(struct bc__gvocab *v);
 
 #endif /* BC_TOKENIZER_H */
