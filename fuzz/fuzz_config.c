@@ -11,9 +11,7 @@
  * then build-fuzz/fuzz_config CORPUS_DIR fuzz/seeds/fuzz_config
  */
 #include "fuzz_files.h"
-#include "formats/checkpoint.h"
-#include "formats/config.h"
-#include "tokenizer/tokenizer.h"
+#include "formats/hf_config.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 

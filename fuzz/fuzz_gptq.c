@@ -12,7 +12,7 @@
  */
 #include "fuzz_checks.h"
 #include "fuzz_files.h"
-#include "formats/checkpoint.h"
+#include "formats/safetensors.h"
 #include "kernels/kernels.h"
 #include "quant/gptq.h"
 

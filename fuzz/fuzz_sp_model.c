@@ -7,7 +7,7 @@
  * Build with clang: cmake -B build-fuzz -DCMAKE_C_COMPILER=clang -DBC_FUZZ=ON
  * then build-fuzz/fuzz_sp_model -max_len=65536 CORPUS_DIR tests/data/tiny_bpe.model
  */
-#include "tokenizer/tokenizer.h"
+#include "tokenizer/load.h"
 
 #include <stdlib.h>
 #include <string.h>

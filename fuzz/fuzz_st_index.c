@@ -13,7 +13,6 @@
 #include "fuzz_checks.h"
 #include "fuzz_files.h"
 #include "formats/checkpoint.h"
-#include "formats/config.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 

@@ -9,9 +9,11 @@
  * With an index, every tensor it names must be found in the shard it names.
  */
 #include "formats/checkpoint.h"
-#include "formats/config.h"
 
-#include <jansson.h>
+#include "formats/json_file.h"
+#include "formats/safetensors.h"
+#include "formats/torch.h"
+
 #include <stdlib.h>
 #include <string.h>
 

@@ -1,14 +1,13 @@
 /*
  * config.h - a model's configuration as its files state it: hyper-parameters
  * and variant, the published quantization layout, generation and tokenizer
- * settings. Read from a Hugging Face directory's JSON files (hf_config.c)
- * or a GGUF file's metadata (gguf_config.c).
+ * settings (the types only). Read from a Hugging Face directory's JSON files
+ * (hf_config.h) or a GGUF file's metadata (gguf_config.h).
  */
 #ifndef BC_CONFIG_H
 #define BC_CONFIG_H
 
-#include "formats/gguf.h"
-#include "formats/tensor_table.h"
+#include "base/base.h"
 
 #include <stdbool.h>
 
@@ -71,36 +70,5 @@ typedef struct bc__tok_config {
     bool add_bos_token; /* default false */
     bool add_eos_token; /* default false */
 } bc__tok_config;
-
-/* Reads config.json, then the optional generation_config.json and
- * tokenizer_config.json, from dir. Applies the variant rules of DESIGN.md with
- * params' explicit settings winning. */
-BC__HIDDEN int bc__config_read(const char *dir, bc_model_params params, bc__hparams *hp, bc__gen_config *gen,
-                               bc__tok_config *tok, bc__err *err);
-
-/* The largest JSON file of a model directory read (config.json, the shard
- * index, ...): the real ones hold kilobytes; a larger file is refused before
- * it is parsed. */
-#define BC__JSON_FILE_MAX ((long long)16 << 20)
-
-/* Parses the JSON file at path (duplicate keys refused) into *out, which the
- * caller frees with json_decref. Refuses a file over BC__JSON_FILE_MAX bytes;
- * every error names the file (and the line and column of a syntax error). */
-struct json_t;
-BC__HIDDEN int bc__json_file_load(const char *path, struct json_t **out, bc__err *err);
-
-/* The defaults of an absent generation_config.json (the official Chat ones). */
-BC__HIDDEN void bc__gen_config_defaults(bc__gen_config *gen);
-
-/* Hyper-parameters and variant from a GGUF file's metadata (gguf_config.c):
- * baichuan.* keys, with our explicit baichuan.position_encoding and
- * baichuan.norm_head winning over llama.cpp's rules, and params over both. */
-BC__HIDDEN int bc__gguf_config_read(const bc__gguf *g, const bc__tensor_table *t, bc_model_params params,
-                                    bc__hparams *hp, bc__err *err);
-
-/* Reads tokenizer_config.json, generation_config.json and config.json from
- * dir, each optional; ids are checked against n_vocab. */
-BC__HIDDEN int bc__tok_dir_config_read(const char *dir, int n_vocab, bc__tok_config *tok, bc__gen_config *gen,
-                                       int *n_ctx_train, bc__err *err);
 
 #endif /* BC_CONFIG_H */

@@ -18,7 +18,7 @@
  * ("rope" / "alibi"), else llama.cpp's rule (ALiBi iff block_count == 40);
  * NormHead from baichuan.norm_head, else vocab 125696. Load params win.
  */
-#include "formats/config.h"
+#include "formats/gguf_config.h"
 
 #include <string.h>
 

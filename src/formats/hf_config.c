@@ -1,5 +1,8 @@
 /*
- * config.c - config.json, generation_config.json and tokenizer_config.json.
+ * hf_config.c - a Hugging Face model directory's configuration: config.json
+ * (with its quantization_config), generation_config.json,
+ * tokenizer_config.json and AutoGPTQ's quantize_config.json, read field by
+ * field through json_file.h.
  *
  * Variant rules (DESIGN.md):
  *   position encoding  RoPE for BaiChuanForCausalLM; for BaichuanForCausalLM
@@ -8,144 +11,23 @@
  * An explicit "position_encoding" / "norm_head" key wins over the rules, and a
  * load param wins over both.
  */
-#include "formats/config.h"
+#include "formats/hf_config.h"
 
-#include <errno.h>
-#include <jansson.h>
+#include "formats/json_file.h"
+
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
 
 #define BAICHUAN2_VOCAB 125696
 #define MAX_DIM         (1 << 20) /* no plausible hidden/ff/vocab size is larger */
 #define MAX_LAYERS      1024
 
-/* A JSON file being read, for messages that name it. */
-typedef struct json_doc {
-    const char *path;
-    json_t *root;
-} json_doc;
-
-int bc__json_file_load(const char *path, json_t **out, bc__err *err) {
-    *out = NULL;
-    FILE *f = fopen(path, "rb");
-    if (f == NULL) return bc__errorf(err, BC_STATUS_ERROR_IO, "%s: cannot open: %s", path, strerror(errno));
-    struct stat st;
-    if (fstat(fileno(f), &st) != 0 || !S_ISREG(st.st_mode)) {
-        fclose(f);
-        return bc__errorf(err, BC_STATUS_ERROR_IO, "%s: not a regular file", path);
-    }
-    if ((long long)st.st_size > BC__JSON_FILE_MAX) {
-        fclose(f);
-        return bc__errorf(err, BC_STATUS_ERROR_FORMAT, "%s: %lld bytes is more than a JSON file may hold (%lld MiB)",
-                          path, (long long)st.st_size, BC__JSON_FILE_MAX >> 20);
-    }
-    json_error_t jerr;
-    *out = json_loadf(f, JSON_REJECT_DUPLICATES, &jerr);
-    fclose(f);
-    if (*out == NULL)
-        return bc__errorf(err, BC_STATUS_ERROR_FORMAT, "%s: invalid JSON at line %d, column %d: %s", path, jerr.line,
-                          jerr.column, jerr.text);
-    return 0;
-}
-
-static int doc_load(json_doc *doc, const char *path, bc__err *err) {
-    doc->path = path;
-    if (bc__json_file_load(path, &doc->root, err) != 0) return -1;
-    if (!json_is_object(doc->root)) {
-        json_decref(doc->root);
-        doc->root = NULL;
-        return bc__errorf(err, BC_STATUS_ERROR_FORMAT, "%s: top level is not a JSON object", path);
-    }
-    return 0;
-}
-
-static const char *json_kind(const json_t *v) {
-    switch (json_typeof(v)) {
-    case JSON_OBJECT: return "an object";
-    case JSON_ARRAY: return "an array";
-    case JSON_STRING: return "a string";
-    case JSON_INTEGER: return "an integer";
-    case JSON_REAL: return "a real number";
-    case JSON_TRUE:
-    case JSON_FALSE: return "a boolean";
-    case JSON_NULL: return "null";
-    }
-    return "?";
-}
-
-/* Integer field in [lo, hi]. Absent: *out = def, or an error if required. */
-static int get_int(const json_doc *doc, const char *key, int required, long long def, long long lo, long long hi,
-                   int *out, bc__err *err) {
-    json_t *v = json_object_get(doc->root, key);
-    if (v == NULL || json_is_null(v)) {
-        if (required) return bc__errorf(err, BC_STATUS_ERROR_MODEL, "%s: missing field \"%s\"", doc->path, key);
-        *out = (int)def;
-        return 0;
-    }
-    if (!json_is_integer(v))
-        return bc__errorf(err, BC_STATUS_ERROR_MODEL, "%s: field \"%s\" must be an integer, found %s", doc->path, key,
-                          json_kind(v));
-    long long x = json_integer_value(v);
-    if (x < lo || x > hi)
-        return bc__errorf(err, BC_STATUS_ERROR_MODEL, "%s: field \"%s\" is %lld, outside [%lld, %lld]", doc->path, key,
-                          x, lo, hi);
-    *out = (int)x;
-    return 0;
-}
-
-/* Number field (integer or real) in [lo, hi]; absent: def. */
-static int get_float(const json_doc *doc, const char *key, double def, double lo, double hi, float *out, bc__err *err) {
-    json_t *v = json_object_get(doc->root, key);
-    if (v == NULL || json_is_null(v)) {
-        *out = (float)def;
-        return 0;
-    }
-    if (!json_is_number(v))
-        return bc__errorf(err, BC_STATUS_ERROR_MODEL, "%s: field \"%s\" must be a number, found %s", doc->path, key,
-                          json_kind(v));
-    double x = json_number_value(v);
-    if (!(x >= lo && x <= hi))
-        return bc__errorf(err, BC_STATUS_ERROR_MODEL, "%s: field \"%s\" is %g, outside [%g, %g]", doc->path, key, x, lo,
-                          hi);
-    *out = (float)x;
-    return 0;
-}
-
-/* Boolean field; absent: def. *present tells whether it was there. */
-static int get_bool(const json_doc *doc, const char *key, bool def, bool *out, bool *present, bc__err *err) {
-    json_t *v = json_object_get(doc->root, key);
-    if (present) *present = false;
-    if (v == NULL || json_is_null(v)) {
-        *out = def;
-        return 0;
-    }
-    if (!json_is_boolean(v))
-        return bc__errorf(err, BC_STATUS_ERROR_MODEL, "%s: field \"%s\" must be true or false, found %s", doc->path,
-                          key, json_kind(v));
-    *out = json_is_true(v);
-    if (present) *present = true;
-    return 0;
-}
-
-/* String field; absent: NULL. */
-static int get_string(const json_doc *doc, const char *key, const char **out, bc__err *err) {
-    json_t *v = json_object_get(doc->root, key);
-    *out = NULL;
-    if (v == NULL || json_is_null(v)) return 0;
-    if (!json_is_string(v))
-        return bc__errorf(err, BC_STATUS_ERROR_MODEL, "%s: field \"%s\" must be a string, found %s", doc->path, key,
-                          json_kind(v));
-    *out = json_string_value(v);
-    return 0;
-}
-
 /* ------------------------------------------------------------------------ */
 /* config.json                                                              */
 /* ------------------------------------------------------------------------ */
 
-static int read_architecture(const json_doc *doc, bc__hparams *hp, bc__err *err) {
+static int read_architecture(const bc__json_doc *doc, bc__hparams *hp, bc__err *err) {
     json_t *v = json_object_get(doc->root, "architectures");
     hp->architecture[0] = '\0';
     if (v == NULL || json_is_null(v)) return 0;
@@ -159,22 +41,22 @@ static int read_architecture(const json_doc *doc, bc__hparams *hp, bc__err *err)
     return 0;
 }
 
-static int read_model_config(const json_doc *doc, bc_model_params params, bc__hparams *hp, bc__err *err) {
+static int read_model_config(const bc__json_doc *doc, bc_model_params params, bc__hparams *hp, bc__err *err) {
     const char *s;
-    if (get_string(doc, "model_type", &s, err) != 0) return -1;
+    if (bc__json_get_string(doc, "model_type", &s, err) != 0) return -1;
     if (s != NULL && strcmp(s, "baichuan") != 0)
         return bc__errorf(err, BC_STATUS_ERROR_MODEL, "%s: model_type is \"%s\", not \"baichuan\"", doc->path, s);
-    if (get_string(doc, "hidden_act", &s, err) != 0) return -1;
+    if (bc__json_get_string(doc, "hidden_act", &s, err) != 0) return -1;
     if (s != NULL && strcmp(s, "silu") != 0)
         return bc__errorf(err, BC_STATUS_ERROR_MODEL, "%s: hidden_act \"%s\" is not supported (Baichuan uses \"silu\")",
                           doc->path, s);
     if (read_architecture(doc, hp, err) != 0) return -1;
 
-    if (get_int(doc, "vocab_size", 1, 0, 1, MAX_DIM * 4LL, &hp->n_vocab, err) != 0 ||
-        get_int(doc, "hidden_size", 1, 0, 1, MAX_DIM, &hp->n_embd, err) != 0 ||
-        get_int(doc, "intermediate_size", 1, 0, 1, MAX_DIM, &hp->n_ff, err) != 0 ||
-        get_int(doc, "num_hidden_layers", 1, 0, 1, MAX_LAYERS, &hp->n_layer, err) != 0 ||
-        get_int(doc, "num_attention_heads", 1, 0, 1, MAX_DIM, &hp->n_head, err) != 0)
+    if (bc__json_get_int(doc, "vocab_size", 1, 0, 1, MAX_DIM * 4LL, &hp->n_vocab, err) != 0 ||
+        bc__json_get_int(doc, "hidden_size", 1, 0, 1, MAX_DIM, &hp->n_embd, err) != 0 ||
+        bc__json_get_int(doc, "intermediate_size", 1, 0, 1, MAX_DIM, &hp->n_ff, err) != 0 ||
+        bc__json_get_int(doc, "num_hidden_layers", 1, 0, 1, MAX_LAYERS, &hp->n_layer, err) != 0 ||
+        bc__json_get_int(doc, "num_attention_heads", 1, 0, 1, MAX_DIM, &hp->n_head, err) != 0)
         return -1;
     if (hp->n_embd % hp->n_head != 0)
         return bc__errorf(err, BC_STATUS_ERROR_MODEL, "%s: hidden_size %d is not a multiple of num_attention_heads %d",
@@ -183,28 +65,28 @@ static int read_model_config(const json_doc *doc, bc_model_params params, bc__hp
 
     int max_pos = 0, max_len = 0;
     hp->has_max_position_embeddings = json_object_get(doc->root, "max_position_embeddings") != NULL;
-    if (get_int(doc, "max_position_embeddings", 0, 0, 1, 1 << 24, &max_pos, err) != 0 ||
-        get_int(doc, "model_max_length", 0, 0, 1, 1 << 24, &max_len, err) != 0)
+    if (bc__json_get_int(doc, "max_position_embeddings", 0, 0, 1, 1 << 24, &max_pos, err) != 0 ||
+        bc__json_get_int(doc, "model_max_length", 0, 0, 1, 1 << 24, &max_len, err) != 0)
         return -1;
     hp->n_ctx_train = max_len ? max_len : max_pos ? max_pos : 4096;
 
-    if (get_float(doc, "rms_norm_eps", 1e-6, 0.0, 1.0, &hp->norm_eps, err) != 0 ||
-        get_float(doc, "rope_theta", 10000.0, 1.0, 1e12, &hp->rope_theta, err) != 0)
+    if (bc__json_get_float(doc, "rms_norm_eps", 1e-6, 0.0, 1.0, &hp->norm_eps, err) != 0 ||
+        bc__json_get_float(doc, "rope_theta", 10000.0, 1.0, 1e12, &hp->rope_theta, err) != 0)
         return -1;
-    if (get_int(doc, "bos_token_id", 0, 1, 0, hp->n_vocab - 1, &hp->bos_token_id, err) != 0 ||
-        get_int(doc, "eos_token_id", 0, 2, 0, hp->n_vocab - 1, &hp->eos_token_id, err) != 0 ||
-        get_int(doc, "pad_token_id", 0, 0, 0, hp->n_vocab - 1, &hp->pad_token_id, err) != 0)
+    if (bc__json_get_int(doc, "bos_token_id", 0, 1, 0, hp->n_vocab - 1, &hp->bos_token_id, err) != 0 ||
+        bc__json_get_int(doc, "eos_token_id", 0, 2, 0, hp->n_vocab - 1, &hp->eos_token_id, err) != 0 ||
+        bc__json_get_int(doc, "pad_token_id", 0, 0, 0, hp->n_vocab - 1, &hp->pad_token_id, err) != 0)
         return -1;
 
     bool tied = false;
-    if (get_bool(doc, "tie_word_embeddings", false, &tied, NULL, err) != 0) return -1;
+    if (bc__json_get_bool(doc, "tie_word_embeddings", false, &tied, NULL, err) != 0) return -1;
     if (tied)
         return bc__errorf(err, BC_STATUS_ERROR_MODEL,
                           "%s: tie_word_embeddings is true, but Baichuan models have their own lm_head", doc->path);
 
     /* Position encoding: param > config key > architecture rule. */
     const char *pe;
-    if (get_string(doc, "position_encoding", &pe, err) != 0) return -1;
+    if (bc__json_get_string(doc, "position_encoding", &pe, err) != 0) return -1;
     if (params.pos_encoding != BC_POS_ENCODING_AUTO) {
         hp->pos_encoding = params.pos_encoding;
         hp->pos_encoding_explicit = true;
@@ -234,7 +116,7 @@ static int read_model_config(const json_doc *doc, bc_model_params params, bc__hp
 
     /* NormHead: param > config key > vocabulary rule. */
     bool nh, nh_present;
-    if (get_bool(doc, "norm_head", false, &nh, &nh_present, err) != 0) return -1;
+    if (bc__json_get_bool(doc, "norm_head", false, &nh, &nh_present, err) != 0) return -1;
     if (params.norm_head != BC_SWITCH_AUTO) {
         hp->norm_head = params.norm_head == BC_SWITCH_ON;
         hp->norm_head_explicit = true;
@@ -251,36 +133,36 @@ static int read_model_config(const json_doc *doc, bc_model_params params, bc__hp
 /* generation_config.json and tokenizer_config.json (both optional)         */
 /* ------------------------------------------------------------------------ */
 
-static int read_generation_config(const json_doc *doc, int n_vocab, bc__gen_config *gen, bc__err *err) {
+static int read_generation_config(const bc__json_doc *doc, int n_vocab, bc__gen_config *gen, bc__err *err) {
     gen->present = true;
-    if (get_int(doc, "user_token_id", 0, 195, 0, n_vocab - 1, &gen->user_token_id, err) != 0 ||
-        get_int(doc, "assistant_token_id", 0, 196, 0, n_vocab - 1, &gen->assistant_token_id, err) != 0 ||
-        get_int(doc, "max_new_tokens", 0, 2048, 0, 1 << 24, &gen->max_new_tokens, err) != 0 ||
-        get_float(doc, "temperature", 0.3, 0.0, 100.0, &gen->temperature, err) != 0 ||
-        get_int(doc, "top_k", 0, 5, 0, n_vocab, &gen->top_k, err) != 0 ||
-        get_float(doc, "top_p", 0.85, 0.0, 1.0, &gen->top_p, err) != 0 ||
-        get_float(doc, "repetition_penalty", 1.05, 0.0, 100.0, &gen->repetition_penalty, err) != 0 ||
-        get_bool(doc, "do_sample", true, &gen->do_sample, NULL, err) != 0)
+    if (bc__json_get_int(doc, "user_token_id", 0, 195, 0, n_vocab - 1, &gen->user_token_id, err) != 0 ||
+        bc__json_get_int(doc, "assistant_token_id", 0, 196, 0, n_vocab - 1, &gen->assistant_token_id, err) != 0 ||
+        bc__json_get_int(doc, "max_new_tokens", 0, 2048, 0, 1 << 24, &gen->max_new_tokens, err) != 0 ||
+        bc__json_get_float(doc, "temperature", 0.3, 0.0, 100.0, &gen->temperature, err) != 0 ||
+        bc__json_get_int(doc, "top_k", 0, 5, 0, n_vocab, &gen->top_k, err) != 0 ||
+        bc__json_get_float(doc, "top_p", 0.85, 0.0, 1.0, &gen->top_p, err) != 0 ||
+        bc__json_get_float(doc, "repetition_penalty", 1.05, 0.0, 100.0, &gen->repetition_penalty, err) != 0 ||
+        bc__json_get_bool(doc, "do_sample", true, &gen->do_sample, NULL, err) != 0)
         return -1;
     return 0;
 }
 
-static int read_tokenizer_config(const json_doc *doc, bc__tok_config *tok, bc__err *err) {
+static int read_tokenizer_config(const bc__json_doc *doc, bc__tok_config *tok, bc__err *err) {
     tok->present = true;
-    if (get_bool(doc, "add_bos_token", false, &tok->add_bos_token, NULL, err) != 0 ||
-        get_bool(doc, "add_eos_token", false, &tok->add_eos_token, NULL, err) != 0)
+    if (bc__json_get_bool(doc, "add_bos_token", false, &tok->add_bos_token, NULL, err) != 0 ||
+        bc__json_get_bool(doc, "add_eos_token", false, &tok->add_eos_token, NULL, err) != 0)
         return -1;
     return 0;
 }
 
 /* quantization_config (an object in config.json) or quantize_config.json
  * (AutoGPTQ): which published 4-bit layout the weights are in. */
-static int read_gptq_fields(const json_doc *doc, bc__quant_config *q, bc__err *err) {
+static int read_gptq_fields(const bc__json_doc *doc, bc__quant_config *q, bc__err *err) {
     q->method = BC__QUANT_GPTQ;
-    if (get_int(doc, "bits", 1, 0, 1, 64, &q->gptq_bits, err) != 0 ||
-        get_int(doc, "group_size", 0, -1, -1, 1 << 20, &q->gptq_group_size, err) != 0 ||
-        get_bool(doc, "desc_act", false, &q->gptq_desc_act, NULL, err) != 0 ||
-        get_bool(doc, "sym", true, &q->gptq_sym, NULL, err) != 0)
+    if (bc__json_get_int(doc, "bits", 1, 0, 1, 64, &q->gptq_bits, err) != 0 ||
+        bc__json_get_int(doc, "group_size", 0, -1, -1, 1 << 20, &q->gptq_group_size, err) != 0 ||
+        bc__json_get_bool(doc, "desc_act", false, &q->gptq_desc_act, NULL, err) != 0 ||
+        bc__json_get_bool(doc, "sym", true, &q->gptq_sym, NULL, err) != 0)
         return -1;
     if (q->gptq_bits != 4)
         return bc__errorf(err, BC_STATUS_ERROR_MODEL,
@@ -292,20 +174,20 @@ static int read_gptq_fields(const json_doc *doc, bc__quant_config *q, bc__err *e
     return 0;
 }
 
-static int read_quant_config(const json_doc *cfg, bc__quant_config *q, bc__err *err) {
+static int read_quant_config(const bc__json_doc *cfg, bc__quant_config *q, bc__err *err) {
     memset(q, 0, sizeof *q);
     json_t *v = json_object_get(cfg->root, "quantization_config");
     if (v == NULL || json_is_null(v)) return 0;
     char where[512];
     snprintf(where, sizeof where, "%s: quantization_config", cfg->path);
     if (!json_is_object(v))
-        return bc__errorf(err, BC_STATUS_ERROR_MODEL, "%s must be an object, found %s", where, json_kind(v));
-    json_doc doc = {where, v};
+        return bc__errorf(err, BC_STATUS_ERROR_MODEL, "%s must be an object, found %s", where, bc__json_kind(v));
+    bc__json_doc doc = {where, v};
     const char *method, *type;
     bool in4 = false, in8 = false;
-    if (get_string(&doc, "quant_method", &method, err) != 0 ||
-        get_bool(&doc, "load_in_4bit", false, &in4, NULL, err) != 0 ||
-        get_bool(&doc, "load_in_8bit", false, &in8, NULL, err) != 0)
+    if (bc__json_get_string(&doc, "quant_method", &method, err) != 0 ||
+        bc__json_get_bool(&doc, "load_in_4bit", false, &in4, NULL, err) != 0 ||
+        bc__json_get_bool(&doc, "load_in_8bit", false, &in8, NULL, err) != 0)
         return -1;
     q->source = "config.json";
     if (method != NULL && strcmp(method, "gptq") == 0) return read_gptq_fields(&doc, q, err);
@@ -318,8 +200,8 @@ static int read_quant_config(const json_doc *cfg, bc__quant_config *q, bc__err *
                           "%s: only 4-bit bitsandbytes checkpoints can be loaded (load_in_4bit is %s, load_in_8bit %s)",
                           where, in4 ? "true" : "false", in8 ? "true" : "false");
     q->method = BC__QUANT_BNB4;
-    if (get_string(&doc, "bnb_4bit_quant_type", &type, err) != 0 ||
-        get_bool(&doc, "bnb_4bit_use_double_quant", false, &q->bnb_double_quant, NULL, err) != 0)
+    if (bc__json_get_string(&doc, "bnb_4bit_quant_type", &type, err) != 0 ||
+        bc__json_get_bool(&doc, "bnb_4bit_use_double_quant", false, &q->bnb_double_quant, NULL, err) != 0)
         return -1;
     if (type != NULL && strcmp(type, "nf4") != 0 && strcmp(type, "fp4") != 0)
         return bc__errorf(err, BC_STATUS_ERROR_MODEL, "%s: bnb_4bit_quant_type \"%s\" is neither \"nf4\" nor \"fp4\"",
@@ -328,7 +210,7 @@ static int read_quant_config(const json_doc *cfg, bc__quant_config *q, bc__err *
     return 0;
 }
 
-static int gptq_cb(const json_doc *doc, void *arg, bc__err *err) {
+static int gptq_cb(const bc__json_doc *doc, void *arg, bc__err *err) {
     bc__quant_config *q = arg;
     if (q->method != BC__QUANT_NONE) return 0; /* config.json's quantization_config wins */
     q->source = "quantize_config.json";
@@ -336,14 +218,14 @@ static int gptq_cb(const json_doc *doc, void *arg, bc__err *err) {
 }
 
 /* Loads dir/name if it exists and runs fn on it; a missing file is fine. */
-static int read_optional(const char *dir, const char *name, int (*fn)(const json_doc *, void *, bc__err *), void *arg,
-                         bc__err *err) {
+static int read_optional(const char *dir, const char *name, int (*fn)(const bc__json_doc *, void *, bc__err *),
+                         void *arg, bc__err *err) {
     char *path = bc__path_join(dir, name);
     if (path == NULL) return bc__errorf(err, BC_STATUS_ERROR_MEMORY, "out of memory");
     int rc = 0;
     if (bc__file_exists(path)) {
-        json_doc doc;
-        rc = doc_load(&doc, path, err);
+        bc__json_doc doc;
+        rc = bc__json_doc_load(&doc, path, err);
         if (rc == 0) {
             rc = fn(&doc, arg, err);
             json_decref(doc.root);
@@ -358,12 +240,12 @@ typedef struct gen_arg {
     bc__gen_config *gen;
 } gen_arg;
 
-static int gen_cb(const json_doc *doc, void *arg, bc__err *err) {
+static int gen_cb(const bc__json_doc *doc, void *arg, bc__err *err) {
     gen_arg *g = arg;
     return read_generation_config(doc, g->n_vocab, g->gen, err);
 }
 
-static int tok_cb(const json_doc *doc, void *arg, bc__err *err) { return read_tokenizer_config(doc, arg, err); }
+static int tok_cb(const bc__json_doc *doc, void *arg, bc__err *err) { return read_tokenizer_config(doc, arg, err); }
 
 void bc__gen_config_defaults(bc__gen_config *gen) {
     memset(gen, 0, sizeof *gen);
@@ -386,8 +268,8 @@ int bc__config_read(const char *dir, bc_model_params params, bc__hparams *hp, bc
 
     char *path = bc__path_join(dir, "config.json");
     if (path == NULL) return bc__errorf(err, BC_STATUS_ERROR_MEMORY, "out of memory");
-    json_doc doc;
-    int rc = doc_load(&doc, path, err);
+    bc__json_doc doc;
+    int rc = bc__json_doc_load(&doc, path, err);
     if (rc == 0) {
         rc = read_model_config(&doc, params, hp, err);
         if (rc == 0) rc = read_quant_config(&doc, &hp->quant, err);
@@ -407,10 +289,10 @@ int bc__config_read(const char *dir, bc_model_params params, bc__hparams *hp, bc
 /* What a tokenizer loaded from a model directory reads                     */
 /* ------------------------------------------------------------------------ */
 
-static int ctx_cb(const json_doc *doc, void *arg, bc__err *err) {
+static int ctx_cb(const bc__json_doc *doc, void *arg, bc__err *err) {
     int *n_ctx_train = arg, max_pos = 0, max_len = 0;
-    if (get_int(doc, "max_position_embeddings", 0, 0, 1, 1 << 24, &max_pos, err) != 0 ||
-        get_int(doc, "model_max_length", 0, 0, 1, 1 << 24, &max_len, err) != 0)
+    if (bc__json_get_int(doc, "max_position_embeddings", 0, 0, 1, 1 << 24, &max_pos, err) != 0 ||
+        bc__json_get_int(doc, "model_max_length", 0, 0, 1, 1 << 24, &max_len, err) != 0)
         return -1;
     *n_ctx_train = max_len ? max_len : max_pos ? max_pos : 4096;
     return 0;

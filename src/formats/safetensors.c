@@ -12,7 +12,7 @@
  * begins where the one before ended, the last ends at the end of the file. An
  * empty tensor occupies no bytes but still sits at such a boundary.
  */
-#include "formats/checkpoint.h"
+#include "formats/safetensors.h"
 
 #include <jansson.h>
 #include <stdlib.h>

@@ -5,7 +5,7 @@
  * tensors up by name; a checkpoint holds a few hundred, so a linear search is
  * all the index it needs.
  */
-#include "formats/checkpoint.h"
+#include "formats/tensor_table.h"
 
 #include <stdlib.h>
 #include <string.h>

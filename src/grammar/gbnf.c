@@ -24,7 +24,7 @@
  * itself without consuming a byte (left recursion: the matcher would expand
  * it forever), and root must match some finite text.
  */
-#include "grammar/grammar.h"
+#include "grammar/gbnf.h"
 
 #include <stdio.h>
 #include <stdlib.h>

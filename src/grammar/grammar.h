@@ -1,6 +1,7 @@
 /*
- * grammar.h - what the grammar engine's files share (gbnf.c compiles,
- * matcher.c runs). Not part of the public API.
+ * grammar.h - the compiled form of a grammar, what the grammar engine's
+ * files share (gbnf.c compiles it, matcher.c runs it). Header-only; not part
+ * of the public API.
  *
  * A compiled grammar is a list of rules; a rule is a list of alternatives;
  * an alternative is a run of elements in one flat array, closed by an END
@@ -24,7 +25,7 @@
 #ifndef BC_GRAMMAR_H
 #define BC_GRAMMAR_H
 
-#include "base/base.h"
+#include "grammar/vocab.h"
 
 #include <pthread.h>
 #include <stdbool.h>
@@ -49,30 +50,6 @@ enum {
     BC__G_KEY = 4,              /* top frames that key the token-mask cache */
     BC__G_MAX_EXPAND = 1 << 20, /* expansions for one byte */
 };
-
-/* A sorted list of token byte strings, walked as a trie: lcp[i] is the
- * length of the prefix token i shares with token i - 1. */
-typedef struct bc__tok_list {
-    int n;
-    int32_t *ids;
-    const uint8_t **bytes;
-    uint16_t *len;
-    uint16_t *lcp;
-} bc__tok_list;
-
-/* The tokens of a tokenizer as the grammar sees them. */
-struct bc__gvocab {
-    int n_vocab; /* the tokenizer's */
-    int32_t eos_id;
-    bc__tok_list all;      /* every allowed piece, as decoded */
-    bc__tok_list stripped; /* pieces starting with a space, without it (the detokenizer's first piece) */
-    bool strip_first;      /* the detokenizer drops a first piece's leading space */
-    bool strip_repeats;    /* ... of every piece while nothing was written (remove_extra_whitespaces) */
-    uint8_t *kind;         /* (n_vocab) 0 never allowed, 1 text, 2 text with a leading space, 3 a byte piece */
-    const uint8_t **bytes; /* (n_vocab) the decoded bytes */
-    uint16_t *len;         /* (n_vocab) */
-};
-typedef struct bc__gvocab bc__gvocab;
 
 /* One cached token mask: the tokens allowed from a stack whose top frames
  * are the key, whatever lies below them, and the ones that depend on what
@@ -103,13 +80,6 @@ struct bc_grammar {
     bc__gmask **buckets;
     size_t n_buckets, n_masks;
 };
-
-/* Parses and compiles GBNF into g (zeroed by the caller): elems, rules,
- * bytesets, root. err names the line, column and rule. */
-BC__HIDDEN int bc__gbnf_compile(bc_grammar *g, const char *text, size_t len, bc__err *err);
-
-/* Frees what bc__gbnf_compile filled in. */
-BC__HIDDEN void bc__gbnf_free(bc_grammar *g);
 
 static inline bool bc__byteset_has(const uint64_t set[4], uint8_t b) { return (set[b >> 6] >> (b & 63)) & 1; }
 

@@ -22,6 +22,8 @@
 #include "model/model.h"
 
 #include "formats/checkpoint.h"
+#include "formats/gguf_config.h"
+#include "formats/hf_config.h"
 #include "kernels/kernels.h"
 #include "model/derived.h"
 #include "model/matrices.h"

@@ -9,6 +9,7 @@
 #define BC_MODEL_H
 
 #include "formats/config.h"
+#include "formats/gguf.h"
 #include "kernels/weight.h"
 
 #include <stdbool.h>

@@ -19,7 +19,7 @@
  * An empty text (or, with remove_extra_whitespaces, all spaces) normalizes
  * to nothing, without a dummy prefix.
  */
-#include "tokenizer/tokenizer.h"
+#include "tokenizer/sp_normalizer.h"
 
 #include <stdlib.h>
 #include <string.h>

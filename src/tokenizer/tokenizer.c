@@ -2,14 +2,14 @@
  * tokenizer.c - SentencePiece BPE encoding, identical to SentencePiece's.
  *
  *   piece maps     piece bytes -> id (normal and reserved, as SentencePiece)
- *   loading        tokenizer.model checks, tables, the model's self test,
- *                  and the directory's JSON settings
+ *   building       the vocabulary's checks, tables, the model's self test
+ *                  (bc__tokenizer_build, for every source: load.c)
  *   encoding       normalize; split into characters (user-defined symbols
  *                  whole and frozen); merge adjacent pairs whose
  *                  concatenation is a piece, best score first, leftmost
  *                  first among equal scores; undo merges into unused
  *                  pieces; byte fallback or merged unknown runs
- *   public API     bc_tokenizer_load/free/get_info/piece/encode
+ *   public API     bc_tokenizer_free/get_info/piece/encode
  *
  * Merging uses a binary heap of candidate pairs and a doubly linked list of
  * symbols, so a line of n characters costs O(n log n). A candidate whose
@@ -18,8 +18,6 @@
  * SentencePiece's agenda does, which makes the merge order identical.
  */
 #include "tokenizer/tokenizer.h"
-
-#include "formats/gguf.h"
 
 #include <math.h>
 #include <stdio.h>
@@ -410,7 +408,7 @@ done:
 }
 
 /* ------------------------------------------------------------------------ */
-/* Loading                                                                  */
+/* Building                                                                 */
 /* ------------------------------------------------------------------------ */
 
 static const char *type_name(int type) {
@@ -456,24 +454,6 @@ static const char *show(const bc__span *s, char *buf, size_t n) {
     }
     buf[k] = '\0';
     return buf;
-}
-
-static int read_whole_file(const char *path, uint8_t **data, size_t *size, bc__err *err) {
-    bc__file *f;
-    if (bc__file_map(path, &f, err) != 0) return -1;
-    if (f->size > SIZE_MAX) {
-        bc__file_unmap(f);
-        return bc__errorf(err, BC_STATUS_ERROR_IO, "%s: too large", path);
-    }
-    *data = malloc((size_t)f->size);
-    if (*data == NULL) {
-        bc__file_unmap(f);
-        return bc__errorf(err, BC_STATUS_ERROR_MEMORY, "%s: out of memory", path);
-    }
-    memcpy(*data, f->data, (size_t)f->size);
-    *size = (size_t)f->size;
-    bc__file_unmap(f);
-    return 0;
 }
 
 static size_t pow2_at_least(size_t n) {
@@ -712,13 +692,6 @@ static int self_test(const bc_tokenizer *tok, bc__err *err) {
     return rc;
 }
 
-/* Everything but the directory's JSON: parse tok->file_bytes, check, build
- * the tables, run the model's self test. */
-static int load_model(bc_tokenizer *tok, bc__err *err) {
-    if (bc__sp_model_parse(&tok->sp, tok->file_bytes, tok->file_size, tok->path, err) != 0) return -1;
-    return bc__tokenizer_build(tok, err);
-}
-
 int bc__tokenizer_build(bc_tokenizer *tok, bc__err *err) {
     const char *file = tok->path;
     const bc__sp_model *sp = &tok->sp;
@@ -773,61 +746,13 @@ int bc__tokenizer_build(bc_tokenizer *tok, bc__err *err) {
     return 0;
 }
 
-static int load(bc_tokenizer *tok, const char *path, bc__err *err) {
-    const char *dir = NULL;
-    /* A GGUF file (or a file named *.gguf, for the reader's message). */
-    size_t plen = strlen(path);
-    if (!bc__is_directory(path) &&
-        (bc__gguf_is_file(path) || (plen >= 5 && strcmp(path + plen - 5, ".gguf") == 0 && bc__file_exists(path))))
-        return bc__tokenizer_from_gguf(tok, path, err);
-    if (bc__is_directory(path)) {
-        dir = path;
-        tok->path = bc__path_join(path, "tokenizer.model");
-        tok->from_directory = true;
-    } else {
-        tok->path = bc__strdup(path);
-    }
-    if (tok->path == NULL) return bc__errorf(err, BC_STATUS_ERROR_MEMORY, "out of memory");
-    if (dir != NULL && !bc__file_exists(tok->path))
-        return bc__errorf(err, BC_STATUS_ERROR_IO, "%s: no tokenizer.model in this directory", dir);
-    if (read_whole_file(tok->path, &tok->file_bytes, &tok->file_size, err) != 0 || load_model(tok, err) != 0) return -1;
-    if (dir != NULL && bc__tok_dir_config_read(dir, tok->n_vocab, &tok->config, &tok->gen, &tok->n_ctx_train, err) != 0)
-        return -1;
-    if ((tok->config.add_bos_token && tok->bos_id < 0) || (tok->config.add_eos_token && tok->eos_id < 0))
-        return bc__errorf(err, BC_STATUS_ERROR_MODEL,
-                          "%s/tokenizer_config.json: add_%s_token is true but %s has no %s control piece", dir,
-                          tok->config.add_bos_token && tok->bos_id < 0 ? "bos" : "eos", tok->path,
-                          tok->config.add_bos_token && tok->bos_id < 0 ? "BOS (<s>)" : "EOS (</s>)");
-    return 0;
-}
-
-int bc__tokenizer_from_bytes(const uint8_t *data, size_t size, const char *name, bc_tokenizer **out, bc__err *err) {
-    *out = NULL;
-    bc_tokenizer *tok = calloc(1, sizeof *tok);
-    if (tok == NULL) return bc__errorf(err, BC_STATUS_ERROR_MEMORY, "%s: out of memory", name);
-    tok->path = bc__strdup(name);
-    tok->file_bytes = malloc(size ? size : 1);
-    if (tok->path == NULL || tok->file_bytes == NULL) {
-        bc_tokenizer_free(tok);
-        return bc__errorf(err, BC_STATUS_ERROR_MEMORY, "%s: out of memory", name);
-    }
-    if (size > 0) memcpy(tok->file_bytes, data, size);
-    tok->file_size = size;
-    if (load_model(tok, err) != 0) {
-        bc_tokenizer_free(tok);
-        return -1;
-    }
-    *out = tok;
-    return 0;
-}
-
 /* ------------------------------------------------------------------------ */
 /* Public API                                                               */
 /* ------------------------------------------------------------------------ */
 
 void bc_tokenizer_free(bc_tokenizer *tok) {
     if (tok == NULL) return;
-    bc__gvocab_free(tok->grammar_vocab);
+    if (tok->grammar_vocab.destroy != NULL) tok->grammar_vocab.destroy(tok->grammar_vocab.data);
     bc__normalizer_free(&tok->normalizer);
     bc__trie_free(&tok->user_trie);
     bc__sp_model_free(&tok->sp);
@@ -850,26 +775,6 @@ void bc_tokenizer_free(bc_tokenizer *tok) {
     free(tok->normalizer_name);
     free(tok->path);
     free(tok);
-}
-
-bc_status bc_tokenizer_load(const char *path, bc_tokenizer **out, char *err_buf, size_t err_size) {
-    bc__err err = {BC_STATUS_OK, ""};
-    if (out != NULL) *out = NULL;
-    if (path == NULL || out == NULL) {
-        bc__errorf(&err, BC_STATUS_ERROR_ARGUMENT, "bc_tokenizer_load: path and out must not be NULL");
-        bc__err_copy(&err, err_buf, err_size);
-        return err.status;
-    }
-    bc_tokenizer *tok = calloc(1, sizeof *tok);
-    if (tok == NULL) {
-        bc__errorf(&err, BC_STATUS_ERROR_MEMORY, "%s: out of memory", path);
-    } else if (load(tok, path, &err) == 0) {
-        *out = tok;
-        return BC_STATUS_OK;
-    }
-    bc_tokenizer_free(tok);
-    bc__err_copy(&err, err_buf, err_size);
-    return err.status;
 }
 
 void bc_tokenizer_get_info(const bc_tokenizer *tok, bc_tokenizer_info *info) {

@@ -1,11 +1,14 @@
 /*
- * tokenizer.h - SentencePiece models, the BPE tokenizer, the detokenizer and
- * the chat format; shared by sp_model.c, sp_normalizer.c, tokenizer.c,
- * detokenizer.c and chat.c. Not part of the public API.
+ * tokenizer.h - the SentencePiece BPE tokenizer (tokenizer.c): its tables,
+ * the builder every source of a vocabulary goes through, and the encoder;
+ * what the detokenizer, the chat format and the loader use. Not part of the
+ * public API.
  *
- *   bc__sp_model       what a tokenizer.model file says (sp_model.c)
- *   bc__normalizer     SentencePiece's normalizer (sp_normalizer.c)
+ *   bc__sp_model         what a vocabulary says (formats/sp_model.h)
+ *   bc__normalizer       SentencePiece's normalizer (sp_normalizer.h)
  *   struct bc_tokenizer  vocabulary tables, encoder (tokenizer.c)
+ *   loading              picks the source: load.c (tokenizer.model, a
+ *                        model directory) or tokenizer_gguf.c (GGUF)
  *
  * Facts about SentencePiece (field numbers, piece types, the normalizer's
  * whitespace rules, BPE merge order) are from the sentencepiece 0.1.97
@@ -16,63 +19,9 @@
 
 #include "formats/config.h"
 #include "formats/sp_model.h"
+#include "tokenizer/sp_normalizer.h"
 
 #include <stdbool.h>
-
-/* ------------------------------------------------------------------------ */
-/* Tries                                                                    */
-/* ------------------------------------------------------------------------ */
-
-/* A byte trie over a set of strings (the user-defined symbols), answering
- * "which is the longest key that is a prefix of this text". */
-typedef struct bc__trie {
-    uint32_t *slots;     /* hash of (node << 8 | byte) -> child node; 0 = empty */
-    uint64_t *slot_keys; /* (node << 8 | byte) + 1 for each used slot */
-    size_t n_slots;      /* a power of two */
-    uint32_t n_nodes;    /* node 0 is the root */
-    uint8_t *terminal;   /* (n_nodes) 1 where a key ends */
-    size_t cap_nodes;
-    bool first_byte[256]; /* bytes some key starts with */
-    size_t n_keys;
-} bc__trie;
-
-/* Adds the key s[0, n) (n > 0). -1 on out of memory. */
-BC__HIDDEN int bc__trie_insert(bc__trie *t, const char *s, size_t n);
-/* Length of the longest key that is a prefix of s[0, n), 0 if none. */
-BC__HIDDEN size_t bc__trie_longest_prefix(const bc__trie *t, const char *s, size_t n);
-BC__HIDDEN void bc__trie_free(bc__trie *t);
-
-/* ------------------------------------------------------------------------ */
-/* Normalizer                                                               */
-/* ------------------------------------------------------------------------ */
-
-typedef struct bc__normalizer {
-    bool add_dummy_prefix;
-    bool remove_extra_whitespaces;
-    bool escape_whitespaces;
-    bool treat_whitespace_as_suffix; /* from the trainer spec */
-    /* precompiled_charsmap, split: a Darts-clone double array and the
-     * NUL-separated replacement strings its values point into. */
-    const uint32_t *trie_units; /* (n_trie_units), NULL when identity */
-    size_t n_trie_units;
-    const char *replacements;
-    size_t replacements_len;
-    uint32_t *trie_copy;       /* owned aligned copy of the units */
-    const bc__trie *user_trie; /* user-defined symbols, passed through unnormalized */
-} bc__normalizer;
-
-/* Prepares a normalizer from the spec; checks the charsmap's framing. */
-BC__HIDDEN int bc__normalizer_init(bc__normalizer *n, const bc__sp_normalizer_spec *spec, bool treat_ws_as_suffix,
-                                   const bc__trie *user_trie, const char *file, bc__err *err);
-BC__HIDDEN void bc__normalizer_free(bc__normalizer *n);
-
-/* Normalizes text[0, len) into out (cleared first), exactly as
- * SentencePiece's Normalizer::Normalize. Returns -1 on out of memory. */
-BC__HIDDEN int bc__normalize(const bc__normalizer *n, const char *text, size_t len, bc__buf *out);
-
-/* "\xe2\x96\x81", U+2581 LOWER ONE EIGHTH BLOCK: SentencePiece's space. */
-#define BC__SPACE_SYMBOL     "\xe2\x96\x81"
-#define BC__SPACE_SYMBOL_LEN 3
 
 /* ------------------------------------------------------------------------ */
 /* Tokenizer                                                                */
@@ -83,6 +32,14 @@ typedef struct bc__piece_map {
     uint64_t *slots; /* (hash >> 32) << 32 | (id + 1); 0 = empty */
     size_t mask;     /* n_slots - 1 */
 } bc__piece_map;
+
+/* What a higher layer caches on a tokenizer (the grammar, its view of the
+ * pieces): the tokenizer never looks inside it, and calls destroy(data),
+ * when set, as it is freed. */
+typedef struct bc__tok_attachment {
+    void *data;
+    void (*destroy)(void *data);
+} bc__tok_attachment;
 
 struct bc_tokenizer {
     char *path;          /* tokenizer.model as opened */
@@ -145,10 +102,10 @@ struct bc_tokenizer {
     bc__gen_config gen;    /* generation_config.json */
     int n_ctx_train;       /* config.json model_max_length, else max_position_embeddings, else 4096 */
     bool from_directory;
-    /* The pieces sorted for grammar token masks (src/grammar/matcher.c),
-     * built by the first grammar made for this tokenizer, under that
-     * file's lock; freed with the tokenizer. */
-    struct bc__gvocab *grammar_vocab;
+    /* The pieces as the grammar sees them (src/grammar/vocab.c), built by
+     * the first grammar made for this tokenizer and set under that file's
+     * lock; freed with the tokenizer. */
+    bc__tok_attachment grammar_vocab;
 };
 
 /* An encoded token, with the normalized bytes it covers (for the self test,
@@ -169,22 +126,10 @@ BC__HIDDEN int32_t bc__piece_to_id(const bc_tokenizer *tok, const char *s, size_
 BC__HIDDEN int bc__tokenizer_encode(const bc_tokenizer *tok, const char *text, size_t len, bc__ids *out,
                                     bc__buf *pieces);
 
-/* A tokenizer from the bytes of a tokenizer.model (copied); name is used
- * in messages. Directory settings take their defaults. For fuzzing. */
-BC__HIDDEN int bc__tokenizer_from_bytes(const uint8_t *data, size_t size, const char *name, bc_tokenizer **out,
-                                        bc__err *err);
-
 /* Checks tok->sp (filled by the caller, pieces pointing into memory tok
  * owns), builds the tables and the normalizer, runs the self test and sets
  * the directory settings to their defaults. tok->path names the source in
  * messages. */
 BC__HIDDEN int bc__tokenizer_build(bc_tokenizer *tok, bc__err *err);
-
-/* Fills tok from the tokenizer.ggml.* metadata of a GGUF file
- * (tokenizer_gguf.c), then bc__tokenizer_build()s it. */
-BC__HIDDEN int bc__tokenizer_from_gguf(bc_tokenizer *tok, const char *path, bc__err *err);
-
-/* Frees a tokenizer's grammar vocabulary (matcher.c). */
-BC__HIDDEN void bc__gvocab_free(struct bc__gvocab *v);
 
 #endif /* BC_TOKENIZER_H */

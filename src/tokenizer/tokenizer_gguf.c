@@ -27,8 +27,9 @@
  * are Baichuan's 195, 196 and 2048.
  * model_max_length comes from baichuan.context_length (default 4096).
  */
+#include "tokenizer/tokenizer_gguf.h"
+
 #include "formats/gguf.h"
-#include "tokenizer/tokenizer.h"
 
 #include <stdlib.h>
 #include <string.h>

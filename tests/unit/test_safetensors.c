@@ -14,7 +14,7 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "formats/checkpoint.h"
+#include "formats/safetensors.h"
 
 static char tmp_path[64];
 

@@ -24,7 +24,7 @@
  *   invalid files       one test per kind of damage
  *   real torch files    the manifest written by torch_save_check.py
  */
-#include "formats/checkpoint.h"
+#include "formats/torch.h"
 
 #include <setjmp.h>
 #include <stdarg.h>
