@@ -526,12 +526,19 @@ void bc_sampler_accept(bc_sampler *s, int32_t id);
 
 /* Records a generated id: as bc_sampler_accept(), and also counts it for the
  * presence and frequency penalties (which see only generated ids, not the
- * prompt). Ids outside [0, n_vocab) are ignored. */
-void bc_sampler_accept_generated(bc_sampler *s, int32_t id);
+ * prompt). Ids outside [0, n_vocab) are ignored. With a grammar it advances
+ * the matcher past id and returns what bc_grammar_matcher_accept() returns:
+ * BC_STATUS_ERROR_MEMORY when a matching limit is passed (the text nests
+ * deeper than the matcher follows), BC_STATUS_ERROR_ARGUMENT when the
+ * matcher does not allow id; after either, bc_sampler_sample returns -1
+ * until bc_sampler_reset (or another bc_sampler_set_grammar), so the text
+ * never leaves the grammar's language unnoticed. */
+bc_status bc_sampler_accept_generated(bc_sampler *s, int32_t id);
 
 /* Picks the next id from logits (n_vocab values; not modified). With a
  * grammar (bc_sampler_set_grammar), -1 when its matcher fails (out of
- * memory, a grammar limit passed) or allows nothing. */
+ * memory, a grammar limit passed, an id it could not take) or allows
+ * nothing. */
 int32_t bc_sampler_sample(bc_sampler *s, const float *logits);
 
 /* ------------------------------------------------------------------------ */
@@ -876,7 +883,9 @@ bool bc_grammar_matcher_can_end(const bc_grammar_matcher *m);
 
 /* Constrains s's draws to m (borrowed; NULL removes it): bc_sampler_sample
  * gives every id m does not allow a logit of -inf before the rest of the
- * chain, and bc_sampler_accept_generated advances m. bc_sampler_reset resets m. */
+ * chain, and bc_sampler_accept_generated advances m. bc_sampler_reset resets m.
+ * Without memory for the mask, bc_sampler_sample returns -1: a grammar is
+ * never silently dropped. */
 void bc_sampler_set_grammar(bc_sampler *s, bc_grammar_matcher *m);
 
 /* ======================================================================== */

@@ -309,11 +309,16 @@ bc_status bc_generator_step(bc_generator *g, const float *logits, bc_generated *
             g->finish = BC_FINISH_EOS;
         } else {
             g->n_generated++;
-            bc_sampler_accept_generated(g->sampler, id); /* advances the grammar's matcher, if any */
+            bc_status st = bc_sampler_accept_generated(g->sampler, id); /* advances the grammar's matcher */
+            if (st != BC_STATUS_OK)
+                return fail(g, st, "the grammar's matcher cannot follow the text past token %d: %s", (int)id,
+                            st == BC_STATUS_ERROR_MEMORY
+                                ? "a matching limit was passed (rules nested 2,048 deep, or 16,384 parses)"
+                                : "it does not allow the token its own mask allowed");
             if (g->logprobs >= 0) take_logprobs(g, logits, out);
             const char *text, *shown;
             size_t len, shown_len;
-            bc_status st = bc_detokenizer_push(g->detok, id, &text, &len);
+            st = bc_detokenizer_push(g->detok, id, &text, &len);
             if (st != BC_STATUS_OK) return fail(g, st, "token %d has no piece in the tokenizer", (int)id);
             bool stopped = bc_stop_matcher_push(g->stop, text, len, &shown, &shown_len);
             if (release(g, shown, shown_len) != BC_STATUS_OK) return g->failed;

@@ -102,6 +102,7 @@ struct bc_sampler {
     int n_bias;
     bc_grammar_matcher *grammar; /* borrowed; NULL without */
     uint32_t *allowed;           /* ((n_vocab + 31) / 32) the grammar's bits, allocated with the first grammar */
+    bool grammar_failed;         /* the matcher could not take a generated id: draws fail until a reset */
     uint64_t rng[4];
 };
 
@@ -178,15 +179,16 @@ bc_status bc_sampler_set_logit_bias(bc_sampler *s, const int32_t *ids, const flo
 }
 
 void bc_sampler_set_grammar(bc_sampler *s, bc_grammar_matcher *m) {
-    if (m != NULL && s->allowed == NULL) {
-        s->allowed = malloc(((size_t)s->n_vocab + 31) / 32 * sizeof *s->allowed);
-        if (s->allowed == NULL) m = NULL; /* bc_sampler_sample then fails rather than ignore the grammar */
-    }
+    /* Without memory for the mask the grammar is kept all the same:
+     * bc_sampler_sample then fails rather than ignore it. */
+    if (m != NULL && s->allowed == NULL) s->allowed = malloc(((size_t)s->n_vocab + 31) / 32 * sizeof *s->allowed);
     s->grammar = m;
+    s->grammar_failed = false;
 }
 
 void bc_sampler_reset(bc_sampler *s) {
     if (s->grammar != NULL) bc_grammar_matcher_reset(s->grammar);
+    s->grammar_failed = false;
     for (int i = 0; i < s->n_seen; i++) s->seen[s->seen_ids[i]] = 0;
     s->n_seen = 0;
     for (int i = 0; i < s->n_counted; i++) s->counts[s->counted_ids[i]] = 0;
@@ -200,11 +202,14 @@ void bc_sampler_accept(bc_sampler *s, int32_t id) {
     s->seen_ids[s->n_seen++] = id;
 }
 
-void bc_sampler_accept_generated(bc_sampler *s, int32_t id) {
-    if (id < 0 || id >= s->n_vocab) return;
+bc_status bc_sampler_accept_generated(bc_sampler *s, int32_t id) {
+    if (id < 0 || id >= s->n_vocab) return BC_STATUS_OK;
     bc_sampler_accept(s, id);
     if (s->counts[id]++ == 0) s->counted_ids[s->n_counted++] = id;
-    if (s->grammar != NULL) bc_grammar_matcher_accept(s->grammar, id);
+    if (s->grammar == NULL || s->grammar_failed) return s->grammar_failed ? BC_STATUS_ERROR_ARGUMENT : BC_STATUS_OK;
+    bc_status st = bc_grammar_matcher_accept(s->grammar, id);
+    s->grammar_failed = st != BC_STATUS_OK;
+    return st;
 }
 
 /* Restores the min-heap property below node i of heap (n values). */
@@ -323,7 +328,9 @@ int32_t bc_sampler_sample(bc_sampler *s, const float *logits) {
 
     /* The grammar's mask before anything else: what it forbids is -inf. */
     if (s->grammar != NULL) {
-        if (bc_grammar_matcher_allowed(s->grammar, s->allowed, V) != BC_STATUS_OK) return -1;
+        if (s->allowed == NULL || s->grammar_failed ||
+            bc_grammar_matcher_allowed(s->grammar, s->allowed, V) != BC_STATUS_OK)
+            return -1;
         bool any = false;
         for (int i = 0; i < V; i++) {
             bool ok = (s->allowed[i >> 5] >> (i & 31)) & 1;

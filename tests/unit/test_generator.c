@@ -640,6 +640,73 @@ static void test_grammar(void **state) {
     bc_grammar_free(gr);
 }
 
+/* A grammar whose text nests three rules per "(": forced to keep opening,
+ * the matcher passes its documented limit of 2,048 rules open inside each
+ * other near the 683rd "(" (2,048 / 3). The step must then fail, naming the
+ * limit, rather than let the text leave the grammar's language; the sampler
+ * alone says the same through bc_sampler_accept_generated. */
+static void test_grammar_depth_limit(void **state) {
+    (void)state;
+    static const char gbnf[] = "root ::= \"(\" a \")\" | \"x\"\n"
+                               "a ::= b \")\" | \"y\"\n"
+                               "b ::= root \")\" | \"z\"\n";
+    bc_grammar *gr = NULL;
+    char err[256];
+    assert_int_equal(bc_grammar_init_gbnf(tok, gbnf, strlen(gbnf), &gr, err, sizeof err), BC_STATUS_OK);
+    int32_t open = find_piece(BC_PIECE_TYPE_NORMAL, "(", 0);
+    assert_true(open >= 0);
+    float *row = malloc((size_t)n_vocab * sizeof *row);
+    assert_non_null(row);
+    row_for(open, row);
+
+    bc_generator_params p = bc_generator_default_params();
+    p.sampler.temperature = 0.0f;
+    p.grammar = gr;
+    p.eos_id = eos;
+    bc_generator *g = make(p);
+    bc_generated out;
+    bc_status st = BC_STATUS_OK;
+    int n_open = 0;
+    while (n_open < 2048 && (st = bc_generator_step(g, row, &out)) == BC_STATUS_OK) {
+        assert_int_equal(out.id, open);
+        assert_int_equal(out.finish, BC_FINISH_NONE);
+        n_open++;
+    }
+    assert_int_equal(st, BC_STATUS_ERROR_MEMORY);
+    if (n_open < 2048 / 3 - 4 || n_open > 2048 / 3 + 4) fail_msg("failed after %d '(', expected about 683", n_open);
+    assert_true(strstr(bc_generator_error(g), "limit") != NULL);
+    assert_int_equal(bc_generator_step(g, row, &out), BC_STATUS_ERROR_MEMORY); /* failed until reset */
+    bc_generator_reset(g);
+    assert_int_equal(bc_generator_step(g, row, &out), BC_STATUS_OK);
+    assert_int_equal(out.id, open);
+    bc_generator_free(g);
+
+    /* The sampler on its own. */
+    bc_sampler_params sp = bc_sampler_default_params();
+    sp.temperature = 0.0f;
+    bc_sampler *s = NULL;
+    bc_grammar_matcher *m = NULL;
+    assert_int_equal(bc_sampler_init(sp, n_vocab, &s), BC_STATUS_OK);
+    assert_int_equal(bc_grammar_matcher_init(gr, &m), BC_STATUS_OK);
+    bc_sampler_set_grammar(s, m);
+    int n = 0;
+    for (;; n++) {
+        int32_t id = bc_sampler_sample(s, row);
+        assert_int_equal(id, open);
+        if ((st = bc_sampler_accept_generated(s, id)) != BC_STATUS_OK) break;
+        assert_true(n < 2048);
+    }
+    assert_int_equal(st, BC_STATUS_ERROR_MEMORY);
+    assert_int_equal(n, n_open);
+    assert_int_equal(bc_sampler_sample(s, row), -1); /* no draw off the grammar */
+    bc_sampler_reset(s);
+    assert_int_equal(bc_sampler_sample(s, row), open);
+    bc_sampler_free(s);
+    bc_grammar_matcher_free(m);
+    free(row);
+    bc_grammar_free(gr);
+}
+
 static void test_bad_params(void **state) {
     (void)state;
     char err[256];
@@ -711,6 +778,7 @@ int main(int argc, char **argv) {
         cmocka_unit_test(test_logprobs),
         cmocka_unit_test(test_logprobs_nan),
         cmocka_unit_test(test_grammar),
+        cmocka_unit_test(test_grammar_depth_limit),
         cmocka_unit_test(test_bad_params),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
