@@ -52,9 +52,9 @@ def run(args, data=b"", timeout=600):
 def source_lines():
     """The project's own text files: code with indentation and tabs."""
     files = []
-    for pattern in ("src/*.c", "src/*.h", "include/*.h", "cli/*.c", "cli/*.h", "tests/unit/*.c",
+    for pattern in ("src/**/*.c", "src/**/*.h", "include/*.h", "cli/*.c", "cli/*.h", "tests/unit/*.c",
                     "tests/python/*.py", "tools/*.py", "README.md", "Makefile", "CMakeLists.txt"):
-        files += sorted(glob.glob(os.path.join(SRC, pattern)))
+        files += sorted(glob.glob(os.path.join(SRC, pattern), recursive=True))
     lines = []
     for f in files:
         try:
