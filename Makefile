@@ -32,7 +32,8 @@ run: build
 	build/baichuan run -p "$(PROMPT)" -n $(N)
 
 asan: deps-build
-	@cmake -S . -B build-asan -DCMAKE_BUILD_TYPE=RelWithDebInfo -DBC_WERROR=ON -DBC_SANITIZE=ON $(CMAKE_FLAGS) >/dev/null
+	@cmake -S . -B build-asan -DCMAKE_BUILD_TYPE=RelWithDebInfo -DBC_WERROR=ON -DBC_SANITIZE=ON \
+		-DBC_TEST_CACHE=$(CURDIR)/build/test-cache $(CMAKE_FLAGS) >/dev/null
 	@cmake --build build-asan -j $(JOBS)
 
 deps-fuzz:

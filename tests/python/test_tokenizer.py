@@ -135,15 +135,17 @@ BAICHUAN_LIKE = dict(model_type="bpe", normalization_rule_name="identity", add_d
                      max_sentencepiece_length="16", control_symbols="<reserved_106>,<reserved_107>")
 
 
+# Where trained models are kept between runs and build trees (--cache).
+CACHE = None
+
+
 def train(work, name, training_file, vocab_size, **flags):
-    prefix = os.path.join(work, name)
-    cmd = ["spm_train", f"--input={training_file}", f"--model_prefix={prefix}", f"--vocab_size={vocab_size}",
-           "--max_sentence_length=100000", "--num_threads=2", "--minloglevel=2"]
-    cmd += [f"--{k}={v}" for k, v in flags.items()]
-    r = run(cmd, timeout=900)
-    if r.returncode != 0:
-        raise RuntimeError(f"spm_train {name} failed: {r.stderr.decode(errors='replace')[-2000:]}")
-    return prefix + ".model"
+    args = [f"--vocab_size={vocab_size}", "--max_sentence_length=100000", "--num_threads=2", "--minloglevel=2"]
+    args += [f"--{k}={v}" for k, v in flags.items()]
+    try:
+        return bc_testlib.spm_train(training_file, os.path.join(work, name), args, cache=CACHE)
+    except RuntimeError as e:
+        raise RuntimeError(f"{name}: {e}")
 
 
 def derive(src, dst, fn):
@@ -506,7 +508,10 @@ def main():
     ap.add_argument("--data", default=os.path.join(SRC, "tests", "data"))
     ap.add_argument("--work", required=True)
     ap.add_argument("--fixtures")  # accepted for symmetry with the other tests
+    ap.add_argument("--cache", help="keep trained SentencePiece models here (keyed by their inputs)")
     args = ap.parse_args()
+    global CACHE
+    CACHE = args.cache
     c = bc_testlib.Tally()
     shutil.rmtree(args.work, ignore_errors=True)
     os.makedirs(args.work)
