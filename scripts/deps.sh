@@ -5,6 +5,7 @@
 #                           and for the server tests curl, node + npm, chromium, and PostgreSQL 15 for
 #                           test_pg_store, which runs a throw-away cluster)
 #   scripts/deps.sh fuzz    the build packages plus clang (libFuzzer and the sanitizers) and time
+#   scripts/deps.sh all     test and fuzz together, in one apt run (make test)
 set -eu
 
 build_pkgs="gcc libc6-dev make cmake pkg-config libjansson-dev libmicrohttpd-dev libsqlite3-dev libpq-dev libssl-dev"
@@ -14,7 +15,8 @@ case "${1:-build}" in
 build) pkgs=$build_pkgs ;;
 test) pkgs=$test_pkgs ;;
 fuzz) pkgs="$build_pkgs clang time" ;;
-*) echo "usage: $0 build|test|fuzz" >&2; exit 2 ;;
+all) pkgs="$test_pkgs clang time" ;;
+*) echo "usage: $0 build|test|fuzz|all" >&2; exit 2 ;;
 esac
 
 missing=""
