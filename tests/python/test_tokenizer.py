@@ -21,8 +21,10 @@ project's own sources, random text, very long lines) that:
 """
 import argparse
 import glob
+import hashlib
 import json
 import os
+import pickle
 import random
 import shutil
 import struct
@@ -135,7 +137,8 @@ BAICHUAN_LIKE = dict(model_type="bpe", normalization_rule_name="identity", add_d
                      max_sentencepiece_length="16", control_symbols="<reserved_106>,<reserved_107>")
 
 
-# Where trained models are kept between runs and build trees (--cache).
+# Where trained models and SentencePiece's answers are kept between runs and
+# build trees (--cache).
 CACHE = None
 
 
@@ -262,6 +265,35 @@ def fails_in_sentencepiece(name, sp, line):
     return name == "single_char_control" and ("X" in line or "☃" in line)
 
 
+def answers(model, question, inputs, compute):
+    """compute(), SentencePiece's answers to a question (what, over inputs)
+    about a model: with --cache, kept there under a hash of sentencepiece's
+    version, the model's bytes, the question and the inputs, so that the
+    sanitizer tree (and a rerun) compares with the answers the release tree
+    computed instead of computing them again."""
+    if CACHE is None:
+        return compute()
+    h = hashlib.sha256()
+    with open(model, "rb") as f:
+        h.update(f.read())
+    h.update(("\0%s\0%s\0" % (spm.__version__, question)).encode())
+    for x in inputs:
+        h.update(repr(x).encode("utf-8", "surrogatepass") + b"\0")
+    path = os.path.join(CACHE, "spm-answers", h.hexdigest() + ".pickle")
+    try:
+        with open(path, "rb") as f:
+            return pickle.load(f)
+    except FileNotFoundError:
+        pass
+    value = compute()
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    tmp = "%s.%d" % (path, os.getpid())
+    with open(tmp, "wb") as f:
+        pickle.dump(value, f, protocol=pickle.HIGHEST_PROTOCOL)
+    os.replace(tmp, path)
+    return value
+
+
 def compare_lines(c, args, name, model, sp, lines, label):
     data = ("\n".join(lines) + "\n").encode("utf-8")
     t0 = time.time()
@@ -273,17 +305,19 @@ def compare_lines(c, args, name, model, sp, lines, label):
     if not c.check(f"{name}: {label}: one output line per input line", len(out) == len(lines) + 1 and out[-1] == "",
                    f"{len(out)} vs {len(lines)}"):
         return None
+    expected = answers(model, "encode", lines,
+                       lambda: [None if fails_in_sentencepiece(name, sp, line) else sp_encode(sp, line)
+                                for line in lines])
     bad, skipped, all_ids = [], 0, []
-    for line, o in zip(lines, out):
+    for line, o, exp in zip(lines, out, expected):
         got = [int(x) for x in o.split()]
         all_ids.append(got)
-        if fails_in_sentencepiece(name, sp, line):
+        if exp is None:  # fails_in_sentencepiece
             skipped += 1
             ctl = {i for i in range(sp.get_piece_size()) if sp.is_control(i)}
             if any(i in ctl for i in got):
                 bad.append((line, "control id produced from text", got))
             continue
-        exp = sp_encode(sp, line)
         if got != exp:
             bad.append((line, exp, got))
     detail = ""
@@ -324,7 +358,8 @@ def compare_decode(c, args, name, model, sp, id_lines, lines, label):
         return
     # The decoded text may itself hold newlines: rebuild it per input line
     # from SentencePiece's decode and compare the whole output.
-    exp = "".join(sp.decode(ids) + "\n" for ids in id_lines).encode("utf-8")
+    exp = answers(model, "decode", id_lines,
+                  lambda: "".join(sp.decode(ids) + "\n" for ids in id_lines).encode("utf-8"))
     ok = r.stdout == exp
     detail = ""
     if not ok:
@@ -508,7 +543,7 @@ def main():
     ap.add_argument("--data", default=os.path.join(SRC, "tests", "data"))
     ap.add_argument("--work", required=True)
     ap.add_argument("--fixtures")  # accepted for symmetry with the other tests
-    ap.add_argument("--cache", help="keep trained SentencePiece models here (keyed by their inputs)")
+    ap.add_argument("--cache", help="keep trained SentencePiece models and their answers here (keyed by their inputs)")
     args = ap.parse_args()
     global CACHE
     CACHE = args.cache
