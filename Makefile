@@ -3,7 +3,8 @@
 #   make          build the library and the CLI (build/baichuan)
 #   make test     build release and sanitizer (ASan+UBSan) trees, run every test in both, then
 #                 build the libFuzzer targets and run each for a few seconds (a smoke run);
-#                 the sanitizer and fuzz builds overlap the tests (scripts/test.sh)
+#                 packages install during the builds and the fuzz build runs during the tests
+#                 (scripts/test.sh)
 #   make asan     only the sanitizer build
 #   make fuzz     build the libFuzzer targets with clang (build-fuzz/); run them with scripts/fuzz.sh
 #   make bench-tokenizer  tokenizer MB/s beside spm_encode
@@ -15,7 +16,7 @@ CMAKE_FLAGS ?=
 PROMPT ?= 床前明月光，
 N ?= 96
 
-.PHONY: all run build asan fuzz deps-fuzz test test-release test-asan test-fuzz deps-build deps-test deps-all \
+.PHONY: all run build asan fuzz deps-fuzz test test-release test-asan test-fuzz deps-build deps-test \
 	bench-tokenizer clean
 
 all: build
@@ -25,10 +26,6 @@ deps-build:
 
 deps-test:
 	@scripts/deps.sh test
-
-# The test and fuzz packages in one apt run (make test needs both).
-deps-all:
-	@scripts/deps.sh all
 
 build: deps-build
 	@cmake -S . -B build -DCMAKE_BUILD_TYPE=Release -DBC_WERROR=ON $(CMAKE_FLAGS) >/dev/null
@@ -62,9 +59,10 @@ FUZZ_SECONDS ?= 10
 test-fuzz: deps-test fuzz
 	scripts/fuzz.sh $(FUZZ_SECONDS)
 
-# test-release, test-asan and test-fuzz, with the sanitizer and fuzz builds
-# in the background while the tests run (they take only idle CPU).
-test: deps-all build
+# test-release, test-asan and test-fuzz, with the waits overlapped: the
+# test packages install while the trees build, the fuzz targets build while
+# the tests run (scripts/test.sh).
+test:
 	@JOBS="$(JOBS)" FUZZ_SECONDS="$(FUZZ_SECONDS)" CMAKE_FLAGS="$(CMAKE_FLAGS)" scripts/test.sh
 
 # Tokenizer speed beside SentencePiece's spm_encode (prints figures; not a test).
