@@ -6,6 +6,7 @@
 #                           test_pg_store, which runs a throw-away cluster)
 #   scripts/deps.sh fuzz    the build packages plus clang (libFuzzer and the sanitizers) and time
 #   scripts/deps.sh all     test and fuzz together, in one apt run (make test)
+#   scripts/deps.sh build-tests  the build packages and cmocka: what building the tests needs
 # After the set, --plan installs nothing: it prints "none" (nothing is
 # missing), "beside" (installing upgrades no compiler, linker, header or build
 # tool, so it may run while a build does) or "before" (install before
@@ -19,7 +20,7 @@ test_pkgs="$build_pkgs libcmocka-dev python3 python3-numpy python3-torch python3
 mode=${2:-}
 case "$mode" in
 "" | --plan | --no-update) ;;
-*) echo "usage: $0 build|test|fuzz|all [--plan | --no-update]" >&2; exit 2 ;;
+*) echo "usage: $0 build|test|fuzz|all|build-tests [--plan | --no-update]" >&2; exit 2 ;;
 esac
 
 case "${1:-build}" in
@@ -27,7 +28,8 @@ build) pkgs=$build_pkgs ;;
 test) pkgs=$test_pkgs ;;
 fuzz) pkgs="$build_pkgs clang time" ;;
 all) pkgs="$test_pkgs clang time" ;;
-*) echo "usage: $0 build|test|fuzz|all [--plan | --no-update]" >&2; exit 2 ;;
+build-tests) pkgs="$build_pkgs libcmocka-dev" ;;
+*) echo "usage: $0 build|test|fuzz|all|build-tests [--plan | --no-update]" >&2; exit 2 ;;
 esac
 
 missing=""
