@@ -65,7 +65,8 @@ wait_for() {
 
 scripts/deps.sh build-tests  # the trees' configure looks for cmocka
 mkdir -p build build-asan build-fuzz
-case $(scripts/deps.sh all --plan) in
+plan=$(scripts/deps.sh all --plan)
+case $plan in
 beside)
     echo "installing the test and fuzz packages while building (log: build/deps.log)"
     background build/deps.log scripts/deps.sh all --no-update
