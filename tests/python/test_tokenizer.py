@@ -265,6 +265,19 @@ def fails_in_sentencepiece(name, sp, line):
     return name == "single_char_control" and ("X" in line or "☃" in line)
 
 
+_DIGESTS = {}
+
+
+def digest_of(inputs):
+    """sha256 of a list of lines or of id lists, once per list (the line
+    sets are asked about for every model)."""
+    known = _DIGESTS.get(id(inputs))
+    if known is None or known[0] is not inputs:
+        known = (inputs, hashlib.sha256(repr(inputs).encode("utf-8", "surrogatepass")).hexdigest())
+        _DIGESTS[id(inputs)] = known
+    return known[1]
+
+
 def answers(model, question, inputs, compute):
     """compute(), SentencePiece's answers to a question (what, over inputs)
     about a model: with --cache, kept there under a hash of sentencepiece's
@@ -276,9 +289,7 @@ def answers(model, question, inputs, compute):
     h = hashlib.sha256()
     with open(model, "rb") as f:
         h.update(f.read())
-    h.update(("\0%s\0%s\0" % (spm.__version__, question)).encode())
-    for x in inputs:
-        h.update(repr(x).encode("utf-8", "surrogatepass") + b"\0")
+    h.update(("\0%s\0%s\0%s" % (spm.__version__, question, digest_of(inputs))).encode())
     path = os.path.join(CACHE, "spm-answers", h.hexdigest() + ".pickle")
     try:
         with open(path, "rb") as f:
