@@ -2,7 +2,9 @@
 #   make run      build, then generate text from the embedded default model (PROMPT="..." to choose)
 #   make          build the library and the CLI (build/baichuan)
 #   make test     build release and sanitizer (ASan+UBSan) trees, run every test in both, then
-#                 build the libFuzzer targets and run each for a few seconds (a smoke run)
+#                 build the libFuzzer targets and run each for a few seconds (a smoke run);
+#                 packages install during the builds and the fuzz build runs during the tests
+#                 (scripts/test.sh)
 #   make asan     only the sanitizer build
 #   make fuzz     build the libFuzzer targets with clang (build-fuzz/); run them with scripts/fuzz.sh
 #   make bench-tokenizer  tokenizer MB/s beside spm_encode
@@ -14,7 +16,8 @@ CMAKE_FLAGS ?=
 PROMPT ?= 床前明月光，
 N ?= 96
 
-.PHONY: all run build asan fuzz deps-fuzz test test-release test-asan test-fuzz deps-build deps-test bench-tokenizer clean
+.PHONY: all run build asan fuzz deps-fuzz test test-release test-asan test-fuzz deps-build deps-test \
+	bench-tokenizer clean
 
 all: build
 
@@ -32,7 +35,8 @@ run: build
 	build/baichuan run -p "$(PROMPT)" -n $(N)
 
 asan: deps-build
-	@cmake -S . -B build-asan -DCMAKE_BUILD_TYPE=RelWithDebInfo -DBC_WERROR=ON -DBC_SANITIZE=ON $(CMAKE_FLAGS) >/dev/null
+	@cmake -S . -B build-asan -DCMAKE_BUILD_TYPE=RelWithDebInfo -DBC_WERROR=ON -DBC_SANITIZE=ON \
+		-DBC_TEST_CACHE=$(CURDIR)/build/test-cache $(CMAKE_FLAGS) >/dev/null
 	@cmake --build build-asan -j $(JOBS)
 
 deps-fuzz:
@@ -55,7 +59,11 @@ FUZZ_SECONDS ?= 10
 test-fuzz: deps-test fuzz
 	scripts/fuzz.sh $(FUZZ_SECONDS)
 
-test: test-release test-asan test-fuzz
+# test-release, test-asan and test-fuzz, with the waits overlapped: the
+# test packages install while the trees build, the fuzz targets build while
+# the tests run (scripts/test.sh).
+test:
+	@JOBS="$(JOBS)" FUZZ_SECONDS="$(FUZZ_SECONDS)" CMAKE_FLAGS="$(CMAKE_FLAGS)" scripts/test.sh
 
 # Tokenizer speed beside SentencePiece's spm_encode (prints figures; not a test).
 bench-tokenizer: deps-test build

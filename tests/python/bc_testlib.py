@@ -1,11 +1,14 @@
 """bc_testlib.py - what the Python test scripts share.
 
-Paths to tools/, making sure fixtures exist, the seeded token sequences, the
-error measure, and a pass/fail tally that prints the final `N passed, M failed`.
+Paths to tools/, making sure fixtures exist, SentencePiece training through a
+cache, the seeded token sequences, the error measure, and a pass/fail tally
+that prints the final `N passed, M failed`.
 """
 
 import fcntl
+import hashlib
 import os
+import shutil
 import subprocess
 import sys
 import zlib
@@ -54,6 +57,43 @@ def ensure_fixtures(fixtures_dir, names=None):
             print("generating fixtures: %s" % " ".join(missing), flush=True)
             subprocess.run([PYTHON, os.path.join(TOOLS, "gen_fixtures.py"), "--out", fixtures_dir, "--only"]
                            + missing, check=True, stdout=subprocess.DEVNULL)
+
+
+def spm_train(input_path, prefix, flags, cache=None, timeout=900):
+    """Trains a SentencePiece model with Debian's spm_train: writes
+    prefix.model (and prefix.vocab) and returns the .model's path; raises
+    RuntimeError with spm_train's message when it fails.
+
+    With cache (a directory), a model trained before from the same input
+    bytes, flags and spm_train version is copied instead: the release and
+    sanitizer trees (and reruns) then test the same models without training
+    them again. The cache is keyed by content, so it is never stale."""
+    cmd = ["spm_train", "--input=" + input_path, "--model_prefix=" + prefix] + list(flags)
+    key = None
+    if cache:
+        h = hashlib.sha256()
+        version = subprocess.run(["spm_train", "--version"], capture_output=True, timeout=60)
+        h.update(version.stdout + version.stderr + b"\0")
+        h.update("\0".join(flags).encode("utf-8") + b"\0")
+        with open(input_path, "rb") as f:
+            h.update(f.read())
+        key = os.path.join(cache, h.hexdigest())
+        if os.path.isfile(key + ".model") and os.path.isfile(key + ".vocab"):
+            shutil.copyfile(key + ".model", prefix + ".model")
+            shutil.copyfile(key + ".vocab", prefix + ".vocab")
+            return prefix + ".model"
+    r = subprocess.run(cmd, capture_output=True, timeout=timeout)
+    if r.returncode != 0:
+        raise RuntimeError("spm_train failed: %s" % r.stderr.decode(errors="replace")[-2000:])
+    if key is not None:
+        # Written under a temporary name and renamed: tests that run at the
+        # same time never see half a file.
+        os.makedirs(cache, exist_ok=True)
+        for ext in (".vocab", ".model"):
+            tmp = "%s.%d%s" % (key, os.getpid(), ext)
+            shutil.copyfile(prefix + ext, tmp)
+            os.replace(tmp, key + ext)
+    return prefix + ".model"
 
 
 def token_sequence(fixture_name, length, n_vocab):

@@ -87,6 +87,7 @@ def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--bin", required=True)
     ap.add_argument("--work", required=True)
+    ap.add_argument("--cache", help="keep the trained SentencePiece model here (keyed by its inputs)")
     args = ap.parse_args()
     c = bc_testlib.Tally()
     shutil.rmtree(args.work, ignore_errors=True)
@@ -96,17 +97,16 @@ def main():
     texts = [t for t in corpus if t.strip()]
     train = os.path.join(args.work, "train.txt")
     open(train, "w", encoding="utf-8").write("\n".join(texts) + "\n")
-    prefix = os.path.join(args.work, "tok")
-    r = subprocess.run(["spm_train", f"--input={train}", f"--model_prefix={prefix}", "--model_type=bpe",
-                        "--vocab_size=3000", "--normalization_rule_name=identity", "--add_dummy_prefix=false",
-                        "--remove_extra_whitespaces=false", "--byte_fallback=true", "--split_digits=true",
-                        "--allow_whitespace_only_pieces=true", "--minloglevel=2",
-                        "--control_symbols=" + ",".join(f"<reserved_{i}>" for i in range(2, 200))],
-                       capture_output=True)
-    if r.returncode != 0:
-        print(r.stderr.decode()[-2000:])
+    try:
+        model = bc_testlib.spm_train(
+            train, os.path.join(args.work, "tok"),
+            ["--model_type=bpe", "--vocab_size=3000", "--normalization_rule_name=identity", "--add_dummy_prefix=false",
+             "--remove_extra_whitespaces=false", "--byte_fallback=true", "--split_digits=true",
+             "--allow_whitespace_only_pieces=true", "--minloglevel=2",
+             "--control_symbols=" + ",".join(f"<reserved_{i}>" for i in range(2, 200))], cache=args.cache)
+    except RuntimeError as e:
+        print(e)
         return 1
-    model = prefix + ".model"
     sp = spm.SentencePieceProcessor(model_file=model)
 
     def make_dir(name, gen=None, cfg=None):

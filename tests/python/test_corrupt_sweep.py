@@ -145,39 +145,67 @@ def spm_format():
 
 
 def variants(f):
-    """(kind, label, bytes, must_fail) for one format."""
+    """(kind, label, cut, patch, must_fail) for one format: the file is the
+    good one cut to its first `cut` bytes (None: whole), with `patch`
+    (offset, bytes) written over it (None: none)."""
     n = len(f.good)
     for cut in sorted(set(list(range(0, min(64, n))) + spread(64, n, 40))):
-        yield "truncated", "at %d of %d" % (cut, n), f.good[:cut], True
+        yield "truncated", "at %d of %d" % (cut, n), cut, None, True
     flips = sorted(set(spread(0, f.header_end, 60) + spread(f.header_end, n, 8) +
                        (spread(max(0, n - 200), n, 20) if f.name.endswith("torch zip") else [])))
     for pos in flips:
-        b = bytearray(f.good)
-        b[pos] ^= 0xFF
-        yield "flipped", "byte %d" % pos, bytes(b), False
+        yield "flipped", "byte %d" % pos, None, (pos, bytes([f.good[pos] ^ 0xFF])), False
     for off in f.size_fields:
         for value in ((1 << 63) - 1, (1 << 64) - 1, n * 2):
-            b = bytearray(f.good)
-            struct.pack_into("<Q", b, off, value)
-            yield "huge size", "field at %d = %d" % (off, value), bytes(b), True
+            yield "huge size", "field at %d = %d" % (off, value), None, (off, struct.pack("<Q", value)), True
 
 
-def materialize(f, work, data):
-    """Writes data where the engine will read it; returns the file's path."""
+def materialize(f, work):
+    """Where the engine will read the file: its path (the directory's other
+    files are copied beside it)."""
     if f.in_dir is None:
-        path = os.path.join(work, f.file_name)
-    else:
-        src_dir, file_name = f.in_dir
-        d = os.path.join(work, "model")
-        if not os.path.isdir(d):  # the directory's other files, once
-            os.makedirs(d)
-            for name in os.listdir(src_dir):
-                if name != file_name:
-                    shutil.copy(os.path.join(src_dir, name), d)
-        path = os.path.join(d, file_name)
-    with open(path, "wb") as fp:
-        fp.write(data)
-    return path
+        return os.path.join(work, f.file_name)
+    src_dir, file_name = f.in_dir
+    d = os.path.join(work, "model")
+    if not os.path.isdir(d):  # the directory's other files, once
+        os.makedirs(d)
+        for name in os.listdir(src_dir):
+            if name != file_name:
+                shutil.copy(os.path.join(src_dir, name), d)
+    return os.path.join(d, file_name)
+
+
+class Copy:
+    """The copy the engine reads, holding one variant at a time. Going from
+    one variant to the next writes only the bytes that differ (the files are
+    up to 32 MB and there are about 1000 variants); the bytes on disk are
+    those of the good file cut and patched as the variant says."""
+
+    def __init__(self, f, path):
+        self.good, self.path = f.good, path
+        with open(path, "wb") as fp:
+            fp.write(self.good)
+        self.length = len(self.good)
+        self.patched = None  # (offset, length) written over the good bytes
+
+    def show(self, cut, patch):
+        with open(self.path, "r+b") as fp:
+            if self.patched is not None:
+                off, n = self.patched
+                fp.seek(off)
+                fp.write(self.good[off:off + n])
+                self.patched = None
+            want = len(self.good) if cut is None else cut
+            if want < self.length:
+                fp.truncate(want)
+            elif want > self.length:
+                fp.seek(self.length)
+                fp.write(self.good[self.length:want])
+            self.length = want
+            if patch is not None:
+                fp.seek(patch[0])
+                fp.write(patch[1])
+                self.patched = (patch[0], len(patch[1]))
 
 
 def run(binary, args, limit):
@@ -216,13 +244,14 @@ def problems_of(rc, err, dt, path, must_fail, limit):
 def sweep(t, binary, f, work, limit):
     """One line per kind of damage; returns the slowest run's seconds."""
     # The good file first: a sweep over a file that never loaded proves nothing.
-    path = materialize(f, work, f.good)
+    path = materialize(f, work)
+    copy = Copy(f, path)
     rc, err, dt = run(binary, f.run_args(path), limit)
     t.record(rc == 0, "%s: the good file is accepted (exit %s in %.2f s) %s" % (f.name, rc, dt, err.strip()[:200]))
     slowest = dt
     by_kind = {}
-    for kind, label, data, must_fail in variants(f):
-        path = materialize(f, work, data)
+    for kind, label, cut, patch, must_fail in variants(f):
+        copy.show(cut, patch)
         rc, err, dt = run(binary, f.run_args(path), limit)
         slowest = max(slowest, dt)
         s = by_kind.setdefault(kind, {"n": 0, "refused": 0, "bad": []})

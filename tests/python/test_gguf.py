@@ -342,7 +342,9 @@ def quantize_cases(t, binary, fixtures, work):
     # GGUF in, GGUF out.
     src = os.path.join(work, "b2_7b_f32_st.f32.gguf")
     out = os.path.join(work, "again.gguf")
-    if os.path.exists(src):
+    if not os.path.exists(src):
+        t.record(False, "quantize GGUF -> GGUF: no %s to start from" % os.path.basename(src))
+    else:
         p = run(binary, "quantize", src, out, "--type", "f32")
         if p.returncode == 0:
             check_logits(t, binary, "quantize GGUF -> GGUF f32", out, os.path.join(fixtures, "b2_7b_f32_st"), 1e-4,

@@ -14,7 +14,8 @@ and <= 2e-2 for f16/bf16 ones. Further cases run 64 tokens with the CLI
 overrides (--pos-encoding, --norm-head) against the reference with the same
 overrides. For some fixtures the long sequence runs in chunks (-b N), which
 exercises the KV cache across forward passes. The engine runs while the
-reference computes.
+reference computes; cases that differ only in engine flags share one
+reference computation.
 Missing fixtures are generated first. Prints one line per case and a final
 `N passed, M failed`; exits non-zero on any failure.
 """
@@ -110,11 +111,41 @@ def describe(overrides):
     return " " + " ".join(cli_flags(overrides)[2 if "cache_type" not in overrides else 0:])
 
 
+class ReferenceCache:
+    """The last reference model and logits. The cases of one fixture follow
+    each other and differ in what only the engine sees (-b, --cache-type), so
+    they share the reference's logits: computed once, not per case. One
+    entry, as a 211-token reference of a 125,696-id vocabulary is 212 MB."""
+
+    def __init__(self):
+        self.model_key, self.model = None, None
+        self.ref_key, self.ref = None, None
+
+    def load_model(self, d, pos_encoding, norm_head):
+        key = (d, pos_encoding, norm_head)
+        if key != self.model_key:
+            self.model_key, self.model = None, None
+            self.model = reference.load_model(d, pos_encoding, norm_head)
+            self.model_key = key
+        return self.model
+
+    def logits(self, tokens):
+        key = (self.model_key, tuple(tokens))
+        if key != self.ref_key:
+            self.ref_key, self.ref = None, None
+            self.ref = self.model.logits(tokens)
+            self.ref_key = key
+        return self.ref
+
+
+REFERENCE = ReferenceCache()
+
+
 def run_cases(t, binary, fixtures, name, overrides, lengths, work):
     d = os.path.join(fixtures, name)
     tol = max(tolerance(name), KV_TOLERANCE.get(overrides.get("cache_type"), 0))
     try:
-        model = reference.load_model(d, overrides.get("pos_encoding"), overrides.get("norm_head"))
+        model = REFERENCE.load_model(d, overrides.get("pos_encoding"), overrides.get("norm_head"))
     except Exception as e:  # a broken fixture fails its cases, not the run
         for length in lengths:
             t.record(False, "%s n_tokens=%d%s: reference failed: %s" % (name, length, describe(overrides), e))
@@ -125,7 +156,7 @@ def run_cases(t, binary, fixtures, name, overrides, lengths, work):
         # The reference computes in a thread (numpy releases the GIL) while
         # the engine runs.
         with concurrent.futures.ThreadPoolExecutor(max_workers=1) as pool:
-            ref_future = pool.submit(model.logits, tokens)
+            ref_future = pool.submit(REFERENCE.logits, tokens)
             try:
                 got, dt = run_engine(binary, d, tokens, cli_flags(overrides), os.path.join(work, "logits.f32"),
                                      model.hp.n_vocab)

@@ -7,9 +7,9 @@ with n=1 and seed S+i (its own sequence, computed alone); usage and the
 ledger against the choices' own token lists (logprobs); with fewer slots
 than choices, and under preemption, against the same requests run alone.
 
-Structured output: errors name their field; once the grammar engine is in
-the library, every output that ended by EOS (finish_reason "stop") under a
-JSON Schema parses with json.loads and validates with python3-jsonschema,
+Structured output: errors name their field; every output that ended by EOS
+(finish_reason "stop") under a JSON Schema parses with json.loads and
+validates with python3-jsonschema,
 json_object outputs are objects, and GBNF outputs match a Python regular
 expression of the grammar's language. The CLI's run and chat take the same constraints
 from files (--json-schema, --grammar-file) or --json.
@@ -236,14 +236,6 @@ def check_constraint_errors(t, s):
     t.check("response_format text: an ordinary 200", st == 200, r)
 
 
-def engines_present(s):
-    """Whether the library compiles GBNF, and JSON Schemas (two parts that
-    land separately)."""
-    gbnf = s.post(COMP, {"prompt": "x", "max_tokens": 1, "grammar": 'root ::= "a"'})[0] == 200
-    schema = s.post(COMP, {"prompt": "x", "max_tokens": 1, "response_format": {"type": "json_object"}})[0] == 200
-    return gbnf, schema
-
-
 SCHEMAS = [
     {"type": "object", "properties": {"name": {"type": "string"}, "age": {"type": "integer"}},
      "required": ["name"], "additionalProperties": False},
@@ -358,7 +350,10 @@ def check_schemas(t, s):
     for seed in range(0, 30, 3):
         st, _, r = s.post(CHAT, {"messages": [{"role": "user", "content": "JSON"}], "max_tokens": 160, "seed": seed,
                                  "temperature": 1.0, "n": 3, "response_format": {"type": "json_object"}})
-        for c in r.get("choices", []):
+        if st != 200 or len(r.get("choices", [])) != 3:
+            bad.append((seed, st, r))
+            continue
+        for c in r["choices"]:
             if c["finish_reason"] != "stop":
                 continue
             n_stopped += 1
@@ -395,8 +390,8 @@ def check_gbnf(t, s):
             base = {"prompt": PROMPT} if path == COMP else {"messages": [{"role": "user", "content": "list"}]}
             body = dict(base, max_tokens=40, seed=seed, temperature=1.0, n=2, grammar=gbnf, stream=stream)
             st, outs = outputs(s, path, body)
-            if st != 200:
-                bad.append((path, stream, st))
+            if st != 200 or len(outs) != 2:
+                bad.append((path, stream, st, len(outs)))
             for text, finish in outs:
                 if finish == "stop":
                     n_stopped += 1
@@ -415,7 +410,7 @@ def run_cli(binary, *args, stdin=None):
     return subprocess.run([binary, *args], capture_output=True, text=True, timeout=120, input=stdin)
 
 
-def check_cli(t, binary, work, engine):
+def check_cli(t, binary, work):
     """run and chat: --json-schema FILE, --grammar-file FILE, --json."""
     schema_path = os.path.join(work, "s.json")
     with open(schema_path, "w") as f:
@@ -440,17 +435,14 @@ def check_cli(t, binary, work, engine):
         r = run_cli(binary, cmd, "--json-schema", bad_path, *prompt, stdin="")
         t.check("%s: a schema that does not compile names its file" % cmd,
                 r.returncode == 1 and bad_path in r.stderr and "--json-schema" in r.stderr, r.stderr)
-    gbnf_ok, schema_ok = engine
     n_eos, bad = 0, []
     import jsonschema
     runs = []
     for seed in range(6):
-        if schema_ok:
-            runs.append((("--json-schema", schema_path, "-n", "120"), seed,
-                         lambda out: jsonschema.validate(json.loads(out), SCHEMAS[1])))
-            runs.append((("--json", "-n", "120"), seed, lambda out: isinstance(json.loads(out), dict) or 1 / 0))
-        if gbnf_ok:
-            runs.append((("--grammar-file", gbnf_path, "-n", "40"), seed, lambda out: GBNF_LANG.fullmatch(out) or 1 / 0))
+        runs.append((("--json-schema", schema_path, "-n", "120"), seed,
+                     lambda out: jsonschema.validate(json.loads(out), SCHEMAS[1])))
+        runs.append((("--json", "-n", "120"), seed, lambda out: isinstance(json.loads(out), dict) or 1 / 0))
+        runs.append((("--grammar-file", gbnf_path, "-n", "40"), seed, lambda out: GBNF_LANG.fullmatch(out) or 1 / 0))
     for args, seed, check in runs:
         r = run_cli(binary, "run", *args, "-p", PROMPT, "--seed", str(seed), "--temp", "1")
         if r.returncode != 0:
@@ -461,12 +453,10 @@ def check_cli(t, binary, work, engine):
                 check(r.stdout[:-1] if r.stdout.endswith("\n") else "no newline after the text")  # run adds one
             except Exception as e:  # noqa: BLE001 - any failure is reported with its text
                 bad.append((args[0], r.stdout, str(e)[:200]))
-    if runs:
-        t.check("CLI run: every output ended by EOS parses / validates / matches (%d of %d)" % (n_eos, len(runs)),
-                not bad and n_eos > 0, bad[:5])
-    if gbnf_ok:
-        r = run_cli(binary, "chat", "--grammar-file", gbnf_path, "--seed", "1", "-n", "40", stdin="hi\nagain\n")
-        t.check("CLI chat --grammar-file: exit 0", r.returncode == 0, r.stderr)
+    t.check("CLI run: every output ended by EOS parses / validates / matches (%d of %d)" % (n_eos, len(runs)),
+            not bad and n_eos > 0, bad[:5])
+    r = run_cli(binary, "chat", "--grammar-file", gbnf_path, "--seed", "1", "-n", "40", stdin="hi\nagain\n")
+    t.check("CLI chat --grammar-file: exit 0", r.returncode == 0, r.stderr)
 
 
 def main():
@@ -481,21 +471,14 @@ def main():
         try:
             check_n(t, s, ledger)
             check_constraint_errors(t, s)
-            engine = engines_present(s)
-            if engine[0]:
-                check_gbnf(t, s)
-                check_cache_eviction(t, s)
-            else:
-                print("SKIP GBNF output checks: the grammar engine is not in the library yet")
-            if engine[1]:
-                check_schemas(t, s)
-            else:
-                print("SKIP JSON Schema output checks: the converter is not in the library yet")
+            check_gbnf(t, s)
+            check_cache_eviction(t, s)
+            check_schemas(t, s)
         finally:
             t.check("server exits 0 on SIGTERM", s.stop() == 0, "\n".join(s.log[-20:]))
         check_few_slots(t, args.bin)
         check_quota(t, args.bin, work)
-        check_cli(t, args.bin, work, engine)
+        check_cli(t, args.bin, work)
     return t.finish()
 
 

@@ -21,8 +21,10 @@ project's own sources, random text, very long lines) that:
 """
 import argparse
 import glob
+import hashlib
 import json
 import os
+import pickle
 import random
 import shutil
 import struct
@@ -52,9 +54,9 @@ def run(args, data=b"", timeout=600):
 def source_lines():
     """The project's own text files: code with indentation and tabs."""
     files = []
-    for pattern in ("src/*.c", "src/*.h", "include/*.h", "cli/*.c", "cli/*.h", "tests/unit/*.c",
+    for pattern in ("src/**/*.c", "src/**/*.h", "include/*.h", "cli/*.c", "cli/*.h", "tests/unit/*.c",
                     "tests/python/*.py", "tools/*.py", "README.md", "Makefile", "CMakeLists.txt"):
-        files += sorted(glob.glob(os.path.join(SRC, pattern)))
+        files += sorted(glob.glob(os.path.join(SRC, pattern), recursive=True))
     lines = []
     for f in files:
         try:
@@ -135,15 +137,18 @@ BAICHUAN_LIKE = dict(model_type="bpe", normalization_rule_name="identity", add_d
                      max_sentencepiece_length="16", control_symbols="<reserved_106>,<reserved_107>")
 
 
+# Where trained models and SentencePiece's answers are kept between runs and
+# build trees (--cache).
+CACHE = None
+
+
 def train(work, name, training_file, vocab_size, **flags):
-    prefix = os.path.join(work, name)
-    cmd = ["spm_train", f"--input={training_file}", f"--model_prefix={prefix}", f"--vocab_size={vocab_size}",
-           "--max_sentence_length=100000", "--num_threads=2", "--minloglevel=2"]
-    cmd += [f"--{k}={v}" for k, v in flags.items()]
-    r = run(cmd, timeout=900)
-    if r.returncode != 0:
-        raise RuntimeError(f"spm_train {name} failed: {r.stderr.decode(errors='replace')[-2000:]}")
-    return prefix + ".model"
+    args = [f"--vocab_size={vocab_size}", "--max_sentence_length=100000", "--num_threads=2", "--minloglevel=2"]
+    args += [f"--{k}={v}" for k, v in flags.items()]
+    try:
+        return bc_testlib.spm_train(training_file, os.path.join(work, name), args, cache=CACHE)
+    except RuntimeError as e:
+        raise RuntimeError(f"{name}: {e}")
 
 
 def derive(src, dst, fn):
@@ -260,6 +265,46 @@ def fails_in_sentencepiece(name, sp, line):
     return name == "single_char_control" and ("X" in line or "☃" in line)
 
 
+_DIGESTS = {}
+
+
+def digest_of(inputs):
+    """sha256 of a list of lines or of id lists, once per list (the line
+    sets are asked about for every model)."""
+    known = _DIGESTS.get(id(inputs))
+    if known is None or known[0] is not inputs:
+        known = (inputs, hashlib.sha256(repr(inputs).encode("utf-8", "surrogatepass")).hexdigest())
+        _DIGESTS[id(inputs)] = known
+    return known[1]
+
+
+def answers(model, question, inputs, compute):
+    """compute(), SentencePiece's answers to a question (what, over inputs)
+    about a model: with --cache, kept there under a hash of sentencepiece's
+    version, the model's bytes, the question and the inputs, so that the
+    sanitizer tree (and a rerun) compares with the answers the release tree
+    computed instead of computing them again."""
+    if CACHE is None:
+        return compute()
+    h = hashlib.sha256()
+    with open(model, "rb") as f:
+        h.update(f.read())
+    h.update(("\0%s\0%s\0%s" % (spm.__version__, question, digest_of(inputs))).encode())
+    path = os.path.join(CACHE, "spm-answers", h.hexdigest() + ".pickle")
+    try:
+        with open(path, "rb") as f:
+            return pickle.load(f)
+    except FileNotFoundError:
+        pass
+    value = compute()
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    tmp = "%s.%d" % (path, os.getpid())
+    with open(tmp, "wb") as f:
+        pickle.dump(value, f, protocol=pickle.HIGHEST_PROTOCOL)
+    os.replace(tmp, path)
+    return value
+
+
 def compare_lines(c, args, name, model, sp, lines, label):
     data = ("\n".join(lines) + "\n").encode("utf-8")
     t0 = time.time()
@@ -271,17 +316,19 @@ def compare_lines(c, args, name, model, sp, lines, label):
     if not c.check(f"{name}: {label}: one output line per input line", len(out) == len(lines) + 1 and out[-1] == "",
                    f"{len(out)} vs {len(lines)}"):
         return None
+    expected = answers(model, "encode", lines,
+                       lambda: [None if fails_in_sentencepiece(name, sp, line) else sp_encode(sp, line)
+                                for line in lines])
     bad, skipped, all_ids = [], 0, []
-    for line, o in zip(lines, out):
+    for line, o, exp in zip(lines, out, expected):
         got = [int(x) for x in o.split()]
         all_ids.append(got)
-        if fails_in_sentencepiece(name, sp, line):
+        if exp is None:  # fails_in_sentencepiece
             skipped += 1
             ctl = {i for i in range(sp.get_piece_size()) if sp.is_control(i)}
             if any(i in ctl for i in got):
                 bad.append((line, "control id produced from text", got))
             continue
-        exp = sp_encode(sp, line)
         if got != exp:
             bad.append((line, exp, got))
     detail = ""
@@ -322,7 +369,8 @@ def compare_decode(c, args, name, model, sp, id_lines, lines, label):
         return
     # The decoded text may itself hold newlines: rebuild it per input line
     # from SentencePiece's decode and compare the whole output.
-    exp = "".join(sp.decode(ids) + "\n" for ids in id_lines).encode("utf-8")
+    exp = answers(model, "decode", id_lines,
+                  lambda: "".join(sp.decode(ids) + "\n" for ids in id_lines).encode("utf-8"))
     ok = r.stdout == exp
     detail = ""
     if not ok:
@@ -506,7 +554,10 @@ def main():
     ap.add_argument("--data", default=os.path.join(SRC, "tests", "data"))
     ap.add_argument("--work", required=True)
     ap.add_argument("--fixtures")  # accepted for symmetry with the other tests
+    ap.add_argument("--cache", help="keep trained SentencePiece models and their answers here (keyed by their inputs)")
     args = ap.parse_args()
+    global CACHE
+    CACHE = args.cache
     c = bc_testlib.Tally()
     shutil.rmtree(args.work, ignore_errors=True)
     os.makedirs(args.work)

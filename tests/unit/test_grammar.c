@@ -18,6 +18,7 @@
 #include <stdint.h>
 #include <cmocka.h>
 
+#include <malloc.h>
 #include <math.h>
 #include <regex.h>
 #include <stdio.h>
@@ -400,6 +401,12 @@ static void test_sampler(void **state) {
 
 int main(int argc, char **argv) {
     if (argc > 1) g_model_dir = argv[1];
+    /* Every bc_grammar_match makes and frees a matcher (some 180 KB of
+     * tables). With glibc's default trim threshold each free at the top of
+     * the heap gives the pages back (brk) and the next call faults them in
+     * again: the brute-force checks below, millions of matches, spent most
+     * of their time in the kernel. Keeping the heap changes no result. */
+    mallopt(M_TRIM_THRESHOLD, 256 << 20);
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_errors),     cmocka_unit_test(test_against_regex), cmocka_unit_test(test_balanced),
         cmocka_unit_test(test_utf8),       cmocka_unit_test(test_masks_json),    cmocka_unit_test(test_masks_text),
