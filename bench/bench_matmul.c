@@ -22,11 +22,14 @@
  * descheduled is left out (not the caches the others evict). -t 1 only: the
  * matmul then runs on the calling thread.
  *
- * -a KEYS times attention instead: bc__attend of one head of -D DIM values
- * (128) over KEYS keys on the calling thread, keys and values in f32, f16
- * and q8_0 (-d selects), in blocks of 16 positions scattered over a pool,
- * per level; prints ns per key (the keys and values of 2048 positions at
- * D = 128 take 1 MiB in f32: they fit L2 on most CPUs).
+ * -a KEYS times attention instead: bc__attend_tile of one head of -D DIM
+ * values (128) for a tile of -R ROWS query rows (1: a decode step; up to 64:
+ * a prompt chunk's tile) at the last positions of KEYS keys, on the calling
+ * thread, keys and values in f32, f16 and q8_0 (-d selects), in blocks of 16
+ * positions scattered over a pool, per level; prints ns per key (of one
+ * row) and the multiply-adds per second (2 * D per row and key it attends).
+ * The keys and values of 2048 positions at D = 128 take 1 MiB in f32: they
+ * fit L2 on most CPUs.
  */
 #include "kernels/isa.h"
 #include "kernels/kernels.h"
@@ -63,23 +66,30 @@ static int listed(const char *list, const char *name) {
     return 0;
 }
 
-/* The -a figures: ns per key of bc__attend per KV dtype and level. */
-static void bench_attend(int n_keys, int D, const char *dtypes, const char *levels, double min_time,
+/* The -a figures: ns per key and GMAC/s of bc__attend_tile per KV dtype and
+ * level. */
+static void bench_attend(int n_keys, int D, int rows, const char *dtypes, const char *levels, double min_time,
                          double (*timer)(void)) {
     static const bc_dtype kv_dtypes[] = {BC_DTYPE_F32, BC_DTYPE_F16, BC_DTYPE_Q8_0};
     const int shift = 4, n_blocks = (n_keys + 15) >> shift;
     uint64_t seed = 88172645463325252ULL;
     float *x = malloc((size_t)D * sizeof(float)), *q = malloc((size_t)D * sizeof(float));
-    float *scores = malloc((size_t)n_keys * sizeof(float)), *out = malloc((size_t)D * sizeof(float));
+    float *scratch = malloc(bc__attend_scratch_floats(rows, D) * sizeof(float));
+    float *out = malloc((size_t)rows * (size_t)D * sizeof(float));
     int32_t *blocks = malloc((size_t)n_blocks * sizeof(int32_t));
-    for (int i = 0; i < D; i++) q[i] = (float)((i * 7919) % 2003) / 2003.0f - 0.5f;
+    free(q);
+    q = malloc((size_t)rows * (size_t)D * sizeof(float));
+    for (int i = 0; i < rows * D; i++) q[i] = (float)((i * 7919) % 2003) / 2003.0f - 0.5f;
+    double macs = 0; /* per run */
+    for (int r = 0; r < rows; r++) macs += 2.0 * D * (n_keys - rows + r + 1);
     /* Block b of the sequence at pool block (b * stride) mod n_blocks, the
      * stride coprime to n_blocks: every pool block once, out of order. */
     int stride = 7;
     while (n_blocks % stride == 0) stride += 2;
     for (int b = 0; b < n_blocks; b++) blocks[b] = (int32_t)(((int64_t)b * stride) % n_blocks);
-    printf("attention of one head: D %d, %d keys, blocks of %d positions, one thread\n", D, n_keys, 1 << shift);
-    printf("%-6s %-7s %10s %10s\n", "dtype", "level", "us", "ns/key");
+    printf("attention of one head: D %d, %d query rows, %d keys, blocks of %d positions, one thread\n", D, rows, n_keys,
+           1 << shift);
+    printf("%-6s %-7s %10s %10s %8s\n", "dtype", "level", "us", "ns/key", "GMAC/s");
     for (size_t t = 0; t < sizeof kv_dtypes / sizeof kv_dtypes[0]; t++) {
         const bc_dtype dtype = kv_dtypes[t];
         uint64_t row_bytes;
@@ -94,22 +104,25 @@ static void bench_attend(int n_keys, int D, const char *dtypes, const char *leve
                 }
                 bc__quantize_row(dtype, x, pool[k] + r * row_bytes, D);
             }
-        const bc__kv_rows kr = {pool[0], blocks, block_stride, row_bytes, shift, dtype};
-        const bc__kv_rows vr = {pool[1], blocks, block_stride, row_bytes, shift, dtype};
-        const float scale = 1.0f / sqrtf((float)D);
+        const bc__att_head head = {{pool[0], blocks, block_stride, row_bytes, shift, dtype},
+                                   {pool[1], blocks, block_stride, row_bytes, shift, dtype},
+                                   D,
+                                   1.0f / sqrtf((float)D),
+                                   NULL};
+        const bc__att_tile tile = {q, (size_t)D, rows, n_keys - rows};
         for (int l = 0; l <= (int)bc__kernels_detect(); l++) {
             if (!listed(levels, bc__isa_name((bc__isa)l))) continue;
             bc__kernels_force(l);
-            bc__attend(q, &kr, &vr, n_keys, D, scale, NULL, n_keys - 1, scores, out); /* warm up */
+            bc__attend_tile(&tile, &head, scratch, out, (size_t)D); /* warm up */
             double best = 1e30, start = now();
             do {
                 double t0 = timer();
-                bc__attend(q, &kr, &vr, n_keys, D, scale, NULL, n_keys - 1, scores, out);
+                bc__attend_tile(&tile, &head, scratch, out, (size_t)D);
                 double el = timer() - t0;
                 if (el < best) best = el;
             } while (now() - start < min_time);
-            printf("%-6s %-7s %10.2f %10.2f\n", bc_dtype_name(dtype), bc__isa_name((bc__isa)l), best * 1e6,
-                   best * 1e9 / n_keys);
+            printf("%-6s %-7s %10.2f %10.2f %8.2f\n", bc_dtype_name(dtype), bc__isa_name((bc__isa)l), best * 1e6,
+                   best * 1e9 / n_keys, macs / 2 / best * 1e-9);
             fflush(stdout);
         }
         free(pool[0]);
@@ -118,7 +131,7 @@ static void bench_attend(int n_keys, int D, const char *dtypes, const char *leve
     bc__kernels_force(-1);
     free(x);
     free(q);
-    free(scores);
+    free(scratch);
     free(out);
     free(blocks);
 }
@@ -128,9 +141,9 @@ int main(int argc, char **argv) {
     const char *dtypes = NULL, *levels = NULL, *ns = "1,128", *shapes = "4096x4096,11008x4096";
     double min_time = 0.3;
     unsigned flags = 0;
-    int cpu_time = 0, attend_keys = 0, attend_dim = 128;
+    int cpu_time = 0, attend_keys = 0, attend_dim = 128, attend_rows = 1;
     static const char usage[] = "usage: %s [-t THREADS] [-d DTYPE,...] [-l LEVEL,...] [-n N,...] [-s RxC,...] "
-                                "[-m SEC] [-b 0|1] [-c 0|1] [-a KEYS [-D DIM]]\n";
+                                "[-m SEC] [-b 0|1] [-c 0|1] [-a KEYS [-D DIM] [-R ROWS]]\n";
     for (int i = 1; i < argc; i += 2) {
         /* --help, or a last option without its value: the usage, not a run of every case */
         const int help = strcmp(argv[i], "-h") == 0 || strcmp(argv[i], "--help") == 0;
@@ -158,6 +171,8 @@ int main(int argc, char **argv) {
             attend_keys = atoi(argv[i + 1]);
         else if (strcmp(argv[i], "-D") == 0)
             attend_dim = atoi(argv[i + 1]);
+        else if (strcmp(argv[i], "-R") == 0)
+            attend_rows = atoi(argv[i + 1]);
         else {
             fprintf(stderr, usage, argv[0]);
             return 2;
@@ -170,7 +185,12 @@ int main(int argc, char **argv) {
             fprintf(stderr, "-D %d: the head dimension must be a positive multiple of 32 (q8_0 blocks)\n", attend_dim);
             return 2;
         }
-        bench_attend(attend_keys, attend_dim, dtypes, levels, min_time, timer);
+        if (attend_rows < 1 || attend_rows > BC__ATT_MAX_ROWS || attend_rows > attend_keys) {
+            fprintf(stderr, "-R %d: the query rows must be 1..%d and at most the keys\n", attend_rows,
+                    BC__ATT_MAX_ROWS);
+            return 2;
+        }
+        bench_attend(attend_keys, attend_dim, attend_rows, dtypes, levels, min_time, timer);
         return 0;
     }
     if (cpu_time && threads != 1) {

@@ -51,6 +51,10 @@
 #define ASAN_POISON_MEMORY_REGION(p, n) ((void)(p), (void)(n))
 #endif
 
+/* A pass splits its attention over the keys' segments when it has at most
+ * this many (entry, head) pairs per thread (see attention() below). */
+#define SPLIT_ROWS_PER_THREAD 8
+
 /* Hands out 64-byte aligned pieces of one allocation (of mem, or only counts
  * the bytes when mem is NULL). */
 typedef struct carver {
@@ -94,7 +98,16 @@ static uint64_t lay_out(bc__workspace *ws, const bc__hparams *hp, int n_batch, i
     ws->rope_cos = carve(&c, nb * half, sizeof(double));
     ws->rope_sin = carve(&c, nb * half, sizeof(double));
     ws->matmul_scratch = carve(&c, bc__matmul_scratch_bytes(row_max, n_batch), 1);
-    ws->att_scratch = carve(&c, (uint64_t)n_threads * (uint64_t)n_ctx, sizeof(float));
+    /* attention: each thread's kernel scratch (a whole number of cache
+     * lines), the tiles, and the parts of a split pass */
+    ws->n_threads = n_threads;
+    ws->att_scratch_stride = (bc__attend_scratch_floats(BC__ATT_MAX_ROWS, hp->head_dim) + 15) / 16 * 16;
+    ws->att_scratch = carve(&c, (uint64_t)n_threads * ws->att_scratch_stride, sizeof(float));
+    ws->att_tiles = carve(&c, nb * 2, sizeof(int));
+    ws->att_seg_base = carve(&c, nb + 1, sizeof(int));
+    ws->att_split_rows = SPLIT_ROWS_PER_THREAD * n_threads;
+    const uint64_t n_seg = ((uint64_t)n_ctx + BC__ATT_SEGMENT - 1) / BC__ATT_SEGMENT;
+    ws->att_parts = carve(&c, (uint64_t)ws->att_split_rows * n_seg * ((uint64_t)hp->head_dim + 2), sizeof(float));
     ws->logits = carve(&c, nb * V, sizeof(float));
     ws->logit_row = carve(&c, nb, sizeof(int));
     ws->n_logit_rows = 0;
@@ -173,36 +186,120 @@ typedef struct pass {
 /* Attention                                                                */
 /* ------------------------------------------------------------------------ */
 
+/* The entries attend in tiles: runs of up to BC__ATT_MAX_ROWS entries of
+ * one sequence at consecutive positions (a prompt chunk's rows; a decode
+ * entry alone), each tile and head one task for the pool. When a pass has
+ * few (entry, head) pairs for its threads (decode of a few sequences) and
+ * their keys span several segments, each pair's segments are split over the
+ * threads instead, and a second run merges each pair's parts in order: the
+ * same arithmetic either way (attend.h), only spread wider. */
+/* Groups the entries into tiles (ws->att_tiles); returns their number. */
+static int make_tiles(bc__workspace *ws, const bc_batch_entry *entries, int n) {
+    int n_tiles = 0;
+    for (int e = 0; e < n;) {
+        int rows = 1;
+        while (e + rows < n && rows < BC__ATT_MAX_ROWS && entries[e + rows].seq == entries[e].seq &&
+               entries[e + rows].pos == entries[e].pos + rows)
+            rows++;
+        ws->att_tiles[2 * n_tiles] = e;
+        ws->att_tiles[2 * n_tiles + 1] = rows;
+        n_tiles++;
+        e += rows;
+    }
+    return n_tiles;
+}
+
 /* One layer's attention over the batch, as the workers see it. */
 typedef struct attention_task {
     const bc__kv_view *kv;
     const bc_batch_entry *entries;
-    const float *qkv;          /* (n, 3*n_embd) */
-    float *attn;               /* (n, n_embd) */
-    float *att_scratch;        /* (n_threads, n_ctx) */
+    const bc__workspace *ws;
     const float *alibi_slopes; /* (n_head) with ALiBi, else NULL */
-    int n_embd, n_head, head_dim, n_ctx;
-    int layer;
+    int n_embd, n_head, head_dim, layer;
+    int n_tiles;
+    int total_segs; /* split: the parts of all entries of one head */
 } attention_task;
 
-/* One (entry, head) pair: causal attention over the entry's sequence up to
- * and including its own position. */
-static void attend(const attention_task *t, int e, int h, float *scores) {
-    const int E = t->n_embd, D = t->head_dim;
-    const bc_batch_entry *en = &t->entries[e];
-    const float *q = t->qkv + (size_t)e * 3 * (size_t)E + (size_t)h * (size_t)D;
-    const bc__kv_rows k = bc__kv_view_keys(t->kv, en->seq, t->layer, h);
-    const bc__kv_rows v = bc__kv_view_values(t->kv, en->seq, t->layer, h);
-    const float *slope = t->alibi_slopes ? &t->alibi_slopes[h] : NULL;
-    float *out = t->attn + (size_t)e * (size_t)E + (size_t)h * (size_t)D;
-    bc__attend(q, &k, &v, en->pos + 1, D, 1.0f / sqrtf((float)D), slope, en->pos, scores, out);
+static bc__att_head head_of(const attention_task *t, int seq, int h) {
+    return (bc__att_head){bc__kv_view_keys(t->kv, seq, t->layer, h), bc__kv_view_values(t->kv, seq, t->layer, h),
+                          t->head_dim, 1.0f / sqrtf((float)t->head_dim), t->alibi_slopes ? &t->alibi_slopes[h] : NULL};
 }
 
-/* Chunk k is the (entry, head) pair (k / n_head, k % n_head). */
-static void attention_worker(void *arg, int64_t k, int ith) {
+/* The tile of entries first .. first + rows - 1 for head h. */
+static bc__att_tile tile_of(const attention_task *t, int first, int rows, int h) {
+    const size_t E = (size_t)t->n_embd;
+    return (bc__att_tile){t->ws->qkv + (size_t)first * 3 * E + (size_t)h * (size_t)t->head_dim, 3 * E, rows,
+                          t->entries[first].pos};
+}
+
+static float *scratch_of(const attention_task *t, int ith) {
+    return t->ws->att_scratch + (size_t)ith * t->ws->att_scratch_stride;
+}
+
+/* Chunk k: tile k / n_head, head k % n_head, every segment. */
+static void tile_worker(void *arg, int64_t k, int ith) {
     const attention_task *t = arg;
-    float *scores = t->att_scratch + (size_t)ith * (size_t)t->n_ctx;
-    attend(t, (int)(k / t->n_head), (int)(k % t->n_head), scores);
+    const int tile = (int)(k / t->n_head), h = (int)(k % t->n_head);
+    const int first = t->ws->att_tiles[2 * tile], rows = t->ws->att_tiles[2 * tile + 1];
+    const bc__att_tile at = tile_of(t, first, rows, h);
+    const bc__att_head ah = head_of(t, t->entries[first].seq, h);
+    bc__attend_tile(&at, &ah, scratch_of(t, ith),
+                    t->ws->attn + (size_t)first * (size_t)t->n_embd + (size_t)h * (size_t)t->head_dim,
+                    (size_t)t->n_embd);
+}
+
+static float *part_of(const attention_task *t, int h, int e, int seg) {
+    const size_t i = (size_t)h * (size_t)t->total_segs + (size_t)t->ws->att_seg_base[e] + (size_t)seg;
+    return t->ws->att_parts + i * ((size_t)t->head_dim + 2);
+}
+
+/* Chunk k: head k / total_segs, the (entry, segment) pair k % total_segs. */
+static void split_worker(void *arg, int64_t k, int ith) {
+    const attention_task *t = arg;
+    const int h = (int)(k / t->total_segs), i = (int)(k % t->total_segs);
+    int e = 0;
+    while (t->ws->att_seg_base[e + 1] <= i) e++;
+    const int seg = i - t->ws->att_seg_base[e];
+    const bc__att_tile at = tile_of(t, e, 1, h);
+    const bc__att_head ah = head_of(t, t->entries[e].seq, h);
+    float *p = part_of(t, h, e, seg);
+    bc__attend_part(&at, &ah, seg, scratch_of(t, ith), &p[0], &p[1], p + 2);
+}
+
+/* Chunk k: entry k / n_head, head k % n_head: its parts merged in order. */
+static void merge_worker(void *arg, int64_t k, int ith) {
+    const attention_task *t = arg;
+    (void)ith;
+    const int e = (int)(k / t->n_head), h = (int)(k % t->n_head), D = t->head_dim;
+    float *out = t->ws->attn + (size_t)e * (size_t)t->n_embd + (size_t)h * (size_t)D;
+    float M = -INFINITY, L = 0.0f;
+    memset(out, 0, (size_t)D * sizeof(float));
+    for (int seg = 0; seg < t->ws->att_seg_base[e + 1] - t->ws->att_seg_base[e]; seg++) {
+        const float *p = part_of(t, h, e, seg);
+        bc__attend_merge(D, &M, &L, out, p[0], p[1], p + 2);
+    }
+    bc__attend_finish(D, L, out, out);
+}
+
+static void attention(const pass *p, int il, int n_tiles) {
+    const bc__hparams *hp = &p->m->hp;
+    bc__workspace *ws = p->ws;
+    attention_task t = {p->kv, p->entries, ws, p->m->alibi_slopes, hp->n_embd, hp->n_head, hp->head_dim,
+                        il,    n_tiles,    0};
+    /* split when the pairs are few for the threads and some span segments */
+    const int n = p->n;
+    if ((int64_t)n * hp->n_head <= ws->att_split_rows) {
+        ws->att_seg_base[0] = 0;
+        for (int e = 0; e < n; e++)
+            ws->att_seg_base[e + 1] = ws->att_seg_base[e] + p->entries[e].pos / BC__ATT_SEGMENT + 1;
+        if (ws->att_seg_base[n] > n) {
+            t.total_segs = ws->att_seg_base[n];
+            bc__pool_run(p->pool, split_worker, &t, (int64_t)hp->n_head * t.total_segs);
+            bc__pool_run(p->pool, merge_worker, &t, (int64_t)n * hp->n_head);
+            return;
+        }
+    }
+    bc__pool_run(p->pool, tile_worker, &t, (int64_t)n_tiles * hp->n_head);
 }
 
 /* ------------------------------------------------------------------------ */
@@ -237,7 +334,7 @@ static void split_qkv(const pass *p, const bc__layer *L) {
     }
 }
 
-static void attention_block(const pass *p, const bc__layer *L, int il) {
+static void attention_block(const pass *p, const bc__layer *L, int il, int n_tiles) {
     const bc_model *m = p->m;
     const bc__hparams *hp = &m->hp;
     bc__workspace *ws = p->ws;
@@ -279,9 +376,7 @@ static void attention_block(const pass *p, const bc__layer *L, int il) {
     bc__prof_end(p->prof, BC_PROFILE_OP_KV_STORE, t0);
 
     t0 = bc__prof_begin(p->prof);
-    attention_task t = {kv,         entries,      ws->qkv,   ws->attn, ws->att_scratch, m->alibi_slopes, hp->n_embd,
-                        hp->n_head, hp->head_dim, ws->n_ctx, il};
-    bc__pool_run(p->pool, attention_worker, &t, (int64_t)n * hp->n_head);
+    attention(p, il, n_tiles);
     bc__prof_end(p->prof, BC_PROFILE_OP_ATTENTION, t0);
 
     t0 = bc__prof_begin(p->prof);
@@ -365,8 +460,9 @@ void bc__forward(const bc_model *model, bc__workspace *ws, const bc__kv_view *kv
         bc__prof_end(prof, BC_PROFILE_OP_ROPE, t0);
     }
 
+    const int n_tiles = make_tiles(ws, entries, n);
     for (int il = 0; il < hp->n_layer; il++) {
-        attention_block(&p, &model->layers[il], il);
+        attention_block(&p, &model->layers[il], il, n_tiles);
         mlp_block(&p, &model->layers[il]);
     }
     output_block(&p);

@@ -19,7 +19,7 @@
  * layout forward.c owns. Shapes use n for the entries of the pass. */
 typedef struct bc__workspace {
     int n_batch; /* most entries per pass */
-    int n_ctx;   /* most keys one query attends to: the stride of att_scratch */
+    int n_ctx;   /* most keys one query attends to */
 
     float *x;             /* (n_batch, n_embd) residual stream */
     float *xn;            /* (n_batch, n_embd) normed input / projection output */
@@ -31,7 +31,13 @@ typedef struct bc__workspace {
     double *rope_cos;     /* (n_batch, head_dim/2) with RoPE */
     double *rope_sin;     /* (n_batch, head_dim/2) with RoPE */
     void *matmul_scratch; /* bc__matmul_scratch_bytes(max(n_embd, n_ff), n_batch): 8-bit activations */
-    float *att_scratch;   /* (n_threads, n_ctx) attention scores */
+    float *att_scratch;   /* (n_threads, att_scratch_stride) the attention kernels' scratch */
+    size_t att_scratch_stride;
+    int *att_tiles;     /* (n_batch, 2) first entry and rows of each attention tile */
+    int *att_seg_base;  /* (n_batch + 1) where each entry's parts start, split attention */
+    float *att_parts;   /* (att_split_rows * n_seg, head_dim + 2) parts of split attention */
+    int att_split_rows; /* most (entry, head) pairs a pass splits over segments */
+    int n_threads;
 
     /* What the last pass left: the logits of the entries that asked, in the
      * order of the entries. */

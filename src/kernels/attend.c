@@ -1,11 +1,11 @@
 /*
- * attend.c - attention of one head over the paged KV pool (see attend.h):
- * the portable C kernel, bc__attend_ref, and the dispatch to the AVX2 one
- * of avx2_attend.c.
+ * attend.c - attention of a tile of query rows over the paged KV pool (see
+ * attend.h): the portable C part kernel, the merge of parts, the tile
+ * driver, and the dispatch to the x86 part kernels of x86_attend.c.
  */
 #include "kernels/attend.h"
 
-#include "kernels/avx2_attend.h"
+#include "kernels/x86_attend.h"
 #include "kernels/isa.h"
 #include "quant/blocks.h"
 
@@ -65,39 +65,81 @@ static void kv_axpy_ref(float p, const uint8_t *row, bc_dtype dtype, int D, floa
     }
 }
 
-void bc__attend_ref(const float *q, const bc__kv_rows *k, const bc__kv_rows *v, int n_keys, int D, float scale,
-                    const float *slope, int pos, float *scores, float *out) {
-    float max = -INFINITY;
-    for (int j = 0; j < n_keys;) {
-        const uint8_t *row;
-        for (int run = bc__kv_run(k, j, n_keys, &row); run > 0; run--, j++, row += k->row_stride) {
-            float s = kv_dot_ref(q, row, k->dtype, D) * scale;
-            if (slope) s += *slope * (float)(j - pos);
-            scores[j] = s;
-            if (s > max) max = s;
+size_t bc__attend_scratch_floats(int n_rows, int D) {
+    /* the part kernels' scores (BC__ATT_SEGMENT per row), then the tile
+     * driver's part and running state ((D + 2) per row each) */
+    return (size_t)n_rows * BC__ATT_SEGMENT + 2 * (size_t)n_rows * ((size_t)D + 2);
+}
+
+void bc__attend_part_ref(const bc__att_tile *t, const bc__att_head *h, int seg, float *scratch, float *m, float *l,
+                         float *o) {
+    const int D = h->D, j0 = seg * BC__ATT_SEGMENT;
+    float *s = scratch;
+    for (int r = 0; r < t->n_rows; r++) {
+        const float *q = t->q + (size_t)r * t->q_stride;
+        const int pos = t->pos0 + r, end = pos + 1 < j0 + BC__ATT_SEGMENT ? pos + 1 : j0 + BC__ATT_SEGMENT;
+        float *out = o + (size_t)r * (size_t)D;
+        memset(out, 0, (size_t)D * sizeof(float));
+        m[r] = -INFINITY;
+        l[r] = 0.0f;
+        if (end <= j0) continue;
+        float max = -INFINITY;
+        for (int j = j0; j < end; j++) {
+            float x = kv_dot_ref(q, bc__kv_row(&h->k, j), h->k.dtype, D) * h->scale;
+            if (h->slope) x += *h->slope * (float)(j - pos);
+            s[j - j0] = x;
+            if (x > max) max = x;
         }
-    }
-    float sum = 0.0f;
-    for (int j = 0; j < n_keys; j++) {
-        scores[j] = expf(scores[j] - max);
-        sum += scores[j];
-    }
-    for (int j = 0; j < n_keys; j++) scores[j] /= sum;
-    memset(out, 0, (size_t)D * sizeof(float));
-    for (int j = 0; j < n_keys;) {
-        const uint8_t *row;
-        for (int run = bc__kv_run(v, j, n_keys, &row); run > 0; run--, j++, row += v->row_stride)
-            kv_axpy_ref(scores[j], row, v->dtype, D, out);
+        float sum = 0.0f;
+        for (int j = j0; j < end; j++) sum += s[j - j0] = expf(s[j - j0] - max);
+        for (int j = j0; j < end; j++) kv_axpy_ref(s[j - j0], bc__kv_row(&h->v, j), h->v.dtype, D, out);
+        m[r] = max;
+        l[r] = sum;
     }
 }
 
-void bc__attend(const float *q, const bc__kv_rows *k, const bc__kv_rows *v, int n_keys, int D, float scale,
-                const float *slope, int pos, float *scores, float *out) {
+void bc__attend_merge(int D, float *M, float *L, float *O, float m, float l, const float *o) {
+    const float top = m > *M ? m : *M;
+    if (top == -INFINITY) return; /* both empty */
+    const float a = expf(*M - top), b = expf(m - top);
+    *M = top;
+    *L = *L * a + l * b;
+    for (int i = 0; i < D; i++) O[i] = O[i] * a + o[i] * b;
+}
+
+void bc__attend_finish(int D, float L, const float *O, float *out) {
+    for (int i = 0; i < D; i++) out[i] = O[i] / L;
+}
+
+void bc__attend_part(const bc__att_tile *t, const bc__att_head *h, int seg, float *scratch, float *m, float *l,
+                     float *o) {
 #if defined(__x86_64__) && defined(__GNUC__)
-    if (D % 32 == 0 && bc__kernels_isa() >= BC__ISA_AVX2) {
-        bc__attend_avx2(q, k, v, n_keys, D, scale, slope, pos, scores, out);
+    if (h->D % 32 == 0 && bc__kernels_isa() >= BC__ISA_AVX512) {
+        bc__attend_part_avx512(t, h, seg, scratch, m, l, o);
+        return;
+    }
+    if (h->D % 32 == 0 && bc__kernels_isa() >= BC__ISA_AVX2) {
+        bc__attend_part_avx2(t, h, seg, scratch, m, l, o);
         return;
     }
 #endif
-    bc__attend_ref(q, k, v, n_keys, D, scale, slope, pos, scores, out);
+    bc__attend_part_ref(t, h, seg, scratch, m, l, o);
+}
+
+void bc__attend_tile(const bc__att_tile *t, const bc__att_head *h, float *scratch, float *out, size_t out_stride) {
+    const int D = h->D, R = t->n_rows;
+    float *pm = scratch + (size_t)R * BC__ATT_SEGMENT, *pl = pm + R, *po = pl + R;
+    float *M = po + (size_t)R * (size_t)D, *L = M + R, *O = L + R;
+    for (int r = 0; r < R; r++) {
+        M[r] = -INFINITY;
+        L[r] = 0.0f;
+    }
+    memset(O, 0, (size_t)R * (size_t)D * sizeof(float));
+    const int n_seg = bc__att_segments(t);
+    for (int seg = 0; seg < n_seg; seg++) {
+        bc__attend_part(t, h, seg, scratch, pm, pl, po);
+        for (int r = 0; r < R; r++)
+            bc__attend_merge(D, &M[r], &L[r], O + (size_t)r * (size_t)D, pm[r], pl[r], po + (size_t)r * (size_t)D);
+    }
+    for (int r = 0; r < R; r++) bc__attend_finish(D, L[r], O + (size_t)r * (size_t)D, out + (size_t)r * out_stride);
 }

@@ -26,7 +26,7 @@
 #include "kernels/weight.h"   /* bc__weight, bc__weight_row_f32 */
 #include "kernels/repack.h"   /* bc__weight_repack: a weight's copy for this CPU's kernels */
 #include "kernels/matmul.h"   /* bc__matmul, bc__matmul_multi */
-#include "kernels/attend.h"   /* bc__attend over the paged KV pool (bc__kv_rows) */
+#include "kernels/attend.h"   /* bc__attend_tile over the paged KV pool (bc__kv_rows) */
 #include "kernels/kv_store.h" /* bc__kv_store_row: a row into the KV pool */
 #include "kernels/vec.h"      /* bc__rmsnorm, bc__silu_mul, bc__dot_f32 */
 

@@ -20,6 +20,12 @@ typedef struct bc__kv_rows {
     bc_dtype dtype;
 } bc__kv_rows;
 
+/* The row of position j. */
+static inline const uint8_t *bc__kv_row(const bc__kv_rows *r, int j) {
+    return r->base + (size_t)r->blocks[j >> r->block_shift] * r->block_stride +
+           (size_t)(j & ((1 << r->block_shift) - 1)) * r->row_stride;
+}
+
 /* The run of rows of r starting at position j (j < n_keys): sets *row to
  * the row of j and returns how many positions from j on lie in the same
  * block (at most n_keys - j), their rows row_stride bytes apart. The kernels

@@ -3,6 +3,8 @@
  *   - several sequences interleaved in one batch == each sequence alone
  *   - incremental decoding (prompt, then one token at a time) == one full pass
  *   - thread counts give identical logits
+ *   - a prompt's chunking and the rest of the batch leave a token's logits
+ *     the same bits
  *   - bad batches are refused without touching the caches
  *   - a forked sequence goes on as the whole sequence decoded alone
  *   - the per-op profile: same logits with it on, figures that add up to a
@@ -176,6 +178,87 @@ static void test_incremental_equals_full(void **state) {
 
         free(full);
         bc_context_free(ctx);
+        bc_model_free(model);
+    }
+}
+
+/* The logits of positions [0, len) of sequence tag 0 decoded in chunks of
+ * `chunk` tokens (logits for every position), with sequence 1 advancing one
+ * token in every chunk's batch when `mixed`. (len, n_vocab), f32 cache. */
+static float *decode_chunked(const bc_model *model, int len, int chunk, bool mixed, int n_threads) {
+    const int V = n_vocab_of(model);
+    bc_context *ctx = new_context(model, len, 2, chunk + 1, n_threads);
+    bc_batch_entry *b = calloc((size_t)chunk + 1, sizeof *b);
+    float *out = malloc((size_t)len * (size_t)V * sizeof(float));
+    for (int at = 0, step = 0; at < len; step++) {
+        int n = 0;
+        if (mixed) b[n++] = (bc_batch_entry){1, step, token_at(5, step, V), false};
+        const int first = n;
+        for (; n - first < chunk && at < len; at++) b[n++] = (bc_batch_entry){0, at, token_at(0, at, V), true};
+        assert_int_equal(bc_context_decode(ctx, b, n), BC_STATUS_OK);
+        for (int i = first; i < n; i++)
+            memcpy(out + (size_t)b[i].pos * (size_t)V, bc_context_logits(ctx, i), (size_t)V * sizeof(float));
+    }
+    free(b);
+    bc_context_free(ctx);
+    return out;
+}
+
+/* argv[1]: the default model (models/default), whose shapes quantize. */
+static const char *default_model;
+
+/* With the f32 cache a token's logits are the same bits however its prompt
+ * is chunked (-b) and whatever else is in the batch: 600 positions (three of
+ * the attention's key segments) in one pass, in chunks of 64, in chunks of 7
+ * beside another sequence, and one token at a time beside it; on 2 threads,
+ * where a single-token step splits its keys over the threads. The RoPE and
+ * ALiBi fixtures with f32 weights, and the default model quantized at load
+ * to Q8_0, Q4_0 and Q4_K_M (the kernels of GGUF files), with RoPE and with
+ * ALiBi. Not f16/bf16 weights: their four-row matmul kernel sums in another
+ * order than the one-row kernel, and in one that depends on how many
+ * activation rows share a call (avx2_half.c). */
+static void test_chunking_bit_identical(void **state) {
+    (void)state;
+    static const struct {
+        const char *fixture; /* NULL: the default model */
+        bc_ftype quantize;
+        bc_pos_encoding pe;
+    } models[] = {
+        {"b2_7b_f32_st", BC_FTYPE_COUNT, BC_POS_ENCODING_AUTO},
+        {"b1_13b_f32_bin", BC_FTYPE_COUNT, BC_POS_ENCODING_AUTO},
+        {NULL, BC_FTYPE_Q8_0, BC_POS_ENCODING_AUTO},
+        {NULL, BC_FTYPE_Q4_0, BC_POS_ENCODING_AUTO},
+        {NULL, BC_FTYPE_Q4_K_M, BC_POS_ENCODING_AUTO},
+        {NULL, BC_FTYPE_Q4_0, BC_POS_ENCODING_ALIBI},
+    };
+    for (size_t f = 0; f < sizeof models / sizeof models[0]; f++) {
+        char path[4096], err[1024], name[4200];
+        if (models[f].fixture)
+            snprintf(path, sizeof path, "%s/%s", getenv("BC_FIXTURES"), models[f].fixture);
+        else
+            snprintf(path, sizeof path, "%s", default_model);
+        snprintf(name, sizeof name, "%s (quantize %d, pos %d)", path, (int)models[f].quantize, (int)models[f].pe);
+        bc_model_params mp = bc_model_default_params();
+        mp.quantize = models[f].quantize;
+        mp.pos_encoding = models[f].pe;
+        bc_model *model = NULL;
+        if (bc_model_load(path, mp, &model, err, sizeof err) != BC_STATUS_OK) fail_msg("%s: %s", name, err);
+        const int V = n_vocab_of(model), len = 600;
+        float *whole = decode_chunked(model, len, len, false, 2);
+        static const struct {
+            int chunk;
+            bool mixed;
+        } ways[] = {{64, false}, {7, true}, {1, true}};
+        for (size_t w = 0; w < sizeof ways / sizeof ways[0]; w++) {
+            float *got = decode_chunked(model, len, ways[w].chunk, ways[w].mixed, 2);
+            for (int i = 0; i < len; i++)
+                if (memcmp(got + (size_t)i * (size_t)V, whole + (size_t)i * (size_t)V, (size_t)V * sizeof(float)))
+                    fail_msg("%s: position %d in chunks of %d%s differs in bits from one pass", name, i, ways[w].chunk,
+                             ways[w].mixed ? " beside another sequence" : "");
+            free(got);
+        }
+        printf("  %s: %d positions, the same bits in 4 chunkings\n", name, len);
+        free(whole);
         bc_model_free(model);
     }
 }
@@ -613,17 +696,18 @@ static void test_fork(void **state) {
     bc_model_free(model);
 }
 
-int main(void) {
+int main(int argc, char **argv) {
+    if (argc != 2) {
+        fprintf(stderr, "usage: %s DEFAULT_MODEL_DIR\n", argv[0]);
+        return 2;
+    }
+    default_model = argv[1];
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_batched_equals_alone),
-        cmocka_unit_test(test_incremental_equals_full),
-        cmocka_unit_test(test_threads_identical),
-        cmocka_unit_test(test_bad_batches),
-        cmocka_unit_test(test_profile),
-        cmocka_unit_test(test_cache_types),
-        cmocka_unit_test(test_paged_pool),
-        cmocka_unit_test(test_prefix_reuse),
-        cmocka_unit_test(test_fork),
+        cmocka_unit_test(test_batched_equals_alone), cmocka_unit_test(test_incremental_equals_full),
+        cmocka_unit_test(test_threads_identical),    cmocka_unit_test(test_chunking_bit_identical),
+        cmocka_unit_test(test_bad_batches),          cmocka_unit_test(test_profile),
+        cmocka_unit_test(test_cache_types),          cmocka_unit_test(test_paged_pool),
+        cmocka_unit_test(test_prefix_reuse),         cmocka_unit_test(test_fork),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -43,7 +43,7 @@
 #include <string.h>
 
 #include "kernels/act.h"
-#include "kernels/avx2_attend.h"
+#include "kernels/x86_attend.h"
 #include "kernels/code4.h"
 #include "kernels/dispatch.h"
 #include "kernels/isa.h"
@@ -726,7 +726,7 @@ static void kv_random_row(bc_dtype dtype, int D, uint8_t *row) {
     }
 }
 
-#define ATT_MAX_KEYS 70
+#define ATT_MAX_KEYS 600
 
 /* The keys and values of positions 0 .. ATT_MAX_KEYS - 1 laid out in a pool
  * of blocks of 1 << shift positions: K and V of a position side by side in a
@@ -767,55 +767,59 @@ static void att_layout_make(att_layout *l, bc_dtype dtype, int D, int shift, uin
     l->v.base = l->pool + row_bytes + 8;
 }
 
-typedef void (*attend_fn)(const float *q, const bc__kv_rows *k, const bc__kv_rows *v, int n_keys, int D, float scale,
-                          const float *slope, int pos, float *scores, float *out);
+/* The output rows of a tile of n_rows rows at the last positions before
+ * n_keys, at the level forced (bc__kernels_force(level) around the call). */
+static void attend_at(int level, const float *q, int D, int n_rows, int n_keys, const bc__kv_rows *k,
+                      const bc__kv_rows *v, const float *slope, float *out) {
+    const bc__att_tile tile = {q, (size_t)D, n_rows, n_keys - n_rows};
+    const bc__att_head head = {*k, *v, D, 1.0f / sqrtf((float)D), slope};
+    float *scratch = malloc(bc__attend_scratch_floats(n_rows, D) * sizeof(float));
+    bc__kernels_force(level);
+    bc__attend_tile(&tile, &head, scratch, out, (size_t)D);
+    bc__kernels_force(-1);
+    free(scratch);
+}
 
-/* bc__attend_ref, and bc__attend_avx2 where the CPU has AVX2, against a
- * reference in double on the values decoded here, for keys and values in
- * f32, f16 and q8_0, D = 8, 12 (C only; f32 and f16), 32, 64, 96, 128,
- * 1 to 70 keys, with and without an ALiBi slope, over pools of blocks of 1, 4
- * and 16 positions (block ids shuffled) and one contiguous block:
+/* The attention kernels (the portable C one, and the AVX2 and AVX-512 ones
+ * where the CPU has them: every level it reports) for keys and values in f32, f16 and q8_0, D = 8, 12 (C only),
+ * 32, 64, 96, 128, tiles of up to 9 query rows at the last positions of 1 to
+ * 600 keys (three segments of BC__ATT_SEGMENT), with and without an ALiBi
+ * slope, over pools of blocks of 1, 4 and 16 positions (block ids shuffled)
+ * and one contiguous block. Against a reference in double on the values
+ * decoded here:
  *   |out_i - r_i| <= 1e-5 * sum_j p_j |v_ji|
  * (scores below about 20 in size carry f32 rounding of about 1e-6 into the
- * weights; the sum over at most 70 keys about as much again). Each kernel
- * also gives the same bits whatever the blocks (the property that keeps a
- * query's result the same batched and alone), the same bits on f16 and q8_0
- * rows as on f32 rows of their values, and bc__attend gives the bits of the
- * kernel of the level it is forced to. */
+ * weights, the sums over the keys about as much again). And in bits, at each
+ * level (what keeps a token's logits the same however its prompt is chunked
+ * and whatever else is in the batch):
+ *   - a row of a tile == the same row alone (a tile of one);
+ *   - the segments' parts made one by one (bc__attend_part, as a pass split
+ *     over threads makes them) and merged in order == the tile;
+ *   - every pool layout == the first;
+ *   - f16 and q8_0 rows == f32 rows of their values (converted exactly). */
 static void test_attend(void **state) {
     (void)state;
+    enum { MAX_KEYS = 600, MAX_ROWS = 9 };
     static const bc_dtype kv_dtypes[] = {BC_DTYPE_F32, BC_DTYPE_F16, BC_DTYPE_Q8_0};
     static const int Ds[] = {8, 12, 32, 64, 96, 128};
-    static const int shifts[] = {30, 0, 2, 4};
-    static const int ns[] = {1, 5, 16, 17, ATT_MAX_KEYS};
+    static const int shifts[] = {4, 0, 2, 30};
+    static const int ns[] = {1, 5, 16, 17, 70, 256, 257, 300, MAX_KEYS};
     enum { N_SHIFTS = sizeof shifts / sizeof shifts[0] };
     const float slope = 0.25f;
-#if defined(__x86_64__) && defined(__GNUC__)
-    const int has_avx2 = bc__kernels_detect() >= BC__ISA_AVX2;
-#else
-    const int has_avx2 = 0;
-#endif
-    double worst[2] = {0, 0};
-    int checked[2] = {0, 0};
+    const int top = (int)bc__kernels_detect();
+    double worst[BC__ISA_COUNT] = {0};
+    int checked[BC__ISA_COUNT] = {0};
     for (size_t t = 0; t < sizeof kv_dtypes / sizeof kv_dtypes[0]; t++)
         for (size_t di = 0; di < sizeof Ds / sizeof Ds[0]; di++) {
             const bc_dtype dtype = kv_dtypes[t];
             const int D = Ds[di];
             if (dtype == BC_DTYPE_Q8_0 && D % 32 != 0) continue;
             const size_t row_bytes = kv_row_bytes(dtype, D);
-            uint8_t *krows[ATT_MAX_KEYS], *vrows[ATT_MAX_KEYS];
-            for (int j = 0; j < ATT_MAX_KEYS; j++) {
+            uint8_t *krows[MAX_KEYS], *vrows[MAX_KEYS], *krows32[MAX_KEYS], *vrows32[MAX_KEYS];
+            for (int j = 0; j < MAX_KEYS; j++) {
                 kv_random_row(dtype, D, krows[j] = malloc(row_bytes));
                 kv_random_row(dtype, D, vrows[j] = malloc(row_bytes));
-            }
-            float *q = malloc((size_t)D * sizeof(float));
-            for (int i = 0; i < D; i++) q[i] = rng_uniform() * 4;
-            const float scale = 1.0f / sqrtf((float)D);
-            att_layout layouts[N_SHIFTS];
-            for (int l = 0; l < N_SHIFTS; l++) att_layout_make(&layouts[l], dtype, D, shifts[l], krows, vrows);
-            /* The same values as f32 rows (the f16 and q8_0 values are exact in f32). */
-            uint8_t *krows32[ATT_MAX_KEYS], *vrows32[ATT_MAX_KEYS];
-            for (int j = 0; j < ATT_MAX_KEYS; j++) {
+                /* the same values as f32 rows (f16 and q8_0 values are exact in f32) */
                 krows32[j] = malloc(4 * (size_t)D);
                 vrows32[j] = malloc(4 * (size_t)D);
                 for (int i = 0; i < D; i++) {
@@ -824,78 +828,98 @@ static void test_attend(void **state) {
                     memcpy(vrows32[j] + 4 * (size_t)i, &vf, sizeof vf);
                 }
             }
-            att_layout as_f32;
+            float *q = malloc((size_t)MAX_ROWS * (size_t)D * sizeof(float));
+            for (int i = 0; i < MAX_ROWS * D; i++) q[i] = rng_uniform() * 4;
+            const float scale = 1.0f / sqrtf((float)D);
+            att_layout layouts[N_SHIFTS], as_f32;
+            for (int l = 0; l < N_SHIFTS; l++) att_layout_make(&layouts[l], dtype, D, shifts[l], krows, vrows);
             att_layout_make(&as_f32, BC_DTYPE_F32, D, 2, krows32, vrows32);
+            const size_t out_floats = (size_t)MAX_ROWS * (size_t)D;
             double *ref = malloc((size_t)D * sizeof(double)), *mag = malloc((size_t)D * sizeof(double));
-            float *out = malloc((size_t)D * sizeof(float)), *first = malloc((size_t)D * sizeof(float));
+            double *p = malloc(MAX_KEYS * sizeof(double));
+            float *out = malloc(out_floats * sizeof(float)), *other = malloc(out_floats * sizeof(float));
             for (size_t ni = 0; ni < sizeof ns / sizeof ns[0]; ni++)
                 for (int alibi = 0; alibi <= 1; alibi++) {
-                    const int n = ns[ni], pos = n - 1;
+                    const int n = ns[ni], R = n < MAX_ROWS ? n : MAX_ROWS;
                     const float *sl = alibi ? &slope : NULL;
-                    double p[ATT_MAX_KEYS], max = -INFINITY, sum = 0;
-                    for (int j = 0; j < n; j++) {
-                        double d = 0;
-                        for (int i = 0; i < D; i++) d += (double)q[i] * kv_value(dtype, krows[j], i);
-                        p[j] = d * scale + (alibi ? slope * (double)(j - pos) : 0);
-                        max = fmax(max, p[j]);
-                    }
-                    for (int j = 0; j < n; j++) sum += (p[j] = exp(p[j] - max));
-                    for (int i = 0; i < D; i++) {
-                        ref[i] = mag[i] = 0;
-                        for (int j = 0; j < n; j++) {
-                            const double x = kv_value(dtype, vrows[j], i);
-                            ref[i] += p[j] / sum * x;
-                            mag[i] += p[j] / sum * fabs(x);
-                        }
-                    }
-                    for (int impl = 0; impl < 2; impl++) {
-                        if (impl == 1 && (!has_avx2 || D % 32 != 0)) continue;
-#if defined(__x86_64__) && defined(__GNUC__)
-                        const attend_fn fn = impl == 0 ? bc__attend_ref : bc__attend_avx2;
-#else
-                        const attend_fn fn = bc__attend_ref;
-#endif
-                        const char *name = impl == 0 ? "ref" : "avx2";
-                        for (int l = 0; l < N_SHIFTS; l++) {
-                            float *scores = malloc((size_t)n * sizeof(float)); /* exactly n: ASan sees overruns */
-                            for (int i = 0; i < D; i++) out[i] = NAN;
-                            fn(q, &layouts[l].k, &layouts[l].v, n, D, scale, sl, pos, scores, out);
+                    for (int level = 0; level <= top; level++) {
+                        if (level > BC__ISA_C && D % 32 != 0) continue; /* the C kernel runs there */
+                        const char *name = bc__isa_name((bc__isa)level);
+                        for (int i = 0; i < (int)out_floats; i++) out[i] = NAN;
+                        attend_at(level, q, D, R, n, &layouts[0].k, &layouts[0].v, sl, out);
+                        for (int r = 0; r < R; r++) {
+                            const int pos = n - R + r;
+                            const float *qr = q + (size_t)r * (size_t)D, *o = out + (size_t)r * (size_t)D;
+                            double max = -INFINITY, sum = 0;
+                            for (int j = 0; j <= pos; j++) {
+                                double d = 0;
+                                for (int i = 0; i < D; i++) d += (double)qr[i] * kv_value(dtype, krows[j], i);
+                                p[j] = d * scale + (alibi ? slope * (double)(j - pos) : 0);
+                                max = fmax(max, p[j]);
+                            }
+                            for (int j = 0; j <= pos; j++) sum += (p[j] = exp(p[j] - max));
                             for (int i = 0; i < D; i++) {
-                                const double err = fabs(out[i] - ref[i]), bound = 1e-5 * mag[i];
+                                ref[i] = mag[i] = 0;
+                                for (int j = 0; j <= pos; j++) {
+                                    const double x = kv_value(dtype, vrows[j], i);
+                                    ref[i] += p[j] / sum * x;
+                                    mag[i] += p[j] / sum * fabs(x);
+                                }
+                            }
+                            for (int i = 0; i < D; i++) {
+                                const double err = fabs(o[i] - ref[i]), bound = 1e-5 * mag[i];
                                 if (!(err <= bound))
-                                    fail_msg("%s attend %s D %d n %d alibi %d shift %d: out[%d] %.9g, reference "
-                                             "%.9g",
-                                             name, bc_dtype_name(dtype), D, n, alibi, shifts[l], i, out[i], ref[i]);
-                                if (bound > 0 && err / bound > worst[impl]) worst[impl] = err / bound;
+                                    fail_msg("%s attend %s D %d row %d of %d at %d alibi %d: out[%d] %.9g, "
+                                             "reference %.9g",
+                                             name, bc_dtype_name(dtype), D, r, R, pos, alibi, i, o[i], ref[i]);
+                                if (bound > 0 && err / bound > worst[level]) worst[level] = err / bound;
                             }
-                            checked[impl]++;
-                            if (l == 0)
-                                memcpy(first, out, (size_t)D * sizeof(float));
-                            else if (memcmp(first, out, (size_t)D * sizeof(float)) != 0)
-                                fail_msg("%s attend %s D %d n %d alibi %d: block shift %d differs in bits from one "
-                                         "block",
-                                         name, bc_dtype_name(dtype), D, n, alibi, shifts[l]);
-                            /* f16 and q8_0 values are converted exactly: the bits of f32 */
-                            if (l == 1 && dtype != BC_DTYPE_F32) {
-                                float *out2 = malloc((size_t)D * sizeof(float));
-                                fn(q, &as_f32.k, &as_f32.v, n, D, scale, sl, pos, scores, out2);
-                                if (memcmp(out2, out, (size_t)D * sizeof(float)) != 0)
-                                    fail_msg("%s attend %s D %d n %d: not the bits of f32 on the same values", name,
-                                             bc_dtype_name(dtype), D, n);
-                                free(out2);
-                            }
-                            /* bc__attend at the level of this kernel: its bits */
-                            if (l == 2) {
-                                bc__kernels_force(impl == 0 ? BC__ISA_C : BC__ISA_AVX2);
-                                float *out2 = malloc((size_t)D * sizeof(float));
-                                bc__attend(q, &layouts[l].k, &layouts[l].v, n, D, scale, sl, pos, scores, out2);
-                                if (memcmp(out2, out, (size_t)D * sizeof(float)) != 0)
-                                    fail_msg("bc__attend forced to %s, %s D %d n %d: not the kernel's bits", name,
-                                             bc_dtype_name(dtype), D, n);
-                                free(out2);
-                                bc__kernels_force(-1);
-                            }
-                            free(scores);
+                            checked[level]++;
+                            /* the row alone */
+                            attend_at(level, qr, D, 1, pos + 1, &layouts[0].k, &layouts[0].v, sl, other);
+                            if (memcmp(other, o, (size_t)D * sizeof(float)) != 0)
+                                fail_msg("%s attend %s D %d n %d alibi %d: row %d of a tile of %d differs in bits "
+                                         "from the row alone",
+                                         name, bc_dtype_name(dtype), D, n, alibi, r, R);
+                        }
+                        /* the last row's parts one by one, merged in order */
+                        {
+                            const float *qr = q + (size_t)(R - 1) * (size_t)D;
+                            const bc__att_tile tile = {qr, (size_t)D, 1, n - 1};
+                            const bc__att_head head = {layouts[0].k, layouts[0].v, D, scale, sl};
+                            float *scratch = malloc(bc__attend_scratch_floats(1, D) * sizeof(float));
+                            const int n_seg = bc__att_segments(&tile);
+                            float *po = malloc((size_t)n_seg * (size_t)D * sizeof(float));
+                            float *O = calloc((size_t)D, sizeof(float)), pm[8], pl[8], M = -INFINITY, L = 0.0f;
+                            /* made last to first (as threads may finish), merged first to last */
+                            bc__kernels_force(level);
+                            for (int seg = n_seg - 1; seg >= 0; seg--)
+                                bc__attend_part(&tile, &head, seg, scratch, &pm[seg], &pl[seg],
+                                                po + (size_t)seg * (size_t)D);
+                            bc__kernels_force(-1);
+                            for (int seg = 0; seg < n_seg; seg++)
+                                bc__attend_merge(D, &M, &L, O, pm[seg], pl[seg], po + (size_t)seg * (size_t)D);
+                            bc__attend_finish(D, L, O, po);
+                            if (memcmp(po, out + (size_t)(R - 1) * (size_t)D, (size_t)D * sizeof(float)) != 0)
+                                fail_msg("%s attend %s D %d n %d alibi %d: the parts merged differ in bits from "
+                                         "the tile",
+                                         name, bc_dtype_name(dtype), D, n, alibi);
+                            free(scratch);
+                            free(po);
+                            free(O);
+                        }
+                        for (int l = 1; l < N_SHIFTS; l++) {
+                            attend_at(level, q, D, R, n, &layouts[l].k, &layouts[l].v, sl, other);
+                            if (memcmp(other, out, (size_t)R * (size_t)D * sizeof(float)) != 0)
+                                fail_msg("%s attend %s D %d n %d alibi %d: block shift %d differs in bits from "
+                                         "block shift %d",
+                                         name, bc_dtype_name(dtype), D, n, alibi, shifts[l], shifts[0]);
+                        }
+                        if (dtype != BC_DTYPE_F32) {
+                            attend_at(level, q, D, R, n, &as_f32.k, &as_f32.v, sl, other);
+                            if (memcmp(other, out, (size_t)R * (size_t)D * sizeof(float)) != 0)
+                                fail_msg("%s attend %s D %d n %d: not the bits of f32 on the same values", name,
+                                         bc_dtype_name(dtype), D, n);
                         }
                     }
                 }
@@ -905,7 +929,7 @@ static void test_attend(void **state) {
             }
             free(as_f32.pool);
             free(as_f32.blocks);
-            for (int j = 0; j < ATT_MAX_KEYS; j++) {
+            for (int j = 0; j < MAX_KEYS; j++) {
                 free(krows[j]);
                 free(vrows[j]);
                 free(krows32[j]);
@@ -914,14 +938,15 @@ static void test_attend(void **state) {
             free(q);
             free(ref);
             free(mag);
+            free(p);
             free(out);
-            free(first);
+            free(other);
         }
-    printf("# attend ref: %d cases, max error / bound %.4f\n", checked[0], worst[0]);
-    if (has_avx2) {
-        printf("# attend avx2: %d cases, max error / bound %.4f\n", checked[1], worst[1]);
-    } else {
-        printf("# attend avx2 not run: it needs avx2; ");
+    for (int level = 0; level <= top; level++)
+        printf("# attend %-6s %d rows, max error / bound %.4f\n", bc__isa_name((bc__isa)level), checked[level],
+               worst[level]);
+    if (top < BC__ISA_COUNT - 1) {
+        printf("# attend: the levels above %s not run (the CPU lacks them); ", bc__isa_name((bc__isa)top));
         print_levels_run();
         printf("\n");
     }
