@@ -517,6 +517,14 @@ int cmd_bench(int argc, char **argv) {
     cp.n_ctx = n_ctx;
     cp.n_seq = batch_decode > 0 ? batch_decode : 1;
     cp.n_batch = n_batch;
+    /* No prefix cache: with it each full block is indexed as it fills, so a
+     * run after the first would find the blocks of the run before (same ids)
+     * and swap them in, and the block a truncation to depth D cuts into
+     * stays indexed and is copied at the run's first write (inside the timed
+     * call; and a pool of exactly n_ctx positions has no block for the copy
+     * when the test reaches n_ctx). Without it every run writes fresh blocks,
+     * as a generation in a new context does. */
+    cp.prefix_cache = false;
     cp.n_threads = o.n_threads;
     cp.cache_type = o.cache_type;
     cp.bf16_activations = bf16_act;

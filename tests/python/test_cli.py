@@ -212,15 +212,19 @@ def check_bench_depth(c, binary):
         ok, got = False, None
     c.check("bench -d 0,48 --batch-decode 2: a test per depth, fill not timed", ok, f"{got}\n{r.stdout}{r.stderr}")
 
-    # The depth is in the cache: a generated token at position 896 attends to
-    # 900 keys, at position 0 to 1-4 (attention per token at least 4x).
-    r, j = bench_json(binary, "-m", m, "-d", "0,896", "-p", "0", "-n", "4", "-r", "3", "-t", "1", "--profile")
+    # The depth is in the cache: a generated token at position 1020 attends
+    # to 1,021-1,024 keys, at position 0 to 1-4 (attention per token at least
+    # 4x). 1020 + 4 positions is the whole context: the last that fits.
+    depth = DEFAULT_CONTEXT - 4
+    r, j = bench_json(binary, "-m", m, "-d", f"0,{depth}", "-p", "0", "-n", "4", "-r", "2", "-t", "1", "--profile")
     try:
         att = {t["test"]: t["profile"]["ms_per_token"]["attention"] for t in j["tests"]}
-        ok = r.returncode == 0 and sorted(att) == ["tg4", "tg4 @ d896"] and att["tg4 @ d896"] > 4 * att["tg4"]
+        ok = (r.returncode == 0 and sorted(att) == ["tg4", f"tg4 @ d{depth}"]
+              and att[f"tg4 @ d{depth}"] > 4 * att["tg4"])
     except (TypeError, KeyError):
         ok, att = False, None
-    c.check("bench -d 896: attention per generated token grows with the depth", ok, f"{att}\n{r.stderr}")
+    c.check(f"bench -d {depth} -n 4 (the whole context): attention per generated token grows with the depth", ok,
+            f"{att}\n{r.stderr}")
 
     # The table names the tests as llama-bench does.
     r = run(binary, "bench", "-m", m, "-d", "0,32", "-p", "8", "-n", "2", "-r", "1", "-t", "2")
@@ -229,12 +233,9 @@ def check_bench_depth(c, binary):
             r.returncode == 0 and [t for t, _, _ in rows] == ["pp8", "tg2", "pp8 @ d32", "tg2 @ d32"],
             r.stdout + r.stderr)
 
-    # Depth + the test's tokens must fit the model's context (1,024): the last
-    # position that fits is accepted, one more refused with a line naming -d.
-    r, j = bench_json(binary, "-m", m, "-d", str(DEFAULT_CONTEXT - 16), "-p", "16", "-n", "0", "-r", "1")
-    c.check("bench -d: depth + prompt = the context is accepted",
-            r.returncode == 0 and j is not None and j["tests"][0]["n_depth"] == DEFAULT_CONTEXT - 16,
-            r.stdout + r.stderr)
+    # Depth + the test's tokens must fit the model's context (1,024; the whole
+    # of it was accepted above): one position more is refused with a line
+    # naming -d.
     for argv in (["-d", str(DEFAULT_CONTEXT), "-p", "16", "-n", "0"],
                  ["-d", "0," + str(DEFAULT_CONTEXT - 20), "-p", "0", "-n", "21"],
                  ["-d", str(DEFAULT_CONTEXT - 16), "-p", "0", "-n", "1", "--batch-decode", "2"]):
