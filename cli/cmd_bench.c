@@ -2,20 +2,27 @@
  * cmd_bench.c - baichuan bench: prompt processing and generation speed, like
  * llama-bench, and batched generation, like llama-batched-bench.
  *
- * -p and -n take comma-separated lists; each value is one test (0 skips), as
- * in llama-bench:
+ * -p, -n and -d take comma-separated lists; each -p or -n value is one test
+ * (0 skips) at each -d depth D (default 0), as in llama-bench:
  *   pp<n>  one forward pass over n prompt tokens (one batch, logits for the
- *          last), from an empty cache: tokens/s = n / seconds
- *   tg<n>  n single-token forward passes from an empty cache, logits for
- *          each: tokens/s = n / seconds
+ *          last) at positions D..D+n-1: tokens/s = n / seconds
+ *   tg<n>  n single-token forward passes from position D, logits for each:
+ *          tokens/s = n / seconds
  *   bd<N>  (--batch-decode N; one test per -n value n) N sequences each get a
- *          16-token prompt, prefilled together in one decode call that is not
- *          timed; then n steps, each one decode call with one entry per
- *          sequence, logits for all: tokens/s = N * n / seconds of the steps.
- *          This is llama-batched-bench's S_TG for -npp 16 -ntg n -npl N
- *          (prompts not shared): pl*tg / t_tg, where t_tg times the
- *          generation steps only (its prompt time is T_PP, apart).
- * Each test runs `repetitions` times after one untimed warm-up, the tests
+ *          16-token prompt at positions D..D+15, prefilled together in one
+ *          decode call that is not timed; then n steps, each one decode call
+ *          with one entry per sequence, logits for all: tokens/s = N * n /
+ *          seconds of the steps. At depth 0 this is llama-batched-bench's
+ *          S_TG for -npp 16 -ntg n -npl N (prompts not shared): pl*tg / t_tg,
+ *          where t_tg times the generation steps only (its prompt time is
+ *          T_PP, apart).
+ * A test at depth D > 0 is named as llama-bench names it, "pp512 @ d4096".
+ * The tests run depth by depth, in llama-bench's order (each depth's pp,
+ * then tg, then bd). For each depth the sequences' caches are filled once
+ * with D positions of random ids (decode calls of n_batch entries, never
+ * timed); each run then starts by dropping the positions past D that the
+ * run before it left (bc_context_seq_truncate, not timed). Each depth's
+ * tests run `repetitions` times after one untimed warm-up at that depth,
  * taking turns within each repetition; the figures are the mean and the
  * sample standard deviation of the per-run tokens/s.
  * --profile turns on the context's per-op timing (bc_context_profile) and
@@ -23,7 +30,8 @@
  * --json prints one object: the model's fields; for each kind (pp, tg, bd)
  * that has exactly one test, its figures as <kind>_tokens_per_s,
  * <kind>_tokens_per_s_stddev and <kind>_samples (null and [] otherwise, as
- * before -p and -n took lists); and `tests`, one object per test.
+ * before -p and -n took lists), n_depth (the one -d value, null with
+ * several); and `tests`, one object per test, with its n_depth.
  * Token ids are seeded random ids of the vocabulary (no tokenizer needed).
  */
 #include "cli.h"
@@ -35,7 +43,8 @@
 #include <time.h>
 
 static const char help[] =
-    "usage: baichuan bench -m MODEL [-p 128] [-n 32] [-t N] [-r 3] [--batch-decode N] [--profile] [--json]\n"
+    "usage: baichuan bench -m MODEL [-p 128] [-n 32] [-d 0] [-t N] [-r 3] [--batch-decode N] [--profile]\n"
+    "                      [--json]\n"
     "\n"
     "Measures prompt processing (pp) and text generation (tg) speed in tokens/s:\n"
     "mean and standard deviation over repetitions, with the model's size and\n"
@@ -46,6 +55,11 @@ static const char help[] =
     "                           0 skips; repeatable, the values add up)\n"
     "  -n, --n-gen N,...        generated tokens per tg run; each value is a test (default 32;\n"
     "                           0 skips; repeatable)\n"
+    "  -d, --n-depth N,...      tokens in the cache before each test: every pp and tg test\n"
+    "                           (and bd) runs at each depth, named e.g. 'pp512 @ d4096'\n"
+    "                           (default 0; repeatable). The cache is filled once per depth,\n"
+    "                           not timed; depth + the test's tokens must fit the model's\n"
+    "                           context\n"
     "  -r, --repetitions N      timed runs of each test (default 3)\n"
     "      --batch-decode N     also a bd<N> test for each -n value: N sequences with a\n"
     "                           16-token prompt each (not timed) generate together, one\n"
@@ -58,9 +72,10 @@ static const char help[] =
     "                           products (faster, about 1e-3 less exact; see README)\n";
 
 enum {
-    MAX_LIST = 64,        /* values in -p or -n */
+    MAX_LIST = 64,        /* values in -p, -n or -d */
     MAX_TOKENS = 1 << 20, /* per value */
     BD_PROMPT = 16,       /* prompt tokens per sequence of a bd test (llama-batched-bench -npp 16) */
+    FILL_BATCH = 512,     /* least entries per decode call that fills a depth (the library's default n_batch) */
 };
 
 static double now_s(void) {
@@ -123,30 +138,41 @@ typedef struct bench_test {
     int n_prompt;    /* prompt tokens per sequence (pp; bd: BD_PROMPT, not timed) */
     int n_gen;       /* generated tokens per sequence (tg, bd) */
     int n_seq;       /* sequences that generate together (bd); 1 otherwise */
-    char name[32];   /* pp128, tg32, bd4 (bd4x32 when -n has several values) */
+    int n_depth;     /* positions each sequence holds before the run (-d) */
+    char name[48];   /* pp128, tg32, bd4 (bd4x32 when -n has several values), then " @ d4096" at depth > 0 */
     double *samples; /* (repetitions) tokens/s of each timed run */
     double seconds;  /* timed seconds, summed over the runs */
     bc_profile prof; /* summed over the timed runs (--profile) */
 } bench_test;
 
-/* Appends a test of `value` tokens (prompt for pp, generated for tg and bd). */
-static void add_test(bench_test *tests, int *n_tests, test_kind kind, int value, int n_seq) {
+/* Appends a test of `value` tokens (prompt for pp, generated for tg and bd)
+ * at depth n_depth; a bd test is named bd<N>x<n> when several_bd. */
+static void add_test(bench_test *tests, int *n_tests, test_kind kind, int value, int n_seq, int n_depth,
+                     bool several_bd) {
     bench_test *t = &tests[(*n_tests)++];
     memset(t, 0, sizeof *t);
     t->kind = kind;
     t->n_seq = n_seq;
+    t->n_depth = n_depth;
     t->n_prompt = kind == TEST_PP ? value : kind == TEST_BD ? BD_PROMPT : 0;
     t->n_gen = kind == TEST_PP ? 0 : value;
+    int len;
     if (kind == TEST_PP)
-        snprintf(t->name, sizeof t->name, "pp%d", value);
+        len = snprintf(t->name, sizeof t->name, "pp%d", value);
     else if (kind == TEST_TG)
-        snprintf(t->name, sizeof t->name, "tg%d", value);
+        len = snprintf(t->name, sizeof t->name, "tg%d", value);
+    else if (several_bd) /* bd4x32, bd4x64: the names tell them apart */
+        len = snprintf(t->name, sizeof t->name, "bd%dx%d", n_seq, value);
     else
-        snprintf(t->name, sizeof t->name, "bd%d", n_seq);
+        len = snprintf(t->name, sizeof t->name, "bd%d", n_seq);
+    if (n_depth > 0) snprintf(t->name + len, sizeof t->name - (size_t)len, " @ d%d", n_depth);
 }
 
 /* Tokens one timed run counts. */
 static int test_tokens(const bench_test *t) { return t->kind == TEST_PP ? t->n_prompt : t->n_seq * t->n_gen; }
+
+/* Positions a test's sequences reach: its depth, then its own tokens. */
+static int test_positions(const bench_test *t) { return t->n_depth + t->n_prompt + t->n_gen; }
 
 /* The ids fed to the model: ids[i % n] for the i-th entry. */
 typedef struct token_ids {
@@ -154,36 +180,53 @@ typedef struct token_ids {
     int n;
 } token_ids;
 
-/* Seconds for one pp run of n tokens from an empty cache; < 0 on error. */
-static double run_pp(bc_context *ctx, bc_batch_entry *batch, token_ids tok, int n) {
-    bc_context_seq_truncate(ctx, 0, 0);
-    for (int i = 0; i < n; i++) batch[i] = (bc_batch_entry){0, i, tok.ids[i % tok.n], i == n - 1};
+/* Fills sequence seq with positions [0, n_depth), ids from ids[first], in
+ * decode calls of n_batch entries. Not timed: the profile is reset before
+ * each timed part. */
+static bc_status fill_depth(bc_context *ctx, bc_batch_entry *batch, int n_batch, token_ids tok, int seq, int n_depth,
+                            int first) {
+    bc_status st = bc_context_seq_truncate(ctx, seq, 0);
+    for (int pos = 0; pos < n_depth && st == BC_STATUS_OK; pos += n_batch) {
+        int n = n_depth - pos < n_batch ? n_depth - pos : n_batch;
+        for (int i = 0; i < n; i++)
+            batch[i] = (bc_batch_entry){seq, pos + i, tok.ids[(first + pos + i) % tok.n], i == n - 1};
+        st = bc_context_decode(ctx, batch, n);
+    }
+    return st;
+}
+
+/* Seconds for one pp run of n tokens after the d positions of sequence 0
+ * (dropping what an earlier run left past them); < 0 on error. */
+static double run_pp(bc_context *ctx, bc_batch_entry *batch, token_ids tok, int d, int n) {
+    if (bc_context_seq_truncate(ctx, 0, d) != BC_STATUS_OK) return -1.0;
+    for (int i = 0; i < n; i++) batch[i] = (bc_batch_entry){0, d + i, tok.ids[(d + i) % tok.n], i == n - 1};
     bc_context_profile_reset(ctx);
     double t0 = now_s();
     if (bc_context_decode(ctx, batch, n) != BC_STATUS_OK) return -1.0;
     return now_s() - t0;
 }
 
-/* Seconds for n single-token passes from an empty cache. */
-static double run_tg(bc_context *ctx, token_ids tok, int n) {
-    bc_context_seq_truncate(ctx, 0, 0);
+/* Seconds for n single-token passes after the d positions of sequence 0. */
+static double run_tg(bc_context *ctx, token_ids tok, int d, int n) {
+    if (bc_context_seq_truncate(ctx, 0, d) != BC_STATUS_OK) return -1.0;
     bc_context_profile_reset(ctx);
     double t0 = now_s();
     for (int i = 0; i < n; i++) {
-        bc_batch_entry e = {0, i, tok.ids[i % tok.n], true};
+        bc_batch_entry e = {0, d + i, tok.ids[(d + i) % tok.n], true};
         if (bc_context_decode(ctx, &e, 1) != BC_STATUS_OK) return -1.0;
     }
     return now_s() - t0;
 }
 
 /* Seconds for the n_gen steps of n_seq sequences after their prompts, as
- * llama-batched-bench runs them: every prompt in one decode call (logits for
- * its last entry only; not timed), then per step one entry per sequence. */
-static double run_bd(bc_context *ctx, bc_batch_entry *batch, token_ids tok, int n_seq, int n_gen) {
+ * llama-batched-bench runs them: every prompt (after the d positions each
+ * sequence holds) in one decode call (logits for its last entry only; not
+ * timed), then per step one entry per sequence. */
+static double run_bd(bc_context *ctx, bc_batch_entry *batch, token_ids tok, int d, int n_seq, int n_gen) {
     int k = 0;
     for (int s = 0; s < n_seq; s++) {
-        bc_context_seq_truncate(ctx, s, 0);
-        for (int i = 0; i < BD_PROMPT; i++, k++) batch[k] = (bc_batch_entry){s, i, tok.ids[k % tok.n], false};
+        if (bc_context_seq_truncate(ctx, s, d) != BC_STATUS_OK) return -1.0;
+        for (int i = 0; i < BD_PROMPT; i++, k++) batch[k] = (bc_batch_entry){s, d + i, tok.ids[k % tok.n], false};
     }
     batch[k - 1].logits = true;
     if (bc_context_decode(ctx, batch, k) != BC_STATUS_OK) return -1.0;
@@ -191,7 +234,7 @@ static double run_bd(bc_context *ctx, bc_batch_entry *batch, token_ids tok, int 
     double t0 = now_s();
     for (int i = 0; i < n_gen; i++) {
         for (int s = 0; s < n_seq; s++)
-            batch[s] = (bc_batch_entry){s, BD_PROMPT + i, tok.ids[(k + i * n_seq + s) % tok.n], true};
+            batch[s] = (bc_batch_entry){s, d + BD_PROMPT + i, tok.ids[(k + i * n_seq + s) % tok.n], true};
         if (bc_context_decode(ctx, batch, n_seq) != BC_STATUS_OK) return -1.0;
     }
     return now_s() - t0;
@@ -199,9 +242,9 @@ static double run_bd(bc_context *ctx, bc_batch_entry *batch, token_ids tok, int 
 
 static double run_test(bc_context *ctx, bc_batch_entry *batch, token_ids tok, const bench_test *t) {
     switch (t->kind) {
-    case TEST_PP: return run_pp(ctx, batch, tok, t->n_prompt);
-    case TEST_TG: return run_tg(ctx, tok, t->n_gen);
-    case TEST_BD: return run_bd(ctx, batch, tok, t->n_seq, t->n_gen);
+    case TEST_PP: return run_pp(ctx, batch, tok, t->n_depth, t->n_prompt);
+    case TEST_TG: return run_tg(ctx, tok, t->n_depth, t->n_gen);
+    case TEST_BD: return run_bd(ctx, batch, tok, t->n_depth, t->n_seq, t->n_gen);
     }
     return -1.0;
 }
@@ -288,6 +331,10 @@ static int print_json(const bc_model_info *info, int threads, int reps, int batc
                         : n_pp == 0 ? json_integer(0)
                                     : json_null());
     json_object_set_new(j, "n_gen", tg != NULL ? json_integer(tg->n_gen) : n_tg == 0 ? json_integer(0) : json_null());
+    /* n_depth: of every test when they share one (0 without -d), null with several. */
+    bool one_depth = true;
+    for (int i = 1; i < n_tests; i++) one_depth = one_depth && tests[i].n_depth == tests[0].n_depth;
+    json_object_set_new(j, "n_depth", one_depth ? json_integer(tests[0].n_depth) : json_null());
     json_object_set_new(j, "batch_decode", json_integer(batch_decode));
     json_object_set_new(j, "repetitions", json_integer(reps));
     set_kind_fields(j, "pp", pp, reps);
@@ -302,6 +349,7 @@ static int print_json(const bc_model_info *info, int threads, int reps, int batc
         json_object_set_new(o, "n_prompt", json_integer(t->n_prompt));
         json_object_set_new(o, "n_gen", json_integer(t->n_gen));
         json_object_set_new(o, "n_seq", json_integer(t->n_seq));
+        json_object_set_new(o, "n_depth", json_integer(t->n_depth));
         json_object_set_new(o, "tokens_per_s", json_real(st.mean));
         json_object_set_new(o, "stddev", json_real(st.stddev));
         json_object_set_new(o, "samples", samples_json(t->samples, reps));
@@ -317,11 +365,18 @@ static int print_json(const bc_model_info *info, int threads, int reps, int batc
     return 0;
 }
 
-/* llama-bench's units: MiB and M below a GiB and a billion. */
+/* llama-bench's units: MiB and M below a GiB and a billion; the test column
+ * as wide as its longest name ("pp512 @ d4096"), at least 8. */
 static void print_table(const bc_model_info *info, int threads, int reps, const bench_test *tests, int n_tests) {
-    printf("| %-28s | %10s | %8s | %7s | %8s | %20s |\n", "model", "size", "params", "threads", "test", "t/s");
-    printf("| %-28s | %10s | %8s | %7s | %8s | %20s |\n", "----------------------------", "----------", "--------",
-           "-------", "--------", "--------------------");
+    int w = 8;
+    for (int i = 0; i < n_tests; i++)
+        if ((int)strlen(tests[i].name) > w) w = (int)strlen(tests[i].name);
+    char dashes[sizeof tests[0].name];
+    memset(dashes, '-', (size_t)w);
+    dashes[w] = '\0';
+    printf("| %-28s | %10s | %8s | %7s | %*s | %20s |\n", "model", "size", "params", "threads", w, "test", "t/s");
+    printf("| %-28s | %10s | %8s | %7s | %s | %20s |\n", "----------------------------", "----------", "--------",
+           "-------", dashes, "--------------------");
     const char *base = strrchr(info->path, '/');
     base = base && base[1] ? base + 1 : info->path;
     char size[32], params[32], tps[64];
@@ -336,7 +391,7 @@ static void print_table(const bc_model_info *info, int threads, int reps, const 
     for (int i = 0; i < n_tests; i++) {
         stats st = stats_of(tests[i].samples, reps);
         snprintf(tps, sizeof tps, "%.2f ± %.2f", st.mean, st.stddev);
-        printf("| %-28.28s | %10s | %8s | %7d | %8s | %21s |\n", base, size, params, threads, tests[i].name, tps);
+        printf("| %-28.28s | %10s | %8s | %7d | %*s | %21s |\n", base, size, params, threads, w, tests[i].name, tps);
     }
 }
 
@@ -367,7 +422,7 @@ static void print_profile(const bench_test *tests, int n_tests, int reps) {
 int cmd_bench(int argc, char **argv) {
     cli_model_opts o;
     cli_model_opts_init(&o);
-    int_list prompts = {0, {0}}, gens = {0, {0}};
+    int_list prompts = {0, {0}}, gens = {0, {0}}, depths = {0, {0}};
     int reps = 3, batch_decode = 0;
     bool as_json = false, bf16_act = false, profile = false;
     for (int i = 1; i < argc; i++) {
@@ -384,6 +439,8 @@ int cmd_bench(int argc, char **argv) {
             if ((v = cli_value(argc, argv, &i)) == NULL || parse_list(v, a, &prompts) != 0) return 1;
         } else if (strcmp(a, "-n") == 0 || strcmp(a, "--n-gen") == 0) {
             if ((v = cli_value(argc, argv, &i)) == NULL || parse_list(v, a, &gens) != 0) return 1;
+        } else if (strcmp(a, "-d") == 0 || strcmp(a, "--n-depth") == 0) {
+            if ((v = cli_value(argc, argv, &i)) == NULL || parse_list(v, a, &depths) != 0) return 1;
         } else if (strcmp(a, "-r") == 0 || strcmp(a, "--repetitions") == 0) {
             if ((v = cli_value(argc, argv, &i)) == NULL || cli_parse_int(v, 1, 1000, a, &reps) != 0) return 1;
         } else if (strcmp(a, "--batch-decode") == 0) {
@@ -400,31 +457,24 @@ int cmd_bench(int argc, char **argv) {
     }
     if (prompts.n == 0) prompts.v[prompts.n++] = 128;
     if (gens.n == 0) gens.v[gens.n++] = 32;
+    if (depths.n == 0) depths.v[depths.n++] = 0;
 
-    /* The tests in llama-bench's order (pp, then tg), then bd. */
-    bench_test tests[3 * MAX_LIST];
-    int n_tests = 0;
-    for (int i = 0; i < prompts.n; i++)
-        if (prompts.v[i] > 0) add_test(tests, &n_tests, TEST_PP, prompts.v[i], 1);
-    for (int i = 0; i < gens.n; i++)
-        if (gens.v[i] > 0) add_test(tests, &n_tests, TEST_TG, gens.v[i], 1);
-    int first_bd = n_tests;
-    for (int i = 0; i < gens.n && batch_decode > 0; i++)
-        if (gens.v[i] > 0) add_test(tests, &n_tests, TEST_BD, gens.v[i], batch_decode);
-    if (batch_decode > 0 && first_bd == n_tests)
+    /* The tests in llama-bench's order: depth by depth, pp then tg, then bd. */
+    int n_bd_gens = 0;
+    for (int i = 0; i < gens.n; i++) n_bd_gens += batch_decode > 0 && gens.v[i] > 0;
+    if (batch_decode > 0 && n_bd_gens == 0)
         return cli_error("bench: --batch-decode needs -n > 0 (the tokens each sequence generates)");
-    if (n_tests == 0) return cli_error("bench: -p and -n are both 0: nothing to measure");
-    if (n_tests - first_bd > 1) /* bd4x32, bd4x64: the names tell them apart */
-        for (int i = first_bd; i < n_tests; i++)
-            snprintf(tests[i].name, sizeof tests[i].name, "bd%dx%d", batch_decode, tests[i].n_gen);
-    /* The context: positions per sequence and entries per decode call of the largest test. */
-    int n_ctx = 1, n_batch = 1;
-    for (int i = 0; i < n_tests; i++) {
-        const bench_test *t = &tests[i];
-        int positions = t->n_prompt + t->n_gen;
-        int entries = t->kind == TEST_PP ? t->n_prompt : t->kind == TEST_BD ? BD_PROMPT * t->n_seq : 1;
-        if (positions > n_ctx) n_ctx = positions;
-        if (entries > n_batch) n_batch = entries;
+    bench_test *tests = malloc((size_t)depths.n * 3 * MAX_LIST * sizeof *tests);
+    if (tests == NULL) return cli_error("out of memory");
+    int n_tests = 0;
+    for (int d = 0; d < depths.n; d++) {
+        int depth = depths.v[d];
+        for (int i = 0; i < prompts.n; i++)
+            if (prompts.v[i] > 0) add_test(tests, &n_tests, TEST_PP, prompts.v[i], 1, depth, false);
+        for (int i = 0; i < gens.n; i++)
+            if (gens.v[i] > 0) add_test(tests, &n_tests, TEST_TG, gens.v[i], 1, depth, false);
+        for (int i = 0; i < gens.n && batch_decode > 0; i++)
+            if (gens.v[i] > 0) add_test(tests, &n_tests, TEST_BD, gens.v[i], batch_decode, depth, n_bd_gens > 1);
     }
 
     int rc = 1;
@@ -432,13 +482,49 @@ int cmd_bench(int argc, char **argv) {
     bc_context *ctx = NULL;
     bc_batch_entry *batch = NULL;
     int32_t *ids = NULL;
+    if (n_tests == 0) {
+        cli_error("bench: -p and -n are both 0: nothing to measure");
+        goto done;
+    }
+    /* The context: positions per sequence and entries per decode call of the
+     * largest test; a depth is filled FILL_BATCH entries at a time (or all
+     * at once when shorter), as a prompt would be. */
+    int n_ctx = 1, n_batch = 1;
+    for (int i = 0; i < n_tests; i++) {
+        const bench_test *t = &tests[i];
+        int entries = t->kind == TEST_PP ? t->n_prompt : t->kind == TEST_BD ? BD_PROMPT * t->n_seq : 1;
+        int fill = t->n_depth < FILL_BATCH ? t->n_depth : FILL_BATCH;
+        if (test_positions(t) > n_ctx) n_ctx = test_positions(t);
+        if (entries > n_batch) n_batch = entries;
+        if (fill > n_batch) n_batch = fill;
+    }
+
     if ((model = cli_load_model(&o)) == NULL) goto done;
     bc_model_info info;
     bc_model_get_info(model, &info);
+    /* A depth past the model's context measures positions it never saw (and
+     * ALiBi or RoPE at lengths nobody runs): refused. Without -d the lengths
+     * are not checked, as before. */
+    for (int i = 0; i < n_tests; i++) {
+        const bench_test *t = &tests[i];
+        if (t->n_depth > 0 && info.n_ctx_train > 0 && test_positions(t) > info.n_ctx_train) {
+            cli_error("bench: -d %d: %s needs %d positions (%d + %d), more than the model's context of %d", t->n_depth,
+                      t->name, test_positions(t), t->n_depth, test_positions(t) - t->n_depth, info.n_ctx_train);
+            goto done;
+        }
+    }
     bc_context_params cp = bc_context_default_params();
     cp.n_ctx = n_ctx;
     cp.n_seq = batch_decode > 0 ? batch_decode : 1;
     cp.n_batch = n_batch;
+    /* No prefix cache: with it each full block is indexed as it fills, so a
+     * run after the first would find the blocks of the run before (same ids)
+     * and swap them in, and the block a truncation to depth D cuts into
+     * stays indexed and is copied at the run's first write (inside the timed
+     * call; and a pool of exactly n_ctx positions has no block for the copy
+     * when the test reaches n_ctx). Without it every run writes fresh blocks,
+     * as a generation in a new context does. */
+    cp.prefix_cache = false;
     cp.n_threads = o.n_threads;
     cp.cache_type = o.cache_type;
     cp.bf16_activations = bf16_act;
@@ -465,26 +551,38 @@ int cmd_bench(int argc, char **argv) {
         ids[i] = (int32_t)(state % (uint64_t)info.n_vocab);
     }
     tok.ids = ids;
-    /* Warm-up: page the weights in and start the threads. */
-    const bench_test *first = &tests[0];
-    if ((first->kind == TEST_PP ? run_pp(ctx, batch, tok, first->n_prompt < 8 ? first->n_prompt : 8)
-                                : run_tg(ctx, tok, 1)) < 0) {
-        cli_error("%s", bc_context_error(ctx));
-        goto done;
-    }
-    for (int r = 0; r < reps; r++)
-        for (int i = 0; i < n_tests; i++) {
-            bench_test *t = &tests[i];
-            double s = run_test(ctx, batch, tok, t);
-            if (s < 0) {
-                cli_error("%s", bc_context_error(ctx));
+    /* Depth by depth: the tests of one depth are consecutive. */
+    for (int begin = 0, end; begin < n_tests; begin = end) {
+        int depth = tests[begin].n_depth;
+        for (end = begin + 1; end < n_tests && tests[end].n_depth == depth;) end++;
+        /* Each sequence gets its own D positions (other ids for each, so
+         * that no block is shared), filled once for all the runs. */
+        for (int s = 0; s < cp.n_seq; s++)
+            if (fill_depth(ctx, batch, n_batch, tok, s, depth, s * depth) != BC_STATUS_OK) {
+                cli_error("bench: filling %d positions for -d %d: %s", depth, depth, bc_context_error(ctx));
                 goto done;
             }
-            t->samples[r] = test_tokens(t) / s;
-            t->seconds += s;
-            bc_profile p;
-            if (profile && bc_context_profile(ctx, &p) == BC_STATUS_OK) profile_add(&t->prof, &p);
+        /* Warm-up at this depth: page the weights in and start the threads. */
+        const bench_test *first = &tests[begin];
+        if ((first->kind == TEST_PP ? run_pp(ctx, batch, tok, depth, first->n_prompt < 8 ? first->n_prompt : 8)
+                                    : run_tg(ctx, tok, depth, 1)) < 0) {
+            cli_error("%s", bc_context_error(ctx));
+            goto done;
         }
+        for (int r = 0; r < reps; r++)
+            for (int i = begin; i < end; i++) {
+                bench_test *t = &tests[i];
+                double sec = run_test(ctx, batch, tok, t);
+                if (sec < 0) {
+                    cli_error("%s", bc_context_error(ctx));
+                    goto done;
+                }
+                t->samples[r] = test_tokens(t) / sec;
+                t->seconds += sec;
+                bc_profile p;
+                if (profile && bc_context_profile(ctx, &p) == BC_STATUS_OK) profile_add(&t->prof, &p);
+            }
+    }
     int threads = bc_context_n_threads(ctx);
     if (as_json) {
         if (print_json(&info, threads, reps, batch_decode, profile, tests, n_tests) != 0) goto done;
@@ -495,6 +593,7 @@ int cmd_bench(int argc, char **argv) {
     rc = 0;
 done:
     for (int i = 0; i < n_tests; i++) free(tests[i].samples);
+    free(tests);
     free(ids);
     free(batch);
     bc_context_free(ctx);

@@ -11,6 +11,10 @@ import subprocess
 import sys
 import bc_testlib  # noqa: E402  (tests/python is on sys.path: the script's own directory)
 
+# The embedded default model (RoPE, NormHead, a 1,024-position context).
+DEFAULT_MODEL = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "models", "default")
+DEFAULT_CONTEXT = 1024  # its config.json's model_max_length
+
 COMMANDS = ["info", "logits", "tokenize", "detokenize", "chat-template", "run", "chat", "quantize", "bench"]
 
 # fixture -> (position encoding, norm head, format, explicit flags) as DESIGN.md defines them
@@ -95,7 +99,8 @@ def check_bench(c, binary, m):
                                ("-n", "4,-1", "'-1' in '4,-1'"), ("-p", "8,", "empty value"), ("-n", ",8", "empty"),
                                ("-p", "1048577", "1048577"), ("-p", "3.5", "'3.5'"), ("-n", " 4", "' 4'"),
                                ("-p", "", "empty value"), ("--batch-decode", "0", "'0'"),
-                               ("--batch-decode", "two", "'two'")]:
+                               ("--batch-decode", "two", "'two'"), ("-d", "64,x", "'x' in '64,x'"),
+                               ("--n-depth", "-1", "'-1'")]:
         r = run(binary, "bench", "-m", m, opt, value, "-r", "1")
         c.check(f"bench {opt} {value!r} refused", r.returncode == 1 and r.stdout == "" and needle in r.stderr
                 and len(r.stderr.strip().splitlines()) == 1 and opt in r.stderr, r.stderr)
@@ -171,6 +176,73 @@ def check_bench(c, binary, m):
             why.append(f"{name}: % rows add up to {sum(pct)}")
     c.check("bench --profile table: rows add up to the total per test",
             r.returncode == 0 and names == ["pp8", "tg4", "bd2"] and not why, "\n".join(why) + r.stdout + r.stderr)
+
+
+def check_bench_depth(c, binary):
+    """bench -d: every test runs after N positions already in the cache,
+    named as llama-bench names it, the filling never timed."""
+    m = DEFAULT_MODEL
+    r, j = bench_json(binary, "-m", m, "-d", "64", "-p", "16", "-n", "4", "-r", "1")
+    try:
+        ok = (r.returncode == 0
+              and [(t["test"], t["n_depth"], t["n_prompt"], t["n_gen"]) for t in j["tests"]]
+              == [("pp16 @ d64", 64, 16, 0), ("tg4 @ d64", 64, 0, 4)]
+              and all(len(t["samples"]) == 1 and t["samples"][0] > 0 for t in j["tests"])
+              # one depth, one test of each kind: the single-test fields carry them
+              and j["n_depth"] == 64 and j["n_prompt"] == 16 and j["n_gen"] == 4
+              and j["pp_samples"] == j["tests"][0]["samples"] and j["tg_samples"] == j["tests"][1]["samples"])
+    except (TypeError, KeyError):
+        ok = False
+    c.check("bench -d 64: tests at depth 64", ok, r.stdout + r.stderr)
+
+    # Several depths: depth by depth, pp then tg then bd (llama-bench's order),
+    # d0 named plainly. The profile counts only the timed decode calls: the
+    # depth fill, the warm-up and the bd prompts are not in it.
+    r, j = bench_json(binary, "-m", m, "-d", "0,48", "-p", "8", "-n", "3", "--batch-decode", "2", "-r", "2",
+                      "-t", "2", "--profile")
+    want = [("pp8", 0, 1, 8), ("tg3", 0, 3, 3), ("bd2", 0, 3, 6),
+            ("pp8 @ d48", 48, 1, 8), ("tg3 @ d48", 48, 3, 3), ("bd2 @ d48", 48, 3, 6)]
+    try:
+        got = [(t["test"], t["n_depth"], t["profile"]["decode_calls"] // 2, t["profile"]["tokens"] // 2)
+               for t in j["tests"]]
+        ok = (r.returncode == 0 and got == want and j["n_depth"] is None and j["pp_tokens_per_s"] is None
+              and all(min(t["samples"]) > 0 for t in j["tests"])
+              and all(t["profile"]["decode_calls"] % 2 == 0 and t["profile"]["tokens"] % 2 == 0 for t in j["tests"]))
+    except (TypeError, KeyError):
+        ok, got = False, None
+    c.check("bench -d 0,48 --batch-decode 2: a test per depth, fill not timed", ok, f"{got}\n{r.stdout}{r.stderr}")
+
+    # The depth is in the cache: a generated token at position 1020 attends
+    # to 1,021-1,024 keys, at position 0 to 1-4 (attention per token at least
+    # 4x). 1020 + 4 positions is the whole context: the last that fits.
+    depth = DEFAULT_CONTEXT - 4
+    r, j = bench_json(binary, "-m", m, "-d", f"0,{depth}", "-p", "0", "-n", "4", "-r", "2", "-t", "1", "--profile")
+    try:
+        att = {t["test"]: t["profile"]["ms_per_token"]["attention"] for t in j["tests"]}
+        ok = (r.returncode == 0 and sorted(att) == ["tg4", f"tg4 @ d{depth}"]
+              and att[f"tg4 @ d{depth}"] > 4 * att["tg4"])
+    except (TypeError, KeyError):
+        ok, att = False, None
+    c.check(f"bench -d {depth} -n 4 (the whole context): attention per generated token grows with the depth", ok,
+            f"{att}\n{r.stderr}")
+
+    # The table names the tests as llama-bench does.
+    r = run(binary, "bench", "-m", m, "-d", "0,32", "-p", "8", "-n", "2", "-r", "1", "-t", "2")
+    rows = re.findall(r"^\| \S+ .*\|\s+(\w+(?: @ d\d+)?) \|\s+([\d.]+) ± ([\d.]+) \|$", r.stdout, re.M)
+    c.check("bench -d table: 'pp8 @ d32' rows",
+            r.returncode == 0 and [t for t, _, _ in rows] == ["pp8", "tg2", "pp8 @ d32", "tg2 @ d32"],
+            r.stdout + r.stderr)
+
+    # Depth + the test's tokens must fit the model's context (1,024; the whole
+    # of it was accepted above): one position more is refused with a line
+    # naming -d.
+    for argv in (["-d", str(DEFAULT_CONTEXT), "-p", "16", "-n", "0"],
+                 ["-d", "0," + str(DEFAULT_CONTEXT - 20), "-p", "0", "-n", "21"],
+                 ["-d", str(DEFAULT_CONTEXT - 16), "-p", "0", "-n", "1", "--batch-decode", "2"]):
+        r = run(binary, "bench", "-m", m, *argv, "-r", "1")
+        c.check(f"bench {' '.join(argv)}: past the context, refused",
+                r.returncode == 1 and r.stdout == "" and len(r.stderr.strip().splitlines()) == 1
+                and f"-d {argv[1].split(',')[-1]}" in r.stderr and str(DEFAULT_CONTEXT) in r.stderr, r.stderr)
 
 
 def parse_info(text):
@@ -267,6 +339,7 @@ def main():
     r = run(args.bin, "bench", "-m", m, "-p", "0", "-n", "0")
     c.check("bench with nothing to measure", r.returncode == 1 and "nothing to measure" in r.stderr, r.stderr)
     check_bench(c, args.bin, m)
+    check_bench_depth(c, args.bin)
     r = run(args.bin, "quantize", m)
     c.check("quantize without OUT", r.returncode == 1 and "OUT" in r.stderr, r.stderr)
 
