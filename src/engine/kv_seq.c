@@ -34,13 +34,16 @@ void bc__kv_seqs_free(bc__kv_seqs *s) {
 static int32_t *table_of(const bc__kv_seqs *s, int seq) { return s->blocks + (size_t)seq * (size_t)s->max_blocks; }
 
 /* A new block for each block index past the table, and a copy of a held
- * block that may not be written in place (only the one holding `from` can be
- * such: the blocks after it were taken by this sequence). */
+ * block that other holders share (only the one holding `from` can be such:
+ * the blocks after it were taken by this sequence). A block this sequence
+ * alone holds is written in place even when the prefix cache indexed it
+ * (the cache forgets it): after a truncation into it, growing back to the
+ * whole context must not need a block more than the context has. */
 int bc__kv_seq_blocks_needed(const bc__kv_seqs *s, int seq, int from, int to) {
     if (to <= from) return 0;
     int first = from / BC_KV_BLOCK, end = (to + BC_KV_BLOCK - 1) / BC_KV_BLOCK, held = s->n_blocks[seq];
     int need = end > held ? end - (first > held ? first : held) : 0;
-    if (first < held && !bc__kv_pool_writable(s->pool, table_of(s, seq)[first])) need++;
+    if (first < held && s->pool->refs[table_of(s, seq)[first]] > 1) need++;
     return need;
 }
 
@@ -49,6 +52,8 @@ void bc__kv_seq_make_writable(bc__kv_seqs *s, int seq, int from, int to) {
     bc__kv_pool *pool = s->pool;
     int32_t *table = table_of(s, seq);
     int first = from / BC_KV_BLOCK, end = (to + BC_KV_BLOCK - 1) / BC_KV_BLOCK;
+    if (first < s->n_blocks[seq] && !bc__kv_pool_writable(pool, table[first]) && pool->refs[table[first]] == 1)
+        bc__prefix_forget(pool->pc, table[first]); /* held alone: written in place */
     if (first < s->n_blocks[seq] && !bc__kv_pool_writable(pool, table[first])) {
         int32_t b = bc__kv_pool_take(pool); /* copy-on-write */
         bc__kv_pool_copy(pool, b, table[first]);

@@ -98,6 +98,8 @@ static void unindex(bc__prefix_cache *pc, int32_t b) {
     pc->id[b] = 0;
 }
 
+void bc__prefix_forget(bc__prefix_cache *pc, int32_t b) { unindex(pc, b); }
+
 void bc__prefix_lru_push(bc__prefix_cache *pc, int32_t b) {
     pc->lru_prev[b] = pc->lru_tail;
     pc->lru_next[b] = -1;

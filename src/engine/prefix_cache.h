@@ -48,6 +48,10 @@ BC__HIDDEN int32_t bc__prefix_find(const bc__prefix_cache *pc, const int32_t *po
 /* Indexes block b (held, full, not yet indexed) under hash after parent_id. */
 BC__HIDDEN void bc__prefix_insert(bc__prefix_cache *pc, int32_t b, uint64_t hash, uint64_t parent_id);
 
+/* Takes block b (indexed, held) out of the index: its holder is about to
+ * write into it. */
+BC__HIDDEN void bc__prefix_forget(bc__prefix_cache *pc, int32_t b);
+
 /* Unused indexed blocks: push as the newest, remove, or evict the oldest
  * (unindexed and returned; -1 when the list is empty). */
 BC__HIDDEN void bc__prefix_lru_push(bc__prefix_cache *pc, int32_t b);

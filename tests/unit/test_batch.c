@@ -625,6 +625,28 @@ static void test_prefix_reuse(void **state) {
  * continued with its own tokens; every continuation's logits are those of
  * its whole sequence decoded alone (bit for bit, f32 cache), and seq 0's
  * positions survive the writes of its forks. */
+/* A sequence alone in a pool of exactly its context, the prefix cache on:
+ * cut back into a full block (indexed as it filled) and grown back to the
+ * whole context, the block is written in place (no copy needing a block the
+ * pool does not have), and the logits are those of the first time. */
+static void test_truncate_into_indexed_block(void **state) {
+    (void)state;
+    bc_model *model = load_fixture("b2_7b_f32_st");
+    const int V = n_vocab_of(model), n_ctx = 64;
+    bc_context *ctx = new_context_kv(model, n_ctx, 1, n_ctx, 2, BC_DTYPE_F32, 0);
+    decode_run(ctx, 0, 7, 0, n_ctx, V);
+    float *first = malloc((size_t)V * sizeof(float));
+    memcpy(first, bc_context_logits(ctx, n_ctx - 1), (size_t)V * sizeof(float));
+    for (int cut = 40; cut >= 0; cut -= 20) { /* inside the third block, then the second, then none */
+        assert_int_equal(bc_context_seq_truncate(ctx, 0, cut), BC_STATUS_OK);
+        decode_run(ctx, 0, 7, cut, n_ctx, V);
+        assert_memory_equal(bc_context_logits(ctx, n_ctx - cut - 1), first, (size_t)V * sizeof(float));
+    }
+    free(first);
+    bc_context_free(ctx);
+    bc_model_free(model);
+}
+
 static void test_fork(void **state) {
     (void)state;
     bc_model *model = load_fixture("b2_7b_f32_st");
@@ -703,11 +725,17 @@ int main(int argc, char **argv) {
     }
     default_model = argv[1];
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_batched_equals_alone), cmocka_unit_test(test_incremental_equals_full),
-        cmocka_unit_test(test_threads_identical),    cmocka_unit_test(test_chunking_bit_identical),
-        cmocka_unit_test(test_bad_batches),          cmocka_unit_test(test_profile),
-        cmocka_unit_test(test_cache_types),          cmocka_unit_test(test_paged_pool),
-        cmocka_unit_test(test_prefix_reuse),         cmocka_unit_test(test_fork),
+        cmocka_unit_test(test_batched_equals_alone),
+        cmocka_unit_test(test_incremental_equals_full),
+        cmocka_unit_test(test_threads_identical),
+        cmocka_unit_test(test_chunking_bit_identical),
+        cmocka_unit_test(test_bad_batches),
+        cmocka_unit_test(test_profile),
+        cmocka_unit_test(test_cache_types),
+        cmocka_unit_test(test_paged_pool),
+        cmocka_unit_test(test_prefix_reuse),
+        cmocka_unit_test(test_fork),
+        cmocka_unit_test(test_truncate_into_indexed_block),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
