@@ -149,11 +149,30 @@ ATT_INLINE void ATT_FN(qk_block_)(const bc_dtype dtype, const float *const *qr, 
                           ATT_FN(sum4_)(acc[r][c], acc[r][c + 1], acc[r][c + 2], acc[r][c + 3]));
 }
 
+/* Asks for the cache lines of the key and value rows of position j, which
+ * are scattered over the pool (a head's part of a row, blocks anywhere): the
+ * hardware's stride prefetch sees only 16 rows of a block in a row. */
+ATT_INLINE void ATT_FN(prefetch_)(const bc__kv_rows *k, const bc__kv_rows *v, int j, int row_len) {
+    const char *kr = (const char *)bc__kv_row(k, j), *vr = (const char *)bc__kv_row(v, j);
+    for (int b = 0; b < row_len; b += 64) {
+        _mm_prefetch(kr + b, _MM_HINT_T0);
+        _mm_prefetch(vr + b, _MM_HINT_T0);
+    }
+}
+
 /* The dots of RT rows (qr) with the keys j0 .. j0 + nk - 1, KT at a time
- * (a last short group repeats its last key; those dots are never used). */
+ * (a last short group repeats its last key; those dots are never used).
+ * With fetch (the first rows of a tile), the keys and values a few groups
+ * ahead are fetched meanwhile, so that these scores, the other rows' and the
+ * sums over V find them in cache. */
 ATT_INLINE void ATT_FN(qk_rows_)(const bc_dtype dtype, const float *const *qr, const int RT, const int KT,
-                                 const bc__kv_rows *k, int j0, int nk, int D, float *dots) {
+                                 const bc__kv_rows *k, const bc__kv_rows *v, int j0, int nk, int D, bool fetch,
+                                 float *dots) {
+    const int row_len = dtype == BC_DTYPE_F32 ? 4 * D : dtype == BC_DTYPE_F16 ? 2 * D : D / 32 * 34, ahead = 16;
+    for (int j = 0; fetch && j < ahead && j < nk; j++) ATT_FN(prefetch_)(k, v, j0 + j, row_len);
     for (int j = 0; j < nk; j += KT) {
+        for (int c = 0; fetch && c < KT && j + ahead + c < nk; c++)
+            ATT_FN(prefetch_)(k, v, j0 + j + ahead + c, row_len);
         const uint8_t *krow[8];
         for (int c = 0; c < KT; c++) krow[c] = bc__kv_row(k, j0 + (j + c < nk ? j + c : nk - 1));
         ATT_FN(qk_block_)(dtype, qr, RT, krow, KT, D, dots + j);
@@ -279,11 +298,11 @@ ATT_INLINE void ATT_FN(part_)(const bc_dtype dtype, const bc__att_tile *t, const
         const int n = nk[r + RT - 1];
         switch (RT) {
 #if QK_RT == 4
-        case 4: ATT_FN(qk_rows_)(dtype, qr, 4, 4, &h->k, j0, n, D, dots); break;
+        case 4: ATT_FN(qk_rows_)(dtype, qr, 4, 4, &h->k, &h->v, j0, n, D, r == first, dots); break;
 #endif
-        case 3: ATT_FN(qk_rows_)(dtype, qr, 3, 4, &h->k, j0, n, D, dots); break;
-        case 2: ATT_FN(qk_rows_)(dtype, qr, 2, 4, &h->k, j0, n, D, dots); break;
-        default: ATT_FN(qk_rows_)(dtype, qr, 1, 8, &h->k, j0, n, D, dots); break;
+        case 3: ATT_FN(qk_rows_)(dtype, qr, 3, 4, &h->k, &h->v, j0, n, D, r == first, dots); break;
+        case 2: ATT_FN(qk_rows_)(dtype, qr, 2, 4, &h->k, &h->v, j0, n, D, r == first, dots); break;
+        default: ATT_FN(qk_rows_)(dtype, qr, 1, 8, &h->k, &h->v, j0, n, D, r == first, dots); break;
         }
         r += RT;
     }
