@@ -13,7 +13,8 @@ err = max|engine - ref| / max(1, max|ref|) must be <= 1e-4 for f32 fixtures
 and <= 2e-2 for f16/bf16 ones. Further cases run 64 tokens with the CLI
 overrides (--pos-encoding, --norm-head) against the reference with the same
 overrides. For some fixtures the long sequence runs in chunks (-b N), which
-exercises the KV cache across forward passes. The engine runs while the
+exercises the KV cache across forward passes; two fixtures also run 2,100
+tokens in chunks of 300 with the f32, f16 and q8_0 caches. The engine runs while the
 reference computes; cases that differ only in engine flags share one
 reference computation.
 Missing fixtures are generated first. Prints one line per case and a final
@@ -63,6 +64,20 @@ CHUNKED_LONG = {"b2_7b_bf16_bin_sharded": 61, "b1_13b_f32_bin": 61, "b1_7b_f16_s
 # these small random models (peaked attention, widely varied lm_head norms)
 # amplify to up to 1.8e-3 at 211 tokens; q8_0 to about 2e-2.
 KV_TOLERANCE = {"f16": 2.5e-3, "q8_0": 3e-2}
+
+# Long contexts: LONG_LENGTH tokens (nine of the attention's 256-position key
+# segments) in chunks of LONG_BATCH, with every cache type, on a RoPE fixture
+# whose head_dim runs the SIMD attention kernels (32) and on an ALiBi one
+# (head_dim 8: the portable kernel). Small vocabularies keep the logits small.
+LONG_LENGTH = 2100
+LONG_BATCH = 300
+LONG_CASES = [
+    ("kv_hd32", {"batch": LONG_BATCH, "cache_type": "f32"}),
+    ("kv_hd32", {"batch": LONG_BATCH, "cache_type": "f16"}),
+    ("kv_hd32", {"batch": LONG_BATCH, "cache_type": "q8_0"}),
+    ("gen_alibi", {"batch": LONG_BATCH, "cache_type": "f32"}),
+    ("gen_alibi", {"batch": LONG_BATCH, "cache_type": "f16"}),
+]
 
 
 def cli_flags(overrides):
@@ -197,6 +212,9 @@ def main(argv=None):
         for name, overrides in OVERRIDE_CASES:
             if name in names:
                 run_cases(t, binary, args.fixtures, name, overrides, [OVERRIDE_LENGTH], work)
+        for name, overrides in LONG_CASES:
+            if name in names:
+                run_cases(t, binary, args.fixtures, name, overrides, [LONG_LENGTH], work)
     finally:
         shutil.rmtree(work, ignore_errors=True)
     return t.finish()
