@@ -146,4 +146,16 @@ BC__HIDDEN void bc__file_unmap(bc__file *file);
  * later read faults them in again from the file. Returns the bytes dropped. */
 BC__HIDDEN uint64_t bc__release_pages(const void *p, uint64_t n);
 
+/* Memory for a big buffer the kernels stream through (repacked weights, the
+ * KV pool): from BC__HUGE_PAGE bytes on, on a BC__HUGE_PAGE boundary and
+ * advised as transparent huge pages, so that a pass over it costs a TLB miss
+ * per 2 MiB instead of per 4 KiB; released with free(). NULL when out of
+ * memory. bc__streamed_bytes is what it takes for a buffer of n bytes. */
+#define BC__HUGE_PAGE ((size_t)2 << 20)
+BC__HIDDEN void *bc__alloc_streamed(size_t n);
+static inline size_t bc__streamed_bytes(size_t n) {
+    const size_t align = n >= BC__HUGE_PAGE ? BC__HUGE_PAGE : 64;
+    return (n + align - 1) / align * align;
+}
+
 #endif /* BC_BASE_H */

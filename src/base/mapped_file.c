@@ -1,5 +1,6 @@
 /*
- * mapped_file.c - read-only mappings of whole files.
+ * mapped_file.c - read-only mappings of whole files, and the big buffers
+ * the kernels stream through (on huge pages).
  *
  * Weights are used where they lie in the page cache: mapping instead of
  * reading means a 15 GB checkpoint costs no private copy, and pages the
@@ -64,4 +65,14 @@ uint64_t bc__release_pages(const void *p, uint64_t n) {
     const uintptr_t begin = ((uintptr_t)p + page - 1) / page * page, end = ((uintptr_t)p + (uintptr_t)n) / page * page;
     if (end <= begin || madvise((void *)begin, end - begin, MADV_DONTNEED) != 0) return 0;
     return (uint64_t)(end - begin);
+}
+
+void *bc__alloc_streamed(size_t n) {
+    const size_t align = n >= BC__HUGE_PAGE ? BC__HUGE_PAGE : 64, bytes = bc__streamed_bytes(n);
+    if (bytes < n) return NULL; /* overflow */
+    void *p = aligned_alloc(align, bytes);
+#ifdef MADV_HUGEPAGE
+    if (p != NULL && align == BC__HUGE_PAGE) madvise(p, bytes, MADV_HUGEPAGE);
+#endif
+    return p;
 }

@@ -52,7 +52,8 @@
 #endif
 
 /* A pass splits its attention over the keys' segments when it has at most
- * this many (entry, head) pairs per thread (see attention() below). */
+ * this many (entry, head) pairs per thread, or one entry (see attention()
+ * below). */
 #define SPLIT_ROWS_PER_THREAD 8
 
 /* Hands out 64-byte aligned pieces of one allocation (of mem, or only counts
@@ -105,7 +106,8 @@ static uint64_t lay_out(bc__workspace *ws, const bc__hparams *hp, int n_batch, i
     ws->att_scratch = carve(&c, (uint64_t)n_threads * ws->att_scratch_stride, sizeof(float));
     ws->att_tiles = carve(&c, nb * 2, sizeof(int));
     ws->att_seg_base = carve(&c, nb + 1, sizeof(int));
-    ws->att_split_rows = SPLIT_ROWS_PER_THREAD * n_threads;
+    ws->att_split_rows =
+        SPLIT_ROWS_PER_THREAD * n_threads > hp->n_head ? SPLIT_ROWS_PER_THREAD * n_threads : hp->n_head;
     const uint64_t n_seg = ((uint64_t)n_ctx + BC__ATT_SEGMENT - 1) / BC__ATT_SEGMENT;
     ws->att_parts = carve(&c, (uint64_t)ws->att_split_rows * n_seg * ((uint64_t)hp->head_dim + 2), sizeof(float));
     ws->logits = carve(&c, nb * V, sizeof(float));
@@ -189,10 +191,11 @@ typedef struct pass {
 /* The entries attend in tiles: runs of up to BC__ATT_MAX_ROWS entries of
  * one sequence at consecutive positions (a prompt chunk's rows; a decode
  * entry alone), each tile and head one task for the pool. When a pass has
- * few (entry, head) pairs for its threads (decode of a few sequences) and
- * their keys span several segments, each pair's segments are split over the
- * threads instead, and a second run merges each pair's parts in order: the
- * same arithmetic either way (attend.h), only spread wider. */
+ * few (entry, head) pairs for its threads (decode of a few sequences, or of
+ * one) and their keys span several segments, the work goes by segment
+ * instead: a task per (entry, segment) makes every head's part of it, and a
+ * second run merges each pair's parts in order: the same arithmetic either
+ * way (attend.h), spread wider and read block by block. */
 /* Groups the entries into tiles (ws->att_tiles); returns their number. */
 static int make_tiles(bc__workspace *ws, const bc_batch_entry *entries, int n) {
     int n_tiles = 0;
@@ -253,17 +256,20 @@ static float *part_of(const attention_task *t, int h, int e, int seg) {
     return t->ws->att_parts + i * ((size_t)t->head_dim + 2);
 }
 
-/* Chunk k: head k / total_segs, the (entry, segment) pair k % total_segs. */
+/* Chunk k: the (entry, segment) pair k, every head. A segment's 16 blocks
+ * of a layer hold all heads' rows side by side, so one thread takes them
+ * all: the pages it walks stay few and in the TLB, the rows stream. */
 static void split_worker(void *arg, int64_t k, int ith) {
     const attention_task *t = arg;
-    const int h = (int)(k / t->total_segs), i = (int)(k % t->total_segs);
     int e = 0;
-    while (t->ws->att_seg_base[e + 1] <= i) e++;
-    const int seg = i - t->ws->att_seg_base[e];
-    const bc__att_tile at = tile_of(t, e, 1, h);
-    const bc__att_head ah = head_of(t, t->entries[e].seq, h);
-    float *p = part_of(t, h, e, seg);
-    bc__attend_part(&at, &ah, seg, scratch_of(t, ith), &p[0], &p[1], p + 2);
+    while (t->ws->att_seg_base[e + 1] <= k) e++;
+    const int seg = (int)k - t->ws->att_seg_base[e];
+    for (int h = 0; h < t->n_head; h++) {
+        const bc__att_tile at = tile_of(t, e, 1, h);
+        const bc__att_head ah = head_of(t, t->entries[e].seq, h);
+        float *p = part_of(t, h, e, seg);
+        bc__attend_part(&at, &ah, seg, scratch_of(t, ith), &p[0], &p[1], p + 2);
+    }
 }
 
 /* Chunk k: entry k / n_head, head k % n_head: its parts merged in order. */
@@ -294,7 +300,7 @@ static void attention(const pass *p, int il, int n_tiles) {
             ws->att_seg_base[e + 1] = ws->att_seg_base[e] + p->entries[e].pos / BC__ATT_SEGMENT + 1;
         if (ws->att_seg_base[n] > n) {
             t.total_segs = ws->att_seg_base[n];
-            bc__pool_run(p->pool, split_worker, &t, (int64_t)hp->n_head * t.total_segs);
+            bc__pool_run(p->pool, split_worker, &t, t.total_segs);
             bc__pool_run(p->pool, merge_worker, &t, (int64_t)n * hp->n_head);
             return;
         }

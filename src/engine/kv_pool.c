@@ -19,11 +19,14 @@ size_t bc__kv_row_bytes(bc_dtype type, int64_t n) {
 }
 
 uint64_t bc__kv_pool_bytes(int n_blocks, int n_layer, size_t row_bytes, bool prefix_cache) {
-    uint64_t block, kv, meta, total;
-    /* K and V blocks; per block the ids of its positions, refs, a free slot */
-    if (bc__mul_u64((uint64_t)n_layer * BC_KV_BLOCK, row_bytes, &block) || bc__mul_u64(block, 2ull * n_blocks, &kv) ||
-        bc__mul_u64((uint64_t)n_blocks, BC_KV_BLOCK * 4 + 8, &meta) || bc__add_u64(kv, meta, &total))
+    uint64_t block, half, kv, meta, total;
+    /* K and V blocks (each on huge pages); per block the ids of its
+     * positions, refs, a free slot */
+    if (bc__mul_u64((uint64_t)n_layer * BC_KV_BLOCK, row_bytes, &block) || bc__mul_u64(block, n_blocks, &half) ||
+        half > SIZE_MAX / 2)
         return UINT64_MAX;
+    kv = 2 * (uint64_t)bc__streamed_bytes((size_t)half);
+    if (bc__mul_u64((uint64_t)n_blocks, BC_KV_BLOCK * 4 + 8, &meta) || bc__add_u64(kv, meta, &total)) return UINT64_MAX;
     if (prefix_cache && bc__add_u64(total, bc__prefix_cache_bytes(n_blocks), &total)) return UINT64_MAX;
     return total;
 }
@@ -35,9 +38,12 @@ int bc__kv_pool_init(bc__kv_pool *p, int n_blocks, int n_layer, bc_dtype type, s
     p->type = type;
     p->row_bytes = row_bytes;
     p->block_bytes = (size_t)n_layer * BC_KV_BLOCK * row_bytes;
-    /* Pages of the pool are touched only as blocks are first written. */
-    p->k = malloc((size_t)n_blocks * p->block_bytes);
-    p->v = malloc((size_t)n_blocks * p->block_bytes);
+    /* Pages of the pool are touched only as blocks are first written. On
+     * huge pages: a decode step at depth reads every block of every layer,
+     * each head its part of 16 rows of a block, and with 4 KiB pages that
+     * walked the page tables for every page of the pool once per head. */
+    p->k = bc__alloc_streamed((size_t)n_blocks * p->block_bytes);
+    p->v = bc__alloc_streamed((size_t)n_blocks * p->block_bytes);
     p->tokens = malloc((size_t)n_blocks * BC_KV_BLOCK * sizeof *p->tokens);
     p->refs = calloc((size_t)n_blocks, sizeof *p->refs);
     p->free = malloc((size_t)n_blocks * sizeof *p->free);

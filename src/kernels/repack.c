@@ -29,15 +29,10 @@ bool bc__weight_repack(bc__weight *w) {
     const size_t bytes = repack_bytes_of(l, w), group_bytes = l->group_bytes(w->cols);
     const bc__dtype_traits *tr = bc__dtype_traits_of(w->dtype);
     const size_t row_bytes = (size_t)(w->cols / tr->block_elems) * (size_t)tr->block_bytes;
-    /* Big copies on 2 MiB boundaries and advised as huge pages: a matrix
-     * streamed once per token then costs a TLB miss per 2 MiB, not per 4 KiB,
-     * and the load takes fewer page faults. */
-    size_t align = bytes >= ((size_t)2 << 20) ? (size_t)2 << 20 : 64;
-    void *p = aligned_alloc(align, (bytes + align - 1) / align * align);
+    /* On huge pages: a matrix streamed once per token costs a TLB miss per
+     * 2 MiB, not per 4 KiB, and the load takes fewer page faults. */
+    void *p = bc__alloc_streamed(bytes);
     if (p == NULL) return false;
-#ifdef MADV_HUGEPAGE
-    if (align > 64) madvise(p, bytes, MADV_HUGEPAGE);
-#endif
     for (int64_t g = 0; g < w->rows / l->rows; g++)
         l->pack((const char *)w->data + (size_t)g * (size_t)l->rows * row_bytes, row_bytes, w->cols,
                 (char *)p + (size_t)g * group_bytes);
