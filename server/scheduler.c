@@ -33,11 +33,11 @@
  * finished before the next starts (the first token comes soonest on
  * average; vLLM's order too). A slot whose prompt is partly computed asks
  * for no logits until its last chunk runs. The step runs one
- * bc_context_decode; and takes one
- * generation step for every slot whose logits came out, with that choice's
- * own bc_generator (its sampler seeded with the request's seed + index, the
- * grammar's matcher when the request has one, its stop strings, and
- * max_tokens, which the parser fitted to the context). A generating slot
+ * bc_context_decode and takes one generation step for every slot whose
+ * logits came out, with that choice's own bc_generator (its sampler
+ * seeded with the request's seed + index, the grammar's matcher when the
+ * request has one, its stop strings, and max_tokens, which the parser
+ * fitted to the context). A generating slot
  * whose next position starts a new block (or must copy a shared one) takes
  * one from the pool; when none is free the newest running choice (the
  * newest request's highest index) is preempted (as vLLM does): its blocks
