@@ -38,6 +38,29 @@ Each round (--rounds, default 1) starts each server in turn (alternating which
 goes first), warms it up, runs the tests and stops it; the tables give the
 median over rounds and, with more than one, the best.
 
+--tests prefill is a separate mode, ours only (long prompts must not stall
+the other streams: chunked prefill, `serve --step-tokens`): for each value
+of --step-tokens (default: the server's default only; "default" names it in a
+list), our server starts afresh with --parallel S+1 (S = --prefill-streams,
+4) and room for every sequence at full context, and
+  1. alone: a --prefill-len-token prompt (3953, random ids, not seen before)
+     gets its TTFT with nothing else running (before and after step 2, with
+     other new ids; the mean of both is its TTFT alone);
+  2. with streams: S streams of --prompt-len prompts generate (logprobs on,
+     so every token is an event of its own; the eos id banned) until each has --prefill-warm
+     tokens (16), then the long prompt (other new ids) is sent; once its first
+     token came and each stream got --prefill-warm more tokens, the streams
+     are closed (cancelled).
+It prints the streams' median inter-token gap before the long prompt came
+(the streams' own pace) and over their whole run, the largest gap that
+overlaps the prefill (from the long prompt's send to its first token), the
+ratios, and the long prompt's TTFT with the streams against alone. The
+targets of issue 23 (1.29 B Q4_0, 2 threads): largest gap <= 4x the median,
+TTFT <= 1.3x alone.
+
+    bench/bench_server.py --model /tmp/speed/b1-q4_0.gguf --tokenizer /tmp/speed/b1 \\
+        --tests prefill --step-tokens default,16,256
+
 --capacity K1,K2,... is a separate mode: for each K, each server is started
 afresh with its flags and sent K concurrent conversations of --conv-prompt
 prompt tokens (1900; the first --conv-shared (0) the same for all, as a shared
@@ -113,6 +136,7 @@ import time
 
 ROOT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..")
 TOKEN_LO, TOKEN_HI = 100, 8000  # prompt token ids are drawn from [TOKEN_LO, TOKEN_HI)
+EOS_ID = 2  # every Baichuan vocabulary's; the prefill mode's streams ban it, to outlast the long prompt
 
 
 # ---------------------------------------------------------------------------
@@ -501,6 +525,182 @@ def main_rounds(args):
 
 
 # ---------------------------------------------------------------------------
+# prefill: long prompts beside running streams
+# ---------------------------------------------------------------------------
+
+class TokenStream:
+    """One streamed /v1/completions request on its own thread, with logprobs
+    (an event per token): times holds time.time() of each token's event.
+    close() hangs up (the server cancels the request)."""
+
+    def __init__(self, srv, prompt, max_tokens, seed, args):
+        self.times, self.error, self.finish, self.usage = [], None, None, None
+        self.t_send = None
+        self._closing = threading.Event()
+        body = {"prompt": prompt, "max_tokens": max_tokens, "seed": seed, "temperature": args.temperature,
+                "top_k": args.top_k, "top_p": 1.0, "min_p": 0.0, "repetition_penalty": 1.0, "logprobs": 0,
+                "logit_bias": {str(EOS_ID): -100}, "stream": True, "stream_options": {"include_usage": True}}
+        self._conn = http.client.HTTPConnection("127.0.0.1", srv.port, timeout=4 * 3600)
+        self._thread = threading.Thread(target=self._run, args=(body,), daemon=True)
+        self._thread.start()
+
+    def _run(self, body):
+        try:
+            self.t_send = time.time()
+            self._conn.request("POST", "/v1/completions", body=json.dumps(body).encode(),
+                               headers={"Content-Type": "application/json"})
+            r = self._conn.getresponse()
+            if r.status != 200:
+                self.error = f"HTTP {r.status}: {r.read()[:300].decode('utf-8', 'replace')}"
+                return
+            buf = b""
+            while not self._closing.is_set():
+                chunk = r.read1(65536)
+                if not chunk:
+                    break
+                now = time.time()
+                buf += chunk
+                while b"\n\n" in buf:
+                    block, buf = buf.split(b"\n\n", 1)
+                    if not block.startswith(b"data: ") or block[6:].strip() == b"[DONE]":
+                        continue
+                    ev = json.loads(block[6:])
+                    if "error" in ev:
+                        self.error = json.dumps(ev["error"])[:300]
+                    for ch in ev.get("choices") or []:
+                        lp = ch.get("logprobs") or {}
+                        self.times.extend([now] * len(lp.get("tokens") or []))
+                        self.finish = ch.get("finish_reason") or self.finish
+                    self.usage = ev.get("usage") or self.usage
+        except (OSError, http.client.HTTPException, ValueError) as e:
+            if not self._closing.is_set():
+                self.error = f"{type(e).__name__}: {e}"
+
+    def n(self):
+        return len(self.times)
+
+    def wait(self, pred, timeout):
+        """Waits until pred() or the request ended; True if pred() holds."""
+        end = time.time() + timeout
+        while not pred() and self._thread.is_alive() and time.time() < end:
+            time.sleep(0.01)
+        return pred()
+
+    def close(self):
+        self._closing.set()
+        try:
+            self._conn.sock and self._conn.sock.shutdown(socket.SHUT_RDWR)
+        except OSError:
+            pass
+        self._thread.join(60)
+        self._conn.close()
+
+
+def long_alone(srv, rng, args):
+    """The TTFT of a long prompt not seen before, with nothing else running; None if it failed."""
+    alone = TokenStream(srv, rand_ids(rng, args.prefill_len), 2, 0, args)
+    alone.wait(lambda: alone.n() > 0, 4 * 3600)
+    alone.close()
+    if alone.error or not alone.times:
+        print(f"[ours] the long prompt alone failed: {alone.error}; server log {srv.logf.name}")
+        srv.keep_log = True
+        return None
+    ttft = alone.times[0] - alone.t_send
+    print(f"[ours] {args.prefill_len}-token prompt alone: TTFT {ttft:.2f} s, load {os.getloadavg()[0]:.2f}",
+          flush=True)
+    return ttft
+
+
+def prefill_round(args, step, rng):
+    """Starts our server with --step-tokens step (None: its default), times
+    the long prompt alone and beside the streams; returns the figures or None."""
+    n = args.prefill_streams
+    ctx = args.prefill_ctx  # every sequence may grow to the model's context
+    flags = ["--parallel", str(n + 1), "-c", str((n + 1) * ctx)]
+    if args.ours_args is not None:
+        flags = shlex.split(args.ours_args)
+    if step is not None:
+        flags += ["--step-tokens", str(step)]
+    tok = ["--tokenizer", args.tokenizer] if args.tokenizer else []
+    srv = ServerProc("ours", [args.bin, "serve", "-m", args.model, "-t", str(args.threads), *tok, *flags],
+                     chrt=args.chrt)
+    print(f"[ours] {' '.join(shlex.quote(c) for c in srv.cmd)}", flush=True)
+    if srv.error:
+        print(f"[ours] did not start ({srv.error}); its log ({srv.logf.name}) ends:\n{srv.log_tail()}", flush=True)
+        return None
+    for line in srv.log_lines("on http://"):
+        print(f"[ours]   {line}")
+    try:
+        warm = complete(srv, rand_ids(rng, args.prompt_len), 4, 0, args)
+        if warm["error"]:
+            print(f"[ours] warm-up request failed: {warm['error']}; server log {srv.logf.name}")
+            srv.keep_log = True
+            return None
+        ttft_alone = [long_alone(srv, rng, args)]
+        if ttft_alone[0] is None:
+            return None
+
+        max_tokens = ctx - args.prompt_len
+        streams = [TokenStream(srv, rand_ids(rng, args.prompt_len), max_tokens, 1 + i, args) for i in range(n)]
+        for st in streams:
+            st.wait(lambda st=st: st.n() >= args.prefill_warm, 600)
+        long = TokenStream(srv, rand_ids(rng, args.prefill_len), 2, 0, args)
+        long.wait(lambda: long.n() > 0, 4 * 3600)
+        t_send, t_first = long.t_send, long.times[0] if long.times else None
+        if t_first is not None:
+            for st in streams:
+                k = sum(1 for t in st.times if t <= t_first)
+                st.wait(lambda st=st, k=k: st.n() >= k + args.prefill_warm, 600)
+        long.close()
+        for st in streams:
+            st.close()
+        bad = [x.error or f"{x.n()} tokens, finish {x.finish}" for x in streams + [long]
+               if x.error or (x is not long and x.finish is not None)]
+        if t_first is None or bad:
+            print(f"[ours] the run failed: {bad[0] if bad else long.error}; server log {srv.logf.name}")
+            srv.keep_log = True
+            return None
+        ttft_alone.append(long_alone(srv, rng, args))  # once more after: the mean of both, on a shared machine
+        if ttft_alone[1] is None:
+            return None
+    finally:
+        srv.stop()
+    ttft_alone = statistics.mean(ttft_alone)
+    gaps, before, during = [], [], []
+    for st in streams:
+        for a, b in zip(st.times, st.times[1:]):
+            gaps.append(b - a)
+            if b <= t_send:
+                before.append(b - a)
+            elif a < t_first:
+                during.append(b - a)
+    fig = {"step": step, "ttft_alone": ttft_alone, "ttft": t_first - t_send, "median_before": statistics.median(before),
+           "median_all": statistics.median(gaps), "max_during": max(during), "n_during": len(during),
+           "median_during": statistics.median(during)}
+    print(f"[ours] beside {n} streams: TTFT {fig['ttft']:.2f} s ({fig['ttft'] / ttft_alone:.2f}x alone); the streams' "
+          f"gaps: median {fig['median_before']:.3f} s before, {fig['median_all']:.3f} s overall, "
+          f"{fig['median_during']:.3f} s during the prefill ({len(during)} tokens), largest there "
+          f"{fig['max_during']:.3f} s; load {os.getloadavg()[0]:.2f}", flush=True)
+    return fig
+
+
+def main_prefill(args):
+    print(f"{args.model}, {args.threads} threads; a {args.prefill_len}-token prompt arriving while "
+          f"{args.prefill_streams} streams of {args.prompt_len}-token prompts generate")
+    rng = random.Random(23)
+    rows = [f for f in (prefill_round(args, step, rng) for step in args.step_tokens) if f]
+    print(f"\n{'step-tokens':>11} {'TTFT alone':>10} {'TTFT':>8} {'ratio':>6} {'median gap':>10} "
+          f"{'(overall)':>9} {'largest in prefill':>18} {'/median':>7} {'/overall':>8}")
+    for f in rows:
+        print(f"{'default' if f['step'] is None else f['step']:>11} {f['ttft_alone']:10.2f} {f['ttft']:8.2f} "
+              f"{f['ttft'] / f['ttft_alone']:6.2f} {f['median_before']:10.3f} {f['median_all']:9.3f} "
+              f"{f['max_during']:18.3f} {f['max_during'] / f['median_before']:7.2f} "
+              f"{f['max_during'] / f['median_all']:8.2f}")
+    print("gaps in seconds; median gap: the streams' before the long prompt came (their own pace), overall: over "
+          "their whole run; targets (issue 23): largest <= 4x median, TTFT <= 1.3x alone")
+
+
+# ---------------------------------------------------------------------------
 # capacity
 # ---------------------------------------------------------------------------
 
@@ -586,6 +786,20 @@ def int_list(text):
     return values
 
 
+def step_list(text):
+    """Comma-separated --step-tokens values; "default" is None (the server's own)."""
+    out = []
+    for v in text.split(","):
+        if v == "default":
+            out.append(None)
+            continue
+        try:
+            out.append(int(v))
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"'{v}' is neither an integer nor 'default'")
+    return out
+
+
 def size_arg(text):
     units = {"K": 2**10, "M": 2**20, "G": 2**30}
     t = text.strip().upper().rstrip("IB").rstrip("B")
@@ -608,7 +822,8 @@ def main():
     ap.add_argument("--ours-args", help="our serve flags, replacing --parallel P -c C (quoted, shell words)")
     ap.add_argument("--llama-args", help="llama-server flags, replacing -np P -c P*C (quoted, shell words)")
     ap.add_argument("--threads", "-t", type=int, default=2, help="threads of each server (default 2)")
-    ap.add_argument("--tests", default="throughput,bench,ttft", help="throughput, bench, ttft (comma-separated)")
+    ap.add_argument("--tests", default="throughput,bench,ttft",
+                    help="throughput, bench, ttft (comma-separated), or prefill alone")
     ap.add_argument("--streams", type=int_list, default=[1, 4, 8, 16])
     ap.add_argument("--max-tokens", type=int, default=64, help="completion tokens per stream (default 64)")
     ap.add_argument("--prompt-len", type=int, default=16, help="prompt tokens per stream (default 16)")
@@ -627,11 +842,24 @@ def main():
                     help="prompt tokens every conversation shares at its start (a system prompt; default 0)")
     ap.add_argument("--mem-budget", type=size_arg, help="capacity: say whether each peak RSS fits (e.g. 20G)")
     ap.add_argument("--chrt", type=int, metavar="PRIO", help="SCHED_FIFO priority for the servers and this program")
+    ap.add_argument("--prefill-len", type=int, default=3953, help="prefill: the long prompt's tokens (3953)")
+    ap.add_argument("--prefill-streams", type=int, default=4, help="prefill: streams generating meanwhile (4)")
+    ap.add_argument("--prefill-warm", type=int, default=16,
+                    help="prefill: tokens each stream gets before the long prompt and after its first token (16)")
+    ap.add_argument("--prefill-ctx", type=int, default=4096,
+                    help="prefill: the model's context (4096): positions per slot, and the streams' length")
+    ap.add_argument("--step-tokens", type=step_list, default=[None],
+                    help="prefill: serve --step-tokens values, one server each (\"default\": none given)")
     args = ap.parse_args()
 
     args.tests = [t for t in args.tests.split(",") if t]
-    if any(t not in ("throughput", "bench", "ttft") for t in args.tests):
+    if any(t not in ("throughput", "bench", "ttft", "prefill") for t in args.tests):
         ap.error(f"--tests: unknown test in {args.tests}")
+    if "prefill" in args.tests:
+        if len(args.tests) > 1 or args.capacity or args.servers not in (None, "ours"):
+            ap.error("--tests prefill runs alone, on our server only")
+        print(f"load average before: {' '.join('%.2f' % x for x in os.getloadavg())}", flush=True)
+        return main_prefill(args)
     if "bench" in args.tests and "throughput" not in args.tests or "bench" in args.tests and 1 not in args.streams:
         args.tests.remove("bench")
     args.servers = args.servers.split(",") if args.servers else ["ours"] + (["llama"] if args.llama_server else [])

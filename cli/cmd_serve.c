@@ -13,6 +13,13 @@
 #include <stdlib.h>
 #include <string.h>
 
+/* The default of --step-tokens, from bench/bench_server.py --tests prefill
+ * (server/README.md gives the figures). */
+#define DEFAULT_STEP_TOKENS 64
+#define TEXT_OF(x)          #x
+#define TEXT_OF_VALUE(x)    TEXT_OF(x)
+#define STEP_TOKENS_TEXT    TEXT_OF_VALUE(DEFAULT_STEP_TOKENS)
+
 static const char help[] =
     "usage: baichuan serve -m MODEL [options]\n"
     "\n"
@@ -34,6 +41,9 @@ static const char help[] =
     "      --kv-memory SIZE     size the KV pool in bytes instead: 6G, 512M, ... (K/M/G/T = 2^10..)\n"
     "      --no-prefix-cache    do not keep or reuse the blocks of earlier prompts\n"
     "  -b, --batch N            most tokens in one forward pass, prompt chunks included (default 256)\n"
+    "      --step-tokens N      most tokens in one step, the running streams' next tokens included\n"
+    "                           (default " STEP_TOKENS_TEXT "; at least --parallel, at most -b): a longer prompt\n"
+    "                           is computed a chunk per step while the streams go on, a token a step\n"
     "      --queue N            choices waiting for a slot before 503 (a request brings n; default 64)\n"
     "      --max-body N         largest request body in bytes (default 1048576)\n"
     "      --max-messages N     most messages in a chat request (default 1024)\n"
@@ -100,6 +110,7 @@ int cmd_serve(int argc, char **argv) {
                       .port = 8080,
                       .n_parallel = 4,
                       .n_batch = 256,
+                      .step_tokens = DEFAULT_STEP_TOKENS,
                       .max_queue = 64,
                       .max_body = 1 << 20,
                       .max_messages = 1024,
@@ -124,6 +135,8 @@ int cmd_serve(int argc, char **argv) {
             int_opt = &cfg.n_ctx, hi = 1 << 24;
         else if (strcmp(a, "-b") == 0 || strcmp(a, "--batch") == 0)
             int_opt = &cfg.n_batch, hi = 1 << 16;
+        else if (strcmp(a, "--step-tokens") == 0)
+            int_opt = &cfg.step_tokens, hi = 1 << 16;
         else if (strcmp(a, "--queue") == 0)
             int_opt = &cfg.max_queue, hi = 1 << 16;
         else if (strcmp(a, "--max-messages") == 0)

@@ -27,14 +27,22 @@ typedef struct token_series {
     unsigned long long prompt, completion;
 } token_series;
 
-/* Bucket upper bounds in seconds. */
-static const double ttft_bounds[] = {0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30};
+/* Bucket upper bounds in seconds, for serving on CPUs: a first token
+ * comes in milliseconds after a short prompt and in a minute or more after
+ * a long one on two cores; a token follows the last in milliseconds alone
+ * and in seconds when a step also computes a prompt chunk. */
+static const double ttft_bounds[] = {0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 20, 30, 60};
+static const double itl_bounds[] = {0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5};
 static const double token_bounds[] = {0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1};
 #define N_TTFT  (sizeof ttft_bounds / sizeof ttft_bounds[0])
+#define N_ITL   (sizeof itl_bounds / sizeof itl_bounds[0])
 #define N_TOKEN (sizeof token_bounds / sizeof token_bounds[0])
 
+#define MAX_BUCKETS 16
+_Static_assert(N_TTFT < MAX_BUCKETS && N_ITL < MAX_BUCKETS && N_TOKEN < MAX_BUCKETS, "a histogram's bounds and +Inf");
+
 typedef struct histogram {
-    unsigned long long buckets[16]; /* non-cumulative counts per bound, then +Inf */
+    unsigned long long buckets[MAX_BUCKETS]; /* non-cumulative counts per bound, then +Inf */
     unsigned long long count;
     double sum;
 } histogram;
@@ -45,13 +53,14 @@ static struct {
     int n_requests;
     token_series tokens[MAX_SERIES];
     int n_tokens;
-    histogram ttft, token;
+    histogram ttft, itl, token;
 } m = {.mu = PTHREAD_MUTEX_INITIALIZER};
 
 void srv_metrics_init(void) {
     pthread_mutex_lock(&m.mu);
     m.n_requests = m.n_tokens = 0;
     memset(&m.ttft, 0, sizeof m.ttft);
+    memset(&m.itl, 0, sizeof m.itl);
     memset(&m.token, 0, sizeof m.token);
     pthread_mutex_unlock(&m.mu);
 }
@@ -115,6 +124,12 @@ void srv_metrics_ttft(double s) {
 void srv_metrics_token_latency(double s) {
     pthread_mutex_lock(&m.mu);
     observe(&m.token, token_bounds, N_TOKEN, s);
+    pthread_mutex_unlock(&m.mu);
+}
+
+void srv_metrics_inter_token(double s) {
+    pthread_mutex_lock(&m.mu);
+    observe(&m.itl, itl_bounds, N_ITL, s);
     pthread_mutex_unlock(&m.mu);
 }
 
@@ -211,9 +226,13 @@ char *srv_metrics_render(const srv_engine_stats *e) {
                    "# HELP baichuan_grammar_cache_hits_total Requests whose grammar was found compiled in the cache.\n"
                    "# TYPE baichuan_grammar_cache_hits_total counter\nbaichuan_grammar_cache_hits_total %lld\n",
                    compiled, hits);
-    put_histogram(&b, "baichuan_time_to_first_token_seconds", "Seconds from a request's arrival to its first token.",
-                  &m.ttft, ttft_bounds, N_TTFT);
-    put_histogram(&b, "baichuan_time_per_output_token_seconds", "Seconds between consecutive tokens of a request.",
+    put_histogram(&b, "baichuan_time_to_first_token_seconds",
+                  "Seconds from a request's arrival to its first token sent.", &m.ttft, ttft_bounds, N_TTFT);
+    put_histogram(&b, "baichuan_inter_token_latency_seconds",
+                  "Seconds between consecutive tokens sent of one stream (a choice).", &m.itl, itl_bounds, N_ITL);
+    put_histogram(&b, "baichuan_time_per_output_token_seconds",
+                  "Seconds between consecutive generation steps of a choice (the eos step included; "
+                  "baichuan_inter_token_latency_seconds counts tokens only).",
                   &m.token, token_bounds, N_TOKEN);
     pthread_mutex_unlock(&m.mu);
     return b.data;

@@ -23,8 +23,12 @@ void srv_metrics_free(void);
 /* One finished HTTP request with its status, of tenant (NULL: none). */
 void srv_metrics_request(const char *tenant, const char *endpoint, int status);
 void srv_metrics_tokens(const char *tenant, long prompt, long completion);
+/* A request's first token sent, seconds after it arrived. */
 void srv_metrics_ttft(double seconds);
+/* A stream's step after its first, seconds after its previous step. */
 void srv_metrics_token_latency(double seconds);
+/* A stream's token after its first, seconds after its previous token. */
+void srv_metrics_inter_token(double seconds);
 /* The Prometheus text exposition (malloc'd), with the engine's gauges. */
 char *srv_metrics_render(const srv_engine_stats *engine);
 

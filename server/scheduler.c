@@ -24,13 +24,20 @@
  * admitted after every sibling has ended takes the prompt's whole blocks
  * from the prefix cache (and computes everything again without one).
  *
- * Each step builds one batch: the next token of every slot that is
- * generating, then chunks of the prompts still being computed, round-robin,
- * up to n_batch entries; runs one bc_context_decode; and takes one
- * generation step for every slot whose logits came out, with that choice's
- * own bc_generator (its sampler seeded with the request's seed + index, the
- * grammar's matcher when the request has one, its stop strings, and
- * max_tokens, which the parser fitted to the context). A generating slot
+ * Each step builds one batch within a token budget (--step-tokens, which
+ * counts every entry, as vLLM's max_num_batched_tokens does): the next
+ * token of every slot that is generating, then chunks of the prompts still
+ * being computed, the oldest choice's first, up to the budget. So a long
+ * prompt is computed a chunk per step (chunked prefill) while the running
+ * streams keep getting a token per step, and of two prompts the older is
+ * finished before the next starts (the first token comes soonest on
+ * average; vLLM's order too). A slot whose prompt is partly computed asks
+ * for no logits until its last chunk runs. The step runs one
+ * bc_context_decode and takes one generation step for every slot whose
+ * logits came out, with that choice's own bc_generator (its sampler
+ * seeded with the request's seed + index, the grammar's matcher when the
+ * request has one, its stop strings, and max_tokens, which the parser
+ * fitted to the context). A generating slot
  * whose next position starts a new block (or must copy a shared one) takes
  * one from the pool; when none is free the newest running choice (the
  * newest request's highest index) is preempted (as vLLM does): its blocks
@@ -69,10 +76,10 @@ typedef struct slot {
 struct srv_scheduler {
     bc_context *ctx;
     srv_scheduler_hooks hooks; /* what becomes of a request that ended */
-    int n_slots, n_batch;
+    int n_slots;
+    int step_tokens; /* most entries in one step, decode and prompt: in [n_slots, n_batch] */
     slot *slots;
-    bc_batch_entry *batch; /* (n_batch) */
-    int rr;                /* the slot whose prompt goes first in the next batch */
+    bc_batch_entry *batch; /* (step_tokens) */
     int watermark;         /* blocks left free at admission, for the running choices to grow into */
     bool prefix_cache;     /* the context keeps and reuses blocks */
 
@@ -213,6 +220,24 @@ static void emit(srv_choice *c, const char *text, size_t len, json_t *lp) {
  * are both "stop". */
 static const char *finish_reason_of(bc_finish finish) { return finish == BC_FINISH_LENGTH ? "length" : "stop"; }
 
+/* The latency metrics of a choice's step, taken once its output is
+ * published: the request's time to first token (from its arrival to its
+ * first step's output), the time per output step (every step after the
+ * choice's first, as before the inter-token latency existed), and the
+ * inter-token latency of a token that follows one of the choice's (a
+ * preemption's pause included: the client saw it). */
+static void time_step(srv_choice *c, int n_before, bool joined) {
+    srv_request *r = c->req;
+    double now = srv_now();
+    if (!r->ttft_seen) srv_metrics_ttft(now - r->t_arrival);
+    r->ttft_seen = true;
+    if (n_before > 0) {
+        srv_metrics_token_latency(now - c->t_last_token);
+        if (joined) srv_metrics_inter_token(now - c->t_last_token);
+    }
+    c->t_last_token = now;
+}
+
 /* One generation step from logits for the slot's choice; ends the choice
  * when its text ended, or with an error when the step failed (as a failed
  * forward pass does). Returns true when the slot was freed. */
@@ -220,15 +245,7 @@ static bool take_token(srv_scheduler *s, slot *sl, const float *logits) {
     srv_choice *c = sl->ch;
     srv_request *r = c->req;
     int n_generated = bc_generator_n_generated(c->gen);
-    double now = srv_now();
-    if (n_generated == 0) {
-        if (!r->ttft_seen) srv_metrics_ttft(now - r->t_arrival);
-        r->ttft_seen = true;
-        if (r->endpoint == SRV_ENDPOINT_CHAT) srv_openai_emit_text(c, "", 0, NULL); /* the role chunk */
-    } else {
-        srv_metrics_token_latency(now - c->t_last_token);
-    }
-    c->t_last_token = now;
+    if (n_generated == 0 && r->endpoint == SRV_ENDPOINT_CHAT) srv_openai_emit_text(c, "", 0, NULL); /* the role chunk */
 
     bc_generated step;
     if (bc_generator_step(c->gen, logits, &step) != BC_STATUS_OK) {
@@ -238,12 +255,14 @@ static bool take_token(srv_scheduler *s, slot *sl, const float *logits) {
         end_choice(s, c, "error", 500);
         return true;
     }
-    if (bc_generator_n_generated(c->gen) > n_generated) { /* not the eos id: the id joins the sequence */
+    bool joined = bc_generator_n_generated(c->gen) > n_generated; /* not the eos id: the id joins the sequence */
+    if (joined) {
         r->n_generated++;
         c->ids[n_ids_of(c) - 1] = step.id;
         emit(c, step.text, step.text_len, srv_openai_logprobs(c, &step, c->text_offset));
         c->text_offset += step.text_len;
     }
+    time_step(c, n_generated, joined);
     if (step.finish == BC_FINISH_NONE) return false;
     emit(c, step.tail, step.tail_len, NULL); /* what the ending released, as a chunk of its own */
     free_slot(s, sl);
@@ -396,8 +415,21 @@ static void make_room(srv_scheduler *s) {
     }
 }
 
-/* The batch: one entry for each slot with one id left to feed, then chunks
- * of the slots with more (prompts), round-robin. Returns its size. */
+/* The slot with ids left to feed and none in the batch yet whose choice is
+ * the oldest, or NULL. */
+static slot *oldest_pending(srv_scheduler *s) {
+    slot *oldest = NULL;
+    for (int i = 0; i < s->n_slots; i++) {
+        slot *sl = &s->slots[i];
+        if (sl->ch != NULL && sl->n_step == 0 && (oldest == NULL || newer(oldest->ch, sl->ch))) oldest = sl;
+    }
+    return oldest;
+}
+
+/* The batch: one entry for each slot with one id left to feed (a stream's
+ * next token, whatever the budget: every slot fits, as step_tokens >=
+ * n_slots), then chunks of the slots with more (prompts), the oldest choice
+ * first, while the step's budget lasts. Returns its size. */
 static int build_batch(srv_scheduler *s) {
     int n = 0;
     for (int i = 0; i < s->n_slots; i++) {
@@ -411,13 +443,13 @@ static int build_batch(srv_scheduler *s) {
         sl->logit_row = n++;
         sl->n_step = 1;
     }
-    for (int k = 0; k < s->n_slots && n < s->n_batch; k++) {
-        int i = (s->rr + k) % s->n_slots;
-        slot *sl = &s->slots[i];
-        if (sl->ch == NULL || sl->n_step > 0) continue;
+    slot *sl;
+    while (n < s->step_tokens && (sl = oldest_pending(s)) != NULL) {
+        int i = (int)(sl - s->slots);
         int pos = bc_context_seq_len(s->ctx, i), n_ids = n_ids_of(sl->ch);
         int take = n_ids - pos;
-        if (take > s->n_batch - n) take = s->n_batch - n;
+        if (take > s->step_tokens - n) take = s->step_tokens - n;
+        if (take <= 0) break; /* never: a running slot always has an id to feed */
         for (int j = 0; j < take; j++) {
             bool last = pos + j == n_ids - 1;
             s->batch[n] = (bc_batch_entry){i, pos + j, sl->ch->ids[pos + j], last};
@@ -426,7 +458,6 @@ static int build_batch(srv_scheduler *s) {
         }
         sl->n_step = take;
     }
-    s->rr = (s->rr + 1) % s->n_slots;
     return n;
 }
 
@@ -493,15 +524,15 @@ static void *engine_main(void *arg) {
 /* Interface                                                                */
 /* ------------------------------------------------------------------------ */
 
-int srv_scheduler_start(srv_scheduler **out, bc_context *ctx, int max_queue, const srv_scheduler_hooks *hooks,
-                        char *err, size_t err_size) {
+int srv_scheduler_start(srv_scheduler **out, bc_context *ctx, int max_queue, int step_tokens,
+                        const srv_scheduler_hooks *hooks, char *err, size_t err_size) {
     *out = NULL;
     srv_scheduler *s = calloc(1, sizeof *s);
     if (s == NULL) goto oom;
     s->ctx = ctx;
     if (hooks != NULL) s->hooks = *hooks;
     s->n_slots = bc_context_n_seq(ctx);
-    s->n_batch = bc_context_n_batch(ctx);
+    s->step_tokens = srv_scheduler_step_tokens(ctx, step_tokens);
     s->q_cap = max_queue > 0 ? max_queue : 1;
     s->q_ring = s->q_cap + SRV_MAX_N - 1 + s->n_slots;
     s->stats.n_slots = s->n_slots;
@@ -511,7 +542,7 @@ int srv_scheduler_start(srv_scheduler **out, bc_context *ctx, int max_queue, con
     s->watermark = s->n_slots < kv.n_blocks / 4 ? s->n_slots : kv.n_blocks / 4;
     s->prefix_cache = kv.prefix_cache;
     s->slots = calloc((size_t)s->n_slots, sizeof *s->slots);
-    s->batch = malloc((size_t)s->n_batch * sizeof *s->batch);
+    s->batch = malloc((size_t)s->step_tokens * sizeof *s->batch);
     s->queue = malloc((size_t)s->q_ring * sizeof *s->queue);
     if (s->slots == NULL || s->batch == NULL || s->queue == NULL) goto oom;
     pthread_mutex_init(&s->mu, NULL);
@@ -532,6 +563,12 @@ fail:
         free(s);
     }
     return -1;
+}
+
+int srv_scheduler_step_tokens(const bc_context *ctx, int step_tokens) {
+    int n_seq = bc_context_n_seq(ctx), n_batch = bc_context_n_batch(ctx);
+    if (step_tokens <= 0 || step_tokens > n_batch) step_tokens = n_batch;
+    return step_tokens < n_seq ? n_seq : step_tokens; /* n_seq <= n_batch (server.c) */
 }
 
 int srv_scheduler_submit(srv_scheduler *s, srv_request *r) {

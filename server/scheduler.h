@@ -33,9 +33,15 @@ typedef struct srv_scheduler_hooks {
 } srv_scheduler_hooks;
 
 /* Starts the engine thread on ctx (its sequences are the slots). At most
- * max_queue choices wait for a slot. */
-int srv_scheduler_start(srv_scheduler **out, bc_context *ctx, int max_queue, const srv_scheduler_hooks *hooks,
-                        char *err, size_t err_size);
+ * max_queue choices wait for a slot. Each step carries at most step_tokens
+ * entries, the running streams' next tokens included (see
+ * srv_scheduler_step_tokens). */
+int srv_scheduler_start(srv_scheduler **out, bc_context *ctx, int max_queue, int step_tokens,
+                        const srv_scheduler_hooks *hooks, char *err, size_t err_size);
+/* The budget a step of ctx gets for step_tokens asked: at most the
+ * context's n_batch (0 or less: n_batch), and at least its sequences, so
+ * every running stream's next token fits and a prompt always advances. */
+int srv_scheduler_step_tokens(const bc_context *ctx, int step_tokens);
 /* Queues a request's choices (takes a reference). -1: the queue is full
  * (max_queue choices waiting), or the scheduler is stopping. */
 int srv_scheduler_submit(srv_scheduler *s, srv_request *r);

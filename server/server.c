@@ -114,7 +114,7 @@ int srv_server_start(srv_server **out, const srv_config *cfg, const bc_model *mo
     }
     srv_metrics_init();
     srv_scheduler_hooks hooks = {.ctx = s, .account = account, .record = s->ledger != NULL ? record : NULL};
-    if (srv_scheduler_start(&s->sched, ctx, cfg->max_queue, &hooks, err, err_size) != 0 ||
+    if (srv_scheduler_start(&s->sched, ctx, cfg->max_queue, cfg->step_tokens, &hooks, err, err_size) != 0 ||
         srv_http_start(&s->http, &s->http_cfg, &s->mi, s->sched, tenants, s->ledger, err, err_size) != 0)
         goto fail;
     *out = s;
@@ -285,9 +285,10 @@ int srv_run(const srv_config *cfg, const bc_model *model, const bc_tokenizer *to
             cfg->max_queue + cfg->n_parallel, cfg->max_body);
     fprintf(stderr,
             "baichuan serve: %s on http://%s:%d (%d sequences sharing %d KV positions, up to %d each; prefix cache "
-            "%s; batch %d, %d threads)\n",
+            "%s; batch %d, step %d tokens, %d threads)\n",
             s->mi.name, cfg->host, srv_server_port(s), cfg->n_parallel, bc_context_n_kv(ctx), cp.n_ctx,
-            cp.prefix_cache ? "on" : "off", cp.n_batch, bc_context_n_threads(ctx));
+            cp.prefix_cache ? "on" : "off", cp.n_batch, srv_scheduler_step_tokens(ctx, cfg->step_tokens),
+            bc_context_n_threads(ctx));
 
     sigset_t sigs;
     shutdown_signals(&sigs);

@@ -26,6 +26,7 @@ typedef struct srv_config {
     long long kv_memory;     /* bytes for the KV pool (0: not given) */
     bool no_prefix_cache;    /* do not keep or reuse the blocks of earlier prompts */
     int n_batch;             /* most entries in one forward pass */
+    int step_tokens;         /* most entries in one step, the streams' next tokens included (0: n_batch) */
     int n_threads;           /* engine threads; 0 = all cores */
     bc_dtype cache_type;     /* the KV cache's element type */
     int max_queue;           /* choices waiting for a slot before 503 */
