@@ -185,16 +185,19 @@ static void test_incremental_equals_full(void **state) {
 /* The logits of positions [0, len) of sequence tag 0 decoded in chunks of
  * `chunk` tokens (logits for every position), with sequence 1 advancing one
  * token in every chunk's batch when `mixed`. (len, n_vocab), f32 cache. */
-static float *decode_chunked(const bc_model *model, int len, int chunk, bool mixed, int n_threads) {
+static float *decode_chunked(const bc_model *model, int len, int chunk, bool mixed, int n_threads, int chunk_until,
+                             int first_chunk) {
     const int V = n_vocab_of(model);
-    bc_context *ctx = new_context(model, len, 2, chunk + 1, n_threads);
-    bc_batch_entry *b = calloc((size_t)chunk + 1, sizeof *b);
+    const int most = chunk > first_chunk ? chunk : first_chunk;
+    bc_context *ctx = new_context(model, len, 2, most + 1, n_threads);
+    bc_batch_entry *b = calloc((size_t)most + 1, sizeof *b);
     float *out = malloc((size_t)len * (size_t)V * sizeof(float));
     for (int at = 0, step = 0; at < len; step++) {
         int n = 0;
         if (mixed) b[n++] = (bc_batch_entry){1, step, token_at(5, step, V), false};
         const int first = n;
-        for (; n - first < chunk && at < len; at++) b[n++] = (bc_batch_entry){0, at, token_at(0, at, V), true};
+        const int size = at < chunk_until ? first_chunk : chunk;
+        for (; n - first < size && at < len; at++) b[n++] = (bc_batch_entry){0, at, token_at(0, at, V), true};
         assert_int_equal(bc_context_decode(ctx, b, n), BC_STATUS_OK);
         for (int i = first; i < n; i++)
             memcpy(out + (size_t)b[i].pos * (size_t)V, bc_context_logits(ctx, i), (size_t)V * sizeof(float));
@@ -210,7 +213,8 @@ static const char *default_model;
 /* With the f32 cache a token's logits are the same bits however its prompt
  * is chunked (-b) and whatever else is in the batch: 600 positions (three of
  * the attention's key segments) in one pass, in chunks of 64, in chunks of 7
- * beside another sequence, and one token at a time beside it; on 2 threads,
+ * beside another sequence, and one token at a time beside it (from position
+ * 480 on, across the third segment's start); on 2 threads,
  * where a single-token step splits its keys over the threads. The RoPE and
  * ALiBi fixtures with f32 weights, and the default model quantized at load
  * to Q8_0, Q4_0 and Q4_K_M (the kernels of GGUF files), with RoPE and with
@@ -244,13 +248,16 @@ static void test_chunking_bit_identical(void **state) {
         bc_model *model = NULL;
         if (bc_model_load(path, mp, &model, err, sizeof err) != BC_STATUS_OK) fail_msg("%s: %s", name, err);
         const int V = n_vocab_of(model), len = 600;
-        float *whole = decode_chunked(model, len, len, false, 2);
+        float *whole = decode_chunked(model, len, len, false, 2, 0, len);
+        /* the one-token way only from position 480 on (positions before it
+         * in chunks of 64): its steps cross the last segment's start */
         static const struct {
             int chunk;
             bool mixed;
-        } ways[] = {{64, false}, {7, true}, {1, true}};
+            int until;
+        } ways[] = {{64, false, 0}, {7, true, 0}, {1, true, 480}};
         for (size_t w = 0; w < sizeof ways / sizeof ways[0]; w++) {
-            float *got = decode_chunked(model, len, ways[w].chunk, ways[w].mixed, 2);
+            float *got = decode_chunked(model, len, ways[w].chunk, ways[w].mixed, 2, ways[w].until, 64);
             for (int i = 0; i < len; i++)
                 if (memcmp(got + (size_t)i * (size_t)V, whole + (size_t)i * (size_t)V, (size_t)V * sizeof(float)))
                     fail_msg("%s: position %d in chunks of %d%s differs in bits from one pass", name, i, ways[w].chunk,
