@@ -410,8 +410,8 @@ WRAP_NA(ATTR_AVX2, kernel_q4_K, kernel_k45_, 4)
 WRAP_NA(ATTR_AVX2, kernel_q5_K, kernel_k45_, 5)
 WRAP_NA(ATTR_AVX2, kernel_q6_K, kernel_q6_K_, 0)
 
-const bc__pack_layout bc__layout_q4_K_avx2 = {BC__ISA_AVX2, 8, group_bytes_q4_K, pack_q4_K, kernel_q4_K};
-const bc__pack_layout bc__layout_q5_K_avx2 = {BC__ISA_AVX2, 8, group_bytes_q5_K, pack_q5_K, kernel_q5_K};
-const bc__pack_layout bc__layout_q6_K_avx2 = {BC__ISA_AVX2, 8, group_bytes_q6_K, pack_q6_K, kernel_q6_K};
+const bc__pack_layout bc__layout_q4_K_avx2 = {BC__ISA_AVX2, 8, BC__MAX_NA, group_bytes_q4_K, pack_q4_K, kernel_q4_K};
+const bc__pack_layout bc__layout_q5_K_avx2 = {BC__ISA_AVX2, 8, BC__MAX_NA, group_bytes_q5_K, pack_q5_K, kernel_q5_K};
+const bc__pack_layout bc__layout_q6_K_avx2 = {BC__ISA_AVX2, 8, BC__MAX_NA, group_bytes_q6_K, pack_q6_K, kernel_q6_K};
 
 #endif

@@ -192,7 +192,9 @@ INLINE_AVX2 void packed_code4_avx2(const int16_t *tab, int64_t cols, const void 
 WRAP_NA(ATTR_AVX2, packed_nf4_avx2, packed_code4_avx2, bc__nf4_i16)
 WRAP_NA(ATTR_AVX2, packed_fp4_avx2, packed_code4_avx2, bc__fp4_i16)
 
-const bc__pack_layout bc__layout_nf4_avx2 = {BC__ISA_AVX2, 8, group_bytes_code4, pack_code4, packed_nf4_avx2};
-const bc__pack_layout bc__layout_fp4_avx2 = {BC__ISA_AVX2, 8, group_bytes_code4, pack_code4, packed_fp4_avx2};
+const bc__pack_layout bc__layout_nf4_avx2 = {BC__ISA_AVX2,      8,          BC__MAX_NA,
+                                             group_bytes_code4, pack_code4, packed_nf4_avx2};
+const bc__pack_layout bc__layout_fp4_avx2 = {BC__ISA_AVX2,      8,          BC__MAX_NA,
+                                             group_bytes_code4, pack_code4, packed_fp4_avx2};
 
 #endif

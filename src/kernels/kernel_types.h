@@ -73,15 +73,20 @@ typedef void (*bc__gemm4_fn)(int64_t cols, const void *w, size_t w_stride, const
  * (AVX-512 CPUs run the AVX2 K layouts). repack.h makes the copies. */
 
 /* out[k * rows + r] = dot(row r of the group, activation row k) for every
- * row r of the group and k < na (1..BC__MAX_NA): one group against na
- * activation rows in the dtype's activation format. */
+ * row r of the group and k < na (1..the layout's max_na): one group against
+ * na activation rows in the dtype's activation format. Each output's bits
+ * depend on its weight row and activation row only, never on na or on the
+ * other rows of the call (a user's logits do not depend on the batch). */
 typedef void (*bc__pack_fn)(int64_t cols, const void *group, const void *a, size_t a_stride, int na, float *out);
 
 #define BC__PACK_MAX_ROWS 16
+/* Activation rows a layout's kernel may take in one call, at most. */
+#define BC__PACK_MAX_NA 8
 
 typedef struct bc__pack_layout {
     bc__isa isa; /* the level its kernel needs */
     int rows;    /* weight rows per group: 8 (AVX2) or 16 (AVX-512), at most BC__PACK_MAX_ROWS */
+    int max_na;  /* activation rows its kernel takes per call: 1..BC__PACK_MAX_NA */
     /* Bytes of one group of a matrix with cols columns (a multiple of 32). */
     size_t (*group_bytes)(int64_t cols);
     /* Writes `rows` consecutive row-major rows (row r at src + r * row_bytes,

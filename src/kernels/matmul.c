@@ -82,16 +82,16 @@ static void matmul_rows(const matmul_task *t, const matmul_part *p, int64_t rb, 
      * y are rows * 4 bytes apart, often a multiple of 4096, so writing them
      * one float at a time would keep evicting each other from the same L1
      * cache set. */
-    float tile[BC__MAX_NA][ROW_TILE];
-    static_assert(BC__PACK_MAX_ROWS <= ROW_TILE, "a group's outputs fit the tile buffer");
+    float tile[BC__PACK_MAX_NA][ROW_TILE];
+    static_assert(BC__PACK_MAX_ROWS <= ROW_TILE && BC__MAX_NA <= BC__PACK_MAX_NA, "the outputs fit the tile buffer");
     if (p->pack != NULL) {
         const int R = p->pack->rows;
         const size_t group_bytes = p->pack->group_bytes(w->cols);
         float *out = &tile[0][0]; /* (na, R) */
         for (int64_t r = rb; r < re; r += R) {
             const char *group = (const char *)w->packed + (size_t)(r / R) * group_bytes;
-            for (int i = 0; i < t->n; i += BC__MAX_NA) {
-                int na = t->n - i < BC__MAX_NA ? t->n - i : BC__MAX_NA;
+            for (int i = 0; i < t->n; i += p->pack->max_na) {
+                int na = t->n - i < p->pack->max_na ? t->n - i : p->pack->max_na;
                 p->pack->kernel(w->cols, group, (const char *)p->act + (size_t)i * p->act_stride, p->act_stride, na,
                                 out);
                 for (int k = 0; k < na; k++)

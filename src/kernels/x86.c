@@ -523,10 +523,10 @@ static void pack16_write_q8_0(const void *src, size_t row_bytes, int64_t cols, v
     pack16_write(true, src, row_bytes, cols, dst);
 }
 
-static const bc__pack_layout layout_q4_0_vnni = {BC__ISA_AVX512, 16, pack16_group_bytes_q4_0, pack16_write_q4_0,
-                                                 pack_q4_0_vnni};
-static const bc__pack_layout layout_q8_0_vnni = {BC__ISA_AVX512, 16, pack16_group_bytes_q8_0, pack16_write_q8_0,
-                                                 pack_q8_0_vnni};
+static const bc__pack_layout layout_q4_0_vnni = {
+    BC__ISA_AVX512, 16, BC__MAX_NA, pack16_group_bytes_q4_0, pack16_write_q4_0, pack_q4_0_vnni};
+static const bc__pack_layout layout_q8_0_vnni = {
+    BC__ISA_AVX512, 16, BC__MAX_NA, pack16_group_bytes_q8_0, pack16_write_q8_0, pack_q8_0_vnni};
 
 const bc__pack_layout *const bc__pack_avx512[BC_DTYPE_COUNT] = {
     [BC_DTYPE_Q4_0] = &layout_q4_0_vnni,
