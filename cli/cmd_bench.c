@@ -47,7 +47,8 @@ static const char help[] =
     "                      [--json]\n"
     "\n"
     "Measures prompt processing (pp) and text generation (tg) speed in tokens/s:\n"
-    "mean and standard deviation over repetitions, with the model's size and\n"
+    "mean and standard deviation over repetitions, with the model's size, the\n"
+    "instruction-set level the kernels ran at (avx512, avx2 or c) and the\n"
     "parameter count.\n"
     "\n"
     "options:\n"
@@ -318,6 +319,7 @@ static int print_json(const bc_model_info *info, int threads, int reps, int batc
                       const bench_test *tests, int n_tests) {
     json_t *j = json_object();
     json_object_set_new(j, "model", json_string(info->path));
+    json_object_set_new(j, "kernels", json_string(bc_kernel_level()));
     json_object_set_new(j, "format", json_string(bc_file_format_name(info->file_format)));
     json_object_set_new(j, "model_bytes", json_integer((json_int_t)info->weight_bytes));
     json_object_set_new(j, "n_params", json_integer((json_int_t)info->n_params));
@@ -374,9 +376,10 @@ static void print_table(const bc_model_info *info, int threads, int reps, const 
     char dashes[sizeof tests[0].name];
     memset(dashes, '-', (size_t)w);
     dashes[w] = '\0';
-    printf("| %-28s | %10s | %8s | %7s | %*s | %20s |\n", "model", "size", "params", "threads", w, "test", "t/s");
-    printf("| %-28s | %10s | %8s | %7s | %s | %20s |\n", "----------------------------", "----------", "--------",
-           "-------", dashes, "--------------------");
+    printf("| %-28s | %10s | %8s | %7s | %7s | %*s | %20s |\n", "model", "size", "params", "kernels", "threads", w,
+           "test", "t/s");
+    printf("| %-28s | %10s | %8s | %7s | %7s | %s | %20s |\n", "----------------------------", "----------", "--------",
+           "-------", "-------", dashes, "--------------------");
     const char *base = strrchr(info->path, '/');
     base = base && base[1] ? base + 1 : info->path;
     char size[32], params[32], tps[64];
@@ -391,7 +394,8 @@ static void print_table(const bc_model_info *info, int threads, int reps, const 
     for (int i = 0; i < n_tests; i++) {
         stats st = stats_of(tests[i].samples, reps);
         snprintf(tps, sizeof tps, "%.2f ± %.2f", st.mean, st.stddev);
-        printf("| %-28.28s | %10s | %8s | %7d | %*s | %21s |\n", base, size, params, threads, w, tests[i].name, tps);
+        printf("| %-28.28s | %10s | %8s | %7s | %7d | %*s | %21s |\n", base, size, params, bc_kernel_level(), threads,
+               w, tests[i].name, tps);
     }
 }
 

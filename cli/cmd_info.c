@@ -82,6 +82,7 @@ int cmd_info(int argc, char **argv) {
     if (in.quantized_at_load != BC_FTYPE_COUNT)
         printf("quantized:      at load as %s: %d matrices, %.3f GiB of heap copies\n",
                bc_ftype_name(in.quantized_at_load), in.n_quantized, gib(in.quantized_bytes));
+    printf("kernels:        %s (the instruction-set level detected on this CPU)\n", bc_kernel_level());
     if (in.repacked_bytes > 0)
         printf("repacked:       %.3f GiB, interleaved copies of the quantized matrices for this CPU's kernels "
                "(--no-repack: none)\n",

@@ -87,6 +87,11 @@ typedef enum bc_dtype {
 /* "f32", "f16", "bf16", "q8_0", "q4_0", ..., "nf4", "fp4", "q4_gptq" */
 const char *bc_dtype_name(bc_dtype dtype);
 
+/* The instruction-set level the matrix kernels run at, the best this CPU
+ * has (detected at run time): "avx512" (AVX-512 F, BW, VL and VNNI),
+ * "avx2" (AVX2, FMA and F16C) or "c" (portable C). */
+const char *bc_kernel_level(void);
+
 /* How positions enter attention. */
 typedef enum bc_pos_encoding {
     BC_POS_ENCODING_AUTO = 0, /* from the checkpoint (only valid in params) */

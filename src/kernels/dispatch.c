@@ -30,6 +30,16 @@ const bc__pack_layout *bc__pack_layout_of(bc_dtype dtype, bc__isa isa) {
     return NULL;
 }
 
+const bc__pack_layout *bc__pack_layout_for(bc_dtype dtype, bc__isa isa, int64_t rows) {
+    for (int level = (int)isa; level > BC__ISA_C; level--) {
+        const bc__pack_layout *l = bc__pack_layout_of(dtype, (bc__isa)level);
+        if (l == NULL) return NULL;
+        if (rows > 0 && rows % l->rows == 0) return l;
+        level = (int)l->isa; /* the next try is the level below this layout's */
+    }
+    return NULL;
+}
+
 bool bc__kernels_bf16(void) {
     if (bc__kernels_isa() < BC__ISA_AVX512 || bc__gemm4_bf16_act_bf16 == NULL) return false;
     return bc__cpu_has_avx512_bf16();

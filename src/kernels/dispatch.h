@@ -17,6 +17,10 @@ BC__HIDDEN bc__gemm4_fn bc__gemm4_kernel(bc_dtype dtype, bc__isa isa);
 /* The layout a matrix of dtype gets at level isa (the best at or below it),
  * or NULL when there is none. */
 BC__HIDDEN const bc__pack_layout *bc__pack_layout_of(bc_dtype dtype, bc__isa isa);
+/* The layout a matrix of dtype with `rows` rows gets at level isa: the best
+ * at or below it whose groups divide rows (an AVX-512 CPU repacks a matrix
+ * of 8k but not 16k rows in the AVX2 layout of 8 rows), or NULL. */
+BC__HIDDEN const bc__pack_layout *bc__pack_layout_for(bc_dtype dtype, bc__isa isa, int64_t rows);
 /* Whether bf16 weights may run against bf16 activations (BC__ACT_BF16, the
  * kernels bc__dot_bf16_act_bf16 / bc__gemm4_bf16_act_bf16 of x86.h): the
  * level in use is AVX-512, they are built, and the CPU has AVX512_BF16. */

@@ -41,6 +41,8 @@ bc__isa bc__kernels_force(int level) {
     return bc__kernels_isa();
 }
 
+const char *bc_kernel_level(void) { return bc__isa_name(bc__kernels_isa()); }
+
 const char *bc__isa_name(bc__isa isa) {
     switch (isa) {
     case BC__ISA_C: return "c";

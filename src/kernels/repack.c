@@ -12,9 +12,9 @@
 #include <sys/mman.h>
 
 bool bc__pack_supported(const bc__weight *w) {
-    const bc__pack_layout *l = bc__pack_layout_of(w->dtype, bc__kernels_isa());
+    const bc__pack_layout *l = bc__pack_layout_for(w->dtype, bc__kernels_isa(), w->rows);
     const int64_t block = bc__dtype_traits_of(w->dtype)->block_elems;
-    return l != NULL && w->rows > 0 && w->rows % l->rows == 0 && w->cols > 0 && w->cols % block == 0;
+    return l != NULL && w->cols > 0 && w->cols % block == 0;
 }
 
 static size_t repack_bytes_of(const bc__pack_layout *l, const bc__weight *w) {
@@ -25,7 +25,7 @@ size_t bc__repack_bytes(const bc__weight *w) { return w->pack != NULL ? repack_b
 
 bool bc__weight_repack(bc__weight *w) {
     if (!bc__pack_supported(w)) return false;
-    const bc__pack_layout *l = bc__pack_layout_of(w->dtype, bc__kernels_isa());
+    const bc__pack_layout *l = bc__pack_layout_for(w->dtype, bc__kernels_isa(), w->rows);
     const size_t bytes = repack_bytes_of(l, w), group_bytes = l->group_bytes(w->cols);
     const bc__dtype_traits *tr = bc__dtype_traits_of(w->dtype);
     const size_t row_bytes = (size_t)(w->cols / tr->block_elems) * (size_t)tr->block_bytes;

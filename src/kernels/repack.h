@@ -9,8 +9,9 @@
 #include "kernels/kernel_types.h"
 #include "kernels/weight.h"
 
-/* Whether w's dtype has a layout at the current level and w's shape fits it
- * (rows a multiple of the group, cols of the dtype's blocks). */
+/* Whether w gets a repacked copy at the current level: a layout at or below
+ * it whose group divides w's rows (bc__pack_layout_for), and cols of whole
+ * blocks of the dtype. */
 BC__HIDDEN bool bc__pack_supported(const bc__weight *w);
 /* Makes w's repacked copy for the current level: a new 64-aligned buffer at
  * w->packed (huge pages for large ones) and its layout at w->pack. Returns

@@ -8,7 +8,6 @@
  *                      accumulators per activation row
  *   32-weight blocks   x86_dot32.h, instantiated for AVX2 and VNNI
  *   K blocks           AVX2 maddubs kernels (also used at the AVX-512 level)
- *   repacked q4_0/q8_0 16 rows at once, a row per 32-bit lane (AVX-512 VNNI)
  *
  * Every function carries a target attribute, so the file builds without any
  * -m flag and the code only runs after isa.c has checked the CPU.
@@ -18,6 +17,7 @@
 #include "kernels/avx2_k.h"
 #include "kernels/avx2_q32.h"
 #include "kernels/avx2_q4x.h"
+#include "kernels/avx512_q32.h"
 #include "quant/blocks.h"
 
 #include <string.h>
@@ -401,136 +401,11 @@ const bc__gemm4_fn bc__gemm4_avx512[BC_DTYPE_COUNT] = {
     [BC_DTYPE_Q5_1] = gemm_q5_1_vnni,
 };
 
-/* Repacked q4_0 / q8_0 for AVX-512: groups of 16 rows.
- *
- * Group layout, for a matrix of nb = cols / 32 blocks a row:
- *   quants  nb * Q bytes: for block column b, Q / 64 chunks of 64 bytes;
- *           byte 4r + i of chunk c (row r, i < 4) is
- *             q4_0 (Q 256, 4 chunks): qs[4c + i] of row r's block b, as
- *                  stored (its low nibble is weight 4c + i, the high one
- *                  weight 16 + 4c + i)
- *             q8_0 (Q 512, 8 chunks): qs[4c + i] + 128, unsigned, so that
- *                  it is vpdpbusd's unsigned operand
- *   scales  nb * 16 f16: the d of row r's block b at 16b + r
- *   padding up to a multiple of 64 bytes
- *
- * The kernel: one group of 16 rows against
- * na activation rows. Per block column b the 8 registers q[j] hold weights
- * 4j .. 4j+3 of the 16 rows (row r in lane r, unsigned); vpdpbusd with
- * activation bytes 4j .. 4j+3 broadcast to every lane adds each row's 4
- * products into its lane, so 8 of them give the 16 block dots in int32,
- * started from -zp * sum(qa) (zp 8 for q4_0, 128 for the biased q8_0) so they
- * are exact before the one conversion to f32. Two int32 chains per block and
- * two f32 accumulator sets (even and odd columns) keep vpdpbusd and FMA
- * latency off the critical path when na is 1. */
-/* Bytes ahead of the column being read that the quants are prefetched: at
- * n = 1 the group streams from memory, and the hardware prefetcher alone left
- * the q4_0 kernel at 19 GB/s where 8 KB ahead reached 25-28 (bench_matmul,
- * 65536x1536, one thread; 2 KB: 21). */
-#define PACK_PREFETCH 8192
-INLINE_AVX512 void pack_column_(const int q8, const uint8_t *wq, const uint16_t *ws, int64_t b, const void *a,
-                                size_t as, const int na, __m512 *acc) {
-    __m512i q[8];
-    const uint8_t *ahead = wq + (q8 ? 512 : 256) * b + PACK_PREFETCH; /* may pass the end: prefetches never fault */
-    for (int c = 0; c < (q8 ? 8 : 4); c++) _mm_prefetch((const char *)(ahead + 64 * c), _MM_HINT_T0);
-    if (q8) {
-        for (int j = 0; j < 8; j++) q[j] = _mm512_load_si512((const void *)(wq + 512 * b + 64 * j));
-    } else {
-        const __m512i m4 = _mm512_set1_epi8(0x0F);
-        for (int c = 0; c < 4; c++) {
-            const __m512i raw = _mm512_load_si512((const void *)(wq + 256 * b + 64 * c));
-            q[c] = _mm512_and_si512(raw, m4);                           /* weights 4c .. 4c+3 */
-            q[c + 4] = _mm512_and_si512(_mm512_srli_epi16(raw, 4), m4); /* weights 16+4c .. */
-        }
-    }
-    const __m512 dw = _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(ws + 16 * b)));
-    const int zp = q8 ? 128 : 8;
-    for (int k = 0; k < na; k++) {
-        const bc__block_a8 *y = (const bc__block_a8 *)((const char *)a + (size_t)k * as) + b;
-        int32_t x4[8]; /* activation bytes 4j .. 4j+3 */
-        memcpy(x4, y->qs, sizeof x4);
-        __m512i s0 = _mm512_set1_epi32(-zp * y->sum), s1 = _mm512_setzero_si512();
-        for (int j = 0; j < 8; j += 2) {
-            s0 = _mm512_dpbusd_epi32(s0, q[j], _mm512_set1_epi32(x4[j]));
-            s1 = _mm512_dpbusd_epi32(s1, q[j + 1], _mm512_set1_epi32(x4[j + 1]));
-        }
-        const __m512 p = _mm512_cvtepi32_ps(_mm512_add_epi32(s0, s1));
-        acc[k] = _mm512_fmadd_ps(_mm512_mul_ps(dw, _mm512_set1_ps(y->d)), p, acc[k]);
-    }
-}
-
-INLINE_AVX512 void pack16_(const int q8, int64_t cols, const void *group, const void *a, size_t as, const int na,
-                           float *out) {
-    const int64_t nb = cols / 32;
-    const uint8_t *wq = group;
-    const uint16_t *ws = (const uint16_t *)(wq + (size_t)nb * (q8 ? 512 : 256));
-    __m512 acc0[BC__MAX_NA], acc1[BC__MAX_NA];
-    for (int k = 0; k < na; k++) acc0[k] = acc1[k] = _mm512_setzero_ps();
-    int64_t b = 0;
-    for (; b + 2 <= nb; b += 2) {
-        pack_column_(q8, wq, ws, b, a, as, na, acc0);
-        pack_column_(q8, wq, ws, b + 1, a, as, na, acc1);
-    }
-    if (b < nb) pack_column_(q8, wq, ws, b, a, as, na, acc0);
-    for (int k = 0; k < na; k++) _mm512_storeu_ps(out + 16 * k, _mm512_add_ps(acc0[k], acc1[k]));
-}
-WRAP_NA(ATTR_AVX512, pack_q4_0_vnni, pack16_, 0)
-WRAP_NA(ATTR_AVX512, pack_q8_0_vnni, pack16_, 1)
-
-static size_t pack16_quant_bytes(bool q8) { return q8 ? 512 : 256; }
-
-static size_t pack16_group_bytes(bool q8, int64_t cols) {
-    size_t nb = (size_t)(cols / 32), bytes = nb * (pack16_quant_bytes(q8) + 16 * sizeof(uint16_t));
-    return (bytes + 63) / 64 * 64;
-}
-static size_t pack16_group_bytes_q4_0(int64_t cols) { return pack16_group_bytes(false, cols); }
-static size_t pack16_group_bytes_q8_0(int64_t cols) { return pack16_group_bytes(true, cols); }
-
-static void pack16_write(bool q8, const void *src, size_t row_bytes, int64_t cols, void *dst) {
-    const size_t nb = (size_t)(cols / 32), qb = pack16_quant_bytes(q8);
-    uint8_t *quants = dst, *scales = quants + nb * qb;
-    memset(scales + nb * 16 * sizeof(uint16_t), 0, pack16_group_bytes(q8, cols) - nb * (qb + 32));
-    for (int r = 0; r < 16; r++) {
-        const char *row = (const char *)src + (size_t)r * row_bytes;
-        for (size_t b = 0; b < nb; b++) {
-            uint16_t d;
-            const uint8_t *qs;
-            if (q8) {
-                const bc__block_q8_0 *x = (const bc__block_q8_0 *)row + b;
-                d = x->d;
-                qs = (const uint8_t *)x->qs;
-            } else {
-                const bc__block_q4_0 *x = (const bc__block_q4_0 *)row + b;
-                d = x->d;
-                qs = x->qs;
-            }
-            memcpy(scales + (b * 16 + (size_t)r) * sizeof d, &d, sizeof d);
-            uint8_t *o = quants + b * qb + 4 * (size_t)r;
-            const uint32_t bias = q8 ? 0x80808080u : 0; /* q8_0 stored + 128 */
-            for (size_t c = 0; c < qb / 64; c++) {
-                uint32_t four;
-                memcpy(&four, qs + 4 * c, sizeof four);
-                four ^= bias;
-                memcpy(o + 64 * c, &four, sizeof four);
-            }
-        }
-    }
-}
-static void pack16_write_q4_0(const void *src, size_t row_bytes, int64_t cols, void *dst) {
-    pack16_write(false, src, row_bytes, cols, dst);
-}
-static void pack16_write_q8_0(const void *src, size_t row_bytes, int64_t cols, void *dst) {
-    pack16_write(true, src, row_bytes, cols, dst);
-}
-
-static const bc__pack_layout layout_q4_0_vnni = {
-    BC__ISA_AVX512, 16, BC__MAX_NA, pack16_group_bytes_q4_0, pack16_write_q4_0, pack_q4_0_vnni};
-static const bc__pack_layout layout_q8_0_vnni = {
-    BC__ISA_AVX512, 16, BC__MAX_NA, pack16_group_bytes_q8_0, pack16_write_q8_0, pack_q8_0_vnni};
-
+/* The AVX-512 layouts (avx512_q32.c); the K-quants use the AVX2 ones. */
 const bc__pack_layout *const bc__pack_avx512[BC_DTYPE_COUNT] = {
-    [BC_DTYPE_Q4_0] = &layout_q4_0_vnni,
-    [BC_DTYPE_Q8_0] = &layout_q8_0_vnni,
+    [BC_DTYPE_Q4_0] = &bc__layout_q4_0_avx512, [BC_DTYPE_Q4_1] = &bc__layout_q4_1_avx512,
+    [BC_DTYPE_Q5_0] = &bc__layout_q5_0_avx512, [BC_DTYPE_Q5_1] = &bc__layout_q5_1_avx512,
+    [BC_DTYPE_Q8_0] = &bc__layout_q8_0_avx512, [BC_DTYPE_Q4_GPTQ] = &bc__layout_q4_gptq_avx512,
 };
 
 /* The AVX2 layouts (avx2_q32.c, avx2_k.c, avx2_q4x.c). */
