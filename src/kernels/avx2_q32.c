@@ -288,29 +288,63 @@ INLINE_AVX2 void column(const bc_dtype t, const uint8_t *q, const uint8_t *sc, c
     }
 }
 
-INLINE_AVX2 void kernel_(const bc_dtype t, int64_t cols, const void *group, const void *a, size_t as, const int na,
-                         float *out) {
-    const int64_t nb = cols / 32;
+/* Runs per column block: a block of the group (16 block columns, 2.2 KB of
+ * q4_0, 4.2 KB of q8_0) comes from memory once and is run against every
+ * activation row of the call, 4 at a time, from L1 (as in avx512_q32.c). */
+#define BLOCK_RUNS 4
+
+/* Runs [r0, r1) of the group at g (nb block columns) against na (1..4)
+ * activation rows; the accumulators start from zero (first) or from out
+ * and go back to out. The first pass over a block prefetches ahead. */
+INLINE_AVX2 void runs_(const bc_dtype t, int64_t nb, const uint8_t *g, int64_t r0, int64_t r1, const void *a, size_t as,
+                       const int na, float *out, bool first, bool prefetch) {
     const size_t cb = col_bytes(t), step = run_bytes(t) / RUN;
     __m256 acc[BC__MAX_NA];
-    for (int k = 0; k < na; k++) acc[k] = _mm256_setzero_ps();
-    const uint8_t *run = group;
-    for (int64_t b0 = 0; b0 < nb; b0 += RUN, run += run_bytes(t)) {
+    for (int k = 0; k < na; k++) acc[k] = first ? _mm256_setzero_ps() : _mm256_loadu_ps(out + 8 * k);
+    const uint8_t *run = g + (size_t)r0 * run_bytes(t);
+    for (int64_t r = r0; r < r1; r++, run += run_bytes(t)) {
+        const int64_t b0 = r * RUN;
         const int in_run = nb - b0 < RUN ? (int)(nb - b0) : RUN;
         const uint8_t *sc = run + (size_t)in_run * cb;
         for (int i = 0; i < in_run; i++) {
             /* A run's share per column, so the prefetches cover the scales
              * too; they may pass the group's end: prefetches never fault. */
-            const uint8_t *ahead = run + PREFETCH + (size_t)i * step;
-            for (size_t off = 0; off < step; off += 64) _mm_prefetch((const char *)(ahead + off), _MM_HINT_T0);
+            if (prefetch)
+                for (size_t off = 0; off < step; off += 64)
+                    _mm_prefetch((const char *)(run + PREFETCH + (size_t)i * step + off), _MM_HINT_T0);
             column(t, run + (size_t)i * cb, sc + 16 * i, sc + RUN_TABLE + 8 * i, b0 + i, a, as, na, acc);
         }
     }
     for (int k = 0; k < na; k++) _mm256_storeu_ps(out + 8 * k, acc[k]);
 }
 
-/* One kernel per dtype and na = 1..4 (WRAP_NA, x86_common.h). */
-#define KERNEL(name, T) WRAP_NA(ATTR_AVX2, name, kernel_, T)
+/* The group against na (1..BC__PACK_MAX_NA) activation rows: column block
+ * by column block, 4 rows at a time (16 ymm registers hold 4 accumulators,
+ * the 8 unpacked weight registers and the products). Each output adds its
+ * column products in column order whatever na is. */
+INLINE_AVX2 void kernel_(const bc_dtype t, int64_t cols, const void *group, const void *a, size_t as, int na,
+                         float *out) {
+    const int64_t nb = cols / 32, n_runs = (nb + RUN - 1) / RUN;
+    for (int64_t r0 = 0; r0 < n_runs; r0 += BLOCK_RUNS) {
+        const int64_t r1 = r0 + BLOCK_RUNS < n_runs ? r0 + BLOCK_RUNS : n_runs;
+        for (int k0 = 0; k0 < na; k0 += 4) {
+            const void *ak = (const char *)a + (size_t)k0 * as;
+            float *ok = out + 8 * k0;
+            const bool first = r0 == 0, pf = k0 == 0;
+            switch (na - k0 < 4 ? na - k0 : 4) {
+            case 1: runs_(t, nb, group, r0, r1, ak, as, 1, ok, first, pf); break;
+            case 2: runs_(t, nb, group, r0, r1, ak, as, 2, ok, first, pf); break;
+            case 3: runs_(t, nb, group, r0, r1, ak, as, 3, ok, first, pf); break;
+            default: runs_(t, nb, group, r0, r1, ak, as, 4, ok, first, pf); break;
+            }
+        }
+    }
+}
+
+#define KERNEL(name, T)                                                                                                \
+    static ATTR_AVX2 void name(int64_t cols, const void *g, const void *a, size_t as, int na, float *out) {            \
+        kernel_(T, cols, g, a, as, na, out);                                                                           \
+    }
 
 #define LAYOUT(sfx, T)                                                                                                 \
     static size_t group_bytes_##sfx(int64_t cols) { return group_bytes_of(T, cols); }                                  \
