@@ -1,7 +1,11 @@
 /*
- * vec.c - kernels on f32 vectors (see vec.h), in portable C.
+ * vec.c - kernels on f32 vectors (see vec.h), in portable C; silu goes to
+ * x86.c's AVX2 loop where the level allows.
  */
 #include "kernels/vec.h"
+
+#include "kernels/isa.h"
+#include "kernels/x86.h"
 
 #include <math.h>
 
@@ -17,6 +21,12 @@ float bc__dot_f32(const float *a, const float *b, int64_t n) {
 }
 
 void bc__silu_mul(float *g, const float *u, int n) {
+#if defined(__x86_64__) && defined(__GNUC__)
+    if (bc__kernels_isa() >= BC__ISA_AVX2) {
+        bc__silu_mul_avx2(g, u, n);
+        return;
+    }
+#endif
     for (int i = 0; i < n; i++) g[i] = g[i] / (1.0f + expf(-g[i])) * u[i];
 }
 

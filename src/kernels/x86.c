@@ -269,6 +269,47 @@ ATTR_AVX2 void bc__quantize_act_avx2(int kind, const float *x, void *dst, int64_
     }
 }
 
+/* exp(x) for any float x, to about 1 ulp for normal results: x = n ln2 + r
+ * with |r| <= ln2 / 2 (ln2 in two parts, the first exact in few bits), e^r
+ * by a degree-7 series fitted on that interval, times 2^n through the
+ * exponent bits; x is clamped to [-87, 88] first (e^-87 is near the
+ * smallest normal; e^88 near the largest float), so below it gives about
+ * 1.6e-38 and above it 1.65e38, not 0 and inf. */
+INLINE_AVX2 __m256 exp_avx2(__m256 x) {
+    x = _mm256_min_ps(_mm256_max_ps(x, _mm256_set1_ps(-87.0f)), _mm256_set1_ps(88.0f));
+    const __m256 n = _mm256_round_ps(_mm256_mul_ps(x, _mm256_set1_ps(1.44269504088896341f)),
+                                     _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+    __m256 r = _mm256_fnmadd_ps(n, _mm256_set1_ps(0.693359375f), x);
+    r = _mm256_fnmadd_ps(n, _mm256_set1_ps(-2.12194440e-4f), r);
+    __m256 y = _mm256_set1_ps(1.9875691500e-4f);
+    y = _mm256_fmadd_ps(y, r, _mm256_set1_ps(1.3981999507e-3f));
+    y = _mm256_fmadd_ps(y, r, _mm256_set1_ps(8.3334519073e-3f));
+    y = _mm256_fmadd_ps(y, r, _mm256_set1_ps(4.1665795894e-2f));
+    y = _mm256_fmadd_ps(y, r, _mm256_set1_ps(1.6666665459e-1f));
+    y = _mm256_fmadd_ps(y, r, _mm256_set1_ps(5.0000001201e-1f));
+    y = _mm256_fmadd_ps(y, _mm256_mul_ps(r, r), _mm256_add_ps(r, _mm256_set1_ps(1.0f)));
+    /* n in [-126, 127]: 2^n is a normal float */
+    const __m256i e = _mm256_slli_epi32(_mm256_add_epi32(_mm256_cvtps_epi32(n), _mm256_set1_epi32(127)), 23);
+    return _mm256_mul_ps(y, _mm256_castsi256_ps(e));
+}
+
+ATTR_AVX2 void bc__silu_mul_avx2(float *g, const float *u, int n) {
+    const __m256 one = _mm256_set1_ps(1.0f);
+    int i = 0;
+    for (; i + 8 <= n; i += 8) {
+        const __m256 x = _mm256_loadu_ps(g + i);
+        const __m256 e = exp_avx2(_mm256_sub_ps(_mm256_setzero_ps(), x));
+        _mm256_storeu_ps(g + i, _mm256_mul_ps(_mm256_div_ps(x, _mm256_add_ps(one, e)), _mm256_loadu_ps(u + i)));
+    }
+    if (i < n) { /* the tail through the same lanes, so every element gets the same bits */
+        float xg[8] = {0}, xu[8] = {0};
+        memcpy(xg, g + i, (size_t)(n - i) * sizeof(float));
+        memcpy(xu, u + i, (size_t)(n - i) * sizeof(float));
+        bc__silu_mul_avx2(xg, xu, 8);
+        memcpy(g + i, xg, (size_t)(n - i) * sizeof(float));
+    }
+}
+
 const bc__dot_fn bc__dot_avx2[BC_DTYPE_COUNT] = {
     [BC_DTYPE_F32] = dot_f32_avx2,     [BC_DTYPE_F16] = dot_f16_avx2,         [BC_DTYPE_BF16] = dot_bf16_avx2,
     [BC_DTYPE_Q8_0] = dot_q8_0_avx2,   [BC_DTYPE_Q4_0] = dot_q4_0_avx2,       [BC_DTYPE_Q4_1] = dot_q4_1_avx2,
@@ -491,5 +532,11 @@ const bc__pack_layout *const bc__pack_avx512[BC_DTYPE_COUNT];
 const bc__pack_layout *const bc__pack_avx2[BC_DTYPE_COUNT];
 const bc__dot_fn bc__dot_bf16_act_bf16;
 const bc__gemm4_fn bc__gemm4_bf16_act_bf16;
+
+void bc__silu_mul_avx2(float *g, const float *u, int n) {
+    (void)g;
+    (void)u;
+    (void)n;
+}
 
 #endif

@@ -28,4 +28,9 @@ BC__HIDDEN extern const bc__gemm4_fn bc__gemm4_bf16_act_bf16;
  * only): for finite x, bit for bit the blocks of bc__quantize_act's C code. */
 BC__HIDDEN void bc__quantize_act_avx2(int kind, const float *x, void *dst, int64_t cols);
 
+/* g[i] = silu(g[i]) * u[i] with AVX2 (x86-64 builds only; elsewhere it does
+ * nothing and is not called): a vectorized exp within about 1 ulp of expf's
+ * for |g| < 87, so within a few ulp of bc__silu_mul's C loop. */
+BC__HIDDEN void bc__silu_mul_avx2(float *g, const float *u, int n);
+
 #endif /* BC_X86_H */
