@@ -34,7 +34,9 @@
  * average; vLLM's order too). A slot whose prompt is partly computed asks
  * for no logits until its last chunk runs. The step runs one
  * bc_context_decode and takes one generation step for every slot whose
- * logits came out, with that choice's own bc_generator (its sampler
+ * logits came out, the slots' steps in parallel on the context's threads
+ * (bc_context_parallel_for; their text is then emitted in slot order on
+ * the engine thread), with that choice's own bc_generator (its sampler
  * seeded with the request's seed + index, the grammar's matcher when the
  * request has one, its stop strings, and max_tokens, which the parser
  * fitted to the context). A generating slot
@@ -71,6 +73,11 @@ typedef struct slot {
     srv_choice *ch; /* NULL when free */
     int n_step;     /* entries of this slot in the current batch */
     int logit_row;  /* the batch entry whose logits are this slot's, or -1 */
+    /* The generation step of the current batch (sample_slot, on a worker
+     * thread), until take_token hands it on. */
+    int n_generated; /* the choice's generated tokens before the step */
+    bc_status status;
+    bc_generated step;
 } slot;
 
 struct srv_scheduler {
@@ -79,6 +86,7 @@ struct srv_scheduler {
     int n_slots;
     int step_tokens; /* most entries in one step, decode and prompt: in [n_slots, n_batch] */
     slot *slots;
+    slot **sampled;        /* (n_slots) the slots whose logits the last decode made */
     bc_batch_entry *batch; /* (step_tokens) */
     int watermark;         /* blocks left free at admission, for the running choices to grow into */
     bool prefix_cache;     /* the context keeps and reuses blocks */
@@ -238,17 +246,33 @@ static void time_step(srv_choice *c, int n_before, bool joined) {
     c->t_last_token = now;
 }
 
-/* One generation step from logits for the slot's choice; ends the choice
- * when its text ended, or with an error when the step failed (as a failed
- * forward pass does). Returns true when the slot was freed. */
-static bool take_token(srv_scheduler *s, slot *sl, const float *logits) {
+/* The slots whose logits came out of the last decode, stepped on the
+ * context's threads: sampling one slot does not wait for the others. */
+typedef struct sample_job {
+    srv_scheduler *s;
+    slot **slots;
+} sample_job;
+
+/* One generation step from its logits for a slot's choice (a worker
+ * thread; touches only the slot and its choice's generator). */
+static void sample_slot(void *arg, int i) {
+    const sample_job *j = arg;
+    slot *sl = j->slots[i];
+    sl->n_generated = bc_generator_n_generated(sl->ch->gen);
+    sl->status = bc_generator_step(sl->ch->gen, bc_context_logits(j->s->ctx, sl->logit_row), &sl->step);
+}
+
+/* Hands on the slot's step (the engine thread): emits its text, ends the
+ * choice when its text ended, or with an error when the step failed (as a
+ * failed forward pass does). Returns true when the slot was freed. */
+static bool take_token(srv_scheduler *s, slot *sl) {
     srv_choice *c = sl->ch;
     srv_request *r = c->req;
-    int n_generated = bc_generator_n_generated(c->gen);
+    const int n_generated = sl->n_generated;
+    const bc_generated step = sl->step;
     if (n_generated == 0 && r->endpoint == SRV_ENDPOINT_CHAT) srv_openai_emit_text(c, "", 0, NULL); /* the role chunk */
 
-    bc_generated step;
-    if (bc_generator_step(c->gen, logits, &step) != BC_STATUS_OK) {
+    if (sl->status != BC_STATUS_OK) {
         fprintf(stderr, "baichuan serve: generation failed (%s, choice %d): %s\n", r->id, c->index,
                 bc_generator_error(c->gen));
         free_slot(s, sl);
@@ -484,6 +508,7 @@ static void publish_stats(srv_scheduler *s) {
 static void *engine_main(void *arg) {
     srv_scheduler *s = arg;
     srv_choice **gone = malloc((size_t)s->q_ring * sizeof *gone);
+    slot **sampled = s->sampled;
     for (;;) {
         int n_gone = 0;
         pthread_mutex_lock(&s->mu);
@@ -509,11 +534,12 @@ static void *engine_main(void *arg) {
             fail_batch(s);
             continue;
         }
-        for (int i = 0; i < s->n_slots; i++) {
-            slot *sl = &s->slots[i];
-            if (sl->ch == NULL || sl->logit_row < 0) continue;
-            take_token(s, sl, bc_context_logits(s->ctx, sl->logit_row));
-        }
+        int n_sampled = 0;
+        for (int i = 0; i < s->n_slots; i++)
+            if (s->slots[i].ch != NULL && s->slots[i].logit_row >= 0) sampled[n_sampled++] = &s->slots[i];
+        sample_job job = {s, sampled};
+        bc_context_parallel_for(s->ctx, sample_slot, &job, n_sampled);
+        for (int i = 0; i < n_sampled; i++) take_token(s, sampled[i]);
         publish_stats(s);
     }
     free(gone);
@@ -542,9 +568,10 @@ int srv_scheduler_start(srv_scheduler **out, bc_context *ctx, int max_queue, int
     s->watermark = s->n_slots < kv.n_blocks / 4 ? s->n_slots : kv.n_blocks / 4;
     s->prefix_cache = kv.prefix_cache;
     s->slots = calloc((size_t)s->n_slots, sizeof *s->slots);
+    s->sampled = malloc((size_t)s->n_slots * sizeof *s->sampled);
     s->batch = malloc((size_t)s->step_tokens * sizeof *s->batch);
     s->queue = malloc((size_t)s->q_ring * sizeof *s->queue);
-    if (s->slots == NULL || s->batch == NULL || s->queue == NULL) goto oom;
+    if (s->slots == NULL || s->sampled == NULL || s->batch == NULL || s->queue == NULL) goto oom;
     pthread_mutex_init(&s->mu, NULL);
     pthread_cond_init(&s->cv, NULL);
     if (pthread_create(&s->thread, NULL, engine_main, s) != 0) {
@@ -558,6 +585,7 @@ oom:
 fail:
     if (s) {
         free(s->slots);
+        free(s->sampled);
         free(s->batch);
         free(s->queue);
         free(s);
@@ -618,6 +646,7 @@ void srv_scheduler_stop(srv_scheduler *s) {
     pthread_mutex_destroy(&s->mu);
     pthread_cond_destroy(&s->cv);
     free(s->slots);
+    free(s->sampled);
     free(s->batch);
     free(s->queue);
     free(s);

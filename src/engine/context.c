@@ -377,6 +377,26 @@ void bc_context_kv_stats(const bc_context *ctx, bc_kv_stats *out) {
 int bc_context_n_ctx(const bc_context *ctx) { return ctx->n_ctx; }
 int bc_context_n_kv(const bc_context *ctx) { return ctx->kv.n_blocks * BC_KV_BLOCK; }
 int bc_context_n_seq(const bc_context *ctx) { return ctx->n_seq; }
+
+typedef struct parallel_job {
+    void (*fn)(void *arg, int i);
+    void *arg;
+} parallel_job;
+
+static void parallel_chunk(void *p, int64_t i, int ith) {
+    (void)ith;
+    const parallel_job *j = p;
+    j->fn(j->arg, (int)i);
+}
+
+void bc_context_parallel_for(bc_context *ctx, void (*fn)(void *arg, int i), void *arg, int n) {
+    if (n <= 0) return;
+    parallel_job j = {fn, arg};
+    if (n == 1)
+        fn(arg, 0);
+    else
+        bc__pool_run(ctx->pool, parallel_chunk, &j, n);
+}
 int bc_context_n_batch(const bc_context *ctx) { return ctx->n_batch; }
 int bc_context_n_threads(const bc_context *ctx) { return bc__pool_size(ctx->pool); }
 

@@ -632,6 +632,83 @@ static void test_prefix_reuse(void **state) {
  * continued with its own tokens; every continuation's logits are those of
  * its whole sequence decoded alone (bit for bit, f32 cache), and seq 0's
  * positions survive the writes of its forks. */
+/* bc_context_parallel_for runs every index once, and 16 generators
+ * stepped through it (two threads) draw exactly the ids and text of the
+ * same generators stepped one after another: a sequence's sampling does
+ * not depend on the others sampled beside it. */
+typedef struct step_job {
+    bc_generator **g;
+    const float *rows;
+    int n_vocab;
+    int32_t *ids;
+    int *hits;
+    bc_generated *outs;
+} step_job;
+
+static void step_one(void *arg, int i) {
+    step_job *j = arg;
+    j->hits[i]++;
+    assert_int_equal(bc_generator_step(j->g[i], j->rows + (size_t)i * (size_t)j->n_vocab, &j->outs[i]), BC_STATUS_OK);
+    j->ids[i] = j->outs[i].id;
+}
+
+static void test_parallel_steps(void **state) {
+    (void)state;
+    enum { N = 16, STEPS = 12 };
+    bc_model *model = load_fixture("gen_rope");
+    bc_context *ctx = new_context(model, 64, 1, 16, 2);
+    const char *dir = getenv("BC_FIXTURES");
+    char path[4096], err[256];
+    snprintf(path, sizeof path, "%s/gen_rope/tokenizer.model", dir);
+    bc_tokenizer *tok = NULL;
+    if (bc_tokenizer_load(path, &tok, err, sizeof err) != BC_STATUS_OK) fail_msg("%s: %s", path, err);
+    bc_model_info info;
+    bc_model_get_info(model, &info);
+    const int V = info.n_vocab;
+    bc_generator *g[2][N];
+    for (int w = 0; w < 2; w++)
+        for (int i = 0; i < N; i++) {
+            bc_generator_params p = bc_generator_default_params();
+            p.sampler.temperature = 1.1f;
+            p.sampler.top_k = i % 2 ? 0 : 20;
+            p.sampler.top_p = i % 3 ? 1.0f : 0.9f;
+            p.sampler.seed = 77 + (uint64_t)i;
+            if (bc_generator_init(tok, p, &g[w][i], err, sizeof err) != BC_STATUS_OK) fail_msg("generator: %s", err);
+        }
+    float *rows = malloc((size_t)N * (size_t)V * sizeof *rows);
+    assert_non_null(rows);
+    uint64_t x = 12345;
+    for (int step = 0; step < STEPS; step++) {
+        for (size_t k = 0; k < (size_t)N * (size_t)V; k++) {
+            x ^= x << 13, x ^= x >> 7, x ^= x << 17;
+            rows[k] = (float)((x >> 40) % 1000) / 100.0f;
+        }
+        int32_t ids[2][N];
+        int hits[N] = {0};
+        bc_generated outs[N];
+        step_job job = {g[0], rows, V, ids[0], hits, outs};
+        bc_context_parallel_for(ctx, step_one, &job, N);
+        for (int i = 0; i < N; i++) {
+            assert_int_equal(hits[i], 1);
+            bc_generated out;
+            assert_int_equal(bc_generator_step(g[1][i], rows + (size_t)i * (size_t)V, &out), BC_STATUS_OK);
+            ids[1][i] = out.id;
+            if (ids[0][i] != ids[1][i])
+                fail_msg("step %d sequence %d: %d in parallel, %d alone", step, i, ids[0][i], ids[1][i]);
+            assert_int_equal(outs[i].text_len, out.text_len);
+            if (out.text_len > 0) assert_memory_equal(outs[i].text, out.text, out.text_len);
+        }
+    }
+    for (int i = 0; i < N; i++) {
+        bc_generator_free(g[0][i]);
+        bc_generator_free(g[1][i]);
+    }
+    free(rows);
+    bc_tokenizer_free(tok);
+    bc_context_free(ctx);
+    bc_model_free(model);
+}
+
 /* A sequence alone in a pool of exactly its context, the prefix cache on:
  * cut back into a full block (indexed as it filled) and grown back to the
  * whole context, the block is written in place (no copy needing a block the
@@ -732,17 +809,12 @@ int main(int argc, char **argv) {
     }
     default_model = argv[1];
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_batched_equals_alone),
-        cmocka_unit_test(test_incremental_equals_full),
-        cmocka_unit_test(test_threads_identical),
-        cmocka_unit_test(test_chunking_bit_identical),
-        cmocka_unit_test(test_bad_batches),
-        cmocka_unit_test(test_profile),
-        cmocka_unit_test(test_cache_types),
-        cmocka_unit_test(test_paged_pool),
-        cmocka_unit_test(test_prefix_reuse),
-        cmocka_unit_test(test_fork),
-        cmocka_unit_test(test_truncate_into_indexed_block),
+        cmocka_unit_test(test_batched_equals_alone), cmocka_unit_test(test_incremental_equals_full),
+        cmocka_unit_test(test_threads_identical),    cmocka_unit_test(test_chunking_bit_identical),
+        cmocka_unit_test(test_bad_batches),          cmocka_unit_test(test_profile),
+        cmocka_unit_test(test_cache_types),          cmocka_unit_test(test_paged_pool),
+        cmocka_unit_test(test_prefix_reuse),         cmocka_unit_test(test_fork),
+        cmocka_unit_test(test_parallel_steps),       cmocka_unit_test(test_truncate_into_indexed_block),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
