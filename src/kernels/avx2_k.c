@@ -292,16 +292,19 @@ INLINE_AVX2 void unpack_q5(const uint8_t *x, __m256i *w) {
                                            _mm256_and_si256(_mm256_srli_epi16(v[3], 1), _mm256_set1_epi8(0x10))));
 }
 
-INLINE_AVX2 void kernel_k45_(const int bits, int64_t cols, const void *group, const void *a, size_t as, const int na,
-                             float *out) {
-    const int64_t nb = cols / 256;
+/* Columns [b0, b1) of the group against na (1..4) activation rows; the
+ * accumulators start from zero (first) or from out and go back to out (the
+ * column blocks of kernel_). */
+INLINE_AVX2 void kernel_k45_(const int bits, int64_t b0, int64_t b1, const void *group, const void *a, size_t as,
+                             const int na, float *out, bool first, bool prefetch) {
     const size_t col_bytes = bits == 4 ? Q4K_COL : Q5K_COL;
     __m256 acc[BC__MAX_NA];
-    for (int k = 0; k < na; k++) acc[k] = _mm256_setzero_ps();
-    for (int64_t b = 0; b < nb; b++) {
+    for (int k = 0; k < na; k++) acc[k] = first ? _mm256_setzero_ps() : _mm256_loadu_ps(out + 8 * k);
+    for (int64_t b = b0; b < b1; b++) {
         const uint8_t *col = (const uint8_t *)group + (size_t)b * col_bytes;
-        for (size_t off = 0; off < col_bytes; off += 64) /* past the end is harmless: prefetches never fault */
-            _mm_prefetch((const char *)(col + PREFETCH + off), _MM_HINT_T0);
+        if (prefetch)
+            for (size_t off = 0; off < col_bytes; off += 64) /* past the end is harmless: prefetches never fault */
+                _mm_prefetch((const char *)(col + PREFETCH + off), _MM_HINT_T0);
         __m256i sumi[BC__MAX_NA];
         for (int k = 0; k < na; k++) sumi[k] = _mm256_setzero_si256();
         /* Sub-blocks 2c, 2c + 1 (one scale pair; for q4_K one chunk). The
@@ -357,19 +360,20 @@ INLINE_AVX2 void unpack_q6(const uint8_t *x, __m256i *w) {
     w[3] = _mm256_srli_epi16(u, 2);
 }
 
-INLINE_AVX2 void kernel_q6_K_(const int unused, int64_t cols, const void *group, const void *a, size_t as, const int na,
-                              float *out) {
-    (void)unused; /* the leading argument WRAP_NA passes */
-    const int64_t nb = cols / 256;
+INLINE_AVX2 void kernel_q6_K_(const int unused, int64_t b0, int64_t b1, const void *group, const void *a, size_t as,
+                              const int na, float *out, bool first, bool prefetch) {
+    (void)unused; /* the leading argument the dispatch passes */
     /* int16 word 0 / word 1 of each 32-bit lane to both words */
     const __m256i dup0 = _mm256_setr_epi8(0, 1, 0, 1, 4, 5, 4, 5, 8, 9, 8, 9, 12, 13, 12, 13, 0, 1, 0, 1, 4, 5, 4, 5, 8,
                                           9, 8, 9, 12, 13, 12, 13);
     const __m256i dup1 = _mm256_add_epi8(dup0, _mm256_set1_epi8(2));
     __m256 acc[BC__MAX_NA];
-    for (int k = 0; k < na; k++) acc[k] = _mm256_setzero_ps();
-    for (int64_t b = 0; b < nb; b++) {
+    for (int k = 0; k < na; k++) acc[k] = first ? _mm256_setzero_ps() : _mm256_loadu_ps(out + 8 * k);
+    for (int64_t b = b0; b < b1; b++) {
         const uint8_t *col = (const uint8_t *)group + (size_t)b * Q6K_COL;
-        for (size_t off = 0; off < Q6K_COL; off += 64) _mm_prefetch((const char *)(col + PREFETCH + off), _MM_HINT_T0);
+        if (prefetch)
+            for (size_t off = 0; off < Q6K_COL; off += 64)
+                _mm_prefetch((const char *)(col + PREFETCH + off), _MM_HINT_T0);
         const uint8_t *scales = col + Q6K_SCALES;
         /* Row r's scale pair p (groups 2p, 2p+1) as int16 in lane r. */
 #define SCALE_PAIR(p) _mm256_cvtepi8_epi16(_mm_load_si128((const __m128i *)(scales + 16 * (p))))
@@ -405,13 +409,38 @@ INLINE_AVX2 void kernel_q6_K_(const int unused, int64_t cols, const void *group,
     for (int k = 0; k < na; k++) _mm256_storeu_ps(out + 8 * k, acc[k]);
 }
 
-/* One kernel per dtype and na = 1..4 (WRAP_NA, x86_common.h). */
-WRAP_NA(ATTR_AVX2, kernel_q4_K, kernel_k45_, 4)
-WRAP_NA(ATTR_AVX2, kernel_q5_K, kernel_k45_, 5)
-WRAP_NA(ATTR_AVX2, kernel_q6_K, kernel_q6_K_, 0)
+/* Columns per block: a block of the group (4 columns, 4.6 to 6.6 KB) comes
+ * from memory once and is run against every activation row of the call, 4
+ * at a time, from L1 (as in avx2_q32.c). Each output adds its column
+ * products in column order whatever na is. */
+#define BLOCK_COLS 4
 
-const bc__pack_layout bc__layout_q4_K_avx2 = {BC__ISA_AVX2, 8, BC__MAX_NA, group_bytes_q4_K, pack_q4_K, kernel_q4_K};
-const bc__pack_layout bc__layout_q5_K_avx2 = {BC__ISA_AVX2, 8, BC__MAX_NA, group_bytes_q5_K, pack_q5_K, kernel_q5_K};
-const bc__pack_layout bc__layout_q6_K_avx2 = {BC__ISA_AVX2, 8, BC__MAX_NA, group_bytes_q6_K, pack_q6_K, kernel_q6_K};
+#define KERNEL(name, body, lead)                                                                                       \
+    static ATTR_AVX2 void name(int64_t cols, const void *g, const void *a, size_t as, int na, float *out) {            \
+        const int64_t nb = cols / 256;                                                                                 \
+        for (int64_t b0 = 0; b0 < nb; b0 += BLOCK_COLS) {                                                              \
+            const int64_t b1 = b0 + BLOCK_COLS < nb ? b0 + BLOCK_COLS : nb;                                            \
+            for (int k0 = 0; k0 < na; k0 += 4) {                                                                       \
+                const void *ak = (const char *)a + (size_t)k0 * as;                                                    \
+                float *ok = out + 8 * k0;                                                                              \
+                const bool first = b0 == 0, pf = k0 == 0;                                                              \
+                switch (na - k0 < 4 ? na - k0 : 4) {                                                                   \
+                case 1: body(lead, b0, b1, g, ak, as, 1, ok, first, pf); break;                                        \
+                case 2: body(lead, b0, b1, g, ak, as, 2, ok, first, pf); break;                                        \
+                case 3: body(lead, b0, b1, g, ak, as, 3, ok, first, pf); break;                                        \
+                default: body(lead, b0, b1, g, ak, as, 4, ok, first, pf); break;                                       \
+                }                                                                                                      \
+            }                                                                                                          \
+        }                                                                                                              \
+    }
+KERNEL(kernel_q4_K, kernel_k45_, 4)
+KERNEL(kernel_q5_K, kernel_k45_, 5)
+KERNEL(kernel_q6_K, kernel_q6_K_, 0)
+
+#define LAYOUT(sfx)                                                                                                    \
+    { BC__ISA_AVX2, 8, BC__PACK_MAX_NA, group_bytes_##sfx, pack_##sfx, kernel_##sfx }
+const bc__pack_layout bc__layout_q4_K_avx2 = LAYOUT(q4_K);
+const bc__pack_layout bc__layout_q5_K_avx2 = LAYOUT(q5_K);
+const bc__pack_layout bc__layout_q6_K_avx2 = LAYOUT(q6_K);
 
 #endif
