@@ -18,6 +18,7 @@
 #include "kernels/avx2_q32.h"
 #include "kernels/avx2_q4x.h"
 #include "kernels/avx512_q32.h"
+#include "kernels/avx512_q4x.h"
 #include "quant/blocks.h"
 
 #include <string.h>
@@ -442,11 +443,12 @@ const bc__gemm4_fn bc__gemm4_avx512[BC_DTYPE_COUNT] = {
     [BC_DTYPE_Q5_1] = gemm_q5_1_vnni,
 };
 
-/* The AVX-512 layouts (avx512_q32.c); the K-quants use the AVX2 ones. */
+/* The AVX-512 layouts (avx512_q32.c, avx512_q4x.c); the K-quants use the AVX2 ones. */
 const bc__pack_layout *const bc__pack_avx512[BC_DTYPE_COUNT] = {
     [BC_DTYPE_Q4_0] = &bc__layout_q4_0_avx512, [BC_DTYPE_Q4_1] = &bc__layout_q4_1_avx512,
     [BC_DTYPE_Q5_0] = &bc__layout_q5_0_avx512, [BC_DTYPE_Q5_1] = &bc__layout_q5_1_avx512,
     [BC_DTYPE_Q8_0] = &bc__layout_q8_0_avx512, [BC_DTYPE_Q4_GPTQ] = &bc__layout_q4_gptq_avx512,
+    [BC_DTYPE_NF4] = &bc__layout_nf4_avx512,   [BC_DTYPE_FP4] = &bc__layout_fp4_avx512,
 };
 
 /* The AVX2 layouts (avx2_q32.c, avx2_k.c, avx2_q4x.c). */
