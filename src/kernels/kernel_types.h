@@ -66,6 +66,7 @@ typedef void (*bc__gemm4_fn)(int64_t cols, const void *w, size_t w_stride, const
  * Layouts, each with the kernel that reads it (the writer and the kernel sit
  * side by side, the layout described above them):
  *   AVX-512 (avx512_q32.c, 16 rows) q4_0, q4_1, q5_0, q5_1, q8_0, q4_gptq
+ *   AVX-512 (avx512_q4x.c, 16 rows) nf4, fp4
  *   AVX2 (avx2_q32.c, 8 rows)       q4_0, q4_1, q5_0, q5_1, q8_0, q4_gptq
  *   AVX2 (avx2_k.c, 8 rows)         q4_K, q5_K, q6_K
  *   AVX2 (avx2_q4x.c, 8 rows)       nf4, fp4
