@@ -163,6 +163,14 @@ typedef struct bc_model_params {
      * mapped pages of the originals are released. A checkpoint with
      * block-quantized matrices is refused (BC_STATUS_ERROR_ARGUMENT). */
     bc_ftype quantize;
+    /* The lm_head's type: BC_DTYPE_COUNT (default) keeps it as stored (or as
+     * `quantize` makes it); q8_0, q6_K, q5_K, q4_K, q5_1, q5_0, q4_1, q4_0,
+     * f16, bf16 or f32 converts it at load, in memory, from the stored rows
+     * (the NormHead head normalized first, as the GGUF writer does). For the
+     * published 4-bit checkpoints, whose f16 head is 40% of what a 7B decode
+     * step reads: q8_0 halves it. Other types are refused
+     * (BC_STATUS_ERROR_ARGUMENT). */
+    bc_dtype head_type;
 } bc_model_params;
 
 bc_model_params bc_model_default_params(void);
@@ -301,6 +309,9 @@ typedef struct bc_context_params {
 
 /* "f32", "f16", "q8_0" parsed into *out; false for anything else. */
 bool bc_cache_type_from_name(const char *name, bc_dtype *out);
+/* A bc_dtype from its bc_dtype_name ("q8_0", "q6_k", ...; case-insensitive);
+ * false for an unknown name. */
+bool bc_dtype_from_name(const char *name, bc_dtype *out);
 
 bc_context_params bc_context_default_params(void);
 

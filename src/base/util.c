@@ -7,6 +7,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <sys/stat.h>
 
 /* ------------------------------------------------------------------------ */
@@ -73,6 +74,15 @@ const bc__dtype_traits *bc__dtype_traits_of(bc_dtype dtype) {
 const char *bc_dtype_name(bc_dtype dtype) {
     const bc__dtype_traits *t = bc__dtype_traits_of(dtype);
     return t ? t->name : "?";
+}
+
+bool bc_dtype_from_name(const char *name, bc_dtype *out) {
+    for (int t = 0; t < BC_DTYPE_COUNT; t++)
+        if (name != NULL && strcasecmp(name, bc_dtype_name((bc_dtype)t)) == 0) {
+            *out = (bc_dtype)t;
+            return true;
+        }
+    return false;
 }
 
 int bc__dtype_row_bytes(bc_dtype dtype, uint64_t n, uint64_t *bytes) {

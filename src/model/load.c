@@ -43,6 +43,7 @@ bc_model_params bc_model_default_params(void) {
     p.norm_head = BC_SWITCH_AUTO;
     p.repack = BC_SWITCH_AUTO;
     p.quantize = BC_FTYPE_COUNT;
+    p.head_type = BC_DTYPE_COUNT;
     return p;
 }
 
@@ -234,7 +235,11 @@ static int build(bc_model *m, bc_model_params params, bc__err *err) {
     m->n_ignored_tensors = 0;
     for (size_t i = 0; i < m->table.n_tensors; i++) m->n_ignored_tensors += !b.used[i];
 
-    if (m->quantized_at_load != BC_FTYPE_COUNT && bc__model_quantize_at_load(m, err) != 0) goto done;
+    if (m->quantized_at_load != BC_FTYPE_COUNT) {
+        if (bc__model_quantize_at_load(m, params.head_type, err) != 0) goto done;
+    } else if (params.head_type != BC_DTYPE_COUNT && bc__model_quantize_head(m, params.head_type, err) != 0) {
+        goto done;
+    }
     if (hp->norm_head && bc__model_head_scale(m, err) != 0) goto done;
     bc__model_repack(m, params.repack);
     if (bc__model_position_tables(m, err) != 0) goto done;
@@ -242,6 +247,26 @@ static int build(bc_model *m, bc_model_params params, bc__err *err) {
 done:
     free(b.used);
     return rc;
+}
+
+/* Whether the head can be converted to t at load (bc_model_params.head_type):
+ * a type with a quantizer, or BC_DTYPE_COUNT (as stored). */
+static bool head_type_ok(bc_dtype t) {
+    switch (t) {
+    case BC_DTYPE_COUNT:
+    case BC_DTYPE_F32:
+    case BC_DTYPE_F16:
+    case BC_DTYPE_BF16:
+    case BC_DTYPE_Q8_0:
+    case BC_DTYPE_Q4_0:
+    case BC_DTYPE_Q4_1:
+    case BC_DTYPE_Q5_0:
+    case BC_DTYPE_Q5_1:
+    case BC_DTYPE_Q4_K:
+    case BC_DTYPE_Q5_K:
+    case BC_DTYPE_Q6_K: return true;
+    default: return false;
+    }
 }
 
 bc_status bc_model_load(const char *path, bc_model_params params, bc_model **out, char *err_buf, size_t err_size) {
@@ -263,6 +288,14 @@ bc_status bc_model_load(const char *path, bc_model_params params, bc_model **out
     if ((unsigned)params.quantize > BC_FTYPE_COUNT) {
         bc__errorf(&err, BC_STATUS_ERROR_ARGUMENT, "params.quantize: %d is not a bc_ftype (or BC_FTYPE_COUNT)",
                    (int)params.quantize);
+        bc__err_copy(&err, err_buf, err_size);
+        return err.status;
+    }
+    if (!head_type_ok(params.head_type)) {
+        bc__errorf(&err, BC_STATUS_ERROR_ARGUMENT,
+                   "params.head_type: %s is not a type the head can be converted to (q8_0, q6_k, q5_k, q4_k, q5_1, "
+                   "q5_0, q4_1, q4_0, f16, bf16, f32)",
+                   (unsigned)params.head_type < BC_DTYPE_COUNT ? bc_dtype_name(params.head_type) : "(unknown)");
         bc__err_copy(&err, err_buf, err_size);
         return err.status;
     }

@@ -76,7 +76,7 @@ static void *quant_thread(void *p) {
 
 /* Adds the task dst <- rows [row0, row0 + rows) of src as `kind`. */
 static int plan_quant(bc_model *m, quant_task *tasks, int *n, const bc__weight *src, int64_t row0, int64_t rows,
-                      bc__tensor_kind kind, int il, bc__weight *dst, bc__err *err) {
+                      bc__tensor_kind kind, int il, bc__weight *dst, bc_dtype type, bc__err *err) {
     bc_ftype ft = m->quantized_at_load;
     /* Float weights, or the blocks a 4-bit checkpoint was converted to
      * (bnb4.c, gptq.c): their rows read back exactly, in the input order
@@ -89,7 +89,8 @@ static int plan_quant(bc_model *m, quant_task *tasks, int *n, const bc__weight *
                           m->path, src->name, bc_dtype_name(src->dtype));
     quant_task *q = &tasks[*n];
     memset(q, 0, sizeof *q);
-    if (bc__ftype_tensor_type(ft, kind, il, m->hp.n_layer, src->cols, &q->type) != 0)
+    q->type = type;
+    if (type == BC_DTYPE_COUNT && bc__ftype_tensor_type(ft, kind, il, m->hp.n_layer, src->cols, &q->type) != 0)
         return bc__errorf(err, BC_STATUS_ERROR_ARGUMENT,
                           "tensor '%s': rows of %lld elements are not whole %s blocks (%d); cannot quantize it as %s",
                           src->name, (long long)src->cols, bc_dtype_name(bc__ftype_base(ft)),
@@ -101,6 +102,9 @@ static int plan_quant(bc_model *m, quant_task *tasks, int *n, const bc__weight *
     q->row_scale = kind == BC__TENSOR_OUTPUT ? m->lm_head_scale : NULL;
     q->dst = dst;
     if (src == dst && q->type == src->dtype && q->row_scale == NULL) return 0; /* stays as stored */
+    if (src->cols % bc__dtype_traits_of(q->type)->block_elems != 0)
+        return bc__errorf(err, BC_STATUS_ERROR_ARGUMENT, "tensor '%s': rows of %lld elements are not whole %s blocks",
+                          src->name, (long long)src->cols, bc_dtype_name(q->type));
     uint64_t row_bytes, bytes;
     if (bc__dtype_row_bytes(q->type, (uint64_t)src->cols, &row_bytes) != 0 ||
         bc__mul_u64(row_bytes, (uint64_t)rows, &bytes) != 0 || bytes > SIZE_MAX - 64)
@@ -118,7 +122,10 @@ static int plan_quant(bc_model *m, quant_task *tasks, int *n, const bc__weight *
     return 0;
 }
 
-int bc__model_quantize_at_load(bc_model *m, bc__err *err) {
+/* Converts the matrices of m to their types, as planned: every matrix under
+ * m->quantized_at_load (head_type overriding the head's), or (all false)
+ * the head alone as head_type. */
+static int quantize_matrices(bc_model *m, bool all, bc_dtype head_type, bc__err *err) {
     const bc__hparams *hp = &m->hp;
     const int64_t E = hp->n_embd;
     int rc = -1, n = 0;
@@ -134,26 +141,29 @@ int bc__model_quantize_at_load(bc_model *m, bc__err *err) {
      * are computed again from the converted head afterwards, as on loading
      * that GGUF. */
     if (hp->norm_head && bc__model_head_scale(m, err) != 0) goto done;
-    if (plan_quant(m, tasks, &n, &m->tok_embd, 0, hp->n_vocab, BC__TENSOR_TOK_EMBD, -1, &m->tok_embd, err) != 0)
+    const bc_dtype T = BC_DTYPE_COUNT; /* the ftype's rule */
+    if (all &&
+        plan_quant(m, tasks, &n, &m->tok_embd, 0, hp->n_vocab, BC__TENSOR_TOK_EMBD, -1, &m->tok_embd, T, err) != 0)
         goto done;
-    for (int il = 0; il < hp->n_layer; il++) {
+    for (int il = 0; all && il < hp->n_layer; il++) {
         bc__layer *L = &m->layers[il];
         int r = 0;
         if (L->wqkv.data != NULL)
-            r = plan_quant(m, tasks, &n, &L->wqkv, 0, E, BC__TENSOR_ATTN_Q, il, &L->wq, err) ||
-                plan_quant(m, tasks, &n, &L->wqkv, E, E, BC__TENSOR_ATTN_K, il, &L->wk, err) ||
-                plan_quant(m, tasks, &n, &L->wqkv, 2 * E, E, BC__TENSOR_ATTN_V, il, &L->wv, err);
+            r = plan_quant(m, tasks, &n, &L->wqkv, 0, E, BC__TENSOR_ATTN_Q, il, &L->wq, T, err) ||
+                plan_quant(m, tasks, &n, &L->wqkv, E, E, BC__TENSOR_ATTN_K, il, &L->wk, T, err) ||
+                plan_quant(m, tasks, &n, &L->wqkv, 2 * E, E, BC__TENSOR_ATTN_V, il, &L->wv, T, err);
         else
-            r = plan_quant(m, tasks, &n, &L->wq, 0, E, BC__TENSOR_ATTN_Q, il, &L->wq, err) ||
-                plan_quant(m, tasks, &n, &L->wk, 0, E, BC__TENSOR_ATTN_K, il, &L->wk, err) ||
-                plan_quant(m, tasks, &n, &L->wv, 0, E, BC__TENSOR_ATTN_V, il, &L->wv, err);
-        if (r || plan_quant(m, tasks, &n, &L->wo, 0, E, BC__TENSOR_ATTN_OUT, il, &L->wo, err) ||
-            plan_quant(m, tasks, &n, &L->w_gate, 0, hp->n_ff, BC__TENSOR_FFN_GATE, il, &L->w_gate, err) ||
-            plan_quant(m, tasks, &n, &L->w_up, 0, hp->n_ff, BC__TENSOR_FFN_UP, il, &L->w_up, err) ||
-            plan_quant(m, tasks, &n, &L->w_down, 0, E, BC__TENSOR_FFN_DOWN, il, &L->w_down, err))
+            r = plan_quant(m, tasks, &n, &L->wq, 0, E, BC__TENSOR_ATTN_Q, il, &L->wq, T, err) ||
+                plan_quant(m, tasks, &n, &L->wk, 0, E, BC__TENSOR_ATTN_K, il, &L->wk, T, err) ||
+                plan_quant(m, tasks, &n, &L->wv, 0, E, BC__TENSOR_ATTN_V, il, &L->wv, T, err);
+        if (r || plan_quant(m, tasks, &n, &L->wo, 0, E, BC__TENSOR_ATTN_OUT, il, &L->wo, T, err) ||
+            plan_quant(m, tasks, &n, &L->w_gate, 0, hp->n_ff, BC__TENSOR_FFN_GATE, il, &L->w_gate, T, err) ||
+            plan_quant(m, tasks, &n, &L->w_up, 0, hp->n_ff, BC__TENSOR_FFN_UP, il, &L->w_up, T, err) ||
+            plan_quant(m, tasks, &n, &L->w_down, 0, E, BC__TENSOR_FFN_DOWN, il, &L->w_down, T, err))
             goto done;
     }
-    if (plan_quant(m, tasks, &n, &m->lm_head, 0, hp->n_vocab, BC__TENSOR_OUTPUT, -1, &m->lm_head, err) != 0) goto done;
+    if (plan_quant(m, tasks, &n, &m->lm_head, 0, hp->n_vocab, BC__TENSOR_OUTPUT, -1, &m->lm_head, head_type, err) != 0)
+        goto done;
 
     /* Chunks of 64 rows over one thread per CPU. */
     job.tasks = tasks;
@@ -189,7 +199,8 @@ int bc__model_quantize_at_load(bc_model *m, bc__err *err) {
         q->out = NULL;
         m->n_quantized++;
     }
-    for (int il = 0; il < hp->n_layer; il++) memset(&m->layers[il].wqkv, 0, sizeof m->layers[il].wqkv);
+    if (all)
+        for (int il = 0; il < hp->n_layer; il++) memset(&m->layers[il].wqkv, 0, sizeof m->layers[il].wqkv);
     rc = 0;
 done:
     for (int i = 0; i < n; i++) free(tasks[i].out);
@@ -198,4 +209,13 @@ done:
     free(m->lm_head_scale);
     m->lm_head_scale = NULL;
     return rc;
+}
+
+int bc__model_quantize_at_load(bc_model *m, bc_dtype head_type, bc__err *err) {
+    return quantize_matrices(m, true, head_type, err);
+}
+
+int bc__model_quantize_head(bc_model *m, bc_dtype type, bc__err *err) {
+    if (m->lm_head.dtype == type) return 0;
+    return quantize_matrices(m, false, type, err);
 }

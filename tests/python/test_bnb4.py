@@ -50,9 +50,10 @@ def run(binary, *args):
     return subprocess.run([binary] + list(args), stdin=subprocess.DEVNULL, capture_output=True, timeout=TIMEOUT_S)
 
 
-def engine_logits(binary, model, tokens, work):
+def engine_logits(binary, model, tokens, work, *extra):
     out = os.path.join(work, "logits.f32")
-    p = run(binary, "logits", "-m", model, "--tokens", " ".join(map(str, tokens)), "-o", out, "--cache-type", "f32")
+    p = run(binary, "logits", "-m", model, "--tokens", " ".join(map(str, tokens)), "-o", out, "--cache-type", "f32",
+            *extra)
     if p.returncode != 0:
         raise RuntimeError(p.stderr.decode().strip())
     return np.fromfile(out, dtype="<f4").reshape(len(tokens), -1)
@@ -103,8 +104,29 @@ def good_cases(t, binary, work):
             except RuntimeError as e:
                 t.record(False, "%s n_tokens=%d: %s" % (label, n, e))
                 continue
-            err = rel_err(got, model.logits(tokens))
+            want = model.logits(tokens)
+            err = rel_err(got, want)
             t.record(err <= TOL, "%s n_tokens=%d: err %.3g (tol %.0e)" % (label, n, err, TOL))
+            # --head-type: the f16 head converted at load; the same tolerance
+            # against the reference on the checkpoint's own head
+            for head in (["q8_0"] if (fname, qtype, bs) == ("bnb_7b", "nf4", 64) and n == LENGTHS[-1] else []):
+                try:
+                    got_h = engine_logits(binary, qdir, tokens, work, "--head-type", head)
+                except RuntimeError as e:
+                    t.record(False, "%s --head-type %s: %s" % (label, head, e))
+                    continue
+                err_h = rel_err(got_h, want)
+                t.record(err_h <= TOL and not np.array_equal(got_h, got),
+                         "%s n_tokens=%d --head-type %s: err %.3g (exact head %.3g; tol %.0e)"
+                         % (label, n, head, err_h, err, TOL))
+        if (fname, qtype, bs) == ("bnb_7b", "nf4", 64):
+            # a head of 64 columns has no whole q6_k blocks: refused, naming the tensor
+            p = run(binary, "logits", "-m", qdir, "--tokens", "1 2", "-o", os.path.join(work, "x.f32"), "--head-type", "q6_k")
+            t.record(p.returncode == 1 and b"lm_head.weight" in p.stderr and b"q6_k blocks" in p.stderr,
+                     "%s --head-type q6_k on 64 columns refused: %s" % (label, p.stderr.decode().strip()))
+            p = run(binary, "logits", "-m", qdir, "--tokens", "1 2", "-o", os.path.join(work, "x.f32"), "--head-type", "nf4")
+            t.record(p.returncode == 1 and b"head_type: nf4" in p.stderr,
+                     "%s --head-type nf4 refused: %s" % (label, p.stderr.decode().strip()))
         exactness_case(t, binary, qdir, rdir, fx, work)
         p = run(binary, "info", "-m", qdir)
         out = p.stdout.decode()
