@@ -45,7 +45,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
             cols = q->shape[0] * 8;
         }
         bc__converted c;
-        int rc = bc__gptq_convert(&table, &qc, path, "l.weight", rows, cols, &c, &err);
+        int rc = bc__gptq_convert(&table, &qc, path, "l.weight", rows, cols, NULL, &c, &err);
         if (rc < 0 && err.msg[0] == '\0') abort();
         if (rc == 1) {
             if (c.blocks == NULL || c.dtype != BC_DTYPE_Q4_GPTQ || c.n_params != rows * cols || c.n_used < 3) abort();

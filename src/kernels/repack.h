@@ -18,6 +18,9 @@ BC__HIDDEN bool bc__pack_supported(const bc__weight *w);
  * false, with w unchanged, when w has no layout or memory ran out (the
  * matmul then reads w->data as before). */
 BC__HIDDEN bool bc__weight_repack(bc__weight *w);
+/* The same with one thread per CPU over the groups of w (a matrix repacked
+ * as soon as it is converted, before the next one is). */
+BC__HIDDEN bool bc__weight_repack_all_cpus(bc__weight *w);
 /* Frees w's repacked copy, if any, and clears w->packed and w->pack. */
 BC__HIDDEN void bc__weight_repack_free(bc__weight *w);
 /* Bytes of w's repacked copy (0 when it has none). */

@@ -55,6 +55,11 @@ typedef struct binder {
     bc_model *model;
     bool *used; /* (n_tensors) which table entries the model uses */
     bc__err *err;
+    /* A 4-bit checkpoint's matrices go through buf and are repacked at once
+     * (nothing else needs their row-major blocks: no quantize at load, the
+     * repack on): the blocks of one matrix at a time, their pages reused. */
+    bool repack_now;
+    bc__convert_buf buf;
 } binder;
 
 static void format_shape(const bc__tensor *x, char *buf, size_t n) {
@@ -138,12 +143,27 @@ static int bind_matrix(binder *b, const char *name, int64_t rows, int64_t cols, 
     bc_model *m = b->model;
     if (!m->is_gguf && m->hp.quant.method != BC__QUANT_NONE && bc__table_find(&m->table, name) == NULL) {
         bc__converted c;
+        bc__convert_buf *buf = b->repack_now ? &b->buf : NULL;
         int rc = m->hp.quant.method == BC__QUANT_BNB4
-                     ? bc__bnb4_convert(&m->table, &m->hp.quant, name, rows, cols, &c, b->err)
-                     : bc__gptq_convert(&m->table, &m->hp.quant, m->path, name, rows, cols, &c, b->err);
+                     ? bc__bnb4_convert(&m->table, &m->hp.quant, name, rows, cols, buf, &c, b->err)
+                     : bc__gptq_convert(&m->table, &m->hp.quant, m->path, name, rows, cols, buf, &c, b->err);
         if (rc < 0) return -1;
         if (rc > 0) {
             bind_converted(b, &c, rows, cols, w);
+            if (buf == NULL) return 0;
+            /* The blocks are in the lent buffer: repacked now, or (no layout
+             * for them here, no memory) copied out to be the matrix's own. */
+            if (bc__weight_repack_all_cpus(w)) {
+                w->data = w->owned = NULL;
+                m->converted_bytes -= c.converted_bytes;
+            } else {
+                void *own = aligned_alloc(64, (c.converted_bytes + 63) / 64 * 64);
+                w->data = w->owned = own; /* never the lent buffer, which goes with the binder */
+                if (own == NULL)
+                    return bc__errorf(b->err, BC_STATUS_ERROR_MEMORY, "out of memory for '%s' (%llu bytes)", name,
+                                      (unsigned long long)c.converted_bytes);
+                memcpy(own, c.blocks, c.converted_bytes);
+            }
             return 0;
         }
     }
@@ -212,7 +232,11 @@ static int bind_layer(binder *b, int il, bc__layer *L, float *vectors) {
 
 static int build(bc_model *m, bc_model_params params, bc__err *err) {
     const bc__hparams *hp = &m->hp;
-    binder b = {m, calloc(m->table.n_tensors ? m->table.n_tensors : 1, sizeof(bool)), err};
+    binder b = {m,
+                calloc(m->table.n_tensors ? m->table.n_tensors : 1, sizeof(bool)),
+                err,
+                params.quantize == BC_FTYPE_COUNT && params.repack != BC_SWITCH_OFF,
+                {NULL, 0}};
     m->layers = calloc((size_t)hp->n_layer, sizeof *m->layers);
     m->f32_vectors = malloc(((size_t)hp->n_layer * 2 + 1) * (size_t)hp->n_embd * sizeof(float));
     if (b.used == NULL || m->layers == NULL || m->f32_vectors == NULL) {
@@ -246,6 +270,7 @@ static int build(bc_model *m, bc_model_params params, bc__err *err) {
     rc = 0;
 done:
     free(b.used);
+    free(b.buf.p);
     return rc;
 }
 

@@ -123,7 +123,7 @@ static void *convert_thread(void *p) {
 }
 
 int bc__bnb4_convert(const bc__tensor_table *t, const bc__quant_config *qc, const char *name, int64_t rows,
-                     int64_t cols, bc__converted *out, bc__err *err) {
+                     int64_t cols, bc__convert_buf *buf, bc__converted *out, bc__err *err) {
     memset(out, 0, sizeof *out);
     const bc__bnb_state *st = bc__table_find_bnb(t, name);
     char data_name[512];
@@ -206,8 +206,13 @@ int bc__bnb4_convert(const bc__tensor_table *t, const bc__quant_config *qc, cons
     float *a = malloc((size_t)n_abs * sizeof *a);
     bc__block_nf4 *blocks = NULL;
     size_t bytes = (size_t)(n / 64) * sizeof *blocks;
-    if (a == NULL || posix_memalign((void **)&blocks, 64, bytes ? bytes : 64) != 0) {
+    if (buf != NULL)
+        blocks = bc__convert_buf_reserve(buf, bytes ? bytes : 64);
+    else if (posix_memalign((void **)&blocks, 64, bytes ? bytes : 64) != 0)
+        blocks = NULL;
+    if (a == NULL || blocks == NULL) {
         free(a);
+        if (buf == NULL) free(blocks);
         return bc__errorf(err, BC_STATUS_ERROR_MEMORY, "%s: '%s': out of memory converting %llu weights", path, name,
                           (unsigned long long)n);
     }

@@ -13,10 +13,11 @@
 /* Converts matrix `name` (rows, cols) of table t, stored as "<name>.data"
  * with its quant state, checking it against qc (bnb_quant_type) and the
  * shape. Runs on all CPUs. Releases the stored codes' pages once converted.
- * Returns 1 with *out filled (the caller owns out->blocks), 0 when t holds
- * neither tensor of the matrix, -1 with err naming the file and tensor. *out
- * is zeroed first. */
+ * The blocks go into buf when it is given (out->blocks is then buf->p, the
+ * caller's), else into a new allocation the caller owns. Returns 1 with
+ * *out filled, 0 when t holds neither tensor of the matrix, -1 with err
+ * naming the file and tensor. *out is zeroed first. */
 BC__HIDDEN int bc__bnb4_convert(const bc__tensor_table *t, const bc__quant_config *qc, const char *name, int64_t rows,
-                                int64_t cols, bc__converted *out, bc__err *err);
+                                int64_t cols, bc__convert_buf *buf, bc__converted *out, bc__err *err);
 
 #endif /* BC_BNB4_H */

@@ -185,7 +185,7 @@ static void convert(const gptq_parts *p, const int32_t *g, const int32_t *perm, 
 }
 
 int bc__gptq_convert(const bc__tensor_table *t, const bc__quant_config *qc, const char *path, const char *name,
-                     int64_t rows, int64_t cols, bc__converted *out, bc__err *err) {
+                     int64_t rows, int64_t cols, bc__convert_buf *buf, bc__converted *out, bc__err *err) {
     memset(out, 0, sizeof *out);
     const int64_t N = rows, K = cols;
     char nq[256], nz[256], ns[256], ng[256], nbias[256];
@@ -248,7 +248,7 @@ int bc__gptq_convert(const bc__tensor_table *t, const bc__quant_config *qc, cons
             goto done;
         }
     }
-    blocks = aligned_alloc(64, (bytes + 63) / 64 * 64);
+    blocks = buf != NULL ? bc__convert_buf_reserve(buf, bytes) : aligned_alloc(64, (bytes + 63) / 64 * 64);
     if (blocks == NULL) {
         bc__errorf(err, BC_STATUS_ERROR_MEMORY, "out of memory converting '%s' (%zu bytes)", nq, bytes);
         goto done;
@@ -277,6 +277,6 @@ int bc__gptq_convert(const bc__tensor_table *t, const bc__quant_config *qc, cons
 done:
     free(g);
     free(perm);
-    free(blocks);
+    if (buf == NULL) free(blocks);
     return rc;
 }
