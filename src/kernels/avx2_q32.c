@@ -352,7 +352,7 @@ INLINE_AVX2 void kernel_(const bc_dtype t, int64_t cols, const void *group, cons
         pack_group(T, src, row_bytes, cols, dst);                                                                      \
     }                                                                                                                  \
     KERNEL(kernel_##sfx, T)                                                                                            \
-    const bc__pack_layout bc__layout_##sfx##_avx2 = {BC__ISA_AVX2,      8,          BC__MAX_NA,                        \
+    const bc__pack_layout bc__layout_##sfx##_avx2 = {BC__ISA_AVX2,      8,          BC__PACK_MAX_NA,                   \
                                                      group_bytes_##sfx, pack_##sfx, kernel_##sfx};
 
 LAYOUT(q4_0, BC_DTYPE_Q4_0)

@@ -342,7 +342,7 @@ INLINE_AVX512 void kernel_(const bc_dtype t, int64_t cols, const void *group, co
         pack_group(T, src, row_bytes, cols, dst);                                                                      \
     }                                                                                                                  \
     KERNEL(kernel_##sfx, T)                                                                                            \
-    const bc__pack_layout bc__layout_##sfx##_avx512 = {BC__ISA_AVX512,    16,         8,                               \
+    const bc__pack_layout bc__layout_##sfx##_avx512 = {BC__ISA_AVX512,    16,         BC__PACK_MAX_NA,                 \
                                                        group_bytes_##sfx, pack_##sfx, kernel_##sfx};
 
 LAYOUT(q4_0, BC_DTYPE_Q4_0)
