@@ -4,17 +4,21 @@
  * one-row kernel of x86.c, which streams a matrix faster.
  *
  * The weights are widened to f32 exactly as they are loaded (F16C for f16, a
- * 16-bit shift for bf16) and multiplied with the f32 activations by FMA: the
- * products are those of the one-row kernel, only summed in another order.
+ * 16-bit shift for bf16) and multiplied with the f32 activations by FMA, and
+ * every (weight row, activation row) pair is summed exactly as the one-row
+ * kernel of x86.c sums it: two accumulators, the even 8-column steps in
+ * one and the odd ones in the other (an 8-column step left over goes to the
+ * even one), added, summed across the lanes, then the last columns one by
+ * one. So a row of a batch gets the bits it gets alone, whichever kernel
+ * runs it and whatever na (test_batch_invariance).
  *
  * Register blocking: the 16 ymm registers hold the accumulators (one per
- * weight row and activation row pair, 8 to 12 of them), the widened weights
- * and one activation register. Four weight rows against na = 3 or 4
- * activation rows run as two passes of 2 rows x na, each activation load
- * feeding two FMAs and each widened weight na; na = 1 or 2 as one pass of
- * 4 rows x na. Where that leaves fewer than 8 accumulators (na 1 to 3), two
- * sets take the even and odd 8-column steps, so that enough independent
- * chains cover the FMA latency. The activations are loaded into a register
+ * weight row, activation row and parity of the step, 8 to 12 of them), the
+ * widened weights and one activation register. Four weight rows against
+ * na = 1 or 2 activation rows run as one pass of 4 rows x na x both
+ * parities; na = 3 as two passes of 2 rows x 3 x both; na = 4 as four
+ * passes of 2 rows x 4 x one parity (each activation load feeding two FMAs
+ * and each widened weight four). The activations are loaded into a register
  * once per step: GCC otherwise folds the load into every FMA that uses it,
  * and those extra loads cost a third of the speed (one core of a Zen 3,
  * data in cache: about 17 -> 26 flop/cycle at na = 4).
@@ -45,18 +49,19 @@ INLINE_AVX2 __m256 widen8(const int bf16, const uint16_t *w) {
 }
 
 /* acc[u][r0 + r][k] += weight row r0 + r (r < nr) times activation row k
- * (k < na) over columns [c0, c1) (multiples of 8), the 8-column steps taking
- * the U sets of accumulators in turn. */
-INLINE_AVX2 void pass(const int bf16, const int r0, const int nr, const int na, const int U, const uint16_t *const *w,
-                      size_t next, const float *const *x, int64_t c0, int64_t c1, __m256 acc[2][4][BC__MAX_NA]) {
+ * (k < na) over the 8-column steps of parity u in [u0, u1) of columns
+ * [c0, c1) (c0 a multiple of 16, c1 of 8). */
+INLINE_AVX2 void pass(const int bf16, const int r0, const int nr, const int na, const int u0, const int u1,
+                      const uint16_t *const *w, size_t next, const float *const *x, int64_t c0, int64_t c1,
+                      __m256 acc[2][4][BC__MAX_NA]) {
     __m256 s[2][4][BC__MAX_NA];
-    for (int u = 0; u < U; u++)
+    for (int u = u0; u < u1; u++)
         for (int r = 0; r < nr; r++)
             for (int k = 0; k < na; k++) s[u][r][k] = acc[u][r0 + r][k];
-    for (int64_t i = c0; i < c1; i += 8 * U) {
-        if (i % 32 == 0) /* the same line of the next 4 rows, 64 bytes a row */
+    for (int64_t i = c0; i < c1; i += 16) {
+        if (i % 32 == 0 && u0 == 0) /* the same line of the next 4 rows, 64 bytes a row */
             for (int r = 0; r < nr; r++) _mm_prefetch((const char *)(w[r0 + r] + i) + next, _MM_HINT_T1);
-        for (int u = 0; u < U && i + 8 * u < c1; u++) {
+        for (int u = u0; u < u1 && i + 8 * u < c1; u++) {
             __m256 wv[4];
             for (int r = 0; r < nr; r++) wv[r] = widen8(bf16, w[r0 + r] + i + 8 * u);
             for (int k = 0; k < na; k++) {
@@ -67,7 +72,7 @@ INLINE_AVX2 void pass(const int bf16, const int r0, const int nr, const int na, 
             }
         }
     }
-    for (int u = 0; u < U; u++)
+    for (int u = u0; u < u1; u++)
         for (int r = 0; r < nr; r++)
             for (int k = 0; k < na; k++) acc[u][r0 + r][k] = s[u][r][k];
 }
@@ -82,14 +87,21 @@ INLINE_AVX2 void gemm4_half(const int bf16, int64_t cols, const void *w, size_t 
     for (int u = 0; u < 2; u++)
         for (int r = 0; r < 4; r++)
             for (int k = 0; k < na; k++) acc[u][r][k] = _mm256_setzero_ps();
+    /* The one-row kernel's steps: 16 columns (both parities), then 8. */
     const int64_t c8 = cols / 8 * 8;
     for (int64_t c0 = 0; c0 < c8; c0 += CHUNK) {
         const int64_t c1 = c0 + CHUNK < c8 ? c0 + CHUNK : c8;
         if (na <= 2) {
-            pass(bf16, 0, 4, na, 2, row, 4 * ws, x, c0, c1, acc);
+            pass(bf16, 0, 4, na, 0, 2, row, 4 * ws, x, c0, c1, acc);
+        } else if (na == 3) {
+            pass(bf16, 0, 2, na, 0, 2, row, 4 * ws, x, c0, c1, acc);
+            pass(bf16, 2, 2, na, 0, 2, row, 4 * ws, x, c0, c1, acc);
         } else {
-            pass(bf16, 0, 2, na, na == 3 ? 2 : 1, row, 4 * ws, x, c0, c1, acc);
-            pass(bf16, 2, 2, na, na == 3 ? 2 : 1, row, 4 * ws, x, c0, c1, acc);
+            /* written out: constant rows and parities keep the accumulators in registers */
+            pass(bf16, 0, 2, na, 0, 1, row, 4 * ws, x, c0, c1, acc);
+            pass(bf16, 0, 2, na, 1, 2, row, 4 * ws, x, c0, c1, acc);
+            pass(bf16, 2, 2, na, 0, 1, row, 4 * ws, x, c0, c1, acc);
+            pass(bf16, 2, 2, na, 1, 2, row, 4 * ws, x, c0, c1, acc);
         }
     }
     for (int r = 0; r < 4; r++)

@@ -5,6 +5,7 @@
 #include "kernels/dispatch.h"
 
 #include "kernels/avx2_half.h"
+#include "kernels/avx512_half.h"
 #include "kernels/isa.h"
 #include "kernels/ref.h"
 #include "kernels/x86.h"
@@ -19,6 +20,7 @@ bc__dot_fn bc__dot_kernel(bc_dtype dtype, bc__isa isa) {
 bc__gemm4_fn bc__gemm4_kernel(bc_dtype dtype, bc__isa isa) {
     if ((unsigned)dtype >= BC_DTYPE_COUNT) return NULL;
     if (isa >= BC__ISA_AVX512 && bc__gemm4_avx512[dtype]) return bc__gemm4_avx512[dtype];
+    if (isa >= BC__ISA_AVX512 && bc__gemm4_avx512_half[dtype]) return bc__gemm4_avx512_half[dtype];
     if (isa >= BC__ISA_AVX2) return bc__gemm4_avx2[dtype];
     return NULL;
 }

@@ -159,24 +159,30 @@ DOT32_INLINE void DOT32_FN(dot32_)(const bc_dtype t, int64_t cols, const void *w
 #if DOT32_VNNI
 /* Four weight rows (row r at w + r * ws) against na activation rows at once:
  * out[r * BC__MAX_NA + k]. Each weight block is unpacked once for all na
- * activation rows and each activation block loaded once for the four weight
- * rows, and the 4 * na accumulators are independent chains. This is the
- * prompt-processing (and batched-decode) kernel; per (row, activation) pair
- * the arithmetic is that of dot32_ on one accumulator. */
-DOT32_INLINE void DOT32_FN(gemm32_)(const bc_dtype t, int64_t cols, const void *w, size_t ws, const void *a, size_t as,
-                                    const int na, float *out) {
-    __m256 acc[4][BC__MAX_NA];
+ * activation rows and each activation block loaded once for the nr weight
+ * rows of a pass, and the accumulators are independent chains. This is the
+ * prompt-processing (and batched-decode) kernel. Per (row, activation) pair
+ * the arithmetic is exactly that of dot32_ (even and odd blocks in two
+ * accumulators, added, summed across the lanes, plus the offset terms
+ * summed in block order), so a row of a batch gets the bits it gets alone
+ * (test_batch_invariance). With two accumulators per pair, 4 rows x na = 3
+ * or 4 would take 24 or 32 of the 32 registers: those run as two passes of
+ * 2 rows over the columns, the activation blocks read twice (from L1). */
+DOT32_INLINE void DOT32_FN(gemm32_pass_)(const bc_dtype t, int64_t cols, const void *w, size_t ws, const void *a,
+                                         size_t as, const int nr, const int na, float *out) {
+    __m256 acc[2][4][BC__MAX_NA];
     float corr[4][BC__MAX_NA];
-    _Pragma("GCC unroll 4") for (int r = 0; r < 4; r++) _Pragma("GCC unroll 4") for (int k = 0; k < na; k++) {
-        acc[r][k] = _mm256_setzero_ps();
+    _Pragma("GCC unroll 4") for (int r = 0; r < nr; r++) _Pragma("GCC unroll 4") for (int k = 0; k < na; k++) {
+        acc[0][r][k] = acc[1][r][k] = _mm256_setzero_ps();
         corr[r][k] = 0.0f;
     }
     const int zp = t == BC_DTYPE_Q4_0 ? 8 : t == BC_DTYPE_Q5_0 ? 16 : 0;
     for (int64_t b = 0; b < cols / 32; b++) {
+        const int u = (int)(b & 1);
         __m256i q[4];
         __m256 dw[4];
         float mw[4] = {0};
-        _Pragma("GCC unroll 4") for (int r = 0; r < 4; r++) {
+        _Pragma("GCC unroll 4") for (int r = 0; r < nr; r++) {
             const char *row = (const char *)w + (size_t)r * ws;
             if (t == BC_DTYPE_Q4_0) {
                 const bc__block_q4_0 *x = (const bc__block_q4_0 *)row + b;
@@ -203,15 +209,25 @@ DOT32_INLINE void DOT32_FN(gemm32_)(const bc_dtype t, int64_t cols, const void *
             const __m256i yq = _mm256_loadu_si256((const __m256i *)y->qs);
             const __m256i init = _mm256_castsi128_si256(_mm_cvtsi32_si128(-zp * y->sum));
             const __m256 da = _mm256_broadcast_ss(&y->d);
-            _Pragma("GCC unroll 4") for (int r = 0; r < 4; r++) {
+            _Pragma("GCC unroll 4") for (int r = 0; r < nr; r++) {
                 const __m256i p = _mm256_dpbusd_epi32(init, q[r], yq);
-                acc[r][k] = _mm256_fmadd_ps(_mm256_mul_ps(dw[r], da), _mm256_cvtepi32_ps(p), acc[r][k]);
+                acc[u][r][k] = _mm256_fmadd_ps(_mm256_mul_ps(dw[r], da), _mm256_cvtepi32_ps(p), acc[u][r][k]);
                 if (t == BC_DTYPE_Q4_1 || t == BC_DTYPE_Q5_1) corr[r][k] += mw[r] * y->d * (float)y->sum;
             }
         }
     }
-    _Pragma("GCC unroll 4") for (int r = 0; r < 4; r++) _Pragma("GCC unroll 4") for (int k = 0; k < na; k++)
-        out[r * BC__MAX_NA + k] = DOT32_FN(hsum8_)(acc[r][k]) + corr[r][k];
+    _Pragma("GCC unroll 4") for (int r = 0; r < nr; r++) _Pragma("GCC unroll 4") for (int k = 0; k < na; k++)
+        out[r * BC__MAX_NA + k] = DOT32_FN(hsum8_)(_mm256_add_ps(acc[0][r][k], acc[1][r][k])) + corr[r][k];
+}
+
+DOT32_INLINE void DOT32_FN(gemm32_)(const bc_dtype t, int64_t cols, const void *w, size_t ws, const void *a, size_t as,
+                                    const int na, float *out) {
+    if (na <= 2) {
+        DOT32_FN(gemm32_pass_)(t, cols, w, ws, a, as, 4, na, out);
+    } else {
+        DOT32_FN(gemm32_pass_)(t, cols, w, ws, a, as, 2, na, out);
+        DOT32_FN(gemm32_pass_)(t, cols, (const char *)w + 2 * ws, ws, a, as, 2, na, out + 2 * BC__MAX_NA);
+    }
 }
 
 #define DOT32_GEMM_WRAP(name, T)                                                                                       \

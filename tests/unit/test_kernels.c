@@ -1,20 +1,21 @@
 /*
- * test_kernels.c - every matmul path (each instruction-set level this CPU
- * has, forced in turn) against the reference dot product of quants.c, for
- * every dtype, n = 1, 2, 3, 5, 7, 16 activation rows (5: the four-row
- * kernels with one activation row), 1, 3, 16, 38, 48, 257 weight rows
- * and rows of 32, 256 and 4352 (4096 + 256) columns (plus 33 and 47 for the
- * unblocked dtypes, to reach the SIMD tails), on 1 and 2 threads. At the
- * AVX2 and AVX-512 levels every case runs a second time on the repacked copy
- * where the dtype has a layout at that level and the rows fill its groups
- * (the others must refuse to repack and keep the row-major kernels). The
- * repacked kernels are also held to the row-major ones at f32 rounding
- * (test_repack_matches_rowmajor), and every row and repacked kernel must give
- * a row of a batch the bits it gives that row alone
- * (test_rows_independent_of_na).
+ * test_kernels.c - the matmul kernels, at each instruction-set level this
+ * CPU reports (the lower ones forced in turn), in three steps:
  *
- * Bounds, for y = sum_i w_i x_i with the reference r computed in double
- * from the dequantized weights:
+ *   test_c_kernels         the portable C kernels (level C, through
+ *                          bc__matmul) against the reference dot product of
+ *                          quants.c in double, within the quantization bound
+ *                          below: the spec the others are held to;
+ *   test_kernels_vs_c      every other kernel (row, four-row, bf16
+ *                          activations, every repacked layout) against the C
+ *                          kernel on the same activation bytes, within f32
+ *                          rounding of the sum (kcase_make's bound), for
+ *                          n = 1..5, 8, 16, 32 activation rows;
+ *   test_batch_invariance  bc__matmul: a row of a batch gets exactly the bits
+ *                          it gets alone, on 1 and 2 threads alike.
+ *
+ * Bounds of test_c_kernels, for y = sum_i w_i x_i with the reference r
+ * computed in double from the dequantized weights:
  *   f32, f16, bf16  |y - r| <= 1e-5 * sum |w_i x_i| + 1e-6 (f32 rounding only)
  *   block formats   |y - r| <= sum over activation blocks B of
  *                              (d_B / 2) * sum_{i in B} |w_i|  + the term above,
@@ -28,8 +29,8 @@
  * Levels: every level the CPU reports (bc__kernels_detect) is run, the lower
  * ones forced, and a test fails there rather than skips (test_levels: each
  * of them must run kernels of its own, and the bf16-activation kernels must
- * run exactly where the CPU has AVX512_BF16). A test that needs a level
- * above the CPU's skips, printing the levels that did run.
+ * run exactly where the CPU has AVX512_BF16); the tests print the levels
+ * they ran. A test that needs a level above the CPU's skips.
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -48,6 +49,8 @@
 #include "kernels/dispatch.h"
 #include "kernels/isa.h"
 #include "kernels/kernels.h"
+#include "kernels/ref.h"
+#include "kernels/x86.h"
 #include "quant/quants.h"
 #include "quant/blocks.h"
 
@@ -89,14 +92,9 @@ static const bc_dtype dtypes[] = {BC_DTYPE_F32,  BC_DTYPE_F16,  BC_DTYPE_BF16, B
                                   BC_DTYPE_Q4_1, BC_DTYPE_Q5_0, BC_DTYPE_Q5_1, BC_DTYPE_Q4_K,   BC_DTYPE_Q5_K,
                                   BC_DTYPE_Q6_K, BC_DTYPE_NF4,  BC_DTYPE_FP4,  BC_DTYPE_Q4_GPTQ};
 
-/* Checks one (dtype, rows, cols, n) case at the current level, on the
- * repacked copy with repack (which must exist exactly when the level has a
- * layout for the dtype and the shape allows it), and for bf16 weights the
- * bf16-activation kernels (BC__MATMUL_BF16_ACT) in its place; returns the
- * largest |y - r| / bound seen. */
-static double check_case(bc__pool *pool, bc_dtype t, int64_t rows, int64_t cols, int n, int repack) {
-    const unsigned flags = repack && t == BC_DTYPE_BF16 ? BC__MATMUL_BF16_ACT : 0;
-    if (t == BC_DTYPE_BF16) repack = 0;
+/* Checks one (dtype, rows, cols, n) case of bc__matmul at the current level
+ * against the reference in double; returns the largest |y - r| / bound. */
+static double check_case(bc__pool *pool, bc_dtype t, int64_t rows, int64_t cols, int n) {
     const bc__dtype_traits *tr = bc__dtype_traits_of(t);
     uint64_t row_bytes;
     assert_int_equal(bc__dtype_row_bytes(t, (uint64_t)cols, &row_bytes), 0);
@@ -110,14 +108,7 @@ static double check_case(bc__pool *pool, bc_dtype t, int64_t rows, int64_t cols,
     for (int64_t r = 0; r < rows; r++)
         assert_int_equal(bc__quantize_row(t, wf + r * cols, wq + r * row_bytes, cols), 0);
     bc__weight w = {wq, t, rows, cols, "test", NULL, NULL, NULL, NULL};
-    if (repack) {
-        const bc__pack_layout *l = bc__pack_layout_of(t, bc__kernels_isa());
-        assert_int_equal(bc__weight_repack(&w), l != NULL && rows % l->rows == 0);
-        assert_int_equal(bc__pack_supported(&w), w.packed != NULL);
-        if (w.packed != NULL) assert_ptr_equal(w.pack, l);
-    }
-    bc__matmul(pool, &w, x, n, y, scratch, flags);
-    bc__weight_repack_free(&w);
+    bc__matmul(pool, &w, x, n, y, scratch, 0);
     int kind = bc__act_kind(t), ab = kind == 2 ? 256 : 32;
     const double qmax = kind == BC__ACT_A16 || kind == BC__ACT_A16D ? 8191 : 127;
     double worst = 0;
@@ -146,14 +137,11 @@ static double check_case(bc__pool *pool, bc_dtype t, int64_t rows, int64_t cols,
                     for (int64_t i = b; i < b + 64; i++) sx += fabs(xk[i]) + amax / 8191 / 2;
                     qerr += ((const bc__block_nf4 *)(wq + r * row_bytes))[b / 64].d * 0x1p-15 * sx;
                 }
-            /* bf16 weights in a batch on an AVX512_BF16 CPU: activations
-             * rounded to bf16, a relative error of at most 2^-9 each. */
-            if (flags && bc__kernels_bf16()) qerr += mag / 512;
             double bound = qerr + 1e-5 * mag + 1e-6, err = fabs(y[(size_t)k * (size_t)rows + (size_t)r] - ref);
             if (err > bound)
-                fail_msg("%s%s %s rows %lld cols %lld n %d: row %lld act %d: got %.7g, reference %.7g, bound %.3g",
-                         bc__isa_name(bc__kernels_isa()), repack ? " repacked" : "", tr->name, (long long)rows,
-                         (long long)cols, n, (long long)r, k, y[(size_t)k * (size_t)rows + (size_t)r], ref, bound);
+                fail_msg("%s %s rows %lld cols %lld n %d: row %lld act %d: got %.7g, reference %.7g, bound %.3g",
+                         bc__isa_name(bc__kernels_isa()), tr->name, (long long)rows, (long long)cols, n, (long long)r,
+                         k, y[(size_t)k * (size_t)rows + (size_t)r], ref, bound);
             if (err / bound > worst) worst = err / bound;
         }
     }
@@ -166,39 +154,36 @@ static double check_case(bc__pool *pool, bc_dtype t, int64_t rows, int64_t cols,
     return worst;
 }
 
-static void test_all_paths(void **state) {
+/* The C kernels (level C, through bc__matmul on 1 and 2 threads) against
+ * the reference in double with the quantization bound above: the spec every
+ * other kernel is held to at f32 rounding (test_kernels_vs_c). */
+static void test_c_kernels(void **state) {
     (void)state;
-    const int64_t rows_list[] = {1, 3, 16, 38, 48, 257};
+    const int64_t rows_list[] = {1, 3, 16, 38};
     const int64_t cols_list[] = {32, 256, 4096 + 256, 33, 47};
-    const int n_list[] = {1, 2, 3, 5, 7, 16};
-    bc__isa top = bc__kernels_detect();
-    printf("# detected level: %s\n", bc__isa_name(top));
+    const int n_list[] = {1, 2, 5};
+    assert_int_equal(bc__kernels_force(BC__ISA_C), BC__ISA_C);
     for (int threads = 1; threads <= 2; threads++) {
         bc__pool *pool = bc__pool_create(threads);
         assert_non_null(pool);
-        for (int level = 0; level <= (int)top; level++) {
-            assert_int_equal(bc__kernels_force(level), level);
-            for (size_t d = 0; d < sizeof dtypes / sizeof dtypes[0]; d++) {
-                double worst = 0;
-                int cases = 0;
-                for (size_t ci = 0; ci < sizeof cols_list / sizeof cols_list[0]; ci++) {
-                    int64_t cols = cols_list[ci];
-                    if (cols % bc__dtype_traits_of(dtypes[d])->block_elems) continue;
-                    for (size_t ri = 0; ri < sizeof rows_list / sizeof rows_list[0]; ri++)
-                        for (size_t ni = 0; ni < sizeof n_list / sizeof n_list[0]; ni++) {
-                            /* The largest shapes once per level and dtype is enough. */
-                            if (cols > 256 && rows_list[ri] > 33 && n_list[ni] > 3) continue;
-                            for (int rp = 0; rp <= (level >= BC__ISA_AVX2); rp++) {
-                                double w = check_case(pool, dtypes[d], rows_list[ri], cols, n_list[ni], rp);
-                                if (w > worst) worst = w;
-                                cases++;
-                            }
-                        }
-                }
-                if (threads == 1)
-                    printf("# %-6s %-5s %3d cases, max error / bound %.3f\n", bc__isa_name((bc__isa)level),
-                           bc_dtype_name(dtypes[d]), cases, worst);
+        for (size_t d = 0; d < sizeof dtypes / sizeof dtypes[0]; d++) {
+            double worst = 0;
+            int cases = 0;
+            for (size_t ci = 0; ci < sizeof cols_list / sizeof cols_list[0]; ci++) {
+                const int64_t cols = cols_list[ci];
+                if (cols % bc__dtype_traits_of(dtypes[d])->block_elems) continue;
+                for (size_t ri = 0; ri < sizeof rows_list / sizeof rows_list[0]; ri++)
+                    for (size_t ni = 0; ni < sizeof n_list / sizeof n_list[0]; ni++) {
+                        /* The largest shapes on one thread only. */
+                        if (cols > 256 && (rows_list[ri] > 3 || threads == 2)) continue;
+                        const double w = check_case(pool, dtypes[d], rows_list[ri], cols, n_list[ni]);
+                        if (w > worst) worst = w;
+                        cases++;
+                    }
             }
+            if (threads == 1)
+                printf("# C      %-7s %3d cases against the double reference, max error / bound %.3f\n",
+                       bc_dtype_name(dtypes[d]), cases, worst);
         }
         bc__pool_free(pool);
     }
@@ -245,60 +230,6 @@ static void test_code4_tables(void **state) {
     }
 }
 
-/* A row of a batch gets the bits it gets alone: for every dtype and level,
- * the row kernel and (where there is one) the repacked kernel against na = 4
- * activation rows give, for each, exactly what na = 1 gives. */
-static void test_rows_independent_of_na(void **state) {
-    (void)state;
-    const int64_t rows = 8, cols = 4096 + 256;
-    for (int level = 0; level <= (int)bc__kernels_detect(); level++)
-        for (size_t d = 0; d < sizeof dtypes / sizeof dtypes[0]; d++) {
-            const bc_dtype t = dtypes[d];
-            if (cols % bc__dtype_traits_of(t)->block_elems) continue;
-            const int kind = bc__act_kind(t);
-            uint64_t row_bytes;
-            assert_int_equal(bc__dtype_row_bytes(t, (uint64_t)cols, &row_bytes), 0);
-            const size_t as = bc__act_row_bytes(kind, cols);
-            float *wf = malloc((size_t)(rows * cols) * sizeof(float)), *x = malloc((size_t)(4 * cols) * sizeof(float));
-            uint8_t *wq = malloc((size_t)rows * row_bytes), *act = malloc(4 * as);
-            for (int64_t i = 0; i < rows * cols; i++) wf[i] = rng_uniform() * (1.0f + (float)((i / 32) % 3));
-            for (int64_t i = 0; i < 4 * cols; i++) x[i] = rng_uniform() * (i % 17 == 0 ? 4.0f : 1.0f);
-            for (int64_t r = 0; r < rows; r++)
-                assert_int_equal(bc__quantize_row(t, wf + r * cols, wq + r * row_bytes, cols), 0);
-            for (int k = 0; k < 4; k++) {
-                if (kind == 0)
-                    memcpy(act + (size_t)k * as, x + (size_t)k * (size_t)cols, as);
-                else
-                    bc__quantize_act(kind, x + (size_t)k * (size_t)cols, act + (size_t)k * as, cols);
-            }
-            const bc__dot_fn dot = bc__dot_kernel(t, (bc__isa)level);
-            for (int64_t r = 0; r < rows; r++) {
-                float all[BC__MAX_NA], one;
-                dot(cols, wq + r * row_bytes, act, as, 4, all);
-                for (int k = 0; k < 4; k++) {
-                    dot(cols, wq + r * row_bytes, act + (size_t)k * as, as, 1, &one);
-                    assert_memory_equal(&one, &all[k], sizeof one);
-                }
-            }
-            const bc__pack_layout *l = level > 0 ? bc__pack_layout_of(t, (bc__isa)level) : NULL;
-            if (l != NULL && l->isa == (bc__isa)level && l->rows == rows) {
-                void *group = aligned_alloc(64, (l->group_bytes(cols) + 63) / 64 * 64);
-                float all[BC__MAX_NA * BC__PACK_MAX_ROWS], one[BC__PACK_MAX_ROWS];
-                l->pack(wq, row_bytes, cols, group);
-                l->kernel(cols, group, act, as, 4, all);
-                for (int k = 0; k < 4; k++) {
-                    l->kernel(cols, group, act + (size_t)k * as, as, 1, one);
-                    assert_memory_equal(one, all + k * rows, (size_t)rows * sizeof(float));
-                }
-                free(group);
-            }
-            free(wf);
-            free(x);
-            free(wq);
-            free(act);
-        }
-}
-
 /* Forcing above the detected level clamps; -1 restores detection. */
 static void test_force(void **state) {
     (void)state;
@@ -330,54 +261,6 @@ static void test_levels(void **state) {
         if (own == 0) fail_msg("the CPU reports %s, but no dtype has a kernel of that level", bc__isa_name((bc__isa)l));
     }
     assert_int_equal(bc__kernels_bf16(), bf16);
-}
-
-/* The repacked path of every dtype with a layout, at each level from AVX2
- * up that the CPU reports (forced in turn), gives the same bits on 1 and 2
- * threads (each output is computed by one kernel call). */
-static void test_repack_threads(void **state) {
-    (void)state;
-    skip_unless_level(BC__ISA_AVX2, "test_repack_threads");
-    const int64_t rows = 48, cols = 4096 + 256;
-    const int n = 7;
-    for (int level = BC__ISA_AVX2; level <= (int)bc__kernels_detect(); level++) {
-        assert_int_equal(bc__kernels_force(level), level);
-        int tested = 0;
-        for (size_t d = 0; d < sizeof dtypes / sizeof dtypes[0]; d++) {
-            const bc_dtype t = dtypes[d];
-            if (bc__pack_layout_of(t, (bc__isa)level) == NULL) continue;
-            tested++;
-            uint64_t row_bytes;
-            assert_int_equal(bc__dtype_row_bytes(t, (uint64_t)cols, &row_bytes), 0);
-            float *wf = malloc((size_t)(rows * cols) * sizeof(float)), *x = malloc((size_t)(n * cols) * sizeof(float));
-            uint8_t *wq = malloc((size_t)rows * row_bytes);
-            float *y[2] = {malloc((size_t)(n * rows) * sizeof(float)), malloc((size_t)(n * rows) * sizeof(float))};
-            void *scratch = malloc(bc__matmul_scratch_bytes(cols, n));
-            for (int64_t i = 0; i < rows * cols; i++) wf[i] = rng_uniform();
-            for (int64_t i = 0; i < n * cols; i++) x[i] = rng_uniform();
-            for (int64_t r = 0; r < rows; r++) bc__quantize_row(t, wf + r * cols, wq + r * row_bytes, cols);
-            bc__weight w = {wq, t, rows, cols, "test", NULL, NULL, NULL, NULL};
-            assert_true(bc__weight_repack(&w));
-            assert_ptr_equal(w.pack, bc__pack_layout_of(t, (bc__isa)level));
-            for (int threads = 1; threads <= 2; threads++) {
-                bc__pool *pool = bc__pool_create(threads);
-                bc__matmul(pool, &w, x, n, y[threads - 1], scratch, 0);
-                bc__pool_free(pool);
-            }
-            assert_memory_equal(y[0], y[1], (size_t)(n * rows) * sizeof(float));
-            bc__weight_repack_free(&w);
-            free(wf);
-            free(x);
-            free(wq);
-            free(y[0]);
-            free(y[1]);
-            free(scratch);
-        }
-        if (tested == 0)
-            fail_msg("the CPU reports %s, but no dtype has a repacked layout there", bc__isa_name((bc__isa)level));
-        printf("# %-6s repacked on 1 and 2 threads: %d dtypes\n", bc__isa_name((bc__isa)level), tested);
-    }
-    bc__kernels_force(-1);
 }
 
 /* bc__matmul_multi over parts of different dtypes (and activation formats)
@@ -571,110 +454,394 @@ static float act_value(int kind, const void *act, int64_t b, int i) {
     }
 }
 
-/* The repacked kernels against the row-major ones of their level, at each
- * level from AVX2 up that the CPU reports, for every layout of that level
- * (an AVX-512 CPU also runs the AVX2 layouts of the dtypes that have none of
- * its own, compared at the AVX2 level): both add the same exact integer
- * block sums, scaled in f32, so they may differ by f32 rounding only:
- *   |y_packed - y_rowmajor| <= 1e-5 * M + 1e-6,
- *   M = sum_i (|w_i| + 2 |o_i|) * |xa_i|,
- * xa the 8-bit activations as the kernels see them (d * q) and o_i the
- * offset the kernel adds through the activation sums (min_offset): M bounds
- * sum_i (|w_i - o_i| + |o_i|) * |xa_i|, the magnitudes of the terms either
- * kernel adds. Shapes: 8, 16 and 48 rows (those that fill the layout's
- * groups); block columns 1, 3 and 129 (runs of 4 with a short last one),
- * 8 and 136; n = 1..5 and 16. */
-static void test_repack_matches_rowmajor(void **state) {
+/* ------------------------------------------------------------------------ */
+/* Every kernel against the C kernel on the same activation bytes           */
+/* ------------------------------------------------------------------------ */
+
+/* |o_i|: the part of weight i's terms that a kernel adds apart from the
+ * weight's value w_i, and takes away again, in f32 or in an int32 lane that
+ * is rounded to f32 on its own: the zero point of q4_0 (8 d), q5_0 (16 d),
+ * q4_gptq (z d), and of q8_0 biased to unsigned under VNNI (128 d); the
+ * -32 of q6_K (32 d sc); the min added through the activation sums of q4_1 /
+ * q5_1 (m) and q4_K / q5_K (dmin m_j). For nf4 / fp4, whose kernels multiply
+ * the int16 codes round(code * 2^14), the code's rounding (absmax 2^-15). */
+static double term_offset(bc_dtype t, const uint8_t *row, int64_t i) {
+    switch (t) {
+    case BC_DTYPE_Q8_0: return 128 * fabs(bc__f16_to_f32(((const bc__block_q8_0 *)row)[i / 32].d));
+    case BC_DTYPE_Q4_0: return 8 * fabs(bc__f16_to_f32(((const bc__block_q4_0 *)row)[i / 32].d));
+    case BC_DTYPE_Q5_0: return 16 * fabs(bc__f16_to_f32(((const bc__block_q5_0 *)row)[i / 32].d));
+    case BC_DTYPE_Q4_GPTQ: {
+        const bc__block_q4_gptq *b = (const bc__block_q4_gptq *)row + i / 32;
+        return b->z * fabs(bc__f16_to_f32(b->d));
+    }
+    case BC_DTYPE_Q6_K: {
+        const bc__block_q6_K *b = (const bc__block_q6_K *)row + i / 256;
+        return 32 * fabs(bc__f16_to_f32(b->d) * b->scales[i % 256 / 16]);
+    }
+    case BC_DTYPE_NF4:
+    case BC_DTYPE_FP4: return fabs(((const bc__block_nf4 *)row)[i / 64].d) * 0x1p-15;
+    default: return min_offset(t, row, i);
+    }
+}
+
+/* One matrix and its activation rows, made once for every kernel that reads
+ * them: the weights quantized to t, the activation rows in t's format (the
+ * same bytes for the kernel under test and the C kernel), and per weight row
+ * r and activation row k the C kernel's output yc and the bound on the
+ * difference of any other kernel from it. */
+typedef struct kcase {
+    bc_dtype t;
+    int64_t rows, cols;
+    int n_act;
+    bool bf16_act; /* bf16 weights against bf16 activations (BC__ACT_BF16) */
+    uint64_t row_bytes;
+    uint8_t *wq;   /* (rows, row_bytes) */
+    float *x;      /* (n_act, cols) the f32 activations */
+    size_t as;     /* bytes of an activation row as the kernels read it */
+    uint8_t *act;  /* (n_act, as) */
+    float *yc;     /* (n_act, rows) */
+    double *bound; /* (n_act, rows) */
+} kcase;
+
+/* The bound, for y = sum of terms t_j, each a product (a weight value, or a
+ * block's exact integer sum, times f32 scales) rounded a few times (scale
+ * products, the conversion of an int32 lane, the multiply or the FMA: at
+ * most 4 roundings of u = 2^-24), then summed in f32 in some order (lanes,
+ * even and odd accumulators, a horizontal sum, the min terms apart). In any
+ * order, a term goes through at most D additions, each rounding the partial
+ * sum that holds it by at most u of that partial sum, and a partial sum is
+ * at most the sum of the |t_j| under it; so to first order
+ *   |y - exact| <= (D + 4) u M,   M = sum_j |t_j|,
+ * for the kernel under test and for the C kernel alike, and
+ *   |y - yc| <= 2 (D + 4) u M.
+ * M: the terms are per element (or per lane of a few elements) products of
+ * the weight and activation values as the kernels see them (xa = d * q for
+ * the quantized activations): at most |w_i| |xa_i| for a weight w_i, plus
+ * 2 |o_i| |xa_i| where a kernel adds an offset o_i apart and takes it away
+ * again (term_offset), so M = sum_i (|w_i| + 2 |o_i|) |xa_i|.
+ * D: a block format adds at most two f32 terms per 32 columns (some kernels
+ * split a block's integer sum in two), a float format at most one term per
+ * 8 columns in a lane; plus the horizontal sums (16 lanes: 4), the tails of
+ * the floats (up to 15 columns one by one) and the separate min or offset
+ * sums: D = 2 cols / 32 + 16 for the blocks, cols / 8 + 24 for the floats.
+ * At 4352 columns, 2 (D + 4) u is about 3.4e-5 (q8_0), 6.7e-5 (f16) of M,
+ * while a block of 32 terms left out, a kernel returning 0, or one row
+ * scaled by another's scales moves y by about sqrt(32 / cols) of M or more. */
+static void kcase_make(kcase *c, bc_dtype t, int64_t rows, int64_t cols, int n_act, bool bf16_act) {
+    *c = (kcase){.t = t, .rows = rows, .cols = cols, .n_act = n_act, .bf16_act = bf16_act};
+    const int kind = bf16_act ? BC__ACT_BF16 : bc__act_kind(t);
+    assert_int_equal(bc__dtype_row_bytes(t, (uint64_t)cols, &c->row_bytes), 0);
+    float *wf = malloc((size_t)cols * sizeof(float)), *wd = malloc((size_t)cols * sizeof(float));
+    float *xa = malloc((size_t)(n_act * cols) * sizeof(float));
+    double *o = malloc((size_t)cols * sizeof(double));
+    c->wq = malloc((size_t)rows * c->row_bytes);
+    c->x = malloc((size_t)(n_act * cols) * sizeof(float));
+    c->as = bc__act_row_bytes(kind, cols);
+    c->act = malloc((size_t)n_act * c->as);
+    c->yc = malloc((size_t)(n_act * rows) * sizeof(float));
+    c->bound = malloc((size_t)(n_act * rows) * sizeof(double));
+    /* Weights of either sign or one sign per row (large mins), each row on
+     * its own scale so that one row's scales in another's place show. */
+    for (int64_t r = 0; r < rows; r++) {
+        for (int64_t i = 0; i < cols; i++)
+            wf[i] = (rng_uniform() * (1.0f + (float)((i / 32) % 3)) + (float)(r % 3) - 1.0f) *
+                    (1.0f + 0.37f * (float)(r % 5));
+        assert_int_equal(bc__quantize_row(t, wf, c->wq + r * c->row_bytes, cols), 0);
+    }
+    for (int64_t i = 0; i < n_act * cols; i++) c->x[i] = rng_uniform() * (i % 17 == 0 ? 4.0f : 1.0f);
+    /* The activations once, and their values as the kernels see them. */
+    const int ab = kind == BC__ACT_A8K ? 256 : 32;
+    float *ref_act = malloc((size_t)(n_act * cols) * sizeof(float)); /* the C kernel's f32 rows (bf16_act) */
+    for (int k = 0; k < n_act; k++) {
+        const float *xk = c->x + (size_t)k * (size_t)cols;
+        uint8_t *ak = c->act + (size_t)k * c->as;
+        float *xak = xa + (size_t)k * (size_t)cols;
+        bc__quantize_act(kind, xk, ak, cols);
+        if (kind == BC__ACT_F32)
+            memcpy(xak, xk, (size_t)cols * sizeof(float));
+        else if (kind == BC__ACT_BF16)
+            for (int64_t i = 0; i < cols; i++) xak[i] = bc__bf16_to_f32(((const uint16_t *)ak)[i]);
+        else
+            for (int64_t b = 0; b < cols / ab; b++)
+                for (int i = 0; i < ab; i++) xak[b * ab + i] = act_value(kind, ak, b, i);
+    }
+    memcpy(ref_act, xa, (size_t)(n_act * cols) * sizeof(float));
+    const bc__dot_fn ref = bc__dot_c[t];
+    const uint8_t *ra = bf16_act ? (const uint8_t *)ref_act : c->act;
+    const size_t ras = bf16_act ? (size_t)cols * sizeof(float) : c->as;
+    const bool blocks = bc__dtype_traits_of(t)->block_elems > 1;
+    const double D = blocks ? 2.0 * (double)(cols / 32) + 16 : (double)(cols / 8) + 24;
+    for (int64_t r = 0; r < rows; r++) {
+        const uint8_t *row = c->wq + r * c->row_bytes;
+        bc__dequantize_row(t, row, wd, cols);
+        for (int64_t i = 0; i < cols; i++) o[i] = term_offset(t, row, i);
+        for (int k = 0; k < n_act; k += BC__MAX_NA) {
+            const int na = n_act - k < BC__MAX_NA ? n_act - k : BC__MAX_NA;
+            float out[BC__MAX_NA];
+            ref(cols, row, ra + (size_t)k * ras, ras, na, out);
+            for (int j = 0; j < na; j++) c->yc[(size_t)(k + j) * (size_t)rows + (size_t)r] = out[j];
+        }
+        for (int k = 0; k < n_act; k++) {
+            const float *xak = xa + (size_t)k * (size_t)cols;
+            double M = 0;
+            for (int64_t i = 0; i < cols; i++) M += (fabs(wd[i]) + 2 * o[i]) * fabs(xak[i]);
+            c->bound[(size_t)k * (size_t)rows + (size_t)r] = 2 * (D + 4) * 0x1p-24 * M + 1e-30;
+        }
+    }
+    free(wf);
+    free(wd);
+    free(xa);
+    free(o);
+    free(ref_act);
+}
+
+static void kcase_free(kcase *c) {
+    free(c->wq);
+    free(c->x);
+    free(c->act);
+    free(c->yc);
+    free(c->bound);
+}
+
+/* A kernel of a level, of one of the three kinds (kernel_types.h). */
+typedef struct kkind {
+    char name[48];
+    bc__dot_fn dot;
+    bc__gemm4_fn gemm4;
+    const bc__pack_layout *pack;
+} kkind;
+
+/* y (n, rows): the kernel on every row of c against activation rows [0, n),
+ * in calls of as many activation rows as it takes (as the matmul makes
+ * them). */
+static void kkind_run(const kkind *kk, const kcase *c, int n, float *y) {
+    const int64_t rows = c->rows, cols = c->cols;
+    const size_t rb = c->row_bytes;
+    for (size_t i = 0; i < (size_t)(n * rows); i++) y[i] = NAN;
+    if (kk->pack != NULL) {
+        const bc__pack_layout *l = kk->pack;
+        const size_t gb = l->group_bytes(cols);
+        void *packed = aligned_alloc(64, ((size_t)(rows / l->rows) * gb + 63) / 64 * 64);
+        float out[BC__PACK_MAX_NA * BC__PACK_MAX_ROWS];
+        for (int64_t g = 0; g < rows / l->rows; g++) {
+            char *group = (char *)packed + (size_t)g * gb;
+            l->pack(c->wq + (size_t)g * (size_t)l->rows * rb, rb, cols, group);
+            for (int i = 0; i < n; i += l->max_na) {
+                const int na = n - i < l->max_na ? n - i : l->max_na;
+                l->kernel(cols, group, c->act + (size_t)i * c->as, c->as, na, out);
+                for (int k = 0; k < na; k++)
+                    memcpy(y + (size_t)(i + k) * (size_t)rows + (size_t)(g * l->rows), out + k * l->rows,
+                           (size_t)l->rows * sizeof(float));
+            }
+        }
+        free(packed);
+        return;
+    }
+    for (int64_t r = 0; r < rows; r += kk->gemm4 != NULL ? 4 : 1)
+        for (int i = 0; i < n; i += BC__MAX_NA) {
+            const int na = n - i < BC__MAX_NA ? n - i : BC__MAX_NA;
+            const uint8_t *a = c->act + (size_t)i * c->as;
+            float out[4 * BC__MAX_NA];
+            if (kk->gemm4 != NULL) {
+                kk->gemm4(cols, c->wq + (size_t)r * rb, rb, a, c->as, na, out);
+                for (int j = 0; j < 4; j++)
+                    for (int k = 0; k < na; k++)
+                        y[(size_t)(i + k) * (size_t)rows + (size_t)(r + j)] = out[j * BC__MAX_NA + k];
+            } else {
+                kk->dot(cols, c->wq + (size_t)r * rb, a, c->as, na, out);
+                for (int k = 0; k < na; k++) y[(size_t)(i + k) * (size_t)rows + (size_t)r] = out[k];
+            }
+        }
+}
+
+/* The kernels of dtype t at level (forced): the row kernel, the four-row
+ * kernel where there is one, the bf16-activation kernels where they run,
+ * and every layout a matrix of 8, 16, 24 or 48 rows gets (an AVX-512 CPU
+ * gives 24 rows the AVX2 layout); returns how many. */
+static int kernels_of(bc_dtype t, bc__isa level, bool bf16_act, kkind *out) {
+    int n = 0;
+    if (bf16_act) {
+        out[n++] = (kkind){"bf16-act row", bc__dot_bf16_act_bf16, NULL, NULL};
+        out[n++] = (kkind){"bf16-act 4-row", NULL, bc__gemm4_bf16_act_bf16, NULL};
+        return n;
+    }
+    out[n++] = (kkind){"row", bc__dot_kernel(t, level), NULL, NULL};
+    if (bc__gemm4_kernel(t, level) != NULL) out[n++] = (kkind){"4-row", NULL, bc__gemm4_kernel(t, level), NULL};
+    const int64_t rows_list[] = {8, 16, 24, 48};
+    for (size_t i = 0; i < sizeof rows_list / sizeof rows_list[0]; i++) {
+        const bc__pack_layout *l = bc__pack_layout_for(t, level, rows_list[i]);
+        bool seen = l == NULL;
+        for (int j = 0; j < n; j++) seen |= out[j].pack == l;
+        if (seen) continue;
+        out[n] = (kkind){"", NULL, NULL, l};
+        snprintf(out[n].name, sizeof out[n].name, "layout %s %d rows", bc__isa_name(l->isa), l->rows);
+        n++;
+    }
+    return n;
+}
+
+/* Every kernel of every level the CPU reports (the lower ones forced), for
+ * every dtype, against the C kernel (bc__dot_c, ref.c) on the same
+ * activation bytes, within f32 rounding of the sum (kcase_make's bound):
+ * the row kernel, the four-row kernel, the bf16-activation kernels (against
+ * the C kernel on the bf16 activations widened back to f32) and every
+ * layout, with n = 1..5, 8, 16, 32 activation rows (in calls of at most
+ * what the kernel takes, as the matmul makes them). Shapes: 8, 24, 48 and 16
+ * rows (whole groups of the layouts that fit) by 1 and 3 block columns, a
+ * few hundred columns and 4096 + 256; the floats also by 47 and 424 columns
+ * (the SIMD tails of 8 and 16). A level the CPU reports is never skipped. */
+static void test_kernels_vs_c(void **state) {
     (void)state;
-    skip_unless_level(BC__ISA_AVX2, "test_repack_matches_rowmajor");
-    const int64_t rows_list[] = {8, 16, 48};
-    const int64_t cols_list[] = {32, 96, 256, 4096 + 32, 4096 + 256};
-    const int n_list[] = {1, 2, 3, 4, 5, 16};
-    bc__pool *pool = bc__pool_create(1);
-    for (int level = BC__ISA_AVX2; level <= (int)bc__kernels_detect(); level++) {
-        assert_int_equal(bc__kernels_force(level), level);
-        int tested = 0;
-        for (size_t d = 0; d < sizeof dtypes / sizeof dtypes[0]; d++) {
+    const int n_list[] = {1, 2, 3, 4, 5, 8, 16, 32};
+    const bc__isa top = bc__kernels_detect();
+    for (size_t d = 0; d < sizeof dtypes / sizeof dtypes[0]; d++)
+        for (int bf16_act = 0; bf16_act <= (dtypes[d] == BC_DTYPE_BF16); bf16_act++) {
             const bc_dtype t = dtypes[d];
-            const bc__pack_layout *l = bc__pack_layout_of(t, (bc__isa)level);
-            if (l == NULL || l->isa != (bc__isa)level) continue;
-            tested++;
-            const int kind = bc__act_kind(t), ab = kind == 2 ? 256 : 32;
-            double worst = 0;
-            for (size_t ci = 0; ci < sizeof cols_list / sizeof cols_list[0]; ci++) {
-                const int64_t cols = cols_list[ci];
-                if (cols % bc__dtype_traits_of(t)->block_elems) continue;
-                for (size_t ri = 0; ri < sizeof rows_list / sizeof rows_list[0]; ri++) {
-                    const int64_t rows = rows_list[ri];
-                    if (rows % l->rows) continue;
-                    const int n = 16;
-                    uint64_t row_bytes;
-                    assert_int_equal(bc__dtype_row_bytes(t, (uint64_t)cols, &row_bytes), 0);
-                    float *wf = malloc((size_t)(rows * cols) * sizeof(float)),
-                          *x = malloc((size_t)(n * cols) * sizeof(float));
-                    float *wd = malloc((size_t)cols * sizeof(float)), *xa = malloc((size_t)cols * sizeof(float));
-                    uint8_t *wq = malloc((size_t)rows * row_bytes), *act = malloc(bc__act_row_bytes(kind, cols));
-                    float *y[2] = {malloc((size_t)(n * rows) * sizeof(float)),
-                                   malloc((size_t)(n * rows) * sizeof(float))};
-                    void *scratch = malloc(bc__matmul_scratch_bytes(cols, n));
-                    /* Weights of either sign or one sign per row (large mins). */
-                    for (int64_t i = 0; i < rows * cols; i++)
-                        wf[i] = rng_uniform() * (1.0f + (float)((i / 32) % 3)) + (float)((i / cols) % 3) - 1.0f;
-                    for (int64_t i = 0; i < n * cols; i++) x[i] = rng_uniform() * (i % 17 == 0 ? 4.0f : 1.0f);
-                    for (int64_t r = 0; r < rows; r++)
-                        assert_int_equal(bc__quantize_row(t, wf + r * cols, wq + r * row_bytes, cols), 0);
-                    for (size_t ni = 0; ni < sizeof n_list / sizeof n_list[0]; ni++) {
-                        const int nn = n_list[ni];
-                        bc__weight w = {wq, t, rows, cols, "test", NULL, NULL, NULL, NULL};
-                        bc__matmul(pool, &w, x, nn, y[0], scratch, 0);
-                        assert_true(bc__weight_repack(&w));
-                        bc__matmul(pool, &w, x, nn, y[1], scratch, 0);
-                        bc__weight_repack_free(&w);
-                        for (int k = 0; k < nn; k++) {
-                            bc__quantize_act(kind, x + (size_t)k * (size_t)cols, act, cols);
-                            for (int64_t b = 0; b < cols / ab; b++)
-                                for (int i = 0; i < ab; i++) xa[b * ab + i] = act_value(kind, act, b, i);
-                            for (int64_t r = 0; r < rows; r++) {
-                                const uint8_t *row = wq + r * row_bytes;
-                                bc__dequantize_row(t, row, wd, cols);
-                                double mag = 0;
-                                for (int64_t i = 0; i < cols; i++) {
-                                    const double o = min_offset(t, row, i);
-                                    mag += (fabs(wd[i]) + 2 * o) * fabs(xa[i]);
+            const int64_t be = bc__dtype_traits_of(t)->block_elems, blk = be == 1 ? 32 : be;
+            const int64_t shapes[][2] = {{8, blk},
+                                         {24, 3 * blk},
+                                         {48, blk > 32 ? 5 * blk : 13 * blk},
+                                         {16, 4096 + 256},
+                                         {24, 4096 + 256},
+                                         {16, be == 1 ? 47 : 0},
+                                         {24, be == 1 ? 424 : 0}};
+            kcase cases[sizeof shapes / sizeof shapes[0]];
+            int n_cases = 0;
+            for (size_t s = 0; s < sizeof shapes / sizeof shapes[0]; s++)
+                if (shapes[s][1] > 0) kcase_make(&cases[n_cases++], t, shapes[s][0], shapes[s][1], 32, bf16_act);
+            for (int level = 0; level <= (int)top; level++) {
+                assert_int_equal(bc__kernels_force(level), level);
+                if (bf16_act && !bc__kernels_bf16()) continue;
+                kkind kinds[8];
+                const int n_kinds = kernels_of(t, (bc__isa)level, bf16_act, kinds);
+                for (int ki = 0; ki < n_kinds; ki++) {
+                    const kkind *kk = &kinds[ki];
+                    double worst = 0;
+                    int runs = 0;
+                    for (int ci = 0; ci < n_cases; ci++) {
+                        const kcase *c = &cases[ci];
+                        if (kk->pack != NULL && c->rows % kk->pack->rows != 0) continue;
+                        float *y = malloc((size_t)(32 * c->rows) * sizeof(float));
+                        for (size_t ni = 0; ni < sizeof n_list / sizeof n_list[0]; ni++) {
+                            const int n = n_list[ni];
+                            kkind_run(kk, c, n, y);
+                            runs++;
+                            for (int k = 0; k < n; k++)
+                                for (int64_t r = 0; r < c->rows; r++) {
+                                    const size_t i = (size_t)k * (size_t)c->rows + (size_t)r;
+                                    const double err = fabs((double)y[i] - c->yc[i]);
+                                    if (!(err <= c->bound[i]))
+                                        fail_msg("%s %s %s%s rows %lld cols %lld n %d: row %lld act %d: got %.9g, "
+                                                 "C kernel %.9g, difference %.3g > bound %.3g",
+                                                 bc__isa_name((bc__isa)level), kk->name, bc_dtype_name(t),
+                                                 bf16_act ? " (bf16 activations)" : "", (long long)c->rows,
+                                                 (long long)c->cols, n, (long long)r, k, y[i], c->yc[i], err,
+                                                 c->bound[i]);
+                                    if (err / c->bound[i] > worst) worst = err / c->bound[i];
                                 }
-                                const float a = y[1][(size_t)k * (size_t)rows + (size_t)r];
-                                const float ref = y[0][(size_t)k * (size_t)rows + (size_t)r];
-                                const double bound = 1e-5 * mag + 1e-6, err = fabs((double)a - ref);
-                                if (err > bound)
-                                    fail_msg(
-                                        "%s %s rows %lld cols %lld n %d: row %lld act %d: repacked %.9g, row-major "
-                                        "%.9g, bound %.3g",
-                                        bc__isa_name((bc__isa)level), bc_dtype_name(t), (long long)rows,
-                                        (long long)cols, nn, (long long)r, k, a, ref, bound);
-                                if (err / bound > worst) worst = err / bound;
+                        }
+                        free(y);
+                    }
+                    if (runs == 0)
+                        fail_msg("%s %s %s: no shape fills its groups", bc__isa_name((bc__isa)level), kk->name,
+                                 bc_dtype_name(t));
+                    printf("# %-6s %-22s %-7s %3d runs, max |y - C| / bound %.4f\n", bc__isa_name((bc__isa)level),
+                           kk->name, bc_dtype_name(t), runs, worst);
+                }
+            }
+            for (int ci = 0; ci < n_cases; ci++) kcase_free(&cases[ci]);
+        }
+    bc__kernels_force(-1);
+    printf("# ");
+    print_levels_run();
+    printf("\n");
+}
+
+/* A row of a batch gets the bits it gets alone (a user's output does not
+ * depend on who else is in the batch), whatever kernel computes it: for
+ * every level the CPU reports, every dtype, row-major and repacked (bf16:
+ * f32 and, where they run, bf16 activations), bc__matmul of n = 2, 3, 5, 8,
+ * 16, 32, 33 activation rows gives each row exactly (memcmp) what
+ * bc__matmul of that row alone gives, on 1 and on 2 threads alike; and
+ * those outputs are within kcase_make's bound of the C kernel, which checks
+ * the matmul's plumbing (which output a kernel's result lands in). Rows:
+ * 48 (the AVX-512 layouts), 40 (the AVX2 layout on an AVX-512 CPU) and 22
+ * (no layout: the four-row kernels and then the row kernel on the last 2). */
+static void test_batch_invariance(void **state) {
+    (void)state;
+    const int n_list[] = {2, 3, 5, 8, 16, 32, 33};
+    const int64_t rows_list[] = {48, 40, 22};
+    const bc__isa top = bc__kernels_detect();
+    bc__pool *pools[2] = {bc__pool_create(1), bc__pool_create(2)};
+    assert_non_null(pools[0]);
+    assert_non_null(pools[1]);
+    for (size_t d = 0; d < sizeof dtypes / sizeof dtypes[0]; d++)
+        for (size_t ri = 0; ri < sizeof rows_list / sizeof rows_list[0]; ri++) {
+            const bc_dtype t = dtypes[d];
+            const int64_t rows = rows_list[ri], cols = bc__dtype_traits_of(t)->block_elems == 1 ? 768 + 13 : 768;
+            kcase c[2];
+            kcase_make(&c[0], t, rows, cols, 33, false);
+            const bool bf16 = t == BC_DTYPE_BF16;
+            if (bf16) kcase_make(&c[1], t, rows, cols, 33, true);
+            float *y = malloc((size_t)(33 * rows) * sizeof(float)), *y2 = malloc((size_t)(33 * rows) * sizeof(float));
+            float *one = malloc((size_t)rows * sizeof(float));
+            void *scratch = malloc(bc__matmul_scratch_bytes(cols, 33));
+            for (int level = 0; level <= (int)top; level++) {
+                assert_int_equal(bc__kernels_force(level), level);
+                /* variant 0 row-major, 1 repacked (bf16: bf16 activations) */
+                for (int v = 0; v <= 1; v++) {
+                    const kcase *k0 = &c[bf16 ? v : 0];
+                    const unsigned flags = bf16 && v ? BC__MATMUL_BF16_ACT : 0;
+                    bc__weight w = {k0->wq, t, rows, cols, "test", NULL, NULL, NULL, NULL};
+                    if (v && !bf16) {
+                        /* a copy exactly where the level has a layout whose groups divide the rows */
+                        const bc__pack_layout *l = bc__pack_layout_for(t, (bc__isa)level, rows);
+                        assert_int_equal(bc__weight_repack(&w), l != NULL);
+                        if (l == NULL) continue;
+                        assert_ptr_equal(w.pack, l);
+                    }
+                    if (flags && !bc__kernels_bf16()) continue;
+                    const char *how = w.packed != NULL ? "repacked" : flags ? "bf16 activations" : "row-major";
+                    for (size_t ni = 0; ni < sizeof n_list / sizeof n_list[0]; ni++) {
+                        const int n = n_list[ni];
+                        bc__matmul(pools[0], &w, k0->x, n, y, scratch, flags);
+                        bc__matmul(pools[1], &w, k0->x, n, y2, scratch, flags);
+                        if (memcmp(y, y2, (size_t)(n * rows) * sizeof(float)) != 0)
+                            fail_msg("%s %s %s rows %lld n %d: 1 and 2 threads differ in bits",
+                                     bc__isa_name((bc__isa)level), bc_dtype_name(t), how, (long long)rows, n);
+                        for (int k = 0; k < n; k++) {
+                            bc__matmul(pools[0], &w, k0->x + (size_t)k * (size_t)cols, 1, one, scratch, flags);
+                            for (int64_t r = 0; r < rows; r++) {
+                                const size_t i = (size_t)k * (size_t)rows + (size_t)r;
+                                if (memcmp(&one[r], &y[i], sizeof(float)) != 0)
+                                    fail_msg("%s %s %s rows %lld n %d: row %lld act %d: %.9g in the batch, %.9g "
+                                             "alone (not batch invariant)",
+                                             bc__isa_name((bc__isa)level), bc_dtype_name(t), how, (long long)rows, n,
+                                             (long long)r, k, y[i], one[r]);
+                                if (!(fabs((double)y[i] - k0->yc[i]) <= k0->bound[i]))
+                                    fail_msg("%s %s %s rows %lld n %d: row %lld act %d: %.9g, C kernel %.9g, "
+                                             "bound %.3g",
+                                             bc__isa_name((bc__isa)level), bc_dtype_name(t), how, (long long)rows, n,
+                                             (long long)r, k, y[i], k0->yc[i], k0->bound[i]);
                             }
                         }
                     }
-                    free(wf);
-                    free(x);
-                    free(wd);
-                    free(xa);
-                    free(wq);
-                    free(act);
-                    free(y[0]);
-                    free(y[1]);
-                    free(scratch);
+                    bc__weight_repack_free(&w);
                 }
             }
-            printf("# %-6s repacked vs row-major %-5s max difference / bound %.4f\n", bc__isa_name((bc__isa)level),
-                   bc_dtype_name(t), worst);
+            kcase_free(&c[0]);
+            if (bf16) kcase_free(&c[1]);
+            free(y);
+            free(y2);
+            free(one);
+            free(scratch);
         }
-        if (tested == 0)
-            fail_msg("the CPU reports %s, but no repacked layout of that level was found",
-                     bc__isa_name((bc__isa)level));
-    }
-    bc__pool_free(pool);
     bc__kernels_force(-1);
+    bc__pool_free(pools[0]);
+    bc__pool_free(pools[1]);
+    printf("# ");
+    print_levels_run();
+    printf("\n");
 }
 
 /* ------------------------------------------------------------------------ */
@@ -954,17 +1121,11 @@ static void test_attend(void **state) {
 
 int main(void) {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_force),
-        cmocka_unit_test(test_levels),
-        cmocka_unit_test(test_all_paths),
-        cmocka_unit_test(test_code4_tables),
-        cmocka_unit_test(test_rows_independent_of_na),
-        cmocka_unit_test(test_repack_threads),
-        cmocka_unit_test(test_repack_matches_rowmajor),
-        cmocka_unit_test(test_matmul_multi),
-        cmocka_unit_test(test_matmul_perm),
-        cmocka_unit_test(test_quantize_act),
-        cmocka_unit_test(test_quantize_act_a16),
+        cmocka_unit_test(test_force),        cmocka_unit_test(test_levels),
+        cmocka_unit_test(test_c_kernels),    cmocka_unit_test(test_code4_tables),
+        cmocka_unit_test(test_kernels_vs_c), cmocka_unit_test(test_batch_invariance),
+        cmocka_unit_test(test_matmul_multi), cmocka_unit_test(test_matmul_perm),
+        cmocka_unit_test(test_quantize_act), cmocka_unit_test(test_quantize_act_a16),
         cmocka_unit_test(test_attend),
     };
     return cmocka_run_group_tests(tests, setup, NULL);
