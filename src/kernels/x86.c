@@ -7,7 +7,7 @@
  *                      16-bit shift for bf16: both exact), FMA into two
  *                      accumulators per activation row
  *   32-weight blocks   x86_dot32.h, instantiated for AVX2 and VNNI
- *   K blocks           AVX2 maddubs kernels (also used at the AVX-512 level)
+ *   K blocks           AVX2 maddubs row kernels (also used at the AVX-512 level)
  *
  * Every function carries a target attribute, so the file builds without any
  * -m flag and the code only runs after isa.c has checked the CPU.
@@ -17,6 +17,7 @@
 #include "kernels/avx2_k.h"
 #include "kernels/avx2_q32.h"
 #include "kernels/avx2_q4x.h"
+#include "kernels/avx512_k.h"
 #include "kernels/avx512_q32.h"
 #include "kernels/avx512_q4x.h"
 #include "quant/blocks.h"
@@ -443,12 +444,14 @@ const bc__gemm4_fn bc__gemm4_avx512[BC_DTYPE_COUNT] = {
     [BC_DTYPE_Q5_1] = gemm_q5_1_vnni,
 };
 
-/* The AVX-512 layouts (avx512_q32.c, avx512_q4x.c); the K-quants use the AVX2 ones. */
+/* The AVX-512 layouts (avx512_q32.c, avx512_q4x.c, avx512_k.c). */
 const bc__pack_layout *const bc__pack_avx512[BC_DTYPE_COUNT] = {
     [BC_DTYPE_Q4_0] = &bc__layout_q4_0_avx512, [BC_DTYPE_Q4_1] = &bc__layout_q4_1_avx512,
     [BC_DTYPE_Q5_0] = &bc__layout_q5_0_avx512, [BC_DTYPE_Q5_1] = &bc__layout_q5_1_avx512,
     [BC_DTYPE_Q8_0] = &bc__layout_q8_0_avx512, [BC_DTYPE_Q4_GPTQ] = &bc__layout_q4_gptq_avx512,
     [BC_DTYPE_NF4] = &bc__layout_nf4_avx512,   [BC_DTYPE_FP4] = &bc__layout_fp4_avx512,
+    [BC_DTYPE_Q4_K] = &bc__layout_q4_K_avx512, [BC_DTYPE_Q5_K] = &bc__layout_q5_K_avx512,
+    [BC_DTYPE_Q6_K] = &bc__layout_q6_K_avx512,
 };
 
 /* The AVX2 layouts (avx2_q32.c, avx2_k.c, avx2_q4x.c). */
