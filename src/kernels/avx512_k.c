@@ -319,10 +319,10 @@ INLINE_AVX512 void cols_k45_(const int bits, int64_t b0, int64_t b1, const void 
     const size_t col_bytes = bits == 4 ? Q4K_COL : Q5K_COL;
     const int chains = na <= 2 ? 2 : 1;
     /* bytes r, -, r, - of each row's lane: its min twice as int16 */
-    const __m512i dup_min = _mm512_setr_epi32(
-        (int)0x80008000, (int)0x80018001, (int)0x80028002, (int)0x80038003, (int)0x80048004, (int)0x80058005,
-        (int)0x80068006, (int)0x80078007, (int)0x80088008, (int)0x80098009, (int)0x800A800A, (int)0x800B800B,
-        (int)0x800C800C, (int)0x800D800D, (int)0x800E800E, (int)0x800F800F);
+    const __m512i dup_min = _mm512_setr_epi32((int)0x80008000, (int)0x80018001, (int)0x80028002, (int)0x80038003,
+                                              (int)0x80048004, (int)0x80058005, (int)0x80068006, (int)0x80078007,
+                                              (int)0x80088008, (int)0x80098009, (int)0x800A800A, (int)0x800B800B,
+                                              (int)0x800C800C, (int)0x800D800D, (int)0x800E800E, (int)0x800F800F);
     __m512 acc[8];
     for (int k = 0; k < na; k++) acc[k] = first ? _mm512_setzero_ps() : _mm512_loadu_ps(out + 16 * k);
     for (int64_t b = b0; b < b1; b++) {
@@ -376,7 +376,7 @@ INLINE_AVX512 void cols_q6_K_(const int unused, int64_t b0, int64_t b1, const vo
     for (int64_t b = b0; b < b1; b++) {
         const uint8_t *col = (const uint8_t *)group + (size_t)b * Q6K_COL;
         if (prefetch) prefetch_column(col, Q6K_COL);
-        /* Row r's scale pair p (groups 2p, 2p+1) as int16 in lane r. */
+            /* Row r's scale pair p (groups 2p, 2p+1) as int16 in lane r. */
 #define SCALE_PAIR(p) _mm512_cvtepi8_epi16(_mm256_load_si256((const __m256i *)(col + Q6K_SCALES + 32 * (p))))
         __m512i sumi[8];
         for (int k = 0; k < na; k++) {

@@ -67,11 +67,13 @@ typedef void (*bc__gemm4_fn)(int64_t cols, const void *w, size_t w_stride, const
  * side by side, the layout described above them):
  *   AVX-512 (avx512_q32.c, 16 rows) q4_0, q4_1, q5_0, q5_1, q8_0, q4_gptq
  *   AVX-512 (avx512_q4x.c, 16 rows) nf4, fp4
+ *   AVX-512 (avx512_k.c, 16 rows)   q4_K, q5_K, q6_K
  *   AVX2 (avx2_q32.c, 8 rows)       q4_0, q4_1, q5_0, q5_1, q8_0, q4_gptq
  *   AVX2 (avx2_k.c, 8 rows)         q4_K, q5_K, q6_K
  *   AVX2 (avx2_q4x.c, 8 rows)       nf4, fp4
- * A level without a layout for a dtype uses the layout of the level below
- * (AVX-512 CPUs run the AVX2 K layouts). repack.h makes the copies. */
+ * A level without a layout for a dtype, or whose groups do not divide a
+ * matrix's rows, uses the layout of the level below (bc__pack_layout_for).
+ * repack.h makes the copies. */
 
 /* out[k * rows + r] = dot(row r of the group, activation row k) for every
  * row r of the group and k < na (1..the layout's max_na): one group against
