@@ -248,20 +248,13 @@ INLINE_AVX512 __m512i select_bits(__m512i mask, __m512i a, __m512i b) {
 #define ACT_ROW(a, as, k) ((const bc__block_a8k *)((const char *)(a) + (size_t)(k) * (as)))
 
 /* Each row lane's dot of the n quant registers w with the 4n activation
- * bytes at qa, in int32: in chains (1 or 2) of vpdpbusd; two keep a lone
- * activation row from waiting on one chain's latency. Integer sums: the
- * result does not depend on the chains. */
-INLINE_AVX512 __m512i dot_regs(const int n, const int chains, const __m512i *w, const int8_t *qa) {
-    __m512i s0 = _mm512_setzero_si512(), s1 = _mm512_setzero_si512();
-    if (chains == 1) {
-        for (int j = 0; j < n; j++) s0 = dpbusd_bcast(s0, w[j], qa + 4 * j);
-        return s0;
-    }
-    for (int j = 0; j < n; j += 2) {
-        s0 = dpbusd_bcast(s0, w[j], qa + 4 * j);
-        s1 = dpbusd_bcast(s1, w[j + 1], qa + 4 * j + 4);
-    }
-    return _mm512_add_epi32(s0, s1);
+ * bytes at qa, in int32: one chain of vpdpbusd (the other activation rows
+ * and sub-blocks in flight hide its latency; two chains measured no faster
+ * at n = 1). */
+INLINE_AVX512 __m512i dot_regs(const int n, const __m512i *w, const int8_t *qa) {
+    __m512i s = _mm512_setzero_si512();
+    for (int j = 0; j < n; j++) s = dpbusd_bcast(s, w[j], qa + 4 * j);
+    return s;
 }
 
 /* The 8 quant registers of q4_K chunk c's stored registers at qs, low
@@ -317,7 +310,6 @@ INLINE_AVX512 void prefetch_column(const uint8_t *col, size_t bytes) {
 INLINE_AVX512 void cols_k45_(const int bits, int64_t b0, int64_t b1, const void *group, const void *a, size_t as,
                              const int na, float *out, bool first, bool prefetch) {
     const size_t col_bytes = bits == 4 ? Q4K_COL : Q5K_COL;
-    const int chains = na <= 2 ? 2 : 1;
     /* bytes r, -, r, - of each row's lane: its min twice as int16 */
     const __m512i dup_min = _mm512_setr_epi32((int)0x80008000, (int)0x80018001, (int)0x80028002, (int)0x80038003,
                                               (int)0x80048004, (int)0x80058005, (int)0x80068006, (int)0x80078007,
@@ -355,7 +347,7 @@ INLINE_AVX512 void cols_k45_(const int bits, int64_t b0, int64_t b1, const void 
                 const __m512i sc = _mm512_cvtepu8_epi32(_mm_load_si128((const __m128i *)(col + K45_SCALES + 16 * j)));
                 _Pragma("GCC unroll 8") for (int k = 0; k < na; k++) {
                     const int8_t *qa = ACT_ROW(a, as, k)[b].qs + 32 * j;
-                    sumi[k] = _mm512_add_epi32(sumi[k], _mm512_mullo_epi32(dot_regs(8, chains, w, qa), sc));
+                    sumi[k] = _mm512_add_epi32(sumi[k], _mm512_mullo_epi32(dot_regs(8, w, qa), sc));
                 }
             }
         }
@@ -370,7 +362,6 @@ INLINE_AVX512 void cols_k45_(const int bits, int64_t b0, int64_t b1, const void 
 INLINE_AVX512 void cols_q6_K_(const int unused, int64_t b0, int64_t b1, const void *group, const void *a, size_t as,
                               const int na, float *out, bool first, bool prefetch) {
     (void)unused; /* the leading argument the dispatch passes */
-    const int chains = na <= 2 ? 2 : 1;
     __m512 acc[8];
     for (int k = 0; k < na; k++) acc[k] = first ? _mm512_setzero_ps() : _mm512_loadu_ps(out + 16 * k);
     for (int64_t b = b0; b < b1; b++) {
@@ -394,7 +385,7 @@ INLINE_AVX512 void cols_q6_K_(const int unused, int64_t b0, int64_t b1, const vo
                 unpack_q6(col + Q6K_QS + 192 * g, w);
                 _Pragma("GCC unroll 8") for (int k = 0; k < na; k++) {
                     const int8_t *qa = ACT_ROW(a, as, k)[b].qs + 16 * g;
-                    sumi[k] = _mm512_add_epi32(sumi[k], _mm512_mullo_epi32(dot_regs(4, chains, w, qa), sc[e]));
+                    sumi[k] = _mm512_add_epi32(sumi[k], _mm512_mullo_epi32(dot_regs(4, w, qa), sc[e]));
                 }
             }
         }
