@@ -67,6 +67,12 @@
  * and one conversion and FMA per column and activation row (two for the
  * mins) finish it: the same operations in the same order whatever the
  * number of rows in the call, so a row's output does not depend on its batch.
+ *
+ * Against the AVX2 layouts on the same CPU (bench_matmul, one thread, one
+ * Zen 5 core, 4096x4096, GFLOP/s at n = 1 / 8 / 16): q4_K 184 / 257 / 259
+ * -> 277 / 614 / 630, q5_K 147 / 246 / 244 -> 195 / 534 / 567, q6_K
+ * 136 / 230 / 232 -> 183 / 595 / 616. Blocks of 2 or 8 columns, prefetch
+ * distances of 4 and 16 KB and two vpdpbusd chains measured the same.
  */
 #include "kernels/avx512_k.h"
 
