@@ -136,8 +136,7 @@ static int init_constraint(cli_gen *g, const cli_gen_opts *o) {
     char err[1024];
     bc_status st;
     if (o->constraint_gbnf != NULL) {
-        st = bc_grammar_init_gbnf(g->tok, o->constraint_gbnf, strlen(o->constraint_gbnf), &g->grammar, err,
-                                  sizeof err);
+        st = bc_grammar_init_gbnf(g->tok, o->constraint_gbnf, strlen(o->constraint_gbnf), &g->grammar, err, sizeof err);
     } else if (o->constraint_file == NULL) {
         st = bc_grammar_init_json_schema(g->tok, NULL, 0, &g->grammar, err, sizeof err);
     } else {

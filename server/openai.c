@@ -153,7 +153,8 @@ static int encode_chat(const srv_model_info *mi, json_t *messages, const srv_too
     size_t n_msgs = 0;
     bc_chat_message *msgs = calloc(n + 1, sizeof *msgs); /* + the system message the tools may need */
     srv_buf *texts = calloc(n + 1, sizeof *texts);
-    const char **ids = calloc(n, sizeof *ids), **names = calloc(n, sizeof *names), **contents = calloc(n, sizeof *contents);
+    const char **ids = calloc(n, sizeof *ids), **names = calloc(n, sizeof *names),
+               **contents = calloc(n, sizeof *contents);
     size_t *lens = calloc(n, sizeof *lens);
     srv_buf *tool_texts = calloc(n, sizeof *tool_texts);
     if (msgs == NULL || texts == NULL || ids == NULL || names == NULL || contents == NULL || lens == NULL ||

@@ -64,8 +64,8 @@ typedef struct srv_choice {
     bool role_sent;            /* chat stream: the first delta (role) went out */
     bool finish_sent;          /* stream: the chunk with the finish_reason went out */
     double t_last_token;
-    srv_buf text;       /* non-streaming: the reply text so far */
-    json_t *lp_content; /* non-streaming logprobs: chat content[] or completions arrays */
+    srv_buf text;        /* non-streaming: the reply text so far */
+    json_t *lp_content;  /* non-streaming logprobs: chat content[] or completions arrays */
     size_t text_sent;    /* stream with tools: bytes of tools.text sent as content */
     srv_tool_scan tools; /* with tools (tool_choice not none): the reply read as text or calls */
 } srv_choice;

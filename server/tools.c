@@ -80,8 +80,8 @@ static int check_tools(json_t *tools, char *err, size_t err_size) {
             return -1;
         }
         for (size_t j = 0; j < i; j++)
-            if (strcmp(name, json_string_value(json_object_get(
-                                 json_object_get(json_array_get(tools, j), "function"), "name"))) == 0) {
+            if (strcmp(name, json_string_value(json_object_get(json_object_get(json_array_get(tools, j), "function"),
+                                                               "name"))) == 0) {
                 snprintf(err, err_size, "tools[%zu].function.name '%s' is also the name of tools[%zu]", i, name, j);
                 return -1;
             }
@@ -155,15 +155,18 @@ int srv_tools_read(json_t *body, srv_tools *t, char *err, size_t err_size, const
         return 0;
     }
     if (s != NULL && strcmp(s, "auto") != 0 && strcmp(s, "required") != 0) {
-        snprintf(err, err_size, "'tool_choice' '%.64s' is not supported (none, auto, required or "
-                 "{\"type\": \"function\", \"function\": {\"name\": ...}})", s);
+        snprintf(err, err_size,
+                 "'tool_choice' '%.64s' is not supported (none, auto, required or "
+                 "{\"type\": \"function\", \"function\": {\"name\": ...}})",
+                 s);
         goto fail;
     }
     if (s == NULL) {
         const char *type = json_string_value(json_object_get(choice, "type"));
         const char *name = json_string_value(json_object_get(json_object_get(choice, "function"), "name"));
         if (!json_is_object(choice) || type == NULL || strcmp(type, "function") != 0 || name == NULL) {
-            snprintf(err, err_size, "'tool_choice' must be none, auto, required or "
+            snprintf(err, err_size,
+                     "'tool_choice' must be none, auto, required or "
                      "{\"type\": \"function\", \"function\": {\"name\": ...}}");
             goto fail;
         }
@@ -246,9 +249,9 @@ int srv_tools_render_calls(json_t *tool_calls, srv_buf *out, char *err, size_t e
             return -1;
         }
         /* The arguments as JSON when they are JSON (they should be), else as their string. */
-        json_t *value = args && json_is_string(args) ? json_loadb(json_string_value(args), json_string_length(args),
-                                                                   JSON_DECODE_ANY, NULL)
-                                                     : json_object();
+        json_t *value = args && json_is_string(args)
+                            ? json_loadb(json_string_value(args), json_string_length(args), JSON_DECODE_ANY, NULL)
+                            : json_object();
         if (value == NULL) value = json_copy(args);
         json_array_append_new(calls, json_pack("{s:O, s:o}", "name", name, "arguments", value));
     }
@@ -318,9 +321,9 @@ static json_t *reply_schema(const srv_tools *t) {
         snprintf(def, sizeof def, "t%d", i);
         snprintf(base, sizeof base, "#/$defs/%s", def);
         /* No parameters: the function takes none, and its arguments are {}. */
-        json_t *p = json_is_object(params) ? json_deep_copy(params)
-                                           : json_pack("{s:s, s:{}, s:b}", "type", "object", "properties",
-                                                       "additionalProperties", 0);
+        json_t *p = json_is_object(params)
+                        ? json_deep_copy(params)
+                        : json_pack("{s:s, s:{}, s:b}", "type", "object", "properties", "additionalProperties", 0);
         rebase_refs(p, base);
         json_object_set_new(defs, def, p);
         json_array_append_new(branches,
@@ -331,10 +334,9 @@ static json_t *reply_schema(const srv_tools *t) {
     json_t *items = json_array_size(branches) == 1 ? json_incref(json_array_get(branches, 0))
                                                    : json_pack("{s:O}", "anyOf", branches);
     json_decref(branches);
-    return json_pack("{s:s, s:{s:{s:s, s:i, s:i, s:o}}, s:[s], s:b, s:o}", "type", "object", "properties",
-                     "tool_calls", "type", "array", "minItems", 1, "maxItems",
-                     t->parallel ? SRV_MAX_PARALLEL_CALLS : 1, "items", items, "required", "tool_calls",
-                     "additionalProperties", 0, "$defs", defs);
+    return json_pack("{s:s, s:{s:{s:s, s:i, s:i, s:o}}, s:[s], s:b, s:o}", "type", "object", "properties", "tool_calls",
+                     "type", "array", "minItems", 1, "maxItems", t->parallel ? SRV_MAX_PARALLEL_CALLS : 1, "items",
+                     items, "required", "tool_calls", "additionalProperties", 0, "$defs", defs);
 }
 
 char *srv_tools_gbnf(const srv_tools *t, char *err, size_t err_size) {
@@ -513,11 +515,8 @@ static void call_byte(srv_tool_scan *s, char ch) {
         }
         break;
     case '}':
-    case ']':
-        s->depth--;
-        break;
-    default:
-        break;
+    case ']': s->depth--; break;
+    default: break;
     }
 }
 

@@ -25,7 +25,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 
-#define SRV_MAX_TOOLS 32          /* the JSON Schema converter's anyOf limit */
+#define SRV_MAX_TOOLS          32 /* the JSON Schema converter's anyOf limit */
 #define SRV_MAX_PARALLEL_CALLS 16 /* calls in one reply when parallel_tool_calls */
 
 typedef enum srv_tool_choice {
@@ -82,7 +82,7 @@ typedef struct srv_tool_call {
 
 /* The reader of a reply: text, or calls in the format above. */
 typedef struct srv_tool_scan {
-    int mode;    /* 0: nothing yet; 1: text; 2: calls */
+    int mode;     /* 0: nothing yet; 1: text; 2: calls */
     srv_buf text; /* mode 1: the reply's text */
     srv_tool_call *calls;
     int n_calls, cap_calls;
