@@ -7,6 +7,8 @@
  */
 #include "generate.h"
 
+#include "../server/tools.h"
+
 #include <errno.h>
 #include <signal.h>
 #include <stdlib.h>
@@ -24,7 +26,12 @@ static const char help[] =
     "\n"
     "options:\n"
     "  -s, --system TEXT        system message\n"
-    "  -n, --n-predict N        most tokens per reply (default: generation_config.json max_new_tokens)\n";
+    "  -n, --n-predict N        most tokens per reply (default: generation_config.json max_new_tokens)\n"
+    "      --tools FILE         a JSON array of tools (OpenAI's shape): they are listed in the system\n"
+    "                           message, and a reply is text or calls (tool_choice auto, as the server\n"
+    "                           does it: server/README.md). Calls print as {\"tool_calls\": [...]}; then\n"
+    "                           each call's result is read (one line per call) and the model answers.\n"
+    "      --tool-choice C      auto (default) or required: every reply calls (a result, then the next reply)\n";
 
 static volatile sig_atomic_t interrupted;
 static void on_sigint(int sig) {
@@ -70,6 +77,62 @@ static void conv_free(conversation *c) {
     conv_reset(c, false);
     free(c->msgs);
     free(c->texts);
+}
+
+/* The calls of a reply: for each, the tool's result is read from the user
+ * (a line), and the results become the next turn's message. 1 when the
+ * reply called, 0 when it was text, -1 at end of input or out of memory. */
+static int read_results(conversation *c, int turn_no) {
+    srv_tool_scan scan = {0};
+    const bc_chat_message *reply = &c->msgs[c->n - 1];
+    srv_tool_scan_feed(&scan, reply->content, reply->content_len);
+    srv_tool_scan_end(&scan);
+    while (scan.n_calls > 0 && !scan.calls[scan.n_calls - 1].args_done) { /* cut by the token limit */
+        srv_buf_free(&scan.calls[scan.n_calls - 1].name);
+        srv_buf_free(&scan.calls[scan.n_calls - 1].args);
+        scan.n_calls--;
+    }
+    if (scan.mode != 2 || scan.n_calls == 0) {
+        srv_tool_scan_free(&scan);
+        return 0;
+    }
+    int rc = -1, k = 0;
+    char **ids = calloc((size_t)scan.n_calls, sizeof *ids), **results = calloc((size_t)scan.n_calls, sizeof *results);
+    const char **names = calloc((size_t)scan.n_calls, sizeof *names);
+    size_t *lens = calloc((size_t)scan.n_calls, sizeof *lens);
+    srv_buf msg = {0};
+    if (ids == NULL || results == NULL || names == NULL || lens == NULL) goto done;
+    for (; k < scan.n_calls; k++) {
+        srv_buf id = {0};
+        srv_buf_printf(&id, "call_%d_%d", turn_no, k);
+        ids[k] = id.data;
+        names[k] = scan.calls[k].name.data ? scan.calls[k].name.data : "";
+        fprintf(stderr, "[result of %s (%s)]> ", names[k], ids[k] ? ids[k] : "");
+        fflush(stderr);
+        size_t cap = 0;
+        ssize_t n = getline(&results[k], &cap, stdin);
+        if (n < 0) goto done;
+        while (n > 0 && (results[k][n - 1] == '\n' || results[k][n - 1] == '\r')) results[k][--n] = '\0';
+        lens[k] = (size_t)n;
+        if (ids[k] == NULL) goto done;
+    }
+    if (srv_tools_render_results((const char *const *)ids, names, (const char *const *)results, lens, (size_t)k,
+                                 &msg) != 0 ||
+        conv_add(c, BC_CHAT_ROLE_USER, msg.data, msg.len) != 0)
+        goto done;
+    rc = 1;
+done:
+    for (int i = 0; i < scan.n_calls; i++) {
+        if (ids) free(ids[i]);
+        if (results) free(results[i]);
+    }
+    free(ids);
+    free(results);
+    free(names);
+    free(lens);
+    srv_buf_free(&msg);
+    srv_tool_scan_free(&scan);
+    return rc;
 }
 
 /* One turn: the reply to the conversation so far, appended to it. */
@@ -122,7 +185,7 @@ static long read_line(char **line, size_t *cap) {
 int cmd_chat(int argc, char **argv) {
     cli_gen_opts o;
     cli_gen_opts_init(&o);
-    const char *system = NULL;
+    const char *system = NULL, *tools_path = NULL, *tool_choice = "auto";
     int n_predict = -1;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i], *v;
@@ -137,6 +200,12 @@ int cmd_chat(int argc, char **argv) {
         if (r > 0) continue;
         if (strcmp(a, "-s") == 0 || strcmp(a, "--system") == 0) {
             if ((system = cli_value(argc, argv, &i)) == NULL) return 1;
+        } else if (strcmp(a, "--tools") == 0) {
+            if ((tools_path = cli_value(argc, argv, &i)) == NULL) return 1;
+        } else if (strcmp(a, "--tool-choice") == 0) {
+            if ((tool_choice = cli_value(argc, argv, &i)) == NULL) return 1;
+            if (strcmp(tool_choice, "auto") != 0 && strcmp(tool_choice, "required") != 0)
+                return cli_error("chat: --tool-choice takes auto or required, not '%s'", tool_choice);
         } else if (strcmp(a, "-n") == 0 || strcmp(a, "--n-predict") == 0) {
             if ((v = cli_value(argc, argv, &i)) == NULL || cli_parse_int(v, 1, 1 << 24, a, &n_predict) != 0) return 1;
         } else {
@@ -146,10 +215,38 @@ int cmd_chat(int argc, char **argv) {
     if (o.model.model == NULL) o.model.model = cli_default_model();
 
     cli_gen g;
+    memset(&g, 0, sizeof g);
     conversation conv = {0};
-    char *line = NULL;
+    char *line = NULL, *tools_gbnf = NULL;
     size_t line_cap = 0;
-    int rc = 1;
+    int rc = 1, turn_no = 0;
+    srv_tools tools = {0};
+    srv_buf system_text = {0};
+    if (system != NULL) srv_buf_puts(&system_text, system);
+    if (tools_path != NULL) {
+        if (o.constraint_opt != NULL) {
+            cli_error("--tools: %s constrains the output too; give one", o.constraint_opt);
+            goto done;
+        }
+        json_error_t je;
+        json_t *arr = json_load_file(tools_path, 0, &je);
+        char err[512];
+        if (arr == NULL) {
+            cli_error("--tools %s: line %d column %d: %s", tools_path, je.line, je.column, je.text);
+            goto done;
+        }
+        int st = srv_tools_from_array(arr, &tools, err, sizeof err);
+        json_decref(arr);
+        if (st == 0 && strcmp(tool_choice, "required") == 0) tools.choice = SRV_TOOL_CHOICE_REQUIRED;
+        if (st != 0 || (tools_gbnf = srv_tools_gbnf(&tools, err, sizeof err)) == NULL) {
+            cli_error("--tools %s: %s", tools_path, err);
+            goto done;
+        }
+        if (srv_tools_describe(&tools, &system_text) != 0) goto done;
+        o.constraint_opt = "--tools";
+        o.constraint_gbnf = tools_gbnf;
+        system = system_text.data;
+    }
     if (cli_gen_init(&g, &o) != 0) goto done;
     bc_chat_params cp = bc_chat_default_params(g.tok);
     int n_ctx = bc_context_n_ctx(g.ctx);
@@ -204,9 +301,19 @@ int cmd_chat(int argc, char **argv) {
         const char *msg = line[0] == '/' ? line + 1 : line;
         if (conv_add(&conv, BC_CHAT_ROLE_USER, msg, strlen(msg)) != 0) goto done;
         if (turn(&g, &conv, cp, n_predict, stdout) != 0) goto done;
+        /* With tools: while the model calls, the results go back to it. */
+        for (int calls = 0; tools.tools != NULL && calls < 8; calls++) {
+            int called = read_results(&conv, turn_no++);
+            if (called < 0) goto done;
+            if (called == 0) break;
+            if (turn(&g, &conv, cp, n_predict, stdout) != 0) goto done;
+        }
     }
     rc = 0;
 done:
+    srv_tools_free(&tools);
+    free(tools_gbnf);
+    srv_buf_free(&system_text);
     free(line);
     conv_free(&conv);
     cli_gen_free(&g);

@@ -4,12 +4,15 @@
  */
 #include "cli.h"
 
+#include "../server/tools.h"
+
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
 
 static const char help[] =
-    "usage: baichuan grammar (--json-schema FILE | --grammar-file FILE | --json) [--print] [--match]\n"
+    "usage: baichuan grammar (--json-schema FILE | --grammar-file FILE | --json | --tools FILE [--tool-choice C])\n"
+    "                        [--print] [--match]\n"
     "\n"
     "Compiles a grammar: a JSON Schema (converted to GBNF), a GBNF file, or any\n"
     "JSON object (--json, what response_format json_object asks for).\n"
@@ -18,6 +21,9 @@ static const char help[] =
     "      --json-schema FILE   a JSON Schema (the subset baichuan.h lists)\n"
     "      --grammar-file FILE  a grammar in GBNF (llama.cpp's notation, start rule root)\n"
     "      --json               any JSON object\n"
+    "      --tools FILE         a JSON array of tools: the grammar of a reply under tool_choice C\n"
+    "                           (auto, the default: calls or text; required: calls), as the server\n"
+    "                           makes it\n"
     "      --print              write the grammar's GBNF to stdout\n"
     "      --match              read a text from stdin and print whether the grammar matches it:\n"
     "                           'complete' (a whole match, exit 0), 'prefix' (the start of one,\n"
@@ -27,7 +33,7 @@ static const char help[] =
     "grammar. Errors go to stderr naming the file; the exit status is then 1.\n";
 
 int cmd_grammar(int argc, char **argv) {
-    const char *schema_path = NULL, *gbnf_path = NULL;
+    const char *schema_path = NULL, *gbnf_path = NULL, *tools_path = NULL, *tool_choice = "auto";
     int any_object = 0, print = 0, match = 0;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
@@ -38,6 +44,12 @@ int cmd_grammar(int argc, char **argv) {
             if ((schema_path = cli_value(argc, argv, &i)) == NULL) return 1;
         } else if (strcmp(a, "--grammar-file") == 0) {
             if ((gbnf_path = cli_value(argc, argv, &i)) == NULL) return 1;
+        } else if (strcmp(a, "--tools") == 0) {
+            if ((tools_path = cli_value(argc, argv, &i)) == NULL) return 1;
+        } else if (strcmp(a, "--tool-choice") == 0) {
+            if ((tool_choice = cli_value(argc, argv, &i)) == NULL) return 1;
+            if (strcmp(tool_choice, "auto") != 0 && strcmp(tool_choice, "required") != 0)
+                return cli_error("grammar: --tool-choice takes auto or required, not '%s'", tool_choice);
         } else if (strcmp(a, "--json") == 0) {
             any_object = 1;
         } else if (strcmp(a, "--print") == 0) {
@@ -47,14 +59,26 @@ int cmd_grammar(int argc, char **argv) {
         } else
             return cli_error("grammar: unknown option '%s' (see 'baichuan grammar --help')", a);
     }
-    if ((schema_path != NULL) + (gbnf_path != NULL) + any_object != 1)
-        return cli_error("grammar: give one of --json-schema FILE, --grammar-file FILE or --json");
+    if ((schema_path != NULL) + (gbnf_path != NULL) + (tools_path != NULL) + any_object != 1)
+        return cli_error("grammar: give one of --json-schema FILE, --grammar-file FILE, --tools FILE or --json");
 
     char err[1024] = "";
     char *gbnf = NULL;
     size_t gbnf_len = 0;
-    const char *source = schema_path ? schema_path : gbnf_path ? gbnf_path : "--json";
-    if (gbnf_path != NULL) {
+    const char *source = schema_path ? schema_path : gbnf_path ? gbnf_path : tools_path ? tools_path : "--json";
+    if (tools_path != NULL) {
+        json_error_t je;
+        json_t *arr = json_load_file(tools_path, 0, &je);
+        if (arr == NULL) return cli_error("%s: line %d column %d: %s", tools_path, je.line, je.column, je.text);
+        srv_tools tools;
+        int rc = srv_tools_from_array(arr, &tools, err, sizeof err);
+        json_decref(arr);
+        if (rc == 0 && strcmp(tool_choice, "required") == 0) tools.choice = SRV_TOOL_CHOICE_REQUIRED;
+        if (rc == 0) gbnf = srv_tools_gbnf(&tools, err, sizeof err);
+        srv_tools_free(&tools);
+        if (gbnf == NULL) return cli_error("%s: %s", tools_path, err);
+        gbnf_len = strlen(gbnf);
+    } else if (gbnf_path != NULL) {
         if ((gbnf = cli_read_file(gbnf_path, &gbnf_len)) == NULL) return 1;
     } else {
         size_t len = 0;

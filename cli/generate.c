@@ -135,7 +135,9 @@ static int init_constraint(cli_gen *g, const cli_gen_opts *o) {
     if (o->constraint_opt == NULL) return 0;
     char err[1024];
     bc_status st;
-    if (o->constraint_file == NULL) {
+    if (o->constraint_gbnf != NULL) {
+        st = bc_grammar_init_gbnf(g->tok, o->constraint_gbnf, strlen(o->constraint_gbnf), &g->grammar, err, sizeof err);
+    } else if (o->constraint_file == NULL) {
         st = bc_grammar_init_json_schema(g->tok, NULL, 0, &g->grammar, err, sizeof err);
     } else {
         size_t len = 0;

@@ -25,6 +25,7 @@ typedef struct cli_gen_opts {
      * --grammar-file FILE.gbnf, --json (any JSON object). */
     const char *constraint_opt;  /* the option given, for errors; NULL: none */
     const char *constraint_file; /* its file (NULL for --json) */
+    const char *constraint_gbnf; /* or GBNF text given by the command (chat --tools), with constraint_opt */
 } cli_gen_opts;
 
 void cli_gen_opts_init(cli_gen_opts *o);

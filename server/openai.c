@@ -10,6 +10,7 @@
 #include "openai.h"
 
 #include "grammars.h"
+#include "tools.h"
 
 #include <errno.h>
 #include <stdio.h>
@@ -118,7 +119,28 @@ static int content_text(json_t *c, srv_buf *out) {
     return 0;
 }
 
-static int encode_chat(const srv_model_info *mi, json_t *messages, srv_request *r, srv_error *e) {
+/* The name of the call id among the tool_calls of the assistant messages
+ * before message i, or NULL. */
+static const char *call_name(json_t *messages, size_t i, const char *id) {
+    while (i-- > 0) {
+        json_t *calls = json_object_get(json_array_get(messages, i), "tool_calls"), *call;
+        size_t k;
+        json_array_foreach(calls, k, call) {
+            const char *cid = json_string_value(json_object_get(call, "id"));
+            if (cid != NULL && strcmp(cid, id) == 0)
+                return json_string_value(json_object_get(json_object_get(call, "function"), "name"));
+        }
+    }
+    return NULL;
+}
+
+/* The chat's messages as the Baichuan format takes them: system, user and
+ * assistant as they are; the tools' part (tools.h) at the end of the system
+ * message (one is made when there is none); an assistant's tool_calls as
+ * the format's call text after its content; a run of tool messages as one
+ * user turn of their results. */
+static int encode_chat(const srv_model_info *mi, json_t *messages, const srv_tools *tools, srv_request *r,
+                       srv_error *e) {
     if (!json_is_array(messages) || json_array_size(messages) == 0)
         return bad(e, "messages", NULL, "%s", "'messages' is required: a non-empty array of messages"), -1;
     size_t n = json_array_size(messages);
@@ -128,9 +150,15 @@ static int encode_chat(const srv_model_info *mi, json_t *messages, srv_request *
         return bad(e, "messages", NULL, "%s", msg), -1;
     }
     int rc = -1;
-    bc_chat_message *msgs = calloc(n, sizeof *msgs);
-    srv_buf *texts = calloc(n, sizeof *texts);
-    if (msgs == NULL || texts == NULL) {
+    size_t n_msgs = 0;
+    bc_chat_message *msgs = calloc(n + 1, sizeof *msgs); /* + the system message the tools may need */
+    srv_buf *texts = calloc(n + 1, sizeof *texts);
+    const char **ids = calloc(n, sizeof *ids), **names = calloc(n, sizeof *names),
+               **contents = calloc(n, sizeof *contents);
+    size_t *lens = calloc(n, sizeof *lens);
+    srv_buf *tool_texts = calloc(n, sizeof *tool_texts);
+    if (msgs == NULL || texts == NULL || ids == NULL || names == NULL || contents == NULL || lens == NULL ||
+        tool_texts == NULL) {
         bad(e, NULL, NULL, "%s", "out of memory");
         e->status = 500;
         goto cleanup;
@@ -143,24 +171,77 @@ static int encode_chat(const srv_model_info *mi, json_t *messages, srv_request *
             snprintf(e->message, sizeof e->message, "messages[%zu] must be an object with a string 'role'", i);
             goto cleanup;
         }
-        if (strcmp(rs, "system") == 0 || strcmp(rs, "developer") == 0)
-            msgs[i].role = BC_CHAT_ROLE_SYSTEM;
-        else if (strcmp(rs, "user") == 0)
-            msgs[i].role = BC_CHAT_ROLE_USER;
-        else if (strcmp(rs, "assistant") == 0)
-            msgs[i].role = BC_CHAT_ROLE_ASSISTANT;
-        else {
-            bad(e, "messages", NULL, "%s", "");
-            snprintf(e->message, sizeof e->message,
-                     "messages[%zu].role '%.64s' is not supported (system, user or assistant)", i, rs);
-            goto cleanup;
+        if (strcmp(rs, "tool") == 0) {
+            /* A run of tool messages: one user turn. */
+            size_t k = 0;
+            for (; i + k < n; k++) {
+                json_t *tm = json_array_get(messages, i + k);
+                const char *trs = json_string_value(json_object_get(tm, "role"));
+                if (trs == NULL || strcmp(trs, "tool") != 0) break;
+                if ((ids[k] = json_string_value(json_object_get(tm, "tool_call_id"))) == NULL) {
+                    bad(e, "messages", NULL, "%s", "");
+                    snprintf(e->message, sizeof e->message,
+                             "messages[%zu].tool_call_id is required (a string) in a message of role 'tool'", i + k);
+                    goto cleanup;
+                }
+                if (content_text(json_object_get(tm, "content"), &tool_texts[k]) != 0) {
+                    bad(e, "messages", NULL, "%s", "");
+                    snprintf(e->message, sizeof e->message,
+                             "messages[%zu].content must be a string or an array of text parts", i + k);
+                    goto cleanup;
+                }
+                names[k] = call_name(messages, i, ids[k]);
+                contents[k] = tool_texts[k].data ? tool_texts[k].data : "";
+                lens[k] = tool_texts[k].len;
+            }
+            if (srv_tools_render_results(ids, names, contents, lens, k, &texts[n_msgs]) != 0) goto oom;
+            for (size_t j = 0; j < k; j++) srv_buf_free(&tool_texts[j]);
+            msgs[n_msgs].role = BC_CHAT_ROLE_USER;
+            i += k - 1;
+        } else {
+            if (strcmp(rs, "system") == 0 || strcmp(rs, "developer") == 0)
+                msgs[n_msgs].role = BC_CHAT_ROLE_SYSTEM;
+            else if (strcmp(rs, "user") == 0)
+                msgs[n_msgs].role = BC_CHAT_ROLE_USER;
+            else if (strcmp(rs, "assistant") == 0)
+                msgs[n_msgs].role = BC_CHAT_ROLE_ASSISTANT;
+            else {
+                bad(e, "messages", NULL, "%s", "");
+                snprintf(e->message, sizeof e->message,
+                         "messages[%zu].role '%.64s' is not supported (system, user, assistant or tool)", i, rs);
+                goto cleanup;
+            }
+            if (content_text(json_object_get(m, "content"), &texts[n_msgs]) != 0) {
+                bad(e, "messages", NULL, "%s", "");
+                snprintf(e->message, sizeof e->message,
+                         "messages[%zu].content must be a string or an array of text parts", i);
+                goto cleanup;
+            }
+            json_t *calls = json_object_get(m, "tool_calls");
+            if (msgs[n_msgs].role == BC_CHAT_ROLE_ASSISTANT && calls != NULL && !json_is_null(calls)) {
+                char err[200];
+                if (texts[n_msgs].len > 0 && srv_buf_puts(&texts[n_msgs], "\n") != 0) goto oom;
+                if (srv_tools_render_calls(calls, &texts[n_msgs], err, sizeof err) != 0) {
+                    bad(e, "messages", NULL, "%s", "");
+                    snprintf(e->message, sizeof e->message, "messages[%zu].%s", i, err);
+                    goto cleanup;
+                }
+            }
         }
-        if (content_text(json_object_get(m, "content"), &texts[i]) != 0) {
-            bad(e, "messages", NULL, "%s", "");
-            snprintf(e->message, sizeof e->message, "messages[%zu].content must be a string or an array of text parts",
-                     i);
-            goto cleanup;
+        n_msgs++;
+    }
+    /* The tools' part of the system message. */
+    if (tools->tools != NULL && tools->choice != SRV_TOOL_CHOICE_NONE) {
+        if (msgs[0].role != BC_CHAT_ROLE_SYSTEM) {
+            memmove(msgs + 1, msgs, n_msgs * sizeof *msgs);
+            memmove(texts + 1, texts, n_msgs * sizeof *texts);
+            memset(&texts[0], 0, sizeof texts[0]);
+            msgs[0].role = BC_CHAT_ROLE_SYSTEM;
+            n_msgs++;
         }
+        if (srv_tools_describe(tools, &texts[0]) != 0) goto oom;
+    }
+    for (size_t i = 0; i < n_msgs; i++) {
         msgs[i].content = texts[i].data ? texts[i].data : "";
         msgs[i].content_len = texts[i].len;
     }
@@ -170,10 +251,11 @@ static int encode_chat(const srv_model_info *mi, json_t *messages, srv_request *
     cp.max_new_tokens = 1;
     char err[256];
     size_t n_ids = 0;
-    bc_status st = bc_chat_encode(mi->tok, msgs, n, cp, NULL, 0, &n_ids, err, sizeof err);
+    bc_status st = bc_chat_encode(mi->tok, msgs, n_msgs, cp, NULL, 0, &n_ids, err, sizeof err);
     if (st == BC_STATUS_OK || (st == BC_STATUS_ERROR_ARGUMENT && n_ids > 0)) {
         r->prompt = malloc((n_ids ? n_ids : 1) * sizeof *r->prompt);
-        if (r->prompt != NULL) st = bc_chat_encode(mi->tok, msgs, n, cp, r->prompt, n_ids, &n_ids, err, sizeof err);
+        if (r->prompt != NULL)
+            st = bc_chat_encode(mi->tok, msgs, n_msgs, cp, r->prompt, n_ids, &n_ids, err, sizeof err);
     }
     if (st != BC_STATUS_OK || r->prompt == NULL) {
         bad(e, "messages", NULL, "messages: %s", r->prompt == NULL && st == BC_STATUS_OK ? "out of memory" : err);
@@ -181,10 +263,20 @@ static int encode_chat(const srv_model_info *mi, json_t *messages, srv_request *
     }
     r->n_prompt = (int)n_ids;
     rc = 0;
+    goto cleanup;
+oom:
+    bad(e, NULL, NULL, "%s", "out of memory");
+    e->status = 500;
 cleanup:
-    for (size_t i = 0; texts != NULL && i < n; i++) srv_buf_free(&texts[i]);
+    for (size_t i = 0; texts != NULL && i < n + 1; i++) srv_buf_free(&texts[i]);
+    for (size_t i = 0; tool_texts != NULL && i < n; i++) srv_buf_free(&tool_texts[i]);
     free(texts);
+    free(tool_texts);
     free(msgs);
+    free(ids);
+    free(names);
+    free(contents);
+    free(lens);
     return rc;
 }
 
@@ -356,6 +448,8 @@ srv_request *srv_openai_parse(const srv_model_info *mi, srv_endpoint endpoint, j
     float *bias = NULL;
     size_t n_bias = 0;
     constraint con = {0};
+    srv_tools tools = {0};
+    char *tools_gbnf = NULL;
     long long n = 1;
     if (get_int(body, "n", 1, SRV_MAX_N, &n, e) < 0) goto fail;
     if ((v = json_object_get(body, "stream")) != NULL && !json_is_null(v)) {
@@ -430,10 +524,36 @@ srv_request *srv_openai_parse(const srv_model_info *mi, srv_endpoint endpoint, j
     if (read_stops(json_object_get(body, "stop"), stops, &n_stops, e) != 0) goto fail;
     if (read_logit_bias(json_object_get(body, "logit_bias"), mi->n_vocab, &bias_ids, &bias, &n_bias, e) != 0) goto fail;
     if (read_constraint(body, &con, e) != 0) goto fail;
+    if (endpoint == SRV_ENDPOINT_CHAT) {
+        const char *param = NULL;
+        char terr[400];
+        if (srv_tools_read(body, &tools, terr, sizeof terr, &param) != 0) {
+            bad(e, param, NULL, "%s", terr);
+            goto fail;
+        }
+        if (tools.choice != SRV_TOOL_CHOICE_NONE && con.param != NULL) {
+            snprintf(terr, sizeof terr,
+                     "'tools' with tool_choice other than none constrain the output, and so does '%s': give one",
+                     con.param);
+            bad(e, "tool_choice", NULL, "%s", terr);
+            goto fail;
+        }
+        if (tools.choice != SRV_TOOL_CHOICE_NONE) {
+            if ((tools_gbnf = srv_tools_gbnf(&tools, terr, sizeof terr)) == NULL) {
+                bad(e, "tools", NULL, "tools: %s", terr);
+                goto fail;
+            }
+            con.param = "tools";
+            con.kind = SRV_GRAMMAR_GBNF;
+            con.text = tools_gbnf; /* freed with con */
+            con.len = strlen(tools_gbnf);
+            r->tool_choice = (int)tools.choice;
+        }
+    }
 
     /* The input. */
     if (endpoint == SRV_ENDPOINT_CHAT) {
-        if (encode_chat(mi, json_object_get(body, "messages"), r, e) != 0) goto fail;
+        if (encode_chat(mi, json_object_get(body, "messages"), &tools, r, e) != 0) goto fail;
     } else {
         if (encode_completion(mi, json_object_get(body, "prompt"), r, e) != 0) goto fail;
         if (r->n_prompt == 0) { /* an empty prompt continues from BOS */
@@ -524,6 +644,7 @@ srv_request *srv_openai_parse(const srv_model_info *mi, srv_endpoint endpoint, j
     free(con.text);
     free(bias_ids);
     free(bias);
+    srv_tools_free(&tools);
     return r;
 oom:
     bad(e, NULL, NULL, "%s", "out of memory");
@@ -532,6 +653,7 @@ fail:
     free(con.text);
     free(bias_ids);
     free(bias);
+    srv_tools_free(&tools);
     srv_request_unref(r);
     return NULL;
 }
@@ -663,13 +785,105 @@ static json_t *choice_chunk(const srv_choice *c, json_t *delta_or_text, json_t *
     return o;
 }
 
+/* With tools the first delta's content is null, as OpenAI's: the reply
+ * may turn out to be calls. */
 static void send_role_chunk(srv_choice *c, srv_buf *into) {
-    send_event(c->req, choice_chunk(c, json_pack("{s:s, s:s}", "role", "assistant", "content", ""), NULL, NULL), into);
+    json_t *delta = c->req->tool_choice != SRV_TOOL_CHOICE_NONE
+                        ? json_pack("{s:s, s:n}", "role", "assistant", "content")
+                        : json_pack("{s:s, s:s}", "role", "assistant", "content", "");
+    send_event(c->req, choice_chunk(c, delta, NULL, NULL), into);
     c->role_sent = true;
+}
+
+/* A call's id: the response's id with the choice and the call's index. */
+static void call_id(const srv_choice *c, int k, char *out, size_t size) {
+    const char *dash = strchr(c->req->id, '-');
+    snprintf(out, size, "call_%s_%d_%d", dash ? dash + 1 : c->req->id, c->index, k);
+}
+
+static json_t *call_json(const srv_choice *c, int k) {
+    const srv_tool_call *call = &c->tools.calls[k];
+    char id[96];
+    call_id(c, k, id, sizeof id);
+    return json_pack("{s:s, s:s, s:{s:s%, s:s%}}", "id", id, "type", "function", "function", "name",
+                     call->name.data ? call->name.data : "", call->name.len, "arguments",
+                     call->args.data ? call->args.data : "", call->args.len);
+}
+
+/* The stream's delta of what the tool scanner read since the last one:
+ * content text, a call's id, type and name once its name is complete
+ * (with arguments ""), then pieces of its arguments. NULL when there is
+ * nothing new. */
+static json_t *tools_delta(srv_choice *c) {
+    srv_tool_scan *s = &c->tools;
+    json_t *delta = json_object(), *calls = json_array();
+    if (s->text.len > c->text_sent) {
+        json_object_set_new(delta, "content", json_stringn(s->text.data + c->text_sent, s->text.len - c->text_sent));
+        c->text_sent = s->text.len;
+    }
+    for (int k = 0; k < s->n_calls; k++) {
+        srv_tool_call *call = &s->calls[k];
+        if (!call->named) break; /* its arguments come after its name */
+        json_t *entry = NULL;
+        if (!call->header_sent) {
+            char id[96];
+            call_id(c, k, id, sizeof id);
+            entry = json_pack("{s:i, s:s, s:s, s:{s:s%, s:s}}", "index", k, "id", id, "type", "function", "function",
+                              "name", call->name.data ? call->name.data : "", call->name.len, "arguments", "");
+            call->header_sent = true;
+        }
+        if (call->args.len > call->args_sent) {
+            json_t *piece = json_stringn(call->args.data + call->args_sent, call->args.len - call->args_sent);
+            call->args_sent = call->args.len;
+            if (entry != NULL)
+                json_object_set_new(json_object_get(entry, "function"), "arguments", piece);
+            else
+                entry = json_pack("{s:i, s:{s:o}}", "index", k, "function", "arguments", piece);
+        }
+        if (entry != NULL) json_array_append_new(calls, entry);
+    }
+    if (json_array_size(calls) > 0)
+        json_object_set_new(delta, "tool_calls", calls);
+    else
+        json_decref(calls);
+    if (json_object_size(delta) == 0) {
+        json_decref(delta);
+        return NULL;
+    }
+    return delta;
+}
+
+static void emit_tools(srv_choice *c, const char *text, size_t len, json_t *lp) {
+    srv_request *r = c->req;
+    srv_tool_scan_feed(&c->tools, text, len);
+    if (!r->stream) {
+        if (lp != NULL) {
+            if (c->lp_content == NULL) c->lp_content = json_array();
+            json_array_append(c->lp_content, lp);
+        }
+        json_decref(lp);
+        return;
+    }
+    if (!c->role_sent) send_role_chunk(c, NULL);
+    json_t *delta = tools_delta(c);
+    if (delta == NULL && lp == NULL) return;
+    json_t *entries = lp != NULL ? json_pack("[o]", lp) : NULL;
+    send_event(r, choice_chunk(c, delta ? delta : json_object(), entries ? chat_logprobs(entries) : NULL, NULL), NULL);
+    json_decref(entries);
+}
+
+const char *srv_openai_finish_reason(srv_choice *c, const char *reason) {
+    if (c->req->tool_choice == SRV_TOOL_CHOICE_NONE || reason == NULL || strcmp(reason, "stop") != 0) return reason;
+    srv_tool_scan_end(&c->tools);
+    return c->tools.n_calls > 0 ? "tool_calls" : reason;
 }
 
 void srv_openai_emit_text(srv_choice *c, const char *text, size_t len, json_t *lp) {
     srv_request *r = c->req;
+    if (r->endpoint == SRV_ENDPOINT_CHAT && r->tool_choice != SRV_TOOL_CHOICE_NONE) {
+        emit_tools(c, text, len, lp);
+        return;
+    }
     if (!r->stream) {
         srv_buf_append(&c->text, text, len);
         if (lp != NULL) {
@@ -715,6 +929,20 @@ static json_t *body_choice(srv_choice *c) {
     const char *finish = c->finish_reason ? c->finish_reason : "stop";
     const char *text = c->text.data ? c->text.data : "";
     if (r->logprobs >= 0 && c->lp_content == NULL) c->lp_content = json_array();
+    if (r->endpoint == SRV_ENDPOINT_CHAT && r->tool_choice != SRV_TOOL_CHOICE_NONE) {
+        /* content null when there is no text; tool_calls only when there are calls. */
+        srv_tool_scan *s = &c->tools;
+        srv_tool_scan_end(s);
+        json_t *message = json_pack("{s:s, s:o}", "role", "assistant", "content",
+                                    s->mode == 1 ? json_stringn(s->text.data, s->text.len) : json_null());
+        if (s->n_calls > 0) {
+            json_t *calls = json_array();
+            for (int k = 0; k < s->n_calls; k++) json_array_append_new(calls, call_json(c, k));
+            json_object_set_new(message, "tool_calls", calls);
+        }
+        return json_pack("{s:i, s:o, s:o, s:s}", "index", c->index, "message", message, "logprobs",
+                         r->logprobs >= 0 ? chat_logprobs(c->lp_content) : json_null(), "finish_reason", finish);
+    }
     if (r->endpoint == SRV_ENDPOINT_CHAT)
         return json_pack("{s:i, s:{s:s, s:s%}, s:o, s:s}", "index", c->index, "message", "role", "assistant", "content",
                          text, c->text.len, "logprobs", r->logprobs >= 0 ? chat_logprobs(c->lp_content) : json_null(),

@@ -45,6 +45,9 @@ void srv_openai_emit_text(srv_choice *c, const char *text, size_t len, json_t *l
  * logprobs asked), and text_offset, the bytes of text before it. NULL when
  * the request wants none. */
 json_t *srv_openai_logprobs(const srv_choice *c, const bc_generated *step, size_t text_offset);
+/* The finish_reason of choice c that ended with reason: "tool_calls" for
+ * "stop" when the reply called tools, else reason. */
+const char *srv_openai_finish_reason(srv_choice *c, const char *reason);
 /* A streamed choice that ended before the request's last: its finish chunk
  * goes out now (no-op without streaming). */
 void srv_openai_choice_done(srv_choice *c);

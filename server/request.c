@@ -35,6 +35,7 @@ void srv_request_unref(srv_request *r) {
         bc_generator_free(c->gen); /* before the grammar its matcher follows */
         srv_buf_free(&c->text);
         json_decref(c->lp_content);
+        srv_tool_scan_free(&c->tools);
     }
     free(r->choices);
     srv_grammar_release(r->grammar);

@@ -18,6 +18,7 @@
 #include "baichuan.h"
 #include "grammars.h"
 #include "store.h"
+#include "tools.h"
 #include "util.h"
 
 #include <jansson.h>
@@ -63,8 +64,10 @@ typedef struct srv_choice {
     bool role_sent;            /* chat stream: the first delta (role) went out */
     bool finish_sent;          /* stream: the chunk with the finish_reason went out */
     double t_last_token;
-    srv_buf text;       /* non-streaming: the reply text so far */
-    json_t *lp_content; /* non-streaming logprobs: chat content[] or completions arrays */
+    srv_buf text;        /* non-streaming: the reply text so far */
+    json_t *lp_content;  /* non-streaming logprobs: chat content[] or completions arrays */
+    size_t text_sent;    /* stream with tools: bytes of tools.text sent as content */
+    srv_tool_scan tools; /* with tools (tool_choice not none): the reply read as text or calls */
 } srv_choice;
 
 struct srv_request {
@@ -79,6 +82,7 @@ struct srv_request {
     int n_choices;        /* the request's "n", 1..SRV_MAX_N */
     srv_choice *choices;  /* (n_choices) */
     srv_grammar *grammar; /* the compiled constraint (a reference), or NULL */
+    int tool_choice;      /* srv_tool_choice: not none, the reply is read for calls (srv_choice.tools) */
     char id[64];          /* "chatcmpl-..." / "cmpl-..." */
     long long created;    /* unix seconds */
     const char *model;    /* the served model's name (lives as long as the server) */

@@ -170,7 +170,7 @@ static void end_request(srv_scheduler *s, srv_request *r) {
  * slot and is in no queue. */
 static void end_choice(srv_scheduler *s, srv_choice *c, const char *finish_reason, int status) {
     srv_request *r = c->req;
-    if (finish_reason != NULL) c->finish_reason = finish_reason;
+    if (finish_reason != NULL) c->finish_reason = srv_openai_finish_reason(c, finish_reason);
     if (status > r->http_status) r->http_status = status;
     bc_generator_free(c->gen); /* done with: its memory goes now, not with the request */
     c->gen = NULL;

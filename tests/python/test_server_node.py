@@ -1,6 +1,7 @@
 #!/usr/bin/python3
 """`baichuan serve` with JavaScript clients: the official `openai` npm package
-(tests/node/openai_client.mjs) and the web page in headless Chromium driven
+(tests/node/openai_client.mjs; tool calling in tests/node/tools_client.mjs,
+its arguments checked with Ajv) and the web page in headless Chromium driven
 by playwright-core (tests/node/web_page.mjs).
 
 The npm packages are installed at test time into WORK/node_modules (npm
@@ -20,7 +21,7 @@ from server_util import ROOT, Server
 
 # Versions that run on Debian 12's Node.js 18 (newer openai and playwright-core
 # releases need Node 20 or 22).
-PACKAGES = {"openai": "openai@4", "playwright-core": "playwright-core@~1.61"}
+PACKAGES = {"openai": "openai@4", "playwright-core": "playwright-core@~1.61", "ajv": "ajv@8"}
 
 
 def install(work):
@@ -53,11 +54,12 @@ def main():
     args = ap.parse_args()
     os.makedirs(args.work, exist_ok=True)
     t = bc_testlib.Tally()
-    if not t.check("npm install openai playwright-core", install(args.work)):
+    if not t.check("npm install openai playwright-core ajv", install(args.work)):
         return t.finish()
     s = Server(args.bin, "--parallel", "2")
     try:
         run_node(t, args.work, "openai_client.mjs", "http://127.0.0.1:%d/v1" % s.port)
+        run_node(t, args.work, "tools_client.mjs", "http://127.0.0.1:%d/v1" % s.port)
         run_node(t, args.work, "web_page.mjs", "http://127.0.0.1:%d/" % s.port)
     finally:
         t.check("server exits 0", s.stop() == 0, "\n".join(s.log[-10:]))
