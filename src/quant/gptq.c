@@ -151,29 +151,56 @@ typedef struct convert_job {
     atomic_int_fast64_t next;
 } convert_job;
 
+/* The 32 codes of stored columns cols[0..31] of row n, as our block's
+ * bytes (qs[j] = q[j] | q[j + 16] << 4). Without a perm the columns are the
+ * 8 nibbles of 4 consecutive qweight words, read whole. */
+static void block_codes(const gptq_parts *p, const int32_t *cols, bool in_order, int64_t N, int64_t n, uint8_t qs[16]) {
+    if (in_order) {
+        const int64_t w0 = (int64_t)(cols[0] / 8) * N + n;
+        const uint32_t w[4] = {(uint32_t)i32_at(p->qweight, w0), (uint32_t)i32_at(p->qweight, w0 + N),
+                               (uint32_t)i32_at(p->qweight, w0 + 2 * N), (uint32_t)i32_at(p->qweight, w0 + 3 * N)};
+        for (int j = 0; j < 8; j++) {
+            qs[j] = (uint8_t)(((w[0] >> (4 * j)) & 15) | ((w[2] >> (4 * j)) & 15) << 4);
+            qs[8 + j] = (uint8_t)(((w[1] >> (4 * j)) & 15) | ((w[3] >> (4 * j)) & 15) << 4);
+        }
+        return;
+    }
+    uint8_t q[32];
+    for (int j = 0; j < 32; j++)
+        q[j] = (uint8_t)(((uint32_t)i32_at(p->qweight, (int64_t)(cols[j] / 8) * N + n) >> (4 * (cols[j] % 8))) & 15);
+    for (int j = 0; j < 16; j++) qs[j] = (uint8_t)(q[j] | (q[j + 16] << 4));
+}
+
 static void *convert_thread(void *arg) {
     convert_job *job = arg;
     const gptq_parts *p = job->p;
     const int64_t N = job->N, nb = job->K / 32;
     const uint16_t *scales = p->scales->data; /* F16: aligned by the table */
-    for (int64_t b0; (b0 = atomic_fetch_add(&job->next, 8)) < nb;) {
-        for (int64_t b = b0; b < b0 + 8 && b < nb; b++) {
-            int32_t cols[32];
-            for (int j = 0; j < 32; j++) cols[j] = job->perm ? job->perm[32 * b + j] : (int32_t)(32 * b + j);
-            const int64_t grp = job->g[cols[0]];
-            for (int64_t n = 0; n < N; n++) {
-                bc__block_q4_gptq *y = &job->out[n * nb + b];
-                y->d = scales[grp * N + n]; /* the f16 bits, unchanged */
-                y->z = (uint8_t)((((uint32_t)i32_at(p->qzeros, grp * (N / 8) + n / 8) >> (4 * (n % 8))) & 15) + 1);
-                y->zero = 0;
-                uint8_t q[32];
-                for (int j = 0; j < 32; j++)
-                    q[j] = (uint8_t)(((uint32_t)i32_at(p->qweight, (int64_t)(cols[j] / 8) * N + n) >>
-                                      (4 * (cols[j] % 8))) &
-                                     15);
-                for (int j = 0; j < 16; j++) y->qs[j] = (uint8_t)(q[j] | (q[j + 16] << 4));
+    enum { RUN = 8 };
+    for (int64_t b0; (b0 = atomic_fetch_add(&job->next, RUN)) < nb;) {
+        const int nr = nb - b0 < RUN ? (int)(nb - b0) : RUN;
+        int32_t cols[RUN][32];
+        int64_t grp[RUN];
+        bool in_order[RUN];
+        for (int i = 0; i < nr; i++) {
+            in_order[i] = job->perm == NULL;
+            for (int j = 0; j < 32; j++) {
+                cols[i][j] = job->perm ? job->perm[32 * (b0 + i) + j] : (int32_t)(32 * (b0 + i) + j);
+                in_order[i] = in_order[i] && cols[i][j] == cols[i][0] + j;
             }
+            grp[i] = job->g[cols[i][0]];
         }
+        /* Row by row across the run: each row's 8 blocks are written
+         * together, and the qweight words of the run's columns, read row
+         * after row, stay in cache. */
+        for (int64_t n = 0; n < N; n++)
+            for (int i = 0; i < nr; i++) {
+                bc__block_q4_gptq *y = &job->out[n * nb + b0 + i];
+                y->d = scales[grp[i] * N + n]; /* the f16 bits, unchanged */
+                y->z = (uint8_t)((((uint32_t)i32_at(p->qzeros, grp[i] * (N / 8) + n / 8) >> (4 * (n % 8))) & 15) + 1);
+                y->zero = 0;
+                block_codes(p, cols[i], in_order[i] && cols[i][0] % 8 == 0, N, n, y->qs);
+            }
     }
     return NULL;
 }
