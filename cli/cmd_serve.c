@@ -24,7 +24,8 @@ static const char help[] =
     "usage: baichuan serve -m MODEL [options]\n"
     "\n"
     "An OpenAI-compatible HTTP server: POST /v1/chat/completions, /v1/completions,\n"
-    "/tokenize, /detokenize; GET /v1/models, /health, /metrics, and a web chat page at /.\n"
+    "/tokenize, /detokenize; GET /v1/models, /health, /livez, /readyz, /metrics, and a web chat\n"
+    "page at /.\n"
     "Up to --parallel requests are decoded together in one batched forward pass per step.\n"
     "Their keys and values live in one paged KV pool (blocks of 16 positions) that they share,\n"
     "with a prefix cache: a prompt that starts like an earlier one (a system prompt, a chat's\n"
@@ -49,9 +50,22 @@ static const char help[] =
     "      --max-messages N     most messages in a chat request (default 1024)\n"
     "      --tenants STORE      tenants and their keys and limits: a JSON file, or a postgresql://\n"
     "                           URL whose tables replicas share (quotas counted in the database);\n"
-    "                           then every endpoint but /health and / needs 'Authorization: Bearer KEY'\n"
+    "                           then every endpoint but /health, /livez, /readyz and / needs\n"
+    "                           'Authorization: Bearer KEY'\n"
     "      --ledger STORE       record every generation request in this SQLite file, or in the\n"
-    "                           PostgreSQL database of a postgresql:// URL\n"
+    "                           PostgreSQL database of a postgresql:// URL; a request's tokens are\n"
+    "                           charged to its tenant when its row commits (in the same transaction\n"
+    "                           when --tenants names the same database)\n"
+    "      --ledger-wait S      seconds a failing ledger write is retried before its replies are\n"
+    "                           withheld (503; default 30)\n"
+    "      --max-ledger-queue N rows waiting for the ledger before new requests are shed (default 10000)\n"
+    "      --metrics-token T    /metrics also answers 'Authorization: Bearer T' without a tenant\n"
+    "                           (monitoring that works while the tenant store is down)\n"
+    "      --workers N          threads for authentication, parsing and store queries (default 4)\n"
+    "      --max-waiting N      requests waiting for one of them before 503 (default 64)\n"
+    "      --max-wait S         seconds a request may wait for one of them before 503 (default 2)\n"
+    "      --max-connections N  open connections (default 1000)\n"
+    "      --max-bodies SIZE    request bodies buffered at once, all connections (default 64M)\n"
     "      --tokenizer PATH     tokenizer directory or tokenizer.model (default: the model's; needed\n"
     "                           for a GGUF model, whose vocabulary is not read)\n"
     "      --alias NAME         the model name reported (default: the model path's last part)\n"
@@ -114,7 +128,14 @@ int cmd_serve(int argc, char **argv) {
                       .max_queue = 64,
                       .max_body = 1 << 20,
                       .max_messages = 1024,
-                      .shutdown_wait = 30};
+                      .shutdown_wait = 30,
+                      .ledger_wait = 30,
+                      .max_ledger_queue = 10000,
+                      .n_workers = 4,
+                      .max_waiting = 64,
+                      .max_wait = 2,
+                      .max_connections = 1000,
+                      .max_bodies_bytes = 64LL << 20};
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i], *v;
         int r = cli_model_opt(argc, argv, &i, &mo);
@@ -143,6 +164,18 @@ int cmd_serve(int argc, char **argv) {
             int_opt = &cfg.max_messages;
         else if (strcmp(a, "--shutdown-wait") == 0)
             int_opt = &cfg.shutdown_wait, lo = 0, hi = 3600;
+        else if (strcmp(a, "--ledger-wait") == 0)
+            int_opt = &cfg.ledger_wait, lo = 0, hi = 3600;
+        else if (strcmp(a, "--max-ledger-queue") == 0)
+            int_opt = &cfg.max_ledger_queue, lo = 10, hi = 1 << 24;
+        else if (strcmp(a, "--workers") == 0)
+            int_opt = &cfg.n_workers, hi = 256;
+        else if (strcmp(a, "--max-waiting") == 0)
+            int_opt = &cfg.max_waiting, hi = 1 << 16;
+        else if (strcmp(a, "--max-wait") == 0)
+            int_opt = &cfg.max_wait, hi = 3600;
+        else if (strcmp(a, "--max-connections") == 0)
+            int_opt = &cfg.max_connections, lo = 4, hi = 1 << 16;
         if (int_opt != NULL) {
             if ((v = cli_value(argc, argv, &i)) == NULL || cli_parse_int(v, lo, hi, a, int_opt) != 0) return 1;
             continue;
@@ -158,6 +191,8 @@ int cmd_serve(int argc, char **argv) {
             str_opt = &alias;
         else if (strcmp(a, "--tokenizer") == 0)
             str_opt = &tokenizer_path;
+        else if (strcmp(a, "--metrics-token") == 0)
+            str_opt = &cfg.metrics_token;
         if (str_opt != NULL) {
             if ((*str_opt = cli_value(argc, argv, &i)) == NULL) return 1;
             continue;
@@ -166,6 +201,12 @@ int cmd_serve(int argc, char **argv) {
             if ((v = cli_value(argc, argv, &i)) == NULL) return 1;
             if ((cfg.kv_memory = parse_size(v)) <= 0)
                 return cli_error("--kv-memory: '%s' is not a size such as 6G, 512M or 1073741824", v);
+            continue;
+        }
+        if (strcmp(a, "--max-bodies") == 0) {
+            if ((v = cli_value(argc, argv, &i)) == NULL) return 1;
+            if ((cfg.max_bodies_bytes = parse_size(v)) <= 0)
+                return cli_error("--max-bodies: '%s' is not a size such as 64M or 1073741824", v);
             continue;
         }
         if (strcmp(a, "--no-prefix-cache") == 0) {
@@ -184,6 +225,9 @@ int cmd_serve(int argc, char **argv) {
     cfg.n_threads = mo.n_threads;
     cfg.cache_type = mo.cache_type;
     cfg.model_name = alias ? alias : base_name(mo.model);
+    cfg.tenants_path = tenants_path;
+    if (cfg.metrics_token != NULL && strlen(cfg.metrics_token) < 16)
+        return cli_error("--metrics-token: at least 16 characters (it opens /metrics to whoever has it)");
 
     int rc = 1;
     char err[1024];

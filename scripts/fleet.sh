@@ -2,7 +2,8 @@
 # A fleet on one machine, for a demo or a test: a throw-away PostgreSQL
 # cluster (tenants, keys, quotas, the usage ledger), N `baichuan serve`
 # replicas on free loopback ports sharing it, and nginx in front of them
-# with deploy/nginx/baichuan.conf.
+# with deploy/nginx/baichuan.conf, and deploy/readyz-watch.sh taking a replica
+# that is not ready (/readyz) out of nginx's upstream and putting it back.
 #
 #   scripts/fleet.sh up N [MODEL]    start (MODEL: default the embedded model)
 #   scripts/fleet.sh down            stop everything and delete the state
@@ -37,10 +38,10 @@ as_pg() {
     fi
 }
 
-wait_health() { # PORT SECONDS
+wait_ready() { # PORT SECONDS [PATH]
     i=0
     while [ "$i" -lt "$(($2 * 10))" ]; do
-        curl -sf "http://127.0.0.1:$1/health" >/dev/null 2>&1 && return 0
+        curl -sf "http://127.0.0.1:$1${3:-/readyz}" >/dev/null 2>&1 && return 0
         sleep 0.1
         i=$((i + 1))
     done
@@ -95,7 +96,7 @@ up() {
         i=$((i + 1))
     done
     while read -r pid port; do
-        wait_health "$port" 60 || { echo "error: replica on port $port did not start: see $dir/replica-*.log" >&2; exit 1; }
+        wait_ready "$port" 60 || { echo "error: replica on port $port did not start: see $dir/replica-*.log" >&2; exit 1; }
     done <"$dir/replicas"
 
     # nginx, with the deploy configuration's upstream and server blocks.
@@ -125,13 +126,17 @@ http {
 EOF
     nginx -p "$dir/nginx" -c "$dir/nginx/nginx.conf"
     echo "$lport" >"$dir/nginx.port"
-    wait_health "$lport" 10 || { echo "error: nginx did not answer on port $lport: see $dir/nginx/logs" >&2; exit 1; }
+    wait_ready "$lport" 10 /health || { echo "error: nginx did not answer on port $lport: see $dir/nginx/logs" >&2; exit 1; }
+    NGINX_RELOAD="nginx -p $dir/nginx -c $dir/nginx/nginx.conf -s reload" \
+        deploy/readyz-watch.sh "$dir/nginx/baichuan.conf" 1 </dev/null >/dev/null 2>>"$dir/nginx/logs/readyz-watch.log" &
+    echo "$!" >"$dir/watch.pid"
     echo "fleet up: http://127.0.0.1:$lport/ -> $n replicas; database $db"
     echo "tenant demo's key: $dir/demo.key; stop with: scripts/fleet.sh down"
 }
 
 down() {
     [ -d "$dir" ] || { echo "no fleet in $dir"; return 0; }
+    [ -f "$dir/watch.pid" ] && kill "$(cat "$dir/watch.pid")" 2>/dev/null || true
     [ -f "$dir/nginx/nginx.pid" ] && nginx -p "$dir/nginx" -c "$dir/nginx/nginx.conf" -s quit 2>/dev/null || true
     if [ -f "$dir/replicas" ]; then
         while read -r pid port; do kill -TERM "$pid" 2>/dev/null || true; done <"$dir/replicas"

@@ -26,6 +26,7 @@
 #include "request.h"
 #include "util.h"
 #include "web_page.h"
+#include "workers.h"
 
 #include <microhttpd.h>
 
@@ -44,16 +45,22 @@ struct srv_http {
     const srv_http_config *cfg;
     const srv_model_info *mi;
     srv_scheduler *sched;
-    srv_tenant_store *tenants; /* NULL: no authentication */
-    uint32_t id_salt;          /* random, drawn at start: part of every response id */
-    srv_ledger *ledger;        /* may be NULL */
-    atomic_int n_pending;      /* generation requests whose connection is still open */
+    srv_tenant_store *tenants;      /* NULL: no authentication */
+    uint32_t id_salt;               /* random, drawn at start: part of every response id */
+    srv_ledger *ledger;             /* may be NULL */
+    atomic_int n_pending;           /* generation requests whose connection is still open */
+    srv_workers *workers;           /* what may wait or take long runs here, never on libmicrohttpd's thread */
+    atomic_llong body_bytes;        /* request bodies buffered now, over every connection (cfg->max_bodies_bytes) */
+    atomic_llong n_unauthenticated; /* 401s: counted here, not in the ledger */
+    atomic_llong n_shed;            /* 503s given because a bound was reached (workers, bodies, not ready) */
 };
 
 typedef enum route {
     ROUTE_NONE = 0,
     ROUTE_PAGE,
     ROUTE_HEALTH,
+    ROUTE_LIVEZ,
+    ROUTE_READYZ,
     ROUTE_MODELS,
     ROUTE_METRICS,
     ROUTE_TOKENIZE,
@@ -71,6 +78,8 @@ static const struct {
 } routes[] = {
     {"/", "GET", ROUTE_PAGE},
     {"/health", "GET", ROUTE_HEALTH},
+    {"/livez", "GET", ROUTE_LIVEZ},
+    {"/readyz", "GET", ROUTE_READYZ},
     {"/v1/models", "GET", ROUTE_MODELS},
     {"/metrics", "GET", ROUTE_METRICS},
     {"/tokenize", "POST", ROUTE_TOKENIZE},
@@ -80,6 +89,22 @@ static const struct {
     {"/admin", "GET", ROUTE_ADMIN_PAGE},
     {"/admin/usage", "GET", ROUTE_ADMIN_USAGE},
 };
+
+/* A reply made by an endpoint, queued by the HTTP thread (flush_reply). */
+typedef struct reply {
+    bool ready;
+    unsigned status;
+    const char *type;         /* static */
+    srv_buf body;             /* copied when queued */
+    const char *extra_header; /* static, or NULL */
+    char extra_value[64];
+} reply;
+
+/* Where a connection's request is: its body being read; handed to a worker
+ * (the connection suspended); the worker done, its reply or generation
+ * request waiting for the HTTP thread; a generation request's reply
+ * started (streamed, or waiting for the engine). */
+typedef enum phase { PHASE_READING = 0, PHASE_WORKING, PHASE_WORKED, PHASE_STARTED } phase;
 
 /* Per-connection request state (libmicrohttpd's con_cls). */
 typedef struct conn_state {
@@ -93,40 +118,78 @@ typedef struct conn_state {
     srv_tenant *tenant;
     srv_request *req; /* a generation request handed to the scheduler */
     double t0;
+    struct MHD_Connection *conn;
+    phase phase;
+    reply reply;
+    /* Copied from the request on the HTTP thread before a worker runs, so
+     * that no worker reads libmicrohttpd's structures. */
+    char *key;              /* the Bearer key, or NULL */
+    bool key_present;       /* an Authorization header was sent */
+    char *query[3];         /* /admin/usage: from, to, bucket (NULL when absent) */
+    int fd;                 /* the client's socket */
+    double queued_at;       /* when it was handed to the workers */
+    bool metrics_token;     /* /metrics with the --metrics-token: no tenant needed */
+    long long body_counted; /* bytes of body added to h->body_bytes */
 } conn_state;
 
 /* ------------------------------------------------------------------------ */
 /* Responses                                                                */
 /* ------------------------------------------------------------------------ */
 
-static enum MHD_Result send_bytes(struct MHD_Connection *c, unsigned status, const char *type, const void *data,
-                                  size_t len, const char *extra_header, const char *extra_value) {
-    struct MHD_Response *resp = MHD_create_response_from_buffer(len, (void *)data, MHD_RESPMEM_MUST_COPY);
+/* Keeps a reply for the HTTP thread to queue (flush_reply): endpoints run on
+ * a worker or on the HTTP thread alike, and only the HTTP thread talks to
+ * libmicrohttpd. extra_value is copied. */
+static enum MHD_Result send_bytes(conn_state *cs, unsigned status, const char *type, const void *data, size_t len,
+                                  const char *extra_header, const char *extra_value) {
+    reply *rp = &cs->reply;
+    rp->body.len = 0;
+    if (srv_buf_append(&rp->body, data, len) != 0) return MHD_NO;
+    rp->status = status;
+    rp->type = type;
+    rp->extra_header = extra_header;
+    snprintf(rp->extra_value, sizeof rp->extra_value, "%s", extra_value ? extra_value : "");
+    rp->ready = true;
+    return MHD_YES;
+}
+
+/* Queues the reply kept by send_bytes (the HTTP thread). */
+static enum MHD_Result flush_reply(struct MHD_Connection *c, conn_state *cs) {
+    reply *rp = &cs->reply;
+    if (!rp->ready) return MHD_NO;
+    rp->ready = false;
+    struct MHD_Response *resp =
+        MHD_create_response_from_buffer(rp->body.len, rp->body.data ? rp->body.data : "", MHD_RESPMEM_MUST_COPY);
+    srv_buf_free(&rp->body);
     if (resp == NULL) return MHD_NO;
-    MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_TYPE, type);
-    if (extra_header != NULL) MHD_add_response_header(resp, extra_header, extra_value);
-    enum MHD_Result ok = MHD_queue_response(c, status, resp);
+    MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_TYPE, rp->type);
+    if (rp->extra_header != NULL) MHD_add_response_header(resp, rp->extra_header, rp->extra_value);
+    enum MHD_Result ok = MHD_queue_response(c, rp->status, resp);
     MHD_destroy_response(resp);
     return ok;
 }
 
-static enum MHD_Result send_json(struct MHD_Connection *c, conn_state *cs, unsigned status, json_t *v,
-                                 const char *extra_header, const char *extra_value) {
+static enum MHD_Result send_json(conn_state *cs, unsigned status, json_t *v, const char *extra_header,
+                                 const char *extra_value) {
     char *s = srv_json_dump(v);
     json_decref(v);
     if (s == NULL) return MHD_NO;
-    enum MHD_Result ok = send_bytes(c, status, "application/json", s, strlen(s), extra_header, extra_value);
+    enum MHD_Result ok = send_bytes(cs, status, "application/json", s, strlen(s), extra_header, extra_value);
     free(s);
     srv_metrics_request(cs->tenant ? cs->tenant->name : NULL, cs->path ? cs->path : "other", (int)status);
     return ok;
 }
 
-/* An error in the OpenAI shape; a generation endpoint's also gets a ledger row. */
-static enum MHD_Result send_error(struct MHD_Connection *c, conn_state *cs, unsigned status, const char *message,
-                                  const char *type, const char *param, const char *code, const char *extra_header,
+/* An error in the OpenAI shape. A generation endpoint's also gets a ledger
+ * row when it belongs to a tenant (or the server has no tenant store): a
+ * request refused before its key was known (401), or shed while a store is
+ * down (503), is counted in /metrics only, so clients without a valid key
+ * cannot fill the ledger. */
+static enum MHD_Result send_error(conn_state *cs, unsigned status, const char *message, const char *type,
+                                  const char *param, const char *code, const char *extra_header,
                                   const char *extra_value) {
     srv_http *h = cs->h;
-    if (h->ledger != NULL && (cs->route == ROUTE_COMPLETIONS || cs->route == ROUTE_CHAT)) {
+    bool known = cs->tenant != NULL || h->tenants == NULL;
+    if (h->ledger != NULL && known && status != 503 && (cs->route == ROUTE_COMPLETIONS || cs->route == ROUTE_CHAT)) {
         srv_ledger_row row = {.time = srv_wall(),
                               .tenant = cs->tenant ? cs->tenant->name : NULL,
                               .endpoint = cs->path,
@@ -135,8 +198,9 @@ static enum MHD_Result send_error(struct MHD_Connection *c, conn_state *cs, unsi
                               .latency = srv_now() - cs->t0};
         srv_ledger_submit(h->ledger, &row, NULL, NULL, 0);
     }
+    if (status == 401) atomic_fetch_add(&h->n_unauthenticated, 1);
     cs->answered = true;
-    return send_json(c, cs, status, srv_error_json(message, type, param, code), extra_header, extra_value);
+    return send_json(cs, status, srv_error_json(message, type, param, code), extra_header, extra_value);
 }
 
 /* ------------------------------------------------------------------------ */
@@ -172,32 +236,32 @@ static void stream_free(void *cls) { srv_request_unref(cls); }
 /* Endpoints                                                                */
 /* ------------------------------------------------------------------------ */
 
-static json_t *parse_body(struct MHD_Connection *c, conn_state *cs, enum MHD_Result *ret) {
+static json_t *parse_body(conn_state *cs, enum MHD_Result *ret) {
     json_error_t je;
     json_t *body = json_loadb(cs->body.data ? cs->body.data : "", cs->body.len, JSON_REJECT_DUPLICATES, &je);
     if (body == NULL) {
         char msg[300];
         snprintf(msg, sizeof msg, "the request body is not valid JSON: %s (line %d, column %d)", je.text, je.line,
                  je.column);
-        *ret = send_error(c, cs, 400, msg, "invalid_request_error", NULL, "invalid_json", NULL, NULL);
+        *ret = send_error(cs, 400, msg, "invalid_request_error", NULL, "invalid_json", NULL, NULL);
     } else if (!json_is_object(body)) {
         json_decref(body);
         body = NULL;
-        *ret = send_error(c, cs, 400, "the request body must be a JSON object", "invalid_request_error", NULL,
+        *ret = send_error(cs, 400, "the request body must be a JSON object", "invalid_request_error", NULL,
                           "invalid_json", NULL, NULL);
     }
     return body;
 }
 
-static enum MHD_Result do_tokenize(struct MHD_Connection *c, conn_state *cs) {
+static enum MHD_Result do_tokenize(conn_state *cs) {
     srv_http *h = cs->h;
     enum MHD_Result ret;
-    json_t *body = parse_body(c, cs, &ret);
+    json_t *body = parse_body(cs, &ret);
     if (body == NULL) return ret;
     json_t *content = json_object_get(body, "content");
     if (!json_is_string(content)) {
         json_decref(body);
-        return send_error(c, cs, 400, "'content' is required: the text to tokenize", "invalid_request_error", "content",
+        return send_error(cs, 400, "'content' is required: the text to tokenize", "invalid_request_error", "content",
                           NULL, NULL, NULL);
     }
     bc_switch special = json_is_true(json_object_get(body, "add_special")) ? BC_SWITCH_AUTO : BC_SWITCH_OFF;
@@ -211,13 +275,13 @@ static enum MHD_Result do_tokenize(struct MHD_Connection *c, conn_state *cs) {
         for (size_t i = 0; i < n; i++) json_array_append_new(arr, json_integer(ids[i]));
     free(ids);
     json_decref(body);
-    return send_json(c, cs, 200, json_pack("{s:o}", "tokens", arr), NULL, NULL);
+    return send_json(cs, 200, json_pack("{s:o}", "tokens", arr), NULL, NULL);
 }
 
-static enum MHD_Result do_detokenize(struct MHD_Connection *c, conn_state *cs) {
+static enum MHD_Result do_detokenize(conn_state *cs) {
     srv_http *h = cs->h;
     enum MHD_Result ret;
-    json_t *body = parse_body(c, cs, &ret);
+    json_t *body = parse_body(cs, &ret);
     if (body == NULL) return ret;
     json_t *tokens = json_object_get(body, "tokens");
     size_t n = json_array_size(tokens);
@@ -231,7 +295,7 @@ static enum MHD_Result do_detokenize(struct MHD_Connection *c, conn_state *cs) {
     json_decref(body);
     if (!ok) {
         free(ids);
-        return send_error(c, cs, 400, "'tokens' is required: an array of token ids in the vocabulary",
+        return send_error(cs, 400, "'tokens' is required: an array of token ids in the vocabulary",
                           "invalid_request_error", "tokens", NULL, NULL, NULL);
     }
     size_t len = 0;
@@ -241,41 +305,61 @@ static enum MHD_Result do_detokenize(struct MHD_Connection *c, conn_state *cs) {
     json_t *out = json_pack("{s:s%}", "content", text ? text : "", len);
     free(text);
     free(ids);
-    return send_json(c, cs, 200, out, NULL, NULL);
+    return send_json(cs, 200, out, NULL, NULL);
 }
 
-static enum MHD_Result do_models(struct MHD_Connection *c, conn_state *cs) {
+static enum MHD_Result do_models(conn_state *cs) {
     srv_http *h = cs->h;
     const srv_model_info *mi = h->mi;
-    return send_json(c, cs, 200,
+    return send_json(cs, 200,
                      json_pack("{s:s, s:[{s:s, s:s, s:I, s:s, s:i}]}", "object", "list", "data", "id", mi->name,
                                "object", "model", "created", (json_int_t)0, "owned_by", "baichuan.c", "context_length",
                                mi->n_ctx),
                      NULL, NULL);
 }
 
-static enum MHD_Result do_metrics(struct MHD_Connection *c, conn_state *cs) {
+static enum MHD_Result do_metrics(conn_state *cs) {
     srv_http *h = cs->h;
     srv_engine_stats st;
     srv_scheduler_stats(h->sched, &st);
     srv_metrics_request(cs->tenant ? cs->tenant->name : NULL, cs->path, 200); /* counted before rendering */
     char *text = srv_metrics_render(&st);
     if (text == NULL) return MHD_NO;
-    enum MHD_Result ok = send_bytes(c, 200, "text/plain; version=0.0.4; charset=utf-8", text, strlen(text), NULL, NULL);
+    srv_buf b = {0};
+    srv_buf_puts(&b, text);
     free(text);
+    srv_buf_printf(&b,
+                   "# HELP baichuan_unauthenticated_total Requests refused with 401 (no or an unknown key); not in "
+                   "the ledger.\n# TYPE baichuan_unauthenticated_total counter\nbaichuan_unauthenticated_total %lld\n"
+                   "# HELP baichuan_shed_total Requests refused with 503 because a bound was reached (workers, "
+                   "bodies in flight, the wait for a store).\n# TYPE baichuan_shed_total counter\n"
+                   "baichuan_shed_total %lld\n"
+                   "# HELP baichuan_workers_waiting Requests waiting for an HTTP worker.\n"
+                   "# TYPE baichuan_workers_waiting gauge\nbaichuan_workers_waiting %d\n"
+                   "# HELP baichuan_body_bytes Request bodies buffered now.\n# TYPE baichuan_body_bytes gauge\n"
+                   "baichuan_body_bytes %lld\n",
+                   (long long)atomic_load(&h->n_unauthenticated), (long long)atomic_load(&h->n_shed),
+                   srv_workers_waiting(h->workers), (long long)atomic_load(&h->body_bytes));
+    if (h->cfg->extra_metrics != NULL) h->cfg->extra_metrics(h->cfg->ready_ctx, &b);
+    enum MHD_Result ok =
+        b.data != NULL ? send_bytes(cs, 200, "text/plain; version=0.0.4; charset=utf-8", b.data, b.len, NULL, NULL)
+                       : MHD_NO;
+    srv_buf_free(&b);
     return ok;
 }
 
-static enum MHD_Result do_generate(struct MHD_Connection *c, conn_state *cs) {
+/* Parses the body (the prompt tokenized, the grammar compiled) and hands
+ * the request to the scheduler (a worker). */
+static enum MHD_Result do_generate(conn_state *cs) {
     srv_http *h = cs->h;
     enum MHD_Result ret;
-    json_t *body = parse_body(c, cs, &ret);
+    json_t *body = parse_body(cs, &ret);
     if (body == NULL) return ret;
     srv_error e;
     srv_request *r =
         srv_openai_parse(h->mi, cs->route == ROUTE_CHAT ? SRV_ENDPOINT_CHAT : SRV_ENDPOINT_COMPLETIONS, body, &e);
     json_decref(body);
-    if (r == NULL) return send_error(c, cs, (unsigned)e.status, e.message, e.type, e.param, e.code, NULL, NULL);
+    if (r == NULL) return send_error(cs, (unsigned)e.status, e.message, e.type, e.param, e.code, NULL, NULL);
     static atomic_ullong counter;
     /* The process's random salt keeps ids of replicas sharing a ledger apart. */
     snprintf(r->id, sizeof r->id, "%s-%llx%08x%06llx", cs->route == ROUTE_CHAT ? "chatcmpl" : "cmpl",
@@ -283,16 +367,24 @@ static enum MHD_Result do_generate(struct MHD_Connection *c, conn_state *cs) {
              (unsigned long long)atomic_fetch_add(&counter, 1) & 0xffffff);
     r->tenant = cs->tenant;
     r->t_arrival = cs->t0;
-    r->conn = c;
-    const union MHD_ConnectionInfo *ci = MHD_get_connection_info(c, MHD_CONNECTION_INFO_CONNECTION_FD);
-    r->fd = ci ? ci->connect_fd : -1;
+    r->conn = cs->conn;
+    r->fd = cs->fd;
     if (srv_scheduler_submit(h->sched, r) != 0) {
         srv_request_unref(r);
-        return send_error(c, cs, 503, "the server is busy: every slot is in use and the queue is full; retry later",
+        return send_error(cs, 503, "the server is busy: every slot is in use and the queue is full; retry later",
                           "server_error", NULL, "queue_full", MHD_HTTP_HEADER_RETRY_AFTER, "1");
     }
     cs->req = r;
     atomic_fetch_add(&h->n_pending, 1);
+    return MHD_YES;
+}
+
+/* The reply of a request the scheduler has (the HTTP thread): a stream
+ * starts at once; a whole body waits, the connection suspended, until the
+ * engine (through the ledger) completes it. */
+static enum MHD_Result start_generate(struct MHD_Connection *c, conn_state *cs) {
+    srv_request *r = cs->req;
+    cs->phase = PHASE_STARTED;
     if (r->stream) {
         struct MHD_Response *resp =
             MHD_create_response_from_callback(MHD_SIZE_UNKNOWN, 16384, stream_reader, r, stream_free);
@@ -303,7 +395,7 @@ static enum MHD_Result do_generate(struct MHD_Connection *c, conn_state *cs) {
         srv_request_ref(r); /* the response's */
         MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_TYPE, "text/event-stream; charset=utf-8");
         MHD_add_response_header(resp, MHD_HTTP_HEADER_CACHE_CONTROL, "no-cache");
-        ret = MHD_queue_response(c, 200, resp);
+        enum MHD_Result ret = MHD_queue_response(c, 200, resp);
         MHD_destroy_response(resp);
         return ret;
     }
@@ -363,37 +455,35 @@ static json_t *zero_counts(void) {
  * {from, to, bucket, buckets: [every bucket of the range], tenants:
  * [{tenant, totals, buckets: [{bucket, requests, ...} non-empty only]}],
  * totals}. */
-static enum MHD_Result do_admin_usage(struct MHD_Connection *c, conn_state *cs) {
+static enum MHD_Result do_admin_usage(conn_state *cs) {
     srv_http *h = cs->h;
     if (h->ledger == NULL)
-        return send_error(c, cs, 404, "This server keeps no ledger (start it with --ledger STORE).",
+        return send_error(cs, 404, "This server keeps no ledger (start it with --ledger STORE).",
                           "invalid_request_error", NULL, "no_ledger", NULL, NULL);
-    const char *from_s = MHD_lookup_connection_value(c, MHD_GET_ARGUMENT_KIND, "from");
-    const char *to_s = MHD_lookup_connection_value(c, MHD_GET_ARGUMENT_KIND, "to");
-    const char *bucket = MHD_lookup_connection_value(c, MHD_GET_ARGUMENT_KIND, "bucket");
+    const char *from_s = cs->query[0], *to_s = cs->query[1], *bucket = cs->query[2];
     time_t from, to, today = (time_t)(srv_wall() / 86400.0) * 86400;
     if (bucket == NULL) bucket = "day";
     bool hourly = strcmp(bucket, "hour") == 0;
     if (!hourly && strcmp(bucket, "day") != 0)
-        return send_error(c, cs, 400, "'bucket' must be 'day' or 'hour'", "invalid_request_error", "bucket",
+        return send_error(cs, 400, "'bucket' must be 'day' or 'hour'", "invalid_request_error", "bucket",
                           "invalid_parameter", NULL, NULL);
     if (to_s != NULL && !parse_day(to_s, &to))
-        return send_error(c, cs, 400, "'to' must be a date, YYYY-MM-DD (UTC, inclusive)", "invalid_request_error", "to",
+        return send_error(cs, 400, "'to' must be a date, YYYY-MM-DD (UTC, inclusive)", "invalid_request_error", "to",
                           "invalid_parameter", NULL, NULL);
     if (to_s == NULL) to = today;
     if (from_s != NULL && !parse_day(from_s, &from))
-        return send_error(c, cs, 400, "'from' must be a date, YYYY-MM-DD (UTC, inclusive)", "invalid_request_error",
+        return send_error(cs, 400, "'from' must be a date, YYYY-MM-DD (UTC, inclusive)", "invalid_request_error",
                           "from", "invalid_parameter", NULL, NULL);
     if (from_s == NULL) from = to - 6 * 86400; /* the last 7 days */
     if (from > to)
-        return send_error(c, cs, 400, "'from' must not be after 'to'", "invalid_request_error", "from",
+        return send_error(cs, 400, "'from' must not be after 'to'", "invalid_request_error", "from",
                           "invalid_parameter", NULL, NULL);
     long days = (long)((to - from) / 86400) + 1, max_days = hourly ? ADMIN_MAX_HOURS : ADMIN_MAX_DAYS;
     if (days > max_days) {
         char msg[160];
         snprintf(msg, sizeof msg, "the range from 'from' to 'to' spans %ld days; at most %ld with bucket=%s", days,
                  max_days, bucket);
-        return send_error(c, cs, 400, msg, "invalid_request_error", "from", "invalid_parameter", NULL, NULL);
+        return send_error(cs, 400, msg, "invalid_request_error", "from", "invalid_parameter", NULL, NULL);
     }
     char lo[32], hi[32], from_day[16], to_day[16];
     format_time(from, "%Y-%m-%dT%H:%M:%S", lo, sizeof lo);
@@ -404,7 +494,7 @@ static enum MHD_Result do_admin_usage(struct MHD_Connection *c, conn_state *cs) 
     char err[512] = "";
     if (srv_ledger_usage(h->ledger, lo, hi, hourly, &rows, err, sizeof err) != 0) {
         fprintf(stderr, "baichuan serve: ledger: /admin/usage: %s\n", err); /* err masks the password */
-        return send_error(c, cs, 503, "The ledger is unavailable; retry shortly.", "server_error", NULL,
+        return send_error(cs, 503, "The ledger is unavailable; retry shortly.", "server_error", NULL,
                           "ledger_unavailable", MHD_HTTP_HEADER_RETRY_AFTER, "1");
     }
     json_t *buckets = json_array(), *tenants = json_array(), *totals = zero_counts(), *current = NULL;
@@ -428,7 +518,7 @@ static enum MHD_Result do_admin_usage(struct MHD_Connection *c, conn_state *cs) 
         json_array_append_new(json_object_get(current, "buckets"), entry);
     }
     json_decref(rows);
-    return send_json(c, cs, 200,
+    return send_json(cs, 200,
                      json_pack("{s:s, s:s, s:s, s:o, s:o, s:o}", "from", from_day, "to", to_day, "bucket",
                                hourly ? "hour" : "day", "buckets", buckets, "tenants", tenants, "totals", totals),
                      NULL, NULL);
@@ -442,8 +532,10 @@ static enum MHD_Result finish_generate(struct MHD_Connection *c, conn_state *cs)
     pthread_mutex_unlock(&r->mu);
     if (!ready) return MHD_NO; /* the client is gone: close */
     /* out is complete and no longer written: no lock needed to read it. */
-    return send_bytes(c, (unsigned)r->http_status, "application/json", r->out.data ? r->out.data : "", r->out.len, NULL,
-                      NULL);
+    if (send_bytes(cs, (unsigned)r->http_status, "application/json", r->out.data ? r->out.data : "", r->out.len, NULL,
+                   NULL) != MHD_YES)
+        return MHD_NO;
+    return flush_reply(c, cs);
 }
 
 /* ------------------------------------------------------------------------ */
@@ -461,28 +553,29 @@ static const char *bearer_key(struct MHD_Connection *c, bool *present) {
 }
 
 /* The key's tenant through the tenant store, admitting a generation request
- * against its limits; an error reply otherwise. */
-static enum MHD_Result authenticate(struct MHD_Connection *c, conn_state *cs, bool *ok) {
+ * against its limits; an error reply otherwise. A worker's: the store may
+ * take up to its bound (pg.h) to answer. */
+static enum MHD_Result authenticate(conn_state *cs, bool *ok) {
     srv_http *h = cs->h;
-    bool present, admit = cs->route == ROUTE_COMPLETIONS || cs->route == ROUTE_CHAT;
-    const char *key = bearer_key(c, &present), *which = NULL;
+    bool admit = cs->route == ROUTE_COMPLETIONS || cs->route == ROUTE_CHAT;
+    const char *which = NULL;
     long wait = 0;
     char err[512] = "";
     srv_auth_status st = SRV_AUTH_UNKNOWN_KEY;
     *ok = false;
-    if (key != NULL)
-        st = h->tenants->ops->authenticate(h->tenants, key, admit, &cs->tenant, &which, &wait, err, sizeof err);
+    if (cs->key != NULL)
+        st = h->tenants->ops->authenticate(h->tenants, cs->key, admit, &cs->tenant, &which, &wait, err, sizeof err);
     if (st == SRV_AUTH_OK) {
         *ok = true;
         return MHD_YES;
     }
     if (st == SRV_AUTH_UNAVAILABLE) {
-        static double last_logged; /* one line a second at most while the store is down */
-        if (srv_now() - last_logged >= 1.0) {
-            last_logged = srv_now();
+        static _Atomic double last_logged; /* one line a second at most while the store is down */
+        double now = srv_now(), last = atomic_load(&last_logged);
+        if (now - last >= 1.0 && atomic_compare_exchange_strong(&last_logged, &last, now))
             fprintf(stderr, "baichuan serve: tenants: %s\n", err); /* err masks the password */
-        }
-        return send_error(c, cs, 503, "The tenant store is unavailable; retry shortly.", "server_error", NULL,
+        cs->tenant = NULL;
+        return send_error(cs, 503, "The tenant store is unavailable; retry shortly.", "server_error", NULL,
                           "store_unavailable", MHD_HTTP_HEADER_RETRY_AFTER, "1");
     }
     if (st == SRV_AUTH_LIMITED) {
@@ -490,14 +583,20 @@ static enum MHD_Result authenticate(struct MHD_Connection *c, conn_state *cs, bo
         snprintf(msg, sizeof msg, "Rate limit reached for tenant '%s' on %s; retry after %ld s.", cs->tenant->name,
                  which, wait);
         snprintf(after, sizeof after, "%ld", wait);
-        return send_error(c, cs, 429, msg, "rate_limit_error", NULL, "rate_limit_exceeded", MHD_HTTP_HEADER_RETRY_AFTER,
+        return send_error(cs, 429, msg, "rate_limit_error", NULL, "rate_limit_exceeded", MHD_HTTP_HEADER_RETRY_AFTER,
                           after);
     }
     cs->tenant = NULL;
-    return send_error(c, cs, 401,
-                      present ? "Incorrect API key provided."
-                              : "You didn't provide an API key: send 'Authorization: Bearer KEY'.",
+    return send_error(cs, 401,
+                      cs->key_present ? "Incorrect API key provided."
+                                      : "You didn't provide an API key: send 'Authorization: Bearer KEY'.",
                       "invalid_request_error", NULL, "invalid_api_key", MHD_HTTP_HEADER_WWW_AUTHENTICATE, "Bearer");
+}
+
+/* A 503 for a request refused because a bound was reached. */
+static enum MHD_Result shed(conn_state *cs, const char *message, const char *code) {
+    atomic_fetch_add(&cs->h->n_shed, 1);
+    return send_error(cs, 503, message, "server_error", NULL, code, MHD_HTTP_HEADER_RETRY_AFTER, "1");
 }
 
 static enum MHD_Result first_call(struct MHD_Connection *c, conn_state *cs, const char *url, const char *method) {
@@ -512,46 +611,143 @@ static enum MHD_Result first_call(struct MHD_Connection *c, conn_state *cs, cons
         else {
             char msg[160];
             snprintf(msg, sizeof msg, "%s is not allowed on %s (use %s)", method, routes[i].path, routes[i].method);
-            return send_error(c, cs, 405, msg, "invalid_request_error", NULL, "method_not_allowed",
-                              MHD_HTTP_HEADER_ALLOW, routes[i].method);
+            return send_error(cs, 405, msg, "invalid_request_error", NULL, "method_not_allowed", MHD_HTTP_HEADER_ALLOW,
+                              routes[i].method);
         }
     }
     if (!path_known) {
         char msg[300];
         snprintf(msg, sizeof msg, "Unknown request URL: %s %.200s", method, url);
-        return send_error(c, cs, 404, msg, "invalid_request_error", NULL, "unknown_url", NULL, NULL);
+        return send_error(cs, 404, msg, "invalid_request_error", NULL, "unknown_url", NULL, NULL);
     }
     /* The admin endpoints exist only with a tenant store: without one there
      * is no key, so no admin, and nothing to show to anyone. */
     bool admin_route = cs->route == ROUTE_ADMIN_PAGE || cs->route == ROUTE_ADMIN_USAGE;
     if (admin_route && h->tenants == NULL)
-        return send_error(c, cs, 404,
+        return send_error(cs, 404,
                           "The admin endpoints need a tenant store (start the server with --tenants STORE) and the "
                           "key of a tenant marked admin.",
                           "invalid_request_error", NULL, "unknown_url", NULL, NULL);
-    /* Every endpoint but /health (and the static pages, whose API calls carry
-     * the key) needs a tenant's key when a tenants file is in use. */
-    if (h->tenants != NULL && cs->route != ROUTE_HEALTH && cs->route != ROUTE_PAGE && cs->route != ROUTE_ADMIN_PAGE) {
-        bool ok;
-        enum MHD_Result r = authenticate(c, cs, &ok);
-        if (!ok) return r;
+    const char *cl = MHD_lookup_connection_value(c, MHD_HEADER_KIND, MHD_HTTP_HEADER_CONTENT_LENGTH);
+    unsigned long long declared = cl != NULL ? strtoull(cl, NULL, 10) : 0;
+    if (declared > h->cfg->max_body) {
+        cs->too_large = true;
+    } else if (declared > 0) {
+        /* The bodies buffered at once are bounded: a body that would take
+         * the total past it is refused before it is read. */
+        cs->body_counted = (long long)declared;
+        if (atomic_fetch_add(&h->body_bytes, cs->body_counted) + cs->body_counted > h->cfg->max_bodies_bytes)
+            return shed(cs, "the server is receiving too many request bodies at once; retry shortly", "overloaded");
     }
+    return MHD_YES;
+}
+
+static enum MHD_Result too_large(conn_state *cs) {
+    srv_http *h = cs->h;
+    char msg[160];
+    snprintf(msg, sizeof msg, "the request body is larger than %zu bytes (--max-body)", h->cfg->max_body);
+    return send_error(cs, 413, msg, "invalid_request_error", NULL, "request_too_large", NULL, NULL);
+}
+
+/* Whether a bearer key is the --metrics-token (compared in constant time). */
+static bool is_metrics_token(const srv_http *h, const char *key) {
+    const char *t = h->cfg->metrics_token;
+    if (t == NULL || key == NULL || strlen(t) != strlen(key)) return false;
+    unsigned char diff = 0;
+    for (size_t i = 0; t[i] != '\0'; i++) diff |= (unsigned char)(t[i] ^ key[i]);
+    return diff == 0;
+}
+
+/* /livez: the process answers and its engine thread is not stuck (it has
+ * stepped within 30 s whenever it had work). */
+static enum MHD_Result do_livez(conn_state *cs) {
+    srv_engine_stats st;
+    srv_scheduler_stats(cs->h->sched, &st);
+    double since = srv_now() - st.last_step;
+    bool alive = st.queued + st.active == 0 || since < 30.0;
+    return send_json(cs, alive ? 200 : 503,
+                     json_pack("{s:s, s:b, s:f}", "status", alive ? "alive" : "engine stuck", "engine", alive,
+                               "seconds_since_step", since),
+                     NULL, NULL);
+}
+
+/* /readyz: the readiness callback's verdict (server.c), never waiting. */
+static enum MHD_Result do_readyz(conn_state *cs) {
+    srv_http *h = cs->h;
+    json_t *body = NULL;
+    bool ready = h->cfg->ready != NULL ? h->cfg->ready(h->cfg->ready_ctx, &body) : true;
+    if (body == NULL) body = json_pack("{s:s}", "status", ready ? "ready" : "not ready");
+    return send_json(cs, ready ? 200 : 503, body, ready ? NULL : MHD_HTTP_HEADER_RETRY_AFTER, ready ? NULL : "1");
+}
+
+/* The work of a request that may wait or take long: authentication (a
+ * round trip to the tenant store), the endpoint itself (a ledger query,
+ * tokenizing, compiling a grammar). On a worker; the connection stays
+ * suspended until it is done. */
+static void work(void *arg) {
+    conn_state *cs = arg;
+    srv_http *h = cs->h;
+    bool ok = true;
+    if (srv_now() - cs->queued_at > h->cfg->max_wait) {
+        /* It waited too long for a worker (every worker stuck on a slow
+         * store): answered now rather than later. */
+        shed(cs, "the server is waiting on its stores; retry shortly", "overloaded");
+        goto done;
+    }
+    if (h->tenants != NULL && !cs->metrics_token) authenticate(cs, &ok);
+    if (!ok) goto done;
     if (cs->route == ROUTE_ADMIN_USAGE && !cs->tenant->admin) {
         char msg[200];
         snprintf(msg, sizeof msg, "Tenant '%.100s' is not an admin (baichuan tenants add NAME --admin).",
                  cs->tenant->name);
-        return send_error(c, cs, 403, msg, "permission_error", NULL, "not_admin", NULL, NULL);
+        send_error(cs, 403, msg, "permission_error", NULL, "not_admin", NULL, NULL);
+        goto done;
     }
-    const char *cl = MHD_lookup_connection_value(c, MHD_HEADER_KIND, MHD_HTTP_HEADER_CONTENT_LENGTH);
-    if (cl != NULL && strtoull(cl, NULL, 10) > h->cfg->max_body) cs->too_large = true;
-    return MHD_YES;
+    switch (cs->route) {
+    case ROUTE_ADMIN_USAGE: do_admin_usage(cs); break;
+    case ROUTE_MODELS: do_models(cs); break;
+    case ROUTE_METRICS: do_metrics(cs); break;
+    case ROUTE_TOKENIZE: do_tokenize(cs); break;
+    case ROUTE_DETOKENIZE: do_detokenize(cs); break;
+    case ROUTE_COMPLETIONS:
+    case ROUTE_CHAT: do_generate(cs); break;
+    default: break;
+    }
+done:
+    srv_buf_free(&cs->body); /* read: its bytes leave the bound on bodies in flight */
+    atomic_fetch_sub(&h->body_bytes, cs->body_counted);
+    cs->body_counted = 0;
+    cs->phase = PHASE_WORKED;
+    MHD_resume_connection(cs->conn); /* its handler runs again: flush_reply or start_generate */
 }
 
-static enum MHD_Result too_large(struct MHD_Connection *c, conn_state *cs) {
+/* Hands the request to a worker, the connection suspended meanwhile; a full
+ * pool sheds it at once. */
+static enum MHD_Result dispatch(struct MHD_Connection *c, conn_state *cs) {
     srv_http *h = cs->h;
-    char msg[160];
-    snprintf(msg, sizeof msg, "the request body is larger than %zu bytes (--max-body)", h->cfg->max_body);
-    return send_error(c, cs, 413, msg, "invalid_request_error", NULL, "request_too_large", NULL, NULL);
+    bool present;
+    const char *key = bearer_key(c, &present);
+    cs->key_present = present;
+    if (key != NULL && (cs->key = strdup(key)) == NULL) return MHD_NO;
+    if (cs->route == ROUTE_ADMIN_USAGE) {
+        static const char *const names[] = {"from", "to", "bucket"};
+        for (int i = 0; i < 3; i++) {
+            const char *v = MHD_lookup_connection_value(c, MHD_GET_ARGUMENT_KIND, names[i]);
+            if (v != NULL && (cs->query[i] = strdup(v)) == NULL) return MHD_NO;
+        }
+    }
+    const union MHD_ConnectionInfo *ci = MHD_get_connection_info(c, MHD_CONNECTION_INFO_CONNECTION_FD);
+    cs->fd = ci ? ci->connect_fd : -1;
+    cs->conn = c;
+    cs->queued_at = srv_now();
+    cs->phase = PHASE_WORKING;
+    MHD_suspend_connection(c); /* before the job is queued: its resume must come after */
+    if (srv_workers_submit(h->workers, work, cs) != 0) {
+        shed(cs, "the server has too many requests waiting; retry shortly", "overloaded");
+        cs->phase = PHASE_WORKED;
+        MHD_resume_connection(c);
+    }
+    return MHD_YES;
 }
 
 static enum MHD_Result handler(void *cls, struct MHD_Connection *c, const char *url, const char *method,
@@ -563,10 +759,20 @@ static enum MHD_Result handler(void *cls, struct MHD_Connection *c, const char *
         if ((cs = calloc(1, sizeof *cs)) == NULL) return MHD_NO;
         cs->h = h;
         cs->t0 = srv_now();
+        cs->fd = -1;
         *con_cls = cs;
-        enum MHD_Result r = first_call(c, cs, url, method);
-        if (cs->too_large && !cs->answered) return too_large(c, cs);
-        return r;
+        first_call(c, cs, url, method);
+        if (cs->too_large && !cs->answered) too_large(cs);
+        return cs->reply.ready ? flush_reply(c, cs) : MHD_YES;
+    }
+    switch (cs->phase) {
+    case PHASE_WORKING: return MHD_YES; /* not called while suspended */
+    case PHASE_WORKED:
+        if (cs->reply.ready) return flush_reply(c, cs);
+        if (cs->req != NULL) return start_generate(c, cs);
+        return MHD_NO;
+    case PHASE_STARTED: return finish_generate(c, cs);
+    case PHASE_READING: break;
     }
     if (cs->answered) { /* an error went out on the first call: drop the body */
         *upload_data_size = 0;
@@ -584,32 +790,58 @@ static enum MHD_Result handler(void *cls, struct MHD_Connection *c, const char *
              * limit is cut (the connection closes without an answer). */
             cs->discarded += *upload_data_size;
             if (cs->discarded > h->cfg->max_body) return MHD_NO;
-        } else if (srv_buf_append(&cs->body, upload_data, *upload_data_size) != 0) {
-            return MHD_NO;
+        } else {
+            /* A body without a Content-Length is counted as it arrives; past
+             * the bound the connection is closed. */
+            long long more = (long long)(cs->body.len + *upload_data_size) - cs->body_counted;
+            if (more > 0) {
+                cs->body_counted += more;
+                if (atomic_fetch_add(&h->body_bytes, more) + more > h->cfg->max_bodies_bytes) return MHD_NO;
+            }
+            if (srv_buf_append(&cs->body, upload_data, *upload_data_size) != 0) return MHD_NO;
         }
         *upload_data_size = 0;
         return MHD_YES;
     }
-    if (cs->too_large) return too_large(c, cs);
-    if (cs->req != NULL) return finish_generate(c, cs);
+    if (cs->too_large) {
+        too_large(cs);
+        return flush_reply(c, cs);
+    }
+    /* /metrics opens to --metrics-token without the tenant store, so
+     * monitoring works while the store is down. */
+    if (cs->route == ROUTE_METRICS && h->cfg->metrics_token != NULL) {
+        bool present;
+        cs->metrics_token = is_metrics_token(h, bearer_key(c, &present));
+    }
+    bool needs_store = h->tenants != NULL && !cs->metrics_token;
     switch (cs->route) {
     case ROUTE_PAGE:
         srv_metrics_request(NULL, cs->path, 200);
-        return send_bytes(c, 200, "text/html; charset=utf-8", srv_web_page, srv_web_page_len, NULL, NULL);
+        send_bytes(cs, 200, "text/html; charset=utf-8", srv_web_page, srv_web_page_len, NULL, NULL);
+        break;
     case ROUTE_ADMIN_PAGE:
         srv_metrics_request(NULL, cs->path, 200);
-        return send_bytes(c, 200, "text/html; charset=utf-8", srv_admin_page, srv_admin_page_len, NULL, NULL);
-    case ROUTE_ADMIN_USAGE: return do_admin_usage(c, cs);
-    case ROUTE_HEALTH: return send_json(c, cs, 200, json_pack("{s:s}", "status", "ok"), NULL, NULL);
-    case ROUTE_MODELS: return do_models(c, cs);
-    case ROUTE_METRICS: return do_metrics(c, cs);
-    case ROUTE_TOKENIZE: return do_tokenize(c, cs);
-    case ROUTE_DETOKENIZE: return do_detokenize(c, cs);
+        send_bytes(cs, 200, "text/html; charset=utf-8", srv_admin_page, srv_admin_page_len, NULL, NULL);
+        break;
+    case ROUTE_HEALTH: send_json(cs, 200, json_pack("{s:s}", "status", "ok"), NULL, NULL); break;
+    case ROUTE_LIVEZ: do_livez(cs); break;
+    case ROUTE_READYZ: do_readyz(cs); break;
+    case ROUTE_MODELS:
+        if (needs_store) return dispatch(c, cs);
+        do_models(cs);
+        break;
+    case ROUTE_METRICS:
+        if (needs_store) return dispatch(c, cs);
+        do_metrics(cs);
+        break;
+    case ROUTE_TOKENIZE:
+    case ROUTE_DETOKENIZE:
     case ROUTE_COMPLETIONS:
-    case ROUTE_CHAT: return do_generate(c, cs);
+    case ROUTE_CHAT:
+    case ROUTE_ADMIN_USAGE: return dispatch(c, cs);
     case ROUTE_NONE: break;
     }
-    return MHD_NO;
+    return cs->reply.ready ? flush_reply(c, cs) : MHD_NO;
 }
 
 static void completed(void *cls, struct MHD_Connection *c, void **con_cls, enum MHD_RequestTerminationCode toe) {
@@ -629,6 +861,10 @@ static void completed(void *cls, struct MHD_Connection *c, void **con_cls, enum 
         atomic_fetch_sub(&h->n_pending, 1);
     }
     srv_buf_free(&cs->body);
+    srv_buf_free(&cs->reply.body);
+    atomic_fetch_sub(&h->body_bytes, cs->body_counted);
+    free(cs->key);
+    for (int i = 0; i < 3; i++) free(cs->query[i]);
     free(cs);
     *con_cls = NULL;
 }
@@ -660,10 +896,11 @@ int srv_http_start(srv_http **out, const srv_http_config *cfg, const srv_model_i
         snprintf(err, err_size, "--host: '%s' is not an IPv4 address", cfg->host);
         goto fail;
     }
+    if (srv_workers_start(&h->workers, cfg->n_workers, cfg->max_waiting, err, err_size) != 0) goto fail;
     h->daemon = MHD_start_daemon(MHD_USE_POLL_INTERNAL_THREAD | MHD_ALLOW_SUSPEND_RESUME | MHD_USE_ITC, 0, NULL, NULL,
                                  handler, h, MHD_OPTION_SOCK_ADDR, &addr, MHD_OPTION_NOTIFY_COMPLETED, completed, h,
                                  MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)64 * 1024, MHD_OPTION_CONNECTION_TIMEOUT,
-                                 (unsigned)120, MHD_OPTION_CONNECTION_LIMIT, (unsigned)1000,
+                                 (unsigned)120, MHD_OPTION_CONNECTION_LIMIT, (unsigned)cfg->max_connections,
                                  MHD_OPTION_LISTENING_ADDRESS_REUSE, (unsigned)1, MHD_OPTION_END);
     if (h->daemon == NULL) {
         snprintf(err, err_size, "cannot listen on %s:%d (address in use, or not allowed)", cfg->host, cfg->port);
@@ -672,6 +909,7 @@ int srv_http_start(srv_http **out, const srv_http_config *cfg, const srv_model_i
     *out = h;
     return 0;
 fail:
+    srv_workers_stop(h->workers);
     free(h);
     return -1;
 }
@@ -688,8 +926,15 @@ int srv_http_port(srv_http *h) {
 
 int srv_http_pending(srv_http *h) { return atomic_load(&h->n_pending); }
 
+void srv_http_stop_workers(srv_http *h) {
+    if (h == NULL) return;
+    srv_workers_stop(h->workers); /* each job finishes (within its store's bound) and resumes its connection */
+    h->workers = NULL;
+}
+
 void srv_http_stop(srv_http *h) {
     if (h == NULL) return;
+    srv_http_stop_workers(h);
     MHD_stop_daemon(h->daemon);
     free(h);
 }

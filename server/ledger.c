@@ -8,9 +8,22 @@
  * final SSE events or the whole JSON body) are released to its client only
  * after its row is committed: a client that saw a request complete finds
  * its row. A batch that fails is rolled back whole (no half-written rows),
- * reported, and tried once more; when that fails too, its requests' replies
- * are withheld: each client gets a 503 (a non-streamed request) or an error
- * event ending its stream, so no client sees a completion the ledger lacks.
+ * reported (once), and tried again every half second until opt.wait seconds
+ * (--ledger-wait) after its first try (a database back within that keeps every reply);
+ * after that its requests' replies are withheld: each client gets a 503 (a
+ * non-streamed request) or an error event ending its stream, so no client
+ * sees a completion the ledger lacks.
+ *
+ * Charges: a request's tokens count against its tenant's daily quota only
+ * once its row is committed, so only for replies the client receives.
+ * With the PostgreSQL tenant store in the ledger's own database the
+ * back-end adds them in the commit's transaction (charge_quotas, store.h):
+ * the day counters equal the ledger's sums whatever fails. Otherwise the
+ * ledger hands them to the on_commit hook after the commit.
+ *
+ * Bounded: at most max_rows rows wait; a row past that is dropped (counted,
+ * reported) and its reply withheld (503), and srv_ledger_full tells the
+ * HTTP side to shed new requests before that happens.
  */
 #include "ledger.h"
 
@@ -18,14 +31,16 @@
 #include "util.h"
 
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 typedef struct item {
     struct item *next;
     srv_ledger_row row; /* its strings are owned by the item */
-    srv_request *req;   /* publish tail to it after the commit; may be NULL */
+    srv_request *req;   /* publish tail to it after the commit, and charge its tenant; may be NULL */
     char *tail;
     size_t tail_len;
 } item;
@@ -42,6 +57,14 @@ struct srv_ledger {
     pthread_cond_t cv;
     item *head, *tail;
     bool stopping;
+    srv_ledger_options opt;
+    long n_queued;        /* rows in head..tail, under mu */
+    long long n_dropped;  /* rows refused past max_rows, under mu */
+    long long n_withheld; /* replies withheld: their rows could not be committed, under mu */
+    bool failing;         /* the latest write failed, under mu */
+    /* The readiness probe's own connection (health.c's thread), opened on
+     * first use. */
+    srv_ledger_backend *probe;
 };
 
 static void free_item(item *it) {
@@ -55,7 +78,7 @@ static void free_item(item *it) {
 }
 
 /* The batch as an array of rows, written in one transaction. */
-static int write_batch(srv_ledger *l, item *list) {
+static int write_batch(srv_ledger *l, item *list, bool report) {
     size_t n = 0;
     for (item *it = list; it != NULL; it = it->next) n++;
     srv_ledger_row *rows = calloc(n, sizeof *rows);
@@ -68,7 +91,7 @@ static int write_batch(srv_ledger *l, item *list) {
         for (item *it = list; it != NULL; it = it->next) rows[n++] = it->row;
         rc = l->backend->ops->write(l->backend, rows, n, err, sizeof err);
     }
-    if (rc != 0) fprintf(stderr, "baichuan serve: ledger: %zu rows not written: %s\n", n, err);
+    if (rc != 0 && report) fprintf(stderr, "baichuan serve: ledger: %zu rows not written (retrying): %s\n", n, err);
     free(rows);
     return rc;
 }
@@ -95,6 +118,29 @@ static void publish_unrecorded(srv_request *r) {
     json_decref(e);
 }
 
+/* Writes the batch, retrying every half second until opt.wait seconds have
+ * passed (or the ledger is closing and has tried for that long): 0 once
+ * committed, else -1. */
+static int write_until_committed(srv_ledger *l, item *list) {
+    double deadline = srv_now() + l->opt.wait;
+    for (int attempt = 0;; attempt++) {
+        int rc = write_batch(l, list, attempt == 0);
+        pthread_mutex_lock(&l->mu);
+        l->failing = rc != 0;
+        pthread_mutex_unlock(&l->mu);
+        if (rc == 0) {
+            if (attempt > 0) fprintf(stderr, "baichuan serve: ledger: written after %d retries\n", attempt);
+            return 0;
+        }
+        if (srv_now() + 0.5 > deadline) {
+            fprintf(stderr, "baichuan serve: ledger: not written within --ledger-wait %.0f s: replies withheld\n",
+                    l->opt.wait);
+            return -1;
+        }
+        usleep(500 * 1000);
+    }
+}
+
 static void *ledger_main(void *arg) {
     srv_ledger *l = arg;
     pthread_mutex_lock(&l->mu);
@@ -103,18 +149,27 @@ static void *ledger_main(void *arg) {
         if (l->head == NULL && l->stopping) break;
         item *list = l->head;
         l->head = l->tail = NULL;
+        long n = l->n_queued;
+        l->n_queued = 0;
         pthread_mutex_unlock(&l->mu);
-        /* A failed write is reported and retried once; a batch that is not
-         * committed then has its replies withheld. */
-        bool committed = write_batch(l, list) == 0 || write_batch(l, list) == 0;
+        /* A batch not committed within the wait has its replies withheld. */
+        bool committed = write_until_committed(l, list) == 0;
+        if (!committed) {
+            pthread_mutex_lock(&l->mu);
+            l->n_withheld += n;
+            pthread_mutex_unlock(&l->mu);
+        }
         while (list != NULL) {
             item *next = list->next;
             if (list->req != NULL) {
+                srv_request *r = list->req;
+                if (committed && l->opt.on_commit != NULL && r->tenant != NULL && !l->backend->charge_quotas)
+                    l->opt.on_commit(l->opt.ctx, r->tenant, list->row.prompt_tokens + list->row.completion_tokens);
                 if (committed)
-                    srv_request_publish(list->req, list->tail, list->tail_len, true);
+                    srv_request_publish(r, list->tail, list->tail_len, true);
                 else
-                    publish_unrecorded(list->req);
-                srv_request_unref(list->req);
+                    publish_unrecorded(r);
+                srv_request_unref(r);
             }
             free_item(list);
             list = next;
@@ -125,7 +180,7 @@ static void *ledger_main(void *arg) {
     return NULL;
 }
 
-int srv_ledger_open(srv_ledger **out, const char *path, char *err, size_t err_size) {
+int srv_ledger_open(srv_ledger **out, const char *path, const srv_ledger_options *opt, char *err, size_t err_size) {
     *out = NULL;
     srv_ledger *l = calloc(1, sizeof *l);
     if (l == NULL) {
@@ -142,6 +197,8 @@ int srv_ledger_open(srv_ledger **out, const char *path, char *err, size_t err_si
         free(l);
         return -1;
     }
+    l->opt = *opt;
+    l->backend->charge_quotas = opt->charge_quotas;
     pthread_mutex_init(&l->reader_mu, NULL);
     pthread_mutex_init(&l->mu, NULL);
     pthread_cond_init(&l->cv, NULL);
@@ -185,13 +242,53 @@ void srv_ledger_submit(srv_ledger *l, const srv_ledger_row *row, srv_request *r,
         return;
     }
     pthread_mutex_lock(&l->mu);
+    if (l->n_queued >= l->opt.max_rows) {
+        l->n_dropped++;
+        pthread_mutex_unlock(&l->mu);
+        static _Atomic double last_logged; /* one line a second at most */
+        double now = srv_now(), last = atomic_load(&last_logged);
+        if (now - last >= 1.0 && atomic_compare_exchange_strong(&last_logged, &last, now))
+            fprintf(stderr, "baichuan serve: ledger: %ld rows wait already (--max-ledger-queue): a row was refused\n",
+                    l->opt.max_rows);
+        if (r != NULL) {
+            publish_unrecorded(r);
+            srv_request_unref(r);
+        }
+        free_item(it);
+        return;
+    }
     if (l->tail)
         l->tail->next = it;
     else
         l->head = it;
     l->tail = it;
+    l->n_queued++;
     pthread_cond_signal(&l->cv);
     pthread_mutex_unlock(&l->mu);
+}
+
+bool srv_ledger_full(srv_ledger *l) {
+    pthread_mutex_lock(&l->mu);
+    /* Shed new requests before the queue itself refuses rows: a tenth of
+     * the room is kept for the requests already running. */
+    bool full = l->n_queued >= l->opt.max_rows - l->opt.max_rows / 10;
+    pthread_mutex_unlock(&l->mu);
+    return full;
+}
+
+void srv_ledger_stats(srv_ledger *l, srv_ledger_stats_t *out) {
+    pthread_mutex_lock(&l->mu);
+    *out = (srv_ledger_stats_t){.queued = l->n_queued,
+                                .dropped = l->n_dropped,
+                                .withheld = l->n_withheld,
+                                .failing = l->failing,
+                                .max_rows = l->opt.max_rows};
+    pthread_mutex_unlock(&l->mu);
+}
+
+int srv_ledger_ping(srv_ledger *l, char *err, size_t err_size) {
+    if (l->probe == NULL && srv_ledger_backend_open(&l->probe, l->path, false, err, err_size) != 0) return -1;
+    return l->probe->ops->ping(l->probe, err, err_size);
 }
 
 long long srv_ledger_tokens_today(srv_ledger *l, const char *tenant) {
@@ -219,6 +316,7 @@ void srv_ledger_close(srv_ledger *l) {
     pthread_join(l->thread, NULL);
     l->backend->ops->close(l->backend);
     if (l->reader != NULL) l->reader->ops->close(l->reader);
+    if (l->probe != NULL) l->probe->ops->close(l->probe);
     pthread_mutex_destroy(&l->mu);
     pthread_mutex_destroy(&l->reader_mu);
     pthread_cond_destroy(&l->cv);

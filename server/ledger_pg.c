@@ -42,7 +42,27 @@ static const char schema[] = "BEGIN;"
                              " status INTEGER NOT NULL,"
                              " latency_ms DOUBLE PRECISION NOT NULL);"
                              "CREATE INDEX IF NOT EXISTS requests_time ON requests(time);"
+                             /* a batch retried after an unknown outcome skips its rows already there */
+                             "CREATE UNIQUE INDEX IF NOT EXISTS requests_request_id ON requests(request_id);"
                              "COMMIT;";
+
+/* With charge_quotas: the rows just inserted (not those skipped as already
+ * there) add their tokens to their tenants' day counters, in the INSERT's
+ * own statement and so its transaction. A tenant's counter holds one day
+ * (the newest): rows of an older day in the batch (a batch across
+ * midnight) do not count toward it. */
+static const char charge_tail[] =
+    " ON CONFLICT DO NOTHING RETURNING tenant, floor(extract(epoch FROM time) / 86400)::bigint AS day,"
+    " prompt_tokens + completion_tokens AS tokens),"
+    " newest AS (SELECT tenant, max(day) AS day FROM ins WHERE tenant IS NOT NULL GROUP BY tenant),"
+    " sums AS (SELECT n.tenant, n.day, sum(i.tokens) AS tokens FROM newest n"
+    "          JOIN ins i ON i.tenant = n.tenant AND i.day = n.day GROUP BY n.tenant, n.day)"
+    " INSERT INTO quota_counters AS q (tenant, kind, window_start, count)"
+    " SELECT s.tenant, 'day', s.day, s.tokens FROM sums s JOIN tenants t ON t.name = s.tenant WHERE s.tokens > 0"
+    " ON CONFLICT (tenant, kind) DO UPDATE"
+    " SET count = CASE WHEN q.window_start = EXCLUDED.window_start THEN q.count + EXCLUDED.count"
+    "                  WHEN q.window_start < EXCLUDED.window_start THEN EXCLUDED.count ELSE q.count END,"
+    "     window_start = GREATEST(q.window_start, EXCLUDED.window_start)";
 
 static int insert_chunk(pg_ledger *l, const srv_ledger_row *rows, size_t n, char *err, size_t err_size) {
     srv_buf sql = {0};
@@ -53,6 +73,7 @@ static int insert_chunk(pg_ledger *l, const srv_ledger_row *rows, size_t n, char
         snprintf(err, err_size, "out of memory");
         goto cleanup;
     }
+    if (l->base.charge_quotas) srv_buf_puts(&sql, "WITH ins AS (");
     srv_buf_puts(&sql, "INSERT INTO requests (time, tenant, endpoint, model, prompt_tokens, completion_tokens,"
                        " finish_reason, status, latency_ms, request_id) VALUES ");
     for (size_t i = 0; i < n; i++) {
@@ -79,6 +100,7 @@ static int insert_chunk(pg_ledger *l, const srv_ledger_row *rows, size_t n, char
                        " $%zu::float8, $%zu)",
                        i ? ", " : "", b + 1, b + 2, b + 3, b + 4, b + 5, b + 6, b + 7, b + 8, b + 9, b + 10);
     }
+    srv_buf_puts(&sql, l->base.charge_quotas ? charge_tail : " ON CONFLICT DO NOTHING");
     if (sql.data == NULL) {
         snprintf(err, err_size, "out of memory");
         goto cleanup;
@@ -177,6 +199,10 @@ static int pg_usage(srv_ledger_backend *b, const char *from, const char *to, boo
     return 0;
 }
 
+static int pg_ping(srv_ledger_backend *b, char *err, size_t err_size) {
+    return srv_pg_run(&((pg_ledger *)b)->pg, "SELECT 1", err, err_size);
+}
+
 static void pg_close(srv_ledger_backend *b) {
     pg_ledger *l = (pg_ledger *)b;
     if (l == NULL) return;
@@ -190,6 +216,7 @@ static const srv_ledger_backend_ops pg_ops = {
     .tokens_today = pg_tokens_today,
     .totals = pg_totals,
     .usage = pg_usage,
+    .ping = pg_ping,
     .close = pg_close,
 };
 

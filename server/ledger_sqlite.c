@@ -17,9 +17,16 @@
 #include <stdlib.h>
 #include <string.h>
 
+/* Every statement is bounded: a lock held by another process is waited
+ * for BUSY_MS at most (busy_timeout), and a query runs QUERY_SECONDS at
+ * most (the progress handler interrupts it). */
+#define BUSY_MS       5000
+#define QUERY_SECONDS 5.0
+
 typedef struct sqlite_ledger {
     srv_ledger_backend base;
     sqlite3 *db;
+    double deadline;      /* srv_now() past which the running statement is interrupted */
     sqlite3_stmt *insert; /* NULL when opened read-only */
     char *path;
 } sqlite_ledger;
@@ -36,7 +43,9 @@ static const char schema[] = "CREATE TABLE IF NOT EXISTS requests ("
                              " finish_reason TEXT,"
                              " status INTEGER NOT NULL,"
                              " latency_ms REAL NOT NULL);"
-                             "CREATE INDEX IF NOT EXISTS requests_time ON requests(time);";
+                             "CREATE INDEX IF NOT EXISTS requests_time ON requests(time);"
+                             /* a row is written once, whatever retries */
+                             "CREATE UNIQUE INDEX IF NOT EXISTS requests_request_id ON requests(request_id);";
 
 static void bind_text_or_null(sqlite3_stmt *s, int i, const char *v) {
     if (v)
@@ -47,6 +56,7 @@ static void bind_text_or_null(sqlite3_stmt *s, int i, const char *v) {
 
 static int sqlite_write(srv_ledger_backend *b, const srv_ledger_row *rows, size_t n, char *err, size_t err_size) {
     sqlite_ledger *l = (sqlite_ledger *)b;
+    l->deadline = srv_now() + QUERY_SECONDS;
     if (sqlite3_exec(l->db, "BEGIN IMMEDIATE", NULL, NULL, NULL) != SQLITE_OK) {
         snprintf(err, err_size, "%s: begin failed: %s", l->path, sqlite3_errmsg(l->db));
         return -1;
@@ -83,6 +93,7 @@ static int sqlite_write(srv_ledger_backend *b, const srv_ledger_row *rows, size_
 
 static long long sqlite_tokens_today(srv_ledger_backend *b, const char *tenant) {
     sqlite_ledger *l = (sqlite_ledger *)b;
+    l->deadline = srv_now() + QUERY_SECONDS;
     char since[40];
     srv_iso_time((double)((long long)(srv_wall() / 86400.0) * 86400), since, sizeof since);
     sqlite3_stmt *s = NULL;
@@ -101,6 +112,7 @@ static long long sqlite_tokens_today(srv_ledger_backend *b, const char *tenant) 
 
 static int sqlite_totals(srv_ledger_backend *b, const char *since, json_t **out, char *err, size_t err_size) {
     sqlite_ledger *l = (sqlite_ledger *)b;
+    l->deadline = srv_now() + QUERY_SECONDS;
     sqlite3_stmt *st = NULL;
     *out = NULL;
     if (sqlite3_prepare_v2(l->db,
@@ -135,6 +147,7 @@ static int sqlite_totals(srv_ledger_backend *b, const char *since, json_t **out,
 static int sqlite_usage(srv_ledger_backend *b, const char *from, const char *to, bool hourly, json_t **out, char *err,
                         size_t err_size) {
     sqlite_ledger *l = (sqlite_ledger *)b;
+    l->deadline = srv_now() + QUERY_SECONDS;
     sqlite3_stmt *st = NULL;
     *out = NULL;
     /* time is ISO 8601 text (YYYY-MM-DDTHH:MM:SS.mmmZ): its prefix is the bucket. */
@@ -172,6 +185,25 @@ static int sqlite_usage(srv_ledger_backend *b, const char *from, const char *to,
     return 0;
 }
 
+/* The progress handler: non-zero interrupts the statement. */
+static int past_deadline(void *arg) {
+    const sqlite_ledger *l = arg;
+    return srv_now() > l->deadline;
+}
+
+static int sqlite_ping(srv_ledger_backend *b, char *err, size_t err_size) {
+    sqlite_ledger *l = (sqlite_ledger *)b;
+    l->deadline = srv_now() + QUERY_SECONDS;
+    /* What a write needs: the write lock, taken and given back. */
+    int rc = sqlite3_exec(l->db, "BEGIN IMMEDIATE", NULL, NULL, NULL);
+    if (rc != SQLITE_OK) {
+        snprintf(err, err_size, "%s: %s", l->path, sqlite3_errmsg(l->db));
+        return -1;
+    }
+    sqlite3_exec(l->db, "ROLLBACK", NULL, NULL, NULL);
+    return 0;
+}
+
 static void sqlite_close(srv_ledger_backend *b) {
     sqlite_ledger *l = (sqlite_ledger *)b;
     if (l == NULL) return;
@@ -187,6 +219,7 @@ static const srv_ledger_backend_ops sqlite_ops = {
     .tokens_today = sqlite_tokens_today,
     .totals = sqlite_totals,
     .usage = sqlite_usage,
+    .ping = sqlite_ping,
     .close = sqlite_close,
 };
 
@@ -205,7 +238,9 @@ int srv_ledger_sqlite_open(srv_ledger_backend **out, const char *path, bool crea
                  l->db ? sqlite3_errmsg(l->db) : "out of memory");
         goto fail;
     }
-    sqlite3_busy_timeout(l->db, 5000);
+    sqlite3_busy_timeout(l->db, BUSY_MS);
+    l->deadline = 1e300;
+    sqlite3_progress_handler(l->db, 10000, past_deadline, l);
     if (create) {
         char *msg = NULL;
         if (sqlite3_exec(l->db, "PRAGMA journal_mode=WAL; PRAGMA synchronous=FULL;", NULL, NULL, &msg) != SQLITE_OK ||
@@ -214,10 +249,11 @@ int srv_ledger_sqlite_open(srv_ledger_backend **out, const char *path, bool crea
             sqlite3_free(msg);
             goto fail;
         }
-        if (sqlite3_prepare_v2(l->db,
-                               "INSERT INTO requests (time, tenant, endpoint, model, prompt_tokens, completion_tokens,"
-                               " finish_reason, status, latency_ms, request_id) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                               -1, &l->insert, NULL) != SQLITE_OK) {
+        if (sqlite3_prepare_v2(
+                l->db,
+                "INSERT OR IGNORE INTO requests (time, tenant, endpoint, model, prompt_tokens, completion_tokens,"
+                " finish_reason, status, latency_ms, request_id) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                -1, &l->insert, NULL) != SQLITE_OK) {
             snprintf(err, err_size, "%s: ledger table 'requests' has an unexpected shape: %s", path,
                      sqlite3_errmsg(l->db));
             goto fail;

@@ -16,6 +16,7 @@ typedef struct srv_engine_stats {
     long long prefix_miss_tokens; /* prompt tokens computed (first admissions) */
     long long preemptions;        /* choices preempted to free KV blocks */
     long long forked_tokens;      /* prompt positions a choice took from a sibling's sequence (n > 1) */
+    double last_step;             /* srv_now() when the engine thread last finished a step (/livez) */
 } srv_engine_stats;
 
 void srv_metrics_init(void);

@@ -67,7 +67,6 @@ static int connect_now(srv_pg *p, char *err, size_t err_size) {
     snprintf(err, err_size, "%s: cannot connect: %s", p->masked, why);
     PQfinish(p->conn);
     p->conn = NULL;
-    p->retry_after = srv_now() + 1.0;
     return -1;
 }
 
@@ -152,10 +151,6 @@ PGresult *srv_pg_exec(srv_pg *p, const char *sql, int n_params, const char *cons
                 snprintf(err, err_size, "%s: the connection was lost in a transaction", p->masked);
                 return NULL;
             }
-            if (srv_now() < p->retry_after) {
-                snprintf(err, err_size, "%s: the database is unreachable (retrying)", p->masked);
-                return NULL;
-            }
             if (connect_now(p, err, err_size) != 0) return NULL;
             fresh = true;
         }
@@ -164,7 +159,6 @@ PGresult *srv_pg_exec(srv_pg *p, const char *sql, int n_params, const char *cons
             snprintf(err, err_size, "%s: no answer within %.0f s", p->masked, SRV_PG_ANSWER_SECONDS);
             PQfinish(p->conn);
             p->conn = NULL;
-            p->retry_after = srv_now() + 1.0;
             return NULL;
         }
         if (res != NULL && result_ok(res)) return res;

@@ -5,9 +5,11 @@
  * Bounds: connect_timeout 3 s (the whole handshake), statement_timeout 5 s
  * (the server cancels), and the client waits SRV_PG_ANSWER_SECONDS at most
  * for a statement's answer, then drops the connection (a frozen server or a
- * half-open connection cannot hold a caller); tcp_user_timeout 5 s. After a
- * failed or dropped connection no new attempt is made for 1 s (calls fail
- * at once meanwhile). A connection belongs to one thread at a time.
+ * half-open connection cannot hold a caller); tcp_user_timeout 5 s. A call
+ * that finds its connection failed or dropped connects again at once (on
+ * demand, within connect_timeout), so the first call after the database
+ * returns succeeds. A call waits at most connect_timeout +
+ * SRV_PG_ANSWER_SECONDS. A connection belongs to one thread at a time.
  */
 #ifndef BC_PG_H
 #define BC_PG_H
@@ -22,7 +24,6 @@ typedef struct srv_pg {
     char *url;
     char masked[512]; /* the URL with its password as *** (for messages) */
     PGconn *conn;
-    double retry_after;  /* srv_now() before which no reconnection is tried */
     bool in_transaction; /* between BEGIN and COMMIT: a failed statement is not resent */
 } srv_pg;
 

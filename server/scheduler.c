@@ -502,6 +502,7 @@ static void publish_stats(srv_scheduler *s) {
     bc_context_kv_stats(s->ctx, &kv);
     pthread_mutex_lock(&s->mu);
     s->stats.kv = kv;
+    s->stats.last_step = srv_now();
     pthread_mutex_unlock(&s->mu);
 }
 
@@ -562,6 +563,7 @@ int srv_scheduler_start(srv_scheduler **out, bc_context *ctx, int max_queue, int
     s->q_cap = max_queue > 0 ? max_queue : 1;
     s->q_ring = s->q_cap + SRV_MAX_N - 1 + s->n_slots;
     s->stats.n_slots = s->n_slots;
+    s->stats.last_step = srv_now();
     bc_kv_stats kv;
     bc_context_kv_stats(ctx, &kv);
     s->stats.kv = kv;

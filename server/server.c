@@ -17,19 +17,33 @@
  *   - the ledger thread (ledger.c): commits one row per finished request,
  *     several per transaction, and only then releases the response's last
  *     bytes, so a client that saw a request complete finds its row;
- *   - with a PostgreSQL tenant store, its quota thread (tenants_pg.c):
- *     charges finished requests' tokens, off the engine thread. Each thread
- *     that talks to PostgreSQL has a connection of its own;
+ *   - the HTTP workers (workers.c, a fixed pool with a bounded queue):
+ *     what may wait or take long, so that the HTTP thread never does:
+ *     authentication (a tenant store round trip), /admin/usage (a ledger
+ *     query), parsing a generation request (tokenizing, compiling its
+ *     grammar) and handing it to the scheduler, /tokenize;
+ *   - the readiness thread (health.c): pings the tenant store and the
+ *     ledger, each on a connection of its own, for /readyz;
+ *   - with a PostgreSQL tenant store and no ledger in its database, its
+ *     quota thread (tenants_pg.c): charges committed requests' tokens, off
+ *     the engine thread. Each thread that talks to PostgreSQL has a
+ *     connection of its own (the workers take theirs from a pool);
  *   - the main thread waits for SIGTERM/SIGINT and runs the shutdown.
  *
  * Lock order: scheduler lock -> request lock (libmicrohttpd's own locks
  * after it, to resume a connection); metrics lock -> grammar cache lock
- * (rendering /metrics). The tenant stores', the ledger's and the grammar
- * cache's locks are leaves: nothing is taken while holding them.
+ * (rendering /metrics). The tenant stores', the ledger's, the workers',
+ * the readiness thread's and the grammar cache's locks are leaves: nothing
+ * is taken while holding them.
+ *
+ * Charges: a request's tokens count against its tenant's quota when its
+ * ledger row commits (ledger.c), so only replies the client receives are
+ * charged; without a ledger, when the request ends.
  */
 #include "server.h"
 
 #include "grammars.h"
+#include "health.h"
 #include "http.h"
 #include "ledger.h"
 #include "metrics.h"
@@ -43,6 +57,7 @@
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 #include <unistd.h>
 
 struct srv_server {
@@ -53,27 +68,89 @@ struct srv_server {
     srv_ledger *ledger;        /* NULL: no ledger */
     srv_scheduler *sched;
     srv_http *http;
+    srv_health *health; /* the stores' readiness */
 };
 
 /* ------------------------------------------------------------------------ */
 /* What becomes of a finished generation request (the scheduler's hooks)    */
 /* ------------------------------------------------------------------------ */
 
-/* Counts the request in the metrics and its tokens against its tenant's
- * daily quota. */
+/* Counts the request in the metrics; without a ledger, its tokens against
+ * its tenant's daily quota (with one, the commit of its row charges them). */
 static void account(void *ctx, const srv_request *r, int status) {
     srv_server *s = ctx;
     const char *tenant = r->tenant ? r->tenant->name : NULL;
     srv_metrics_request(tenant, srv_endpoint_path(r->endpoint), status);
     srv_metrics_tokens(tenant, r->n_prompt, r->n_generated);
-    if (r->tenant != NULL && s->tenants != NULL)
+    if (r->tenant != NULL && s->tenants != NULL && s->ledger == NULL)
         s->tenants->ops->charge(s->tenants, r->tenant, (long long)r->n_prompt + r->n_generated);
+}
+
+/* The ledger's hook: a committed request's tokens against its tenant. */
+static void charge_committed(void *ctx, srv_tenant *tenant, long long tokens) {
+    srv_server *s = ctx;
+    if (s->tenants != NULL && tokens > 0) s->tenants->ops->charge(s->tenants, tenant, tokens);
 }
 
 /* Hands the request's row and last bytes to the ledger. */
 static void record(void *ctx, const srv_ledger_row *row, srv_request *r, const char *tail, size_t tail_len) {
     srv_server *s = ctx;
     srv_ledger_submit(s->ledger, row, r, tail, tail_len);
+}
+
+/* ------------------------------------------------------------------------ */
+/* Readiness (/readyz) and the stores' metrics                              */
+/* ------------------------------------------------------------------------ */
+
+static int ping_tenants(void *ctx, char *err, size_t err_size) {
+    srv_server *s = ctx;
+    return s->tenants->ops->ping(s->tenants, err, err_size);
+}
+
+static int ping_ledger(void *ctx, char *err, size_t err_size) {
+    srv_server *s = ctx;
+    return srv_ledger_ping(s->ledger, err, err_size);
+}
+
+/* Ready: the model is loaded (it is, once the server runs), every store
+ * answers within its bound, the scheduler's queue and the ledger's have
+ * room. The body names what is not ready. */
+static bool ready(void *ctx, json_t **detail) {
+    srv_server *s = ctx;
+    json_t *not_ready = json_object();
+    bool ok = s->health == NULL || srv_health_ready(s->health, not_ready);
+    int queued, active;
+    srv_scheduler_counts(s->sched, &queued, &active);
+    if (queued >= s->cfg.max_queue) {
+        ok = false;
+        json_object_set_new(not_ready, "queue", json_sprintf("%d choices wait (--queue %d)", queued, s->cfg.max_queue));
+    }
+    if (s->ledger != NULL && srv_ledger_full(s->ledger)) {
+        srv_ledger_stats_t ls;
+        srv_ledger_stats(s->ledger, &ls);
+        ok = false;
+        json_object_set_new(
+            not_ready, "ledger",
+            json_sprintf("%ld rows wait for a commit (--max-ledger-queue %ld)", ls.queued, ls.max_rows));
+    }
+    *detail =
+        json_pack("{s:s, s:s, s:o}", "status", ok ? "ready" : "not ready", "model", "loaded", "not_ready", not_ready);
+    return ok;
+}
+
+static void store_metrics(void *ctx, srv_buf *out) {
+    srv_server *s = ctx;
+    if (s->ledger == NULL) return;
+    srv_ledger_stats_t ls;
+    srv_ledger_stats(s->ledger, &ls);
+    srv_buf_printf(out,
+                   "# HELP baichuan_ledger_queued Ledger rows waiting for a commit.\n"
+                   "# TYPE baichuan_ledger_queued gauge\nbaichuan_ledger_queued %ld\n"
+                   "# HELP baichuan_ledger_dropped_total Ledger rows refused because the queue was full.\n"
+                   "# TYPE baichuan_ledger_dropped_total counter\nbaichuan_ledger_dropped_total %lld\n"
+                   "# HELP baichuan_ledger_withheld_total Replies withheld because their rows could not be committed.\n"
+                   "# TYPE baichuan_ledger_withheld_total counter\nbaichuan_ledger_withheld_total %lld\n",
+                   ls.queued, ls.dropped, ls.withheld);
 }
 
 /* The seed of a tenant store's daily counts. */
@@ -94,7 +171,26 @@ int srv_server_start(srv_server **out, const srv_config *cfg, const bc_model *mo
         return -1;
     }
     s->cfg = *cfg;
-    s->http_cfg = (srv_http_config){.host = cfg->host, .port = cfg->port, .max_body = cfg->max_body};
+    /* Bounds left 0 take serve's defaults (embedders such as fuzz_http). */
+    if (s->cfg.n_workers <= 0) s->cfg.n_workers = 4;
+    if (s->cfg.max_waiting <= 0) s->cfg.max_waiting = 64;
+    if (s->cfg.max_wait <= 0) s->cfg.max_wait = 2;
+    if (s->cfg.max_connections <= 0) s->cfg.max_connections = 1000;
+    if (s->cfg.max_bodies_bytes <= 0) s->cfg.max_bodies_bytes = 64LL << 20;
+    if (s->cfg.max_ledger_queue <= 0) s->cfg.max_ledger_queue = 10000;
+    cfg = &s->cfg;
+    s->http_cfg = (srv_http_config){.host = cfg->host,
+                                    .port = cfg->port,
+                                    .max_body = cfg->max_body,
+                                    .max_connections = cfg->max_connections,
+                                    .max_bodies_bytes = cfg->max_bodies_bytes,
+                                    .n_workers = cfg->n_workers,
+                                    .max_waiting = cfg->max_waiting,
+                                    .max_wait = cfg->max_wait,
+                                    .metrics_token = cfg->metrics_token,
+                                    .ready = ready,
+                                    .extra_metrics = store_metrics,
+                                    .ready_ctx = s};
     s->tenants = tenants;
     bc_model_info info;
     bc_model_get_info(model, &info);
@@ -109,9 +205,24 @@ int srv_server_start(srv_server **out, const srv_config *cfg, const bc_model *mo
                              .n_ctx = bc_context_n_ctx(ctx),
                              .max_messages = cfg->max_messages};
     if (cfg->ledger_path != NULL) {
-        if (srv_ledger_open(&s->ledger, cfg->ledger_path, err, err_size) != 0) goto fail;
+        /* The PostgreSQL tenant store in the ledger's own database: the
+         * ledger's commit charges the tokens in its transaction. */
+        bool same_db = tenants != NULL && strcmp(tenants->ops->name, "postgresql") == 0 && cfg->tenants_path != NULL &&
+                       strcmp(cfg->tenants_path, cfg->ledger_path) == 0;
+        srv_ledger_options lo = {.max_rows = cfg->max_ledger_queue,
+                                 .wait = cfg->ledger_wait,
+                                 .charge_quotas = same_db,
+                                 .on_commit = charge_committed,
+                                 .ctx = s};
+        if (srv_ledger_open(&s->ledger, cfg->ledger_path, &lo, err, err_size) != 0) goto fail;
         if (tenants != NULL && tenants->ops->seed != NULL) tenants->ops->seed(tenants, ledger_tokens_today, s->ledger);
     }
+    srv_probe probes[2];
+    int n_probes = 0;
+    if (tenants != NULL && tenants->ops->ping != NULL)
+        probes[n_probes++] = (srv_probe){.name = "store", .ping = ping_tenants, .ctx = s};
+    if (s->ledger != NULL) probes[n_probes++] = (srv_probe){.name = "ledger", .ping = ping_ledger, .ctx = s};
+    if (srv_health_start(&s->health, probes, n_probes, err, err_size) != 0) goto fail;
     srv_metrics_init();
     srv_scheduler_hooks hooks = {.ctx = s, .account = account, .record = s->ledger != NULL ? record : NULL};
     if (srv_scheduler_start(&s->sched, ctx, cfg->max_queue, cfg->step_tokens, &hooks, err, err_size) != 0 ||
@@ -148,8 +259,11 @@ static void drain(srv_server *s, int wait_s) {
 
 void srv_server_stop(srv_server *s) {
     if (s == NULL) return;
-    /* The engine ends first (every request finished or cancelled, so no
-     * connection stays suspended), then the HTTP side, then the ledger. */
+    /* The workers end first (they submit to the scheduler), then the
+     * engine (every request finished or cancelled, so no connection stays
+     * suspended), then the HTTP side, then the ledger. */
+    srv_http_stop_workers(s->http);
+    srv_health_stop(s->health);
     srv_scheduler_stop(s->sched);
     if (s->http != NULL) { /* the ledger thread releases the last replies meanwhile */
         double until = srv_now() + 5;

@@ -35,6 +35,18 @@ typedef struct srv_config {
     int shutdown_wait;       /* seconds SIGTERM waits for running requests */
     const char *ledger_path; /* a SQLite file or a postgresql:// URL; NULL: no ledger */
     const char *model_name;  /* the model's name in responses, /v1/models and the ledger */
+    /* The tenant store's file or URL (NULL: none): a ledger in the same
+     * PostgreSQL database charges tokens in its own transaction. */
+    const char *tenants_path;
+    /* Bounds: past each the server sheds load (503 + Retry-After). */
+    int ledger_wait;            /* seconds a failing ledger batch is retried before its replies are withheld */
+    int max_ledger_queue;       /* ledger rows waiting for a commit */
+    int n_workers;              /* HTTP workers (authentication, parsing, store queries) */
+    int max_waiting;            /* requests waiting for a worker */
+    int max_wait;               /* seconds a request may wait for a worker */
+    int max_connections;        /* open connections */
+    long long max_bodies_bytes; /* request bodies buffered at once */
+    const char *metrics_token;  /* opens /metrics without a tenant (NULL: none) */
 } srv_config;
 
 typedef struct srv_server srv_server;

@@ -38,7 +38,10 @@ typedef struct srv_tenant {
     long long tokens_today; /* prompt + completion tokens counted today (UTC) */
 } srv_tenant;
 
-/* One finished (or refused) generation request, as the ledger records it. */
+/* One finished (or refused) generation request, as the ledger records it.
+ * A row with a request_id is written at most once (a write retried after an
+ * unknown outcome skips the rows already there, and charges nothing for
+ * them). */
 typedef struct srv_ledger_row {
     double time;            /* wall-clock seconds when the request ended */
     const char *request_id; /* the response's "id" (NULL for requests refused before one was made) */
@@ -75,12 +78,19 @@ typedef struct srv_ledger_backend_ops {
      * bucket; empty buckets are absent. 0, or -1 with err. */
     int (*usage)(srv_ledger_backend *b, const char *from, const char *to, bool hourly, json_t **out, char *err,
                  size_t err_size);
+    /* Whether a write could start now, within the back-end's bound: 0, or
+     * -1 with err (the readiness probe's). */
+    int (*ping)(srv_ledger_backend *b, char *err, size_t err_size);
     void (*close)(srv_ledger_backend *b);
 } srv_ledger_backend_ops;
 
 /* Every back-end's handle starts with this. */
 struct srv_ledger_backend {
     const srv_ledger_backend_ops *ops;
+    /* write() also adds each new row's tokens to its tenant's day counter
+     * (the PostgreSQL tenant store's quota_counters) in the same
+     * transaction: set when the tenant store is the same database. */
+    bool charge_quotas;
 };
 
 /* ------------------------------------------------------------------------ */
@@ -99,15 +109,19 @@ typedef struct srv_tenant_store srv_tenant_store;
 typedef struct srv_tenant_store_ops {
     const char *name; /* "json", "postgresql" */
 
-    /* The server's side (a store opened for_server). authenticate is called
-     * from one thread at a time (the HTTP thread); charge from any. */
+    /* The server's side (a store opened for_server). authenticate and
+     * charge are called from any thread (the HTTP workers, the ledger's). */
 
     /* The tenant owning key; with admit, also counts one request against
      * its limits. The tenant stays valid while the store is open. */
     srv_auth_status (*authenticate)(srv_tenant_store *s, const char *key, bool admit, srv_tenant **tenant,
                                     const char **which, long *wait, char *err, size_t err_size);
-    /* Counts tokens against tenant's daily quota (may be queued). */
+    /* Counts tokens against tenant's daily quota (may be queued; a queued
+     * charge is retried until the store answers). */
     void (*charge)(srv_tenant_store *s, srv_tenant *tenant, long long tokens);
+    /* Whether the store answers now, within its bound: 0, or -1 with err
+     * (the readiness probe's; NULL: always). */
+    int (*ping)(srv_tenant_store *s, char *err, size_t err_size);
     /* Seeds the daily counts at start from tokens_today(ctx, tenant), the
      * ledger's (NULL: the store keeps its own counts). */
     void (*seed)(srv_tenant_store *s, long long (*tokens_today)(void *ctx, const char *tenant), void *ctx);

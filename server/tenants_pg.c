@@ -17,11 +17,19 @@
  * minute boundary (the end of one window and the start of the next).
  * Refused requests count too, which changes nothing: the window is full.
  *
- * A completion charges its tokens to the day counter with one more
- * statement, sent by a thread of the store's own (not the engine's), so a
- * slow database never stalls generation. tokens_per_day is checked before
+ * Charges: with the ledger in the same database, the ledger's own commit
+ * charges a request's tokens (ledger_pg.c, charge_quotas), so the day
+ * counter always equals the ledger's sum. Otherwise (charge) a completion's
+ * tokens go to the day counter with one more statement, sent by a thread of
+ * the store's own (not the engine's), so a slow database never stalls
+ * generation; a charge that fails stays queued and is sent again once the
+ * database answers (at most MAX_CHARGES wait; past that a charge is dropped
+ * and reported). tokens_per_day is checked before
  * a request starts: the request that crosses the limit completes, the next
  * ones are refused until 00:00 UTC.
+ *
+ * Admission runs on the HTTP workers, several at once: each takes a
+ * connection of a small pool (POOL), made on first use.
  *
  * Revocation takes effect on every replica at the next request: the
  * admission statement reads the key's row (a bound of 0 s, nothing is
@@ -38,6 +46,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 static const char schema[] =
     "BEGIN;"
@@ -100,9 +109,18 @@ typedef struct charge {
     long long tokens;
 } charge;
 
+#define POOL        16     /* admission connections, at most (the HTTP workers are fewer) */
+#define MAX_CHARGES 100000 /* charges waiting for the database, at most */
+
 typedef struct pg_store {
     srv_tenant_store base;
-    srv_pg auth; /* the HTTP thread's (admission), or the administrator's */
+    srv_pg auth;       /* the administrator's; for the server, the first of the pool */
+    srv_pg pool[POOL]; /* admission connections: pool[0] is auth's, moved there at open */
+    bool busy[POOL];   /* under mu */
+    int n_pool;        /* connections made (or tried), under mu */
+    pthread_cond_t pool_cv;
+    srv_pg probe;   /* the readiness probe's (health.c's thread), made on first use */
+    long n_charges; /* charges queued, under mu */
     known *tenants;
     pthread_mutex_t mu; /* tenants, the charge queue */
     /* The charge thread, with a connection of its own (server only). */
@@ -138,6 +156,42 @@ static srv_tenant *known_tenant(pg_store *s, const char *name, long rpm, long lo
     return k ? &k->tenant : NULL;
 }
 
+/* A free admission connection (its URL set; it connects on first use),
+ * waiting for one while all POOL are taken; NULL out of memory. */
+static srv_pg *take_connection(pg_store *s) {
+    pthread_mutex_lock(&s->mu);
+    for (;;) {
+        for (int i = 0; i < s->n_pool; i++)
+            if (!s->busy[i]) {
+                s->busy[i] = true;
+                pthread_mutex_unlock(&s->mu);
+                return &s->pool[i];
+            }
+        if (s->n_pool < POOL) {
+            srv_pg *p = &s->pool[s->n_pool];
+            /* Not connected yet: srv_pg_exec connects on demand. */
+            memset(p, 0, sizeof *p);
+            srv_pg_mask(s->auth.url, p->masked, sizeof p->masked);
+            if ((p->url = strdup(s->auth.url)) == NULL) {
+                pthread_mutex_unlock(&s->mu);
+                return NULL;
+            }
+            s->busy[s->n_pool++] = true;
+            pthread_mutex_unlock(&s->mu);
+            return p;
+        }
+        pthread_cond_wait(&s->pool_cv, &s->mu);
+    }
+}
+
+static void give_connection(pg_store *s, srv_pg *p) {
+    if (p == NULL) return;
+    pthread_mutex_lock(&s->mu);
+    s->busy[p - s->pool] = false;
+    pthread_cond_signal(&s->pool_cv);
+    pthread_mutex_unlock(&s->mu);
+}
+
 static srv_auth_status pg_authenticate(srv_tenant_store *base, const char *key, bool admit, srv_tenant **tenant,
                                        const char **which, long *wait, char *err, size_t err_size) {
     pg_store *s = (pg_store *)base;
@@ -148,7 +202,10 @@ static srv_auth_status pg_authenticate(srv_tenant_store *base, const char *key, 
         return SRV_AUTH_UNAVAILABLE;
     }
     const char *params[] = {digest, admit ? "true" : "false"};
-    PGresult *r = srv_pg_exec(&s->auth, admit_sql, 2, params, err, err_size);
+    srv_pg *pg = take_connection(s);
+    PGresult *r = pg != NULL ? srv_pg_exec(pg, admit_sql, 2, params, err, err_size) : NULL;
+    if (pg == NULL) snprintf(err, err_size, "%s: no admission connection free", s->auth.masked);
+    give_connection(s, pg);
     if (r == NULL) return SRV_AUTH_UNAVAILABLE;
     srv_auth_status st = SRV_AUTH_UNKNOWN_KEY;
     if (PQntuples(r) == 1) {
@@ -183,18 +240,36 @@ static void *charge_main(void *arg) {
         while (s->head == NULL && !s->stopping) pthread_cond_wait(&s->cv, &s->mu);
         if (s->head == NULL) break;
         charge *c = s->head;
-        if ((s->head = c->next) == NULL) s->tail = NULL;
         pthread_mutex_unlock(&s->mu);
         char tokens[32], err[512];
         snprintf(tokens, sizeof tokens, "%lld", c->tokens);
         const char *params[] = {c->tenant, tokens};
         PGresult *r = srv_pg_exec(&s->charge_pg, charge_sql, 2, params, err, sizeof err);
-        if (r == NULL)
-            fprintf(stderr, "baichuan serve: tenants: %lld tokens of tenant '%s' not counted: %s\n", c->tokens,
-                    c->tenant, err);
         PQclear(r);
-        free(c);
         pthread_mutex_lock(&s->mu);
+        if (r == NULL) {
+            /* Kept at the head and sent again: a charge is not lost to an
+             * outage (a stopping server gives up after this try). */
+            if (s->stopping) {
+                fprintf(stderr, "baichuan serve: tenants: %ld charges not counted at shutdown: %s\n", s->n_charges,
+                        err);
+                while (s->head != NULL) {
+                    charge *next = s->head->next;
+                    free(s->head);
+                    s->head = next;
+                }
+                s->tail = NULL;
+                break;
+            }
+            struct timespec until;
+            clock_gettime(CLOCK_REALTIME, &until);
+            until.tv_sec += 1;
+            pthread_cond_timedwait(&s->cv, &s->mu, &until);
+            continue;
+        }
+        if ((s->head = c->next) == NULL) s->tail = NULL;
+        s->n_charges--;
+        free(c);
     }
     pthread_mutex_unlock(&s->mu);
     return NULL;
@@ -207,6 +282,14 @@ static void pg_charge(srv_tenant_store *base, srv_tenant *tenant, long long toke
     c->tenant = tenant->name;
     c->tokens = tokens;
     pthread_mutex_lock(&s->mu);
+    if (s->n_charges >= MAX_CHARGES) {
+        pthread_mutex_unlock(&s->mu);
+        fprintf(stderr, "baichuan serve: tenants: %d charges wait for the database: %lld tokens of '%s' not counted\n",
+                MAX_CHARGES, tokens, tenant->name);
+        free(c);
+        return;
+    }
+    s->n_charges++;
     if (s->tail)
         s->tail->next = c;
     else
@@ -214,6 +297,18 @@ static void pg_charge(srv_tenant_store *base, srv_tenant *tenant, long long toke
     s->tail = c;
     pthread_cond_signal(&s->cv);
     pthread_mutex_unlock(&s->mu);
+}
+
+static int pg_ping(srv_tenant_store *base, char *err, size_t err_size) {
+    pg_store *s = (pg_store *)base;
+    if (s->probe.url == NULL) {
+        srv_pg_mask(s->auth.url, s->probe.masked, sizeof s->probe.masked);
+        if ((s->probe.url = strdup(s->auth.url)) == NULL) {
+            snprintf(err, err_size, "out of memory");
+            return -1;
+        }
+    }
+    return srv_pg_run(&s->probe, "SELECT 1", err, err_size);
 }
 
 /* The administrator's side. */
@@ -295,7 +390,11 @@ static void pg_close(srv_tenant_store *base) {
         srv_pg_close(&s->charge_pg);
         pthread_cond_destroy(&s->cv);
     }
+    for (int i = 1; i < s->n_pool; i++) srv_pg_close(&s->pool[i]);
+    if (s->n_pool > 0) s->auth = s->pool[0]; /* moved there at open */
     srv_pg_close(&s->auth);
+    srv_pg_close(&s->probe);
+    pthread_cond_destroy(&s->pool_cv);
     while (s->tenants != NULL) {
         known *next = s->tenants->next;
         free(s->tenants->tenant.name);
@@ -310,6 +409,7 @@ static const srv_tenant_store_ops pg_ops = {
     .name = "postgresql",
     .authenticate = pg_authenticate,
     .charge = pg_charge,
+    .ping = pg_ping,
     .seed = NULL,
     .add = pg_add,
     .key_add = pg_key_add,
@@ -327,7 +427,9 @@ int srv_tenant_store_pg_open(srv_tenant_store **out, const char *url, bool for_s
     }
     s->base.ops = &pg_ops;
     pthread_mutex_init(&s->mu, NULL);
+    pthread_cond_init(&s->pool_cv, NULL);
     if (srv_pg_open(&s->auth, url, err, err_size) != 0) {
+        pthread_cond_destroy(&s->pool_cv);
         pthread_mutex_destroy(&s->mu);
         free(s);
         return -1;
@@ -347,6 +449,10 @@ int srv_tenant_store_pg_open(srv_tenant_store **out, const char *url, bool for_s
             goto fail;
         }
         s->charging = true;
+        /* The open connection is the pool's first; auth keeps its URL and
+         * masked form for the others (the server never uses auth itself). */
+        s->pool[0] = s->auth;
+        s->n_pool = 1;
     }
     *out = &s->base;
     return 0;

@@ -14,6 +14,9 @@ server) and from what the clients saw:
   - `baichuan usage --ledger postgresql://` totals equal the ledger's rows,
     and the clients' token tally equals the rows of what they saw;
   - a revoked key fails on every replica;
+  - a replica that stops answering /readyz (SIGSTOP) is taken out of nginx's
+    upstream by deploy/readyz-watch.sh, requests go to the others, and it is
+    put back once it answers again;
   - no key appears in any log (replicas, nginx, PostgreSQL).
 Fails (does not skip) when the fleet cannot start.
 """
@@ -195,6 +198,33 @@ def main():
         after = [post(int(p), doomed, {"prompt": "a", "max_tokens": 1})[0] for p in ports]
         check(all(s in (200, 429) for s in before), "the key worked on every replica before", before)
         check(all(s == 401 for s in after), "the revoked key fails on every replica", after)
+
+        # Readiness: a frozen replica is taken out of the upstream and put back (deploy/readyz-watch.sh).
+        conf = os.path.join(fdir, "nginx", "baichuan.conf")
+        frozen_pid, frozen_port = int(replicas[0][0]), replicas[0][1]
+
+        def is_down():
+            return any(f"127.0.0.1:{frozen_port} " in line and " down;" in line for line in open(conf))
+
+        demo = open(os.path.join(fdir, "demo.key")).read().strip()
+        os.kill(frozen_pid, signal.SIGSTOP)
+        try:
+            t0 = time.monotonic()
+            while not is_down() and time.monotonic() - t0 < 10:
+                time.sleep(0.1)
+            taken_out = time.monotonic() - t0
+            check(is_down(), "a frozen replica is taken out of the upstream", round(taken_out, 2))
+            time.sleep(0.5)  # nginx's reload
+            via = [post(nport, demo, {"prompt": "b", "max_tokens": 2}, timeout=10)[0] for _ in range(6)]
+            check(via == [200] * 6, "requests go to the other replicas meanwhile", via)
+        finally:
+            os.kill(frozen_pid, signal.SIGCONT)
+        t0 = time.monotonic()
+        while is_down() and time.monotonic() - t0 < 10:
+            time.sleep(0.1)
+        print("readiness: taken out after %.1f s, back in %.1f s after it answered" % (taken_out,
+                                                                                      time.monotonic() - t0))
+        check(not is_down(), "it is put back once ready")
 
         # No key in any log.
         restarted.send_signal(signal.SIGTERM)

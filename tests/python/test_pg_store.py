@@ -343,8 +343,9 @@ def main():
         t.check("database thawed: both replicas serve again", st == [200, 200], st)
 
         # The database goes away: 503 quickly; it comes back: service again.
-        # A third server keeps only its ledger there (no tenants).
-        servers.append(Server(args.bin, "--ledger", pg.url))
+        # A third server keeps only its ledger there (no tenants), and retries a failing write for 5 s
+        # (--ledger-wait) before it withholds the replies.
+        servers.append(Server(args.bin, "--ledger", pg.url, "--ledger-wait", "5"))
         t.check("PostgreSQL stopped", pg.stop("fast"))
         t0 = time.time()
         st, _, body = servers[2].post(COMP, {"prompt": "x", "max_tokens": 1}, timeout=30)
