@@ -11,13 +11,26 @@
  * and sends it. While a connection is suspended libmicrohttpd does not see a
  * disconnect, so the engine peeks at the socket (srv_request_check_gone).
  *
+ * libmicrohttpd's thread only moves bytes and answers what needs nothing
+ * but memory (/health, /livez, /readyz, the pages). Whatever may wait on a
+ * store or take long (authentication, /admin/usage, parsing a generation
+ * request: tokenizing, compiling a grammar, /tokenize) runs on a worker
+ * (workers.c) while the connection is suspended; the worker keeps its reply
+ * in the connection's state (send_bytes) and resumes the connection, and the
+ * handler, called again, queues it (flush_reply). Only this thread calls
+ * libmicrohttpd on a connection, except to resume it. Bounds: the workers'
+ * queue (--max-waiting) and wait (--max-wait), the request bodies buffered
+ * at once (--max-bodies), the connections (--max-connections): past them a
+ * request is answered 503 with Retry-After.
+ *
  * Why poll and not epoll: libmicrohttpd 0.9.75's edge-triggered epoll mode
  * loses the end of a client's stream when it arrives with the last request
  * bytes (it stops reading after a short read and waits for an edge that
  * never comes). A client that sends a partial request, or a request and
  * then shutdown(SHUT_WR), then held its connection until the idle timeout.
  * Level-triggered poll sees every end of stream; fuzz_http checks it. The
- * connections are bounded (1000), so poll's cost per wake is small.
+ * connections are bounded (--max-connections, 1000), so poll's cost per wake
+ * is small.
  */
 #include "http.h"
 
@@ -909,7 +922,7 @@ int srv_http_start(srv_http **out, const srv_http_config *cfg, const srv_model_i
     *out = h;
     return 0;
 fail:
-    srv_workers_stop(h->workers);
+    srv_workers_free(h->workers);
     free(h);
     return -1;
 }
@@ -928,13 +941,15 @@ int srv_http_pending(srv_http *h) { return atomic_load(&h->n_pending); }
 
 void srv_http_stop_workers(srv_http *h) {
     if (h == NULL) return;
-    srv_workers_stop(h->workers); /* each job finishes (within its store's bound) and resumes its connection */
-    h->workers = NULL;
+    /* Each job finishes (within its store's bound) and resumes its
+     * connection; a request dispatched later is shed (503). */
+    srv_workers_stop(h->workers);
 }
 
 void srv_http_stop(srv_http *h) {
     if (h == NULL) return;
     srv_http_stop_workers(h);
     MHD_stop_daemon(h->daemon);
+    srv_workers_free(h->workers);
     free(h);
 }

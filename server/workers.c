@@ -21,6 +21,7 @@ struct srv_workers {
     job *ring; /* (max_jobs) */
     int cap, head, len;
     bool stopping;
+    bool joined; /* srv_workers_stop has joined the threads */
     int n_threads;
     pthread_t *threads; /* (n_threads) */
 };
@@ -59,7 +60,7 @@ int srv_workers_start(srv_workers **out, int n_threads, int max_jobs, char *err,
     for (; w->n_threads < n_threads; w->n_threads++)
         if (pthread_create(&w->threads[w->n_threads], NULL, worker_main, w) != 0) {
             snprintf(err, err_size, "cannot start worker thread %d of %d", w->n_threads + 1, n_threads);
-            srv_workers_stop(w);
+            srv_workers_free(w);
             return -1;
         }
     *out = w;
@@ -86,12 +87,18 @@ int srv_workers_waiting(srv_workers *w) {
 }
 
 void srv_workers_stop(srv_workers *w) {
-    if (w == NULL) return;
+    if (w == NULL || w->joined) return; /* joined: only the stopping thread writes it */
     pthread_mutex_lock(&w->mu);
     w->stopping = true;
     pthread_cond_broadcast(&w->cv);
     pthread_mutex_unlock(&w->mu);
     for (int i = 0; i < w->n_threads; i++) pthread_join(w->threads[i], NULL);
+    w->joined = true;
+}
+
+void srv_workers_free(srv_workers *w) {
+    if (w == NULL) return;
+    srv_workers_stop(w);
     pthread_mutex_destroy(&w->mu);
     pthread_cond_destroy(&w->cv);
     free(w->threads);

@@ -22,8 +22,10 @@ int srv_workers_start(srv_workers **out, int n_threads, int max_jobs, char *err,
 int srv_workers_submit(srv_workers *w, void (*fn)(void *arg), void *arg);
 /* Jobs waiting for a thread (not those running). */
 int srv_workers_waiting(srv_workers *w);
-/* Runs every queued job, joins the threads and frees the pool. NULL is
- * ignored. */
+/* Refuses new jobs, runs every queued one and joins the threads; the pool
+ * stays valid (a later submit is refused). Again: nothing. NULL is ignored. */
 void srv_workers_stop(srv_workers *w);
+/* Stops the pool (srv_workers_stop) and frees it. NULL is ignored. */
+void srv_workers_free(srv_workers *w);
 
 #endif /* BC_WORKERS_H */
