@@ -140,7 +140,6 @@ typedef struct conn_state {
     bool key_present;       /* an Authorization header was sent */
     char *query[3];         /* /admin/usage: from, to, bucket (NULL when absent) */
     int fd;                 /* the client's socket */
-    double queued_at;       /* when it was handed to the workers */
     bool metrics_token;     /* /metrics with the --metrics-token: no tenant needed */
     long long body_counted; /* bytes of body added to h->body_bytes */
 } conn_state;
@@ -697,16 +696,23 @@ static enum MHD_Result do_readyz(conn_state *cs) {
  * round trip to the tenant store), the endpoint itself (a ledger query,
  * tokenizing, compiling a grammar). On a worker; the connection stays
  * suspended until it is done. */
+/* A worker's (or the janitor's) last step: the body's bytes leave the bound
+ * on bodies in flight, and the connection is resumed; its handler runs
+ * again and queues the reply (flush_reply) or starts the generation's
+ * (start_generate). */
+static void work_done(conn_state *cs) {
+    srv_http *h = cs->h;
+    srv_buf_free(&cs->body);
+    atomic_fetch_sub(&h->body_bytes, cs->body_counted);
+    cs->body_counted = 0;
+    cs->phase = PHASE_WORKED;
+    MHD_resume_connection(cs->conn);
+}
+
 static void work(void *arg) {
     conn_state *cs = arg;
     srv_http *h = cs->h;
     bool ok = true;
-    if (srv_now() - cs->queued_at > h->cfg->max_wait) {
-        /* It waited too long for a worker (every worker stuck on a slow
-         * store): answered now rather than later. */
-        shed(cs, "the server is waiting on its stores; retry shortly", "overloaded");
-        goto done;
-    }
     if (h->tenants != NULL && !cs->metrics_token) authenticate(cs, &ok);
     if (!ok) goto done;
     if (cs->route == ROUTE_ADMIN_USAGE && !cs->tenant->admin) {
@@ -727,11 +733,15 @@ static void work(void *arg) {
     default: break;
     }
 done:
-    srv_buf_free(&cs->body); /* read: its bytes leave the bound on bodies in flight */
-    atomic_fetch_sub(&h->body_bytes, cs->body_counted);
-    cs->body_counted = 0;
-    cs->phase = PHASE_WORKED;
-    MHD_resume_connection(cs->conn); /* its handler runs again: flush_reply or start_generate */
+    work_done(cs);
+}
+
+/* A request that waited --max-wait for a worker (every worker stuck on a
+ * slow store): answered now rather than later (the janitor's). */
+static void work_expired(void *arg) {
+    conn_state *cs = arg;
+    shed(cs, "the server is waiting on its stores; retry shortly", "overloaded");
+    work_done(cs);
 }
 
 /* Hands the request to a worker, the connection suspended meanwhile; a full
@@ -752,10 +762,9 @@ static enum MHD_Result dispatch(struct MHD_Connection *c, conn_state *cs) {
     const union MHD_ConnectionInfo *ci = MHD_get_connection_info(c, MHD_CONNECTION_INFO_CONNECTION_FD);
     cs->fd = ci ? ci->connect_fd : -1;
     cs->conn = c;
-    cs->queued_at = srv_now();
     cs->phase = PHASE_WORKING;
     MHD_suspend_connection(c); /* before the job is queued: its resume must come after */
-    if (srv_workers_submit(h->workers, work, cs) != 0) {
+    if (srv_workers_submit(h->workers, work, work_expired, cs) != 0) {
         shed(cs, "the server has too many requests waiting; retry shortly", "overloaded");
         cs->phase = PHASE_WORKED;
         MHD_resume_connection(c);
@@ -909,7 +918,7 @@ int srv_http_start(srv_http **out, const srv_http_config *cfg, const srv_model_i
         snprintf(err, err_size, "--host: '%s' is not an IPv4 address", cfg->host);
         goto fail;
     }
-    if (srv_workers_start(&h->workers, cfg->n_workers, cfg->max_waiting, err, err_size) != 0) goto fail;
+    if (srv_workers_start(&h->workers, cfg->n_workers, cfg->max_waiting, cfg->max_wait, err, err_size) != 0) goto fail;
     h->daemon = MHD_start_daemon(MHD_USE_POLL_INTERNAL_THREAD | MHD_ALLOW_SUSPEND_RESUME | MHD_USE_ITC, 0, NULL, NULL,
                                  handler, h, MHD_OPTION_SOCK_ADDR, &addr, MHD_OPTION_NOTIFY_COMPLETED, completed, h,
                                  MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)64 * 1024, MHD_OPTION_CONNECTION_TIMEOUT,

@@ -226,19 +226,22 @@ def pg_part(t, binary, work):
         for p in pids:
             os.kill(p, signal.SIGSTOP)
         metrics_times = []
-        # New requests during the freeze (the 16 streams are all running): 4 clients, non-streamed.
-        newcomers, stop_new = [], threading.Event()
+        # New requests during the freeze (the 16 streams are all running): 8 clients, non-streamed, more
+        # than the 4 workers, so some wait for one.
+        newcomers, shed_waits, stop_new = [], [], threading.Event()
 
         def newcomer(i):
             j = 0
             while not stop_new.is_set():
                 t_start = time.monotonic()
-                st, v, _ = post(s.port, keys[TENANTS[i % 3]], {"prompt": "新", "max_tokens": 4, "seed": j}, timeout=60)
+                st, v, dt = post(s.port, keys[TENANTS[i % 3]], {"prompt": "新", "max_tokens": 4, "seed": j}, timeout=60)
+                if st == 503 and v and v.get("error", {}).get("code") == "overloaded":
+                    shed_waits.append(dt)
                 newcomers.append((TENANTS[i % 3], st, v["id"] if st == 200 else None,
                                   v["usage"]["total_tokens"] if st == 200 else 0, [], t_start, time.monotonic()))
                 j += 1
 
-        new_threads = [threading.Thread(target=newcomer, args=(i,), daemon=True) for i in range(4)]
+        new_threads = [threading.Thread(target=newcomer, args=(i,), daemon=True) for i in range(8)]
         for th in new_threads:
             th.start()
         try:
@@ -290,6 +293,10 @@ def pg_part(t, binary, work):
         t.check("requests started during the freeze end with 200 or 503", set(statuses) <= {200, 503}, statuses)
         t.check("a refused request waits at most its bound (%.0f s)" % ADMISSION_BOUND, not late, late)
         t.check("requests started during the freeze are refused with 503", shed > 0, statuses)
+        print("freeze: %d shed as overloaded after waiting for a worker, the longest %.2f s (--max-wait 2 s)" % (
+            len(shed_waits), max(shed_waits, default=0)))
+        t.check("a request that waits for a worker is shed within --max-wait (+0.5 s)",
+                shed_waits and max(shed_waits) < 2.5, shed_waits)
 
         seen = [r for r in results if r[1] == 200]
         if st == 200:
