@@ -58,14 +58,17 @@ struct srv_http {
     const srv_http_config *cfg;
     const srv_model_info *mi;
     srv_scheduler *sched;
-    srv_tenant_store *tenants;      /* NULL: no authentication */
-    uint32_t id_salt;               /* random, drawn at start: part of every response id */
-    srv_ledger *ledger;             /* may be NULL */
-    atomic_int n_pending;           /* generation requests whose connection is still open */
-    srv_workers *workers;           /* what may wait or take long runs here, never on libmicrohttpd's thread */
-    atomic_llong body_bytes;        /* request bodies buffered now, over every connection (cfg->max_bodies_bytes) */
-    atomic_llong n_unauthenticated; /* 401s: counted here, not in the ledger */
-    atomic_llong n_shed;            /* 503s given because a bound was reached (workers, bodies, not ready) */
+    srv_tenant_store *tenants; /* NULL: no authentication */
+    uint32_t id_salt;          /* random, drawn at start: part of every response id */
+    srv_ledger *ledger;        /* may be NULL */
+    atomic_int n_pending;      /* generation requests whose connection is still open */
+
+    /* What may wait or take long runs on these, never on libmicrohttpd's thread. */
+    srv_workers *workers;
+    /* Request bodies buffered now, over every connection (cfg->max_bodies_bytes). */
+    atomic_llong body_bytes;
+    /* 401s (counted here, not in the ledger), and 503s given because a bound was reached. */
+    atomic_llong n_unauthenticated, n_shed;
 };
 
 typedef enum route {
