@@ -431,6 +431,8 @@ def pg_part(t, binary, work):
     finally:
         code = s.stop()
         t.check("the server stops cleanly", code == 0, code)
+        if t.failed:
+            print("the server's log (last 40 lines):\n" + "\n".join(s.log[-40:]))
         pg.destroy()
 
 
