@@ -434,6 +434,77 @@ int bc_context_n_batch(const bc_context *ctx);
 int bc_context_n_threads(const bc_context *ctx);
 
 /* ------------------------------------------------------------------------ */
+/* LoRA adapters                                                            */
+/* ------------------------------------------------------------------------ */
+
+/* A LoRA adapter for one model, as PEFT's save_pretrained writes it: a
+ * directory with adapter_config.json and adapter_model.safetensors or
+ * adapter_model.bin. Applied unmerged, on the fly, to any base dtype:
+ * y = W x + scale * B (A x), for the adapted matrices of the layers the
+ * adapter names. Immutable once loaded; may be shared by any number of
+ * threads and contexts; must outlive every sequence that runs under it. It
+ * holds only its own factors (r x (in + out) per matrix), never a copy of
+ * the base. */
+typedef struct bc_lora bc_lora;
+
+/* Modules an adapter may adapt (bits of bc_lora_info.modules). */
+typedef enum bc_lora_module {
+    BC_LORA_MODULE_W_PACK = 1 << 0, /* the fused Q/K/V matrix (B's rows split as W_pack's) */
+    BC_LORA_MODULE_O_PROJ = 1 << 1,
+    BC_LORA_MODULE_GATE_PROJ = 1 << 2,
+    BC_LORA_MODULE_UP_PROJ = 1 << 3,
+    BC_LORA_MODULE_DOWN_PROJ = 1 << 4,
+} bc_lora_module;
+
+/* Loads the adapter at path (its directory, or its adapter_config.json) for
+ * model. Its scale is lora_alpha / r (lora_alpha / sqrt(r) with use_rslora)
+ * times user_scale (1 = as trained). Anything the engine cannot apply exactly
+ * (another peft_type, DoRA, a bias other than "none", a module the model does
+ * not have, a rank or shape that does not match the base, a truncated or
+ * malformed file) is refused with BC_STATUS_ERROR_FORMAT or
+ * BC_STATUS_ERROR_MODEL and a one-line message in err naming the file,
+ * tensor or field. On success *out owns the adapter (bc_lora_free). */
+bc_status bc_lora_load(const bc_model *model, const char *path, float user_scale, bc_lora **out, char *err,
+                       size_t err_size);
+
+void bc_lora_free(bc_lora *lora);
+
+/* What an adapter is; filled by bc_lora_get_info(). Strings are valid while
+ * the adapter lives. */
+typedef struct bc_lora_info {
+    const char *path;  /* as given to bc_lora_load */
+    int rank;          /* r */
+    float alpha;       /* lora_alpha */
+    bool rslora;       /* use_rslora: scale alpha / sqrt(r) */
+    float scale;       /* the scale applied: alpha / r (or / sqrt(r)) times user_scale */
+    uint32_t modules;  /* bc_lora_module bits of the adapted modules */
+    int n_matrices;    /* adapted matrices (layers times modules) */
+    bc_dtype dtype;    /* element type the A and B factors are held in */
+    uint64_t bytes;    /* memory the adapter holds */
+    uint64_t id;       /* unique among the adapters this process has loaded; keys the prefix cache */
+} bc_lora_info;
+
+void bc_lora_get_info(const bc_lora *lora, bc_lora_info *info);
+
+/* Most adapters one sequence runs under at once. */
+#define BC_MAX_SEQ_LORAS 8
+
+/* Sets the adapters sequence seq runs under: n_loras (0 <= n_loras <=
+ * BC_MAX_SEQ_LORAS) adapters of this context's model, whose products add up;
+ * 0 = the base model alone (the default of every sequence). The sequence
+ * must hold no positions (bc_context_seq_len 0), so that all of its keys and
+ * values are computed under the same adapters; it keeps the setting through
+ * bc_context_seq_truncate, and bc_context_seq_fork gives it to the fork. The
+ * prefix cache keys its blocks by the adapters (their ids and scales) as well
+ * as the token ids: bc_context_seq_reuse gives a sequence only blocks computed
+ * under exactly its adapters. The context keeps the pointers, not copies.
+ * BC_STATUS_ERROR_ARGUMENT (nothing changes) for a non-empty sequence, an
+ * out-of-range seq or count, or an adapter of another model. A decode batch
+ * may mix sequences under different adapters and none: each sequence's
+ * logits are bit-identical to those it gets alone. */
+bc_status bc_context_seq_set_loras(bc_context *ctx, int seq, const bc_lora *const *loras, int n_loras);
+
+/* ------------------------------------------------------------------------ */
 /* Profile: where decode time goes                                          */
 /* ------------------------------------------------------------------------ */
 
