@@ -29,6 +29,7 @@
 
 #include <microhttpd.h>
 
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -62,6 +63,8 @@ typedef enum route {
     ROUTE_CHAT,
     ROUTE_ADMIN_PAGE,
     ROUTE_ADMIN_USAGE,
+    ROUTE_LOAD_ADAPTER,
+    ROUTE_UNLOAD_ADAPTER,
 } route;
 
 static const struct {
@@ -79,7 +82,11 @@ static const struct {
     {"/v1/chat/completions", "POST", ROUTE_CHAT},
     {"/admin", "GET", ROUTE_ADMIN_PAGE},
     {"/admin/usage", "GET", ROUTE_ADMIN_USAGE},
+    {"/v1/load_lora_adapter", "POST", ROUTE_LOAD_ADAPTER},
+    {"/v1/unload_lora_adapter", "POST", ROUTE_UNLOAD_ADAPTER},
 };
+
+typedef struct adapter_job adapter_job;
 
 /* Per-connection request state (libmicrohttpd's con_cls). */
 typedef struct conn_state {
@@ -92,6 +99,7 @@ typedef struct conn_state {
     bool answered;    /* a response was queued on the first call */
     srv_tenant *tenant;
     srv_request *req; /* a generation request handed to the scheduler */
+    adapter_job *job; /* an adapter being loaded for this connection */
     double t0;
 } conn_state;
 
@@ -244,14 +252,16 @@ static enum MHD_Result do_detokenize(struct MHD_Connection *c, conn_state *cs) {
     return send_json(c, cs, 200, out, NULL, NULL);
 }
 
+/* The base model, then the adapters the tenant may use (each with its
+ * parent, the base, and its root, the adapter's path, as vLLM lists them). */
 static enum MHD_Result do_models(struct MHD_Connection *c, conn_state *cs) {
     srv_http *h = cs->h;
     const srv_model_info *mi = h->mi;
-    return send_json(c, cs, 200,
-                     json_pack("{s:s, s:[{s:s, s:s, s:I, s:s, s:i}]}", "object", "list", "data", "id", mi->name,
-                               "object", "model", "created", (json_int_t)0, "owned_by", "baichuan.c", "context_length",
-                               mi->n_ctx),
-                     NULL, NULL);
+    json_t *list = json_pack("{s:s, s:[{s:s, s:s, s:I, s:s, s:i, s:s, s:n}]}", "object", "list", "data", "id", mi->name,
+                             "object", "model", "created", (json_int_t)0, "owned_by", "baichuan.c", "context_length",
+                             mi->n_ctx, "root", mi->name, "parent");
+    srv_adapters_models(mi->adapters, cs->tenant, mi->name, json_object_get(list, "data"));
+    return send_json(c, cs, 200, list, NULL, NULL);
 }
 
 static enum MHD_Result do_metrics(struct MHD_Connection *c, conn_state *cs) {
@@ -261,9 +271,26 @@ static enum MHD_Result do_metrics(struct MHD_Connection *c, conn_state *cs) {
     srv_metrics_request(cs->tenant ? cs->tenant->name : NULL, cs->path, 200); /* counted before rendering */
     char *text = srv_metrics_render(&st);
     if (text == NULL) return MHD_NO;
-    enum MHD_Result ok = send_bytes(c, 200, "text/plain; version=0.0.4; charset=utf-8", text, strlen(text), NULL, NULL);
+    srv_buf all = {0};
+    srv_buf_puts(&all, text);
     free(text);
+    srv_adapters_metrics(h->mi->adapters, &all);
+    if (all.data == NULL) return MHD_NO;
+    enum MHD_Result ok = send_bytes(c, 200, "text/plain; version=0.0.4; charset=utf-8", all.data, all.len, NULL, NULL);
+    srv_buf_free(&all);
     return ok;
+}
+
+/* The adapter the body's "model" names, with a reference, in *out: NULL for
+ * the base model (its own name, or no "model"). -1 when it names neither
+ * the base nor an adapter this tenant may use: the same answer whether the
+ * adapter exists or not, so a tenant learns nothing of others' adapters. */
+static int select_adapter(conn_state *cs, json_t *body, srv_adapter **out) {
+    json_t *model = json_object_get(body, "model");
+    *out = NULL;
+    if (!json_is_string(model) || strcmp(json_string_value(model), cs->h->mi->name) == 0) return 0;
+    *out = srv_adapters_acquire(cs->h->mi->adapters, json_string_value(model), cs->tenant);
+    return *out != NULL ? 0 : -1;
 }
 
 static enum MHD_Result do_generate(struct MHD_Connection *c, conn_state *cs) {
@@ -271,11 +298,23 @@ static enum MHD_Result do_generate(struct MHD_Connection *c, conn_state *cs) {
     enum MHD_Result ret;
     json_t *body = parse_body(c, cs, &ret);
     if (body == NULL) return ret;
+    srv_adapter *adapter = NULL;
+    if (select_adapter(cs, body, &adapter) != 0) {
+        char msg[200];
+        snprintf(msg, sizeof msg, "The model '%.100s' does not exist or you do not have access to it.",
+                 json_string_value(json_object_get(body, "model")));
+        json_decref(body);
+        return send_error(c, cs, 404, msg, "invalid_request_error", "model", "model_not_found", NULL, NULL);
+    }
     srv_error e;
     srv_request *r =
         srv_openai_parse(h->mi, cs->route == ROUTE_CHAT ? SRV_ENDPOINT_CHAT : SRV_ENDPOINT_COMPLETIONS, body, &e);
     json_decref(body);
-    if (r == NULL) return send_error(c, cs, (unsigned)e.status, e.message, e.type, e.param, e.code, NULL, NULL);
+    if (r == NULL) {
+        srv_adapter_release(adapter);
+        return send_error(c, cs, (unsigned)e.status, e.message, e.type, e.param, e.code, NULL, NULL);
+    }
+    r->adapter = adapter; /* the request's reference now */
     static atomic_ullong counter;
     /* The process's random salt keeps ids of replicas sharing a ledger apart. */
     snprintf(r->id, sizeof r->id, "%s-%llx%08x%06llx", cs->route == ROUTE_CHAT ? "chatcmpl" : "cmpl",
@@ -314,6 +353,124 @@ static enum MHD_Result do_generate(struct MHD_Connection *c, conn_state *cs) {
     }
     pthread_mutex_unlock(&r->mu);
     return MHD_YES;
+}
+
+/* ------------------------------------------------------------------------ */
+/* LoRA adapters loaded and unloaded while serving (admin only)             */
+/* ------------------------------------------------------------------------ */
+
+/* A load runs on a thread of its own, so that reading an adapter's file
+ * (megabytes to gigabytes) does not stall the HTTP thread: the connection
+ * is suspended meanwhile and resumed with the result. */
+struct adapter_job {
+    srv_http *h;
+    struct MHD_Connection *conn;
+    char *name, *path;
+    srv_adapter_status status;
+    char err[512];
+};
+
+static void *load_main(void *arg) {
+    adapter_job *job = arg;
+    job->status =
+        srv_adapters_load(job->h->mi->adapters, job->name, job->path, job->h->mi->name, job->err, sizeof job->err);
+    MHD_resume_connection(job->conn); /* the handler runs again and answers (finish_load) */
+    return NULL;
+}
+
+static void free_job(adapter_job *job) {
+    if (job == NULL) return;
+    free(job->name);
+    free(job->path);
+    free(job);
+}
+
+/* A string field of an adapter request's body, or NULL. */
+static const char *adapter_field(json_t *body, const char *key) {
+    json_t *v = json_object_get(body, key);
+    return json_is_string(v) && json_string_length(v) > 0 ? json_string_value(v) : NULL;
+}
+
+/* POST /v1/load_lora_adapter {"lora_name", "lora_path"} (vLLM's shape). */
+static enum MHD_Result do_load_adapter(struct MHD_Connection *c, conn_state *cs) {
+    srv_http *h = cs->h;
+    enum MHD_Result ret;
+    json_t *body = parse_body(c, cs, &ret);
+    if (body == NULL) return ret;
+    const char *name = adapter_field(body, "lora_name"), *path = adapter_field(body, "lora_path");
+    if (name == NULL || path == NULL) {
+        json_decref(body);
+        return send_error(c, cs, 400, "'lora_name' and 'lora_path' are required: the adapter's name and its directory",
+                          "invalid_request_error", name == NULL ? "lora_name" : "lora_path", NULL, NULL, NULL);
+    }
+    adapter_job *job = calloc(1, sizeof *job);
+    if (job == NULL || (job->name = strdup(name)) == NULL || (job->path = strdup(path)) == NULL) {
+        json_decref(body);
+        free_job(job);
+        return MHD_NO;
+    }
+    json_decref(body);
+    job->h = h;
+    job->conn = c;
+    cs->job = job;
+    atomic_fetch_add(&h->n_pending, 1); /* shutdown waits for it */
+    MHD_suspend_connection(c);
+    pthread_t t;
+    pthread_attr_t attr;
+    pthread_attr_init(&attr);
+    pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
+    if (pthread_create(&t, &attr, load_main, job) != 0) load_main(job); /* no thread: load here */
+    pthread_attr_destroy(&attr);
+    return MHD_YES;
+}
+
+/* The load's answer once its thread has resumed the connection. */
+static enum MHD_Result finish_load(struct MHD_Connection *c, conn_state *cs) {
+    adapter_job *job = cs->job;
+    switch (job->status) {
+    case SRV_ADAPTER_OK: break;
+    case SRV_ADAPTER_TAKEN:
+        return send_error(c, cs, 409, job->err, "invalid_request_error", "lora_name", "adapter_exists", NULL, NULL);
+    case SRV_ADAPTER_BAD_NAME:
+        return send_error(c, cs, 400, job->err, "invalid_request_error", "lora_name", NULL, NULL, NULL);
+    case SRV_ADAPTER_FAILED:
+        return send_error(c, cs, 400, job->err, "invalid_request_error", "lora_path", "invalid_adapter", NULL, NULL);
+    }
+    fprintf(stderr, "baichuan serve: adapter %s loaded from %s (by tenant %s)\n", job->name, job->path,
+            cs->tenant ? cs->tenant->name : "-");
+    char msg[200];
+    snprintf(msg, sizeof msg, "Success: LoRA adapter '%s' added successfully.", job->name);
+    return send_json(c, cs, 200,
+                     json_pack("{s:s, s:s, s:s}", "object", "lora_adapter", "id", job->name, "message", msg), NULL,
+                     NULL);
+}
+
+/* POST /v1/unload_lora_adapter {"lora_name"}: new requests for it are 404 at
+ * once; the ones running finish, and the last frees it. */
+static enum MHD_Result do_unload_adapter(struct MHD_Connection *c, conn_state *cs) {
+    srv_http *h = cs->h;
+    enum MHD_Result ret;
+    json_t *body = parse_body(c, cs, &ret);
+    if (body == NULL) return ret;
+    const char *name = adapter_field(body, "lora_name");
+    char msg[200];
+    int running = 0;
+    if (name == NULL) {
+        json_decref(body);
+        return send_error(c, cs, 400, "'lora_name' is required: the adapter's name", "invalid_request_error",
+                          "lora_name", NULL, NULL, NULL);
+    }
+    if (!srv_adapters_unload(h->mi->adapters, name, &running)) {
+        snprintf(msg, sizeof msg, "The LoRA adapter '%.100s' cannot be found.", name);
+        json_decref(body);
+        return send_error(c, cs, 404, msg, "invalid_request_error", "lora_name", "model_not_found", NULL, NULL);
+    }
+    fprintf(stderr, "baichuan serve: adapter %s unloaded (%d requests still running under it)\n", name, running);
+    snprintf(msg, sizeof msg, "Success: LoRA adapter '%.100s' removed successfully.", name);
+    json_t *out = json_pack("{s:s, s:s, s:s, s:i}", "object", "lora_adapter", "id", name, "message", msg,
+                            "running_requests", running);
+    json_decref(body);
+    return send_json(c, cs, 200, out, NULL, NULL);
 }
 
 /* ------------------------------------------------------------------------ */
@@ -358,11 +515,28 @@ static json_t *zero_counts(void) {
                      (json_int_t)0, "completion_tokens", (json_int_t)0);
 }
 
-/* GET /admin/usage?from=YYYY-MM-DD&to=YYYY-MM-DD&bucket=day|hour: the
- * ledger's requests and tokens per tenant and bucket, days inclusive (UTC).
- * {from, to, bucket, buckets: [every bucket of the range], tenants:
- * [{tenant, totals, buckets: [{bucket, requests, ...} non-empty only]}],
- * totals}. */
+/* The sums of one usage row into the entry of its adapter ("" the base
+ * model) in a tenant's adapters array. */
+static void add_adapter_counts(json_t *adapters, const char *adapter, const json_t *row) {
+    size_t i;
+    json_t *e;
+    json_array_foreach(adapters, i, e) {
+        if (strcmp(json_string_value(json_object_get(e, "adapter")), adapter) == 0) {
+            add_counts(json_object_get(e, "totals"), row);
+            return;
+        }
+    }
+    e = json_pack("{s:s, s:o}", "adapter", adapter, "totals", zero_counts());
+    add_counts(json_object_get(e, "totals"), row);
+    json_array_append_new(adapters, e);
+}
+
+/* GET /admin/usage?from=YYYY-MM-DD&to=YYYY-MM-DD&bucket=day|hour[&adapter=NAME]:
+ * the ledger's requests and tokens per tenant and bucket, days inclusive
+ * (UTC), of every request or only those under adapter NAME ("" the base
+ * model's). {from, to, bucket, buckets: [every bucket of the range],
+ * tenants: [{tenant, totals, buckets: [{bucket, requests, ...} non-empty
+ * only], adapters: [{adapter ("" the base model), totals}]}], totals}. */
 static enum MHD_Result do_admin_usage(struct MHD_Connection *c, conn_state *cs) {
     srv_http *h = cs->h;
     if (h->ledger == NULL)
@@ -371,6 +545,8 @@ static enum MHD_Result do_admin_usage(struct MHD_Connection *c, conn_state *cs) 
     const char *from_s = MHD_lookup_connection_value(c, MHD_GET_ARGUMENT_KIND, "from");
     const char *to_s = MHD_lookup_connection_value(c, MHD_GET_ARGUMENT_KIND, "to");
     const char *bucket = MHD_lookup_connection_value(c, MHD_GET_ARGUMENT_KIND, "bucket");
+    /* adapter=NAME: only requests under that adapter; adapter= (empty): the base model's */
+    const char *adapter_filter = MHD_lookup_connection_value(c, MHD_GET_ARGUMENT_KIND, "adapter");
     time_t from, to, today = (time_t)(srv_wall() / 86400.0) * 86400;
     if (bucket == NULL) bucket = "day";
     bool hourly = strcmp(bucket, "hour") == 0;
@@ -415,17 +591,28 @@ static enum MHD_Result do_admin_usage(struct MHD_Connection *c, conn_state *cs) 
     }
     size_t i;
     json_t *row;
-    json_array_foreach(rows, i, row) { /* ordered by tenant: one entry per run */
+    json_array_foreach(rows, i, row) { /* ordered by tenant, bucket, adapter: one entry per run */
         const char *name = json_string_value(json_object_get(row, "tenant"));
+        const char *adapter = json_string_value(json_object_get(row, "adapter"));
+        if (adapter_filter != NULL && strcmp(adapter_filter, adapter ? adapter : "") != 0) continue;
         if (current == NULL || strcmp(json_string_value(json_object_get(current, "tenant")), name) != 0) {
-            current = json_pack("{s:s, s:o, s:[]}", "tenant", name, "totals", zero_counts(), "buckets");
+            current =
+                json_pack("{s:s, s:o, s:[], s:[]}", "tenant", name, "totals", zero_counts(), "buckets", "adapters");
             json_array_append_new(tenants, current);
         }
         add_counts(json_object_get(current, "totals"), row);
         add_counts(totals, row);
+        add_adapter_counts(json_object_get(current, "adapters"), adapter ? adapter : "", row);
+        json_t *buckets_of = json_object_get(current, "buckets");
+        json_t *last = json_array_get(buckets_of, json_array_size(buckets_of) - 1);
+        if (last != NULL && json_equal(json_object_get(last, "bucket"), json_object_get(row, "bucket"))) {
+            add_counts(last, row); /* the same bucket under another adapter */
+            continue;
+        }
         json_t *entry = json_deep_copy(row);
         json_object_del(entry, "tenant");
-        json_array_append_new(json_object_get(current, "buckets"), entry);
+        json_object_del(entry, "adapter");
+        json_array_append_new(buckets_of, entry);
     }
     json_decref(rows);
     return send_json(c, cs, 200,
@@ -523,7 +710,8 @@ static enum MHD_Result first_call(struct MHD_Connection *c, conn_state *cs, cons
     }
     /* The admin endpoints exist only with a tenant store: without one there
      * is no key, so no admin, and nothing to show to anyone. */
-    bool admin_route = cs->route == ROUTE_ADMIN_PAGE || cs->route == ROUTE_ADMIN_USAGE;
+    bool admin_route = cs->route == ROUTE_ADMIN_PAGE || cs->route == ROUTE_ADMIN_USAGE ||
+                       cs->route == ROUTE_LOAD_ADAPTER || cs->route == ROUTE_UNLOAD_ADAPTER;
     if (admin_route && h->tenants == NULL)
         return send_error(c, cs, 404,
                           "The admin endpoints need a tenant store (start the server with --tenants STORE) and the "
@@ -536,7 +724,7 @@ static enum MHD_Result first_call(struct MHD_Connection *c, conn_state *cs, cons
         enum MHD_Result r = authenticate(c, cs, &ok);
         if (!ok) return r;
     }
-    if (cs->route == ROUTE_ADMIN_USAGE && !cs->tenant->admin) {
+    if (admin_route && cs->route != ROUTE_ADMIN_PAGE && !cs->tenant->admin) {
         char msg[200];
         snprintf(msg, sizeof msg, "Tenant '%.100s' is not an admin (baichuan tenants add NAME --admin).",
                  cs->tenant->name);
@@ -592,6 +780,7 @@ static enum MHD_Result handler(void *cls, struct MHD_Connection *c, const char *
     }
     if (cs->too_large) return too_large(c, cs);
     if (cs->req != NULL) return finish_generate(c, cs);
+    if (cs->job != NULL) return finish_load(c, cs);
     switch (cs->route) {
     case ROUTE_PAGE:
         srv_metrics_request(NULL, cs->path, 200);
@@ -607,6 +796,8 @@ static enum MHD_Result handler(void *cls, struct MHD_Connection *c, const char *
     case ROUTE_DETOKENIZE: return do_detokenize(c, cs);
     case ROUTE_COMPLETIONS:
     case ROUTE_CHAT: return do_generate(c, cs);
+    case ROUTE_LOAD_ADAPTER: return do_load_adapter(c, cs);
+    case ROUTE_UNLOAD_ADAPTER: return do_unload_adapter(c, cs);
     case ROUTE_NONE: break;
     }
     return MHD_NO;
@@ -626,6 +817,10 @@ static void completed(void *cls, struct MHD_Connection *c, void **con_cls, enum 
         r->fd = -1;
         pthread_mutex_unlock(&r->mu);
         srv_request_unref(r);
+        atomic_fetch_sub(&h->n_pending, 1);
+    }
+    if (cs->job != NULL) { /* its thread has resumed the connection: it is done with the job */
+        free_job(cs->job);
         atomic_fetch_sub(&h->n_pending, 1);
     }
     srv_buf_free(&cs->body);

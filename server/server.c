@@ -29,6 +29,7 @@
  */
 #include "server.h"
 
+#include "adapters.h"
 #include "grammars.h"
 #include "http.h"
 #include "ledger.h"
@@ -43,6 +44,7 @@
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 #include <unistd.h>
 
 struct srv_server {
@@ -107,7 +109,20 @@ int srv_server_start(srv_server **out, const srv_config *cfg, const bc_model *mo
                              .chat = bc_chat_default_params(tok),
                              .n_vocab = ti.n_vocab < info.n_vocab ? ti.n_vocab : info.n_vocab,
                              .n_ctx = bc_context_n_ctx(ctx),
-                             .max_messages = cfg->max_messages};
+                             .max_messages = cfg->max_messages,
+                             .adapters = srv_adapters_new(model)};
+    if (s->mi.adapters == NULL) {
+        snprintf(err, err_size, "out of memory");
+        goto fail;
+    }
+    for (int i = 0; i < cfg->n_loras; i++) {
+        char why[768];
+        if (srv_adapters_load(s->mi.adapters, cfg->lora_names[i], cfg->lora_paths[i], cfg->model_name, why,
+                              sizeof why) != SRV_ADAPTER_OK) {
+            snprintf(err, err_size, "--lora %s=%s: %s", cfg->lora_names[i], cfg->lora_paths[i], why);
+            goto fail;
+        }
+    }
     if (cfg->ledger_path != NULL) {
         if (srv_ledger_open(&s->ledger, cfg->ledger_path, err, err_size) != 0) goto fail;
         if (tenants != NULL && tenants->ops->seed != NULL) tenants->ops->seed(tenants, ledger_tokens_today, s->ledger);
@@ -156,8 +171,9 @@ void srv_server_stop(srv_server *s) {
         while (srv_http_pending(s->http) > 0 && srv_now() < until) usleep(10 * 1000);
     }
     srv_http_stop(s->http);
-    srv_ledger_close(s->ledger); /* commits whatever is still queued */
-    srv_grammar_cache_clear();   /* before the tokenizer the grammars are bound to */
+    srv_ledger_close(s->ledger);       /* commits whatever is still queued */
+    srv_adapters_free(s->mi.adapters); /* no request holds one any more */
+    srv_grammar_cache_clear();         /* before the tokenizer the grammars are bound to */
     srv_metrics_free();
     free(s);
 }
@@ -276,19 +292,28 @@ int srv_run(const srv_config *cfg, const bc_model *model, const bc_tokenizer *to
     }
     bc_kv_stats kv;
     bc_context_kv_stats(ctx, &kv);
+    int n_adapters;
+    const unsigned long long adapter_bytes = srv_adapters_bytes(s->mi.adapters, &n_adapters);
     fprintf(stderr,
             "baichuan serve: memory bound %.2f GiB = weights %.2f GiB + KV pool %.2f GiB (%d blocks x %d "
-            "positions x %.0f KiB, %s) + scratch and tables %.2f GiB; plus request buffers (at most %d requests "
-            "of %zu-byte bodies)\n",
-            gib(mem.resident + mem.ctx_bytes), gib(mem.resident), gib(kv.bytes), kv.n_blocks, kv.block_size,
-            (double)mem.per_pos / 1024, bc_dtype_name(cp.cache_type), gib(mem.ctx_bytes - kv.bytes),
-            cfg->max_queue + cfg->n_parallel, cfg->max_body);
+            "positions x %.0f KiB, %s) + scratch and tables %.2f GiB + %d LoRA adapters %.3f GiB; plus request "
+            "buffers (at most %d requests of %zu-byte bodies) and adapters loaded later\n",
+            gib(mem.resident + mem.ctx_bytes + adapter_bytes), gib(mem.resident), gib(kv.bytes), kv.n_blocks,
+            kv.block_size, (double)mem.per_pos / 1024, bc_dtype_name(cp.cache_type), gib(mem.ctx_bytes - kv.bytes),
+            n_adapters, gib(adapter_bytes), cfg->max_queue + cfg->n_parallel, cfg->max_body);
     fprintf(stderr,
             "baichuan serve: %s on http://%s:%d (%d sequences sharing %d KV positions, up to %d each; prefix cache "
             "%s; batch %d, step %d tokens, %d threads)\n",
             s->mi.name, cfg->host, srv_server_port(s), cfg->n_parallel, bc_context_n_kv(ctx), cp.n_ctx,
             cp.prefix_cache ? "on" : "off", cp.n_batch, srv_scheduler_step_tokens(ctx, cfg->step_tokens),
             bc_context_n_threads(ctx));
+    srv_buf adapters = {0};
+    srv_adapters_describe(s->mi.adapters, &adapters);
+    if (adapters.data != NULL) { /* one line each, after the memory bound they add to */
+        for (char *line = adapters.data, *end; (end = strchr(line, '\n')) != NULL; line = end + 1)
+            fprintf(stderr, "baichuan serve: %.*s\n", (int)(end - line), line);
+    }
+    srv_buf_free(&adapters);
 
     sigset_t sigs;
     shutdown_signals(&sigs);

@@ -35,6 +35,11 @@ typedef struct srv_config {
     int shutdown_wait;       /* seconds SIGTERM waits for running requests */
     const char *ledger_path; /* a SQLite file or a postgresql:// URL; NULL: no ledger */
     const char *model_name;  /* the model's name in responses, /v1/models and the ledger */
+    /* LoRA adapters loaded at start (serve --lora NAME=PATH): n_loras names
+     * and the paths of their directories. */
+    const char *const *lora_names;
+    const char *const *lora_paths;
+    int n_loras;
 } srv_config;
 
 typedef struct srv_server srv_server;
@@ -45,8 +50,8 @@ typedef struct srv_server srv_server;
  * thread starts: before the model is loaded or a store is opened. */
 void srv_signals_block(void);
 
-/* Starts serving model with tok on ctx (its sequences are the slots): opens
- * the ledger, seeds the tenants' daily counts from it, starts the engine
+/* Starts serving model with tok on ctx (its sequences are the slots): loads
+ * cfg's adapters, opens the ledger, seeds the tenants' daily counts from it, starts the engine
  * thread and the HTTP thread. tenants (NULL: no keys needed), model, tok
  * and ctx are borrowed and must outlive the server. 0, or -1 with the
  * reason in err (nothing is left running). */
