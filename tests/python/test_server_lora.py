@@ -1,0 +1,305 @@
+#!/usr/bin/python3
+"""`baichuan serve --lora NAME=PATH`: LoRA adapters served per tenant.
+
+Two tenants, three adapters at start (PEFT files written here with numpy, in
+the layout of PEFT's save_pretrained), the prefix cache on:
+- each tenant's greedy replies under its adapters equal `baichuan run --lora`
+  greedy text (the CLI: no server, no prefix cache), and differ from the
+  base's; the base's equal `baichuan run`;
+- an adapter the tenant may not use is 404 exactly as one that does not exist;
+  /v1/models lists the base and the tenant's adapters only;
+- the same prompt under two adapters in turn reuses no block of the other's
+  (usage cached_tokens and the prefix-cache counters of /metrics), and under
+  the same adapter again it does;
+- an admin hot-loads an adapter that then serves (400 for a bad file, 409 for
+  a taken name, 403 for a tenant that is not admin), unloads it during a
+  running stream, which finishes, while new requests for it are 404;
+- /metrics shows each adapter's bytes (r x (in + out) per matrix, f16 or f32,
+  and a few KiB of tables);
+- the ledger's rows carry the adapter (`baichuan usage --by-adapter`).
+
+    test_server_lora.py --bin build/baichuan --work DIR
+"""
+import argparse
+import json
+import os
+import re
+import shutil
+import struct
+import subprocess
+import sys
+import threading
+import time
+
+import numpy as np
+
+import bc_testlib
+from server_util import Server, parse_sse, stream_text, wait_for, DEFAULT_MODEL
+
+COMP = "/v1/completions"
+KEY_A, KEY_B = "key-alpha-0123456789", "key-beta-9876543210"
+PROMPT = ("Once upon a time there was a little girl who lived in a village near the forest. "
+          "Whenever she went out, the little girl wore a red riding cloak, so everyone in the village called her")
+N_TOKENS = 24
+MODULES = {"W_pack": "self_attn", "o_proj": "self_attn", "gate_proj": "mlp", "up_proj": "mlp", "down_proj": "mlp"}
+
+
+def bearer(key):
+    return {"Authorization": "Bearer " + key}
+
+
+def write_safetensors(path, tensors):
+    """The safetensors format: an 8-byte little-endian header length, a JSON
+    header of {name: {dtype, shape, data_offsets}}, then the raw data."""
+    header, blobs, offset = {}, [], 0
+    for name, a in tensors.items():
+        b = np.ascontiguousarray(a, dtype="<f4").tobytes()
+        header[name] = {"dtype": "F32", "shape": list(a.shape), "data_offsets": [offset, offset + len(b)]}
+        blobs.append(b)
+        offset += len(b)
+    h = json.dumps(header).encode()
+    h += b" " * (-len(h) % 8)
+    with open(path, "wb") as f:
+        f.write(struct.pack("<Q", len(h)) + h + b"".join(blobs))
+
+
+def make_adapter(d, cfg, modules, r, alpha, seed):
+    """A PEFT adapter directory for the model of cfg; returns its expected
+    factor elements (r x (in + out) summed over the matrices)."""
+    os.makedirs(d, exist_ok=True)
+    h, ff = cfg["hidden_size"], cfg["intermediate_size"]
+    shapes = {"W_pack": (3 * h, h), "o_proj": (h, h), "gate_proj": (ff, h), "up_proj": (ff, h), "down_proj": (h, ff)}
+    rng = np.random.default_rng(seed)
+    tensors, elements = {}, 0
+    for layer in range(cfg["num_hidden_layers"]):
+        for m in modules:
+            out_f, in_f = shapes[m]
+            key = "base_model.model.model.layers.%d.%s.%s" % (layer, MODULES[m], m)
+            # PEFT starts B at zero; a trained adapter's is not, and a random one
+            # of this size moves greedy text away from the base's.
+            tensors[key + ".lora_A.weight"] = rng.normal(0, 1 / np.sqrt(in_f), (r, in_f))
+            tensors[key + ".lora_B.weight"] = rng.normal(0, 0.15, (out_f, r))
+            elements += r * (in_f + out_f)
+    write_safetensors(os.path.join(d, "adapter_model.safetensors"), tensors)
+    with open(os.path.join(d, "adapter_config.json"), "w") as f:
+        json.dump({"peft_type": "LORA", "task_type": "CAUSAL_LM", "r": r, "lora_alpha": alpha,
+                   "target_modules": list(modules), "lora_dropout": 0.1, "use_rslora": False,
+                   "fan_in_fan_out": False, "bias": "none", "base_model_name_or_path": "models/default"}, f)
+    return elements
+
+
+def cli_greedy(binary, adapter_dir, prompt=PROMPT, n=N_TOKENS):
+    cmd = [binary, "run", "-m", DEFAULT_MODEL, "-t", "1", "-p", prompt, "-n", str(n), "--temp", "0",
+           "--repeat-penalty", "1"]
+    if adapter_dir:
+        cmd += ["--lora", adapter_dir]
+    r = subprocess.run(cmd, capture_output=True, timeout=120)
+    if r.returncode != 0:
+        return None, r.stderr.decode()
+    return r.stdout.decode(), ""
+
+
+def complete(s, key, model, prompt=PROMPT, n=N_TOKENS):
+    body = {"prompt": prompt, "max_tokens": n, "temperature": 0, "repetition_penalty": 1.0}
+    if model is not None:
+        body["model"] = model
+    return s.post(COMP, body, headers=bearer(key))
+
+
+def text_of(body):
+    return body["choices"][0]["text"] if isinstance(body, dict) and "choices" in body else None
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--bin", required=True)
+    ap.add_argument("--work", required=True)
+    args = ap.parse_args()
+    shutil.rmtree(args.work, ignore_errors=True)
+    os.makedirs(args.work)
+    t = bc_testlib.Tally()
+    with open(os.path.join(DEFAULT_MODEL, "config.json")) as f:
+        cfg = json.load(f)
+
+    # a: the official recipe (r 1 on W_pack); b: r 4 on all five modules;
+    # c: r 2 on o_proj and down_proj; d: hot-loaded later (r 8 on the MLP).
+    specs = {"a": (["W_pack"], 1, 32), "b": (list(MODULES), 4, 8), "c": (["o_proj", "down_proj"], 2, 4),
+             "d": (["gate_proj", "up_proj", "down_proj"], 8, 16)}
+    dirs, elements = {}, {}
+    for i, (name, (mods, r, alpha)) in enumerate(specs.items()):
+        dirs[name] = os.path.join(args.work, "adapter_" + name)
+        elements[name] = make_adapter(dirs[name], cfg, mods, r, alpha, 100 + i)
+
+    # The CLI's greedy text for each adapter and the base: the reference.
+    want = {}
+    for name in [None, "a", "b", "c", "d"]:
+        text, err = cli_greedy(args.bin, dirs.get(name))
+        t.check("run --lora %s: greedy text" % (name or "(base)"), text is not None, err)
+        want[name] = text
+    t.check("each adapter's CLI text differs from the base's",
+            all(want[n] is not None and want[n] != want[None] for n in "abcd"), want)
+
+    tenants = os.path.join(args.work, "tenants.json")
+    with open(tenants, "w") as f:
+        json.dump({"tenants": [
+            {"name": "alpha", "keys": [KEY_A], "adapters": ["a", "b"]},
+            {"name": "beta", "keys": [KEY_B], "adapters": ["c", "d"], "admin": True},
+        ]}, f)
+    ledger = os.path.join(args.work, "ledger.sqlite")
+    s = Server(args.bin, "--tenants", tenants, "--ledger", ledger, "--parallel", "2",
+               "--lora", "a=" + dirs["a"], "--lora", "b=" + dirs["b"], "--lora", "c=" + dirs["c"])
+    base_name = None
+    try:
+        t.check("start-up log names each adapter with its bytes",
+                all(any(re.search(r"adapter %s: .*MiB" % n, line) for line in s.log) for n in "abc"), s.log)
+        st, _, models = s.request("GET", "/v1/models", headers=bearer(KEY_A))
+        ids = [m["id"] for m in models.get("data", [])] if st == 200 else []
+        base_name = ids[0] if ids else None
+        t.check("/v1/models for alpha: the base, then a and b (with parent and root)",
+                st == 200 and ids[1:] == ["a", "b"] and
+                all(m["parent"] == base_name and m["root"] for m in models["data"][1:]), models)
+        st, _, models = s.request("GET", "/v1/models", headers=bearer(KEY_B))
+        t.check("/v1/models for beta: the base and c", st == 200 and [m["id"] for m in models["data"]][1:] == ["c"],
+                models)
+
+        # Replies against the CLI, the prefix cache on, the prompt's blocks
+        # shared by every request: a, a again, b, base, then beta's c.
+        _, m0 = s.metrics(headers=bearer(KEY_B))
+        replies = {}
+        for key, model, label in [(KEY_A, "a", "a"), (KEY_A, "a", "a2"), (KEY_A, "b", "b"), (KEY_A, None, "base"),
+                                  (KEY_A, base_name, "base2"), (KEY_B, "c", "c")]:
+            _, m1 = s.metrics(headers=bearer(KEY_B))
+            st, _, body = complete(s, key, model)
+            _, m2 = s.metrics(headers=bearer(KEY_B))
+            hit = m2["baichuan_prefix_cache_hit_tokens_total"] - m1["baichuan_prefix_cache_hit_tokens_total"]
+            cached = body["usage"]["prompt_tokens_details"]["cached_tokens"] if st == 200 else None
+            replies[label] = (st, text_of(body), body.get("model") if isinstance(body, dict) else None, hit, cached)
+        for label, name in [("a", "a"), ("a2", "a"), ("b", "b"), ("base", None), ("base2", None), ("c", "c")]:
+            st, text, model, hit, cached = replies[label]
+            t.check("%s: greedy reply == run --lora %s" % (label, name or "(none)"),
+                    st == 200 and text == want[name] and model == (name or base_name),
+                    (st, text, want[name], model))
+        # The cache: a's second request reuses a's blocks; b, the base and c reuse none of them.
+        t.check("a again: its own blocks reused (cached_tokens == hit tokens > 0)",
+                replies["a2"][4] > 0 and replies["a2"][3] == replies["a2"][4], replies["a2"])
+        for label in ["b", "base", "c"]:
+            t.check("%s after a: no block of another adapter reused (cached_tokens 0, no hit)" % label,
+                    replies[label][4] == 0 and replies[label][3] == 0, replies[label])
+        t.check("the base named by its own name reuses the base's blocks", replies["base2"][4] > 0, replies["base2"])
+
+        # Another tenant's adapter is 404 exactly as an absent one.
+        st1, _, b1 = complete(s, KEY_A, "c")
+        st2, _, b2 = complete(s, KEY_A, "zz")
+        same = (st1 == st2 == 404 and b1["error"]["code"] == b2["error"]["code"] == "model_not_found" and
+                b1["error"]["message"].replace("'c'", "X") == b2["error"]["message"].replace("'zz'", "X"))
+        t.check("alpha asking for beta's adapter: 404 model_not_found, as for an absent one", same, (b1, b2))
+        st, _, b1 = complete(s, KEY_B, "a")
+        t.check("beta asking for alpha's adapter: 404", st == 404, b1)
+
+        # /metrics: each adapter's bytes are its factors' (f16 or f32).
+        text, m = s.metrics(headers=bearer(KEY_B))
+        ok = True
+        for n in "abc":
+            got = [v for k, v in m.items() if k.startswith('baichuan_lora_adapter_bytes{adapter="%s"' % n)]
+            # the factors in f16 or f32, and a few KiB of tables at most (a copy
+            # of a base matrix would be far more: W_pack alone is 768 KiB in f32)
+            ok &= len(got) == 1 and any(0 <= got[0] - k * elements[n] <= 8192 for k in (2, 4))
+        t.check("/metrics: adapter bytes = r x (in + out) per matrix x 2 or 4 (+ <= 8 KiB)", ok and
+                m.get("baichuan_lora_adapters") == 3, [l for l in text.splitlines() if "lora" in l])
+
+        # Hot loading: admin only, a bad file is 400 with the loader's message, a taken name 409.
+        load = "/v1/load_lora_adapter"
+        st, _, body = s.post(load, {"lora_name": "d", "lora_path": dirs["d"]}, headers=bearer(KEY_A))
+        t.check("load by a tenant that is not admin: 403", st == 403, body)
+        bad = os.path.join(args.work, "bad_adapter")
+        shutil.copytree(dirs["a"], bad)
+        with open(os.path.join(bad, "adapter_config.json")) as f:
+            bad_cfg = json.load(f)
+        bad_cfg["r"] = 3  # the tensors' rank is 1
+        with open(os.path.join(bad, "adapter_config.json"), "w") as f:
+            json.dump(bad_cfg, f)
+        st, _, body = s.post(load, {"lora_name": "bad", "lora_path": bad}, headers=bearer(KEY_B))
+        t.check("load of a mismatched adapter: 400 with the loader's one-line message",
+                st == 400 and "\n" not in body["error"]["message"] and len(body["error"]["message"]) > 10, body)
+        st, _, body = s.post(load, {"lora_name": "e", "lora_path": os.path.join(args.work, "nowhere")},
+                             headers=bearer(KEY_B))
+        t.check("load of a missing directory: 400", st == 400, body)
+        st, _, body = s.post(load, {"lora_name": "c", "lora_path": dirs["d"]}, headers=bearer(KEY_B))
+        t.check("load under a taken name: 409", st == 409, body)
+        st, _, body = complete(s, KEY_B, "d")
+        t.check("d before it is loaded: 404", st == 404, body)
+        st, _, body = s.post(load, {"lora_name": "d", "lora_path": dirs["d"]}, headers=bearer(KEY_B))
+        t.check("hot load of d: 200", st == 200, body)
+        st, _, body = complete(s, KEY_B, "d")
+        t.check("d, hot-loaded: greedy reply == run --lora d", st == 200 and text_of(body) == want["d"],
+                (st, text_of(body), want["d"]))
+
+        # Unload during a running stream: it finishes; new requests are 404.
+        long_n = 160
+        result = {}
+
+        def streamer():
+            result["r"] = s.stream(COMP, {"prompt": PROMPT, "max_tokens": long_n, "temperature": 0,
+                                          "repetition_penalty": 1.0, "model": "d", "stream": True,
+                                          "stream_options": {"include_usage": True}}, headers=bearer(KEY_B))
+
+        th = threading.Thread(target=streamer)
+        th.start()
+        running = wait_for(lambda: s.metrics(headers=bearer(KEY_B))[1].get(
+            'baichuan_lora_adapter_requests{adapter="d"}', 0) >= 1, timeout=30, step=0.02)
+        st, _, body = s.post("/v1/unload_lora_adapter", {"lora_name": "d"}, headers=bearer(KEY_B))
+        t.check("unload d while a stream runs under it: 200, one request still running",
+                running and st == 200 and body.get("running_requests") == 1, (running, st, body))
+        st, _, body = complete(s, KEY_B, "d")
+        t.check("d after unload: 404 at once", st == 404, body)
+        th.join(120)
+        st, events, done = result.get("r", (None, [], False))
+        text, finish = stream_text(events) if st == 200 else (None, None)
+        usage = [e["usage"] for e in events if e.get("usage")] if st == 200 else []
+        ref, err = cli_greedy(args.bin, dirs["d"], n=long_n)
+        t.check("the stream running at unload finished: all its tokens, == run --lora d",
+                st == 200 and done and finish in ("length", "stop") and text == ref and
+                (finish == "stop" or usage[-1]["completion_tokens"] == long_n), (st, finish, text, ref, err))
+        st, _, body = s.post("/v1/unload_lora_adapter", {"lora_name": "d"}, headers=bearer(KEY_B))
+        t.check("unload of an adapter not loaded: 404", st == 404, body)
+        _, m = s.metrics(headers=bearer(KEY_B))
+        t.check("/metrics after unload: three adapters", m.get("baichuan_lora_adapters") == 3, m)
+    finally:
+        code = s.stop()
+    t.check("server exits 0 on SIGTERM", code == 0, "\n".join(s.log[-20:]))
+
+    # The ledger: one row per request with its adapter, read by baichuan usage.
+    r = subprocess.run([args.bin, "usage", "--ledger", ledger, "--by-adapter", "--json"], capture_output=True,
+                       timeout=60)
+    rows = json.loads(r.stdout)["tenants"] if r.returncode == 0 else []
+    got = {(x["tenant"], x["adapter"]): x["requests"] for x in rows}
+    t.check("usage --by-adapter: alpha a 2 (+404s on none), b 1, base 2; beta c 1, d 2",
+            got.get(("alpha", "a")) == 2 and got.get(("alpha", "b")) == 1 and got.get(("beta", "c")) == 1 and
+            got.get(("beta", "d")) == 2, (got, r.stderr))
+    r = subprocess.run([args.bin, "usage", "--ledger", ledger, "--adapter", "d", "--json"], capture_output=True,
+                       timeout=60)
+    rows = json.loads(r.stdout)["tenants"] if r.returncode == 0 else []
+    t.check("usage --adapter d: beta's 2 requests only",
+            [(x["tenant"], x["requests"]) for x in rows] == [("beta", 2)], (rows, r.stderr))
+
+    # baichuan tenants set --adapters, and bad lists.
+    r = subprocess.run([args.bin, "tenants", "--store", tenants, "set", "alpha", "--adapters", "a,c"],
+                       capture_output=True, timeout=60)
+    with open(tenants) as f:
+        doc = json.load(f)
+    t.check("tenants set alpha --adapters a,c: written to the file",
+            r.returncode == 0 and doc["tenants"][0]["adapters"] == ["a", "c"], (r.stderr, doc))
+    r = subprocess.run([args.bin, "tenants", "--store", tenants, "set", "alpha", "--adapters", "a,,b"],
+                       capture_output=True, timeout=60)
+    t.check("tenants set with a bad list: exit 1, one line", r.returncode == 1 and
+            len(r.stderr.decode().strip().splitlines()) == 1, r.stderr)
+    r = subprocess.run([args.bin, "serve", "--lora", "x=" + os.path.join(args.work, "nowhere"), "--port", "0"],
+                       capture_output=True, timeout=60)
+    lines = [x for x in r.stderr.decode().splitlines() if x.strip()]
+    t.check("serve --lora with a missing adapter: exit 1, one line naming it",
+            r.returncode == 1 and len(lines) == 1 and "nowhere" in lines[0], r.stderr)
+    return t.finish()
+
+
+if __name__ == "__main__":
+    sys.exit(main())
