@@ -14,7 +14,10 @@
  * its own logits; otherwise the longest prefix found in the prefix cache
  * (computed once, shared by every request that starts with it). The blocks
  * for the rest are reserved, so a choice once admitted is never short of
- * memory for its prompt. A choice whose sibling is still computing the
+ * memory for its prompt. A request under a LoRA adapter has its sequence
+ * set to it first (bc_context_seq_set_loras, on the empty sequence), so the
+ * prefix cache gives it only blocks computed under the same adapter; a
+ * freed slot goes back to the base model. A choice whose sibling is still computing the
  * prompt waits at the head (so the prompt is computed once), as does one
  * whose ids start with whole blocks a running slot is computing.
  *

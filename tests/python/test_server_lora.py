@@ -96,7 +96,8 @@ def cli_greedy(binary, adapter_dir, prompt=PROMPT, n=N_TOKENS):
     r = subprocess.run(cmd, capture_output=True, timeout=120)
     if r.returncode != 0:
         return None, r.stderr.decode()
-    return r.stdout.decode(), ""
+    out = r.stdout.decode()
+    return out[:-1] if out.endswith("\n") else out, ""  # run ends its output with a newline of its own
 
 
 def complete(s, key, model, prompt=PROMPT, n=N_TOKENS):
@@ -235,7 +236,7 @@ def main():
                 (st, text_of(body), want["d"]))
 
         # Unload during a running stream: it finishes; new requests are 404.
-        long_n = 160
+        long_n = 400
         result = {}
 
         def streamer():
