@@ -16,7 +16,9 @@ the layout of PEFT's save_pretrained), the prefix cache on:
   running stream, which finishes, while new requests for it are 404;
 - /metrics shows each adapter's bytes (r x (in + out) per matrix, f16 or f32,
   and a few KiB of tables);
-- the ledger's rows carry the adapter (`baichuan usage --by-adapter`).
+- the ledger's rows carry the adapter (`baichuan usage --by-adapter`);
+- the PostgreSQL tenant store and ledger of the version before adapters get
+  their columns, and serve and record adapters alike.
 
     test_server_lora.py --bin build/baichuan --work DIR
 """
@@ -109,6 +111,66 @@ def complete(s, key, model, prompt=PROMPT, n=N_TOKENS):
 
 def text_of(body):
     return body["choices"][0]["text"] if isinstance(body, dict) and "choices" in body else None
+
+
+def check_postgresql(t, binary, dirs, want):
+    """The PostgreSQL tenant store and ledger made before adapters: opening
+    them adds the columns; `tenants set` writes a tenant's list, which a
+    running server reads at the next request; ledger rows carry the adapter."""
+    from test_pg_store import Cluster  # a throw-away cluster, as test_pg_store starts it
+    pg = Cluster()
+    s = None
+    try:
+        try:
+            pg.init()
+        except Exception as e:  # noqa: BLE001 - any failure to start PostgreSQL fails the test
+            t.check("a throw-away PostgreSQL cluster starts (needs postgresql-15)", False, e)
+            return
+        # The tables as the previous version made them (no adapter columns).
+        pg.sql("CREATE TABLE tenants (name TEXT PRIMARY KEY CHECK (name <> ''), requests_per_minute BIGINT NOT NULL "
+               "DEFAULT 0, tokens_per_day BIGINT NOT NULL DEFAULT 0, admin BOOLEAN NOT NULL DEFAULT false, "
+               "created TIMESTAMPTZ NOT NULL DEFAULT now()); "
+               "CREATE TABLE requests (id BIGSERIAL PRIMARY KEY, time TIMESTAMPTZ NOT NULL, request_id TEXT, "
+               "tenant TEXT, endpoint TEXT NOT NULL, model TEXT NOT NULL, prompt_tokens BIGINT NOT NULL, "
+               "completion_tokens BIGINT NOT NULL, finish_reason TEXT, status INTEGER NOT NULL, "
+               "latency_ms DOUBLE PRECISION NOT NULL); "
+               "INSERT INTO tenants (name) VALUES ('gamma'); "
+               "INSERT INTO requests (time, tenant, endpoint, model, prompt_tokens, completion_tokens, status, "
+               "latency_ms) VALUES (now(), 'gamma', '/v1/completions', 'default', 1, 1, 200, 1)")
+        r = subprocess.run([binary, "usage", "--ledger", pg.url, "--by-adapter", "--json"], capture_output=True,
+                           timeout=60)
+        rows = json.loads(r.stdout)["tenants"] if r.returncode == 0 else []
+        t.check("PostgreSQL: usage --by-adapter on a ledger made before adapters: its row as the base's",
+                [(x["tenant"], x["adapter"], x["requests"]) for x in rows] == [("gamma", "", 1)], (rows, r.stderr))
+        r = subprocess.run([binary, "tenants", "--store", pg.url, "key-create", "gamma"], capture_output=True,
+                           timeout=60)
+        key = r.stdout.decode().strip()
+        s = Server(binary, "--tenants", pg.url, "--ledger", pg.url, "--lora", "a=" + dirs["a"], "--lora",
+                   "c=" + dirs["c"])
+        st, _, body = complete(s, key, "a")
+        t.check("PostgreSQL: a tenant of the old table (no list): adapter a is 404", st == 404, body)
+        r = subprocess.run([binary, "tenants", "--store", pg.url, "set", "gamma", "--adapters", "a"],
+                           capture_output=True, timeout=60)
+        t.check("PostgreSQL: tenants set gamma --adapters a", r.returncode == 0, r.stderr)
+        st, _, body = complete(s, key, "a")
+        t.check("PostgreSQL: the running server reads the new list: a serves (== run --lora a)",
+                st == 200 and text_of(body) == want["a"], (st, body))
+        st, _, body = complete(s, key, "c")
+        t.check("PostgreSQL: c, not in the list: 404", st == 404, body)
+        st, _, models = s.request("GET", "/v1/models", headers=bearer(key))
+        t.check("PostgreSQL: /v1/models lists the base and a",
+                st == 200 and [m["id"] for m in models["data"]][1:] == ["a"], models)
+        s.stop()
+        s = None
+        got = pg.sql("SELECT COALESCE(adapter, '-'), status FROM requests WHERE tenant = 'gamma' ORDER BY id")
+        t.check("PostgreSQL: ledger rows carry the adapter (old row NULL, a's 'a')",
+                [tuple(x) for x in got] == [("-", "200"), ("-", "404"), ("a", "200"), ("-", "404")], got)
+        got = pg.sql("SELECT adapters FROM tenants WHERE name = 'gamma'")
+        t.check("PostgreSQL: the tenants table has gamma's list", got == [["a"]], got)
+    finally:
+        if s is not None:
+            s.stop()
+        pg.destroy()
 
 
 def main():
@@ -282,6 +344,8 @@ def main():
     rows = json.loads(r.stdout)["tenants"] if r.returncode == 0 else []
     t.check("usage --adapter d: beta's 2 requests only",
             [(x["tenant"], x["requests"]) for x in rows] == [("beta", 2)], (rows, r.stderr))
+
+    check_postgresql(t, args.bin, dirs, want)
 
     # baichuan tenants set --adapters, and bad lists.
     r = subprocess.run([args.bin, "tenants", "--store", tenants, "set", "alpha", "--adapters", "a,c"],
