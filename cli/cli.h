@@ -54,7 +54,7 @@ struct json_t;
 int cli_parse_conversation(struct json_t *root, bc_chat_message **out, size_t *n_out);
 
 /* --lora PATH[:SCALE] (lora_opts.c), repeatable. */
-#define CLI_MAX_LORAS 64
+#define CLI_MAX_LORAS 128
 typedef struct cli_lora_opts {
     int n;
     char *paths[CLI_MAX_LORAS];
