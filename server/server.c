@@ -301,19 +301,21 @@ int srv_run(const srv_config *cfg, const bc_model *model, const bc_tokenizer *to
             gib(mem.resident + mem.ctx_bytes + adapter_bytes), gib(mem.resident), gib(kv.bytes), kv.n_blocks,
             kv.block_size, (double)mem.per_pos / 1024, bc_dtype_name(cp.cache_type), gib(mem.ctx_bytes - kv.bytes),
             n_adapters, gib(adapter_bytes), cfg->max_queue + cfg->n_parallel, cfg->max_body);
+    /* The adapters, a line each: after the memory bound they add to, before
+     * the address line (clients may start as soon as that is out). */
+    srv_buf adapters = {0};
+    srv_adapters_describe(s->mi.adapters, &adapters);
+    if (adapters.data != NULL) {
+        for (char *line = adapters.data, *end; (end = strchr(line, '\n')) != NULL; line = end + 1)
+            fprintf(stderr, "baichuan serve: %.*s\n", (int)(end - line), line);
+    }
+    srv_buf_free(&adapters);
     fprintf(stderr,
             "baichuan serve: %s on http://%s:%d (%d sequences sharing %d KV positions, up to %d each; prefix cache "
             "%s; batch %d, step %d tokens, %d threads)\n",
             s->mi.name, cfg->host, srv_server_port(s), cfg->n_parallel, bc_context_n_kv(ctx), cp.n_ctx,
             cp.prefix_cache ? "on" : "off", cp.n_batch, srv_scheduler_step_tokens(ctx, cfg->step_tokens),
             bc_context_n_threads(ctx));
-    srv_buf adapters = {0};
-    srv_adapters_describe(s->mi.adapters, &adapters);
-    if (adapters.data != NULL) { /* one line each, after the memory bound they add to */
-        for (char *line = adapters.data, *end; (end = strchr(line, '\n')) != NULL; line = end + 1)
-            fprintf(stderr, "baichuan serve: %.*s\n", (int)(end - line), line);
-    }
-    srv_buf_free(&adapters);
 
     sigset_t sigs;
     shutdown_signals(&sigs);
