@@ -209,7 +209,7 @@ def main():
             {"name": "beta", "keys": [KEY_B], "adapters": ["c", "d"], "admin": True},
         ]}, f)
     ledger = os.path.join(args.work, "ledger.sqlite")
-    s = Server(args.bin, "--tenants", tenants, "--ledger", ledger, "--parallel", "2",
+    s = Server(args.bin, "--tenants", tenants, "--ledger", ledger, "--parallel", "4",
                "--lora", "a=" + dirs["a"], "--lora", "b=" + dirs["b"], "--lora", "c=" + dirs["c"])
     base_name = None
     try:
@@ -249,6 +249,38 @@ def main():
             t.check("%s after a: no block of another adapter reused (cached_tokens 0, no hit)" % label,
                     replies[label][4] == 0 and replies[label][3] == 0, replies[label])
         t.check("the base named by its own name reuses the base's blocks", replies["base2"][4] > 0, replies["base2"])
+
+        # One batch mixing adapters: a, b, the base and c at once, each a
+        # fresh prompt (no cache), each reply what the CLI gives alone.
+        prompts = ["%d. %s" % (i, PROMPT) for i in range(4)]
+        mixed = [(KEY_A, "a", dirs["a"]), (KEY_A, "b", dirs["b"]), (KEY_A, None, None), (KEY_B, "c", dirs["c"])]
+        got = [None] * 4
+
+        def one(i):
+            got[i] = complete(s, mixed[i][0], mixed[i][1], prompt=prompts[i])
+
+        threads = [threading.Thread(target=one, args=(i,)) for i in range(4)]
+        for th in threads:
+            th.start()
+        for th in threads:
+            th.join(120)
+        ok, detail = True, []
+        for i, (_, name, d) in enumerate(mixed):
+            ref, err = cli_greedy(args.bin, d, prompt=prompts[i])
+            st, _, body = got[i] or (None, None, None)
+            ok &= st == 200 and text_of(body) == ref
+            detail.append((name, st, text_of(body), ref, err))
+        t.check("4 requests at once under a, b, the base and c: each == its run --lora", ok, detail)
+
+        # Chat, streamed: the chunks name the adapter; the reply is b's, not the base's.
+        chat = {"messages": [{"role": "user", "content": "Tell me a story."}], "max_tokens": 16, "temperature": 0,
+                "repetition_penalty": 1.0, "stream": True}
+        st_b, ev_b, _ = s.stream("/v1/chat/completions", dict(chat, model="b"), headers=bearer(KEY_A))
+        st_0, ev_0, _ = s.stream("/v1/chat/completions", chat, headers=bearer(KEY_A))
+        t.check("chat stream under b: every chunk's model is 'b', the reply differs from the base's",
+                st_b == st_0 == 200 and all(e["model"] == "b" for e in ev_b) and
+                all(e["model"] == base_name for e in ev_0) and stream_text(ev_b)[0] != stream_text(ev_0)[0],
+                (ev_b[:2], ev_0[:2]))
 
         # Another tenant's adapter is 404 exactly as an absent one.
         st1, _, b1 = complete(s, KEY_A, "c")
@@ -350,8 +382,8 @@ def main():
                        timeout=60)
     rows = json.loads(r.stdout)["tenants"] if r.returncode == 0 else []
     got = {(x["tenant"], x["adapter"]): x["requests"] for x in rows}
-    t.check("usage --by-adapter: alpha a 2, b 1, the base 2 + 2 404s; beta c 2, d 3, the base 3 404s",
-            got == {("alpha", "a"): 2, ("alpha", "b"): 1, ("alpha", ""): 4, ("beta", "c"): 2, ("beta", "d"): 3,
+    t.check("usage --by-adapter: alpha a 3, b 3 (one a chat), the base 4 + 2 404s; beta c 3, d 3, the base 3 404s",
+            got == {("alpha", "a"): 3, ("alpha", "b"): 3, ("alpha", ""): 6, ("beta", "c"): 3, ("beta", "d"): 3,
                     ("beta", ""): 3}, (got, r.stderr))
     r = subprocess.run([args.bin, "usage", "--ledger", ledger, "--adapter", "d", "--json"], capture_output=True,
                        timeout=60)
