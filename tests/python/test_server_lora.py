@@ -373,6 +373,19 @@ def main():
                 body2["usage"]["prompt_tokens_details"]["cached_tokens"] == 0, (body, body2))
         _, m = s.metrics(headers=bearer(KEY_B))
         t.check("/metrics after unload and reload: four adapters", m.get("baichuan_lora_adapters") == 4, m)
+
+        # /admin/usage: each tenant's requests per adapter ("" the base, 404s
+        # included), and ?adapter= narrowing the report to one.
+        st, _, doc = s.request("GET", "/admin/usage", headers=bearer(KEY_B))
+        per = {(x["tenant"], a["adapter"]): a["totals"]["requests"] for x in doc.get("tenants", [])
+               for a in x["adapters"]} if st == 200 else {}
+        t.check("/admin/usage: per tenant adapter totals",
+                per == {("alpha", "a"): 3, ("alpha", "b"): 3, ("alpha", ""): 6, ("beta", "c"): 3, ("beta", "d"): 3,
+                        ("beta", ""): 3} and doc["totals"]["requests"] == 21, (st, per))
+        st, _, doc = s.request("GET", "/admin/usage?adapter=c", headers=bearer(KEY_B))
+        t.check("/admin/usage?adapter=c: beta's 3 requests only",
+                st == 200 and [(x["tenant"], x["totals"]["requests"]) for x in doc["tenants"]] == [("beta", 3)] and
+                doc["totals"]["requests"] == 3, (st, doc))
     finally:
         code = s.stop()
     t.check("server exits 0 on SIGTERM", code == 0, "\n".join(s.log[-20:]))
