@@ -20,12 +20,16 @@
  *   - with a PostgreSQL tenant store, its quota thread (tenants_pg.c):
  *     charges finished requests' tokens, off the engine thread. Each thread
  *     that talks to PostgreSQL has a connection of its own;
+ *   - a short-lived thread per POST /v1/load_lora_adapter reads the
+ *     adapter's files while its connection waits (http.c); shutdown waits
+ *     for it as for a generation request;
  *   - the main thread waits for SIGTERM/SIGINT and runs the shutdown.
  *
  * Lock order: scheduler lock -> request lock (libmicrohttpd's own locks
  * after it, to resume a connection); metrics lock -> grammar cache lock
- * (rendering /metrics). The tenant stores', the ledger's and the grammar
- * cache's locks are leaves: nothing is taken while holding them.
+ * (rendering /metrics). The tenant stores', the ledger's, the adapters'
+ * and the grammar cache's locks are leaves: nothing is taken while holding
+ * them.
  */
 #include "server.h"
 
