@@ -246,6 +246,14 @@ typedef struct bc_quantize_params {
      * default): e.g. to say that a 4-bit checkpoint's weights (info->
      * quantization) are dequantized and then quantized to ftype. */
     void (*loaded)(void *user, const bc_model_info *info);
+    /* LoRA adapters merged into the weights before they are written
+     * (baichuan merge): n_loras adapter paths as bc_lora_load takes them, each
+     * with its user scale (lora_scales NULL: all 1). Every adapted row is
+     * W + scale * B A, computed in double and rounded to f32 once per adapter,
+     * then converted to the tensor's type. Default none. */
+    const char *const *lora_paths;
+    const float *lora_scales;
+    int n_loras;
 } bc_quantize_params;
 
 bc_quantize_params bc_quantize_default_params(void);
@@ -262,6 +270,18 @@ bc_quantize_params bc_quantize_default_params(void);
  * (bitsandbytes NF4/FP4, GPTQ) is dequantized exactly, then quantized to
  * ftype: its 4-bit codes do not carry over (GGUF has no such blocks). */
 bc_status bc_model_quantize(const char *in_path, const char *out_path, bc_quantize_params params, char *err,
+                            size_t err_size);
+
+/* Writes the model at in_path (a Hugging Face directory), with
+ * params.lora_paths merged, to the directory out_dir as a Hugging Face
+ * checkpoint: config.json (in_path's, without quantization_config, with
+ * torch_dtype and the variant keys position_encoding and norm_head written
+ * explicitly), tokenizer.model and the tokenizer and generation configs
+ * copied, and one model.safetensors in the official tensor names (W_pack
+ * fused, lm_head as stored) in params.ftype: BC_FTYPE_F32, F16 or BF16
+ * (else BC_STATUS_ERROR_ARGUMENT). out_dir appears only when complete (it
+ * is written as out_dir.tmp, then renamed). baichuan merge. */
+bc_status bc_model_write_hf(const char *in_path, const char *out_dir, bc_quantize_params params, char *err,
                             size_t err_size);
 
 /* ------------------------------------------------------------------------ */
@@ -472,16 +492,16 @@ void bc_lora_free(bc_lora *lora);
 /* What an adapter is; filled by bc_lora_get_info(). Strings are valid while
  * the adapter lives. */
 typedef struct bc_lora_info {
-    const char *path;  /* as given to bc_lora_load */
-    int rank;          /* r */
-    float alpha;       /* lora_alpha */
-    bool rslora;       /* use_rslora: scale alpha / sqrt(r) */
-    float scale;       /* the scale applied: alpha / r (or / sqrt(r)) times user_scale */
-    uint32_t modules;  /* bc_lora_module bits of the adapted modules */
-    int n_matrices;    /* adapted matrices (layers times modules) */
-    bc_dtype dtype;    /* element type the A and B factors are held in */
-    uint64_t bytes;    /* memory the adapter holds */
-    uint64_t id;       /* unique among the adapters this process has loaded; keys the prefix cache */
+    const char *path; /* as given to bc_lora_load */
+    int rank;         /* r */
+    float alpha;      /* lora_alpha */
+    bool rslora;      /* use_rslora: scale alpha / sqrt(r) */
+    float scale;      /* the scale applied: alpha / r (or / sqrt(r)) times user_scale */
+    uint32_t modules; /* bc_lora_module bits of the adapted modules */
+    int n_matrices;   /* adapted matrices (layers times modules) */
+    bc_dtype dtype;   /* element type the A and B factors are held in */
+    uint64_t bytes;   /* memory the adapter holds */
+    uint64_t id;      /* unique among the adapters this process has loaded; keys the prefix cache */
 } bc_lora_info;
 
 void bc_lora_get_info(const bc_lora *lora, bc_lora_info *info);
