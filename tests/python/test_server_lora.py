@@ -321,6 +321,11 @@ def main():
         t.check("load of a missing directory: 400", st == 400, body)
         st, _, body = s.post(load, {"lora_name": "c", "lora_path": dirs["d"]}, headers=bearer(KEY_B))
         t.check("load under a taken name: 409", st == 409, body)
+        for bad_name in ["x/y", base_name, ""]:
+            st, _, body = s.post(load, {"lora_name": bad_name, "lora_path": dirs["d"]}, headers=bearer(KEY_B))
+            t.check("load under the name %r: 400" % bad_name, st == 400, body)
+        st, _, body = s.post(load, {"lora_name": "e"}, headers=bearer(KEY_B))
+        t.check("load without lora_path: 400 naming it", st == 400 and body["error"]["param"] == "lora_path", body)
         st, _, body = complete(s, KEY_B, "d")
         t.check("d before it is loaded: 404", st == 404, body)
         st, _, body = s.post(load, {"lora_name": "d", "lora_path": dirs["d"]}, headers=bearer(KEY_B))
@@ -417,11 +422,17 @@ def main():
                        capture_output=True, timeout=60)
     t.check("tenants set with a bad list: exit 1, one line", r.returncode == 1 and
             len(r.stderr.decode().strip().splitlines()) == 1, r.stderr)
-    r = subprocess.run([args.bin, "serve", "--lora", "x=" + os.path.join(args.work, "nowhere"), "--port", "0"],
-                       capture_output=True, timeout=60)
-    lines = [x for x in r.stderr.decode().splitlines() if x.strip()]
-    t.check("serve --lora with a missing adapter: exit 1, one line naming it",
-            r.returncode == 1 and len(lines) == 1 and "nowhere" in lines[0], r.stderr)
+    for label, lora_args, needle in [
+            ("a missing adapter", ["--lora", "x=" + os.path.join(args.work, "nowhere")], "nowhere"),
+            ("the base model's name", ["--lora", "default=" + dirs["a"]], "default"),
+            ("a name twice", ["--lora", "a=" + dirs["a"], "--lora", "a=" + dirs["b"]], "already"),
+            ("a bad name", ["--lora", "a b=" + dirs["a"]], "a b"),
+            ("no PATH", ["--lora", "a="], "NAME=PATH")]:
+        r = subprocess.run([args.bin, "serve", "-m", DEFAULT_MODEL, "--port", "0", *lora_args], capture_output=True,
+                           timeout=60)
+        lines = [x for x in r.stderr.decode().splitlines() if x.strip()]
+        t.check("serve --lora with %s: exit 1, one line" % label,
+                r.returncode == 1 and len(lines) == 1 and needle in lines[0], r.stderr)
     return t.finish()
 
 
