@@ -9,24 +9,32 @@
  *            row of A against every user's input, the row read once
  *   expand   y += scale * B t: a chunk per (matrix, run of output rows)
  *            goes over the set positions in order, then the adapters, then
- *            their users, four at a time through the dot kernel
+ *            their users (kernels/lora_expand.h: B held transposed, the run
+ *            of outputs one vector loop per rank)
  *
- * Both products go through the dot kernels of the factors' dtype (f32, f16,
- * bf16 against f32 activations: kernels/dispatch.h), whose result for one
- * activation row does not depend on how many rows a call takes; the order
- * in which an entry's adapters add up is its set's order. So an entry's
- * bits are the same alone and in any batch.
+ * The shrink goes through the dot kernels of the factors' dtype (f32, f16,
+ * bf16 against f32 activations: kernels/dispatch.h), one activation row a
+ * call; the expand kernel gives a row the same arithmetic wherever its run
+ * starts; the order in which an entry's adapters add up is its set's order.
+ * So an entry's bits are the same alone and in any batch.
  */
 #include "engine/lora_apply.h"
 
 #include "kernels/dispatch.h"
 #include "kernels/isa.h"
+#include "kernels/lora_expand.h"
 
 #include <string.h>
 
-/* Output rows per expand chunk: enough to amortize the walk over the users,
- * few enough that a step of a 1.5k-row matrix still spreads over threads. */
-#define EXPAND_ROWS 64
+/* Output rows per expand chunk: one block of B's layout (lora.h), a
+ * contiguous read of r x 64 elements (with 16 adapters of a batch each read
+ * by the rank rows of a transposed B, 256 strided streams defeated the
+ * prefetchers: 16 streams under 16 adapters ran at 72% of the base, 1.29 B
+ * Q4_0, against 75-83% with the blocks, on a shared 2-core VM). */
+#define EXPAND_ROWS BC__LORA_B_BLOCK
+
+/* Multiply-adds below which a matrix's products run on the calling thread. */
+#define INLINE_WORK (1 << 18)
 
 static size_t max_users(int n_batch) { return (size_t)n_batch * BC_MAX_SEQ_LORAS; }
 
@@ -134,7 +142,9 @@ static void shrink_worker(void *arg, int64_t c, int ith) {
     }
 }
 
-/* Chunk c: a run of EXPAND_ROWS output rows of one slot. */
+/* Chunk c: a run of EXPAND_ROWS output rows of one slot: for each set
+ * position, adapter and user, acc = B t over the run (B's run of r rows held
+ * in one block, in L1 for all the users), then y += scale * acc. */
 static void expand_worker(void *arg, int64_t c, int ith) {
     (void)ith;
     const lora_task *t = arg;
@@ -144,28 +154,21 @@ static void expand_worker(void *arg, int64_t c, int ith) {
     float *y = t->ys[si];
     int64_t in, out;
     bc__lora_slot_dims(&p->adapters[0]->model->hp, t->slots[si], &in, &out);
-    const int64_t rb = c * EXPAND_ROWS, re = rb + EXPAND_ROWS < out ? rb + EXPAND_ROWS : out;
+    const int64_t rb = c * EXPAND_ROWS;
+    const int n = (int)(rb + EXPAND_ROWS < out ? EXPAND_ROWS : out - rb);
+    float acc[EXPAND_ROWS];
     for (int j = 0; j < p->max_set; j++)
         for (int a = 0; a < p->n_adapters; a++) {
             const bc_lora *l = p->adapters[a];
             const bc__lora_mat *m = bc__lora_mat_of(l, t->il, t->slots[si]);
             if (m == NULL) continue;
-            const size_t esize = bc__dtype_traits_of(l->dtype)->block_bytes, r = (size_t)l->rank;
-            /* the users at position j: a run of the adapter's users */
-            int ub = p->user_start[a], ue = p->user_start[a + 1];
-            while (ub < ue && p->user_pos[ub] < j) ub++;
-            int uj = ub;
-            while (uj < ue && p->user_pos[uj] == j) uj++;
-            for (int u = ub; u < uj; u += BC__MAX_NA) {
-                const int na = uj - u < BC__MAX_NA ? uj - u : BC__MAX_NA;
-                const float *tu = t_of(t, si, u);
-                for (int64_t o = rb; o < re; o++) {
-                    float d[BC__MAX_NA];
-                    t->dot[l->dtype]((int64_t)r, (const char *)m->b + (size_t)o * r * esize, tu,
-                                     (size_t)p->max_rank * sizeof(float), na, d);
-                    for (int q = 0; q < na; q++)
-                        y[(size_t)p->user_entry[u + q] * (size_t)out + (size_t)o] += l->scale * d[q];
-                }
+            for (int u = p->user_start[a]; u < p->user_start[a + 1]; u++) {
+                if (p->user_pos[u] != j) continue;
+                const size_t esize = bc__dtype_traits_of(l->dtype)->block_bytes;
+                const char *block = (const char *)m->b + (size_t)c * (size_t)l->rank * EXPAND_ROWS * esize;
+                bc__lora_expand(l->dtype, l->rank, block, EXPAND_ROWS, 0, n, t_of(t, si, u), acc);
+                float *yu = y + (size_t)p->user_entry[u] * (size_t)out + (size_t)rb;
+                for (int i = 0; i < n; i++) yu[i] += l->scale * acc[i];
             }
         }
 }
@@ -194,6 +197,22 @@ void bc__lora_apply(const bc__lora_plan *plan, bc__pool *pool, int il, const bc_
     if (n_slots > 1) {
         bc__lora_slot_dims(hp, slots[1], &in, &out);
         t.out_chunks2 = (out + EXPAND_ROWS - 1) / EXPAND_ROWS;
+    }
+    /* Few products (a decode step of a few sequences: r x (in + out) each)
+     * run on this thread: two pool tasks per matrix, eight a layer, cost
+     * more in wake-ups than they spread (1.29 B Q4_0, one stream, r = 16
+     * on all modules, two threads on a busy 2-core VM: 84% of the base's
+     * speed through the pool, 94-95% this way). */
+    int64_t work = 0;
+    for (int i = 0; i < n_slots; i++) {
+        bc__lora_slot_dims(hp, slots[i], &in, &out);
+        for (int a = 0; a < plan->n_adapters; a++)
+            work += (int64_t)plan->adapters[a]->rank * (in + out) * (plan->user_start[a + 1] - plan->user_start[a]);
+    }
+    if (work < INLINE_WORK) {
+        for (int64_t c = 0; c < t.rank_rows * n_slots; c++) shrink_worker(&t, c, 0);
+        for (int64_t c = 0; c < t.out_chunks + t.out_chunks2; c++) expand_worker(&t, c, 0);
+        return;
     }
     bc__pool_run(pool, shrink_worker, &t, t.rank_rows * n_slots);
     bc__pool_run(pool, expand_worker, &t, t.out_chunks + t.out_chunks2);

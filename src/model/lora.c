@@ -11,8 +11,9 @@
  *              with <module> self_attn.W_pack, self_attn.o_proj,
  *              mlp.gate_proj, mlp.up_proj or mlp.down_proj (PEFT's key
  *              without the adapter name, as the files hold it)
- *   factors    A (r, in), B (out, r), held in the files' element type when
- *              they all share one (f32, f16 or bf16), else in f32
+ *   factors    A (r, in) as it is, B (out, r) in transposed blocks of rows
+ *              (lora.h), in the files' element type when they all share one
+ *              (f32, f16 or bf16), else in f32
  *   merge      bc__lora_delta_row: a row of scale * B A, for writing a
  *              merged model
  *
@@ -237,14 +238,30 @@ static float element(bc_dtype dtype, const void *p, size_t i) {
     }
 }
 
-/* Copies n elements of src (dtype from) to dst (dtype to): the same type, or
- * any of them to f32 (exact). */
-static void copy_factor(void *dst, bc_dtype to, const void *src, bc_dtype from, size_t n) {
-    if (to == from) {
-        memcpy(dst, src, n * bc__dtype_traits_of(to)->block_bytes);
+/* Copies the (rows, cols) matrix src (dtype from) to dst (dtype to: the
+ * same type, or f32, exact): as it is, or (blocked) in lora.h's layout of B,
+ * rows in blocks of BC__LORA_B_BLOCK, each block transposed (dst zeroed by
+ * the caller, for the padding). */
+static void copy_factor(void *dst, bc_dtype to, const void *src, bc_dtype from, size_t rows, size_t cols,
+                        bool blocked) {
+    const size_t esize = bc__dtype_traits_of(to)->block_bytes, R = BC__LORA_B_BLOCK;
+    if (!blocked && to == from) {
+        memcpy(dst, src, rows * cols * esize);
         return;
     }
-    for (size_t i = 0; i < n; i++) ((float *)dst)[i] = element(from, src, i);
+    for (size_t i = 0; i < rows; i++)
+        for (size_t j = 0; j < cols; j++) {
+            const size_t at = blocked ? i / R * cols * R + j * R + i % R : i * cols + j;
+            if (to == from)
+                memcpy((char *)dst + at * esize, (const char *)src + (i * cols + j) * esize, esize);
+            else
+                ((float *)dst)[at] = element(from, src, i * cols + j);
+        }
+}
+
+/* Elements B takes in the blocked layout. */
+static size_t b_elems(int64_t out, int64_t r) {
+    return (size_t)((out + BC__LORA_B_BLOCK - 1) / BC__LORA_B_BLOCK * BC__LORA_B_BLOCK * r);
 }
 
 /* The tensors of each (layer, slot): found[2 * (il * N_SLOTS + s) + is_b]. */
@@ -308,7 +325,10 @@ static int build(bc_lora *l, const bc__tensor **found, bc__err *err) {
     uint64_t total = 0;
     for (size_t i = 0; i < 2 * n_mats; i++)
         if (found[i] != NULL) {
-            uint64_t n = (uint64_t)found[i]->shape[0] * (uint64_t)found[i]->shape[1] * esize;
+            /* A as it is; B in blocks of rows, the last one padded */
+            uint64_t n = (i % 2 ? (uint64_t)b_elems(found[i]->shape[0], found[i]->shape[1])
+                                : (uint64_t)found[i]->shape[0] * (uint64_t)found[i]->shape[1]) *
+                         esize;
             total += (n + 63) / 64 * 64;
         }
     l->mats = calloc(n_mats, sizeof *l->mats);
@@ -323,11 +343,12 @@ static int build(bc_lora *l, const bc__tensor **found, bc__err *err) {
         bc__lora_mat *m = &l->mats[i];
         m->in = a->shape[1];
         m->out = b->shape[0];
-        const size_t na = (size_t)(a->shape[0] * a->shape[1]), nb = (size_t)(b->shape[0] * b->shape[1]);
-        copy_factor(p, dtype, a->data, a->dtype, na);
+        const size_t na = (size_t)(a->shape[0] * a->shape[1]), nb = b_elems(b->shape[0], b->shape[1]);
+        copy_factor(p, dtype, a->data, a->dtype, (size_t)a->shape[0], (size_t)a->shape[1], false);
         m->a = p;
         p += (na * esize + 63) / 64 * 64;
-        copy_factor(p, dtype, b->data, b->dtype, nb);
+        memset(p, 0, nb * esize);
+        copy_factor(p, dtype, b->data, b->dtype, (size_t)b->shape[0], (size_t)b->shape[1], true);
         m->b = p;
         p += (nb * esize + 63) / 64 * 64;
         l->modules |= 1u << (i % BC__LORA_N_SLOTS);
@@ -423,7 +444,8 @@ void bc_lora_get_info(const bc_lora *l, bc_lora_info *info) {
 void bc__lora_delta_row(const bc_lora *l, const bc__lora_mat *m, int64_t o, float *row) {
     const int r = l->rank;
     double bo[MAX_RANK];
-    for (int k = 0; k < r; k++) bo[k] = element(l->dtype, m->b, (size_t)o * (size_t)r + (size_t)k);
+    const size_t R = BC__LORA_B_BLOCK, block = (size_t)o / R * (size_t)r * R;
+    for (int k = 0; k < r; k++) bo[k] = element(l->dtype, m->b, block + (size_t)k * R + (size_t)o % R);
     for (int64_t c = 0; c < m->in; c++) {
         double s = 0.0;
         for (int k = 0; k < r; k++) s += bo[k] * element(l->dtype, m->a, (size_t)k * (size_t)m->in + (size_t)c);

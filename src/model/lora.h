@@ -1,7 +1,8 @@
 /*
  * lora.h - a LoRA adapter as the forward pass reads it (lora.c loads it):
  * for each adapted matrix of each layer, the factors A (r, in) and B
- * (out, r) in one element type, and the scale their product is added with.
+ * (out, r; held in transposed blocks) in one element type, and the scale
+ * their product is added with.
  * Not part of the public API (bc_lora is opaque there).
  */
 #ifndef BC_LORA_H
@@ -21,11 +22,18 @@ typedef enum bc__lora_slot {
     BC__LORA_N_SLOTS
 } bc__lora_slot;
 
+/* Output rows per block of B's layout (and per expand task of the pass). */
+#define BC__LORA_B_BLOCK 64
+
 /* One adapted matrix: y (out) += scale * B (A x) for x (in). a NULL: the
  * adapter leaves this matrix alone. */
 typedef struct bc__lora_mat {
     const void *a; /* (r, in) rows of in elements of the adapter's dtype */
-    const void *b; /* (out, r) rows of r elements; W_pack: Q rows, then K, then V */
+    const void *b; /* B (out, r; W_pack: Q rows, then K, then V) in blocks of
+                    * BC__LORA_B_BLOCK output rows, each block transposed:
+                    * element (o, k) at (o / BLOCK) * r * BLOCK + k * BLOCK +
+                    * o % BLOCK, the last block padded with zeros. A block is
+                    * one contiguous read for the expand kernel */
     int64_t in, out;
 } bc__lora_mat;
 
