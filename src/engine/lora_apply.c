@@ -33,8 +33,11 @@
  * Q4_0, against 75-83% with the blocks, on a shared 2-core VM). */
 #define EXPAND_ROWS BC__LORA_B_BLOCK
 
-/* Multiply-adds below which a matrix's products run on the calling thread. */
-#define INLINE_WORK (1 << 18)
+/* A matrix's products run on the calling thread when they are few: at most
+ * this many (entry, adapter) pairs and multiply-adds (a decode step of a few
+ * sequences; a prompt, even of a tiny model, goes to the pool). */
+#define INLINE_USERS 4
+#define INLINE_WORK  (1 << 18)
 
 static size_t max_users(int n_batch) { return (size_t)n_batch * BC_MAX_SEQ_LORAS; }
 
@@ -209,7 +212,7 @@ void bc__lora_apply(const bc__lora_plan *plan, bc__pool *pool, int il, const bc_
         for (int a = 0; a < plan->n_adapters; a++)
             work += (int64_t)plan->adapters[a]->rank * (in + out) * (plan->user_start[a + 1] - plan->user_start[a]);
     }
-    if (work < INLINE_WORK) {
+    if (plan->user_start[plan->n_adapters] <= INLINE_USERS && work < INLINE_WORK) {
         for (int64_t c = 0; c < t.rank_rows * n_slots; c++) shrink_worker(&t, c, 0);
         for (int64_t c = 0; c < t.out_chunks + t.out_chunks2; c++) expand_worker(&t, c, 0);
         return;
