@@ -30,7 +30,7 @@
  * contiguous read of r x 64 elements (with 16 adapters of a batch each read
  * by the rank rows of a transposed B, 256 strided streams defeated the
  * prefetchers: 16 streams under 16 adapters ran at 72% of the base, 1.29 B
- * Q4_0, against 75-83% with the blocks, on a shared 2-core VM). */
+ * Q4_0, against 71-83% with the blocks, on a shared 2-core VM). */
 #define EXPAND_ROWS BC__LORA_B_BLOCK
 
 /* A matrix's products run on the calling thread when they are few: at most
