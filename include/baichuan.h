@@ -499,8 +499,10 @@ typedef struct bc_lora_info {
     float scale;      /* the scale applied: alpha / r (or / sqrt(r)) times user_scale */
     uint32_t modules; /* bc_lora_module bits of the adapted modules */
     int n_matrices;   /* adapted matrices (layers times modules) */
-    bc_dtype dtype;   /* element type the A and B factors are held in */
-    uint64_t bytes;   /* memory the adapter holds */
+    bc_dtype dtype;   /* element type the A and B factors are held in: the files' (f32, f16
+                       * or bf16) when they all share one, else f32 */
+    uint64_t bytes;   /* memory the adapter holds: its factors, r x (in + out) elements per
+                       * adapted matrix (B's rows padded to a multiple of 64), and its record */
     uint64_t id;      /* unique among the adapters this process has loaded; keys the prefix cache */
 } bc_lora_info;
 

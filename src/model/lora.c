@@ -397,6 +397,11 @@ done:
 bc_status bc_lora_load(const bc_model *model, const char *path, float user_scale, bc_lora **out, char *err_buf,
                        size_t err_size) {
     bc__err err = {BC_STATUS_OK, ""};
+    if (out == NULL || model == NULL || path == NULL) {
+        bc__errorf(&err, BC_STATUS_ERROR_ARGUMENT, "bc_lora_load: model, path and out must not be NULL");
+        bc__err_copy(&err, err_buf, err_size);
+        return err.status;
+    }
     *out = NULL;
     bc__f16_init();
     bc_lora *l = calloc(1, sizeof *l);
