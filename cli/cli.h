@@ -53,6 +53,26 @@ char *cli_read_stream(FILE *f, const char *name, size_t *len);
 struct json_t;
 int cli_parse_conversation(struct json_t *root, bc_chat_message **out, size_t *n_out);
 
+/* --lora PATH[:SCALE] (lora_opts.c), repeatable. */
+#define CLI_MAX_LORAS 128
+typedef struct cli_lora_opts {
+    int n;
+    char *paths[CLI_MAX_LORAS];
+    float scales[CLI_MAX_LORAS];
+    bc_lora *loras[CLI_MAX_LORAS]; /* loaded by cli_load_loras */
+} cli_lora_opts;
+
+extern const char *const cli_lora_opts_help;
+/* If argv[*i] is --lora, consumes it and its value and returns 1; 0 if it is
+ * not; -1 after printing an error. Zero-initialize o first. */
+int cli_lora_opt(int argc, char **argv, int *i, cli_lora_opts *o);
+/* Loads o's adapters for model; 0, or 1 after printing the error. */
+int cli_load_loras(const bc_model *model, cli_lora_opts *o);
+/* Puts all of o's adapters (at most BC_MAX_SEQ_LORAS) on sequence seq; 0,
+ * or 1 after printing the error. No-op without adapters. */
+int cli_set_loras(bc_context *ctx, int seq, const cli_lora_opts *o);
+void cli_lora_opts_free(cli_lora_opts *o);
+
 /* Loads the model named by o; prints the error and returns NULL on failure. */
 bc_model *cli_load_model(const cli_model_opts *o);
 
@@ -64,6 +84,7 @@ int cmd_chat_template(int argc, char **argv);
 int cmd_run(int argc, char **argv);
 int cmd_chat(int argc, char **argv);
 int cmd_quantize(int argc, char **argv);
+int cmd_merge(int argc, char **argv);
 int cmd_bench(int argc, char **argv);
 int cmd_perplexity(int argc, char **argv);
 int cmd_grammar(int argc, char **argv);

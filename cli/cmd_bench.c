@@ -70,7 +70,11 @@ static const char help[] =
     "                           test, ms per token and % of the time in the decode calls\n"
     "      --json               print one JSON object instead of the table\n"
     "      --bf16-act           bf16 weights: bf16 activations and the CPU's bf16 dot\n"
-    "                           products (faster, about 1e-3 less exact; see README)\n";
+    "                           products (faster, about 1e-3 less exact; see README)\n"
+    "      --lora PATH[:SCALE]  a PEFT LoRA adapter, applied unmerged to every sequence\n"
+    "                           (repeatable: all of them on each sequence, up to 8)\n"
+    "      --lora-per-seq       with several --lora: sequence s runs under adapter s mod\n"
+    "                           their number alone (a batch of different tenants' adapters)\n";
 
 enum {
     MAX_LIST = 64,        /* values in -p, -n or -d */
@@ -426,6 +430,9 @@ static void print_profile(const bench_test *tests, int n_tests, int reps) {
 int cmd_bench(int argc, char **argv) {
     cli_model_opts o;
     cli_model_opts_init(&o);
+    cli_lora_opts lo;
+    memset(&lo, 0, sizeof lo);
+    bool lora_per_seq = false;
     int_list prompts = {0, {0}}, gens = {0, {0}}, depths = {0, {0}};
     int reps = 3, batch_decode = 0;
     bool as_json = false, bf16_act = false, profile = false;
@@ -437,9 +444,15 @@ int cmd_bench(int argc, char **argv) {
             return 0;
         }
         int r = cli_model_opt(argc, argv, &i, &o);
-        if (r < 0) return 1;
+        if (r == 0) r = cli_lora_opt(argc, argv, &i, &lo);
+        if (r < 0) {
+            cli_lora_opts_free(&lo);
+            return 1;
+        }
         if (r > 0) continue;
-        if (strcmp(a, "-p") == 0 || strcmp(a, "--n-prompt") == 0) {
+        if (strcmp(a, "--lora-per-seq") == 0) {
+            lora_per_seq = true;
+        } else if (strcmp(a, "-p") == 0 || strcmp(a, "--n-prompt") == 0) {
             if ((v = cli_value(argc, argv, &i)) == NULL || parse_list(v, a, &prompts) != 0) return 1;
         } else if (strcmp(a, "-n") == 0 || strcmp(a, "--n-gen") == 0) {
             if ((v = cli_value(argc, argv, &i)) == NULL || parse_list(v, a, &gens) != 0) return 1;
@@ -503,7 +516,11 @@ int cmd_bench(int argc, char **argv) {
         if (fill > n_batch) n_batch = fill;
     }
 
-    if ((model = cli_load_model(&o)) == NULL) goto done;
+    if (lora_per_seq && lo.n == 0) {
+        cli_error("bench: --lora-per-seq needs --lora");
+        goto done;
+    }
+    if ((model = cli_load_model(&o)) == NULL || cli_load_loras(model, &lo) != 0) goto done;
     bc_model_info info;
     bc_model_get_info(model, &info);
     /* A depth past the model's context measures positions it never saw (and
@@ -537,6 +554,27 @@ int cmd_bench(int argc, char **argv) {
     if (bc_context_init(model, cp, &ctx, err, sizeof err) != BC_STATUS_OK) {
         cli_error("%s", err);
         goto done;
+    }
+    if (lo.n > 0) {
+        uint64_t bytes = 0;
+        for (int k = 0; k < lo.n; k++) {
+            bc_lora_info li;
+            bc_lora_get_info(lo.loras[k], &li);
+            bytes += li.bytes;
+        }
+        for (int s = 0; s < cp.n_seq; s++) {
+            const bc_lora *const *set = (const bc_lora *const *)lo.loras + (lora_per_seq ? s % lo.n : 0);
+            int n_set = lora_per_seq ? 1 : lo.n;
+            if (n_set > BC_MAX_SEQ_LORAS || bc_context_seq_set_loras(ctx, s, set, n_set) != BC_STATUS_OK) {
+                cli_error("bench: --lora: %s", n_set > BC_MAX_SEQ_LORAS
+                                                   ? "more adapters than one sequence takes (8); use --lora-per-seq"
+                                                   : bc_context_error(ctx));
+                goto done;
+            }
+        }
+        fprintf(stderr, "bench: %d LoRA adapter%s (%.1f MiB), %s\n", lo.n, lo.n == 1 ? "" : "s",
+                (double)bytes / (1 << 20),
+                lora_per_seq ? "sequence s under adapter s mod their number" : "on every sequence");
     }
     token_ids tok = {NULL, n_ctx > n_batch ? n_ctx : n_batch};
     batch = malloc((size_t)n_batch * sizeof *batch);
@@ -604,6 +642,7 @@ done:
     free(ids);
     free(batch);
     bc_context_free(ctx);
+    cli_lora_opts_free(&lo);
     bc_model_free(model);
     return rc;
 }

@@ -4,31 +4,60 @@
 #include "cli.h"
 
 #include <string.h>
+#include <unistd.h>
 
 static const char help[] = "usage: baichuan info -m DIR [options]\n"
                            "\n"
                            "Prints the detected variant, shapes, dtypes, file format, parameter count,\n"
-                           "and the memory the model needs.\n"
+                           "and the memory the model needs; with --lora, each adapter and what it costs.\n"
                            "\n"
                            "options:\n";
+
+/* Resident set size of this process (/proc/self/statm), 0 if unknown. */
+static uint64_t rss_bytes(void) {
+    FILE *f = fopen("/proc/self/statm", "r");
+    unsigned long long size = 0, resident = 0;
+    if (f == NULL) return 0;
+    int ok = fscanf(f, "%llu %llu", &size, &resident) == 2;
+    fclose(f);
+    return ok ? (uint64_t)resident * (uint64_t)sysconf(_SC_PAGESIZE) : 0;
+}
 
 static double gib(uint64_t b) { return (double)b / (1024.0 * 1024.0 * 1024.0); }
 
 int cmd_info(int argc, char **argv) {
     cli_model_opts o;
     cli_model_opts_init(&o);
+    cli_lora_opts lo;
+    memset(&lo, 0, sizeof lo);
     for (int i = 1; i < argc; i++) {
         if (cli_is_help(argv[i])) {
             fputs(help, stdout);
             fputs(cli_model_opts_help, stdout);
+            fputs(cli_lora_opts_help, stdout);
             return 0;
         }
         int r = cli_model_opt(argc, argv, &i, &o);
-        if (r < 0) return 1;
-        if (r == 0) return cli_error("info: unknown option '%s' (see 'baichuan info --help')", argv[i]);
+        if (r == 0) r = cli_lora_opt(argc, argv, &i, &lo);
+        if (r == 0) cli_error("info: unknown option '%s' (see 'baichuan info --help')", argv[i]);
+        if (r <= 0) {
+            cli_lora_opts_free(&lo);
+            return 1;
+        }
     }
     bc_model *model = cli_load_model(&o);
-    if (model == NULL) return 1;
+    if (model == NULL) {
+        cli_lora_opts_free(&lo);
+        return 1;
+    }
+    /* The adapters' cost, measured: resident memory before and after. */
+    const uint64_t rss_before = rss_bytes();
+    if (cli_load_loras(model, &lo) != 0) {
+        cli_lora_opts_free(&lo);
+        bc_model_free(model);
+        return 1;
+    }
+    const uint64_t rss_after = rss_bytes();
 
     bc_model_info in;
     bc_model_get_info(model, &in);
@@ -89,9 +118,29 @@ int cmd_info(int argc, char **argv) {
                gib(in.repacked_bytes));
     if (in.released_bytes > 0)
         printf("released:       %.3f GiB of mapped pages the copies above replace\n", gib(in.released_bytes));
+    uint64_t lora_bytes = 0;
+    for (int k = 0; k < lo.n; k++) {
+        bc_lora_info li;
+        bc_lora_get_info(lo.loras[k], &li);
+        lora_bytes += li.bytes;
+        static const char *const mod_names[] = {"W_pack", "o_proj", "gate_proj", "up_proj", "down_proj"};
+        char mods[96] = "";
+        for (size_t m = 0, n = 0; m < sizeof mod_names / sizeof mod_names[0]; m++)
+            if (li.modules & (1u << m))
+                n += (size_t)snprintf(mods + n, sizeof mods - n, "%s%s", n ? "," : "", mod_names[m]);
+        printf("lora:           %s: r %d, alpha %g%s, scale %g, %s, %d matrices, %s, %.2f MiB\n", li.path, li.rank,
+               (double)li.alpha, li.rslora ? " (rslora)" : "", (double)li.scale, mods, li.n_matrices,
+               bc_dtype_name(li.dtype), (double)li.bytes / (1 << 20));
+    }
+    if (lo.n > 0)
+        printf("lora total:     %d adapter%s, %.3f GiB; resident memory %.3f -> %.3f GiB while loading them (+%.3f "
+               "GiB)\n",
+               lo.n, lo.n == 1 ? "" : "s", gib(lora_bytes), gib(rss_before), gib(rss_after),
+               gib(rss_after > rss_before ? rss_after - rss_before : 0));
     printf("memory total:   %.3f GiB\n", gib(in.weight_bytes - in.released_bytes + in.quantized_bytes +
-                                             in.converted_bytes + in.repacked_bytes + ctx_bytes));
+                                             in.converted_bytes + in.repacked_bytes + ctx_bytes + lora_bytes));
 
+    cli_lora_opts_free(&lo);
     bc_model_free(model);
     return 0;
 }

@@ -59,6 +59,8 @@ static int parse_tokens(const char *s, int32_t **out, int *n_out) {
 int cmd_logits(int argc, char **argv) {
     cli_model_opts o;
     cli_model_opts_init(&o);
+    cli_lora_opts lo;
+    memset(&lo, 0, sizeof lo);
     const char *tokens_arg = NULL, *out_path = NULL;
     int n_batch = 512;
     for (int i = 1; i < argc; i++) {
@@ -66,10 +68,15 @@ int cmd_logits(int argc, char **argv) {
         if (cli_is_help(a)) {
             fputs(help, stdout);
             fputs(cli_model_opts_help, stdout);
+            fputs(cli_lora_opts_help, stdout);
             return 0;
         }
         int r = cli_model_opt(argc, argv, &i, &o);
-        if (r < 0) return 1;
+        if (r == 0) r = cli_lora_opt(argc, argv, &i, &lo);
+        if (r < 0) {
+            cli_lora_opts_free(&lo);
+            return 1;
+        }
         if (r > 0) continue;
         if (strcmp(a, "--tokens") == 0) {
             if ((tokens_arg = cli_value(argc, argv, &i)) == NULL) return 1;
@@ -93,7 +100,7 @@ int cmd_logits(int argc, char **argv) {
     bc_context *ctx = NULL;
     bc_batch_entry *batch = NULL;
     FILE *out = NULL;
-    if ((model = cli_load_model(&o)) == NULL) goto done;
+    if ((model = cli_load_model(&o)) == NULL || cli_load_loras(model, &lo) != 0) goto done;
     bc_model_info info;
     bc_model_get_info(model, &info);
     for (int i = 0; i < n_tokens; i++)
@@ -116,6 +123,7 @@ int cmd_logits(int argc, char **argv) {
         cli_error("%s", err);
         goto done;
     }
+    if (cli_set_loras(ctx, 0, &lo) != 0) goto done;
     out = strcmp(out_path, "-") == 0 ? stdout : fopen(out_path, "wb");
     if (out == NULL) {
         cli_error("%s: cannot open for writing: %s", out_path, strerror(errno));
@@ -148,6 +156,7 @@ done:
     if (out != NULL && out != stdout && fclose(out) != 0 && rc == 0) rc = cli_error("%s: write failed", out_path);
     free(batch);
     bc_context_free(ctx);
+    cli_lora_opts_free(&lo);
     bc_model_free(model);
     free(tokens);
     return rc;

@@ -69,6 +69,7 @@ typedef struct ppl_opts {
     bool ctx_given;
     const char *base_path; /* --kl-divergence-base */
     bool compare;          /* --kl-divergence */
+    cli_lora_opts lora;    /* --lora */
 } ppl_opts;
 
 #define KLD_MAGIC   "BCKLDIV"
@@ -334,9 +335,11 @@ static int parse_opts(int argc, char **argv, ppl_opts *o) {
         if (cli_is_help(a)) {
             fputs(help, stdout);
             fputs(cli_model_opts_help, stdout);
+            fputs(cli_lora_opts_help, stdout);
             return 2;
         }
         int r = cli_model_opt(argc, argv, &i, &o->model);
+        if (r == 0) r = cli_lora_opt(argc, argv, &i, &o->lora);
         if (r < 0) return 1;
         if (r > 0) continue;
         if (strcmp(a, "-f") == 0 || strcmp(a, "--file") == 0) {
@@ -367,7 +370,10 @@ static int parse_opts(int argc, char **argv, ppl_opts *o) {
 int cmd_perplexity(int argc, char **argv) {
     ppl_opts o;
     int r = parse_opts(argc, argv, &o);
-    if (r != 0) return r == 2 ? 0 : 1;
+    if (r != 0) {
+        cli_lora_opts_free(&o.lora);
+        return r == 2 ? 0 : 1;
+    }
 
     int rc = 1;
     int32_t *ids = NULL, *text_ids = NULL;
@@ -382,7 +388,7 @@ int cmd_perplexity(int argc, char **argv) {
     kld_header h = {0, 0, 0, 0, -1};
     double t_start = cli_now();
 
-    if ((model = cli_load_model(&o.model)) == NULL) goto done;
+    if ((model = cli_load_model(&o.model)) == NULL || cli_load_loras(model, &o.lora) != 0) goto done;
     bc_model_info info;
     bc_model_get_info(model, &info);
     int n_vocab = info.n_vocab;
@@ -458,6 +464,7 @@ int cmd_perplexity(int argc, char **argv) {
         cli_error("%s", err);
         goto done;
     }
+    if (cli_set_loras(ctx, 0, &o.lora) != 0) goto done;
     batch = malloc((size_t)cp.n_batch * sizeof *batch);
     row = malloc((size_t)n_vocab * sizeof *row);
     if (o.compare) ks.kld_values = malloc((size_t)n_chunks * (size_t)n_scored * sizeof *ks.kld_values);
@@ -567,6 +574,7 @@ done:
     free(row);
     free(batch);
     bc_context_free(ctx);
+    cli_lora_opts_free(&o.lora);
     bc_model_free(model);
     free(ids);
     free(text_ids);

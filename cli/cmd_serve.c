@@ -19,6 +19,9 @@
 #define TEXT_OF(x)          #x
 #define TEXT_OF_VALUE(x)    TEXT_OF(x)
 #define STEP_TOKENS_TEXT    TEXT_OF_VALUE(DEFAULT_STEP_TOKENS)
+/* The most --lora options (more can be loaded while serving). */
+#define MAX_LORAS      256
+#define MAX_LORAS_TEXT TEXT_OF_VALUE(MAX_LORAS)
 
 static const char help[] =
     "usage: baichuan serve -m MODEL [options]\n"
@@ -55,7 +58,11 @@ static const char help[] =
     "      --ledger STORE       record every generation request in this SQLite file, or in the\n"
     "                           PostgreSQL database of a postgresql:// URL; a request's tokens are\n"
     "                           charged to its tenant when its row commits (in the same transaction\n"
-    "                           when --tenants names the same database)\n"
+    "                           when --tenants names the same database)\n";
+
+/* The bounds and the rest (a second string: C99 compilers need not take
+ * literals over 4,095 characters). */
+static const char help_more[] =
     "      --ledger-wait S      seconds a failing ledger write is retried before its replies are\n"
     "                           withheld (503; default 30)\n"
     "      --max-ledger-queue N rows waiting for the ledger before new requests are shed (default 10000)\n"
@@ -69,6 +76,11 @@ static const char help[] =
     "      --tokenizer PATH     tokenizer directory or tokenizer.model (default: the model's; needed\n"
     "                           for a GGUF model, whose vocabulary is not read)\n"
     "      --alias NAME         the model name reported (default: the model path's last part)\n"
+    "      --lora NAME=PATH     serve the LoRA adapter in directory PATH (PEFT's adapter_config.json and\n"
+    "                           adapter_model.safetensors or .bin) as model NAME beside the base;\n"
+    "                           repeatable (at most " MAX_LORAS_TEXT "). A request's \"model\": NAME selects it;\n"
+    "                           admins load and unload more with POST /v1/load_lora_adapter and\n"
+    "                           /v1/unload_lora_adapter\n"
     "      --shutdown-wait S    seconds SIGTERM lets running requests finish (default 30)\n";
 
 static const char *base_name(const char *path) {
@@ -120,6 +132,9 @@ int cmd_serve(int argc, char **argv) {
     cli_model_opts mo;
     cli_model_opts_init(&mo);
     const char *tokenizer_path = NULL, *tenants_path = NULL, *alias = NULL;
+    static const char *lora_names[MAX_LORAS], *lora_paths[MAX_LORAS];
+    static char lora_specs[MAX_LORAS][1024];
+    int n_loras = 0;
     srv_config cfg = {.host = "127.0.0.1",
                       .port = 8080,
                       .n_parallel = 4,
@@ -143,6 +158,7 @@ int cmd_serve(int argc, char **argv) {
         if (r > 0) continue;
         if (cli_is_help(a)) {
             fputs(help, stdout);
+            fputs(help_more, stdout);
             fputs(cli_model_opts_help, stdout);
             return 0;
         }
@@ -209,6 +225,19 @@ int cmd_serve(int argc, char **argv) {
                 return cli_error("--max-bodies: '%s' is not a size such as 64M or 1073741824", v);
             continue;
         }
+        if (strcmp(a, "--lora") == 0) {
+            if ((v = cli_value(argc, argv, &i)) == NULL) return 1;
+            const char *eq = strchr(v, '=');
+            if (eq == NULL || eq == v || eq[1] == '\0' || strlen(v) >= sizeof lora_specs[0])
+                return cli_error("--lora: '%.200s' is not NAME=PATH (an adapter's name and its directory)", v);
+            if (n_loras == MAX_LORAS) return cli_error("--lora: at most %d adapters at start", MAX_LORAS);
+            memcpy(lora_specs[n_loras], v, strlen(v) + 1);
+            lora_specs[n_loras][eq - v] = '\0';
+            lora_names[n_loras] = lora_specs[n_loras];
+            lora_paths[n_loras] = lora_specs[n_loras] + (eq - v) + 1;
+            n_loras++;
+            continue;
+        }
         if (strcmp(a, "--no-prefix-cache") == 0) {
             cfg.no_prefix_cache = true;
             continue;
@@ -228,6 +257,9 @@ int cmd_serve(int argc, char **argv) {
     cfg.tenants_path = tenants_path;
     if (cfg.metrics_token != NULL && strlen(cfg.metrics_token) < 16)
         return cli_error("--metrics-token: at least 16 characters (it opens /metrics to whoever has it)");
+    cfg.lora_names = lora_names;
+    cfg.lora_paths = lora_paths;
+    cfg.n_loras = n_loras;
 
     int rc = 1;
     char err[1024];

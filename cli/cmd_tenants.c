@@ -6,6 +6,7 @@
  */
 #include "cli.h"
 
+#include "../server/adapters.h"
 #include "../server/digest.h"
 #include "../server/store.h"
 #include "../server/store_open.h"
@@ -26,9 +27,16 @@ static const char help[] = "usage: baichuan tenants --store STORE COMMAND [args]
                            "Keys are stored only as SHA-256 digests and are never listed.\n"
                            "\n"
                            "commands:\n"
-                           "  add NAME [--rpm N] [--tokens-per-day N] [--admin]\n"
+                           "  add NAME [--rpm N] [--tokens-per-day N] [--admin] [--adapters A,B]\n"
                            "                      a new tenant; limits default to 0 (unlimited)\n"
-                           "                      --admin: its keys may read GET /admin/usage\n"
+                           "                      --admin: its keys may read GET /admin/usage and load and\n"
+                           "                      unload LoRA adapters\n"
+                           "                      --adapters: the LoRA adapters (serve --lora NAME=...) its\n"
+                           "                      requests may name as \"model\"; '*' for all; default none\n"
+                           "  set NAME --adapters A,B\n"
+                           "                      replaces the tenant's adapters ('' for none); a running\n"
+                           "                      server sees it at once with a postgresql:// STORE, after a\n"
+                           "                      restart with a JSON file\n"
                            "  key-create NAME     a new random key for tenant NAME, printed once on stdout\n"
                            "  key-revoke KEY      revokes KEY (found by its digest) on every server using STORE;\n"
                            "                      KEY '-' reads it from stdin (keeps it out of the process list)\n"
@@ -64,6 +72,22 @@ static bool valid_name(const char *name) {
     return true;
 }
 
+/* An --adapters list: adapter names or "*" separated by commas, or "". */
+static bool valid_adapters(const char *list) {
+    char name[80];
+    for (const char *p = list; *p != '\0';) {
+        const char *end = strchr(p, ',');
+        size_t len = end ? (size_t)(end - p) : strlen(p);
+        if (len == 0 || len >= sizeof name) return false;
+        memcpy(name, p, len);
+        name[len] = '\0';
+        if (strcmp(name, "*") != 0 && !srv_adapter_name_valid(name)) return false;
+        p += len + (end != NULL);
+        if (end != NULL && *p == '\0') return false; /* a trailing comma */
+    }
+    return true;
+}
+
 /* KEY, or a line of stdin for "-" (in buf). */
 static const char *key_arg(const char *arg, char *buf, size_t cap) {
     if (strcmp(arg, "-") != 0) return arg;
@@ -81,21 +105,22 @@ static void print_list(json_t *list, bool as_json) {
         json_decref(doc);
         return;
     }
-    printf("%-24s %10s %14s %6s %6s %8s\n", "tenant", "rpm", "tokens/day", "admin", "keys", "revoked");
+    printf("%-24s %10s %14s %6s %6s %8s  %s\n", "tenant", "rpm", "tokens/day", "admin", "keys", "revoked", "adapters");
     size_t i;
     json_t *t;
     json_array_foreach(list, i, t) {
-        printf("%-24s %10lld %14lld %6s %6lld %8lld\n", json_string_value(json_object_get(t, "name")),
+        printf("%-24s %10lld %14lld %6s %6lld %8lld  %s\n", json_string_value(json_object_get(t, "name")),
                (long long)json_integer_value(json_object_get(t, "requests_per_minute")),
                (long long)json_integer_value(json_object_get(t, "tokens_per_day")),
                json_is_true(json_object_get(t, "admin")) ? "yes" : "no",
                (long long)json_integer_value(json_object_get(t, "keys")),
-               (long long)json_integer_value(json_object_get(t, "revoked_keys")));
+               (long long)json_integer_value(json_object_get(t, "revoked_keys")),
+               json_string_value(json_object_get(t, "adapters")));
     }
 }
 
 int cmd_tenants(int argc, char **argv) {
-    const char *store = NULL, *command = NULL, *arg = NULL;
+    const char *store = NULL, *command = NULL, *arg = NULL, *adapters = NULL;
     long long rpm = 0, tpd = 0;
     bool admin = false, as_json = false, limits_given = false;
     for (int i = 1; i < argc; i++) {
@@ -115,6 +140,12 @@ int cmd_tenants(int argc, char **argv) {
             limits_given = true;
         } else if (strcmp(a, "--admin") == 0) {
             admin = limits_given = true;
+        } else if (strcmp(a, "--adapters") == 0) {
+            if ((adapters = cli_value(argc, argv, &i)) == NULL) return 1;
+            if (!valid_adapters(adapters))
+                return cli_error("--adapters: '%.200s' is not a list of adapter names separated by commas (1 to 64 "
+                                 "of A-Z a-z 0-9 . _ - each), '*' for all or '' for none",
+                                 adapters);
         } else if (strcmp(a, "--json") == 0) {
             as_json = true;
         } else if (a[0] == '-' && a[1] != '\0') {
@@ -130,9 +161,13 @@ int cmd_tenants(int argc, char **argv) {
     if (store == NULL) return cli_error("tenants: --store STORE is required (see 'baichuan tenants --help')");
     if (command == NULL) return cli_error("tenants: a command is required: add, key-create, key-revoke or list");
     bool is_list = strcmp(command, "list") == 0;
-    if (!is_list && strcmp(command, "add") != 0 && strcmp(command, "key-create") != 0 &&
+    if (!is_list && strcmp(command, "add") != 0 && strcmp(command, "set") != 0 && strcmp(command, "key-create") != 0 &&
         strcmp(command, "key-revoke") != 0)
-        return cli_error("tenants: unknown command '%s' (add, key-create, key-revoke, list)", command);
+        return cli_error("tenants: unknown command '%s' (add, set, key-create, key-revoke, list)", command);
+    if (adapters != NULL && strcmp(command, "add") != 0 && strcmp(command, "set") != 0)
+        return cli_error("tenants: --adapters goes with add or set, not %s", command);
+    if (strcmp(command, "set") == 0 && adapters == NULL)
+        return cli_error("tenants: set NAME needs --adapters A,B (what to set)");
     if (is_list && arg != NULL) return cli_error("tenants: list takes no argument ('%s')", arg);
     if (!is_list && (arg == NULL || arg[0] == '\0'))
         return cli_error("tenants: %s needs %s", command, strcmp(command, "key-revoke") == 0 ? "KEY" : "NAME");
@@ -149,7 +184,12 @@ int cmd_tenants(int argc, char **argv) {
     int rc = 1;
     if (strcmp(command, "add") == 0) {
         if (s->ops->add(s, arg, (long)rpm, tpd, admin, err, sizeof err) != 0) goto fail;
+        if (adapters != NULL && adapters[0] != '\0' && s->ops->set_adapters(s, arg, adapters, err, sizeof err) != 0)
+            goto fail;
         fprintf(stderr, "tenant '%s' added\n", arg);
+    } else if (strcmp(command, "set") == 0) {
+        if (s->ops->set_adapters(s, arg, adapters, err, sizeof err) != 0) goto fail;
+        fprintf(stderr, "tenant '%s': adapters '%s'\n", arg, adapters);
     } else if (strcmp(command, "key-create") == 0) {
         char key[52], digest[65];
         if (new_key(key) != 0 || srv_sha256_hex(key, strlen(key), digest) != 0) {

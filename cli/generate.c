@@ -31,7 +31,10 @@ const char *const cli_gen_opts_help =
     "      --grammar-file FILE  constrain the output to the GBNF grammar in FILE (llama.cpp's notation)\n"
     "      --json               constrain the output to a JSON object\n"
     "                           (at most one of the three; the text ends where the grammar allows,\n"
-    "                           or at -n, where it may be cut short)\n";
+    "                           or at -n, where it may be cut short)\n"
+    "      --lora PATH[:SCALE]  apply a PEFT LoRA adapter (its directory: adapter_config.json and\n"
+    "                           adapter_model.safetensors or .bin) unmerged, its update times SCALE\n"
+    "                           (default 1); repeatable, the updates add up\n";
 
 void cli_gen_opts_init(cli_gen_opts *o) {
     memset(o, 0, sizeof *o);
@@ -53,6 +56,7 @@ static int parse_float(const char *s, const char *opt, float *out) {
 
 int cli_gen_opt(int argc, char **argv, int *i, cli_gen_opts *o) {
     int r = cli_model_opt(argc, argv, i, &o->model);
+    if (r == 0) r = cli_lora_opt(argc, argv, i, &o->lora);
     if (r != 0) return r;
     const char *a = argv[*i], *v = NULL;
     bc_sampler_params *p = &o->sampler;
@@ -159,8 +163,9 @@ static int init_constraint(cli_gen *g, const cli_gen_opts *o) {
 /* Set-up                                                                   */
 /* ------------------------------------------------------------------------ */
 
-int cli_gen_init(cli_gen *g, const cli_gen_opts *o) {
+int cli_gen_init(cli_gen *g, cli_gen_opts *o) {
     memset(g, 0, sizeof *g);
+    g->lora = &o->lora;
     char err[1024];
     if ((g->model = cli_load_model(&o->model)) == NULL) return 1;
     bc_model_get_info(g->model, &g->info);
@@ -194,6 +199,7 @@ int cli_gen_init(cli_gen *g, const cli_gen_opts *o) {
     cp.n_threads = o->model.n_threads;
     cp.cache_type = o->model.cache_type;
     if (bc_context_init(g->model, cp, &g->ctx, err, sizeof err) != BC_STATUS_OK) return cli_error("%s", err);
+    if (cli_load_loras(g->model, g->lora) != 0 || cli_set_loras(g->ctx, 0, g->lora) != 0) return 1;
     g->cached = malloc((size_t)cp.n_ctx * sizeof *g->cached);
     g->batch = malloc((size_t)cp.n_batch * sizeof *g->batch);
     if (g->cached == NULL || g->batch == NULL) return cli_error("out of memory");
@@ -206,6 +212,7 @@ void cli_gen_free(cli_gen *g) {
     bc_generator_free(g->gen); /* before the grammar its matcher follows */
     bc_grammar_free(g->grammar);
     bc_context_free(g->ctx);
+    if (g->lora) cli_lora_opts_free(g->lora); /* after the context, before the model */
     bc_tokenizer_free(g->tok);
     bc_model_free(g->model);
     memset(g, 0, sizeof *g);

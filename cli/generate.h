@@ -26,6 +26,7 @@ typedef struct cli_gen_opts {
     const char *constraint_opt;  /* the option given, for errors; NULL: none */
     const char *constraint_file; /* its file (NULL for --json) */
     const char *constraint_gbnf; /* or GBNF text given by the command (chat --tools), with constraint_opt */
+    cli_lora_opts lora;          /* --lora, put on the one sequence; owned (freed by cli_gen_free) */
 } cli_gen_opts;
 
 void cli_gen_opts_init(cli_gen_opts *o);
@@ -50,7 +51,8 @@ typedef struct cli_gen {
     bc_grammar *grammar; /* the output constraint, or NULL */
     bc_generator *gen;   /* sampling, the constraint's matcher, detokenizing, stop strings */
     bc_model_info info;
-    int32_t *cached; /* (n_ctx) the ids whose keys and values are cached */
+    cli_lora_opts *lora; /* the options' adapters, loaded for model */
+    int32_t *cached;     /* (n_ctx) the ids whose keys and values are cached */
     int n_cached;
     bc_batch_entry *batch; /* (n_batch) */
 
@@ -62,7 +64,7 @@ typedef struct cli_gen {
 } cli_gen;
 
 /* Loads model, tokenizer and context; prints errors. 0 or 1. */
-int cli_gen_init(cli_gen *g, const cli_gen_opts *o);
+int cli_gen_init(cli_gen *g, cli_gen_opts *o);
 void cli_gen_free(cli_gen *g);
 
 /* Runs input (n_input ids) and generates at most n_max tokens, writing the

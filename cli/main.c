@@ -20,6 +20,7 @@ static const command commands[] = {
     {"run", cmd_run, "continue a prompt: plain text completion, streamed"},
     {"chat", cmd_chat, "interactive multi-turn chat in the Baichuan chat format"},
     {"quantize", cmd_quantize, "write a model as a llama.cpp-compatible GGUF (f16, bf16, q8_0, q4_k_m, ...)"},
+    {"merge", cmd_merge, "merge LoRA adapters into a model: a safetensors directory or a GGUF"},
     {"bench", cmd_bench, "prompt and generation speed in tokens/s (like llama-bench)"},
     {"perplexity", cmd_perplexity, "perplexity of a text, and KL divergence from a base model (like llama-perplexity)"},
     {"grammar", cmd_grammar, "a JSON Schema's GBNF grammar, and whether a text on stdin matches a grammar"},

@@ -246,6 +246,14 @@ typedef struct bc_quantize_params {
      * default): e.g. to say that a 4-bit checkpoint's weights (info->
      * quantization) are dequantized and then quantized to ftype. */
     void (*loaded)(void *user, const bc_model_info *info);
+    /* LoRA adapters merged into the weights before they are written
+     * (baichuan merge): n_loras adapter paths as bc_lora_load takes them, each
+     * with its user scale (lora_scales NULL: all 1). Every adapted row is
+     * W + scale * B A, computed in double and rounded to f32 once per adapter,
+     * then converted to the tensor's type. Default none. */
+    const char *const *lora_paths;
+    const float *lora_scales;
+    int n_loras;
 } bc_quantize_params;
 
 bc_quantize_params bc_quantize_default_params(void);
@@ -262,6 +270,18 @@ bc_quantize_params bc_quantize_default_params(void);
  * (bitsandbytes NF4/FP4, GPTQ) is dequantized exactly, then quantized to
  * ftype: its 4-bit codes do not carry over (GGUF has no such blocks). */
 bc_status bc_model_quantize(const char *in_path, const char *out_path, bc_quantize_params params, char *err,
+                            size_t err_size);
+
+/* Writes the model at in_path (a Hugging Face directory), with
+ * params.lora_paths merged, to the directory out_dir as a Hugging Face
+ * checkpoint: config.json (in_path's, without quantization_config, with
+ * torch_dtype and the variant keys position_encoding and norm_head written
+ * explicitly), tokenizer.model and the tokenizer and generation configs
+ * copied, and one model.safetensors in the official tensor names (W_pack
+ * fused, lm_head as stored) in params.ftype: BC_FTYPE_F32, F16 or BF16
+ * (else BC_STATUS_ERROR_ARGUMENT). out_dir appears only when complete (it
+ * is written as out_dir.tmp, then renamed). baichuan merge. */
+bc_status bc_model_write_hf(const char *in_path, const char *out_dir, bc_quantize_params params, char *err,
                             size_t err_size);
 
 /* ------------------------------------------------------------------------ */
@@ -432,6 +452,79 @@ int bc_context_n_seq(const bc_context *ctx);
 void bc_context_parallel_for(bc_context *ctx, void (*fn)(void *arg, int i), void *arg, int n);
 int bc_context_n_batch(const bc_context *ctx);
 int bc_context_n_threads(const bc_context *ctx);
+
+/* ------------------------------------------------------------------------ */
+/* LoRA adapters                                                            */
+/* ------------------------------------------------------------------------ */
+
+/* A LoRA adapter for one model, as PEFT's save_pretrained writes it: a
+ * directory with adapter_config.json and adapter_model.safetensors or
+ * adapter_model.bin. Applied unmerged, on the fly, to any base dtype:
+ * y = W x + scale * B (A x), for the adapted matrices of the layers the
+ * adapter names. Immutable once loaded; may be shared by any number of
+ * threads and contexts; must outlive every sequence that runs under it. It
+ * holds only its own factors (r x (in + out) per matrix), never a copy of
+ * the base. */
+typedef struct bc_lora bc_lora;
+
+/* Modules an adapter may adapt (bits of bc_lora_info.modules). */
+typedef enum bc_lora_module {
+    BC_LORA_MODULE_W_PACK = 1 << 0, /* the fused Q/K/V matrix (B's rows split as W_pack's) */
+    BC_LORA_MODULE_O_PROJ = 1 << 1,
+    BC_LORA_MODULE_GATE_PROJ = 1 << 2,
+    BC_LORA_MODULE_UP_PROJ = 1 << 3,
+    BC_LORA_MODULE_DOWN_PROJ = 1 << 4,
+} bc_lora_module;
+
+/* Loads the adapter at path (its directory, or its adapter_config.json) for
+ * model. Its scale is lora_alpha / r (lora_alpha / sqrt(r) with use_rslora)
+ * times user_scale (1 = as trained). Anything the engine cannot apply exactly
+ * (another peft_type, DoRA, a bias other than "none", a module the model does
+ * not have, a rank or shape that does not match the base, a truncated or
+ * malformed file) is refused with BC_STATUS_ERROR_FORMAT or
+ * BC_STATUS_ERROR_MODEL and a one-line message in err naming the file,
+ * tensor or field. On success *out owns the adapter (bc_lora_free). */
+bc_status bc_lora_load(const bc_model *model, const char *path, float user_scale, bc_lora **out, char *err,
+                       size_t err_size);
+
+void bc_lora_free(bc_lora *lora);
+
+/* What an adapter is; filled by bc_lora_get_info(). Strings are valid while
+ * the adapter lives. */
+typedef struct bc_lora_info {
+    const char *path; /* as given to bc_lora_load */
+    int rank;         /* r */
+    float alpha;      /* lora_alpha */
+    bool rslora;      /* use_rslora: scale alpha / sqrt(r) */
+    float scale;      /* the scale applied: alpha / r (or / sqrt(r)) times user_scale */
+    uint32_t modules; /* bc_lora_module bits of the adapted modules */
+    int n_matrices;   /* adapted matrices (layers times modules) */
+    bc_dtype dtype;   /* element type the A and B factors are held in: the files' (f32, f16
+                       * or bf16) when they all share one, else f32 */
+    uint64_t bytes;   /* memory the adapter holds: its factors, r x (in + out) elements per
+                       * adapted matrix (B's rows padded to a multiple of 64), and its record */
+    uint64_t id;      /* unique among the adapters this process has loaded; keys the prefix cache */
+} bc_lora_info;
+
+void bc_lora_get_info(const bc_lora *lora, bc_lora_info *info);
+
+/* Most adapters one sequence runs under at once. */
+#define BC_MAX_SEQ_LORAS 8
+
+/* Sets the adapters sequence seq runs under: n_loras (0 <= n_loras <=
+ * BC_MAX_SEQ_LORAS) adapters of this context's model, whose products add up;
+ * 0 = the base model alone (the default of every sequence). The sequence
+ * must hold no positions (bc_context_seq_len 0), so that all of its keys and
+ * values are computed under the same adapters; it keeps the setting through
+ * bc_context_seq_truncate, and bc_context_seq_fork gives it to the fork. The
+ * prefix cache keys its blocks by the adapters (their ids and scales) as well
+ * as the token ids: bc_context_seq_reuse gives a sequence only blocks computed
+ * under exactly its adapters. The context keeps the pointers, not copies.
+ * BC_STATUS_ERROR_ARGUMENT (nothing changes) for a non-empty sequence, an
+ * out-of-range seq or count, or an adapter of another model. A decode batch
+ * may mix sequences under different adapters and none: each sequence's
+ * logits are bit-identical to those it gets alone. */
+bc_status bc_context_seq_set_loras(bc_context *ctx, int seq, const bc_lora *const *loras, int n_loras);
 
 /* ------------------------------------------------------------------------ */
 /* Profile: where decode time goes                                          */

@@ -15,7 +15,7 @@ cd "$(dirname "$0")/.."
 seconds=${1:-60}
 [ $# -gt 0 ] && shift
 targets=${*:-"fuzz_safetensors fuzz_st_index fuzz_torch_zip fuzz_torch_pickle fuzz_config fuzz_chat fuzz_openai \
-fuzz_tenants fuzz_http fuzz_sp_model fuzz_tokenize fuzz_gguf fuzz_gptq fuzz_grammar fuzz_json_schema"}
+fuzz_tenants fuzz_http fuzz_sp_model fuzz_tokenize fuzz_gguf fuzz_gptq fuzz_grammar fuzz_json_schema fuzz_lora"}
 build=build-fuzz
 [ -x "$build/fuzz_safetensors" ] || { echo "error: no $build/fuzz_* binaries; run 'make fuzz' first" >&2; exit 2; }
 mkdir -p "$build/findings"

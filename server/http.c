@@ -14,7 +14,8 @@
  * libmicrohttpd's thread only moves bytes and answers what needs nothing
  * but memory (/health, /livez, /readyz, the pages). Whatever may wait on a
  * store or take long (authentication, /admin/usage, parsing a generation
- * request: tokenizing, compiling a grammar, /tokenize) runs on a worker
+ * request: tokenizing, compiling a grammar, /tokenize, loading a LoRA
+ * adapter's files) runs on a worker
  * (workers.c) while the connection is suspended; the worker keeps its reply
  * in the connection's state (send_bytes) and resumes the connection, and the
  * handler, called again, queues it (flush_reply). Only this thread calls
@@ -85,6 +86,8 @@ typedef enum route {
     ROUTE_CHAT,
     ROUTE_ADMIN_PAGE,
     ROUTE_ADMIN_USAGE,
+    ROUTE_LOAD_ADAPTER,
+    ROUTE_UNLOAD_ADAPTER,
 } route;
 
 static const struct {
@@ -104,6 +107,8 @@ static const struct {
     {"/v1/chat/completions", "POST", ROUTE_CHAT},
     {"/admin", "GET", ROUTE_ADMIN_PAGE},
     {"/admin/usage", "GET", ROUTE_ADMIN_USAGE},
+    {"/v1/load_lora_adapter", "POST", ROUTE_LOAD_ADAPTER},
+    {"/v1/unload_lora_adapter", "POST", ROUTE_UNLOAD_ADAPTER},
 };
 
 /* A reply made by an endpoint, queued by the HTTP thread (flush_reply). */
@@ -141,7 +146,7 @@ typedef struct conn_state {
      * that no worker reads libmicrohttpd's structures. */
     char *key;              /* the Bearer key, or NULL */
     bool key_present;       /* an Authorization header was sent */
-    char *query[3];         /* /admin/usage: from, to, bucket (NULL when absent) */
+    char *query[4];         /* /admin/usage: from, to, bucket, adapter (NULL when absent) */
     int fd;                 /* the client's socket */
     bool metrics_token;     /* /metrics with the --metrics-token: no tenant needed */
     long long body_counted; /* bytes of body added to h->body_bytes */
@@ -323,14 +328,16 @@ static enum MHD_Result do_detokenize(conn_state *cs) {
     return send_json(cs, 200, out, NULL, NULL);
 }
 
+/* The base model, then the adapters the tenant may use (each with its
+ * parent, the base, and its root, the adapter's path, as vLLM lists them). */
 static enum MHD_Result do_models(conn_state *cs) {
     srv_http *h = cs->h;
     const srv_model_info *mi = h->mi;
-    return send_json(cs, 200,
-                     json_pack("{s:s, s:[{s:s, s:s, s:I, s:s, s:i}]}", "object", "list", "data", "id", mi->name,
-                               "object", "model", "created", (json_int_t)0, "owned_by", "baichuan.c", "context_length",
-                               mi->n_ctx),
-                     NULL, NULL);
+    json_t *list = json_pack("{s:s, s:[{s:s, s:s, s:I, s:s, s:i, s:s, s:n}]}", "object", "list", "data", "id", mi->name,
+                             "object", "model", "created", (json_int_t)0, "owned_by", "baichuan.c", "context_length",
+                             mi->n_ctx, "root", mi->name, "parent");
+    srv_adapters_models(mi->adapters, cs->tenant, mi->name, json_object_get(list, "data"));
+    return send_json(cs, 200, list, NULL, NULL);
 }
 
 static enum MHD_Result do_metrics(conn_state *cs) {
@@ -356,6 +363,7 @@ static enum MHD_Result do_metrics(conn_state *cs) {
                    (long long)atomic_load(&h->n_unauthenticated), (long long)atomic_load(&h->n_shed),
                    srv_workers_waiting(h->workers), (long long)atomic_load(&h->body_bytes));
     if (h->cfg->extra_metrics != NULL) h->cfg->extra_metrics(h->cfg->ready_ctx, &b);
+    srv_adapters_metrics(h->mi->adapters, &b);
     enum MHD_Result ok =
         b.data != NULL ? send_bytes(cs, 200, "text/plain; version=0.0.4; charset=utf-8", b.data, b.len, NULL, NULL)
                        : MHD_NO;
@@ -363,18 +371,42 @@ static enum MHD_Result do_metrics(conn_state *cs) {
     return ok;
 }
 
-/* Parses the body (the prompt tokenized, the grammar compiled) and hands
- * the request to the scheduler (a worker). */
+/* The adapter the body's "model" names, with a reference, in *out: NULL for
+ * the base model (its own name, or no "model"). -1 when it names neither
+ * the base nor an adapter this tenant may use: the same answer whether the
+ * adapter exists or not, so a tenant learns nothing of others' adapters. */
+static int select_adapter(conn_state *cs, json_t *body, srv_adapter **out) {
+    json_t *model = json_object_get(body, "model");
+    *out = NULL;
+    if (!json_is_string(model) || strcmp(json_string_value(model), cs->h->mi->name) == 0) return 0;
+    *out = srv_adapters_acquire(cs->h->mi->adapters, json_string_value(model), cs->tenant);
+    return *out != NULL ? 0 : -1;
+}
+
+/* Parses the body (the adapter chosen, the prompt tokenized, the grammar
+ * compiled) and hands the request to the scheduler (a worker). */
 static enum MHD_Result do_generate(conn_state *cs) {
     srv_http *h = cs->h;
     enum MHD_Result ret;
     json_t *body = parse_body(cs, &ret);
     if (body == NULL) return ret;
+    srv_adapter *adapter = NULL;
+    if (select_adapter(cs, body, &adapter) != 0) {
+        char msg[200];
+        snprintf(msg, sizeof msg, "The model '%.100s' does not exist or you do not have access to it.",
+                 json_string_value(json_object_get(body, "model")));
+        json_decref(body);
+        return send_error(cs, 404, msg, "invalid_request_error", "model", "model_not_found", NULL, NULL);
+    }
     srv_error e;
     srv_request *r =
         srv_openai_parse(h->mi, cs->route == ROUTE_CHAT ? SRV_ENDPOINT_CHAT : SRV_ENDPOINT_COMPLETIONS, body, &e);
     json_decref(body);
-    if (r == NULL) return send_error(cs, (unsigned)e.status, e.message, e.type, e.param, e.code, NULL, NULL);
+    if (r == NULL) {
+        srv_adapter_release(adapter);
+        return send_error(cs, (unsigned)e.status, e.message, e.type, e.param, e.code, NULL, NULL);
+    }
+    r->adapter = adapter; /* the request's reference now */
     static atomic_ullong counter;
     /* The process's random salt keeps ids of replicas sharing a ledger apart. */
     snprintf(r->id, sizeof r->id, "%s-%llx%08x%06llx", cs->route == ROUTE_CHAT ? "chatcmpl" : "cmpl",
@@ -424,6 +456,81 @@ static enum MHD_Result start_generate(struct MHD_Connection *c, conn_state *cs) 
 }
 
 /* ------------------------------------------------------------------------ */
+/* LoRA adapters loaded and unloaded while serving (admin only)             */
+/* ------------------------------------------------------------------------ */
+
+/* A string field of an adapter request's body, or NULL. */
+static const char *adapter_field(json_t *body, const char *key) {
+    json_t *v = json_object_get(body, key);
+    return json_is_string(v) && json_string_length(v) > 0 ? json_string_value(v) : NULL;
+}
+
+/* POST /v1/load_lora_adapter {"lora_name", "lora_path"} (vLLM's shape). On
+ * a worker, like every request that may take long: reading an adapter's
+ * files (megabytes to gigabytes) while the connection is suspended. */
+static enum MHD_Result do_load_adapter(conn_state *cs) {
+    srv_http *h = cs->h;
+    enum MHD_Result ret;
+    json_t *body = parse_body(cs, &ret);
+    if (body == NULL) return ret;
+    const char *name = adapter_field(body, "lora_name"), *path = adapter_field(body, "lora_path");
+    if (name == NULL || path == NULL) {
+        json_decref(body);
+        return send_error(cs, 400, "'lora_name' and 'lora_path' are required: the adapter's name and its directory",
+                          "invalid_request_error", name == NULL ? "lora_name" : "lora_path", NULL, NULL, NULL);
+    }
+    char why[512];
+    srv_adapter_status st = srv_adapters_load(h->mi->adapters, name, path, h->mi->name, why, sizeof why);
+    switch (st) {
+    case SRV_ADAPTER_OK: break;
+    case SRV_ADAPTER_TAKEN:
+        json_decref(body);
+        return send_error(cs, 409, why, "invalid_request_error", "lora_name", "adapter_exists", NULL, NULL);
+    case SRV_ADAPTER_BAD_NAME:
+        json_decref(body);
+        return send_error(cs, 400, why, "invalid_request_error", "lora_name", NULL, NULL, NULL);
+    case SRV_ADAPTER_FAILED:
+        json_decref(body);
+        return send_error(cs, 400, why, "invalid_request_error", "lora_path", "invalid_adapter", NULL, NULL);
+    }
+    fprintf(stderr, "baichuan serve: adapter %s loaded from %s (by tenant %s)\n", name, path,
+            cs->tenant ? cs->tenant->name : "-");
+    char msg[200];
+    snprintf(msg, sizeof msg, "Success: LoRA adapter '%.100s' added successfully.", name);
+    json_t *out = json_pack("{s:s, s:s, s:s}", "object", "lora_adapter", "id", name, "message", msg);
+    json_decref(body);
+    return send_json(cs, 200, out, NULL, NULL);
+}
+
+/* POST /v1/unload_lora_adapter {"lora_name"}: new requests for it are 404 at
+ * once; the ones running finish, and the last frees it. */
+static enum MHD_Result do_unload_adapter(conn_state *cs) {
+    srv_http *h = cs->h;
+    enum MHD_Result ret;
+    json_t *body = parse_body(cs, &ret);
+    if (body == NULL) return ret;
+    const char *name = adapter_field(body, "lora_name");
+    char msg[200];
+    int running = 0;
+    if (name == NULL) {
+        json_decref(body);
+        return send_error(cs, 400, "'lora_name' is required: the adapter's name", "invalid_request_error",
+                          "lora_name", NULL, NULL, NULL);
+    }
+    if (!srv_adapters_unload(h->mi->adapters, name, &running)) {
+        snprintf(msg, sizeof msg, "The LoRA adapter '%.100s' cannot be found.", name);
+        json_decref(body);
+        return send_error(cs, 404, msg, "invalid_request_error", "lora_name", "model_not_found", NULL, NULL);
+    }
+    fprintf(stderr, "baichuan serve: adapter %s unloaded (%d requests still running under it)\n", name, running);
+    snprintf(msg, sizeof msg, "Success: LoRA adapter '%.100s' removed successfully.", name);
+    json_t *out = json_pack("{s:s, s:s, s:s, s:i}", "object", "lora_adapter", "id", name, "message", msg,
+                            "running_requests", running);
+    json_decref(body);
+    return send_json(cs, 200, out, NULL, NULL);
+}
+
+/* ------------------------------------------------------------------------ */
 /* The operator's usage report (/admin/usage)                               */
 /* ------------------------------------------------------------------------ */
 
@@ -465,17 +572,36 @@ static json_t *zero_counts(void) {
                      (json_int_t)0, "completion_tokens", (json_int_t)0);
 }
 
-/* GET /admin/usage?from=YYYY-MM-DD&to=YYYY-MM-DD&bucket=day|hour: the
- * ledger's requests and tokens per tenant and bucket, days inclusive (UTC).
- * {from, to, bucket, buckets: [every bucket of the range], tenants:
- * [{tenant, totals, buckets: [{bucket, requests, ...} non-empty only]}],
- * totals}. */
+/* The sums of one usage row into the entry of its adapter ("" the base
+ * model) in a tenant's adapters array. */
+static void add_adapter_counts(json_t *adapters, const char *adapter, const json_t *row) {
+    size_t i;
+    json_t *e;
+    json_array_foreach(adapters, i, e) {
+        if (strcmp(json_string_value(json_object_get(e, "adapter")), adapter) == 0) {
+            add_counts(json_object_get(e, "totals"), row);
+            return;
+        }
+    }
+    e = json_pack("{s:s, s:o}", "adapter", adapter, "totals", zero_counts());
+    add_counts(json_object_get(e, "totals"), row);
+    json_array_append_new(adapters, e);
+}
+
+/* GET /admin/usage?from=YYYY-MM-DD&to=YYYY-MM-DD&bucket=day|hour[&adapter=NAME]:
+ * the ledger's requests and tokens per tenant and bucket, days inclusive
+ * (UTC), of every request or only those under adapter NAME ("" the base
+ * model's). {from, to, bucket, buckets: [every bucket of the range],
+ * tenants: [{tenant, totals, buckets: [{bucket, requests, ...} non-empty
+ * only], adapters: [{adapter ("" the base model), totals}]}], totals}. */
 static enum MHD_Result do_admin_usage(conn_state *cs) {
     srv_http *h = cs->h;
     if (h->ledger == NULL)
         return send_error(cs, 404, "This server keeps no ledger (start it with --ledger STORE).",
                           "invalid_request_error", NULL, "no_ledger", NULL, NULL);
     const char *from_s = cs->query[0], *to_s = cs->query[1], *bucket = cs->query[2];
+    /* adapter=NAME: only requests under that adapter; adapter= (empty): the base model's */
+    const char *adapter_filter = cs->query[3];
     time_t from, to, today = (time_t)(srv_wall() / 86400.0) * 86400;
     if (bucket == NULL) bucket = "day";
     bool hourly = strcmp(bucket, "hour") == 0;
@@ -520,17 +646,28 @@ static enum MHD_Result do_admin_usage(conn_state *cs) {
     }
     size_t i;
     json_t *row;
-    json_array_foreach(rows, i, row) { /* ordered by tenant: one entry per run */
+    json_array_foreach(rows, i, row) { /* ordered by tenant, bucket, adapter: one entry per run */
         const char *name = json_string_value(json_object_get(row, "tenant"));
+        const char *adapter = json_string_value(json_object_get(row, "adapter"));
+        if (adapter_filter != NULL && strcmp(adapter_filter, adapter ? adapter : "") != 0) continue;
         if (current == NULL || strcmp(json_string_value(json_object_get(current, "tenant")), name) != 0) {
-            current = json_pack("{s:s, s:o, s:[]}", "tenant", name, "totals", zero_counts(), "buckets");
+            current =
+                json_pack("{s:s, s:o, s:[], s:[]}", "tenant", name, "totals", zero_counts(), "buckets", "adapters");
             json_array_append_new(tenants, current);
         }
         add_counts(json_object_get(current, "totals"), row);
         add_counts(totals, row);
+        add_adapter_counts(json_object_get(current, "adapters"), adapter ? adapter : "", row);
+        json_t *buckets_of = json_object_get(current, "buckets");
+        json_t *last = json_array_get(buckets_of, json_array_size(buckets_of) - 1);
+        if (last != NULL && json_equal(json_object_get(last, "bucket"), json_object_get(row, "bucket"))) {
+            add_counts(last, row); /* the same bucket under another adapter */
+            continue;
+        }
         json_t *entry = json_deep_copy(row);
         json_object_del(entry, "tenant");
-        json_array_append_new(json_object_get(current, "buckets"), entry);
+        json_object_del(entry, "adapter");
+        json_array_append_new(buckets_of, entry);
     }
     json_decref(rows);
     return send_json(cs, 200,
@@ -637,7 +774,8 @@ static enum MHD_Result first_call(struct MHD_Connection *c, conn_state *cs, cons
     }
     /* The admin endpoints exist only with a tenant store: without one there
      * is no key, so no admin, and nothing to show to anyone. */
-    bool admin_route = cs->route == ROUTE_ADMIN_PAGE || cs->route == ROUTE_ADMIN_USAGE;
+    bool admin_route = cs->route == ROUTE_ADMIN_PAGE || cs->route == ROUTE_ADMIN_USAGE ||
+                       cs->route == ROUTE_LOAD_ADAPTER || cs->route == ROUTE_UNLOAD_ADAPTER;
     if (admin_route && h->tenants == NULL)
         return send_error(cs, 404,
                           "The admin endpoints need a tenant store (start the server with --tenants STORE) and the "
@@ -718,7 +856,9 @@ static void work(void *arg) {
     bool ok = true;
     if (h->tenants != NULL && !cs->metrics_token) authenticate(cs, &ok);
     if (!ok) goto done;
-    if (cs->route == ROUTE_ADMIN_USAGE && !cs->tenant->admin) {
+    bool admin_api = cs->route == ROUTE_ADMIN_USAGE || cs->route == ROUTE_LOAD_ADAPTER ||
+                     cs->route == ROUTE_UNLOAD_ADAPTER;
+    if (admin_api && !cs->tenant->admin) {
         char msg[200];
         snprintf(msg, sizeof msg, "Tenant '%.100s' is not an admin (baichuan tenants add NAME --admin).",
                  cs->tenant->name);
@@ -727,6 +867,8 @@ static void work(void *arg) {
     }
     switch (cs->route) {
     case ROUTE_ADMIN_USAGE: do_admin_usage(cs); break;
+    case ROUTE_LOAD_ADAPTER: do_load_adapter(cs); break;
+    case ROUTE_UNLOAD_ADAPTER: do_unload_adapter(cs); break;
     case ROUTE_MODELS: do_models(cs); break;
     case ROUTE_METRICS: do_metrics(cs); break;
     case ROUTE_TOKENIZE: do_tokenize(cs); break;
@@ -756,8 +898,8 @@ static enum MHD_Result dispatch(struct MHD_Connection *c, conn_state *cs) {
     cs->key_present = present;
     if (key != NULL && (cs->key = strdup(key)) == NULL) return MHD_NO;
     if (cs->route == ROUTE_ADMIN_USAGE) {
-        static const char *const names[] = {"from", "to", "bucket"};
-        for (int i = 0; i < 3; i++) {
+        static const char *const names[] = {"from", "to", "bucket", "adapter"};
+        for (int i = 0; i < 4; i++) {
             const char *v = MHD_lookup_connection_value(c, MHD_GET_ARGUMENT_KIND, names[i]);
             if (v != NULL && (cs->query[i] = strdup(v)) == NULL) return MHD_NO;
         }
@@ -863,7 +1005,9 @@ static enum MHD_Result handler(void *cls, struct MHD_Connection *c, const char *
     case ROUTE_DETOKENIZE:
     case ROUTE_COMPLETIONS:
     case ROUTE_CHAT:
-    case ROUTE_ADMIN_USAGE: return dispatch(c, cs);
+    case ROUTE_ADMIN_USAGE:
+    case ROUTE_LOAD_ADAPTER:
+    case ROUTE_UNLOAD_ADAPTER: return dispatch(c, cs);
     case ROUTE_NONE: break;
     }
     return cs->reply.ready ? flush_reply(c, cs) : MHD_NO;
@@ -889,7 +1033,7 @@ static void completed(void *cls, struct MHD_Connection *c, void **con_cls, enum 
     srv_buf_free(&cs->reply.body);
     atomic_fetch_sub(&h->body_bytes, cs->body_counted);
     free(cs->key);
-    for (int i = 0; i < 3; i++) free(cs->query[i]);
+    for (int i = 0; i < 4; i++) free(cs->query[i]);
     free(cs);
     *con_cls = NULL;
 }

@@ -72,6 +72,7 @@ static void free_item(item *it) {
     free((char *)it->row.tenant);
     free((char *)it->row.endpoint);
     free((char *)it->row.model);
+    free((char *)it->row.adapter);
     free((char *)it->row.finish_reason);
     free(it->tail);
     free(it);
@@ -226,6 +227,7 @@ void srv_ledger_submit(srv_ledger *l, const srv_ledger_row *row, srv_request *r,
         it->row.tenant = dup_or_null(row->tenant);
         it->row.endpoint = dup_or_null(row->endpoint ? row->endpoint : "");
         it->row.model = dup_or_null(row->model ? row->model : "");
+        it->row.adapter = dup_or_null(row->adapter);
         it->row.finish_reason = dup_or_null(row->finish_reason);
         it->req = r;
         if (tail_len > 0 && (it->tail = malloc(tail_len)) != NULL) memcpy(it->tail, tail, tail_len);

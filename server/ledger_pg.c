@@ -17,12 +17,15 @@
 #include <stdlib.h>
 #include <string.h>
 
-#define CHUNK     1000 /* rows per INSERT (10 parameters each; libpq's limit is 65535) */
-#define N_COLUMNS 10   /* parameters per row */
+#define CHUNK     1000 /* rows per INSERT (11 parameters each; libpq's limit is 65535) */
+#define N_COLUMNS 11   /* parameters per row */
 
 typedef struct pg_ledger {
     srv_ledger_backend base;
     srv_pg pg;
+    /* The column holding a request's adapter: "adapter", or "NULL" in a
+     * ledger older than adapters opened read-only (not migrated). */
+    const char *adapter_col;
 } pg_ledger;
 
 /* Creates the table once, whichever replica comes first (the advisory lock
@@ -40,7 +43,10 @@ static const char schema[] = "BEGIN;"
                              " completion_tokens BIGINT NOT NULL,"
                              " finish_reason TEXT,"
                              " status INTEGER NOT NULL,"
-                             " latency_ms DOUBLE PRECISION NOT NULL);"
+                             " latency_ms DOUBLE PRECISION NOT NULL,"
+                             " adapter TEXT);" /* the LoRA adapter's name; NULL for the base model */
+                             /* a table made before adapters gets the column */
+                             "ALTER TABLE requests ADD COLUMN IF NOT EXISTS adapter TEXT;"
                              "CREATE INDEX IF NOT EXISTS requests_time ON requests(time);"
                              /* a batch retried after an unknown outcome skips its rows already there */
                              "CREATE UNIQUE INDEX IF NOT EXISTS requests_request_id ON requests(request_id);"
@@ -75,7 +81,7 @@ static int insert_chunk(pg_ledger *l, const srv_ledger_row *rows, size_t n, char
     }
     if (l->base.charge_quotas) srv_buf_puts(&sql, "WITH ins AS (");
     srv_buf_puts(&sql, "INSERT INTO requests (time, tenant, endpoint, model, prompt_tokens, completion_tokens,"
-                       " finish_reason, status, latency_ms, request_id) VALUES ");
+                       " finish_reason, status, latency_ms, request_id, adapter) VALUES ");
     for (size_t i = 0; i < n; i++) {
         const srv_ledger_row *r = &rows[i];
         const char **p = &params[i * N_COLUMNS];
@@ -94,11 +100,12 @@ static int insert_chunk(pg_ledger *l, const srv_ledger_row *rows, size_t n, char
         p[7] = text[i][3];
         p[8] = text[i][4];
         p[9] = r->request_id;
+        p[10] = r->adapter;
         size_t b = i * N_COLUMNS;
         srv_buf_printf(&sql,
                        "%s($%zu::timestamptz, $%zu, $%zu, $%zu, $%zu::bigint, $%zu::bigint, $%zu, $%zu::int,"
-                       " $%zu::float8, $%zu)",
-                       i ? ", " : "", b + 1, b + 2, b + 3, b + 4, b + 5, b + 6, b + 7, b + 8, b + 9, b + 10);
+                       " $%zu::float8, $%zu, $%zu)",
+                       i ? ", " : "", b + 1, b + 2, b + 3, b + 4, b + 5, b + 6, b + 7, b + 8, b + 9, b + 10, b + 11);
     }
     srv_buf_puts(&sql, l->base.charge_quotas ? charge_tail : " ON CONFLICT DO NOTHING");
     if (sql.data == NULL) {
@@ -153,20 +160,23 @@ static int pg_totals(srv_ledger_backend *b, const char *since, json_t **out, cha
     pg_ledger *l = (pg_ledger *)b;
     const char *params[] = {since && since[0] ? since : NULL};
     *out = NULL;
-    PGresult *r = srv_pg_exec(&l->pg,
-                              "SELECT COALESCE(tenant, ''), COUNT(*), COUNT(*) FILTER (WHERE status = 200),"
-                              " COALESCE(SUM(prompt_tokens), 0), COALESCE(SUM(completion_tokens), 0)"
-                              " FROM requests WHERE $1::timestamp IS NULL OR time >= ($1::timestamp AT TIME ZONE 'UTC')"
-                              " GROUP BY 1 ORDER BY 1",
-                              1, params, err, err_size);
+    char sql[512];
+    snprintf(sql, sizeof sql,
+             "SELECT COALESCE(tenant, ''), COALESCE(%s, ''), COUNT(*), COUNT(*) FILTER (WHERE status = 200),"
+             " COALESCE(SUM(prompt_tokens), 0), COALESCE(SUM(completion_tokens), 0)"
+             " FROM requests WHERE $1::timestamp IS NULL OR time >= ($1::timestamp AT TIME ZONE 'UTC')"
+             " GROUP BY 1, 2 ORDER BY 1, 2",
+             l->adapter_col);
+    PGresult *r = srv_pg_exec(&l->pg, sql, 1, params, err, err_size);
     if (r == NULL) return -1;
     json_t *rows = json_array();
     for (int i = 0; i < PQntuples(r); i++)
-        json_array_append_new(rows, json_pack("{s:s, s:I, s:I, s:I, s:I}", "tenant", PQgetvalue(r, i, 0), "requests",
-                                              (json_int_t)strtoll(PQgetvalue(r, i, 1), NULL, 10), "succeeded",
-                                              (json_int_t)strtoll(PQgetvalue(r, i, 2), NULL, 10), "prompt_tokens",
-                                              (json_int_t)strtoll(PQgetvalue(r, i, 3), NULL, 10), "completion_tokens",
-                                              (json_int_t)strtoll(PQgetvalue(r, i, 4), NULL, 10)));
+        json_array_append_new(rows, json_pack("{s:s, s:s, s:I, s:I, s:I, s:I}", "tenant", PQgetvalue(r, i, 0),
+                                              "adapter", PQgetvalue(r, i, 1), "requests",
+                                              (json_int_t)strtoll(PQgetvalue(r, i, 2), NULL, 10), "succeeded",
+                                              (json_int_t)strtoll(PQgetvalue(r, i, 3), NULL, 10), "prompt_tokens",
+                                              (json_int_t)strtoll(PQgetvalue(r, i, 4), NULL, 10), "completion_tokens",
+                                              (json_int_t)strtoll(PQgetvalue(r, i, 5), NULL, 10)));
     PQclear(r);
     *out = rows;
     return 0;
@@ -177,19 +187,21 @@ static int pg_usage(srv_ledger_backend *b, const char *from, const char *to, boo
     pg_ledger *l = (pg_ledger *)b;
     const char *params[] = {from, to, hourly ? "YYYY-MM-DD\"T\"HH24:00" : "YYYY-MM-DD"};
     *out = NULL;
-    PGresult *r = srv_pg_exec(&l->pg,
-                              "SELECT COALESCE(tenant, ''), to_char(time AT TIME ZONE 'UTC', $3), COUNT(*),"
-                              " COUNT(*) FILTER (WHERE status = 200), COALESCE(SUM(prompt_tokens), 0),"
-                              " COALESCE(SUM(completion_tokens), 0) FROM requests"
-                              " WHERE time >= ($1::timestamp AT TIME ZONE 'UTC')"
-                              " AND time < ($2::timestamp AT TIME ZONE 'UTC')"
-                              " GROUP BY 1, 2 ORDER BY 1, 2",
-                              3, params, err, err_size);
+    char sql[600];
+    snprintf(sql, sizeof sql,
+             "SELECT COALESCE(tenant, ''), to_char(time AT TIME ZONE 'UTC', $3), COUNT(*),"
+             " COUNT(*) FILTER (WHERE status = 200), COALESCE(SUM(prompt_tokens), 0),"
+             " COALESCE(SUM(completion_tokens), 0), COALESCE(%s, '') FROM requests"
+             " WHERE time >= ($1::timestamp AT TIME ZONE 'UTC')"
+             " AND time < ($2::timestamp AT TIME ZONE 'UTC')"
+             " GROUP BY 1, 2, 7 ORDER BY 1, 2, 7",
+             l->adapter_col);
+    PGresult *r = srv_pg_exec(&l->pg, sql, 3, params, err, err_size);
     if (r == NULL) return -1;
     json_t *rows = json_array();
     for (int i = 0; i < PQntuples(r); i++)
-        json_array_append_new(rows, json_pack("{s:s, s:s, s:I, s:I, s:I, s:I}", "tenant", PQgetvalue(r, i, 0), "bucket",
-                                              PQgetvalue(r, i, 1), "requests",
+        json_array_append_new(rows, json_pack("{s:s, s:s, s:s, s:I, s:I, s:I, s:I}", "tenant", PQgetvalue(r, i, 0),
+                                              "adapter", PQgetvalue(r, i, 6), "bucket", PQgetvalue(r, i, 1), "requests",
                                               (json_int_t)strtoll(PQgetvalue(r, i, 2), NULL, 10), "succeeded",
                                               (json_int_t)strtoll(PQgetvalue(r, i, 3), NULL, 10), "prompt_tokens",
                                               (json_int_t)strtoll(PQgetvalue(r, i, 4), NULL, 10), "completion_tokens",
@@ -237,6 +249,15 @@ int srv_ledger_pg_open(srv_ledger_backend **out, const char *url, bool create, c
         snprintf(err, err_size, "cannot create the ledger table: %s", why);
         pg_close(&l->base);
         return -1;
+    }
+    l->adapter_col = "adapter";
+    if (!create) { /* a reader of a ledger that no server of this version has opened yet */
+        PGresult *r = srv_pg_exec(&l->pg,
+                                  "SELECT 1 FROM information_schema.columns WHERE table_name = 'requests'"
+                                  " AND column_name = 'adapter' AND table_schema = ANY (current_schemas(false))",
+                                  0, NULL, why, sizeof why);
+        if (r != NULL && PQntuples(r) == 0) l->adapter_col = "NULL";
+        PQclear(r);
     }
     *out = &l->base;
     return 0;

@@ -29,6 +29,9 @@ typedef struct sqlite_ledger {
     double deadline;      /* srv_now() past which the running statement is interrupted */
     sqlite3_stmt *insert; /* NULL when opened read-only */
     char *path;
+    /* The column holding a request's adapter: "adapter", or "NULL" in a
+     * ledger older than adapters opened read-only (not migrated). */
+    const char *adapter_col;
 } sqlite_ledger;
 
 static const char schema[] = "CREATE TABLE IF NOT EXISTS requests ("
@@ -42,10 +45,19 @@ static const char schema[] = "CREATE TABLE IF NOT EXISTS requests ("
                              " completion_tokens INTEGER NOT NULL,"
                              " finish_reason TEXT,"
                              " status INTEGER NOT NULL,"
-                             " latency_ms REAL NOT NULL);"
+                             " latency_ms REAL NOT NULL,"
+                             " adapter TEXT);" /* the LoRA adapter's name; NULL for the base model */
                              "CREATE INDEX IF NOT EXISTS requests_time ON requests(time);"
                              /* a row is written once, whatever retries */
                              "CREATE UNIQUE INDEX IF NOT EXISTS requests_request_id ON requests(request_id);";
+
+/* True when the ledger's table has an adapter column. */
+static bool has_adapter_column(sqlite3 *db) {
+    sqlite3_stmt *st = NULL;
+    bool ok = sqlite3_prepare_v2(db, "SELECT adapter FROM requests LIMIT 0", -1, &st, NULL) == SQLITE_OK;
+    sqlite3_finalize(st);
+    return ok;
+}
 
 static void bind_text_or_null(sqlite3_stmt *s, int i, const char *v) {
     if (v)
@@ -77,6 +89,7 @@ static int sqlite_write(srv_ledger_backend *b, const srv_ledger_row *rows, size_
         sqlite3_bind_int(s, 8, row->status);
         sqlite3_bind_double(s, 9, row->latency * 1000.0);
         bind_text_or_null(s, 10, row->request_id);
+        bind_text_or_null(s, 11, row->adapter);
         if (sqlite3_step(s) != SQLITE_DONE) {
             snprintf(err, err_size, "%s: insert failed: %s", l->path, sqlite3_errmsg(l->db));
             sqlite3_exec(l->db, "ROLLBACK", NULL, NULL, NULL);
@@ -115,10 +128,12 @@ static int sqlite_totals(srv_ledger_backend *b, const char *since, json_t **out,
     l->deadline = srv_now() + QUERY_SECONDS;
     sqlite3_stmt *st = NULL;
     *out = NULL;
-    if (sqlite3_prepare_v2(l->db,
-                           "SELECT COALESCE(tenant, ''), COUNT(*), SUM(status = 200), SUM(prompt_tokens),"
-                           " SUM(completion_tokens) FROM requests WHERE time >= ? GROUP BY 1 ORDER BY 1",
-                           -1, &st, NULL) != SQLITE_OK) {
+    char sql[400];
+    snprintf(sql, sizeof sql,
+             "SELECT COALESCE(tenant, ''), COALESCE(%s, ''), COUNT(*), SUM(status = 200), SUM(prompt_tokens),"
+             " SUM(completion_tokens) FROM requests WHERE time >= ? GROUP BY 1, 2 ORDER BY 1, 2",
+             l->adapter_col);
+    if (sqlite3_prepare_v2(l->db, sql, -1, &st, NULL) != SQLITE_OK) {
         snprintf(err, err_size, "%s: not a ledger (table 'requests'): %s", l->path, sqlite3_errmsg(l->db));
         return -1;
     }
@@ -126,12 +141,13 @@ static int sqlite_totals(srv_ledger_backend *b, const char *since, json_t **out,
     json_t *rows = json_array();
     int step;
     while ((step = sqlite3_step(st)) == SQLITE_ROW) {
-        json_array_append_new(rows,
-                              json_pack("{s:s, s:I, s:I, s:I, s:I}", "tenant", (const char *)sqlite3_column_text(st, 0),
-                                        "requests", (json_int_t)sqlite3_column_int64(st, 1), "succeeded",
-                                        (json_int_t)sqlite3_column_int64(st, 2), "prompt_tokens",
-                                        (json_int_t)sqlite3_column_int64(st, 3), "completion_tokens",
-                                        (json_int_t)sqlite3_column_int64(st, 4)));
+        json_array_append_new(rows, json_pack("{s:s, s:s, s:I, s:I, s:I, s:I}", "tenant",
+                                              (const char *)sqlite3_column_text(st, 0), "adapter",
+                                              (const char *)sqlite3_column_text(st, 1), "requests",
+                                              (json_int_t)sqlite3_column_int64(st, 2), "succeeded",
+                                              (json_int_t)sqlite3_column_int64(st, 3), "prompt_tokens",
+                                              (json_int_t)sqlite3_column_int64(st, 4), "completion_tokens",
+                                              (json_int_t)sqlite3_column_int64(st, 5)));
     }
     if (step != SQLITE_DONE) {
         snprintf(err, err_size, "%s: reading the ledger failed: %s", l->path, sqlite3_errmsg(l->db));
@@ -151,12 +167,12 @@ static int sqlite_usage(srv_ledger_backend *b, const char *from, const char *to,
     sqlite3_stmt *st = NULL;
     *out = NULL;
     /* time is ISO 8601 text (YYYY-MM-DDTHH:MM:SS.mmmZ): its prefix is the bucket. */
-    const char *sql = hourly ? "SELECT COALESCE(tenant, ''), substr(time, 1, 13) || ':00', COUNT(*), SUM(status = 200),"
-                               " SUM(prompt_tokens), SUM(completion_tokens) FROM requests"
-                               " WHERE time >= ? AND time < ? GROUP BY 1, 2 ORDER BY 1, 2"
-                             : "SELECT COALESCE(tenant, ''), substr(time, 1, 10), COUNT(*), SUM(status = 200),"
-                               " SUM(prompt_tokens), SUM(completion_tokens) FROM requests"
-                               " WHERE time >= ? AND time < ? GROUP BY 1, 2 ORDER BY 1, 2";
+    char sql[400];
+    snprintf(sql, sizeof sql,
+             "SELECT COALESCE(tenant, ''), substr(time, 1, %d)%s, COUNT(*), SUM(status = 200),"
+             " SUM(prompt_tokens), SUM(completion_tokens), COALESCE(%s, '') FROM requests"
+             " WHERE time >= ? AND time < ? GROUP BY 1, 2, 7 ORDER BY 1, 2, 7",
+             hourly ? 13 : 10, hourly ? " || ':00'" : "", l->adapter_col);
     if (sqlite3_prepare_v2(l->db, sql, -1, &st, NULL) != SQLITE_OK) {
         snprintf(err, err_size, "%s: not a ledger (table 'requests'): %s", l->path, sqlite3_errmsg(l->db));
         return -1;
@@ -166,8 +182,9 @@ static int sqlite_usage(srv_ledger_backend *b, const char *from, const char *to,
     json_t *rows = json_array();
     int step;
     while ((step = sqlite3_step(st)) == SQLITE_ROW) {
-        json_array_append_new(rows, json_pack("{s:s, s:s, s:I, s:I, s:I, s:I}", "tenant",
-                                              (const char *)sqlite3_column_text(st, 0), "bucket",
+        json_array_append_new(rows, json_pack("{s:s, s:s, s:s, s:I, s:I, s:I, s:I}", "tenant",
+                                              (const char *)sqlite3_column_text(st, 0), "adapter",
+                                              (const char *)sqlite3_column_text(st, 6), "bucket",
                                               (const char *)sqlite3_column_text(st, 1), "requests",
                                               (json_int_t)sqlite3_column_int64(st, 2), "succeeded",
                                               (json_int_t)sqlite3_column_int64(st, 3), "prompt_tokens",
@@ -249,16 +266,27 @@ int srv_ledger_sqlite_open(srv_ledger_backend **out, const char *path, bool crea
             sqlite3_free(msg);
             goto fail;
         }
-        if (sqlite3_prepare_v2(
-                l->db,
-                "INSERT OR IGNORE INTO requests (time, tenant, endpoint, model, prompt_tokens, completion_tokens,"
-                " finish_reason, status, latency_ms, request_id) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                -1, &l->insert, NULL) != SQLITE_OK) {
+        /* A ledger written before adapters gets the column (rows before it
+         * ran on the base model: NULL). */
+        if (!has_adapter_column(l->db) &&
+            sqlite3_exec(l->db, "ALTER TABLE requests ADD COLUMN adapter TEXT", NULL, NULL, &msg) != SQLITE_OK) {
+            snprintf(err, err_size, "%s: cannot add the adapter column to the ledger: %s", path,
+                     msg ? msg : sqlite3_errmsg(l->db));
+            sqlite3_free(msg);
+            goto fail;
+        }
+        if (sqlite3_prepare_v2(l->db,
+                               "INSERT OR IGNORE INTO requests (time, tenant, endpoint, model, prompt_tokens,"
+                               " completion_tokens,"
+                               " finish_reason, status, latency_ms, request_id, adapter)"
+                               " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                               -1, &l->insert, NULL) != SQLITE_OK) {
             snprintf(err, err_size, "%s: ledger table 'requests' has an unexpected shape: %s", path,
                      sqlite3_errmsg(l->db));
             goto fail;
         }
     }
+    l->adapter_col = has_adapter_column(l->db) ? "adapter" : "NULL";
     *out = &l->base;
     return 0;
 fail:

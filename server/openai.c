@@ -752,10 +752,15 @@ static json_t *usage_json(const srv_request *r) {
                      r->n_cached_prompt);
 }
 
+/* The response's "model": the adapter's name, or the base model's. */
+static const char *response_model(const srv_request *r) {
+    return r->adapter != NULL ? srv_adapter_name(r->adapter) : r->model;
+}
+
 static json_t *chunk_base(const srv_request *r) {
     json_t *o = json_pack("{s:s, s:s, s:I, s:s}", "id", r->id, "object",
                           r->endpoint == SRV_ENDPOINT_CHAT ? "chat.completion.chunk" : "text_completion", "created",
-                          (json_int_t)r->created, "model", r->model);
+                          (json_int_t)r->created, "model", response_model(r));
     if (r->include_usage) json_object_set_new(o, "usage", json_null());
     return o;
 }
@@ -965,9 +970,10 @@ void srv_openai_finish(srv_request *r, srv_buf *tail) {
     }
     json_t *choices = json_array();
     for (int i = 0; i < r->n_choices; i++) json_array_append_new(choices, body_choice(&r->choices[i]));
-    json_t *o = json_pack("{s:s, s:s, s:I, s:s, s:o, s:o}", "id", r->id, "object",
-                          r->endpoint == SRV_ENDPOINT_CHAT ? "chat.completion" : "text_completion", "created",
-                          (json_int_t)r->created, "model", r->model, "choices", choices, "usage", usage_json(r));
+    json_t *o =
+        json_pack("{s:s, s:s, s:I, s:s, s:o, s:o}", "id", r->id, "object",
+                  r->endpoint == SRV_ENDPOINT_CHAT ? "chat.completion" : "text_completion", "created",
+                  (json_int_t)r->created, "model", response_model(r), "choices", choices, "usage", usage_json(r));
     char *s = srv_json_dump(o);
     if (s != NULL) srv_buf_puts(tail, s);
     free(s);

@@ -24,6 +24,7 @@ typedef struct srv_model_info {
     int n_vocab; /* ids the sampler may pick */
     int n_ctx;
     int max_messages;
+    srv_adapters *adapters; /* the LoRA adapters served by name beside the base */
 } srv_model_info;
 
 /* An error to send: status, message, type, param, code. */

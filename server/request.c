@@ -39,6 +39,7 @@ void srv_request_unref(srv_request *r) {
     }
     free(r->choices);
     srv_grammar_release(r->grammar);
+    srv_adapter_release(r->adapter); /* after the choices: no sequence runs under it any more */
     free(r->prompt);
     srv_buf_free(&r->out);
     pthread_mutex_destroy(&r->mu);

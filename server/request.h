@@ -15,6 +15,7 @@
 #ifndef BC_REQUEST_H
 #define BC_REQUEST_H
 
+#include "adapters.h"
 #include "baichuan.h"
 #include "grammars.h"
 #include "store.h"
@@ -86,8 +87,12 @@ struct srv_request {
     char id[64];          /* "chatcmpl-..." / "cmpl-..." */
     long long created;    /* unix seconds */
     const char *model;    /* the served model's name (lives as long as the server) */
-    srv_tenant *tenant;   /* NULL without a tenants file */
-    double t_arrival;     /* srv_now() when the request arrived */
+    /* The LoRA adapter the request runs under (a reference, released with
+     * the request), or NULL for the base model. Its name is the response's
+     * "model". */
+    srv_adapter *adapter;
+    srv_tenant *tenant; /* NULL without a tenants file */
+    double t_arrival;   /* srv_now() when the request arrived */
     const bc_tokenizer *tok;
 
     /* Engine thread only, while the request is active. */

@@ -14,7 +14,10 @@
  * its own logits; otherwise the longest prefix found in the prefix cache
  * (computed once, shared by every request that starts with it). The blocks
  * for the rest are reserved, so a choice once admitted is never short of
- * memory for its prompt. A choice whose sibling is still computing the
+ * memory for its prompt. A request under a LoRA adapter has its sequence
+ * set to it first (bc_context_seq_set_loras, on the empty sequence), so the
+ * prefix cache gives it only blocks computed under the same adapter; a
+ * freed slot goes back to the base model. A choice whose sibling is still computing the
  * prompt waits at the head (so the prompt is computed once), as does one
  * whose ids start with whole blocks a running slot is computing.
  *
@@ -151,6 +154,7 @@ static void end_request(srv_scheduler *s, srv_request *r) {
                           .tenant = r->tenant ? r->tenant->name : NULL,
                           .endpoint = srv_endpoint_path(r->endpoint),
                           .model = r->model,
+                          .adapter = r->adapter ? srv_adapter_name(r->adapter) : NULL,
                           .prompt_tokens = r->n_prompt,
                           .completion_tokens = r->n_generated,
                           .finish_reason = r->finish_reason,
@@ -181,10 +185,18 @@ static void end_choice(srv_scheduler *s, srv_choice *c, const char *finish_reaso
     end_request(s, r);
 }
 
+/* Empties sequence i and sets it back to the base model, so the context
+ * keeps no pointer to an adapter that may be freed once its last request
+ * has ended. */
+static void clear_seq(srv_scheduler *s, int i) {
+    bc_context_seq_truncate(s->ctx, i, 0);
+    bc_context_seq_set_loras(s->ctx, i, NULL, 0);
+}
+
 /* Gives the slot's blocks back to the pool (full ones stay in the prefix
  * cache) and frees the slot. */
 static void free_slot(srv_scheduler *s, slot *sl) {
-    bc_context_seq_truncate(s->ctx, (int)(sl - s->slots), 0);
+    clear_seq(s, (int)(sl - s->slots));
     memset(sl, 0, sizeof *sl);
     pthread_mutex_lock(&s->mu);
     s->n_active--;
@@ -321,7 +333,7 @@ static void drop_cancelled(srv_scheduler *s, srv_choice **gone, int *n_gone) {
 static bool shares_pending_prefix(const srv_scheduler *s, const srv_choice *c) {
     for (int j = 0; j < s->n_slots; j++) {
         const srv_choice *q = s->slots[j].ch;
-        if (q == NULL) continue;
+        if (q == NULL || q->req->adapter != c->req->adapter) continue; /* blocks of another adapter never serve c */
         int n = n_ids_of(q) < n_ids_of(c) - 1 ? n_ids_of(q) : n_ids_of(c) - 1, common = 0;
         while (common < n && q->ids[common] == c->ids[common]) common++;
         if (common / BC_KV_BLOCK * BC_KV_BLOCK > bc_context_seq_len(s->ctx, j)) return true;
@@ -358,6 +370,16 @@ static int attach_computed(srv_scheduler *s, int i, const srv_choice *c, bool *f
         return n_share;
     }
     if (s->prefix_cache && shares_pending_prefix(s, c)) return -1;
+    /* The adapter goes on the empty sequence first, so the prefix cache gives
+     * it only blocks computed under the same adapter (a fork above takes the
+     * sibling's, which is the same). */
+    const bc_lora *lora = c->req->adapter != NULL ? srv_adapter_lora(c->req->adapter) : NULL;
+    if (bc_context_seq_set_loras(s->ctx, i, lora ? &lora : NULL, lora ? 1 : 0) != BC_STATUS_OK) {
+        /* Cannot happen (the sequence is empty, the adapter is this model's):
+         * running the choice under other weights would be worse than stopping. */
+        fprintf(stderr, "baichuan serve: bug: cannot set sequence %d's adapter\n", i);
+        abort();
+    }
     return bc_context_seq_reuse(s->ctx, i, c->ids, n_ids, n_ids - 1);
 }
 
@@ -382,7 +404,7 @@ static void admit(srv_scheduler *s) {
         bool alone = s->n_active == 0; /* nothing will free blocks: take the watermark too */
         if (need + (alone ? 0 : s->watermark) > kv.n_free ||
             bc_context_seq_reserve(s->ctx, i, n_ids - reused) != BC_STATUS_OK) {
-            bc_context_seq_truncate(s->ctx, i, 0);
+            clear_seq(s, i);
             return;
         }
         pthread_mutex_lock(&s->mu);

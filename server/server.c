@@ -21,7 +21,8 @@
  *     what may wait or take long, so that the HTTP thread never does:
  *     authentication (a tenant store round trip), /admin/usage (a ledger
  *     query), parsing a generation request (tokenizing, compiling its
- *     grammar) and handing it to the scheduler, /tokenize;
+ *     grammar) and handing it to the scheduler, /tokenize, loading a LoRA
+ *     adapter (POST /v1/load_lora_adapter reads its files);
  *   - the readiness thread (health.c): pings the tenant store and the
  *     ledger, each on a connection of its own, for /readyz;
  *   - with a PostgreSQL tenant store and no ledger in its database, its
@@ -33,8 +34,8 @@
  * Lock order: scheduler lock -> request lock (libmicrohttpd's own locks
  * after it, to resume a connection); metrics lock -> grammar cache lock
  * (rendering /metrics). The tenant stores', the ledger's, the workers',
- * the readiness thread's and the grammar cache's locks are leaves: nothing
- * is taken while holding them.
+ * the readiness thread's, the adapters' and the grammar cache's locks are
+ * leaves: nothing is taken while holding them.
  *
  * Charges: a request's tokens count against its tenant's quota when its
  * ledger row commits (ledger.c), so only replies the client receives are
@@ -42,6 +43,7 @@
  */
 #include "server.h"
 
+#include "adapters.h"
 #include "grammars.h"
 #include "health.h"
 #include "http.h"
@@ -203,7 +205,20 @@ int srv_server_start(srv_server **out, const srv_config *cfg, const bc_model *mo
                              .chat = bc_chat_default_params(tok),
                              .n_vocab = ti.n_vocab < info.n_vocab ? ti.n_vocab : info.n_vocab,
                              .n_ctx = bc_context_n_ctx(ctx),
-                             .max_messages = cfg->max_messages};
+                             .max_messages = cfg->max_messages,
+                             .adapters = srv_adapters_new(model)};
+    if (s->mi.adapters == NULL) {
+        snprintf(err, err_size, "out of memory");
+        goto fail;
+    }
+    for (int i = 0; i < cfg->n_loras; i++) {
+        char why[768];
+        if (srv_adapters_load(s->mi.adapters, cfg->lora_names[i], cfg->lora_paths[i], cfg->model_name, why,
+                              sizeof why) != SRV_ADAPTER_OK) {
+            snprintf(err, err_size, "--lora %s=%s: %s", cfg->lora_names[i], cfg->lora_paths[i], why);
+            goto fail;
+        }
+    }
     if (cfg->ledger_path != NULL) {
         /* The PostgreSQL tenant store in the ledger's own database: the
          * ledger's commit charges the tokens in its transaction. */
@@ -270,8 +285,9 @@ void srv_server_stop(srv_server *s) {
         while (srv_http_pending(s->http) > 0 && srv_now() < until) usleep(10 * 1000);
     }
     srv_http_stop(s->http);
-    srv_ledger_close(s->ledger); /* commits whatever is still queued */
-    srv_grammar_cache_clear();   /* before the tokenizer the grammars are bound to */
+    srv_ledger_close(s->ledger);       /* commits whatever is still queued */
+    srv_adapters_free(s->mi.adapters); /* no request holds one any more */
+    srv_grammar_cache_clear();         /* before the tokenizer the grammars are bound to */
     srv_metrics_free();
     free(s);
 }
@@ -390,13 +406,24 @@ int srv_run(const srv_config *cfg, const bc_model *model, const bc_tokenizer *to
     }
     bc_kv_stats kv;
     bc_context_kv_stats(ctx, &kv);
+    int n_adapters;
+    const unsigned long long adapter_bytes = srv_adapters_bytes(s->mi.adapters, &n_adapters);
     fprintf(stderr,
             "baichuan serve: memory bound %.2f GiB = weights %.2f GiB + KV pool %.2f GiB (%d blocks x %d "
-            "positions x %.0f KiB, %s) + scratch and tables %.2f GiB; plus request buffers (at most %d requests "
-            "of %zu-byte bodies)\n",
-            gib(mem.resident + mem.ctx_bytes), gib(mem.resident), gib(kv.bytes), kv.n_blocks, kv.block_size,
-            (double)mem.per_pos / 1024, bc_dtype_name(cp.cache_type), gib(mem.ctx_bytes - kv.bytes),
-            cfg->max_queue + cfg->n_parallel, cfg->max_body);
+            "positions x %.0f KiB, %s) + scratch and tables %.2f GiB + %d LoRA adapters %.3f GiB; plus request "
+            "buffers (at most %d requests of %zu-byte bodies) and adapters loaded later\n",
+            gib(mem.resident + mem.ctx_bytes + adapter_bytes), gib(mem.resident), gib(kv.bytes), kv.n_blocks,
+            kv.block_size, (double)mem.per_pos / 1024, bc_dtype_name(cp.cache_type), gib(mem.ctx_bytes - kv.bytes),
+            n_adapters, gib(adapter_bytes), cfg->max_queue + cfg->n_parallel, cfg->max_body);
+    /* The adapters, a line each: after the memory bound they add to, before
+     * the address line (clients may start as soon as that is out). */
+    srv_buf adapters = {0};
+    srv_adapters_describe(s->mi.adapters, &adapters);
+    if (adapters.data != NULL) {
+        for (char *line = adapters.data, *end; (end = strchr(line, '\n')) != NULL; line = end + 1)
+            fprintf(stderr, "baichuan serve: %.*s\n", (int)(end - line), line);
+    }
+    srv_buf_free(&adapters);
     fprintf(stderr,
             "baichuan serve: %s on http://%s:%d (%d sequences sharing %d KV positions, up to %d each; prefix cache "
             "%s; batch %d, step %d tokens, %d threads)\n",

@@ -47,6 +47,11 @@ typedef struct srv_config {
     int max_connections;        /* open connections */
     long long max_bodies_bytes; /* request bodies buffered at once */
     const char *metrics_token;  /* opens /metrics without a tenant (NULL: none) */
+    /* LoRA adapters loaded at start (serve --lora NAME=PATH): n_loras names
+     * and the paths of their directories. */
+    const char *const *lora_names;
+    const char *const *lora_paths;
+    int n_loras;
 } srv_config;
 
 typedef struct srv_server srv_server;
@@ -57,8 +62,8 @@ typedef struct srv_server srv_server;
  * thread starts: before the model is loaded or a store is opened. */
 void srv_signals_block(void);
 
-/* Starts serving model with tok on ctx (its sequences are the slots): opens
- * the ledger, seeds the tenants' daily counts from it, starts the engine
+/* Starts serving model with tok on ctx (its sequences are the slots): loads
+ * cfg's adapters, opens the ledger, seeds the tenants' daily counts from it, starts the engine
  * thread and the HTTP thread. tenants (NULL: no keys needed), model, tok
  * and ctx are borrowed and must outlive the server. 0, or -1 with the
  * reason in err (nothing is left running). */

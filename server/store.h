@@ -29,6 +29,9 @@ typedef struct srv_tenant {
     long requests_per_minute; /* 0 = unlimited */
     long long tokens_per_day; /* 0 = unlimited */
     bool admin;
+    /* The LoRA adapters the tenant may use: names separated by commas, "*"
+     * for every adapter; NULL or "" for none (the base model only). */
+    char *adapters;
     /* The JSON store's: the keys, and the limiter under the tenants' lock. */
     char (*digests)[65]; /* (n_keys) lowercase hex SHA-256 of each key: keys are not kept */
     size_t n_keys;
@@ -48,6 +51,7 @@ typedef struct srv_ledger_row {
     const char *tenant;
     const char *endpoint;
     const char *model;
+    const char *adapter; /* the LoRA adapter's name; NULL for the base model */
     long prompt_tokens, completion_tokens;
     const char *finish_reason;
     int status;
@@ -67,15 +71,17 @@ typedef struct srv_ledger_backend_ops {
     int (*write)(srv_ledger_backend *b, const srv_ledger_row *rows, size_t n, char *err, size_t err_size);
     /* Tokens of tenant since the start of today (UTC); 0 when unknown. */
     long long (*tokens_today)(srv_ledger_backend *b, const char *tenant);
-    /* Per-tenant totals of requests ending at or after since ("" = all), as
-     * a JSON array of {tenant, requests, succeeded, prompt_tokens,
-     * completion_tokens} in tenant order. 0, or -1 with err. */
+    /* Per-tenant and per-adapter totals of requests ending at or after
+     * since ("" = all), as a JSON array of {tenant, adapter ("" for the base
+     * model), requests, succeeded, prompt_tokens, completion_tokens} in
+     * tenant, then adapter order. 0, or -1 with err. */
     int (*totals)(srv_ledger_backend *b, const char *since, json_t **out, char *err, size_t err_size);
     /* Requests ending in [from, to) (UTC, YYYY-MM-DDTHH:MM:SS) grouped by
-     * tenant and by hour (hourly) or day, as a JSON array of {tenant ("" for
-     * none), bucket ("YYYY-MM-DD" or "YYYY-MM-DDTHH:00"), requests,
-     * succeeded, prompt_tokens, completion_tokens} ordered by tenant, then
-     * bucket; empty buckets are absent. 0, or -1 with err. */
+     * tenant, by hour (hourly) or day and by adapter, as a JSON array of
+     * {tenant ("" for none), adapter ("" for the base model), bucket
+     * ("YYYY-MM-DD" or "YYYY-MM-DDTHH:00"), requests, succeeded,
+     * prompt_tokens, completion_tokens} ordered by tenant, bucket, adapter;
+     * empty buckets are absent. 0, or -1 with err. */
     int (*usage)(srv_ledger_backend *b, const char *from, const char *to, bool hourly, json_t **out, char *err,
                  size_t err_size);
     /* Whether a write could start now, within the back-end's bound: 0, or
@@ -131,12 +137,15 @@ typedef struct srv_tenant_store_ops {
 
     int (*add)(srv_tenant_store *s, const char *name, long rpm, long long tokens_per_day, bool admin, char *err,
                size_t err_size);
+    /* Sets the adapters tenant name may use (adapters.h's list form: names
+     * separated by commas, "*" for all, "" for none). */
+    int (*set_adapters)(srv_tenant_store *s, const char *name, const char *adapters, char *err, size_t err_size);
     /* Adds a key, by its digest (64 hex), to tenant name. */
     int (*key_add)(srv_tenant_store *s, const char *name, const char *digest, char *err, size_t err_size);
     /* Revokes the key with this digest: 0, or -1 (not found, or err). */
     int (*key_revoke)(srv_tenant_store *s, const char *digest, char *err, size_t err_size);
     /* A JSON array of {name, requests_per_minute, tokens_per_day, admin,
-     * keys (live), revoked_keys}, in the file's order or by name; never a
+     * adapters (the list's text), keys (live), revoked_keys}, in the file's order or by name; never a
      * key. */
     int (*list)(srv_tenant_store *s, json_t **out, char *err, size_t err_size);
 

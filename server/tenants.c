@@ -4,12 +4,14 @@
  * UTC day) counted in this process.
  *
  *   {"tenants": [{"name": "...", "keys": ["...", "sha256:<64 hex>"], "requests_per_minute": N,
- *                 "tokens_per_day": N, "admin": false, "revoked_keys": ["sha256:..."]}]}
+ *                 "tokens_per_day": N, "admin": false, "revoked_keys": ["sha256:..."],
+ *                 "adapters": ["name", ...]}]}
  *
  * A key is either the key itself (at least 8 characters) or "sha256:" and
  * the lowercase hex SHA-256 of the key; either way only the digest is kept
  * in memory. The limits are optional (absent or 0: unlimited). Keys are
- * never logged.
+ * never logged. "adapters" names the LoRA adapters the tenant may use ("*"
+ * for all; absent or empty: the base model only).
  *
  * The limiter is a sliding log: a request is admitted when fewer than
  * requests_per_minute were admitted in the last 60 s. With several
@@ -21,6 +23,7 @@
  */
 #include "tenants.h"
 
+#include "adapters.h"
 #include "digest.h"
 #include "util.h"
 
@@ -53,6 +56,29 @@ static int read_limit(json_t *obj, const char *key, long long max, long long *ou
         return fail(err, err_size, path, field, "must be an integer >= 0 (0 = unlimited)");
     *out = json_integer_value(v);
     return 0;
+}
+
+/* A tenant's "adapters" (absent: none) as the comma-separated list of
+ * srv_tenant.adapters in *out (malloc'd). */
+static int read_adapters(json_t *obj, char **out, const char *path, size_t i, char *err, size_t err_size) {
+    char field[96];
+    snprintf(field, sizeof field, "tenants[%zu].adapters", i);
+    json_t *v = json_object_get(obj, "adapters");
+    srv_buf list = {0};
+    *out = NULL;
+    if (v != NULL && !json_is_array(v))
+        return fail(err, err_size, path, field, "must be an array of adapter names (\"*\" for all)");
+    for (size_t k = 0; k < json_array_size(v); k++) {
+        const char *name = json_string_value(json_array_get(v, k));
+        if (name == NULL || (strcmp(name, "*") != 0 && !srv_adapter_name_valid(name))) {
+            srv_buf_free(&list);
+            snprintf(field, sizeof field, "tenants[%zu].adapters[%zu]", i, k);
+            return fail(err, err_size, path, field, "must be an adapter name (1 to 64 of A-Z a-z 0-9 . _ -) or \"*\"");
+        }
+        srv_buf_printf(&list, "%s%s", k ? "," : "", name);
+    }
+    *out = list.data ? list.data : strdup("");
+    return *out != NULL ? 0 : fail(err, err_size, path, field, "out of memory");
 }
 
 int srv_tenants_load(srv_tenants *t, const char *path, char *err, size_t err_size) {
@@ -151,6 +177,7 @@ int srv_tenants_load(srv_tenants *t, const char *path, char *err, size_t err_siz
         if (read_limit(o, "tokens_per_day", (long long)1 << 50, &tn->tokens_per_day, path, i, err, err_size) != 0)
             goto cleanup;
         tn->requests_per_minute = (long)rpm;
+        if (read_adapters(o, &tn->adapters, path, i, err, err_size) != 0) goto cleanup;
         if (rpm > 0 && (tn->recent = calloc((size_t)rpm, sizeof *tn->recent)) == NULL) {
             fail(err, err_size, path, "requests_per_minute", "out of memory");
             goto cleanup;
@@ -168,6 +195,7 @@ void srv_tenants_free(srv_tenants *t) {
         free(t->tenants[i].digests);
         free(t->tenants[i].name);
         free(t->tenants[i].recent);
+        free(t->tenants[i].adapters);
     }
     free(t->tenants);
     pthread_mutex_destroy(&t->mu);
@@ -335,6 +363,29 @@ static int json_add(srv_tenant_store *s, const char *name, long rpm, long long t
     return save(js, err, err_size);
 }
 
+/* adapters (names separated by commas) as a JSON array of names. */
+static json_t *adapter_array(const char *adapters) {
+    json_t *arr = json_array();
+    for (const char *p = adapters; p != NULL && *p != '\0';) {
+        const char *end = strchr(p, ',');
+        size_t len = end ? (size_t)(end - p) : strlen(p);
+        if (len > 0) json_array_append_new(arr, json_stringn(p, len));
+        p = end ? end + 1 : p + len;
+    }
+    return arr;
+}
+
+static int json_set_adapters(srv_tenant_store *s, const char *name, const char *adapters, char *err, size_t err_size) {
+    json_store *js = (json_store *)s;
+    json_t *o = find_tenant(js->doc, name);
+    if (o == NULL) {
+        snprintf(err, err_size, "%s: no tenant named '%s'", js->path, name);
+        return -1;
+    }
+    json_object_set_new(o, "adapters", adapter_array(adapters));
+    return save(js, err, err_size);
+}
+
 static int json_key_add(srv_tenant_store *s, const char *name, const char *digest, char *err, size_t err_size) {
     json_store *js = (json_store *)s;
     json_t *o = find_tenant(js->doc, name);
@@ -385,14 +436,21 @@ static int json_list(srv_tenant_store *s, json_t **out, char *err, size_t err_si
     (void)err_size;
     json_array_foreach(json_object_get(js->doc, "tenants"), i, o) {
         json_t *name = json_object_get(o, "name");
-        json_array_append_new(list,
-                              json_pack("{s:s, s:I, s:I, s:b, s:I, s:I}", "name",
-                                        json_is_string(name) ? json_string_value(name) : "", "requests_per_minute",
-                                        json_integer_value(json_object_get(o, "requests_per_minute")), "tokens_per_day",
-                                        json_integer_value(json_object_get(o, "tokens_per_day")), "admin",
-                                        json_is_true(json_object_get(o, "admin")), "keys",
-                                        (json_int_t)json_array_size(json_object_get(o, "keys")), "revoked_keys",
-                                        (json_int_t)json_array_size(json_object_get(o, "revoked_keys"))));
+        srv_buf adapters = {0};
+        size_t k;
+        json_t *a;
+        json_array_foreach(json_object_get(o, "adapters"), k, a) {
+            srv_buf_printf(&adapters, "%s%s", k ? "," : "", json_is_string(a) ? json_string_value(a) : "?");
+        }
+        json_array_append_new(
+            list, json_pack("{s:s, s:s, s:I, s:I, s:b, s:I, s:I}", "adapters", adapters.data ? adapters.data : "",
+                            "name", json_is_string(name) ? json_string_value(name) : "", "requests_per_minute",
+                            json_integer_value(json_object_get(o, "requests_per_minute")), "tokens_per_day",
+                            json_integer_value(json_object_get(o, "tokens_per_day")), "admin",
+                            json_is_true(json_object_get(o, "admin")), "keys",
+                            (json_int_t)json_array_size(json_object_get(o, "keys")), "revoked_keys",
+                            (json_int_t)json_array_size(json_object_get(o, "revoked_keys"))));
+        srv_buf_free(&adapters);
     }
     *out = list;
     return 0;
@@ -413,6 +471,7 @@ static const srv_tenant_store_ops json_ops = {
     .charge = json_charge,
     .seed = json_seed,
     .add = json_add,
+    .set_adapters = json_set_adapters,
     .key_add = json_key_add,
     .key_revoke = json_key_revoke,
     .list = json_list,

@@ -56,7 +56,10 @@ static const char schema[] =
     " requests_per_minute BIGINT NOT NULL DEFAULT 0 CHECK (requests_per_minute >= 0)," /* 0: unlimited */
     " tokens_per_day BIGINT NOT NULL DEFAULT 0 CHECK (tokens_per_day >= 0),"           /* 0: unlimited */
     " admin BOOLEAN NOT NULL DEFAULT false,"
-    " created TIMESTAMPTZ NOT NULL DEFAULT now());"
+    " created TIMESTAMPTZ NOT NULL DEFAULT now(),"
+    " adapters TEXT NOT NULL DEFAULT '');" /* LoRA adapters it may use: names, commas between, '*' all */
+    /* a table made before adapters gets the column (its tenants: the base model only) */
+    "ALTER TABLE tenants ADD COLUMN IF NOT EXISTS adapters TEXT NOT NULL DEFAULT '';"
     "CREATE TABLE IF NOT EXISTS keys ("
     " digest TEXT PRIMARY KEY CHECK (digest ~ '^[0-9a-f]{64}$')," /* hex SHA-256 of the key */
     " tenant TEXT NOT NULL REFERENCES tenants(name) ON DELETE CASCADE,"
@@ -72,9 +75,10 @@ static const char schema[] =
 
 /* $1 the key's digest, $2 whether to admit. One row when the key is live:
  * name, rpm, tokens_per_day, epoch seconds now, tokens used today, the
- * minute's count after this request (NULL when not counted), and admin. */
+ * minute's count after this request (NULL when not counted), admin, and the
+ * adapters it may use. */
 static const char admit_sql[] =
-    "WITH k AS (SELECT t.name, t.requests_per_minute AS rpm, t.tokens_per_day AS tpd, t.admin,"
+    "WITH k AS (SELECT t.name, t.requests_per_minute AS rpm, t.tokens_per_day AS tpd, t.admin, t.adapters,"
     "                  floor(extract(epoch FROM clock_timestamp()))::bigint AS now"
     "           FROM keys JOIN tenants t ON t.name = keys.tenant"
     "           WHERE keys.digest = $1 AND NOT keys.revoked),"
@@ -88,7 +92,7 @@ static const char admit_sql[] =
     "       SET count = CASE WHEN q.window_start >= EXCLUDED.window_start THEN q.count + 1 ELSE 1 END,"
     "           window_start = GREATEST(q.window_start, EXCLUDED.window_start)"
     "       RETURNING q.count)"
-    " SELECT k.name, k.rpm, k.tpd, k.now, d.used, (SELECT count FROM m), k.admin FROM k, d";
+    " SELECT k.name, k.rpm, k.tpd, k.now, d.used, (SELECT count FROM m), k.admin, k.adapters FROM k, d";
 
 static const char charge_sql[] =
     "INSERT INTO quota_counters AS q (tenant, kind, window_start, count)"
@@ -132,9 +136,12 @@ typedef struct pg_store {
     bool stopping;
 } pg_store;
 
-/* The tenant object for name (made on first sight), with its limits and
- * admin flag as the database has them now. */
-static srv_tenant *known_tenant(pg_store *s, const char *name, long rpm, long long tpd, bool admin) {
+/* The tenant object for name (made on first sight), with its limits, admin
+ * flag and adapters as the database has them now. The adapters' text is
+ * replaced only when it changed: the HTTP thread, which calls this, is the
+ * one that reads it. */
+static srv_tenant *known_tenant(pg_store *s, const char *name, long rpm, long long tpd, bool admin,
+                                const char *adapters) {
     pthread_mutex_lock(&s->mu);
     known *k = s->tenants;
     while (k != NULL && strcmp(k->tenant.name, name) != 0) k = k->next;
@@ -151,6 +158,13 @@ static srv_tenant *known_tenant(pg_store *s, const char *name, long rpm, long lo
         k->tenant.requests_per_minute = rpm;
         k->tenant.tokens_per_day = tpd;
         k->tenant.admin = admin;
+        if (k->tenant.adapters == NULL || strcmp(k->tenant.adapters, adapters) != 0) {
+            char *copy = strdup(adapters);
+            if (copy != NULL) {
+                free(k->tenant.adapters);
+                k->tenant.adapters = copy;
+            }
+        }
     }
     pthread_mutex_unlock(&s->mu);
     return k ? &k->tenant : NULL;
@@ -216,7 +230,8 @@ static srv_auth_status pg_authenticate(srv_tenant_store *base, const char *key, 
         bool counted = !PQgetisnull(r, 0, 5);
         long long count = counted ? strtoll(PQgetvalue(r, 0, 5), NULL, 10) : 0;
         st = SRV_AUTH_OK;
-        if ((*tenant = known_tenant(s, PQgetvalue(r, 0, 0), rpm, tpd, PQgetvalue(r, 0, 6)[0] == 't')) == NULL) {
+        if ((*tenant = known_tenant(s, PQgetvalue(r, 0, 0), rpm, tpd, PQgetvalue(r, 0, 6)[0] == 't',
+                                    PQgetvalue(r, 0, 7))) == NULL) {
             snprintf(err, err_size, "out of memory");
             st = SRV_AUTH_UNAVAILABLE;
         } else if (admit && tpd > 0 && used >= tpd) {
@@ -331,6 +346,17 @@ static int pg_add(srv_tenant_store *base, const char *name, long rpm, long long 
     return rc;
 }
 
+static int pg_set_adapters(srv_tenant_store *base, const char *name, const char *adapters, char *err, size_t err_size) {
+    pg_store *s = (pg_store *)base;
+    const char *params[] = {name, adapters};
+    PGresult *r = srv_pg_exec(&s->auth, "UPDATE tenants SET adapters = $2 WHERE name = $1", 2, params, err, err_size);
+    if (r == NULL) return -1;
+    int rc = atoi(PQcmdTuples(r)) == 1 ? 0 : -1;
+    PQclear(r);
+    if (rc != 0) snprintf(err, err_size, "%s: no tenant named '%s'", s->auth.masked, name);
+    return rc;
+}
+
 static int pg_key_add(srv_tenant_store *base, const char *name, const char *digest, char *err, size_t err_size) {
     pg_store *s = (pg_store *)base;
     const char *params[] = {digest, name};
@@ -361,16 +387,18 @@ static int pg_list(srv_tenant_store *base, json_t **out, char *err, size_t err_s
     *out = NULL;
     PGresult *r = srv_pg_exec(&s->auth,
                               "SELECT t.name, t.requests_per_minute, t.tokens_per_day, t.admin,"
-                              " COUNT(k.digest) FILTER (WHERE NOT k.revoked), COUNT(k.digest) FILTER (WHERE k.revoked)"
+                              " COUNT(k.digest) FILTER (WHERE NOT k.revoked), COUNT(k.digest) FILTER (WHERE k.revoked),"
+                              " t.adapters"
                               " FROM tenants t LEFT JOIN keys k ON k.tenant = t.name GROUP BY t.name ORDER BY t.name",
                               0, NULL, err, err_size);
     if (r == NULL) return -1;
     json_t *list = json_array();
     for (int i = 0; i < PQntuples(r); i++)
-        json_array_append_new(list, json_pack("{s:s, s:I, s:I, s:b, s:I, s:I}", "name", PQgetvalue(r, i, 0),
-                                              "requests_per_minute", (json_int_t)strtoll(PQgetvalue(r, i, 1), NULL, 10),
-                                              "tokens_per_day", (json_int_t)strtoll(PQgetvalue(r, i, 2), NULL, 10),
-                                              "admin", PQgetvalue(r, i, 3)[0] == 't', "keys",
+        json_array_append_new(list, json_pack("{s:s, s:s, s:I, s:I, s:b, s:I, s:I}", "adapters", PQgetvalue(r, i, 6),
+                                              "name", PQgetvalue(r, i, 0), "requests_per_minute",
+                                              (json_int_t)strtoll(PQgetvalue(r, i, 1), NULL, 10), "tokens_per_day",
+                                              (json_int_t)strtoll(PQgetvalue(r, i, 2), NULL, 10), "admin",
+                                              PQgetvalue(r, i, 3)[0] == 't', "keys",
                                               (json_int_t)strtoll(PQgetvalue(r, i, 4), NULL, 10), "revoked_keys",
                                               (json_int_t)strtoll(PQgetvalue(r, i, 5), NULL, 10)));
     PQclear(r);
@@ -398,6 +426,7 @@ static void pg_close(srv_tenant_store *base) {
     while (s->tenants != NULL) {
         known *next = s->tenants->next;
         free(s->tenants->tenant.name);
+        free(s->tenants->tenant.adapters);
         free(s->tenants);
         s->tenants = next;
     }
@@ -412,6 +441,7 @@ static const srv_tenant_store_ops pg_ops = {
     .ping = pg_ping,
     .seed = NULL,
     .add = pg_add,
+    .set_adapters = pg_set_adapters,
     .key_add = pg_key_add,
     .key_revoke = pg_key_revoke,
     .list = pg_list,

@@ -302,8 +302,38 @@ def load_model(d, pos_encoding=None, norm_head=None):
     return Model(hp, load_tensors(d))
 
 
-def reference_logits(d, tokens, pos_encoding=None, norm_head=None):
-    return load_model(d, pos_encoding, norm_head).logits(tokens)
+def merge_lora(tensors, adapter_dir, user_scale=1.0):
+    """Adds a PEFT LoRA adapter's update to the float64 weights in place:
+    W += scale * B @ A for every base_model.model.<weight name minus
+    .weight>.lora_A.weight / lora_B.weight pair of the adapter, scale =
+    lora_alpha / r (lora_alpha / sqrt(r) with use_rslora) times user_scale.
+    Written from PEFT's LoraLayer definition (merge: W + B A * scaling)."""
+    with open(os.path.join(adapter_dir, "adapter_config.json")) as fp:
+        cfg = json.load(fp)
+    r, alpha = cfg["r"], cfg.get("lora_alpha", 8)
+    scale = (alpha / np.sqrt(r) if cfg.get("use_rslora") else alpha / r) * user_scale
+    st = os.path.join(adapter_dir, "adapter_model.safetensors")
+    factors = read_safetensors(st) if os.path.exists(st) else read_torch_bin(
+        os.path.join(adapter_dir, "adapter_model.bin"))
+    prefix = "base_model.model."
+    for name, a in factors.items():
+        if not name.endswith(".lora_A.weight"):
+            continue
+        base = name[len(prefix):-len(".lora_A.weight")] + ".weight"
+        b = factors[name[:-len("lora_A.weight")] + "lora_B.weight"]
+        tensors[base] = tensors[base] + scale * (b @ a)
+    return tensors
+
+
+def reference_logits(d, tokens, pos_encoding=None, norm_head=None, loras=()):
+    """loras: (adapter directory, scale) pairs merged into the weights first."""
+    if not loras:
+        return load_model(d, pos_encoding, norm_head).logits(tokens)
+    hp = read_hparams(d, pos_encoding, norm_head)
+    tensors = load_tensors(d)
+    for path, scale in loras:
+        merge_lora(tensors, path, scale)
+    return Model(hp, tensors).logits(tokens)
 
 
 def main(argv=None):
@@ -313,9 +343,15 @@ def main(argv=None):
     ap.add_argument("-o", "--output", required=True, help="float32 LE n_tokens x n_vocab")
     ap.add_argument("--pos-encoding", choices=["rope", "alibi"])
     ap.add_argument("--norm-head", choices=["on", "off"])
+    ap.add_argument("--lora", action="append", default=[], metavar="DIR[:SCALE]",
+                    help="merge a PEFT LoRA adapter into the weights first (repeatable)")
     args = ap.parse_args(argv)
     tokens = [int(t) for t in args.tokens.replace(",", " ").split()]
-    logits = reference_logits(args.dir, tokens, args.pos_encoding, args.norm_head)
+    loras = []
+    for spec in args.lora:
+        path, _, scale = spec.rpartition(":") if ":" in spec else (spec, "", "1")
+        loras.append((path, float(scale)))
+    logits = reference_logits(args.dir, tokens, args.pos_encoding, args.norm_head, loras)
     logits.astype("<f4").tofile(args.output)
     return 0
 

@@ -237,6 +237,7 @@ def main():
 
     http_seeds(chat)
     json_schema_seeds()
+    lora_seeds()
 
 
 def http_request(method, path, body=None, key="sk-fuzz-open", headers=(), chunked=False, version="1.1"):
@@ -293,6 +294,43 @@ def json_schema_seeds():
     for name, schema, _ in test_json_schema.SUITE:
         if name in pick:
             write("fuzz_json_schema", name + ".json", json.dumps(schema, ensure_ascii=False) + "\n")
+
+
+def lora_seeds():
+    """fuzz_lora: a byte (bit 0: the weights are adapter_model.bin), the
+    config's length (u16 LE), adapter_config.json, the weights file; adapters
+    for tests/data/tiny.gguf (n_embd 8, n_ff 16, one layer)."""
+    def seed(bin_, config, weights):
+        c = json.dumps(config).encode()
+        return bytes([1 if bin_ else 0]) + struct.pack("<H", len(c)) + c + weights
+
+    dims = {"self_attn.W_pack": (8, 24), "self_attn.o_proj": (8, 8), "mlp.gate_proj": (8, 16),
+            "mlp.up_proj": (8, 16), "mlp.down_proj": (16, 8)}
+    key = "base_model.model.model.layers.0.%s.lora_%s.weight"
+
+    def factors(modules, r, dtype):
+        size = 4 if dtype == "F32" else 2
+        out = {}
+        for m in modules:
+            fin, fout = dims[m]
+            out[key % (m, "A")] = (dtype, [r, fin], bytes((i * 37 + 11) % 61 for i in range(r * fin * size)))
+            out[key % (m, "B")] = (dtype, [fout, r], bytes((i * 53 + 7) % 59 for i in range(fout * r * size)))
+        return out
+
+    cfg = {"peft_type": "LORA", "r": 2, "lora_alpha": 32, "target_modules": ["W_pack", "down_proj"], "bias": "none",
+           "use_rslora": False, "fan_in_fan_out": False, "modules_to_save": None}
+    write("fuzz_lora", "w_pack_down_f32",
+          seed(False, cfg, safetensors(factors(["self_attn.W_pack", "mlp.down_proj"], 2, "F32"), {"format": "pt"})))
+    cfg_all = dict(cfg, r=1, target_modules=["W_pack", "o_proj", "gate_proj", "up_proj", "down_proj"], use_rslora=True)
+    write("fuzz_lora", "all_f16", seed(False, cfg_all, safetensors(factors(list(dims), 1, "F16"))))
+    write("fuzz_lora", "dora", seed(False, dict(cfg, use_dora=True), safetensors(factors(["self_attn.W_pack"], 2, "F32"))))
+    # The same W_pack factors saved by torch.save (a plain dict, as PEFT's state dict).
+    F = torch.FloatStorage
+    state = {key % ("self_attn.W_pack", "A"): Tensor(F, "0", 0, (2, 8), (8, 1), 16),
+             key % ("self_attn.W_pack", "B"): Tensor(F, "1", 0, (24, 2), (2, 1), 48)}
+    storages = {"0": struct.pack("<16f", *[(i % 5 - 2) * 0.1 for i in range(16)]),
+                "1": struct.pack("<48f", *[(i % 7 - 3) * 0.01 for i in range(48)])}
+    write("fuzz_lora", "w_pack.bin", seed(True, dict(cfg, target_modules=["W_pack"]), torch_zip(data_pkl(state), storages)))
 
 
 if __name__ == "__main__":

@@ -41,7 +41,24 @@ struct bc_context {
 
     bool profiling;  /* bc_context_params.profile */
     bc_profile prof; /* summed since init or the last reset; OTHER filled on reading */
+
+    /* LoRA adapters (lora_apply.h): each sequence's set, the sets of the
+     * entries of a decode, the plan's scratch (sized for adapters of rank up
+     * to lora_rank_cap, grown by bc_context_seq_set_loras, never by a
+     * decode), and every distinct set of adapter ids sequences have run
+     * under: set i's prefix-cache root is KEY_BIT | (i + 1). */
+    bc__lora_set *seq_loras;         /* (n_seq) */
+    const bc__lora_set **entry_sets; /* (n_batch) */
+    void *lora_mem;
+    int lora_rank_cap;
+    bc__lora_plan lora_plan;
+    uint64_t (*lora_keys)[BC_MAX_SEQ_LORAS + 1]; /* (n_lora_keys) n, then the ids */
+    int n_lora_keys, cap_lora_keys;
 };
+
+/* Set in every LoRA root key: block identities count up from 1 and never get
+ * there, so a root is never mistaken for a block. */
+#define KEY_BIT (1ull << 63)
 
 bc_context_params bc_context_default_params(void) {
     bc_context_params p;
@@ -163,6 +180,8 @@ bc_status bc_context_init(const bc_model *model, bc_context_params params, bc_co
     c->seq_len = calloc((size_t)c->n_seq, sizeof *c->seq_len);
     c->seq_next = calloc((size_t)c->n_seq, sizeof *c->seq_next);
     c->seq_touched = calloc((size_t)c->n_seq, 1);
+    c->seq_loras = calloc((size_t)c->n_seq, sizeof *c->seq_loras);
+    c->entry_sets = calloc((size_t)c->n_batch, sizeof *c->entry_sets);
     if (bc__kv_pool_init(&c->kv, sz.n_blocks, hp->n_layer, params.cache_type,
                          bc__kv_row_bytes(params.cache_type, hp->n_embd), params.prefix_cache) != 0 ||
         bc__kv_seqs_init(&c->seqs, &c->kv, c->n_seq, sz.max_seq_blocks) != 0 ||
@@ -179,7 +198,7 @@ bc_status bc_context_init(const bc_model *model, bc_context_params params, bc_co
     c->matmul_flags = params.bf16_activations ? BC__MATMUL_BF16_ACT : 0;
     c->profiling = params.profile;
     c->pool = bc__pool_create(params.n_threads);
-    if (!c->seq_len || !c->seq_next || !c->seq_touched || !c->pool) goto oom;
+    if (!c->seq_len || !c->seq_next || !c->seq_touched || !c->pool || !c->seq_loras || !c->entry_sets) goto oom;
     *out = c;
     return BC_STATUS_OK;
 oom:
@@ -197,6 +216,10 @@ void bc_context_free(bc_context *c) {
     free(c->seq_len);
     free(c->seq_next);
     free(c->seq_touched);
+    free(c->seq_loras);
+    free(c->entry_sets);
+    free(c->lora_mem);
+    free(c->lora_keys);
     bc__kv_seqs_free(&c->seqs);
     bc__kv_pool_free(&c->kv);
     bc__workspace_free(&c->ws);
@@ -274,7 +297,20 @@ bc_status bc_context_decode(bc_context *ctx, const bc_batch_entry *entries, int 
     }
     for (int i = 0; i < n; i++) bc__kv_seq_set_token(&ctx->seqs, entries[i].seq, entries[i].pos, entries[i].token);
 
-    bc__forward(ctx->model, &ctx->ws, &ctx->kv_view, ctx->pool, ctx->matmul_flags, prof, entries, n);
+    const bc__lora_plan *lora = NULL;
+    if (ctx->lora_mem != NULL) {
+        bool any = false;
+        for (int i = 0; i < n; i++) {
+            const bc__lora_set *set = &ctx->seq_loras[entries[i].seq];
+            ctx->entry_sets[i] = set->n > 0 ? set : NULL;
+            any |= set->n > 0;
+        }
+        if (any) {
+            bc__lora_plan_make(&ctx->lora_plan, ctx->lora_mem, ctx->n_batch, ctx->lora_rank_cap, ctx->entry_sets, n);
+            lora = &ctx->lora_plan;
+        }
+    }
+    bc__forward(ctx->model, &ctx->ws, &ctx->kv_view, ctx->pool, ctx->matmul_flags, prof, lora, entries, n);
 
     for (int i = 0; i < n; i++) {
         int s = entries[i].seq;
@@ -331,6 +367,69 @@ bc_status bc_context_seq_fork(bc_context *ctx, int src, int dst) {
                     ctx->seq_len[dst]);
     bc__kv_seq_fork(&ctx->seqs, src, dst, ctx->seq_len[src]);
     ctx->seq_len[dst] = ctx->seq_len[src];
+    ctx->seq_loras[dst] = ctx->seq_loras[src];
+    ctx->seqs.root[dst] = ctx->seqs.root[src];
+    return BC_STATUS_OK;
+}
+
+/* The prefix-cache root of a set of adapters: its index among the distinct
+ * sets of ids this context has seen (adapter ids are never reused, so a key
+ * never comes to mean other adapters). 0 for none; UINT64_MAX when out of
+ * memory. */
+static uint64_t lora_key(bc_context *ctx, const bc_lora *const *loras, int n) {
+    if (n == 0) return 0;
+    uint64_t want[BC_MAX_SEQ_LORAS + 1] = {(uint64_t)n};
+    for (int j = 0; j < n; j++) {
+        bc_lora_info info;
+        bc_lora_get_info(loras[j], &info);
+        want[j + 1] = info.id;
+    }
+    for (int i = 0; i < ctx->n_lora_keys; i++)
+        if (memcmp(ctx->lora_keys[i], want, sizeof want) == 0) return KEY_BIT | (uint64_t)(i + 1);
+    if (ctx->n_lora_keys == ctx->cap_lora_keys) {
+        int cap = ctx->cap_lora_keys ? 2 * ctx->cap_lora_keys : 16;
+        void *p = realloc(ctx->lora_keys, (size_t)cap * sizeof *ctx->lora_keys);
+        if (p == NULL) return UINT64_MAX;
+        ctx->lora_keys = p;
+        ctx->cap_lora_keys = cap;
+    }
+    memcpy(ctx->lora_keys[ctx->n_lora_keys], want, sizeof want);
+    return KEY_BIT | (uint64_t)++ctx->n_lora_keys;
+}
+
+bc_status bc_context_seq_set_loras(bc_context *ctx, int seq, const bc_lora *const *loras, int n_loras) {
+    if (seq < 0 || seq >= ctx->n_seq || n_loras < 0 || n_loras > BC_MAX_SEQ_LORAS || (n_loras > 0 && loras == NULL))
+        return fail(ctx, BC_STATUS_ERROR_ARGUMENT,
+                    "set_loras: sequence %d / %d adapters out of range (%d sequences, %d adapters)", seq, n_loras,
+                    ctx->n_seq, BC_MAX_SEQ_LORAS);
+    if (ctx->seq_len[seq] != 0)
+        return fail(ctx, BC_STATUS_ERROR_ARGUMENT,
+                    "set_loras: sequence %d holds %d positions; its adapters change only while it is empty", seq,
+                    ctx->seq_len[seq]);
+    int max_rank = 0;
+    for (int j = 0; j < n_loras; j++) {
+        if (loras[j] == NULL || loras[j]->model != ctx->model)
+            return fail(ctx, BC_STATUS_ERROR_ARGUMENT, "set_loras: adapter %d is %s", j,
+                        loras[j] == NULL ? "NULL" : "for another model");
+        if (loras[j]->rank > max_rank) max_rank = loras[j]->rank;
+    }
+    if (max_rank > ctx->lora_rank_cap || (n_loras > 0 && ctx->lora_mem == NULL)) {
+        int cap = max_rank > ctx->lora_rank_cap ? max_rank : ctx->lora_rank_cap;
+        uint64_t bytes = bc__lora_plan_bytes(ctx->n_batch, cap);
+        void *mem = bytes <= SIZE_MAX ? malloc((size_t)bytes) : NULL;
+        if (mem == NULL)
+            return fail(ctx, BC_STATUS_ERROR_MEMORY, "set_loras: out of memory for %.1f MiB of LoRA scratch",
+                        (double)bytes / (1 << 20));
+        free(ctx->lora_mem);
+        ctx->lora_mem = mem;
+        ctx->lora_rank_cap = cap;
+    }
+    uint64_t key = lora_key(ctx, loras, n_loras);
+    if (key == UINT64_MAX) return fail(ctx, BC_STATUS_ERROR_MEMORY, "set_loras: out of memory");
+    bc__lora_set *set = &ctx->seq_loras[seq];
+    set->n = n_loras;
+    for (int j = 0; j < n_loras; j++) set->loras[j] = loras[j];
+    ctx->seqs.root[seq] = key;
     return BC_STATUS_OK;
 }
 

@@ -24,6 +24,7 @@
  * bc_model_context_bytes) come from the one function below.
  */
 #include "engine/forward.h"
+#include "engine/lora_apply.h"
 #include "engine/profile.h"
 
 #include <math.h>
@@ -179,10 +180,17 @@ typedef struct pass {
     const bc__kv_view *kv;
     bc__pool *pool;
     unsigned matmul_flags;
-    bc_profile *prof; /* NULL: not profiling */
+    bc_profile *prof;          /* NULL: not profiling */
+    const bc__lora_plan *lora; /* NULL: no entry runs under an adapter */
     const bc_batch_entry *entries;
     int n;
 } pass;
+
+/* y += the adapters' products for one slot of layer il (no-op without). */
+static void lora_add(const pass *p, int il, bc__lora_slot slot, const float *x, float *y) {
+    if (p->lora != NULL && bc__lora_plan_touches(p->lora, il, slot))
+        bc__lora_apply(p->lora, p->pool, il, &slot, 1, x, &y);
+}
 
 /* ------------------------------------------------------------------------ */
 /* Attention                                                                */
@@ -358,6 +366,8 @@ static void attention_block(const pass *p, const bc__layer *L, int il, int n_til
         bc__matmul(p->pool, &L->wqkv, ws->xn, n, ws->qkv, ws->matmul_scratch, p->matmul_flags);
     else
         split_qkv(p, L);
+    /* B's rows are W_pack's (Q, K, V), the order ws->qkv has either way */
+    lora_add(p, il, BC__LORA_W_PACK, ws->xn, ws->qkv);
     bc__prof_end(p->prof, BC_PROFILE_OP_QKV, t0);
 
     if (hp->pos_encoding == BC_POS_ENCODING_ROPE) {
@@ -387,6 +397,7 @@ static void attention_block(const pass *p, const bc__layer *L, int il, int n_til
 
     t0 = bc__prof_begin(p->prof);
     bc__matmul(p->pool, &L->wo, ws->attn, n, ws->xn, ws->matmul_scratch, p->matmul_flags);
+    lora_add(p, il, BC__LORA_O_PROJ, ws->attn, ws->xn);
     bc__prof_end(p->prof, BC_PROFILE_OP_O_PROJ, t0);
 
     t0 = bc__prof_begin(p->prof);
@@ -394,7 +405,7 @@ static void attention_block(const pass *p, const bc__layer *L, int il, int n_til
     bc__prof_end(p->prof, BC_PROFILE_OP_RESIDUAL, t0);
 }
 
-static void mlp_block(const pass *p, const bc__layer *L) {
+static void mlp_block(const pass *p, const bc__layer *L, int il) {
     const bc__hparams *hp = &p->m->hp;
     bc__workspace *ws = p->ws;
     const int n = p->n;
@@ -408,11 +419,25 @@ static void mlp_block(const pass *p, const bc__layer *L) {
     t0 = bc__prof_begin(p->prof);
     const bc__weight *wgu[2] = {&L->w_gate, &L->w_up};
     float *ys[2] = {ws->ff_gate, ws->ff_up};
-    bc__matmul_multi(p->pool, wgu, 2, ws->xn, n, ys, ws->matmul_scratch, p->matmul_flags | BC__MATMUL_SILU_MUL);
+    if (p->lora != NULL &&
+        (bc__lora_plan_touches(p->lora, il, BC__LORA_GATE) || bc__lora_plan_touches(p->lora, il, BC__LORA_UP))) {
+        /* the adapters' products go in before the SwiGLU: the same
+         * silu_mul on whole rows gives the fused epilogue's bits (its
+         * runs start at multiples of 16 columns, as the vector loop's) */
+        bc__matmul_multi(p->pool, wgu, 2, ws->xn, n, ys, ws->matmul_scratch, p->matmul_flags);
+        static const bc__lora_slot slots[2] = {BC__LORA_GATE, BC__LORA_UP};
+        bc__lora_apply(p->lora, p->pool, il, slots, 2, ws->xn, ys);
+        for (int e = 0; e < n; e++)
+            bc__silu_mul(ws->ff_gate + (size_t)e * (size_t)hp->n_ff, ws->ff_up + (size_t)e * (size_t)hp->n_ff,
+                         hp->n_ff);
+    } else {
+        bc__matmul_multi(p->pool, wgu, 2, ws->xn, n, ys, ws->matmul_scratch, p->matmul_flags | BC__MATMUL_SILU_MUL);
+    }
     bc__prof_end(p->prof, BC_PROFILE_OP_GATE_UP, t0);
 
     t0 = bc__prof_begin(p->prof);
     bc__matmul(p->pool, &L->w_down, ws->ff_gate, n, ws->xn, ws->matmul_scratch, p->matmul_flags);
+    lora_add(p, il, BC__LORA_DOWN, ws->ff_gate, ws->xn);
     bc__prof_end(p->prof, BC_PROFILE_OP_DOWN, t0);
 
     t0 = bc__prof_begin(p->prof);
@@ -448,8 +473,9 @@ static void output_block(const pass *p) {
 }
 
 void bc__forward(const bc_model *model, bc__workspace *ws, const bc__kv_view *kv, bc__pool *pool, unsigned matmul_flags,
-                 bc_profile *prof, const bc_batch_entry *entries, int n) {
-    const pass p = {model, ws, kv, pool, matmul_flags, prof, entries, n};
+                 bc_profile *prof, const bc__lora_plan *lora, const bc_batch_entry *entries, int n) {
+    const pass p = {model,   ws, kv, pool, matmul_flags, prof, lora != NULL && lora->n_adapters > 0 ? lora : NULL,
+                    entries, n};
     const bc__hparams *hp = &model->hp;
     const size_t E = (size_t)hp->n_embd;
 
@@ -469,7 +495,7 @@ void bc__forward(const bc_model *model, bc__workspace *ws, const bc__kv_view *kv
     const int n_tiles = make_tiles(ws, entries, n);
     for (int il = 0; il < hp->n_layer; il++) {
         attention_block(&p, &model->layers[il], il, n_tiles);
-        mlp_block(&p, &model->layers[il]);
+        mlp_block(&p, &model->layers[il], il);
     }
     output_block(&p);
 }

@@ -13,6 +13,7 @@
 
 #include "base/threadpool.h"
 #include "engine/kv_view.h"
+#include "engine/lora_apply.h"
 #include "model/model.h"
 
 /* The buffers of one pass of up to n_batch entries, in one allocation whose
@@ -61,8 +62,10 @@ BC__HIDDEN void bc__workspace_free(bc__workspace *ws);
  * keys and values go to its position's row of kv, then it attends to the
  * positions 0..pos of its sequence; the logits of the entries with
  * e->logits are left in ws. matmul_flags: BC__MATMUL_* for every matmul.
- * prof: the accumulator each step's time is added to, or NULL. Cannot fail. */
+ * prof: the accumulator each step's time is added to, or NULL. lora: the
+ * adapters of the entries (lora_apply.h), or NULL. Cannot fail. */
 BC__HIDDEN void bc__forward(const bc_model *model, bc__workspace *ws, const bc__kv_view *kv, bc__pool *pool,
-                            unsigned matmul_flags, bc_profile *prof, const bc_batch_entry *entries, int n);
+                            unsigned matmul_flags, bc_profile *prof, const bc__lora_plan *lora,
+                            const bc_batch_entry *entries, int n);
 
 #endif /* BC_FORWARD_H */

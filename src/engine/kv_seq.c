@@ -10,8 +10,9 @@
 
 uint64_t bc__kv_seqs_bytes(int n_seq, int max_blocks) {
     uint64_t bytes;
-    /* a table and its used length per sequence */
-    if (bc__mul_u64((uint64_t)n_seq, (uint64_t)max_blocks * sizeof(int32_t) + sizeof(int), &bytes)) return UINT64_MAX;
+    /* a table, its used length and its root per sequence */
+    if (bc__mul_u64((uint64_t)n_seq, (uint64_t)max_blocks * sizeof(int32_t) + sizeof(int) + sizeof(uint64_t), &bytes))
+        return UINT64_MAX;
     return bytes;
 }
 
@@ -22,12 +23,14 @@ int bc__kv_seqs_init(bc__kv_seqs *s, bc__kv_pool *pool, int n_seq, int max_block
     s->max_blocks = max_blocks;
     s->blocks = malloc((size_t)n_seq * (size_t)max_blocks * sizeof *s->blocks);
     s->n_blocks = calloc((size_t)n_seq, sizeof *s->n_blocks);
-    return s->blocks && s->n_blocks ? 0 : -1;
+    s->root = calloc((size_t)n_seq, sizeof *s->root);
+    return s->blocks && s->n_blocks && s->root ? 0 : -1;
 }
 
 void bc__kv_seqs_free(bc__kv_seqs *s) {
     free(s->blocks);
     free(s->n_blocks);
+    free(s->root);
     memset(s, 0, sizeof *s);
 }
 
@@ -86,7 +89,7 @@ void bc__kv_seq_index(bc__kv_seqs *s, int seq, int from, int to) {
     for (int bi = from / BC_KV_BLOCK; bi < to / BC_KV_BLOCK; bi++) {
         int32_t b = table[bi];
         if (pc->id[b] != 0) continue; /* indexed already (reused, never written) */
-        uint64_t parent_id = 0, parent_hash = 0;
+        uint64_t parent_id = s->root[seq], parent_hash = s->root[seq];
         if (bi > 0) {
             int32_t prev = table[bi - 1];
             if (pc->id[prev] == 0) return; /* the chain is broken: nothing after it can be found */
@@ -110,7 +113,7 @@ int bc__kv_seq_reuse(bc__kv_seqs *s, int seq, const int32_t *tokens, int n_token
     bc__kv_pool *pool = s->pool;
     const bc__prefix_cache *pc = pool->pc;
     int32_t *table = table_of(s, seq);
-    uint64_t parent_id = 0, hash = 0;
+    uint64_t parent_id = s->root[seq], hash = s->root[seq];
     for (int bi = 0; (bi + 1) * BC_KV_BLOCK <= n_tokens; bi++) {
         const int32_t *ids = tokens + (size_t)bi * BC_KV_BLOCK;
         hash = bc__prefix_hash(hash, ids);

@@ -24,6 +24,10 @@ typedef struct bc__kv_seqs {
     int max_blocks;  /* per sequence: ceil(n_ctx / BC_KV_BLOCK) */
     int32_t *blocks; /* (n_seq, max_blocks) block tables */
     int *n_blocks;   /* (n_seq) blocks held: each table's used length */
+    uint64_t *root;  /* (n_seq) what the first block of each sequence hangs from in the
+                      * prefix cache: 0 for the base model, else a key of its LoRA
+                      * adapters (with the top bit set, so never a block's identity):
+                      * blocks computed under other adapters are never found */
 } bc__kv_seqs;
 
 /* Bytes bc__kv_seqs_init allocates (UINT64_MAX on overflow). */

@@ -18,6 +18,7 @@
  *   w.reshape(n_head, 2, D/2, cols).swapaxes(1, 2).reshape(rows, cols)
  * so GGUF row h*D + 2i + j is W_pack row h*D + j*D/2 + i (j = 0, 1).
  */
+#include "model/lora.h"
 #include "model/model.h"
 
 #include "formats/sp_model.h"
@@ -68,6 +69,8 @@ typedef struct writer {
     bc__buf header;
     uint64_t n_kv;
     bc__err *err;
+    bc_lora **loras; /* (n_loras) merged into the rows as they are written */
+    int n_loras;
 } writer;
 
 static int plan_one(writer *w, bc__tensor_kind kind, int il, const char *name, int64_t rows, int64_t cols) {
@@ -279,6 +282,15 @@ static int make_metadata(writer *w, const char *in_path) {
 /* Rows                                                                     */
 /* ------------------------------------------------------------------------ */
 
+/* row += each adapter's update of row `packed` (W_pack's order for Q, K, V)
+ * of slot's matrix in layer il. */
+static void merge_loras(const writer *w, int il, bc__lora_slot slot, int64_t packed, float *row) {
+    for (int k = 0; k < w->n_loras; k++) {
+        const bc__lora_mat *m = bc__lora_mat_of(w->loras[k], il, slot);
+        if (m != NULL) bc__lora_delta_row(w->loras[k], m, packed, row);
+    }
+}
+
 /* Row r of tensor p as f32 into row (p->cols floats). */
 static void source_row(const writer *w, const planned *p, int64_t r, float *row) {
     const bc_model *m = w->m;
@@ -292,12 +304,14 @@ static void source_row(const writer *w, const planned *p, int64_t r, float *row)
     case BC__TENSOR_OUTPUT_NORM: memcpy(row, m->out_norm, (size_t)E * sizeof(float)); break;
     case BC__TENSOR_ATTN_Q:
     case BC__TENSOR_ATTN_K: {
-        if (L->wqkv.data == NULL) { /* a GGUF source: already in llama.cpp's order */
-            bc__weight_row_f32(p->kind == BC__TENSOR_ATTN_Q ? &L->wq : &L->wk, r, row);
-            break;
-        }
+        /* row r in llama.cpp's order is this W_pack row */
         int64_t h = r / D, i = (r % D) / 2, j = r % 2;
-        bc__weight_row_f32(&L->wqkv, (p->kind == BC__TENSOR_ATTN_K ? E : 0) + h * D + j * half + i, row);
+        int64_t packed = (p->kind == BC__TENSOR_ATTN_K ? E : 0) + h * D + j * half + i;
+        if (L->wqkv.data == NULL) /* a GGUF source: already in llama.cpp's order */
+            bc__weight_row_f32(p->kind == BC__TENSOR_ATTN_Q ? &L->wq : &L->wk, r, row);
+        else
+            bc__weight_row_f32(&L->wqkv, packed, row);
+        merge_loras(w, p->layer, BC__LORA_W_PACK, packed, row);
         break;
     }
     case BC__TENSOR_ATTN_V:
@@ -305,11 +319,24 @@ static void source_row(const writer *w, const planned *p, int64_t r, float *row)
             bc__weight_row_f32(&L->wv, r, row);
         else
             bc__weight_row_f32(&L->wqkv, 2 * E + r, row);
+        merge_loras(w, p->layer, BC__LORA_W_PACK, 2 * E + r, row);
         break;
-    case BC__TENSOR_ATTN_OUT: bc__weight_row_f32(&L->wo, r, row); break;
-    case BC__TENSOR_FFN_GATE: bc__weight_row_f32(&L->w_gate, r, row); break;
-    case BC__TENSOR_FFN_UP: bc__weight_row_f32(&L->w_up, r, row); break;
-    case BC__TENSOR_FFN_DOWN: bc__weight_row_f32(&L->w_down, r, row); break;
+    case BC__TENSOR_ATTN_OUT:
+        bc__weight_row_f32(&L->wo, r, row);
+        merge_loras(w, p->layer, BC__LORA_O_PROJ, r, row);
+        break;
+    case BC__TENSOR_FFN_GATE:
+        bc__weight_row_f32(&L->w_gate, r, row);
+        merge_loras(w, p->layer, BC__LORA_GATE, r, row);
+        break;
+    case BC__TENSOR_FFN_UP:
+        bc__weight_row_f32(&L->w_up, r, row);
+        merge_loras(w, p->layer, BC__LORA_UP, r, row);
+        break;
+    case BC__TENSOR_FFN_DOWN:
+        bc__weight_row_f32(&L->w_down, r, row);
+        merge_loras(w, p->layer, BC__LORA_DOWN, r, row);
+        break;
     case BC__TENSOR_OUTPUT:
         bc__weight_row_f32(&m->lm_head, r, row);
         /* NormHead: write the normalized head, so that llama.cpp (which does
@@ -427,7 +454,22 @@ bc_status bc_model_quantize(const char *in_path, const char *out_path, bc_quanti
     w.m = m;
     w.params = params;
     w.err = &err;
-    write_all(&w, in_path, out_path);
+    if (params.n_loras > 0) {
+        w.loras = calloc((size_t)params.n_loras, sizeof *w.loras);
+        if (w.loras == NULL) bc__errorf(&err, BC_STATUS_ERROR_MEMORY, "out of memory");
+        for (int k = 0; w.loras != NULL && k < params.n_loras; k++, w.n_loras++) {
+            float scale = params.lora_scales ? params.lora_scales[k] : 1.0f;
+            char lerr[1024];
+            bc_status ls = bc_lora_load(m, params.lora_paths[k], scale, &w.loras[k], lerr, sizeof lerr);
+            if (ls != BC_STATUS_OK) {
+                bc__errorf(&err, ls, "%s", lerr);
+                break;
+            }
+        }
+    }
+    if (err.status == BC_STATUS_OK) write_all(&w, in_path, out_path);
+    for (int k = 0; k < w.n_loras; k++) bc_lora_free(w.loras[k]);
+    free(w.loras);
     free(w.tensors);
     free(w.header.data);
     bc_model_free(m);

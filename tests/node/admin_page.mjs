@@ -17,8 +17,9 @@ function check(name, ok, detail) {
   ok ? passed++ : failed++;
 }
 
-async function usage(bucket) {
+async function usage(bucket, adapter) {
   const q = new URLSearchParams({ from, to, bucket });
+  if (adapter !== undefined) q.set("adapter", adapter);
   const r = await fetch(new URL("/admin/usage?" + q, url), { headers: { Authorization: "Bearer " + adminKey } });
   return r.json();
 }
@@ -37,9 +38,14 @@ async function drawn(page) {
       for (const td of tr.querySelectorAll("td[data-field]")) o[td.dataset.field] = Number(td.textContent);
       return o;
     });
+    const adapters = [...document.querySelectorAll("#adapters tbody tr")].map((tr) => {
+      const o = { tenant: tr.dataset.tenant, adapter: tr.dataset.adapter };
+      for (const td of tr.querySelectorAll("td[data-field]")) o[td.dataset.field] = Number(td.textContent);
+      return o;
+    });
     const legend = [...document.querySelectorAll("svg#chart-requests g.legend")].map((g) => g.dataset.tenant);
     const axes = document.querySelectorAll("svg#chart-requests line").length;
-    return { bars, rows, legend, axes };
+    return { bars, rows, adapters, legend, axes };
   });
 }
 
@@ -73,6 +79,10 @@ function compare(label, want, got) {
   wantRows.push({ tenant: "*", bucket: "total", ...counts(want.totals) });
   check(`${label}: table == /admin/usage (${wantRows.length} rows)`,
         JSON.stringify(got.rows) === JSON.stringify(wantRows), { got: got.rows, want: wantRows });
+  const wantAdapters = want.tenants.flatMap((t) => t.adapters.map((a) => ({ tenant: t.tenant, adapter: a.adapter,
+                                                                             ...counts(a.totals) })));
+  check(`${label}: the adapters table == /admin/usage's per-adapter totals (${wantAdapters.length} rows)`,
+        JSON.stringify(got.adapters) === JSON.stringify(wantAdapters), { got: got.adapters, want: wantAdapters });
   // Against the ledger itself: the table's tenant totals and the bars' sums.
   const fromTable = {}, fromBars = {};
   for (const r of got.rows)
@@ -122,6 +132,16 @@ try {
     await page.waitForSelector('#status[data-state="ok"]', { timeout: 30000 });
     compare(`bucket=${bucket}`, await usage(bucket), await drawn(page));
   }
+  // The base model only (adapter=): what /admin/usage?adapter= answers.
+  await page.selectOption("#adapter", "");
+  await page.evaluate(() => { document.getElementById("status").dataset.state = ""; });
+  await page.click("#load");
+  await page.waitForSelector('#status[data-state="ok"]', { timeout: 30000 });
+  const baseOnly = await usage("hour", "");
+  const shown = await drawn(page);
+  check("adapter 'base model': the table == /admin/usage?adapter=",
+        shown.rows.at(-1).requests === baseOnly.totals.requests &&
+        shown.adapters.every((r) => r.adapter === ""), [shown.rows.at(-1), baseOnly.totals]);
   check("the key is kept in sessionStorage", (await page.evaluate(() => sessionStorage.getItem("bc_admin_key"))) ===
         adminKey);
   // A reload uses the stored key at once.

@@ -1,7 +1,7 @@
 #!/usr/bin/python3
 """`baichuan serve` with JavaScript clients: the official `openai` npm package
 (tests/node/openai_client.mjs; tool calling in tests/node/tools_client.mjs,
-its arguments checked with Ajv) and the web page in headless Chromium driven
+its arguments checked with Ajv; a LoRA adapter, tests/node/lora_client.mjs) and the web page in headless Chromium driven
 by playwright-core (tests/node/web_page.mjs).
 
 The npm packages are installed at test time into WORK/node_modules (npm
@@ -11,12 +11,14 @@ install --no-save; nothing is committed). Needs node, npm and /usr/bin/chromium
     test_server_node.py --bin build/baichuan --work DIR
 """
 import argparse
+import json
 import os
 import shutil
 import subprocess
 import sys
 
 import bc_testlib
+import test_server_lora
 from server_util import ROOT, Server
 
 # Versions that run on Debian 12's Node.js 18 (newer openai and playwright-core
@@ -63,6 +65,16 @@ def main():
         run_node(t, args.work, "web_page.mjs", "http://127.0.0.1:%d/" % s.port)
     finally:
         t.check("server exits 0", s.stop() == 0, "\n".join(s.log[-10:]))
+    # One adapter (r 4 on every module, written as test_server_lora writes them).
+    with open(os.path.join(ROOT, "models", "default", "config.json")) as f:
+        cfg = json.load(f)
+    adapter = os.path.join(args.work, "adapter_a")
+    test_server_lora.make_adapter(adapter, cfg, list(test_server_lora.MODULES), 4, 8, 7)
+    s = Server(args.bin, "--lora", "a=" + adapter)
+    try:
+        run_node(t, args.work, "lora_client.mjs", "http://127.0.0.1:%d/v1" % s.port)
+    finally:
+        t.check("server with an adapter exits 0", s.stop() == 0, "\n".join(s.log[-10:]))
     return t.finish()
 
 
