@@ -514,8 +514,8 @@ static enum MHD_Result do_unload_adapter(conn_state *cs) {
     int running = 0;
     if (name == NULL) {
         json_decref(body);
-        return send_error(cs, 400, "'lora_name' is required: the adapter's name", "invalid_request_error",
-                          "lora_name", NULL, NULL, NULL);
+        return send_error(cs, 400, "'lora_name' is required: the adapter's name", "invalid_request_error", "lora_name",
+                          NULL, NULL, NULL);
     }
     if (!srv_adapters_unload(h->mi->adapters, name, &running)) {
         snprintf(msg, sizeof msg, "The LoRA adapter '%.100s' cannot be found.", name);
@@ -856,8 +856,8 @@ static void work(void *arg) {
     bool ok = true;
     if (h->tenants != NULL && !cs->metrics_token) authenticate(cs, &ok);
     if (!ok) goto done;
-    bool admin_api = cs->route == ROUTE_ADMIN_USAGE || cs->route == ROUTE_LOAD_ADAPTER ||
-                     cs->route == ROUTE_UNLOAD_ADAPTER;
+    bool admin_api =
+        cs->route == ROUTE_ADMIN_USAGE || cs->route == ROUTE_LOAD_ADAPTER || cs->route == ROUTE_UNLOAD_ADAPTER;
     if (admin_api && !cs->tenant->admin) {
         char msg[200];
         snprintf(msg, sizeof msg, "Tenant '%.100s' is not an admin (baichuan tenants add NAME --admin).",
