@@ -11,8 +11,9 @@
  * threads; each choice makes its own matcher from it.
  *
  * The key is the kind's letter and the text: the GBNF as sent, or the
- * schema as openai.c dumps it (sorted keys, compact), so that the same
- * schema written with other spacing or key order is one entry.
+ * schema as openai.c dumps it (compact, keys in the order sent, since the
+ * order of `properties` is the order of the output), so that the same
+ * schema written with other spacing is one entry.
  */
 #include "grammars.h"
 

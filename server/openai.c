@@ -342,7 +342,7 @@ static int read_stops(json_t *stop, const char **stops, size_t *n_stops, srv_err
 typedef struct constraint {
     const char *param; /* the field that gave it, for errors; NULL: none */
     srv_grammar_kind kind;
-    char *text; /* malloc'd: the GBNF, or the schema's sorted compact dump (NULL: any object) */
+    char *text; /* malloc'd: the GBNF, or the schema's compact dump in its key order (NULL: any object) */
     size_t len;
 } constraint;
 
@@ -366,7 +366,7 @@ static int set_constraint(constraint *c, const char *param, srv_grammar_kind kin
         c->text = malloc(c->len + 1);
         if (c->text != NULL) memcpy(c->text, json_string_value(value), c->len + 1);
     } else {
-        c->text = json_dumps(value, JSON_SORT_KEYS | JSON_COMPACT | JSON_ENCODE_ANY);
+        c->text = json_dumps(value, JSON_COMPACT | JSON_ENCODE_ANY);
         c->len = c->text ? strlen(c->text) : 0;
     }
     if (c->text == NULL) {

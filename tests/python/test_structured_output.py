@@ -275,6 +275,25 @@ def outputs(s, path, body):
     return st, [(text_of(c), c["finish_reason"]) for c in r.get("choices", [])] if st == 200 else []
 
 
+def check_property_order(t, s):
+    """Properties come in the order the schema lists them (as OpenAI's structured
+    outputs and the README say), not sorted: "zeta" before "alpha"."""
+    import re
+
+    schema = {"type": "object", "properties": {"zeta": {"type": "integer"}, "alpha": {"type": "integer"}},
+              "required": ["zeta", "alpha"], "additionalProperties": False}
+    bad = []
+    for field in ("response_format", "json_schema"):
+        if field == "json_schema":
+            body = {"json_schema": schema}
+        else:
+            body = {"response_format": {"type": "json_schema", "json_schema": {"name": "o", "schema": schema}}}
+        st, outs = outputs(s, COMP, dict(body, prompt=PROMPT, max_tokens=12, seed=7, temperature=1.0, n=2))
+        if st != 200 or not outs or any(not re.match(r'\{\s*"zeta"', text) for text, _ in outs):
+            bad.append((field, st, outs))
+    t.check("JSON Schemas: properties in the schema's order, not sorted", not bad, bad)
+
+
 def check_cache_eviction(t, s):
     """The cache keeps the 32 most recently used grammars; one evicted while
     a request still uses it lives until that request ends."""
@@ -474,6 +493,7 @@ def main():
             check_gbnf(t, s)
             check_cache_eviction(t, s)
             check_schemas(t, s)
+            check_property_order(t, s)
         finally:
             t.check("server exits 0 on SIGTERM", s.stop() == 0, "\n".join(s.log[-20:]))
         check_few_slots(t, args.bin)
