@@ -11,9 +11,10 @@
  * threads; each choice makes its own matcher from it.
  *
  * The key is the kind's letter and the text: the GBNF as sent, or the
- * schema as openai.c dumps it (compact, keys in the order sent, since the
- * order of `properties` is the order of the output), so that the same
- * schema written with other spacing is one entry.
+ * schema as openai.c dumps it (compact, every schema's keywords sorted but
+ * each `properties` in the order sent, since that is the output's order),
+ * so that the same schema written with other spacing or keyword order is
+ * one entry.
  */
 #include "grammars.h"
 

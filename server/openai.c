@@ -342,9 +342,94 @@ static int read_stops(json_t *stop, const char **stops, size_t *n_stops, srv_err
 typedef struct constraint {
     const char *param; /* the field that gave it, for errors; NULL: none */
     srv_grammar_kind kind;
-    char *text; /* malloc'd: the GBNF, or the schema's compact dump in its key order (NULL: any object) */
+    char *text; /* malloc'd: the GBNF, or the schema's compact dump as schema_key orders it (NULL: any object) */
     size_t len;
 } constraint;
+
+/* A schema with the keywords of every (sub)schema in sorted order, and the
+ * names of each `properties` in the order sent (that order is the output's):
+ * the grammar cache's key, so that a schema sent again with its keywords in
+ * another order is found compiled, while one that lists its properties in
+ * another order (another output) is not. Values that are data (enum, const,
+ * default, ...) are copied as they are. NULL when out of memory. */
+static json_t *schema_key(const json_t *schema);
+
+static int cmp_str(const void *a, const void *b) { return strcmp(*(const char *const *)a, *(const char *const *)b); }
+
+/* Whether keyword `key` of a schema holds a schema, an array of schemas, or
+ * an object whose values are schemas. */
+static bool holds_schema(const char *key) {
+    static const char *const keys[] = {"items",
+                                       "additionalProperties",
+                                       "not",
+                                       "contains",
+                                       "propertyNames",
+                                       "if",
+                                       "then",
+                                       "else",
+                                       "additionalItems",
+                                       "unevaluatedItems",
+                                       "unevaluatedProperties"};
+    for (size_t i = 0; i < sizeof keys / sizeof keys[0]; i++)
+        if (strcmp(key, keys[i]) == 0) return true;
+    return false;
+}
+static bool holds_schema_list(const char *key) {
+    return strcmp(key, "anyOf") == 0 || strcmp(key, "oneOf") == 0 || strcmp(key, "allOf") == 0 ||
+           strcmp(key, "prefixItems") == 0;
+}
+static bool holds_schema_map(const char *key) {
+    return strcmp(key, "properties") == 0 || strcmp(key, "$defs") == 0 || strcmp(key, "definitions") == 0 ||
+           strcmp(key, "patternProperties") == 0 || strcmp(key, "dependentSchemas") == 0;
+}
+
+static json_t *schema_key(const json_t *schema) {
+    if (!json_is_object(schema)) return json_deep_copy(schema);
+    size_t n = json_object_size(schema), k = 0;
+    const char **keys = malloc((n ? n : 1) * sizeof *keys);
+    json_t *out = json_object();
+    if (keys == NULL || out == NULL) goto fail;
+    const char *key;
+    json_t *v;
+    json_object_foreach((json_t *)schema, key, v) keys[k++] = key;
+    qsort(keys, n, sizeof *keys, cmp_str);
+    for (k = 0; k < n; k++) {
+        v = json_object_get(schema, keys[k]);
+        json_t *copy = NULL;
+        if (holds_schema(keys[k])) {
+            copy = schema_key(v);
+        } else if (holds_schema_list(keys[k]) && json_is_array(v)) {
+            copy = json_array();
+            size_t i;
+            json_t *item;
+            json_array_foreach(v, i, item) {
+                if (copy != NULL && json_array_append_new(copy, schema_key(item)) != 0) {
+                    json_decref(copy);
+                    copy = NULL;
+                }
+            }
+        } else if (holds_schema_map(keys[k]) && json_is_object(v)) {
+            copy = json_object();
+            const char *name;
+            json_t *sub;
+            json_object_foreach(v, name, sub) { /* in the order sent */
+                if (copy != NULL && json_object_set_new(copy, name, schema_key(sub)) != 0) {
+                    json_decref(copy);
+                    copy = NULL;
+                }
+            }
+        } else {
+            copy = json_deep_copy(v);
+        }
+        if (copy == NULL || json_object_set_new(out, keys[k], copy) != 0) goto fail;
+    }
+    free(keys);
+    return out;
+fail:
+    free(keys);
+    json_decref(out);
+    return NULL;
+}
 
 /* Sets *c from one constraint field; -1 (with *e) when it is malformed or a
  * second constraint. */
@@ -366,7 +451,9 @@ static int set_constraint(constraint *c, const char *param, srv_grammar_kind kin
         c->text = malloc(c->len + 1);
         if (c->text != NULL) memcpy(c->text, json_string_value(value), c->len + 1);
     } else {
-        c->text = json_dumps(value, JSON_COMPACT | JSON_ENCODE_ANY);
+        json_t *key = schema_key(value);
+        c->text = key != NULL ? json_dumps(key, JSON_COMPACT | JSON_ENCODE_ANY) : NULL;
+        json_decref(key);
         c->len = c->text ? strlen(c->text) : 0;
     }
     if (c->text == NULL) {
