@@ -21,6 +21,11 @@ int bc__errorf(bc__err *err, bc_status status, const char *fmt, ...) {
     va_start(ap, fmt);
     vsnprintf(err->msg, sizeof err->msg, fmt, ap);
     va_end(ap);
+    /* A message is one line: control bytes that a file put into a name it
+     * quotes (a zip entry's name with a newline, found by fuzz_lora) become
+     * '?'. */
+    for (char *c = err->msg; *c; c++)
+        if ((unsigned char)*c < 0x20 || *c == 0x7f) *c = '?';
     return -1;
 }
 

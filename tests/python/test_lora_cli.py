@@ -13,8 +13,9 @@ adapter_model.safetensors or a torch.save adapter_model.bin). Checks:
     five modules, .bin and safetensors, f32 / f16 / bf16 factors, rslora, a
     user scale, two adapters at once; RoPE and ALiBi; within 1e-4 on f32 bases
     and 2e-2 on bf16 / f16 bases, GGUF q8_0 and q4_0 bases (Q/K split and
-    permuted as llama.cpp's converter writes them) and a bitsandbytes NF4
-    checkpoint (against the reference on their dequantized weights); the
+    permuted as llama.cpp's converter writes them), a bitsandbytes NF4 and a
+    GPTQ (desc_act) checkpoint (against the reference on their dequantized
+    weights); the
     adapter's own change of the logits within the same tolerance of the
     reference's (where the 8-bit base alone is already near 2e-2 from its
     reference, the whole within the larger of 2e-2 and 1.5 times that);
@@ -45,6 +46,7 @@ from bc_testlib import Tally, rel_err, token_sequence  # noqa: E402
 import gen_fixtures as gf  # noqa: E402
 import gguf_writer as gw  # noqa: E402
 import make_bnb4  # noqa: E402
+import make_gptq  # noqa: E402
 import make_lora  # noqa: E402
 import reference  # noqa: E402
 
@@ -197,6 +199,11 @@ def accuracy(t, binary, work, fixtures):
     qdir, rdir = make_bnb4.write_pair(fx, work, "nf4", True, 64, None)
     cases.append(("nf4 4-bit base, r16 all", qdir, rdir,
                   [adapter(work, rdir, "nf4_all16", modules=ALL, rank=16, alpha=32, seed=9)], 2e-2))
+
+    # A GPTQ checkpoint with desc_act (a column order per layer), ALiBi.
+    gdir, ddir = make_gptq.write_case(make_gptq.CASES["gptq_b2_13b_act"], work)
+    cases.append(("gptq 4-bit base (desc_act, alibi), r16 all", gdir, ddir,
+                  [adapter(work, ddir, "gptq_all16", modules=ALL, rank=16, alpha=32, seed=10)], 2e-2))
 
     for label, model, ref_model, loras, tol in cases:
         n_vocab = shape_of(ref_model)[3]
