@@ -280,6 +280,13 @@ def http_seeds(chat):
     write("fuzz_http", "wrong_method", http_request("DELETE", "/v1/completions"))
     write("fuzz_http", "unknown_url", http_request("GET", "/v2/nothing"))
     write("fuzz_http", "too_large", http_request("POST", "/v1/completions", b"{" + b" " * 5000 + b"}"))
+    write("fuzz_http", "livez", http_request("GET", "/livez", key=None))
+    write("fuzz_http", "readyz", http_request("GET", "/readyz", key=None))
+    write("fuzz_http", "completion_unknown_model",
+          http_request("POST", "/v1/completions", {"model": "no-such-adapter", "prompt": "a", "max_tokens": 2}))
+    write("fuzz_http", "load_adapter",
+          http_request("POST", "/v1/load_lora_adapter", {"lora_name": "a", "lora_path": "/nonexistent"}))
+    write("fuzz_http", "unload_adapter", http_request("POST", "/v1/unload_lora_adapter", {"lora_name": "a"}))
     write("fuzz_http", "pipelined", http_request("GET", "/health", key=None) +
           http_request("POST", "/tokenize", {"content": "x"}) + http_request("GET", "/metrics"))
 
