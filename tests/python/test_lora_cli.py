@@ -17,8 +17,9 @@ adapter_model.safetensors or a torch.save adapter_model.bin). Checks:
     GPTQ (desc_act) checkpoint (against the reference on their dequantized
     weights); the
     adapter's own change of the logits within the same tolerance of the
-    reference's (where the 8-bit base alone is already near 2e-2 from its
-    reference, the whole within the larger of 2e-2 and 1.5 times that);
+    reference's where the base alone is exact (the 8-bit q8_0 / q4_0 bases are
+    already near 2e-2 from their reference on this tiny model, so there only
+    the whole is held to 2e-2);
   - `baichuan merge` (a safetensors directory and a GGUF, f32) gives the
     unmerged run's logits within f32 rounding (1e-5);
   - what is refused, each with a one-line error naming the field or tensor and
@@ -219,19 +220,19 @@ def accuracy(t, binary, work, fixtures):
         err = rel_err(got, ref)
         # The adapter must matter: its change is far above the tolerance.
         effect = rel_err(base, ref)
-        # What the adapter changes, engine against reference. On the 8-bit
-        # (q8_0, q4_0) bases the base alone is already about 2e-2 from its
-        # reference (activations quantized to 8 bits per 32 on this tiny
-        # model; both runs carry that error in different places), so there
-        # the adapter may not make it worse than 1.5 times the base's own.
+        # What the adapter changes, engine against reference: held to the
+        # tolerance too where the base alone is exact. On the 8-bit (q8_0,
+        # q4_0) bases the base alone is already about 2e-2 from its reference
+        # (activations quantized to 8 bits per 32 on this tiny model; the two
+        # runs carry that error in different places), so there the whole run
+        # is held to the tolerance and the change is only reported.
         scale = max(1.0, float(np.abs(ref).max()))
         delta_err = float(np.abs((got.astype(np.float64) - got_base) - (ref - base)).max()) / scale
         base_err = rel_err(got_base, base)
         exact_base = base_err <= tol / 10
-        limit = tol if exact_base else max(tol, 1.5 * base_err)
         t.check("%s: err %.2e <= %.1e (base alone %.2e; the adapter's change %.2e from the reference's; it moves "
-                "the logits by %.2e)" % (label, err, limit, base_err, delta_err, effect),
-                err <= limit and (delta_err <= tol or not exact_base) and effect > 5 * tol)
+                "the logits by %.2e)" % (label, err, tol, base_err, delta_err, effect),
+                err <= tol and (delta_err <= tol or not exact_base) and effect > 5 * tol)
 
 
 def merge(t, binary, work, fixtures):
